@@ -1,0 +1,105 @@
+# Folio build. Plain make; `make help` lists the targets.
+#   make            build folio-engine (CPU; CUDA kernels compile-checked when nvcc exists)
+#   make run        install deps if missing, build, generate with stories260K
+#   make test       install deps if missing, build, run the whole CPU suite
+#   make bench      CPU decode/prefill benchmark against the measured memory roofline
+#   ASAN=1 / DEBUG=1  sanitizer / debug variants (separate build dirs)
+
+CC      ?= gcc
+PKGS    := libcjson libpcre2-8 libutf8proc
+MODELS  ?= $(or $(FOLIO_TEST_MODELS),$(abspath ../shared/models))
+
+CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+               -D_GNU_SOURCE -MMD -MP -g -pthread
+ifeq ($(ASAN),1)
+  BUILD  := build/asan
+  OPT    := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDOPT  := -fsanitize=address,undefined
+else ifeq ($(DEBUG),1)
+  BUILD  := build/debug
+  OPT    := -O0
+else
+  BUILD  := build/release
+  OPT    := -O2
+endif
+# O=DIR puts the objects elsewhere, so that parallel work in one tree does not collide.
+ifneq ($(O),)
+  BUILD  := $(O)
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS  := $(CFLAGS_BASE) $(OPT) $(PKG_CFLAGS) -Iengine $(EXTRA_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -lm -pthread $(LDOPT)
+
+ENGINE_SRC := $(filter-out engine/main.c,$(wildcard engine/*.c))
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/%)
+
+ENGINE_BIN := $(BUILD)/folio-engine
+LIBFOLIO   := $(BUILD)/libfolio.a
+UNIT_BIN   := $(BUILD)/unit-tests
+
+.PHONY: all deps run test test-asan bench kernels-check clean help
+all: $(ENGINE_BIN) $(UNIT_BIN) $(TOOL_BIN) kernels-check
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBFOLIO): $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(ENGINE_BIN): $(BUILD)/engine/main.o $(LIBFOLIO)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+
+$(UNIT_BIN): $(UNIT_OBJ) $(LIBFOLIO)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%: $(BUILD)/tests/tools/%.o $(LIBFOLIO)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+
+# CUDA: only a compile check until the CUDA backend links into the engine.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CU_SRC := $(wildcard kernels/*.cu)
+kernels-check:
+ifneq ($(NVCC),)
+	@mkdir -p $(BUILD)/kernels
+	@for f in $(CU_SRC); do \
+	  echo "nvcc $$f"; \
+	  $(NVCC) -std=c++17 -Werror all-warnings -gencode arch=compute_80,code=sm_80 \
+	    -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+	    -Ikernels -c $$f -o $(BUILD)/kernels/$$(basename $$f .cu).o || exit 1; \
+	done
+else
+	@echo "nvcc not found: skipping the CUDA compile check"
+endif
+
+deps:
+	@tests/install_deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory $(ENGINE_BIN)
+	$(ENGINE_BIN) generate --model $(MODELS)/stories260K --prompt "Once upon a time" \
+	  --max-tokens 64 --temperature 0
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory ASAN=1 $(patsubst build/release/%,build/asan/%,$(ENGINE_BIN) $(UNIT_BIN) $(TOOL_BIN))
+	@FOLIO_TEST_MODELS=$(MODELS) tests/run_all.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory $(ENGINE_BIN)
+	@FOLIO_TEST_MODELS=$(MODELS) tests/bench/run_bench.sh
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '2,8p' Makefile
+
+-include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/engine/main.d

@@ -1,0 +1,120 @@
+/* cpu_kernels: see cpu_kernels.h. Each ISA block below defines the vector primitives and
+ * includes the shared bodies under a target pragma, so no file needs global -mavx flags. */
+#include "cpu_kernels.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- AVX-512 (16 fp32 lanes; 32 registers hold a 4x4 accumulator tile) ---- */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+#define V __m512
+#define VL 16
+#define GEMM_RT 4
+#define V_ZERO() _mm512_setzero_ps()
+#define V_SET1(a) _mm512_set1_ps(a)
+#define V_LOAD_F32(p) _mm512_loadu_ps(p)
+#define V_LOAD_BF16(p) \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define V_LOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_ADD(a, b) _mm512_add_ps(a, b)
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define V_REDUCE(a) _mm512_reduce_add_ps(a)
+#define KFN(name) name##_avx512
+#define KFN_ISA "avx512"
+#include "cpu_kernels_impl.h"
+#undef V
+#undef VL
+#undef GEMM_RT
+#undef V_ZERO
+#undef V_SET1
+#undef V_LOAD_F32
+#undef V_LOAD_BF16
+#undef V_LOAD_F16
+#undef V_FMA
+#undef V_ADD
+#undef V_STORE
+#undef V_REDUCE
+#undef KFN
+#undef KFN_ISA
+#pragma GCC pop_options
+
+/* ---- AVX2 + FMA (8 lanes; 16 registers: a 4x2 accumulator tile) ---- */
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#define V __m256
+#define VL 8
+#define GEMM_RT 2
+#define V_ZERO() _mm256_setzero_ps()
+#define V_SET1(a) _mm256_set1_ps(a)
+#define V_LOAD_F32(p) _mm256_loadu_ps(p)
+#define V_LOAD_BF16(p) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define V_LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_ADD(a, b) _mm256_add_ps(a, b)
+#define V_STORE(p, v) _mm256_storeu_ps(p, v)
+#define V_REDUCE(a) hsum256(a)
+#define KFN(name) name##_avx2
+#define KFN_ISA "avx2"
+#include "cpu_kernels_impl.h"
+#undef V
+#undef VL
+#undef GEMM_RT
+#undef V_ZERO
+#undef V_SET1
+#undef V_LOAD_F32
+#undef V_LOAD_BF16
+#undef V_LOAD_F16
+#undef V_FMA
+#undef V_ADD
+#undef V_STORE
+#undef V_REDUCE
+#undef KFN
+#undef KFN_ISA
+#pragma GCC pop_options
+
+/* ---- portable C (1 "lane"): the reference the vector variants are tested against ---- */
+#define V float
+#define VL 1
+#define GEMM_RT 1
+#define V_ZERO() 0.0f
+#define V_SET1(a) (a)
+#define V_LOAD_F32(p) (*(const float *)(p))
+#define V_LOAD_BF16(p) folio_bf16_to_f32(*(const uint16_t *)(p))
+#define V_LOAD_F16(p) folio_f16_to_f32(*(const uint16_t *)(p))
+#define V_FMA(a, b, c) ((a) * (b) + (c))
+#define V_ADD(a, b) ((a) + (b))
+#define V_STORE(p, v) (*(p) = (v))
+#define V_REDUCE(a) (a)
+#define KFN(name) name##_scalar
+#define KFN_ISA "scalar"
+#include "cpu_kernels_impl.h"
+
+const struct cpu_kernels *cpu_kernels_by_isa(const char *isa) {
+    __builtin_cpu_init();
+    if (strcmp(isa, "avx512") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? &kernels_avx512 : NULL;
+    if (strcmp(isa, "avx2") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &kernels_avx2 : NULL;
+    if (strcmp(isa, "scalar") == 0) return &kernels_scalar;
+    return NULL;
+}
+
+const struct cpu_kernels *cpu_kernels_get(void) {
+    const char *want = getenv("FOLIO_CPU_ISA");
+    const struct cpu_kernels *k = want && *want ? cpu_kernels_by_isa(want) : NULL;
+    if (k) return k;
+    if ((k = cpu_kernels_by_isa("avx512"))) return k;
+    if ((k = cpu_kernels_by_isa("avx2"))) return k;
+    return &kernels_scalar;
+}

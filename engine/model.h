@@ -1,0 +1,64 @@
+/* model: a Llama-family checkpoint (Llama, Mistral, Qwen2) resident on a backend, and its
+ * forward pass over a flattened batch of tokens from several sequences.
+ *
+ * Batch layout (vLLM's, see DESIGN.md): the scheduled tokens of all sequences flattened to
+ * [num_tokens], each with its position and sequence index; each sequence has a block table
+ * of physical KV block ids, and each new token a slot (block * block_size + offset) where its
+ * K/V are written. Attention reads K/V only through the block tables. */
+#ifndef FOLIO_MODEL_H
+#define FOLIO_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+
+struct model;
+
+struct model_params {
+    int dtype_auto;             /* 1: keep each weight's checkpoint dtype */
+    enum folio_dtype dtype;     /* used when dtype_auto == 0 */
+    int max_num_batched_tokens; /* largest num_tokens of a batch */
+    int max_num_seqs;           /* largest num_seqs of a batch */
+    int max_num_logits;         /* largest num_logits of a batch */
+    int max_model_len;          /* 0: max_position_embeddings */
+    int block_size;             /* KV block size in tokens */
+};
+
+struct model_params model_default_params(void);
+
+struct model_batch {
+    int num_tokens;
+    const int32_t *tokens;        /* [num_tokens] */
+    const int32_t *positions;     /* [num_tokens] */
+    const int32_t *seq_idx;       /* [num_tokens] row of block_tables */
+    const int32_t *slot_mapping;  /* [num_tokens] KV slot, -1 for padding */
+    int num_seqs;
+    const int32_t *block_tables;  /* [num_seqs, max_blocks_per_seq] */
+    int num_logits;
+    const int32_t *logits_idx;    /* [num_logits] token rows whose logits are wanted */
+};
+
+/* Loads config, weights and allocates the activation scratch for the params' limits.
+ * Tensors are checked against the config (present, exact shape). Free with model_free. */
+int model_load(const char *dir, const struct model_params *p, struct backend *b, struct model **out);
+void model_free(struct model *m);
+
+/* Allocates the paged KV cache: num_blocks blocks of params.block_size tokens. */
+int model_alloc_kv(struct model *m, int num_blocks);
+/* Bytes one KV block takes across all layers (K and V). */
+size_t model_kv_block_bytes(const struct model *m);
+
+const struct model_config *model_config(const struct model *m);
+const struct model_params *model_params(const struct model *m);
+int model_max_blocks_per_seq(const struct model *m);
+/* Bytes of weights read once per forward (what bounds single-stream decode). */
+size_t model_weight_bytes(const struct model *m);
+enum folio_dtype model_dtype(const struct model *m);
+
+/* Runs the batch and writes logits[num_logits, vocab_size] (host memory, fp32). The batch
+ * must respect the params' limits; a violation is an error, never an overflow. */
+int model_forward(struct model *m, const struct model_batch *batch, float *logits);
+
+#endif

@@ -1,0 +1,50 @@
+/* util: error reporting and small file/JSON helpers shared by every engine module.
+ *
+ * Errors follow one convention: a function returns 0 or a negative FOLIO_E* code and, on
+ * failure, records a one-line message with folio_err(). The message lives in a thread-local
+ * buffer, so the caller that finally reports it (main, or an HTTP handler) reads it with
+ * folio_last_error() without any module having to thread an error buffer through. */
+#ifndef FOLIO_UTIL_H
+#define FOLIO_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    FOLIO_OK = 0,
+    FOLIO_EINVAL = -1,   /* bad input: malformed file, bad parameter */
+    FOLIO_EIO = -2,      /* open/read/mmap failed */
+    FOLIO_ENOMEM = -3,   /* allocation failed */
+    FOLIO_EUNSUP = -4,   /* well-formed but unsupported (architecture, dtype, ...) */
+};
+
+/* Records a printf-style message for the current thread and returns `code`, so that error
+ * paths read `rc = folio_err(FOLIO_EINVAL, "...", ...); goto out;`. */
+int folio_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *folio_last_error(void);
+
+/* Element types of weights and activations. */
+enum folio_dtype { FOLIO_F32 = 0, FOLIO_F16 = 1, FOLIO_BF16 = 2 };
+size_t folio_dtype_size(enum folio_dtype dt);
+const char *folio_dtype_name(enum folio_dtype dt); /* "float32", "float16", "bfloat16" */
+/* Accepts HF/vLLM spellings: float32/float/fp32, float16/half/fp16, bfloat16/bf16. */
+int folio_dtype_parse(const char *s, enum folio_dtype *out);
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer; caller frees *out. */
+int folio_read_file(const char *path, char **out, size_t *len);
+
+/* path join into a caller buffer; returns FOLIO_EINVAL when it does not fit. */
+int folio_path_join(char *dst, size_t cap, const char *dir, const char *name);
+
+int folio_file_exists(const char *path);
+
+/* Monotonic clock in seconds. */
+double folio_now(void);
+
+/* bf16/f16 <-> f32 scalar conversions (round-to-nearest-even on the way down). */
+float folio_bf16_to_f32(uint16_t h);
+uint16_t folio_f32_to_bf16(float f);
+float folio_f16_to_f32(uint16_t h);
+uint16_t folio_f32_to_f16(float f);
+
+#endif
