@@ -24,6 +24,7 @@
 #define V_STORE(p, v) _mm512_storeu_ps(p, v)
 #define V_REDUCE(a) _mm512_reduce_add_ps(a)
 #define KFN(name) name##_avx512
+#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define KFN_ISA "avx512"
 #include "cpu_kernels_impl.h"
 #undef V
@@ -39,6 +40,7 @@
 #undef V_STORE
 #undef V_REDUCE
 #undef KFN
+#undef PREFETCH
 #undef KFN_ISA
 #pragma GCC pop_options
 
@@ -65,6 +67,7 @@ static inline float hsum256(__m256 v) {
 #define V_STORE(p, v) _mm256_storeu_ps(p, v)
 #define V_REDUCE(a) hsum256(a)
 #define KFN(name) name##_avx2
+#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define KFN_ISA "avx2"
 #include "cpu_kernels_impl.h"
 #undef V
@@ -80,6 +83,7 @@ static inline float hsum256(__m256 v) {
 #undef V_STORE
 #undef V_REDUCE
 #undef KFN
+#undef PREFETCH
 #undef KFN_ISA
 #pragma GCC pop_options
 
@@ -97,6 +101,7 @@ static inline float hsum256(__m256 v) {
 #define V_STORE(p, v) (*(p) = (v))
 #define V_REDUCE(a) (a)
 #define KFN(name) name##_scalar
+#define PREFETCH(p) ((void)(p))
 #define KFN_ISA "scalar"
 #include "cpu_kernels_impl.h"
 
