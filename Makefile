@@ -43,7 +43,7 @@ ENGINE_BIN := $(BUILD)/folio-engine
 LIBFOLIO   := $(BUILD)/libfolio.a
 UNIT_BIN   := $(BUILD)/unit-tests
 
-.PHONY: all deps run test test-asan bench kernels-check clean help
+.PHONY: all deps run test bench fuzz kernels-check clean help
 all: $(ENGINE_BIN) $(UNIT_BIN) $(TOOL_BIN) kernels-check
 
 $(BUILD)/%.o: %.c
@@ -95,6 +95,9 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(ENGINE_BIN)
 	@FOLIO_TEST_MODELS=$(MODELS) tests/bench/run_bench.sh
+
+fuzz: deps
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} FOLIO_TEST_MODELS=$(MODELS) tests/fuzz/run.sh
 
 clean:
 	rm -rf build

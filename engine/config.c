@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,19 +37,25 @@ static int get_bool(const cJSON *obj, const char *key, int *out) {
     return 0;
 }
 
+static int is_token_id(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= INT32_MAX &&
+           v->valuedouble == floor(v->valuedouble);
+}
+
 /* eos_token_id may be a single id or a list of ids. */
 static int get_eos_list(const cJSON *obj, struct model_config *cfg, const char *file) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "eos_token_id");
     if (!v || cJSON_IsNull(v)) return 0;
     cfg->num_eos_token_ids = 0;
     if (cJSON_IsNumber(v)) {
+        if (!is_token_id(v)) return folio_err(FOLIO_EINVAL, "%s: \"eos_token_id\" is not a token id", file);
         cfg->eos_token_ids[cfg->num_eos_token_ids++] = (int32_t)v->valuedouble;
         return 0;
     }
     if (!cJSON_IsArray(v)) return folio_err(FOLIO_EINVAL, "%s: \"eos_token_id\" must be an id or a list of ids", file);
     const cJSON *e;
     cJSON_ArrayForEach(e, v) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0)
+        if (!is_token_id(e))
             return folio_err(FOLIO_EINVAL, "%s: \"eos_token_id\" holds a non-id", file);
         if (cfg->num_eos_token_ids == CONFIG_MAX_EOS)
             return folio_err(FOLIO_EUNSUP, "%s: more than %d eos ids", file, CONFIG_MAX_EOS);

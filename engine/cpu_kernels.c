@@ -8,8 +8,12 @@
 #include <string.h>
 
 /* ---- AVX-512 (16 fp32 lanes; 32 registers hold a 4x4 accumulator tile) ---- */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+#endif
 #define V __m512
 #define VL 16
 #define GEMM_RT 4
@@ -42,11 +46,19 @@
 #undef KFN
 #undef PREFETCH
 #undef KFN_ISA
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 /* ---- AVX2 + FMA (8 lanes; 16 registers: a 4x2 accumulator tile) ---- */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -85,7 +97,11 @@ static inline float hsum256(__m256 v) {
 #undef KFN
 #undef PREFETCH
 #undef KFN_ISA
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 /* ---- portable C (1 "lane"): the reference the vector variants are tested against ---- */
 #define V float
