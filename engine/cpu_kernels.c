@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Software prefetch distance for weight streams (see the GEMM microkernel). */
+#define PREFETCH_BYTES 32768
+
 /* ---- AVX-512 (16 fp32 lanes; 32 registers hold a 4x4 accumulator tile) ---- */
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))), apply_to = function)
@@ -28,7 +31,7 @@
 #define V_STORE(p, v) _mm512_storeu_ps(p, v)
 #define V_REDUCE(a) _mm512_reduce_add_ps(a)
 #define KFN(name) name##_avx512
-#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx512"
 #include "cpu_kernels_impl.h"
 #undef V
@@ -44,7 +47,7 @@
 #undef V_STORE
 #undef V_REDUCE
 #undef KFN
-#undef PREFETCH
+#undef PREFETCH_AHEAD
 #undef KFN_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -79,7 +82,7 @@ static inline float hsum256(__m256 v) {
 #define V_STORE(p, v) _mm256_storeu_ps(p, v)
 #define V_REDUCE(a) hsum256(a)
 #define KFN(name) name##_avx2
-#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx2"
 #include "cpu_kernels_impl.h"
 #undef V
@@ -95,7 +98,7 @@ static inline float hsum256(__m256 v) {
 #undef V_STORE
 #undef V_REDUCE
 #undef KFN
-#undef PREFETCH
+#undef PREFETCH_AHEAD
 #undef KFN_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -117,7 +120,7 @@ static inline float hsum256(__m256 v) {
 #define V_STORE(p, v) (*(p) = (v))
 #define V_REDUCE(a) (a)
 #define KFN(name) name##_scalar
-#define PREFETCH(p) ((void)(p))
+#define PREFETCH_AHEAD(p) ((void)(p))
 #define KFN_ISA "scalar"
 #include "cpu_kernels_impl.h"
 

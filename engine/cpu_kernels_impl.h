@@ -23,12 +23,13 @@
                   *w3 = w + (nrows > 3 ? 3 * (size_t)K : 0);                                            \
         int k = 0;                                                                                     \
         for (; k + VL <= K; k += VL) {                                                                 \
-            /* The next tile's rows follow these in memory: fetch them now, since hardware      \
-             * prefetchers do not ramp up on four short interleaved row streams. */             \
-            PREFETCH(w0 + 4 * (size_t)K + k);                                                          \
-            PREFETCH(w1 + 4 * (size_t)K + k);                                                          \
-            PREFETCH(w2 + 4 * (size_t)K + k);                                                          \
-            PREFETCH(w3 + 4 * (size_t)K + k);                                                          \
+            /* Rows are short (a few KB), so the hardware prefetcher never ramps up on them;     \
+             * fetching ~32 KB ahead into L2 keeps enough misses in flight to approach the       \
+             * streaming bandwidth in decode, where every weight is read exactly once. */        \
+            PREFETCH_AHEAD(w0 + k);                                                                    \
+            PREFETCH_AHEAD(w1 + k);                                                                    \
+            PREFETCH_AHEAD(w2 + k);                                                                    \
+            PREFETCH_AHEAD(w3 + k);                                                                    \
             V a0 = LOADW(w0, k), a1 = LOADW(w1, k), a2 = LOADW(w2, k), a3 = LOADW(w3, k);              \
             _Pragma("GCC unroll 8") for (int r = 0; r < GEMM_RT; r++) {                                \
                 if (r < RT) {                                                                          \
