@@ -376,8 +376,10 @@ static int cmd_generate(const struct opts *o) {
         fflush(stdout);
     }
     double t_end = folio_now();
-    if ((rc = detok_flush(dt, delta, sizeof delta, &dn))) goto out;
-    fwrite(delta, 1, dn, stdout);
+    do {
+        if ((rc = detok_flush(dt, delta, sizeof delta, &dn))) goto out;
+        fwrite(delta, 1, dn, stdout);
+    } while (dn > 0);
     printf("\n");
     if (o->show_ids) {
         printf("ids: ");
