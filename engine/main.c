@@ -201,10 +201,6 @@ static int load_model(const struct opts *o, struct model_params *mp, struct back
     mp->block_size = o->block_size;
     if ((rc = backend_cpu_create(&(struct backend_cpu_params){.n_threads = o->threads}, b))) return rc;
     if ((rc = model_load(o->model, mp, *b, m))) return rc;
-    const struct model_config *c = model_config(*m);
-    fprintf(stderr, "folio-engine: %s (%s, %d layers, %s weights, %.1f MiB), cpu backend %s\n", o->model,
-            c->arch_name, c->num_layers, folio_dtype_name(model_dtype(*m)),
-            (double)model_weight_bytes(*m) / (1 << 20), backend_cpu_isa(*b));
     return 0;
 }
 
@@ -213,6 +209,15 @@ static void fill_tables(struct run_state *r, const struct kv_seq *seqs, int ns) 
     const int mb = model_max_blocks_per_seq(r->m);
     for (int s = 0; s < ns; s++)
         memcpy(r->tables + (size_t)s * mb, seqs[s].blocks, sizeof(int32_t) * (size_t)seqs[s].num_blocks);
+}
+
+/* One line on what runs where; printed once a run has succeeded, so that an error is the only
+ * line on stderr. */
+static void print_banner(const struct opts *o, struct model *m, struct backend *b) {
+    const struct model_config *c = model_config(m);
+    fprintf(stderr, "folio-engine: %s (%s, %d layers, %s weights, %.1f MiB), cpu backend %s\n", o->model,
+            c->arch_name, c->num_layers, folio_dtype_name(model_dtype(m)), (double)model_weight_bytes(m) / (1 << 20),
+            backend_cpu_isa(b));
 }
 
 static int cmd_logits(const struct opts *o) {
@@ -232,7 +237,14 @@ static int cmd_logits(const struct opts *o) {
     if ((rc = load_model(o, &mp, &b, &m))) goto out;
     const int V = model_config(m)->vocab_size, bs = o->block_size, mb = model_max_blocks_per_seq(m);
     int need = 0;
-    for (int s = 0; s < ns; s++) need += blocks_for(offsets[s + 1] - offsets[s], bs);
+    for (int s = 0; s < ns; s++) {
+        if (offsets[s + 1] - offsets[s] > model_params(m)->max_model_len) {
+            rc = folio_err(FOLIO_EINVAL, "sequence %d has %d tokens; this model's maximum context length is %d", s,
+                           offsets[s + 1] - offsets[s], model_params(m)->max_model_len);
+            goto out;
+        }
+        need += blocks_for(offsets[s + 1] - offsets[s], bs);
+    }
     if ((rc = run_state_init(&r, m, need))) goto out;
     out = malloc(sizeof(float) * (size_t)total * V);
     step_logits = malloc(sizeof(float) * (size_t)mp.max_num_logits * V);
@@ -272,6 +284,7 @@ static int cmd_logits(const struct opts *o) {
         rc = folio_err(FOLIO_EIO, "cannot write %s: %s", o->out, strerror(errno));
         goto out;
     }
+    print_banner(o, m, b);
 out:
     if (f && fclose(f) != 0 && !rc) rc = folio_err(FOLIO_EIO, "cannot write %s", o->out);
     run_state_free(&r);
@@ -386,6 +399,7 @@ static int cmd_generate(const struct opts *o) {
         for (int i = 0; i < n_gen; i++) printf("%s%d", i ? "," : "", gen[i]);
         printf("\n");
     }
+    print_banner(o, m, b);
     double pre_s = t_first - t0, dec_s = t_end - t_first;
     fprintf(stderr, "prefill: %d tokens in %.3f s (%.1f tok/s); decode: %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, pre_s, n_prompt / pre_s, n_gen - 1, dec_s, n_gen > 1 ? (n_gen - 1) / dec_s : 0.0);

@@ -44,7 +44,7 @@ struct worker_arg {
 static int claim(struct threadpool *tp, uint32_t gen) {
     uint64_t w = atomic_load_explicit(&tp->work, memory_order_acquire);
     for (;;) {
-        if ((uint32_t)(w >> 32) != gen || (int)(uint32_t)w >= tp->n_tasks) return -1;
+        if ((uint32_t)(w >> 32) != gen || (uint32_t)w >= (uint32_t)tp->n_tasks) return -1;
         if (atomic_compare_exchange_weak_explicit(&tp->work, &w, w + 1, memory_order_acq_rel, memory_order_acquire))
             return (int)(uint32_t)w;
     }
@@ -139,11 +139,15 @@ void tp_run(struct threadpool *tp, int n_tasks, tp_fn fn, void *ctx) {
         for (int t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;
     }
+    /* Close the previous generation before touching the job: a worker that read the old
+     * word could otherwise claim an index past its end against the new n_tasks. Workers that
+     * see the closed word claim nothing and wait for the next change, the opening. */
+    uint32_t closed = current_gen(tp) + 1, gen = closed + 1;
+    atomic_store_explicit(&tp->work, ((uint64_t)closed << 32) | UINT32_MAX, memory_order_release);
     tp->fn = fn;
     tp->ctx = ctx;
     tp->n_tasks = n_tasks;
     atomic_store_explicit(&tp->done, 0, memory_order_relaxed);
-    uint32_t gen = current_gen(tp) + 1;
     pthread_mutex_lock(&tp->mu);
     atomic_store_explicit(&tp->work, (uint64_t)gen << 32, memory_order_release);
     pthread_cond_broadcast(&tp->cv);
