@@ -2,7 +2,7 @@
 # make bench: single-stream CPU decode and prefill speed on generated bf16 checkpoints with
 # SmolLM2-135M's and Llama-3.2-1B's shapes, each set against the roofline this same run
 # measures: decode against memory bandwidth / weight bytes read per token, prefill against
-# FMA throughput / (2 x parameters per token). Best of REPS runs, since the machine is shared.
+# FMA throughput / (2 x layer parameters per token; the LM head runs for the last token only). Best of REPS runs, since the machine is shared.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ENGINE=${FOLIO_ENGINE:-build/release/folio-engine}
@@ -52,7 +52,8 @@ c = json.load(open(sys.argv[1] + "/config.json"))
 h, i, l, v = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
 hd = c.get("head_dim") or h // c["num_attention_heads"]
 q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
-print(l * (2 * h * q + 2 * h * kv + 3 * h * i) + v * h)
+# Prefill computes logits for the last prompt token only, so the LM head is not per token.
+print(l * (2 * h * q + 2 * h * kv + 3 * h * i))
 PY
 )
   rows+=("$(awk -v p="$p" -v mib="$mib" -v d="$best_dec" -v pr="$best_pre" -v bw="$bw" -v fl="$fl" -v n="$params" 'BEGIN{

@@ -28,6 +28,14 @@ last=${ids##*,}
 [ "$last" = 1 ] || [ "$last" = 2 ]; check "stories260K stops at an eos id" $? "last id $last"
 [[ "$ids" == "$stories_ids"* ]]; check "stories260K eos run keeps the greedy prefix" $? "got $ids"
 
+# The same greedy ids from every kernel variant the CPU has (AVX-512, AVX2, portable C).
+for isa in avx2 scalar; do
+  out=$(FOLIO_CPU_ISA=$isa "$ENGINE" generate --model "$MODELS/stories260K" --prompt "Once upon a time" \
+        --max-tokens 40 --temperature 0 --ignore-eos --show-ids --threads 2 2>&1)
+  ids=$(printf '%s\n' "$out" | sed -n 's/^ids: //p')
+  [ "$ids" = "$stories_ids" ] && grep -q "cpu backend $isa" <<<"$out"; check "stories260K greedy ids with $isa kernels" $? "got $ids"
+done
+
 aid_text=", as I sense the nodes, a gentle hum of probability. Contrast emerge, a flower, as"
 out=$("$ENGINE" generate --model "$MODELS/aidreams260K" --prompt "I dreamed" --max-tokens 40 \
       --temperature 0 --ignore-eos --show-ids 2>/dev/null)
