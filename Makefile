@@ -66,16 +66,17 @@ $(BUILD)/%: $(BUILD)/tests/tools/%.o $(LIBFOLIO)
 # CUDA: only a compile check until the CUDA backend links into the engine.
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CU_SRC := $(wildcard kernels/*.cu)
-kernels-check:
+CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.o)
+NVCC_FLAGS := -std=c++17 -Werror all-warnings -Ikernels \
+              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+              -gencode arch=compute_90,code=compute_90
+$(BUILD)/kernels/%.o: kernels/%.cu kernels/kernels.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
 ifneq ($(NVCC),)
-	@mkdir -p $(BUILD)/kernels
-	@for f in $(CU_SRC); do \
-	  echo "nvcc $$f"; \
-	  $(NVCC) -std=c++17 -Werror all-warnings -gencode arch=compute_80,code=sm_80 \
-	    -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
-	    -Ikernels -c $$f -o $(BUILD)/kernels/$$(basename $$f .cu).o || exit 1; \
-	done
+kernels-check: $(CU_OBJ)
 else
+kernels-check:
 	@echo "nvcc not found: skipping the CUDA compile check"
 endif
 
@@ -104,5 +105,8 @@ clean:
 
 help:
 	@sed -n '2,8p' Makefile
+
+# Keep tool objects: they are intermediates of a chained rule.
+.SECONDARY:
 
 -include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/engine/main.d

@@ -21,30 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "utf8_check.h"
 
-static bool valid_utf8(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned char b = s[i];
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (b < 0x80) { i++; continue; }
-        if (b >= 0xC2 && b <= 0xDF) need = 1;
-        else if (b == 0xE0) { need = 2; lo = 0xA0; }
-        else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) need = 2;
-        else if (b == 0xED) { need = 2; hi = 0x9F; }
-        else if (b == 0xF0) { need = 3; lo = 0x90; }
-        else if (b >= 0xF1 && b <= 0xF3) need = 3;
-        else if (b == 0xF4) { need = 3; hi = 0x8F; }
-        else return false;
-        if (i + need >= n) return false;
-        for (size_t k = 1; k <= need; k++) {
-            unsigned char c = s[i + k];
-            if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) return false;
-        }
-        i += need + 1;
-    }
-    return true;
-}
 
 static void put_hex(const char *s, size_t n) {
     static const char hx[] = "0123456789abcdef";
@@ -106,7 +84,7 @@ static int stream_check(const struct tokenizer *tok, const int32_t *prompt, int 
                 rc = -1;
                 goto out;
             }
-            if (!valid_utf8((const unsigned char *)buf, n)) {
+            if (!utf8_check((const unsigned char *)buf, n)) {
                 snprintf(msg, msgcap, "delta %d (skip=%d, prompt=%d) is not valid UTF-8", i, skip, np);
                 rc = -1;
                 goto out;

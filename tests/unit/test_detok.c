@@ -10,28 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "../tools/utf8_check.h"
 
-static int valid_utf8(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned char b = s[i];
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (b < 0x80) { i++; continue; }
-        if (b >= 0xC2 && b <= 0xDF) need = 1;
-        else if (b == 0xE0) { need = 2; lo = 0xA0; }
-        else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) need = 2;
-        else if (b == 0xED) { need = 2; hi = 0x9F; }
-        else if (b == 0xF0) { need = 3; lo = 0x90; }
-        else if (b >= 0xF1 && b <= 0xF3) need = 3;
-        else if (b == 0xF4) { need = 3; hi = 0x8F; }
-        else return 0;
-        if (i + need >= n) return 0;
-        for (size_t k = 1; k <= need; k++)
-            if (s[i + k] < (k == 1 ? lo : 0x80) || s[i + k] > (k == 1 ? hi : 0xBF)) return 0;
-        i += need + 1;
-    }
-    return 1;
-}
 
 /* Streams ids and returns the concatenated text (malloc'd), or NULL after a failed check. */
 static char *stream(const struct tokenizer *tok, const int32_t *prompt, int np, const int32_t *ids,
@@ -49,9 +29,9 @@ static char *stream(const struct tokenizer *tok, const int32_t *prompt, int np, 
             size_t m = 0;
             int rc = i == n ? detok_flush(d, out, cap, &m)
                             : detok_push(d, round == 0 ? ids[i] : -1, out, cap, &m);
-            if (rc || out[m] != '\0' || !valid_utf8((unsigned char *)out, m)) {
+            if (rc || out[m] != '\0' || !utf8_check((unsigned char *)out, m)) {
                 test_fail(__FILE__, __LINE__, "delta %d: rc=%d, valid=%d", i, rc,
-                          valid_utf8((unsigned char *)out, m));
+                          utf8_check((unsigned char *)out, m));
                 ok = 0;
                 break;
             }
