@@ -40,10 +40,17 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) 
     return 0;
 }
 
+static const char usage[] =
+    "usage: folio-engine generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [options]\n"
+    "       folio-engine logits   --model DIR --prompt-ids \"1,2;3,4\" --out FILE [--chunk N] [options]\n"
+    "generate: --max-tokens N (64)  --temperature T (1.0; 0 = greedy)  --seed S  --ignore-eos  --show-ids\n"
+    "common:   --dtype auto|float32|float16|bfloat16  --block-size N (16)  --threads N (all CPUs)\n"
+    "          --max-num-batched-tokens N (512, the prefill chunk)\n";
+
 static int parse_args(int argc, char **argv, struct opts *o) {
     *o = (struct opts){.max_tokens = 64, .block_size = 16, .threads = 0, .chunk = 0, .max_batched = 512,
                        .temperature = 1.0, .seed = 0, .dtype = "auto"};
-    if (argc < 2) return folio_err(FOLIO_EINVAL, "usage: folio-engine generate|logits --model DIR ...");
+    if (argc < 2) return folio_err(FOLIO_EINVAL, "no command (folio-engine --help lists them)");
     o->cmd = argv[1];
     if (strcmp(o->cmd, "generate") != 0 && strcmp(o->cmd, "logits") != 0)
         return folio_err(FOLIO_EINVAL, "unknown command '%s' (generate, logits)", o->cmd);
@@ -200,8 +207,7 @@ static int load_model(const struct opts *o, struct model_params *mp, struct back
     }
     mp->block_size = o->block_size;
     if ((rc = backend_cpu_create(&(struct backend_cpu_params){.n_threads = o->threads}, b))) return rc;
-    if ((rc = model_load(o->model, mp, *b, m))) return rc;
-    return 0;
+    return model_load(o->model, mp, *b, m);
 }
 
 /* Copies the live block tables into the batch's [num_seqs, max_blocks] array. */
@@ -418,6 +424,10 @@ out:
 
 int main(int argc, char **argv) {
     struct opts o;
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)) {
+        fputs(usage, stdout);
+        return 0;
+    }
     int rc = parse_args(argc, argv, &o);
     if (!rc) rc = strcmp(o.cmd, "logits") == 0 ? cmd_logits(&o) : cmd_generate(&o);
     if (rc) {
