@@ -106,7 +106,7 @@ int config_parse(const char *json, struct model_config *cfg) {
     cfg->rms_norm_eps = 1e-6f;
     cfg->rope_theta = 10000.0;
     cfg->max_position_embeddings = 2048;
-    cfg->tie_word_embeddings = 1; /* transformers' PretrainedConfig default */
+    cfg->tie_word_embeddings = 0; /* the default of LlamaConfig, MistralConfig and Qwen2Config */
     cfg->torch_dtype = FOLIO_F32;
     cfg->default_temperature = cfg->default_top_p = cfg->default_repetition_penalty = -1.0f;
     cfg->default_top_k = cfg->default_max_new_tokens = -1;

@@ -170,6 +170,9 @@ def from_config_and_tensors(cfg, tensors):
     m.eps = float(cfg.get("rms_norm_eps", 1e-6))
     m.tied = bool(cfg.get("tie_word_embeddings", False))
     m.inv_freq = rope_inv_freq(cfg, m.head_dim)
+    # Mistral applies sliding_window whenever it is set; Qwen2 only with use_sliding_window.
+    use_window = cfg.get("use_sliding_window", arch == "MistralForCausalLM")
+    m.window = cfg.get("sliding_window") if use_window else None
     T = tensors
     m.embed = T["model.embed_tokens.weight"]
     m.norm = T["model.norm.weight"]
@@ -246,6 +249,9 @@ def logits(m, ids):
     group = H // KV
     x = m.embed[ids].clone()  # [n, hidden]
     causal = torch.ones(n, n, dtype=torch.bool).tril()
+    if m.window:
+        # query i sees keys j with i - window < j <= i
+        causal &= torch.ones(n, n, dtype=torch.bool).triu(-(m.window - 1))
     scale = 1.0 / math.sqrt(D)
     for L in m.layers:
         h = rms_norm(x, L["in_norm"], m.eps)

@@ -50,7 +50,7 @@ TEST(config_qwen2_mistral_headdim) {
     CHECK_EQ_INT(c.arch, ARCH_MISTRAL);
     CHECK_EQ_INT(c.head_dim, 32);
     CHECK_EQ_INT(c.sliding_window, 16);
-    CHECK_EQ_INT(c.tie_word_embeddings, 1);
+    CHECK_EQ_INT(c.tie_word_embeddings, 0); /* MistralConfig's default when the key is absent */
 }
 
 TEST(config_errors_are_clear) {
