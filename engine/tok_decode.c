@@ -109,6 +109,17 @@ static void dl_add(struct dlist *d, const char *s, size_t n) {
     d->n++;
 }
 
+/* Appends a run of raw bytes as one piece, ill-formed UTF-8 replaced; at the end of a stream
+ * an incomplete trailing character is held back and flagged instead. */
+static void emit_bytes(struct dlist *b, const unsigned char *raw, size_t nr, int stream, int at_end,
+                       int *incomplete) {
+    size_t st = b->len;
+    b->len += tok_utf8_lossy(raw, nr, b->buf + b->len, stream && at_end, at_end ? incomplete : NULL);
+    b->v[b->n].off = st;
+    b->v[b->n].len = b->len - st;
+    b->n++;
+}
+
 static int is_byte_token(const char *s, size_t n, unsigned char *out) {
     /* "<0xHH>": the JS port parses with parseInt(.., 16), so "<0xA?>" reads as one digit */
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return 0;
@@ -166,13 +177,7 @@ static int decode_step(const struct tokenizer *t, const struct dec_step *d, cons
                 raw[nr++] = byte;
                 j++;
             }
-            int at_end = j == a->n;
-            size_t st = b->len;
-            b->len += tok_utf8_lossy(raw, nr, b->buf + b->len, stream && at_end,
-                                     at_end ? incomplete : NULL);
-            b->v[b->n].off = st;
-            b->v[b->n].len = b->len - st;
-            b->n++;
+            emit_bytes(b, raw, nr, stream, j == a->n, incomplete);
             i = j;
         }
         return 0;
@@ -244,13 +249,7 @@ static int decode_step(const struct tokenizer *t, const struct dec_step *d, cons
                 }
                 j++;
             }
-            int at_end = j == a->n;
-            size_t st = b->len;
-            b->len += tok_utf8_lossy(raw, nr, b->buf + b->len, stream && at_end,
-                                     at_end ? incomplete : NULL);
-            b->v[b->n].off = st;
-            b->v[b->n].len = b->len - st;
-            b->n++;
+            emit_bytes(b, raw, nr, stream, j == a->n, incomplete);
             i = j;
         }
         return 0;
