@@ -37,27 +37,6 @@ static int cpu_copy(struct backend *b, void *dst, const void *src, size_t n) {
     return 0;
 }
 
-static float widen(const void *src, enum folio_dtype dt, size_t i) {
-    switch (dt) {
-    case FOLIO_F32: {
-        float f;
-        memcpy(&f, (const char *)src + 4 * i, 4);
-        return f;
-    }
-    case FOLIO_F16: {
-        uint16_t h;
-        memcpy(&h, (const char *)src + 2 * i, 2);
-        return folio_f16_to_f32(h);
-    }
-    case FOLIO_BF16: {
-        uint16_t h;
-        memcpy(&h, (const char *)src + 2 * i, 2);
-        return folio_bf16_to_f32(h);
-    }
-    }
-    return 0.0f;
-}
-
 static int cpu_load_weight(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows,
                            int64_t cols, enum folio_dtype dtype, struct bk_weight *out) {
     size_t es = folio_dtype_size(dtype), n = (size_t)rows * (size_t)cols;
@@ -76,7 +55,7 @@ static int cpu_load_weight(struct backend *b, const void *src, enum folio_dtype 
         memcpy(dst, src, n * es);
     } else {
         for (size_t i = 0; i < n; i++) {
-            float f = widen(src, src_dtype, i);
+            float f = folio_widen(src, src_dtype, i);
             switch (dtype) {
             case FOLIO_F32: ((float *)dst)[i] = f; break;
             case FOLIO_F16: ((uint16_t *)dst)[i] = folio_f32_to_f16(f); break;
@@ -98,7 +77,7 @@ static void cpu_embed(struct backend *b, const struct bk_weight *table, const in
     const size_t cols = (size_t)table->cols, es = folio_dtype_size(table->dtype);
     for (int t = 0; t < n; t++) {
         const char *row = (const char *)table->data + (size_t)tokens[t] * cols * es;
-        for (size_t i = 0; i < cols; i++) out[(size_t)t * cols + i] = widen(row, table->dtype, i);
+        for (size_t i = 0; i < cols; i++) out[(size_t)t * cols + i] = folio_widen(row, table->dtype, i);
     }
 }
 

@@ -210,13 +210,6 @@ static int load_model(const struct opts *o, struct model_params *mp, struct back
     return model_load(o->model, mp, *b, m);
 }
 
-/* Copies the live block tables into the batch's [num_seqs, max_blocks] array. */
-static void fill_tables(struct run_state *r, const struct kv_seq *seqs, int ns) {
-    const int mb = model_max_blocks_per_seq(r->m);
-    for (int s = 0; s < ns; s++)
-        memcpy(r->tables + (size_t)s * mb, seqs[s].blocks, sizeof(int32_t) * (size_t)seqs[s].num_blocks);
-}
-
 /* One line on what runs where; printed once a run has succeeded, so that an error is the only
  * line on stderr. */
 static void print_banner(const struct opts *o, struct model *m, struct backend *b) {
@@ -228,7 +221,7 @@ static void print_banner(const struct opts *o, struct model *m, struct backend *
 
 static int cmd_logits(const struct opts *o) {
     int rc, offsets[MAX_SEQS + 1], ns = 0, done[MAX_SEQS] = {0};
-    int32_t *ids = NULL, *tables_storage = NULL, *dst_row = NULL;
+    int32_t *ids = NULL, *dst_row = NULL;
     float *out = NULL, *step_logits = NULL;
     struct backend *b = NULL;
     struct model *m = NULL;
@@ -254,13 +247,13 @@ static int cmd_logits(const struct opts *o) {
     if ((rc = run_state_init(&r, m, need))) goto out;
     out = malloc(sizeof(float) * (size_t)total * V);
     step_logits = malloc(sizeof(float) * (size_t)mp.max_num_logits * V);
-    tables_storage = malloc(sizeof(int32_t) * (size_t)ns * mb);
     dst_row = malloc(sizeof(int32_t) * (size_t)mp.max_num_logits);
-    if (!out || !step_logits || !tables_storage || !dst_row) {
+    if (!out || !step_logits || !dst_row) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto out;
     }
-    for (int s = 0; s < ns; s++) seqs[s] = (struct kv_seq){tables_storage + (size_t)s * mb, 0, mb};
+    /* Each sequence grows its row of the batch block-table array in place. */
+    for (int s = 0; s < ns; s++) seqs[s] = (struct kv_seq){r.tables + (size_t)s * mb, 0, mb};
     for (int finished = 0; finished < total;) {
         int T = 0;
         for (int s = 0; s < ns; s++) {
@@ -278,7 +271,6 @@ static int cmd_logits(const struct opts *o) {
             }
             done[s] += n;
         }
-        fill_tables(&r, seqs, ns);
         struct model_batch batch = {T, r.tokens, r.positions, r.seq_idx, r.slots, ns, r.tables, T, r.logits_idx};
         if ((rc = model_forward(m, &batch, step_logits))) goto out;
         for (int t = 0; t < T; t++)
@@ -299,14 +291,13 @@ out:
     free(ids);
     free(out);
     free(step_logits);
-    free(tables_storage);
     free(dst_row);
     return rc;
 }
 
 static int cmd_generate(const struct opts *o) {
     int rc, n_prompt = 0, n_gen = 0;
-    int32_t *prompt = NULL, *gen = NULL, *table = NULL;
+    int32_t *prompt = NULL, *gen = NULL;
     float *logits = NULL;
     struct backend *b = NULL;
     struct model *m = NULL;
@@ -353,13 +344,12 @@ static int cmd_generate(const struct opts *o) {
     if ((rc = run_state_init(&r, m, blocks_for(total, bs)))) goto out;
     logits = malloc(sizeof(float) * V);
     gen = malloc(sizeof(int32_t) * (size_t)(max_new + 1));
-    table = malloc(sizeof(int32_t) * (size_t)mb);
     dt = detok_create(tok, prompt, n_prompt, 1);
-    if (!logits || !gen || !table || !dt) {
+    if (!logits || !gen || !dt) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto out;
     }
-    struct kv_seq seq = {table, 0, mb};
+    struct kv_seq seq = {r.tables, 0, mb};
     unsigned long long rng = o->seed * 0x9E3779B97F4A7C15ULL + 1;
     double t0 = folio_now(), t_first = 0;
     int pos = 0;
@@ -381,7 +371,6 @@ static int cmd_generate(const struct opts *o) {
             r.slots[i] = kv_seq_slot(&seq, pos + i, bs);
         }
         r.logits_idx[0] = T - 1;
-        fill_tables(&r, &seq, 1);
         struct model_batch batch = {T, r.tokens, r.positions, r.seq_idx, r.slots, 1, r.tables, 1, r.logits_idx};
         if ((rc = model_forward(m, &batch, logits))) goto out;
         pos += T;
@@ -417,7 +406,6 @@ out:
     tok_free(tok);
     free(prompt);
     free(gen);
-    free(table);
     free(logits);
     return rc;
 }

@@ -125,20 +125,7 @@ static int load_vector(struct model *m, const char *name, int64_t n, float **out
         if (dev) m->b->iface->release(m->b, dev);
         return folio_err(FOLIO_ENOMEM, "out of memory loading %s", name);
     }
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        switch (t->dtype) {
-        case FOLIO_F32: memcpy(&host[i], (const char *)t->data + 4 * i, 4); break;
-        case FOLIO_F16:
-            memcpy(&h, (const char *)t->data + 2 * i, 2);
-            host[i] = folio_f16_to_f32(h);
-            break;
-        case FOLIO_BF16:
-            memcpy(&h, (const char *)t->data + 2 * i, 2);
-            host[i] = folio_bf16_to_f32(h);
-            break;
-        }
-    }
+    for (int64_t i = 0; i < n; i++) host[i] = folio_widen(t->data, t->dtype, (size_t)i);
     rc = m->b->iface->upload(m->b, dev, host, sizeof(float) * (size_t)n);
     free(host);
     *out = dev;

@@ -161,3 +161,14 @@ int folio_dtype_parse(const char *s, enum folio_dtype *out) {
     }
     return folio_err(FOLIO_EINVAL, "unknown dtype '%s' (expected float32, float16 or bfloat16)", s);
 }
+
+float folio_widen(const void *src, enum folio_dtype dt, size_t i) {
+    if (dt == FOLIO_F32) {
+        float f;
+        memcpy(&f, (const char *)src + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, (const char *)src + 2 * i, 2);
+    return dt == FOLIO_F16 ? folio_f16_to_f32(h) : folio_bf16_to_f32(h);
+}

@@ -30,6 +30,9 @@ const char *folio_dtype_name(enum folio_dtype dt); /* "float32", "float16", "bfl
 /* Accepts HF/vLLM spellings: float32/float/fp32, float16/half/fp16, bfloat16/bf16. */
 int folio_dtype_parse(const char *s, enum folio_dtype *out);
 
+/* Element i of an array of dtype dt, widened to fp32 (src need not be aligned). */
+float folio_widen(const void *src, enum folio_dtype dt, size_t i);
+
 /* Reads a whole file into a NUL-terminated malloc'd buffer; caller frees *out. */
 int folio_read_file(const char *path, char **out, size_t *len);
 
