@@ -84,6 +84,11 @@ struct backend_i {
     void (*attention)(struct backend *b, const struct bk_attention *p);
     /* out[t, i] = silu(gate[t, i]) * up[t, i]. All [T, n]. */
     void (*silu_mul)(struct backend *b, const float *gate, const float *up, float *out, int T, int n);
+    /* Copy-on-write of KV blocks: for each (src, dst) pair, block dst of every cache becomes
+     * a copy of block src. The num_caches caches lie back to back in pool, cache_elems floats
+     * apart, each [num_blocks, block_elems]. pairs: [n, 2] */
+    void (*copy_blocks)(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+                        const int32_t *pairs, int n);
     /* out[i] = x[idx[i]]. x: [*, dim]; idx: [n]; out: [n, dim] */
     void (*gather_rows)(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out);
     int (*sync)(struct backend *b);

@@ -22,15 +22,20 @@ struct cpu_ctx {
 
 static struct cpu_ctx *ctx_of(struct backend *b) { return b->ctx; }
 
+/* calloc rather than malloc + memset: large blocks come fresh from mmap, already zero, so a
+ * multi-GiB KV pool costs no memory until its pages are written. The 64-byte alignment is
+ * carved out of the block, with the original pointer stored just below it. */
 static void *cpu_alloc(struct backend *b, size_t nbytes) {
-    void *p = NULL;
-    size_t n = (nbytes + 63) & ~(size_t)63;
-    if (posix_memalign(&p, 64, n ? n : 64)) return NULL;
-    memset(p, 0, n);
-    return p;
+    char *raw = calloc(1, nbytes + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
+    ((void **)p)[-1] = raw;
+    return (void *)p;
 }
 
-static void cpu_release(struct backend *b, void *p) { free(p); }
+static void cpu_release(struct backend *b, void *p) {
+    if (p) free(((void **)p)[-1]);
+}
 
 static int cpu_copy(struct backend *b, void *dst, const void *src, size_t n) {
     if (n) memcpy(dst, src, n);
@@ -69,7 +74,7 @@ static int cpu_load_weight(struct backend *b, const void *src, enum folio_dtype 
 }
 
 static void cpu_free_weight(struct backend *b, struct bk_weight *w) {
-    free(w->owned);
+    cpu_release(b, w->owned);
     memset(w, 0, sizeof *w);
 }
 
@@ -266,6 +271,16 @@ static void cpu_gather_rows(struct backend *b, const float *x, const int32_t *id
     for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, x + (size_t)idx[i] * dim, sizeof(float) * dim);
 }
 
+static void cpu_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+                            const int32_t *pairs, int n) {
+    for (int c = 0; c < num_caches; c++) {
+        float *cache = pool + (size_t)c * cache_elems;
+        for (int i = 0; i < n; i++)
+            memcpy(cache + (size_t)pairs[2 * i + 1] * block_elems, cache + (size_t)pairs[2 * i] * block_elems,
+                   sizeof(float) * block_elems);
+    }
+}
+
 static int cpu_sync(struct backend *b) { return 0; }
 
 static void cpu_free(struct backend *b) {
@@ -292,6 +307,7 @@ static const struct backend_i cpu_iface = {
     .reshape_and_cache = cpu_reshape_and_cache,
     .attention = cpu_attention,
     .silu_mul = cpu_silu_mul,
+    .copy_blocks = cpu_copy_blocks,
     .gather_rows = cpu_gather_rows,
     .sync = cpu_sync,
 };

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "backend.h"
-#include "detok.h"
+#include "engine.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -23,12 +23,25 @@
 
 #define MAX_SEQS 64
 
+#define MAX_STOP 16
+
 struct opts {
     const char *cmd, *model, *prompt, *prompt_ids, *out, *dtype;
-    int max_tokens, block_size, threads, chunk, max_batched, ignore_eos, show_ids;
-    double temperature;
-    unsigned long long seed;
+    int block_size, threads, chunk, max_batched, show_ids;
+    int max_num_seqs, max_model_len, prefix_caching;
+    double kv_cache_space;
+    struct sampling_params sp;
+    const char *stops[MAX_STOP];
 };
+
+static int parse_float(const char *flag, const char *s, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !isfinite(v)) return folio_err(FOLIO_EINVAL, "%s expects a number, got '%s'", flag, s);
+    *out = (float)v;
+    return 0;
+}
 
 static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) {
     char *end;
@@ -43,13 +56,20 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) 
 static const char usage[] =
     "usage: folio-engine generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [options]\n"
     "       folio-engine logits   --model DIR --prompt-ids \"1,2;3,4\" --out FILE [--chunk N] [options]\n"
-    "generate: --max-tokens N (64)  --temperature T (1.0; 0 = greedy)  --seed S  --ignore-eos  --show-ids\n"
+    "generate (sampling, as the OpenAI API):\n"
+    "          --max-tokens N (64)  --temperature T (1.0; 0 = greedy)  --top-p P  --top-k K  --min-p P\n"
+    "          --repetition-penalty R  --presence-penalty P  --frequency-penalty F  --seed S  --n N\n"
+    "          --stop STR (repeatable)  --min-tokens N  --ignore-eos  --show-ids\n"
+    "engine:   --max-num-seqs N  --max-model-len N  --kv-cache-space GiB (4)\n"
+    "          --enable-prefix-caching | --no-enable-prefix-caching\n"
     "common:   --dtype auto|float32|float16|bfloat16  --block-size N (16)  --threads N (all CPUs)\n"
-    "          --max-num-batched-tokens N (512, the prefill chunk)\n";
+    "          --max-num-batched-tokens N (2048: the prefill chunk)\n";
 
 static int parse_args(int argc, char **argv, struct opts *o) {
-    *o = (struct opts){.max_tokens = 64, .block_size = 16, .threads = 0, .chunk = 0, .max_batched = 512,
-                       .temperature = 1.0, .seed = 0, .dtype = "auto"};
+    *o = (struct opts){.block_size = 16, .max_batched = 2048, .dtype = "auto", .prefix_caching = 1};
+    o->sp = sampler_default_params();
+    o->sp.max_tokens = 64;
+    o->sp.stop = o->stops;
     if (argc < 2) return folio_err(FOLIO_EINVAL, "no command (folio-engine --help lists them)");
     o->cmd = argv[1];
     if (strcmp(o->cmd, "generate") != 0 && strcmp(o->cmd, "logits") != 0)
@@ -58,11 +78,15 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         const char *a = argv[i];
         int rc = 0;
         if (strcmp(a, "--ignore-eos") == 0) {
-            o->ignore_eos = 1;
+            o->sp.ignore_eos = 1;
             continue;
         }
         if (strcmp(a, "--show-ids") == 0) {
             o->show_ids = 1;
+            continue;
+        }
+        if (strcmp(a, "--enable-prefix-caching") == 0 || strcmp(a, "--no-enable-prefix-caching") == 0) {
+            o->prefix_caching = a[2] == 'e';
             continue;
         }
         if (i + 1 >= argc) return folio_err(FOLIO_EINVAL, "%s needs a value", a);
@@ -72,16 +96,36 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         else if (strcmp(a, "--prompt-ids") == 0) o->prompt_ids = v;
         else if (strcmp(a, "--out") == 0) o->out = v;
         else if (strcmp(a, "--dtype") == 0) o->dtype = v;
-        else if (strcmp(a, "--max-tokens") == 0) rc = parse_int(a, v, 0, 1 << 24, &o->max_tokens);
+        else if (strcmp(a, "--max-tokens") == 0) rc = parse_int(a, v, 1, 1 << 24, &o->sp.max_tokens);
+        else if (strcmp(a, "--min-tokens") == 0) rc = parse_int(a, v, 0, 1 << 24, &o->sp.min_tokens);
+        else if (strcmp(a, "--n") == 0) rc = parse_int(a, v, 1, 128, &o->sp.n);
+        else if (strcmp(a, "--top-k") == 0) rc = parse_int(a, v, -1, 1 << 24, &o->sp.top_k);
         else if (strcmp(a, "--block-size") == 0) rc = parse_int(a, v, 1, 1024, &o->block_size);
         else if (strcmp(a, "--threads") == 0) rc = parse_int(a, v, 1, 1024, &o->threads);
         else if (strcmp(a, "--chunk") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->chunk);
         else if (strcmp(a, "--max-num-batched-tokens") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->max_batched);
-        else if (strcmp(a, "--seed") == 0) o->seed = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--temperature") == 0) {
+        else if (strcmp(a, "--max-num-seqs") == 0) rc = parse_int(a, v, 1, 1 << 16, &o->max_num_seqs);
+        else if (strcmp(a, "--max-model-len") == 0) rc = parse_int(a, v, 1, 1 << 24, &o->max_model_len);
+        else if (strcmp(a, "--temperature") == 0) rc = parse_float(a, v, &o->sp.temperature);
+        else if (strcmp(a, "--top-p") == 0) rc = parse_float(a, v, &o->sp.top_p);
+        else if (strcmp(a, "--min-p") == 0) rc = parse_float(a, v, &o->sp.min_p);
+        else if (strcmp(a, "--repetition-penalty") == 0) rc = parse_float(a, v, &o->sp.repetition_penalty);
+        else if (strcmp(a, "--presence-penalty") == 0) rc = parse_float(a, v, &o->sp.presence_penalty);
+        else if (strcmp(a, "--frequency-penalty") == 0) rc = parse_float(a, v, &o->sp.frequency_penalty);
+        else if (strcmp(a, "--seed") == 0) {
             char *end;
-            o->temperature = strtod(v, &end);
-            if (*end || !(o->temperature >= 0)) rc = folio_err(FOLIO_EINVAL, "--temperature expects a number >= 0");
+            errno = 0;
+            o->sp.seed = strtoull(v, &end, 10);
+            o->sp.has_seed = 1;
+            if (errno || *end || end == v) rc = folio_err(FOLIO_EINVAL, "--seed expects an unsigned integer");
+        } else if (strcmp(a, "--kv-cache-space") == 0) {
+            float f;
+            if (!(rc = parse_float(a, v, &f)) && !(f > 0))
+                rc = folio_err(FOLIO_EINVAL, "--kv-cache-space expects a positive number of GiB");
+            o->kv_cache_space = f;
+        } else if (strcmp(a, "--stop") == 0) {
+            if (o->sp.num_stop == MAX_STOP) return folio_err(FOLIO_EINVAL, "at most %d --stop strings", MAX_STOP);
+            o->stops[o->sp.num_stop++] = v;
         } else {
             return folio_err(FOLIO_EINVAL, "unknown option '%s'", a);
         }
@@ -132,35 +176,6 @@ static int parse_id_lists(const char *s, int32_t **ids_out, int *offsets, int *n
     return 0;
 }
 
-/* xorshift64*: a small deterministic generator for --seed. */
-static double rng_uniform(unsigned long long *s) {
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return (double)((*s * 2685821657736338717ULL) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static int32_t sample(const float *logits, int V, double temperature, unsigned long long *rng) {
-    int32_t best = 0;
-    for (int i = 1; i < V; i++)
-        if (logits[i] > logits[best]) best = i;
-    if (temperature <= 0) return best;
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += exp((logits[i] - logits[best]) / temperature);
-    double r = rng_uniform(rng) * sum, acc = 0;
-    for (int i = 0; i < V; i++) {
-        acc += exp((logits[i] - logits[best]) / temperature);
-        if (acc >= r) return i;
-    }
-    return best;
-}
-
-static int is_eos(const struct model_config *c, const struct tokenizer *tok, int32_t id) {
-    for (int i = 0; i < c->num_eos_token_ids; i++)
-        if (c->eos_token_ids[i] == id) return 1;
-    return c->num_eos_token_ids == 0 && tok && id == tok_eos_id(tok);
-}
-
 struct run_state {
     struct model *m;
     struct kv_cache *kv;
@@ -173,7 +188,7 @@ static int run_state_init(struct run_state *r, struct model *m, int num_blocks) 
     memset(r, 0, sizeof *r);
     r->m = m;
     if ((rc = model_alloc_kv(m, num_blocks))) return rc;
-    r->kv = kv_cache_create(&(struct kv_cache_params){num_blocks, p->block_size});
+    r->kv = kv_cache_create(&(struct kv_cache_params){num_blocks, p->block_size, 0});
     size_t T = (size_t)p->max_num_batched_tokens;
     r->tokens = malloc(4 * T);
     r->positions = malloc(4 * T);
@@ -253,13 +268,14 @@ static int cmd_logits(const struct opts *o) {
         goto out;
     }
     /* Each sequence grows its row of the batch block-table array in place. */
-    for (int s = 0; s < ns; s++) seqs[s] = (struct kv_seq){r.tables + (size_t)s * mb, 0, mb};
+    for (int s = 0; s < ns; s++) kv_seq_init(&seqs[s], r.tables + (size_t)s * mb, mb);
     for (int finished = 0; finished < total;) {
         int T = 0;
         for (int s = 0; s < ns; s++) {
             int len = offsets[s + 1] - offsets[s], n = len - done[s] < chunk ? len - done[s] : chunk;
             if (n <= 0) continue;
-            if ((rc = kv_cache_reserve(r.kv, &seqs[s], done[s] + n))) goto out;
+            int no_copies = 0;
+            if ((rc = kv_cache_reserve(r.kv, &seqs[s], done[s] + n, NULL, &no_copies))) goto out;
             for (int i = 0; i < n; i++, T++) {
                 int pos = done[s] + i;
                 r.tokens[T] = ids[offsets[s] + pos];
@@ -271,8 +287,9 @@ static int cmd_logits(const struct opts *o) {
             }
             done[s] += n;
         }
-        struct model_batch batch = {T, r.tokens, r.positions, r.seq_idx, r.slots, ns, r.tables, T, r.logits_idx};
+        struct model_batch batch = {T, r.tokens, r.positions, r.seq_idx, r.slots, ns, r.tables, T, r.logits_idx, 0, NULL};
         if ((rc = model_forward(m, &batch, step_logits))) goto out;
+        for (int s = 0; s < ns; s++) kv_cache_commit(r.kv, &seqs[s], ids + offsets[s], done[s]);
         for (int t = 0; t < T; t++)
             memcpy(out + (size_t)dst_row[t] * V, step_logits + (size_t)t * V, sizeof(float) * V);
         finished += T;
@@ -295,19 +312,27 @@ out:
     return rc;
 }
 
+/* generate runs through the engine (engine.h): the same scheduler, sampler, detokenizer and
+ * stop checks that serve API requests, on the engine thread. */
 static int cmd_generate(const struct opts *o) {
-    int rc, n_prompt = 0, n_gen = 0;
-    int32_t *prompt = NULL, *gen = NULL;
-    float *logits = NULL;
-    struct backend *b = NULL;
-    struct model *m = NULL;
-    struct tokenizer *tok = NULL;
-    struct detok *dt = NULL;
-    struct run_state r = {0};
-    char delta[1024];
-    size_t dn;
-
-    if ((rc = tok_load(o->model, &tok))) return rc;
+    int rc, n_prompt = 0;
+    int32_t *prompt = NULL, **ids = NULL;
+    int *n_ids = NULL;
+    char **texts = NULL;
+    size_t *text_len = NULL;
+    struct engine *e = NULL;
+    struct engine_req *h = NULL;
+    struct engine_params ep = engine_default_params();
+    ep.model = o->model;
+    ep.dtype = o->dtype;
+    ep.threads = o->threads;
+    ep.block_size = o->block_size;
+    ep.max_num_batched_tokens = o->max_batched;
+    ep.max_num_seqs = o->max_num_seqs ? o->max_num_seqs : o->sp.n;
+    ep.max_model_len = o->max_model_len;
+    if (o->kv_cache_space > 0) ep.kv_cache_space = o->kv_cache_space;
+    ep.enable_prefix_caching = o->prefix_caching;
+    if ((rc = engine_create(&ep, &e))) return rc;
     if (o->prompt_ids) {
         int offsets[MAX_SEQS + 1], ns;
         if ((rc = parse_id_lists(o->prompt_ids, &prompt, offsets, &ns))) goto out;
@@ -316,97 +341,83 @@ static int cmd_generate(const struct opts *o) {
             goto out;
         }
         n_prompt = offsets[1];
-    } else if ((rc = tok_encode(tok, o->prompt, strlen(o->prompt), 1, &prompt, &n_prompt))) {
+    } else if ((rc = tok_encode(engine_tokenizer(e), o->prompt, strlen(o->prompt), 1, &prompt, &n_prompt))) {
         goto out;
     }
-    if (n_prompt == 0) {
-        rc = folio_err(FOLIO_EINVAL, "the prompt is empty");
-        goto out;
-    }
-    struct model_params mp = model_default_params();
-    mp.max_num_seqs = mp.max_num_logits = 1;
-    mp.max_num_batched_tokens = o->max_batched;
-    if ((rc = load_model(o, &mp, &b, &m))) goto out;
-    const struct model_config *c = model_config(m);
-    const int V = c->vocab_size, bs = o->block_size, max_len = model_params(m)->max_model_len;
-    for (int i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || prompt[i] >= V) {
-            rc = folio_err(FOLIO_EINVAL, "prompt token %d is outside the vocabulary (%d)", prompt[i], V);
-            goto out;
-        }
-    if (n_prompt >= max_len) {
-        rc = folio_err(FOLIO_EINVAL, "the prompt has %d tokens; this model's maximum context length is %d", n_prompt,
-                       max_len);
-        goto out;
-    }
-    int max_new = o->max_tokens < max_len - n_prompt ? o->max_tokens : max_len - n_prompt;
-    int total = n_prompt + max_new, mb = model_max_blocks_per_seq(m);
-    if ((rc = run_state_init(&r, m, blocks_for(total, bs)))) goto out;
-    logits = malloc(sizeof(float) * V);
-    gen = malloc(sizeof(int32_t) * (size_t)(max_new + 1));
-    dt = detok_create(tok, prompt, n_prompt, 1);
-    if (!logits || !gen || !dt) {
+    struct engine_request rq = {.prompt = prompt, .num_prompt = n_prompt, .params = o->sp};
+    /* The CLI's --max-tokens is a cap, not a demand: a long prompt gets what room is left. */
+    const int room = engine_max_model_len(e) - n_prompt;
+    if (rq.params.max_tokens > room && room > 0) rq.params.max_tokens = room;
+    const int n = o->sp.n, cap = rq.params.max_tokens + 1;
+    ids = calloc((size_t)n, sizeof *ids);
+    n_ids = calloc((size_t)n, sizeof *n_ids);
+    texts = calloc((size_t)n, sizeof *texts);
+    text_len = calloc((size_t)n, sizeof *text_len);
+    if (!ids || !n_ids || !texts || !text_len) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto out;
     }
-    struct kv_seq seq = {r.tables, 0, mb};
-    unsigned long long rng = o->seed * 0x9E3779B97F4A7C15ULL + 1;
-    double t0 = folio_now(), t_first = 0;
-    int pos = 0;
-    int32_t next = -1;
-    /* Prefill in chunks of max_batched, then decode one token per step. */
-    while (n_gen < max_new) {
-        int T = 0;
-        if (pos < n_prompt) {
-            T = n_prompt - pos < o->max_batched ? n_prompt - pos : o->max_batched;
-            for (int i = 0; i < T; i++) r.tokens[i] = prompt[pos + i];
-        } else {
-            T = 1;
-            r.tokens[0] = next;
+    for (int i = 0; i < n; i++)
+        if (!(ids[i] = malloc(sizeof(int32_t) * (size_t)cap))) {
+            rc = folio_err(FOLIO_ENOMEM, "out of memory");
+            goto out;
         }
-        if ((rc = kv_cache_reserve(r.kv, &seq, pos + T))) goto out;
-        for (int i = 0; i < T; i++) {
-            r.positions[i] = pos + i;
-            r.seq_idx[i] = 0;
-            r.slots[i] = kv_seq_slot(&seq, pos + i, bs);
+    if ((rc = engine_start(e))) goto out;
+    double t0 = 0, t_first = 0, t_end = 0;
+    if ((rc = engine_submit(e, &rq, &h))) goto out;
+    struct engine_output out;
+    int r, n_gen = 0;
+    while ((r = engine_read(h, &out, -1)) == ENGINE_READ_OUTPUT) {
+        t0 = out.arrival_time;
+        if (out.first_token_time > 0 && (t_first == 0 || out.first_token_time < t_first)) t_first = out.first_token_time;
+        if (out.finish_time > t_end) t_end = out.finish_time;
+        for (int i = 0; i < out.num_tokens && n_ids[out.index] < cap; i++) ids[out.index][n_ids[out.index]++] = out.token_ids[i];
+        n_gen += out.num_tokens;
+        if (n == 1) {
+            fwrite(out.text, 1, out.text_len, stdout);
+            fflush(stdout);
+        } else if (out.text_len > 0) {
+            char *t = realloc(texts[out.index], text_len[out.index] + out.text_len + 1);
+            if (!t) {
+                rc = folio_err(FOLIO_ENOMEM, "out of memory");
+                goto out;
+            }
+            memcpy(t + text_len[out.index], out.text, out.text_len);
+            text_len[out.index] += out.text_len;
+            t[text_len[out.index]] = '\0';
+            texts[out.index] = t;
         }
-        r.logits_idx[0] = T - 1;
-        struct model_batch batch = {T, r.tokens, r.positions, r.seq_idx, r.slots, 1, r.tables, 1, r.logits_idx};
-        if ((rc = model_forward(m, &batch, logits))) goto out;
-        pos += T;
-        if (pos < n_prompt) continue;
-        next = sample(logits, V, o->temperature, &rng);
-        if (n_gen == 0) t_first = folio_now();
-        gen[n_gen++] = next;
-        if (!o->ignore_eos && is_eos(c, tok, next)) break;
-        if ((rc = detok_push(dt, next, delta, sizeof delta, &dn))) goto out;
-        fwrite(delta, 1, dn, stdout);
-        fflush(stdout);
+        if (out.error) {
+            rc = folio_err(FOLIO_EIO, "%s", out.error);
+            goto out;
+        }
     }
-    double t_end = folio_now();
-    do {
-        if ((rc = detok_flush(dt, delta, sizeof delta, &dn))) goto out;
-        fwrite(delta, 1, dn, stdout);
-    } while (dn > 0);
-    printf("\n");
-    if (o->show_ids) {
-        printf("ids: ");
-        for (int i = 0; i < n_gen; i++) printf("%s%d", i ? "," : "", gen[i]);
-        printf("\n");
-    }
-    print_banner(o, m, b);
+    if (n == 1) printf("\n");
+    for (int i = 0; i < n && n > 1; i++) printf("[%d] %s\n", i, texts[i] ? texts[i] : "");
+    if (o->show_ids)
+        for (int i = 0; i < n; i++) {
+            if (n == 1) printf("ids: ");
+            else printf("ids[%d]: ", i);
+            for (int j = 0; j < n_ids[i]; j++) printf("%s%d", j ? "," : "", ids[i][j]);
+            printf("\n");
+        }
+    char desc[512];
+    engine_describe(e, desc, sizeof desc);
+    fprintf(stderr, "folio-engine: %s %s\n", o->model, desc);
     double pre_s = t_first - t0, dec_s = t_end - t_first;
+    int n_dec = n_gen - n;
     fprintf(stderr, "prefill: %d tokens in %.3f s (%.1f tok/s); decode: %d tokens in %.3f s (%.1f tok/s)\n",
-            n_prompt, pre_s, n_prompt / pre_s, n_gen - 1, dec_s, n_gen > 1 ? (n_gen - 1) / dec_s : 0.0);
+            n_prompt, pre_s, n_prompt / pre_s, n_dec, dec_s, n_dec > 0 ? n_dec / dec_s : 0.0);
 out:
-    detok_free(dt);
-    run_state_free(&r);
-    model_free(m);
-    backend_free(b);
-    tok_free(tok);
+    engine_release(h);
+    engine_free(e);
     free(prompt);
-    free(gen);
-    free(logits);
+    for (int i = 0; ids && i < o->sp.n; i++) free(ids[i]);
+    for (int i = 0; texts && i < o->sp.n; i++) free(texts[i]);
+    free(ids);
+    free(n_ids);
+    free(texts);
+    free(text_len);
     return rc;
 }
 

@@ -35,6 +35,7 @@ struct model {
     int32_t *d_tokens, *d_positions, *d_seq_idx, *d_slots; /* [max_tokens] */
     int32_t *d_block_tables;                               /* [max_seqs, max_blocks_per_seq] */
     int32_t *d_logits_idx;                                 /* [max_logits] */
+    int32_t *d_copies;                                     /* [max_seqs, 2] */
     float *x, *xn, *delta;                                 /* [max_tokens, hidden] */
     float *q, *k, *v, *attn;                               /* [max_tokens, q_dim / kv_dim] */
     float *gate, *up;                                      /* [max_tokens, intermediate] */
@@ -149,6 +150,7 @@ static int alloc_scratch(struct model *m) {
     m->d_slots = scratch(m, T, 4, &rc);
     m->d_block_tables = scratch(m, S * (size_t)m->max_blocks_per_seq, 4, &rc);
     m->d_logits_idx = scratch(m, L, 4, &rc);
+    m->d_copies = scratch(m, 2 * S, 4, &rc);
     m->x = scratch(m, T * H, 4, &rc);
     m->xn = scratch(m, T * H, 4, &rc);
     m->delta = scratch(m, T * H, 4, &rc);
@@ -286,7 +288,7 @@ void model_free(struct model *m) {
     bi->free_weight(m->b, &m->embed);
     bi->free_weight(m->b, &m->lm_head);
     void *bufs[] = {m->final_norm, m->inv_freq, m->kv_pool, m->d_tokens, m->d_positions, m->d_seq_idx,
-                    m->d_slots, m->d_block_tables, m->d_logits_idx, m->x, m->xn, m->delta, m->q, m->k, m->v,
+                    m->d_slots, m->d_block_tables, m->d_logits_idx, m->d_copies, m->x, m->xn, m->delta, m->q, m->k, m->v,
                     m->attn, m->gate, m->up, m->rows, m->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) bi->release(m->b, bufs[i]);
@@ -325,6 +327,11 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
         }
     for (int i = 0; i < bt->num_logits; i++)
         if (bt->logits_idx[i] < 0 || bt->logits_idx[i] >= T) return folio_err(FOLIO_EINVAL, "bad logits index");
+    if (bt->num_copies < 0 || bt->num_copies > m->p.max_num_seqs)
+        return folio_err(FOLIO_EINVAL, "%d block copies exceed the limit %d", bt->num_copies, m->p.max_num_seqs);
+    for (int i = 0; i < 2 * bt->num_copies; i++)
+        if (bt->block_copies[i] < 0 || bt->block_copies[i] >= m->num_blocks)
+            return folio_err(FOLIO_EINVAL, "block copy names block %d", bt->block_copies[i]);
     return 0;
 }
 
@@ -342,6 +349,13 @@ int model_forward(struct model *m, const struct model_batch *bt, float *logits) 
                          sizeof(int32_t) * (size_t)bt->num_seqs * m->max_blocks_per_seq)) ||
         (rc = bi->upload(b, m->d_logits_idx, bt->logits_idx, sizeof(int32_t) * (size_t)bt->num_logits)))
         return rc;
+    if (bt->num_copies > 0) {
+        if ((rc = bi->upload(b, m->d_copies, bt->block_copies, sizeof(int32_t) * 2 * (size_t)bt->num_copies)))
+            return rc;
+        const size_t block_elems = (size_t)m->p.block_size * m->kv_dim;
+        bi->copy_blocks(b, m->kv_pool, 2 * c->num_layers, block_elems * m->num_blocks, block_elems, m->d_copies,
+                        bt->num_copies);
+    }
 
     bi->embed(b, &m->embed, m->d_tokens, T, m->x);
     const float *pending = NULL; /* sublayer output not yet added to the residual stream x */

@@ -38,6 +38,8 @@ struct model_batch {
     const int32_t *block_tables;  /* [num_seqs, max_blocks_per_seq] */
     int num_logits;
     const int32_t *logits_idx;    /* [num_logits] token rows whose logits are wanted */
+    int num_copies;               /* at most max_num_seqs */
+    const int32_t *block_copies;  /* [num_copies, 2] (src, dst) KV blocks to copy first */
 };
 
 /* Loads config, weights and allocates the activation scratch for the params' limits.

@@ -3,6 +3,8 @@
 # SmolLM2-135M's and Llama-3.2-1B's shapes, each set against the roofline this same run
 # measures: decode against memory bandwidth / weight bytes read per token, prefill against
 # FMA throughput / (2 x layer parameters per token; the LM head runs for the last token only). Best of REPS runs, since the machine is shared.
+# Then offline throughput (bench_throughput): NUM_PROMPTS requests on the SmolLM2-135M-shaped
+# checkpoint, continuously batched against one at a time; THROUGHPUT=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ENGINE=${FOLIO_ENGINE:-build/release/folio-engine}
@@ -13,6 +15,13 @@ PRESETS=${PRESETS:-"smollm2-135m llama3.2-1b"}
 DECODE_PROMPT=${DECODE_PROMPT:-64}
 DECODE_TOKENS=${DECODE_TOKENS:-64}
 PREFILL_PROMPT=${PREFILL_PROMPT:-256}
+TOOL=${FOLIO_BENCH_TOOL:-build/release/bench_throughput}
+THROUGHPUT=${THROUGHPUT:-1}
+NUM_PROMPTS=${NUM_PROMPTS:-200}
+if [ "$THROUGHPUT" != 0 ] && [ ! -x "$TOOL" ]; then
+  echo "run_bench.sh: $TOOL not found; build it with: make $TOOL (or set FOLIO_BENCH_TOOL)" >&2
+  exit 1
+fi
 mkdir -p "$CACHE"
 
 ids() { # n, vocab -> comma-separated deterministic ids
@@ -66,3 +75,14 @@ echo "| model         | weights  | decode   | decode   | of     | prefill  | pre
 echo "|               | MiB/tok  | tok/s    | roofline | roof   | tok/s    | roofline | roof   |"
 echo "|---------------|----------|----------|----------|--------|----------|----------|--------|"
 printf '%s\n' "${rows[@]}"
+
+if [ "$THROUGHPUT" != 0 ]; then
+  dir=$CACHE/smollm2-135m-bf16
+  if [ ! -f "$dir/config.json" ]; then
+    echo "generating smollm2-135m (bf16) in $dir ..."
+    /usr/bin/python3 tests/fixtures/gen_checkpoint.py --out "$dir" --preset smollm2-135m --dtype BF16 --seed 1 >/dev/null
+  fi
+  echo
+  echo "Offline throughput, $NUM_PROMPTS requests, smollm2-135m bf16: continuous batching vs one at a time"
+  "$TOOL" --model "$dir" --num-prompts "$NUM_PROMPTS"
+fi

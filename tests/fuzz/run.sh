@@ -30,6 +30,10 @@ seed_corpus() { # target dir
     fuzz_tokenizer)
       printf 'Once upon a time <s> \xe2\x96\x81 \xf0\x9f\x98\x80 \xff\xfe' >"$d/seed1"
       ;;
+    fuzz_stop) # byte 0: stop count | include << 3 | delta seed << 4; NUL-ended stops; text
+      printf '\x03</s>\0\n\n\0abcd\0Hello</s> world\n\nabcabcd' >"$d/seed1"
+      printf '\x2a\xe3\x80\x82\0\xf0\x9f\x98\x80!\0\xe4\xbd\xa0\xf0\x9f\x98\x81\xf0\x9f\x98\x80!\xe3\x80\x82' >"$d/seed2"
+      ;;
   esac
 }
 

@@ -42,14 +42,14 @@ static void greedy_batch(int n_seqs, int chunk, int block_size, int threads) {
     const int V = model_config(m)->vocab_size, mb = model_max_blocks_per_seq(m), np = 5, ngen = 40;
     int num_blocks = n_seqs * ((np + ngen + block_size - 1) / block_size);
     CHECK_EQ_INT(model_alloc_kv(m, num_blocks), 0);
-    struct kv_cache *kv = kv_cache_create(&(struct kv_cache_params){num_blocks, block_size});
+    struct kv_cache *kv = kv_cache_create(&(struct kv_cache_params){num_blocks, block_size, 0});
     int32_t *tables = calloc((size_t)n_seqs * mb, 4), *store = calloc((size_t)n_seqs * mb, 4);
     struct kv_seq seqs[8];
     int done[8] = {0}, last[8] = {0}, ngot[8] = {0}, ok[8];
     int32_t tokens[64], pos[64], sidx[64], slots[64], lidx[8];
     float *logits = malloc(sizeof(float) * V * n_seqs);
     for (int s = 0; s < n_seqs; s++) {
-        seqs[s] = (struct kv_seq){store + s * mb, 0, mb};
+        kv_seq_init(&seqs[s], store + s * mb, mb);
         ok[s] = 1;
     }
     for (int step = 0; step < 200; step++) {
@@ -58,7 +58,9 @@ static void greedy_batch(int n_seqs, int chunk, int block_size, int threads) {
         for (int s = 0; s < n_seqs; s++) {
             if (ngot[s] == ngen) continue;
             int n = done[s] < np ? (np - done[s] < chunk ? np - done[s] : chunk) : 1;
-            CHECK_EQ_INT(kv_cache_reserve(kv, &seqs[s], done[s] + n), 0);
+            int no_copies = 0;
+            CHECK_EQ_INT(kv_cache_reserve(kv, &seqs[s], done[s] + n, NULL, &no_copies), 0);
+            seqs[s].num_computed = done[s] + n; /* written by the forward below; nothing is shared */
             for (int i = 0; i < n; i++, T++) {
                 int p = done[s] + i;
                 tokens[T] = p < np ? stories_prompt[p] : last[s];
@@ -74,7 +76,7 @@ static void greedy_batch(int n_seqs, int chunk, int block_size, int threads) {
             memcpy(tables + s * mb, seqs[s].blocks, 4 * (size_t)seqs[s].num_blocks);
         }
         if (!T) break;
-        struct model_batch bt = {T, tokens, pos, sidx, slots, n_seqs, tables, L, lidx};
+        struct model_batch bt = {T, tokens, pos, sidx, slots, n_seqs, tables, L, lidx, 0, NULL};
         CHECK_EQ_INT(model_forward(m, &bt, logits), 0);
         for (int i = 0; i < L; i++) {
             int s = owner[i], id = argmax(logits + (size_t)i * V, V);
@@ -116,7 +118,7 @@ TEST(model_rejects_bad_batch) {
     for (int i = 0; i < 32; i++) tables[i] = -1;
     tables[0] = 0;
     float logits[512];
-    struct model_batch bt = {1, &tok, &pos, &sidx, &slot, 1, tables, 1, &lidx};
+    struct model_batch bt = {1, &tok, &pos, &sidx, &slot, 1, tables, 1, &lidx, 0, NULL};
     CHECK(model_forward(m, &bt, logits) < 0); /* token outside the vocabulary */
     tok = 5;
     slot = 2 * 16;

@@ -1,0 +1,936 @@
+/* engine: see engine.h.
+ *
+ * Locks: e->mu guards the submission queue, the kick counter and the stop flag; each request's
+ * r->mu guards its samples' pending output. The engine thread never holds e->mu while it takes
+ * a request's lock, so a reader may take e->mu under r->mu (to wake the engine). */
+#include "engine.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "detok.h"
+#include "kv_cache.h"
+#include "model.h"
+#include "scheduler.h"
+#include "stop.h"
+#include "tokenizer.h"
+#include "util.h"
+
+/* Tokens a sample's stream holds before its reader must drain it; one step adds at most one. */
+#define STREAM_TOKENS 64
+
+struct sample {
+    struct sched_seq seq;
+    struct engine_req *req;
+    int index;
+    int32_t *tokens;      /* [num_prompt + max_tokens] prompt, then outputs */
+    int32_t *blocks;      /* [max_blocks_per_seq] */
+    struct detok *dt;
+    struct stop *stop;    /* NULL without stop strings */
+    int num_output;
+    int done;             /* engine side: finished, output recorded */
+    int out_count;        /* num_output as of the last emit, under req->mu */
+
+    /* Pending output, under req->mu. */
+    int32_t *p_ids;                  /* [STREAM_TOKENS] */
+    struct sampler_logprobs *p_lps;  /* [STREAM_TOKENS], NULL without logprobs */
+    char *p_text;                    /* [req->text_cap] */
+    int p_n;
+    size_t p_text_n;
+    enum engine_finish finish;
+    int32_t stop_token;
+    int stop_idx;
+    const char *error;
+    int finish_read;                 /* the reader has seen the finish */
+    double t_first, t_finish;
+};
+
+struct engine_req {
+    struct engine *e;
+    atomic_int refs;
+    atomic_int abort;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int engine_gone;       /* under mu: the engine dropped its reference */
+    int stalled;           /* under mu: a sample was paused for want of stream room */
+    int n, num_prompt, max_tokens, priority;
+    int32_t *prompt;       /* [num_prompt] */
+    struct sampling_params sp; /* its pointers lead into the copies below */
+    char **stops;
+    int32_t *stop_ids;
+    struct sampler_logit_bias *bias;
+    uint64_t seed;
+    double t_arrival;
+    int forked, num_done, dropping;
+    int num_cached;        /* under mu */
+    char error[256];       /* under mu: why the engine failed the request */
+    size_t text_cap, step_text;
+    char *tmp;             /* [step_text] engine-side text scratch */
+    char *tmp2;            /* [step_text] */
+    struct sample *samples; /* [n] */
+    struct engine_req *prev, *next;
+
+    /* Reader side. */
+    int32_t *r_ids;
+    struct sampler_logprobs *r_lps;
+    char *r_text;
+    int cursor;
+};
+
+struct engine {
+    struct engine_params p;
+    struct backend *b;
+    struct model *m;
+    struct tokenizer *tok;
+    struct kv_cache *kv;
+    struct sched *sched;
+    struct sampler *sampler;
+    const struct model_config *cfg;
+    int V, bs, mbps, max_model_len, num_blocks, max_seqs, max_tokens_step;
+    int32_t eos[CONFIG_MAX_EOS + 1];
+    int num_eos;
+    size_t max_delta;
+
+    /* The batch. */
+    int32_t *tokens, *positions, *seq_idx, *slots; /* [max_tokens_step] */
+    int32_t *logits_idx;                           /* [max_seqs] */
+    int32_t *tables;                               /* [max_seqs, mbps] */
+    struct sample **logit_sample;                  /* [max_seqs] */
+    struct engine_req **drop;                      /* [max_seqs] */
+    int num_drop;
+    float *logits;                                 /* [max_seqs, V] */
+    float *row;                                    /* [V] */
+    struct sched_output out;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct engine_req *in_head, *in_tail; /* under mu */
+    long kicks;                           /* under mu */
+    int stopping, started;                /* under mu */
+    uint64_t seed_state, arrivals;        /* under mu */
+    atomic_int aborts;
+    pthread_t thread;
+
+    struct engine_req *live_head, *live_tail; /* engine thread only */
+    int num_live;
+
+    pthread_mutex_t stats_mu;
+    struct engine_stats stats; /* under stats_mu */
+    long long prompt_tokens, gen_tokens, finished, steps;
+    double win_t0;
+    double last_step_t; /* under stats_mu */
+    long long win_gen0;
+    double tps;
+};
+
+struct engine_params engine_default_params(void) {
+    return (struct engine_params){
+        .dtype = "auto",
+        .block_size = 16,
+        .max_num_seqs = 256,
+        .max_num_batched_tokens = 2048,
+        .kv_cache_space = 4.0,
+        .enable_prefix_caching = 1,
+    };
+}
+
+const char *engine_finish_name(enum engine_finish f) {
+    switch (f) {
+    case ENGINE_FINISH_STOP: return "stop";
+    case ENGINE_FINISH_LENGTH: return "length";
+    case ENGINE_FINISH_ABORT: return "abort";
+    default: return NULL;
+    }
+}
+
+const struct model_config *engine_model_config(const struct engine *e) { return e->cfg; }
+const struct tokenizer *engine_tokenizer(const struct engine *e) { return e->tok; }
+int engine_max_model_len(const struct engine *e) { return e->max_model_len; }
+int engine_num_blocks(const struct engine *e) { return e->num_blocks; }
+int engine_block_size(const struct engine *e) { return e->bs; }
+
+void engine_describe(const struct engine *e, char *buf, size_t cap) {
+    snprintf(buf, cap, "(%s, %d layers, %s weights, %.1f MiB), cpu backend %s, %d KV blocks of %d tokens%s",
+             e->cfg->arch_name, e->cfg->num_layers, folio_dtype_name(model_dtype(e->m)),
+             (double)model_weight_bytes(e->m) / (1 << 20), backend_cpu_isa(e->b), e->num_blocks, e->bs,
+             e->p.enable_prefix_caching ? ", prefix caching" : "");
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* ---- creation ---- */
+
+static int blocks_for(int tokens, int bs) { return (tokens + bs - 1) / bs; }
+
+/* Sizes the pool: the requested space, capped at what max_num_seqs full-length sequences can
+ * use, and never below one full-length sequence (vLLM fails the same way, but without saying
+ * what would fit). */
+static int size_kv(struct engine *e, int *num_blocks) {
+    const size_t block_bytes = model_kv_block_bytes(e->m);
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    long long nb;
+    if (e->p.num_blocks > 0) {
+        nb = e->p.num_blocks;
+    } else {
+        if (!(e->p.kv_cache_space > 0))
+            return folio_err(FOLIO_EINVAL, "--kv-cache-space must be a positive number of GiB");
+        nb = (long long)(e->p.kv_cache_space * gib / (double)block_bytes);
+        long long most = (long long)e->max_seqs * e->mbps;
+        if (nb > most) nb = most;
+    }
+    if (nb < e->mbps) {
+        long long fits = nb * e->bs;
+        return folio_err(FOLIO_EINVAL,
+                         "the KV cache (%lld blocks of %d tokens, %.4f GiB) cannot hold one sequence of "
+                         "max_model_len %d tokens, which needs %d blocks (%.4f GiB); the largest max_model_len "
+                         "that fits is %lld: lower --max-model-len or raise --kv-cache-space",
+                         nb, e->bs, (double)nb * block_bytes / gib, e->max_model_len, e->mbps,
+                         (double)e->mbps * block_bytes / gib, fits);
+    }
+    if (nb > INT_MAX / e->bs) nb = INT_MAX / e->bs;
+    *num_blocks = (int)nb;
+    return 0;
+}
+
+int engine_create(const struct engine_params *pp, struct engine **out) {
+    int rc;
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) return folio_err(FOLIO_ENOMEM, "out of memory");
+    e->p = pp ? *pp : engine_default_params();
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->stats_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    if (!e->p.model) {
+        rc = folio_err(FOLIO_EINVAL, "no model directory given");
+        goto fail;
+    }
+    if (e->p.max_num_seqs < 1 || e->p.max_num_batched_tokens < 1 || e->p.block_size < 1) {
+        rc = folio_err(FOLIO_EINVAL, "--max-num-seqs, --max-num-batched-tokens and --block-size must be positive");
+        goto fail;
+    }
+    struct model_params mp = model_default_params();
+    const char *dtype = e->p.dtype ? e->p.dtype : "auto";
+    if (strcmp(dtype, "auto") != 0) {
+        mp.dtype_auto = 0;
+        if ((rc = folio_dtype_parse(dtype, &mp.dtype))) goto fail;
+    }
+    mp.block_size = e->p.block_size;
+    mp.max_num_seqs = mp.max_num_logits = e->p.max_num_seqs;
+    mp.max_num_batched_tokens = e->p.max_num_batched_tokens;
+    mp.max_model_len = e->p.max_model_len;
+    if ((rc = tok_load(e->p.model, &e->tok))) goto fail;
+    if ((rc = backend_cpu_create(&(struct backend_cpu_params){.n_threads = e->p.threads}, &e->b))) goto fail;
+    if ((rc = model_load(e->p.model, &mp, e->b, &e->m))) goto fail;
+    e->cfg = model_config(e->m);
+    e->V = e->cfg->vocab_size;
+    e->bs = e->p.block_size;
+    e->mbps = model_max_blocks_per_seq(e->m);
+    e->max_model_len = model_params(e->m)->max_model_len;
+    e->max_seqs = e->p.max_num_seqs;
+    e->max_tokens_step = e->p.max_num_batched_tokens;
+    if (e->p.max_model_len > e->cfg->max_position_embeddings) {
+        rc = folio_err(FOLIO_EINVAL, "--max-model-len %d exceeds the model's max_position_embeddings %d",
+                       e->p.max_model_len, e->cfg->max_position_embeddings);
+        goto fail;
+    }
+    for (int i = 0; i < e->cfg->num_eos_token_ids; i++) e->eos[e->num_eos++] = e->cfg->eos_token_ids[i];
+    if (e->num_eos == 0 && tok_eos_id(e->tok) >= 0) e->eos[e->num_eos++] = tok_eos_id(e->tok);
+
+    if ((rc = size_kv(e, &e->num_blocks)) || (rc = model_alloc_kv(e->m, e->num_blocks))) goto fail;
+    e->kv = kv_cache_create(&(struct kv_cache_params){e->num_blocks, e->bs, e->p.enable_prefix_caching});
+    e->sched = e->kv ? sched_create(&(struct sched_params){e->max_seqs, e->max_tokens_step}, e->kv) : NULL;
+    e->sampler = sampler_create(e->V);
+    const size_t T = (size_t)e->max_tokens_step, S = (size_t)e->max_seqs;
+    e->tokens = malloc(T * 4);
+    e->positions = malloc(T * 4);
+    e->seq_idx = malloc(T * 4);
+    e->slots = malloc(T * 4);
+    e->logits_idx = malloc(S * 4);
+    e->tables = malloc(S * (size_t)e->mbps * 4);
+    e->logit_sample = malloc(S * sizeof *e->logit_sample);
+    e->drop = malloc(S * sizeof *e->drop);
+    e->logits = malloc(S * (size_t)e->V * sizeof(float));
+    e->row = malloc((size_t)e->V * sizeof(float));
+    if (!e->kv || !e->sched || !e->sampler || !e->tokens || !e->positions || !e->seq_idx || !e->slots ||
+        !e->logits_idx || !e->tables || !e->logit_sample || !e->drop || !e->logits || !e->row) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory");
+        goto fail;
+    }
+    sched_output_init(e->sched, &e->out);
+    /* The most text one detok push can produce, measured once on a throwaway detokenizer. */
+    struct detok *probe = detok_create(e->tok, NULL, 0, 1);
+    if (!probe) {
+        rc = FOLIO_ENOMEM;
+        goto fail;
+    }
+    e->max_delta = detok_max_delta(probe);
+    detok_free(probe);
+    e->seed_state = e->p.seed ? e->p.seed : (uint64_t)(folio_now() * 1e9) ^ (uint64_t)(uintptr_t)e;
+    *out = e;
+    return 0;
+fail:
+    engine_free(e);
+    return rc;
+}
+
+/* ---- requests ---- */
+
+static void req_free(struct engine_req *r) {
+    if (!r) return;
+    if (r->samples) {
+        for (int i = 0; i < r->n; i++) {
+            struct sample *s = &r->samples[i];
+            free(s->tokens);
+            free(s->blocks);
+            detok_free(s->dt);
+            stop_free(s->stop);
+            free(s->p_ids);
+            free(s->p_lps);
+            free(s->p_text);
+        }
+        free(r->samples);
+    }
+    if (r->stops)
+        for (int i = 0; i < r->sp.num_stop; i++) free(r->stops[i]);
+    free(r->stops);
+    free(r->stop_ids);
+    free(r->bias);
+    free(r->prompt);
+    free(r->tmp);
+    free(r->tmp2);
+    free(r->r_ids);
+    free(r->r_lps);
+    free(r->r_text);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+static void req_unref(struct engine_req *r) {
+    if (atomic_fetch_sub(&r->refs, 1) == 1) req_free(r);
+}
+
+static int check_request(struct engine *e, const struct engine_request *rq) {
+    const struct sampling_params *sp = &rq->params;
+    const int L = e->max_model_len, n = rq->num_prompt;
+    int rc;
+    if (!rq->prompt || n < 1) return folio_err(FOLIO_EINVAL, "the prompt is empty");
+    for (int i = 0; i < n; i++)
+        if (rq->prompt[i] < 0 || rq->prompt[i] >= e->V)
+            return folio_err(FOLIO_EINVAL, "prompt token %d is outside the vocabulary (0..%d)", rq->prompt[i],
+                             e->V - 1);
+    if ((rc = sampler_check_params(sp, e->V))) return rc;
+    if (sp->max_tokens > 0 && (long long)n + sp->max_tokens > L)
+        return folio_err(FOLIO_EINVAL,
+                         "This model's maximum context length is %d tokens. However, you requested %d output "
+                         "tokens and your prompt contains %d input tokens, for a total of %lld tokens. Please "
+                         "reduce the length of the input prompt or the number of requested output tokens.",
+                         L, sp->max_tokens, n, (long long)n + sp->max_tokens);
+    if (n >= L)
+        return folio_err(FOLIO_EINVAL,
+                         "This model's maximum context length is %d tokens. However, your prompt contains %d "
+                         "input tokens, which leaves no room for output tokens. Please reduce the length of the "
+                         "input prompt.",
+                         L, n);
+    if (sp->n > e->max_seqs)
+        return folio_err(FOLIO_EINVAL, "n is %d but this engine runs at most %d sequences at once (--max-num-seqs)",
+                         sp->n, e->max_seqs);
+    /* The blocks it needs at its longest: its samples share the prompt's full blocks. */
+    const int total = n + (sp->max_tokens > 0 ? sp->max_tokens : L - n);
+    long long need = blocks_for(total, e->bs) + (long long)(sp->n - 1) * (blocks_for(total, e->bs) - n / e->bs);
+    if (need > e->num_blocks)
+        return folio_err(FOLIO_EINVAL,
+                         "this request needs %lld KV cache blocks at its longest (%d tokens x %d samples) but the "
+                         "whole cache holds %d blocks; reduce max_tokens or n, or give the engine a larger "
+                         "--kv-cache-space",
+                         need, total, sp->n, e->num_blocks);
+    return 0;
+}
+
+static int copy_params(struct engine_req *r, const struct sampling_params *sp) {
+    r->sp = *sp;
+    if (sp->num_stop > 0) {
+        r->stops = calloc((size_t)sp->num_stop, sizeof *r->stops);
+        if (!r->stops) return FOLIO_ENOMEM;
+        for (int i = 0; i < sp->num_stop; i++)
+            if (!(r->stops[i] = strdup(sp->stop[i] ? sp->stop[i] : ""))) return FOLIO_ENOMEM;
+    }
+    r->sp.stop = (const char *const *)r->stops;
+    if (sp->num_stop_token_ids > 0) {
+        if (!(r->stop_ids = malloc(sizeof(int32_t) * (size_t)sp->num_stop_token_ids))) return FOLIO_ENOMEM;
+        memcpy(r->stop_ids, sp->stop_token_ids, sizeof(int32_t) * (size_t)sp->num_stop_token_ids);
+    }
+    r->sp.stop_token_ids = r->stop_ids;
+    if (sp->num_logit_bias > 0) {
+        if (!(r->bias = malloc(sizeof *r->bias * (size_t)sp->num_logit_bias))) return FOLIO_ENOMEM;
+        memcpy(r->bias, sp->logit_bias, sizeof *r->bias * (size_t)sp->num_logit_bias);
+    }
+    r->sp.logit_bias = r->bias;
+    return 0;
+}
+
+static int alloc_sample(struct engine *e, struct engine_req *r, int i) {
+    struct sample *s = &r->samples[i];
+    s->req = r;
+    s->index = i;
+    s->stop_token = -1;
+    s->stop_idx = -1;
+    s->tokens = malloc(sizeof(int32_t) * (size_t)(r->num_prompt + r->max_tokens));
+    s->blocks = malloc(sizeof(int32_t) * (size_t)e->mbps);
+    s->dt = detok_create(e->tok, r->prompt, r->num_prompt, r->sp.skip_special_tokens);
+    s->p_ids = malloc(sizeof(int32_t) * STREAM_TOKENS);
+    s->p_text = malloc(r->text_cap);
+    if (r->sp.logprobs >= 0) s->p_lps = malloc(sizeof *s->p_lps * STREAM_TOKENS);
+    if (r->sp.num_stop > 0) s->stop = stop_create(r->sp.stop, r->sp.num_stop, r->sp.include_stop_str_in_output);
+    if (!s->tokens || !s->blocks || !s->dt || !s->p_ids || !s->p_text || (r->sp.logprobs >= 0 && !s->p_lps) ||
+        (r->sp.num_stop > 0 && !s->stop))
+        return FOLIO_ENOMEM;
+    memcpy(s->tokens, r->prompt, sizeof(int32_t) * (size_t)r->num_prompt);
+    struct sched_seq *q = &s->seq;
+    q->tokens = s->tokens;
+    q->num_tokens = q->num_prompt = r->num_prompt;
+    q->priority = r->priority;
+    q->seats = i == 0 ? r->n : 1;
+    kv_seq_init(&q->kv, s->blocks, e->mbps);
+    return 0;
+}
+
+int engine_submit(struct engine *e, const struct engine_request *rq, struct engine_req **out) {
+    int rc;
+    if ((rc = check_request(e, rq))) return rc;
+    struct engine_req *r = calloc(1, sizeof *r);
+    if (!r) return folio_err(FOLIO_ENOMEM, "out of memory");
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&r->refs, 2); /* the caller's and the engine's */
+    atomic_init(&r->abort, 0);
+    r->e = e;
+    r->n = rq->params.n;
+    r->num_prompt = rq->num_prompt;
+    r->priority = rq->priority;
+    r->t_arrival = folio_now();
+    r->max_tokens = rq->params.max_tokens > 0 ? rq->params.max_tokens : e->max_model_len - rq->num_prompt;
+    size_t longest_stop = 0;
+    for (int i = 0; i < rq->params.num_stop; i++)
+        if (rq->params.stop[i] && strlen(rq->params.stop[i]) > longest_stop) longest_stop = strlen(rq->params.stop[i]);
+    /* One step adds at most a push, a flush and the stop filter's held-back text. */
+    r->step_text = 2 * e->max_delta + longest_stop + 64;
+    r->text_cap = 4 * r->step_text;
+    r->prompt = malloc(sizeof(int32_t) * (size_t)rq->num_prompt);
+    r->samples = calloc((size_t)r->n, sizeof *r->samples);
+    r->tmp = malloc(r->step_text);
+    r->tmp2 = malloc(r->step_text);
+    r->r_ids = malloc(sizeof(int32_t) * STREAM_TOKENS);
+    r->r_text = malloc(r->text_cap + 1);
+    if (rq->params.logprobs >= 0) r->r_lps = malloc(sizeof *r->r_lps * STREAM_TOKENS);
+    if (!r->prompt || !r->samples || !r->tmp || !r->tmp2 || !r->r_ids || !r->r_text ||
+        (rq->params.logprobs >= 0 && !r->r_lps)) {
+        rc = FOLIO_ENOMEM;
+        goto fail;
+    }
+    memcpy(r->prompt, rq->prompt, sizeof(int32_t) * (size_t)rq->num_prompt);
+    if ((rc = copy_params(r, &rq->params))) goto fail;
+    for (int i = 0; i < r->n; i++)
+        if ((rc = alloc_sample(e, r, i))) goto fail;
+
+    pthread_mutex_lock(&e->mu);
+    r->seed = rq->params.has_seed ? rq->params.seed : splitmix64(&e->seed_state);
+    uint64_t arrival = e->arrivals++;
+    for (int i = 0; i < r->n; i++) r->samples[i].seq.arrival = arrival;
+    r->prev = e->in_tail;
+    r->next = NULL;
+    if (e->in_tail) e->in_tail->next = r;
+    else e->in_head = r;
+    e->in_tail = r;
+    e->kicks++;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    *out = r;
+    return 0;
+fail:
+    req_free(r);
+    return rc == FOLIO_ENOMEM ? folio_err(FOLIO_ENOMEM, "out of memory for a request") : rc;
+}
+
+static void kick(struct engine *e) {
+    pthread_mutex_lock(&e->mu);
+    e->kicks++;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_abort(struct engine_req *r) {
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    if (!r->engine_gone && !atomic_exchange(&r->abort, 1)) {
+        atomic_fetch_add(&r->e->aborts, 1);
+        kick(r->e);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+void engine_release(struct engine_req *r) {
+    if (!r) return;
+    engine_abort(r);
+    req_unref(r);
+}
+
+/* ---- outputs ---- */
+
+/* Records one token (id < 0: none) with its text and, when finish is set, the sample's end. */
+static void emit(struct sample *s, int32_t id, const struct sampler_logprobs *lp, const char *text, size_t n,
+                 enum engine_finish finish, const char *error) {
+    struct engine_req *r = s->req;
+    pthread_mutex_lock(&r->mu);
+    if (id >= 0 && s->t_first == 0) s->t_first = folio_now();
+    if (id >= 0) {
+        s->p_ids[s->p_n] = id;
+        if (s->p_lps && lp) s->p_lps[s->p_n] = *lp;
+        s->p_n++;
+    }
+    if (n > r->text_cap - s->p_text_n) n = r->text_cap - s->p_text_n; /* cannot happen: see has_room */
+    memcpy(s->p_text + s->p_text_n, text, n);
+    s->p_text_n += n;
+    if (finish != ENGINE_FINISH_NONE) {
+        s->finish = finish;
+        s->t_finish = folio_now();
+        if (error) {
+            snprintf(r->error, sizeof r->error, "%s", error);
+            s->error = r->error;
+        }
+    }
+    s->out_count = s->num_output;
+    r->num_cached = r->samples[0].seq.num_cached;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int has_room(const struct sample *s) {
+    return s->p_n < STREAM_TOKENS && s->req->text_cap - s->p_text_n >= s->req->step_text;
+}
+
+int engine_read(struct engine_req *r, struct engine_output *out, int timeout_ms) {
+    struct timespec deadline;
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        int all_read = 1;
+        for (int k = 0; k < r->n; k++) {
+            struct sample *s = &r->samples[(r->cursor + k) % r->n];
+            int ended = s->finish != ENGINE_FINISH_NONE;
+            if (!s->finish_read) all_read = 0;
+            if (s->p_n == 0 && s->p_text_n == 0 && (!ended || s->finish_read)) continue;
+            r->cursor = (s->index + 1) % r->n;
+            memset(out, 0, sizeof *out);
+            out->index = s->index;
+            out->num_tokens = s->p_n;
+            memcpy(r->r_ids, s->p_ids, sizeof(int32_t) * (size_t)s->p_n);
+            out->token_ids = r->r_ids;
+            if (s->p_lps) {
+                memcpy(r->r_lps, s->p_lps, sizeof *r->r_lps * (size_t)s->p_n);
+                out->logprobs = r->r_lps;
+            }
+            memcpy(r->r_text, s->p_text, s->p_text_n);
+            r->r_text[s->p_text_n] = '\0';
+            out->text = r->r_text;
+            out->text_len = s->p_text_n;
+            out->stop_token = -1;
+            if (ended) {
+                out->finish = s->finish;
+                out->stop_token = s->stop_token;
+                out->stop_str = s->stop_idx >= 0 ? r->sp.stop[s->stop_idx] : NULL;
+                out->error = s->error;
+                s->finish_read = 1;
+            }
+            out->num_prompt_tokens = r->num_prompt;
+            out->num_cached_tokens = r->num_cached;
+            out->num_output_tokens = s->out_count;
+            out->arrival_time = r->t_arrival;
+            out->first_token_time = s->t_first;
+            out->finish_time = s->t_finish;
+            s->p_n = 0;
+            s->p_text_n = 0;
+            if (r->stalled && !r->engine_gone) {
+                r->stalled = 0;
+                kick(r->e);
+            }
+            pthread_mutex_unlock(&r->mu);
+            return ENGINE_READ_OUTPUT;
+        }
+        if (all_read) {
+            pthread_mutex_unlock(&r->mu);
+            return ENGINE_READ_DONE;
+        }
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&r->cv, &r->mu);
+        } else if (pthread_cond_timedwait(&r->cv, &r->mu, &deadline) != 0) {
+            pthread_mutex_unlock(&r->mu);
+            return ENGINE_READ_TIMEOUT;
+        }
+    }
+}
+
+/* ---- the step loop (engine thread) ---- */
+
+static void live_unlink(struct engine *e, struct engine_req *r) {
+    if (r->prev) r->prev->next = r->next;
+    else e->live_head = r->next;
+    if (r->next) r->next->prev = r->prev;
+    else e->live_tail = r->prev;
+    r->prev = r->next = NULL;
+    e->num_live--;
+}
+
+/* The engine lets go of a request whose samples have all finished. */
+static void drop_request(struct engine *e, struct engine_req *r) {
+    live_unlink(e, r);
+    e->finished++;
+    pthread_mutex_lock(&r->mu);
+    r->engine_gone = 1;
+    pthread_mutex_unlock(&r->mu);
+    req_unref(r);
+}
+
+static void finish_sample(struct engine *e, struct sample *s, int32_t id, const struct sampler_logprobs *lp,
+                          const char *text, size_t n, enum engine_finish why, const char *error) {
+    if (s->seq.state == SCHED_WAITING || s->seq.state == SCHED_RUNNING) sched_finish(e->sched, &s->seq);
+    s->done = 1;
+    s->req->num_done++;
+    emit(s, id, lp, text, n, why, error);
+}
+
+static void abort_request(struct engine *e, struct engine_req *r, const char *error) {
+    for (int i = 0; i < r->n; i++)
+        if (!r->samples[i].done) finish_sample(e, &r->samples[i], -1, NULL, "", 0, ENGINE_FINISH_ABORT, error);
+    drop_request(e, r);
+}
+
+static void intake(struct engine *e) {
+    pthread_mutex_lock(&e->mu);
+    struct engine_req *head = e->in_head;
+    e->in_head = e->in_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    for (struct engine_req *r = head, *next; r; r = next) {
+        next = r->next;
+        r->prev = e->live_tail;
+        r->next = NULL;
+        if (e->live_tail) e->live_tail->next = r;
+        else e->live_head = r;
+        e->live_tail = r;
+        e->num_live++;
+        sched_add(e->sched, &r->samples[0].seq);
+    }
+    if (atomic_exchange(&e->aborts, 0) > 0) {
+        for (struct engine_req *r = e->live_head, *next; r; r = next) {
+            next = r->next;
+            if (atomic_load(&r->abort)) abort_request(e, r, NULL);
+        }
+    }
+}
+
+/* Pauses the samples whose readers have fallen behind, and resumes the others. */
+static void update_paused(struct engine *e) {
+    for (struct engine_req *r = e->live_head; r; r = r->next) {
+        pthread_mutex_lock(&r->mu);
+        for (int i = 0; i < r->n; i++) {
+            struct sample *s = &r->samples[i];
+            s->seq.paused = !s->done && !has_room(s);
+            if (s->seq.paused) r->stalled = 1;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static int is_eos(const struct engine *e, int32_t id) {
+    for (int i = 0; i < e->num_eos; i++)
+        if (e->eos[i] == id) return 1;
+    return 0;
+}
+
+/* Detokenizes the token (unless hidden), runs the stop-string filter, and records the output. */
+static void accept_token(struct engine *e, struct sample *s, int32_t id, const struct sampler_logprobs *lp) {
+    struct engine_req *r = s->req;
+    const struct sampling_params *sp = &r->sp;
+    s->tokens[s->seq.num_tokens++] = id;
+    s->num_output++;
+    e->gen_tokens++;
+
+    enum engine_finish why = ENGINE_FINISH_NONE;
+    int hide = 0, checks = s->num_output >= sp->min_tokens;
+    if (checks && !sp->ignore_eos && is_eos(e, id)) {
+        why = ENGINE_FINISH_STOP;
+        hide = !sp->include_stop_str_in_output;
+    }
+    for (int i = 0; checks && why == ENGINE_FINISH_NONE && i < sp->num_stop_token_ids; i++)
+        if (sp->stop_token_ids[i] == id) {
+            why = ENGINE_FINISH_STOP;
+            s->stop_token = id;
+            hide = !sp->include_stop_str_in_output;
+        }
+    if (why == ENGINE_FINISH_NONE && s->num_output >= r->max_tokens) why = ENGINE_FINISH_LENGTH;
+
+    size_t n = 0, dn = 0;
+    char *text = r->tmp2;
+    if (!hide) detok_push(s->dt, id, r->tmp, r->step_text, &dn);
+    /* At the end, whatever the detokenizer still holds (clean-up context, a cut character). */
+    if (why != ENGINE_FINISH_NONE) {
+        size_t fn;
+        do {
+            detok_flush(s->dt, r->tmp + dn, r->step_text - dn, &fn);
+            dn += fn;
+        } while (fn > 0 && dn < r->step_text);
+    }
+    if (s->stop && checks) {
+        int m = stop_push(s->stop, r->tmp, dn, text, r->step_text, &n);
+        if (m >= 0) {
+            why = ENGINE_FINISH_STOP;
+            s->stop_idx = m;
+        } else if (why != ENGINE_FINISH_NONE) {
+            size_t fn;
+            stop_flush(s->stop, text + n, r->step_text - n, &fn);
+            n += fn;
+            /* A match that only the end of the text settles ("bc" of stops "abcd", "bc"). */
+            if (stop_matched(s->stop) >= 0) {
+                why = ENGINE_FINISH_STOP;
+                s->stop_idx = stop_matched(s->stop);
+            }
+        }
+    } else {
+        text = r->tmp;
+        n = dn;
+    }
+    if (why == ENGINE_FINISH_NONE) emit(s, id, lp, text, n, why, NULL);
+    else finish_sample(e, s, id, lp, text, n, why, NULL);
+}
+
+static void sample_seq(struct engine *e, struct sample *s, float *logits) {
+    struct engine_req *r = s->req;
+    struct sampler_logprobs lp;
+    struct sampler_seq sq = {
+        .prompt = r->prompt, .num_prompt = r->num_prompt, .output = s->tokens + r->num_prompt,
+        .num_output = s->num_output, .sample_index = s->index, .seed = r->seed, .eos_ids = e->eos,
+        .num_eos = e->num_eos};
+    int32_t id = sampler_sample(e->sampler, logits, &r->sp, &sq, r->sp.logprobs >= 0 ? &lp : NULL);
+    accept_token(e, s, id, r->sp.logprobs >= 0 ? &lp : NULL);
+}
+
+/* The prompt of an n > 1 request is computed once; its samples then share its blocks. */
+static void fork_and_sample(struct engine *e, struct engine_req *r, const float *logits) {
+    r->forked = 1;
+    for (int i = 1; i < r->n; i++) {
+        struct sample *c = &r->samples[i];
+        c->seq.arrival = r->samples[0].seq.arrival;
+        sched_fork(e->sched, &r->samples[0].seq, &c->seq);
+    }
+    for (int i = 0; i < r->n; i++) {
+        memcpy(e->row, logits, sizeof(float) * (size_t)e->V);
+        sample_seq(e, &r->samples[i], e->row);
+    }
+}
+
+static void publish_stats(struct engine *e) {
+    struct kv_cache_stats ks;
+    kv_cache_get_stats(e->kv, &ks);
+    double now = folio_now();
+    if (e->win_t0 == 0) e->win_t0 = now;
+    if (now - e->win_t0 >= 1.0) {
+        e->tps = (double)(e->gen_tokens - e->win_gen0) / (now - e->win_t0);
+        e->win_t0 = now;
+        e->win_gen0 = e->gen_tokens;
+    }
+    int preempted_waiting = 0;
+    for (struct engine_req *r = e->live_head; r; r = r->next)
+        for (int i = 0; i < r->n; i++)
+            if (r->samples[i].seq.state == SCHED_WAITING && r->samples[i].seq.num_preemptions > 0) preempted_waiting++;
+    pthread_mutex_lock(&e->stats_mu);
+    e->last_step_t = now;
+    e->stats = (struct engine_stats){
+        .num_running = sched_num_running(e->sched),
+        .num_waiting = sched_num_waiting(e->sched),
+        .num_preempted_waiting = preempted_waiting,
+        .num_preemptions = sched_num_preemptions(e->sched),
+        .num_requests = e->num_live,
+        .kv_blocks = ks.num_blocks,
+        .kv_used = ks.used,
+        .kv_cached = ks.cached,
+        .kv_free = ks.free,
+        .block_size = e->bs,
+        .kv_usage = (double)ks.used / ks.num_blocks,
+        .kv_allocated_slots = ks.allocated_slots,
+        .kv_stored_tokens = ks.stored_tokens,
+        .waste = ks.allocated_slots ? 1.0 - (double)ks.stored_tokens / (double)ks.allocated_slots : 0.0,
+        .prefix_queries = ks.prefix_queries,
+        .prefix_hits = ks.prefix_hits,
+        .cow_copies = ks.cow_copies,
+        .prompt_tokens = e->prompt_tokens,
+        .generation_tokens = e->gen_tokens,
+        .requests_finished = e->finished,
+        .steps = e->steps,
+        .gen_tokens_per_s = e->tps,
+    };
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+void engine_get_stats(struct engine *e, struct engine_stats *out) {
+    pthread_mutex_lock(&e->stats_mu);
+    *out = e->stats;
+    if (folio_now() - e->last_step_t > 2.0) out->gen_tokens_per_s = 0; /* idle */
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+static void fail_all(struct engine *e, const char *why) {
+    while (e->live_head) abort_request(e, e->live_head, why);
+}
+
+int engine_step(struct engine *e) {
+    intake(e);
+    update_paused(e);
+    struct sched_output *o = &e->out;
+    int ns = sched_schedule(e->sched, o);
+    if (ns == 0) {
+        publish_stats(e);
+        return 0;
+    }
+    int T = 0, L = 0;
+    for (int i = 0; i < ns; i++) {
+        struct sched_seq *q = o->seqs[i];
+        const int start = q->kv.num_computed, n = o->num_new[i];
+        for (int j = 0; j < n; j++, T++) {
+            e->tokens[T] = q->tokens[start + j];
+            e->positions[T] = start + j;
+            e->seq_idx[T] = i;
+            e->slots[T] = kv_seq_slot(&q->kv, start + j, e->bs);
+            if (start + j < q->num_prompt) e->prompt_tokens++;
+        }
+        memcpy(e->tables + (size_t)i * e->mbps, q->kv.blocks, sizeof(int32_t) * (size_t)q->kv.num_blocks);
+        if (start + n == q->num_tokens) {
+            e->logits_idx[L] = T - 1;
+            e->logit_sample[L++] = (struct sample *)q; /* seq is the sample's first member */
+        }
+    }
+    struct model_batch batch = {
+        .num_tokens = T, .tokens = e->tokens, .positions = e->positions, .seq_idx = e->seq_idx,
+        .slot_mapping = e->slots, .num_seqs = ns, .block_tables = e->tables, .num_logits = L,
+        .logits_idx = e->logits_idx, .num_copies = o->num_copies, .block_copies = o->copies};
+    int rc = model_forward(e->m, &batch, e->logits);
+    if (rc) {
+        /* The batch is built from checked requests, so this is an engine bug or a device
+         * failure: fail every request loudly rather than serve wrong tokens. */
+        char msg[256];
+        snprintf(msg, sizeof msg, "engine failure: %s", folio_last_error());
+        fail_all(e, msg);
+        publish_stats(e);
+        return rc;
+    }
+    sched_commit(e->sched, o);
+    for (int i = 0; i < L; i++) {
+        struct sample *s = e->logit_sample[i];
+        struct engine_req *r = s->req;
+        float *row = e->logits + (size_t)i * e->V;
+        if (r->n > 1 && !r->forked) fork_and_sample(e, r, row);
+        else sample_seq(e, s, row);
+    }
+    /* Requests whose samples have all finished leave the live list (after every sample of
+     * this step has been handled: dropping may free them). */
+    for (int i = 0; i < L; i++) {
+        struct engine_req *r = e->logit_sample[i]->req;
+        if (r->num_done == r->n && !r->dropping) {
+            r->dropping = 1;
+            e->drop[e->num_drop++] = r;
+        }
+    }
+    for (int i = 0; i < e->num_drop; i++) drop_request(e, e->drop[i]);
+    e->num_drop = 0;
+    e->steps++;
+    publish_stats(e);
+    return ns;
+}
+
+static void *engine_main(void *arg) {
+    struct engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    while (!e->stopping) {
+        long seen = e->kicks;
+        pthread_mutex_unlock(&e->mu);
+        int n = engine_step(e);
+        pthread_mutex_lock(&e->mu);
+        /* Idle (or every sequence paused): sleep until a submit, abort or read changes that. */
+        if (n <= 0)
+            while (!e->stopping && e->kicks == seen) pthread_cond_wait(&e->cv, &e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+int engine_start(struct engine *e) {
+    pthread_mutex_lock(&e->mu);
+    int rc = 0;
+    if (!e->started) {
+        if (pthread_create(&e->thread, NULL, engine_main, e) != 0) rc = folio_err(FOLIO_ENOMEM, "cannot start the engine thread");
+        else e->started = 1;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+void engine_free(struct engine *e) {
+    if (!e) return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    pthread_cond_signal(&e->cv);
+    int started = e->started;
+    pthread_mutex_unlock(&e->mu);
+    if (started) pthread_join(e->thread, NULL);
+    if (e->sched) {
+        intake(e);
+        fail_all(e, "the engine shut down");
+    }
+    sched_free(e->sched);
+    kv_cache_free(e->kv);
+    sampler_free(e->sampler);
+    model_free(e->m);
+    backend_free(e->b);
+    tok_free(e->tok);
+    free(e->tokens);
+    free(e->positions);
+    free(e->seq_idx);
+    free(e->slots);
+    free(e->logits_idx);
+    free(e->tables);
+    free(e->logit_sample);
+    free(e->drop);
+    free(e->logits);
+    free(e->row);
+    pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->stats_mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}

@@ -1,0 +1,707 @@
+/* The engine end to end on the real stories260K model: batch invariance (greedy and seeded),
+ * chunked prefill, preemption by recompute, prefix caching, copy-on-write for n > 1, no
+ * leaked blocks after finishing or aborting, KV waste under a mixed workload, stop strings
+ * and stop tokens, multi-byte characters split across tokens, priorities, admission errors,
+ * paused streams, logprobs, and the engine thread under concurrent submitters and aborts. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tools/utf8_check.h"
+#include "engine.h"
+#include "test.h"
+#include "tokenizer.h"
+#include "util.h"
+
+#define MAXG 512
+#define MAXN 4
+
+struct run {
+    int n;
+    int32_t ids[MAXN][MAXG];
+    int nids[MAXN];
+    char text[MAXN][MAXG * 16];
+    size_t tlen[MAXN];
+    enum engine_finish finish[MAXN];
+    int32_t stop_token[MAXN];
+    char stop_str[MAXN][32];
+    int cached, bad_utf8, done;
+};
+
+static const char *stories(void) {
+    static char dir[1024];
+    snprintf(dir, sizeof dir, "%s/stories260K", test_models_dir());
+    return dir;
+}
+
+static struct engine *make_engine(int block_size, int num_blocks, int max_seqs, int max_batched, int prefix) {
+    struct engine_params p = engine_default_params();
+    p.model = stories();
+    p.threads = 1;
+    p.block_size = block_size;
+    p.num_blocks = num_blocks;
+    p.max_num_seqs = max_seqs;
+    p.max_num_batched_tokens = max_batched;
+    p.max_model_len = 512;
+    p.enable_prefix_caching = prefix;
+    p.seed = 42;
+    struct engine *e = NULL;
+    if (engine_create(&p, &e) != 0) {
+        test_fail(__FILE__, __LINE__, "engine_create: %s", folio_last_error());
+        return NULL;
+    }
+    return e;
+}
+
+/* Reads whatever is ready; returns 1 once the request is done. */
+static int drain(struct engine_req *h, struct run *r, int timeout_ms) {
+    struct engine_output o;
+    int rc;
+    while ((rc = engine_read(h, &o, timeout_ms)) == ENGINE_READ_OUTPUT) {
+        int i = o.index;
+        for (int k = 0; k < o.num_tokens && r->nids[i] < MAXG; k++) r->ids[i][r->nids[i]++] = o.token_ids[k];
+        if (!utf8_check((const unsigned char *)o.text, o.text_len)) r->bad_utf8++;
+        if (r->tlen[i] + o.text_len < sizeof r->text[i]) {
+            memcpy(r->text[i] + r->tlen[i], o.text, o.text_len);
+            r->tlen[i] += o.text_len;
+            r->text[i][r->tlen[i]] = '\0';
+        }
+        r->cached = o.num_cached_tokens;
+        if (o.finish != ENGINE_FINISH_NONE) {
+            r->finish[i] = o.finish;
+            r->stop_token[i] = o.stop_token;
+            snprintf(r->stop_str[i], sizeof r->stop_str[i], "%s", o.stop_str ? o.stop_str : "");
+        }
+    }
+    if (rc == ENGINE_READ_DONE) r->done = 1;
+    return r->done;
+}
+
+/* Submits every request at once and steps until all are done. Returns 0 or -1. */
+static int run_all(struct engine *e, const struct engine_request *rq, int n, struct run *res) {
+    struct engine_req **h = calloc((size_t)n, sizeof *h);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        memset(&res[i], 0, sizeof res[i]);
+        res[i].n = rq[i].params.n;
+        if (engine_submit(e, &rq[i], &h[i]) != 0) {
+            test_fail(__FILE__, __LINE__, "submit %d: %s", i, folio_last_error());
+            rc = -1;
+            goto out;
+        }
+    }
+    for (int step = 0;; step++) {
+        int left = 0;
+        for (int i = 0; i < n; i++) left += !drain(h[i], &res[i], 0);
+        if (!left) break;
+        if (step > 100000 || engine_step(e) < 0) {
+            test_fail(__FILE__, __LINE__, "the engine did not finish (%d requests left)", left);
+            rc = -1;
+            break;
+        }
+    }
+out:
+    for (int i = 0; i < n; i++) engine_release(h[i]);
+    free(h);
+    return rc;
+}
+
+static uint32_t rng_next(uint32_t *s) {
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+/* Mixed-length random prompts (ids 3..511) and output lengths. */
+static void make_workload(int n, uint32_t seed, int32_t prompts[][320], struct engine_request *rq, int min_len,
+                          int max_len, int min_out, int max_out) {
+    for (int i = 0; i < n; i++) {
+        int len = min_len + (int)(rng_next(&seed) % (uint32_t)(max_len - min_len + 1));
+        prompts[i][0] = 1;
+        for (int k = 1; k < len; k++) prompts[i][k] = 3 + (int32_t)(rng_next(&seed) % 509);
+        rq[i] = (struct engine_request){.prompt = prompts[i], .num_prompt = len, .params = sampler_default_params()};
+        rq[i].params.temperature = 0;
+        rq[i].params.ignore_eos = 1;
+        rq[i].params.max_tokens = min_out + (int)(rng_next(&seed) % (uint32_t)(max_out - min_out + 1));
+    }
+}
+
+static int same_tokens(const struct run *a, const struct run *b) {
+    for (int i = 0; i < a->n; i++)
+        if (a->nids[i] != b->nids[i] || memcmp(a->ids[i], b->ids[i], sizeof(int32_t) * (size_t)a->nids[i]) != 0 ||
+            strcmp(a->text[i], b->text[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static void check_no_blocks_held(struct engine *e) {
+    struct engine_stats st;
+    engine_step(e); /* let aborts land */
+    engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.kv_used, 0);
+    CHECK_EQ_INT(st.num_running, 0);
+    CHECK_EQ_INT(st.num_waiting, 0);
+    CHECK_EQ_INT(st.num_requests, 0);
+    CHECK_EQ_INT(st.kv_used + st.kv_cached + st.kv_free, st.kv_blocks);
+}
+
+enum { NREQ = 32 };
+static int32_t g_prompts[NREQ][320];
+static struct engine_request g_rq[NREQ];
+static struct run g_batched[NREQ], g_alone[NREQ];
+
+/* 32 mixed requests at once, with a small token budget (so prompts are chunked and decodes
+ * share steps with prefills), give exactly what each gives alone. */
+TEST(engine_batch_invariance_greedy) {
+    make_workload(NREQ, 7, g_prompts, g_rq, 2, 150, 4, 60);
+    struct engine *batched = make_engine(16, 0, 64, 96, 1), *alone = make_engine(16, 0, 1, 2048, 0);
+    if (!batched || !alone) goto out;
+    CHECK_EQ_INT(run_all(batched, g_rq, NREQ, g_batched), 0);
+    for (int i = 0; i < NREQ; i++) CHECK_EQ_INT(run_all(alone, &g_rq[i], 1, &g_alone[i]), 0);
+    int mismatches = 0;
+    for (int i = 0; i < NREQ; i++) {
+        mismatches += !same_tokens(&g_batched[i], &g_alone[i]);
+        CHECK_EQ_INT(g_batched[i].nids[0], g_rq[i].params.max_tokens);
+        CHECK_EQ_INT(g_batched[i].finish[0], ENGINE_FINISH_LENGTH);
+    }
+    CHECK_EQ_INT(mismatches, 0);
+    struct engine_stats st;
+    engine_get_stats(batched, &st);
+    CHECK(st.steps < 400); /* batched: far fewer steps than the ~1000 tokens generated */
+    check_no_blocks_held(batched);
+    check_no_blocks_held(alone);
+out:
+    engine_free(batched);
+    engine_free(alone);
+}
+
+/* Seeded sampling with every processor on: the same tokens alone and in a batch. */
+TEST(engine_batch_invariance_seeded) {
+    make_workload(16, 11, g_prompts, g_rq, 2, 100, 8, 40);
+    for (int i = 0; i < 16; i++) {
+        struct sampling_params *p = &g_rq[i].params;
+        p->temperature = 0.9f;
+        p->top_p = 0.9f;
+        p->top_k = 40;
+        p->min_p = 0.02f;
+        p->repetition_penalty = 1.1f;
+        p->frequency_penalty = 0.3f;
+        p->presence_penalty = 0.2f;
+        p->has_seed = 1;
+        p->seed = 1000 + (uint64_t)i;
+    }
+    struct engine *batched = make_engine(8, 0, 16, 64, 1), *alone = make_engine(16, 0, 1, 2048, 0);
+    if (!batched || !alone) goto out;
+    CHECK_EQ_INT(run_all(batched, g_rq, 16, g_batched), 0);
+    int mismatches = 0, distinct = 0;
+    for (int i = 0; i < 16; i++) {
+        CHECK_EQ_INT(run_all(alone, &g_rq[i], 1, &g_alone[i]), 0);
+        mismatches += !same_tokens(&g_batched[i], &g_alone[i]);
+    }
+    CHECK_EQ_INT(mismatches, 0);
+    /* And it is sampling: a different seed gives a different continuation. */
+    for (int i = 0; i < 16; i++) {
+        g_rq[i].params.seed += 77;
+        struct run other;
+        run_all(alone, &g_rq[i], 1, &other);
+        distinct += !same_tokens(&other, &g_alone[i]);
+    }
+    CHECK(distinct >= 12);
+out:
+    engine_free(batched);
+    engine_free(alone);
+}
+
+/* A pool of 20 blocks of 4 tokens (80 slots) for 12 requests of up to ~110 tokens forces
+ * preemptions; every output must equal the large-pool run. */
+TEST(engine_preemption_recompute) {
+    make_workload(12, 5, g_prompts, g_rq, 10, 40, 20, 60);
+    for (int i = 6; i < 12; i++) { /* half of them sample, with seeds */
+        g_rq[i].params.temperature = 1.0f;
+        g_rq[i].params.has_seed = 1;
+        g_rq[i].params.seed = (uint64_t)i;
+    }
+    struct engine *small = NULL, *large = make_engine(4, 0, 16, 64, 0);
+    struct engine_params p = engine_default_params();
+    p.model = stories();
+    p.threads = 1;
+    p.block_size = 4;
+    p.num_blocks = 28;
+    p.max_model_len = 100;
+    p.max_num_seqs = 16;
+    p.max_num_batched_tokens = 64;
+    p.enable_prefix_caching = 0;
+    CHECK_EQ_INT(engine_create(&p, &small), 0);
+    if (!small || !large) goto out;
+    CHECK_EQ_INT(run_all(large, g_rq, 12, g_alone), 0);
+    CHECK_EQ_INT(run_all(small, g_rq, 12, g_batched), 0);
+    struct engine_stats st;
+    engine_get_stats(small, &st);
+    printf("    preemptions: %lld with a pool of %d blocks\n", st.num_preemptions, st.kv_blocks);
+    CHECK(st.num_preemptions > 0);
+    int mismatches = 0;
+    for (int i = 0; i < 12; i++) mismatches += !same_tokens(&g_batched[i], &g_alone[i]);
+    CHECK_EQ_INT(mismatches, 0);
+    check_no_blocks_held(small);
+out:
+    engine_free(small);
+    engine_free(large);
+}
+
+/* A second request sharing a 96-token prefix prefills only its tail, reports the rest as
+ * cached, and answers exactly as an engine without the cache. */
+TEST(engine_prefix_caching) {
+    int32_t a[120], b[110];
+    uint32_t seed = 3;
+    a[0] = b[0] = 1;
+    for (int i = 1; i < 120; i++) a[i] = 3 + (int32_t)(rng_next(&seed) % 509);
+    memcpy(b, a, sizeof(int32_t) * 100);
+    for (int i = 100; i < 110; i++) b[i] = 3 + (int32_t)(rng_next(&seed) % 509);
+    struct engine_request ra = {.prompt = a, .num_prompt = 120, .params = sampler_default_params()};
+    struct engine_request rb = {.prompt = b, .num_prompt = 110, .params = sampler_default_params()};
+    ra.params.temperature = rb.params.temperature = 0;
+    ra.params.max_tokens = rb.params.max_tokens = 20;
+    ra.params.ignore_eos = rb.params.ignore_eos = 1;
+    struct engine *e = make_engine(16, 0, 8, 2048, 1), *plain = make_engine(16, 0, 8, 2048, 0);
+    if (!e || !plain) goto out;
+    struct run out_a, out_b, ref_b;
+    CHECK_EQ_INT(run_all(e, &ra, 1, &out_a), 0);
+    struct engine_stats s0, s1;
+    engine_get_stats(e, &s0);
+    CHECK(s0.kv_cached >= 7); /* a's full blocks stay cached */
+    CHECK_EQ_INT(run_all(e, &rb, 1, &out_b), 0);
+    engine_get_stats(e, &s1);
+    CHECK_EQ_INT(out_b.cached, 96);                         /* 6 blocks of 16 */
+    CHECK_EQ_INT(s1.prefix_hits - s0.prefix_hits, 96);
+    CHECK_EQ_INT(s1.prefix_queries - s0.prefix_queries, 110);
+    CHECK_EQ_INT(s1.prompt_tokens - s0.prompt_tokens, 110 - 96); /* prefilled only the tail */
+    CHECK_EQ_INT(run_all(plain, &rb, 1, &ref_b), 0);
+    CHECK(same_tokens(&out_b, &ref_b));
+    CHECK_EQ_INT(ref_b.cached, 0);
+    /* Reported in usage: a repeat of a is served almost entirely from the cache. */
+    CHECK_EQ_INT(run_all(e, &ra, 1, &out_b), 0);
+    CHECK_EQ_INT(out_b.cached, 112);
+    CHECK(same_tokens(&out_a, &out_b));
+    check_no_blocks_held(e);
+out:
+    engine_free(e);
+    engine_free(plain);
+}
+
+/* n = 4 greedy samples share the prompt's blocks: the 10-token prompt's partial block is
+ * copied by three of them when they diverge from it, the full ones never; all four equal the
+ * n = 1 answer, so the copies carried the right K/V. */
+TEST(engine_copy_on_write_n4) {
+    int32_t prompt[10] = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376};
+    struct engine_request rq = {.prompt = prompt, .num_prompt = 10, .params = sampler_default_params()};
+    rq.params.temperature = 0;
+    rq.params.max_tokens = 30;
+    rq.params.ignore_eos = 1;
+    struct engine *e = make_engine(4, 0, 8, 2048, 0);
+    if (!e) return;
+    struct run one, four;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &one), 0);
+    struct engine_stats s0, s1;
+    engine_get_stats(e, &s0);
+    rq.params.n = 4;
+    struct engine_req *h;
+    CHECK_EQ_INT(engine_submit(e, &rq, &h), 0);
+    engine_step(e); /* prefill + first tokens: 3 blocks, shared by all four */
+    engine_get_stats(e, &s1);
+    CHECK_EQ_INT(s1.kv_used, 3);
+    CHECK_EQ_INT(s1.num_running, 4);
+    CHECK_EQ_INT(s1.cow_copies - s0.cow_copies, 0);
+    engine_step(e); /* each writes position 10, inside the shared partial block */
+    engine_get_stats(e, &s1);
+    CHECK_EQ_INT(s1.cow_copies - s0.cow_copies, 3);
+    CHECK_EQ_INT(s1.kv_used, 6);
+    memset(&four, 0, sizeof four);
+    four.n = 4;
+    for (int step = 0; step < 1000 && !drain(h, &four, 0); step++) engine_step(e);
+    engine_release(h);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(four.nids[i], 30);
+        CHECK(four.nids[i] == one.nids[0] && memcmp(four.ids[i], one.ids[0], sizeof(int32_t) * 30) == 0);
+        CHECK_STR(four.text[i], one.text[0]);
+    }
+    engine_get_stats(e, &s1);
+    CHECK_EQ_INT(s1.cow_copies - s0.cow_copies, 3); /* no copies beyond the divergence */
+    /* A block-aligned prompt (8 tokens) needs no copy at all. */
+    rq.num_prompt = 8;
+    struct run aligned;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &aligned), 0);
+    engine_get_stats(e, &s0);
+    CHECK_EQ_INT(s0.cow_copies, s1.cow_copies);
+    /* Seeded n = 4: the samples differ from one another. */
+    rq.params.temperature = 1.0f;
+    rq.params.has_seed = 1;
+    rq.params.seed = 5;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &four), 0);
+    CHECK(!(four.nids[0] == four.nids[1] && memcmp(four.ids[0], four.ids[1], sizeof(int32_t) * 30) == 0));
+    check_no_blocks_held(e);
+    engine_free(e);
+}
+
+/* Waste (allocated slots minus stored tokens) under a mixed workload of chat-like lengths
+ * (prompts of 100-300 tokens, answers of 100-200), over every step, and at the steps where
+ * the pool is at least half full. */
+TEST(engine_kv_waste_below_4_percent) {
+    make_workload(NREQ, 23, g_prompts, g_rq, 100, 300, 100, 200);
+    struct engine *e = make_engine(16, 400, 32, 512, 0);
+    if (!e) return;
+    struct engine_req *h[NREQ];
+    for (int i = 0; i < NREQ; i++) {
+        memset(&g_batched[i], 0, sizeof g_batched[i]);
+        g_batched[i].n = 1;
+        CHECK_EQ_INT(engine_submit(e, &g_rq[i], &h[i]), 0);
+    }
+    long long alloc = 0, stored = 0;
+    double worst = 0;
+    int loaded_steps = 0, over_bound = 0;
+    for (int step = 0; step < 10000; step++) {
+        int left = 0;
+        for (int i = 0; i < NREQ; i++) left += !drain(h[i], &g_batched[i], 0);
+        if (!left) break;
+        engine_step(e);
+        struct engine_stats st;
+        engine_get_stats(e, &st);
+        alloc += st.kv_allocated_slots;
+        stored += st.kv_stored_tokens;
+        /* Paging's promise: no sequence wastes more than its last block's unused slots. */
+        over_bound += st.kv_allocated_slots - st.kv_stored_tokens > (long long)st.num_running * 15;
+        if (st.kv_usage >= 0.5) {
+            loaded_steps++;
+            if (st.waste > worst) worst = st.waste;
+        }
+    }
+    double waste = alloc ? 1.0 - (double)stored / (double)alloc : 1.0;
+    printf("    KV waste: %.2f%% of allocated slots over all steps; worst of %d steps with the pool >= 50%% full: "
+           "%.2f%%\n", 100 * waste, loaded_steps, 100 * worst);
+    CHECK(waste < 0.04);
+    CHECK(loaded_steps > 10);
+    CHECK_EQ_INT(over_bound, 0);
+    for (int i = 0; i < NREQ; i++) engine_release(h[i]);
+    check_no_blocks_held(e);
+    engine_free(e);
+}
+
+/* Stop strings across token boundaries, with and without the stop text; stop tokens; EOS. */
+TEST(engine_stop_strings_and_tokens) {
+    int32_t prompt[5] = {1, 403, 407, 261, 378}; /* "Once upon a time" */
+    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
+    rq.params.temperature = 0;
+    rq.params.max_tokens = 60;
+    struct engine *e = make_engine(16, 0, 8, 2048, 1);
+    if (!e) return;
+    struct run r;
+    const char *stop1[] = {"zzz", "Lily. She"};
+    rq.params.stop = stop1;
+    rq.params.num_stop = 2;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+    CHECK_STR(r.text[0], ", there was a little girl named ");
+    CHECK_EQ_INT(r.finish[0], ENGINE_FINISH_STOP);
+    CHECK_STR(r.stop_str[0], "Lily. She");
+    rq.params.include_stop_str_in_output = 1;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+    CHECK_STR(r.text[0], ", there was a little girl named Lily. She");
+    rq.params.include_stop_str_in_output = 0;
+    rq.params.num_stop = 0;
+    /* Token 426 is the 11th greedy token: it stops there, its text left out. */
+    int32_t stop_ids[] = {426};
+    rq.params.stop_token_ids = stop_ids;
+    rq.params.num_stop_token_ids = 1;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+    CHECK_EQ_INT(r.nids[0], 11);
+    CHECK_EQ_INT(r.ids[0][10], 426);
+    CHECK_EQ_INT(r.stop_token[0], 426);
+    CHECK_EQ_INT(r.finish[0], ENGINE_FINISH_STOP);
+    /* min_tokens masks it: the run goes on to max_tokens or EOS. */
+    rq.params.min_tokens = 30;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+    CHECK(r.nids[0] >= 30);
+    rq.params.min_tokens = 0;
+    rq.params.num_stop_token_ids = 0;
+    /* Without ignore_eos the model ends at an id of generation_config's [2, 1]. */
+    rq.params.max_tokens = 400;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+    CHECK_EQ_INT(r.finish[0], ENGINE_FINISH_STOP);
+    CHECK(r.ids[0][r.nids[0] - 1] == 1 || r.ids[0][r.nids[0] - 1] == 2);
+    CHECK_EQ_INT(r.stop_token[0], -1);
+    check_no_blocks_held(e);
+    engine_free(e);
+}
+
+/* Byte-fallback tokens forced by logit_bias build multi-byte characters across tokens: each
+ * delta stays valid UTF-8 and the deltas add up to the one-shot decode. A stop string made of
+ * a multi-byte character stops the stream when its bytes complete. */
+TEST(engine_multibyte_stream) {
+    struct engine *e = make_engine(16, 0, 8, 2048, 0);
+    if (!e) return;
+    const struct tokenizer *tok = engine_tokenizer(e);
+    int32_t b_e2 = tok_token_to_id(tok, "<0xE2>"), b_82 = tok_token_to_id(tok, "<0x82>"),
+            b_ac = tok_token_to_id(tok, "<0xAC>");
+    CHECK(b_e2 >= 0 && b_82 >= 0 && b_ac >= 0);
+    struct sampler_logit_bias bias[3] = {{b_e2, 100}, {b_82, 100}, {b_ac, 100}};
+    int32_t prompt[5] = {1, 403, 407, 261, 378};
+    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
+    rq.params.logit_bias = bias;
+    rq.params.num_logit_bias = 3;
+    rq.params.max_tokens = 60;
+    rq.params.has_seed = 1;
+    for (int seed = 0; seed < 6; seed++) {
+        rq.params.seed = (uint64_t)seed;
+        rq.params.num_stop = 0;
+        struct run r;
+        CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+        CHECK_EQ_INT(r.bad_utf8, 0);
+        char *full = NULL;
+        size_t n = 0;
+        CHECK_EQ_INT(tok_decode(tok, r.ids[0], r.nids[0], 1, &full, &n), 0);
+        CHECK(full && strcmp(full, r.text[0]) == 0);
+        int has_euro = full && strstr(full, "\xE2\x82\xAC") != NULL;
+        free(full);
+        if (!has_euro) continue;
+        const char *stop[] = {"\xE2\x82\xAC"};
+        rq.params.stop = stop;
+        rq.params.num_stop = 1;
+        struct run s;
+        CHECK_EQ_INT(run_all(e, &rq, 1, &s), 0);
+        CHECK_EQ_INT(s.finish[0], ENGINE_FINISH_STOP);
+        CHECK(strstr(s.text[0], "\xE2\x82\xAC") == NULL);
+        CHECK(strncmp(r.text[0], s.text[0], s.tlen[0]) == 0);
+    }
+    engine_free(e);
+}
+
+/* Lower priority values run first; equal priorities in arrival order. */
+TEST(engine_priority_order) {
+    struct engine *e = make_engine(16, 0, 1, 2048, 0);
+    if (!e) return;
+    int32_t prompt[3] = {1, 403, 407};
+    struct engine_request rq[3];
+    int prio[3] = {0, 5, -1};
+    struct engine_req *h[3];
+    for (int i = 0; i < 3; i++) {
+        rq[i] = (struct engine_request){.prompt = prompt, .num_prompt = 3, .params = sampler_default_params(),
+                                        .priority = prio[i]};
+        rq[i].params.max_tokens = 5;
+        rq[i].params.ignore_eos = 1;
+        CHECK_EQ_INT(engine_submit(e, &rq[i], &h[i]), 0);
+    }
+    int order[3], got = 0;
+    struct run r[3];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 3; i++) r[i].n = 1;
+    for (int step = 0; step < 100 && got < 3; step++) {
+        engine_step(e);
+        for (int i = 0; i < 3; i++)
+            if (!r[i].done && drain(h[i], &r[i], 0)) order[got++] = i;
+    }
+    CHECK_EQ_INT(got, 3);
+    CHECK_EQ_INT(order[0], 2);
+    CHECK_EQ_INT(order[1], 0);
+    CHECK_EQ_INT(order[2], 1);
+    for (int i = 0; i < 3; i++) engine_release(h[i]);
+    engine_free(e);
+}
+
+/* Requests that cannot be served are refused at once with a clear message. */
+TEST(engine_admission_errors) {
+    struct engine *e = make_engine(16, 34, 4, 2048, 0); /* 544 slots; max_model_len 512 */
+    if (!e) return;
+    int32_t prompt[512];
+    for (int i = 0; i < 512; i++) prompt[i] = 5;
+    struct engine_request rq = {.prompt = prompt, .num_prompt = 400, .params = sampler_default_params()};
+    struct engine_req *h = NULL;
+    rq.params.max_tokens = 200;
+    CHECK(engine_submit(e, &rq, &h) < 0);
+    CHECK(strstr(folio_last_error(), "maximum context length is 512 tokens") != NULL);
+    CHECK(strstr(folio_last_error(), "you requested 200 output tokens and your prompt contains 400 input tokens") !=
+          NULL);
+    rq.params.max_tokens = 100;
+    rq.params.n = 2; /* 32 blocks, and 7 more for the second sample's answer: 39 > 34 */
+    rq.params.temperature = 1;
+    CHECK(engine_submit(e, &rq, &h) < 0);
+    CHECK(strstr(folio_last_error(), "KV cache blocks") != NULL);
+    rq.params.n = 1;
+    rq.num_prompt = 512;
+    rq.params.max_tokens = -1;
+    CHECK(engine_submit(e, &rq, &h) < 0);
+    rq.num_prompt = 10;
+    prompt[3] = 512;
+    CHECK(engine_submit(e, &rq, &h) < 0);
+    CHECK(strstr(folio_last_error(), "vocabulary") != NULL);
+    prompt[3] = 5;
+    rq.params.temperature = -1;
+    CHECK(engine_submit(e, &rq, &h) < 0);
+    CHECK(strstr(folio_last_error(), "temperature") != NULL);
+    rq.num_prompt = 0;
+    rq.params.temperature = 1;
+    CHECK(engine_submit(e, &rq, &h) < 0);
+    CHECK(h == NULL);
+    engine_free(e);
+    /* A pool smaller than one max_model_len sequence is refused with what would fit. */
+    struct engine_params p = engine_default_params();
+    p.model = stories();
+    p.max_model_len = 512;
+    p.kv_cache_space = 0.0005; /* 512 KiB: 51 blocks of 16 tokens at 10 KiB each */
+    struct engine *small = NULL;
+    CHECK(engine_create(&p, &small) < 0);
+    /* 20 KiB a block (5 layers x K and V x 32 floats x 16 tokens): 26 blocks, 416 tokens. */
+    CHECK(strstr(folio_last_error(), "the largest max_model_len that fits is 416") != NULL);
+    CHECK(small == NULL);
+}
+
+/* A reader that stops reading pauses its request (bounded memory) without losing tokens. */
+TEST(engine_slow_reader_pauses) {
+    struct engine *e = make_engine(16, 0, 4, 2048, 0);
+    if (!e) return;
+    int32_t prompt[5] = {1, 403, 407, 261, 378};
+    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
+    rq.params.temperature = 0;
+    rq.params.max_tokens = 200;
+    rq.params.ignore_eos = 1;
+    struct engine_req *h;
+    CHECK_EQ_INT(engine_submit(e, &rq, &h), 0);
+    for (int i = 0; i < 150; i++) engine_step(e);
+    struct engine_stats st;
+    engine_get_stats(e, &st);
+    CHECK(st.generation_tokens < 100); /* paused at the stream's bound */
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.n = 1;
+    for (int i = 0; i < 1000 && !drain(h, &r, 0); i++) engine_step(e);
+    CHECK_EQ_INT(r.nids[0], 200);
+    CHECK_EQ_INT(memcmp(r.ids[0], (int32_t[]){432, 383, 286, 261, 376, 298, 315, 421}, 32), 0);
+    engine_release(h);
+    engine_free(e);
+}
+
+TEST(engine_logprobs) {
+    struct engine *e = make_engine(16, 0, 4, 2048, 0);
+    if (!e) return;
+    int32_t prompt[5] = {1, 403, 407, 261, 378};
+    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
+    rq.params.temperature = 0;
+    rq.params.max_tokens = 5;
+    rq.params.logprobs = 5;
+    struct engine_req *h;
+    CHECK_EQ_INT(engine_submit(e, &rq, &h), 0);
+    int seen = 0;
+    struct engine_output o;
+    for (int i = 0; i < 100; i++) {
+        engine_step(e);
+        while (engine_read(h, &o, 0) == ENGINE_READ_OUTPUT)
+            for (int k = 0; k < o.num_tokens; k++, seen++) {
+                const struct sampler_logprobs *lp = &o.logprobs[k];
+                CHECK_EQ_INT(lp->num_top, 5);
+                CHECK_EQ_INT(lp->rank, 1);
+                CHECK_EQ_INT(lp->top_ids[0], o.token_ids[k]);
+                CHECK(lp->logprob <= 0 && lp->logprob == lp->top_logprobs[0]);
+                for (int j = 1; j < 5; j++) CHECK(lp->top_logprobs[j] <= lp->top_logprobs[j - 1]);
+            }
+    }
+    CHECK_EQ_INT(seen, 5);
+    engine_release(h);
+    engine_free(e);
+}
+
+/* The engine thread with four submitting threads, random aborts and releases mid-stream:
+ * every unaborted request gets the greedy answer, and in the end no block is held. */
+struct worker {
+    struct engine *e;
+    int id, ok, bad;
+};
+
+static void *worker_main(void *arg) {
+    struct worker *w = arg;
+    uint32_t seed = 99 + (uint32_t)w->id;
+    for (int k = 0; k < 8; k++) {
+        int i = (int)(rng_next(&seed) % NREQ);
+        struct engine_req *h;
+        if (engine_submit(w->e, &g_rq[i], &h) != 0) {
+            w->bad++;
+            continue;
+        }
+        int mode = (int)(rng_next(&seed) % 4); /* 0: abort early, 1: release mid-way, else finish */
+        struct run *r = calloc(1, sizeof *r);
+        r->n = 1;
+        int reads = 0;
+        while (!drain(h, r, 50)) {
+            if (mode == 0 && reads == 0) engine_abort(h);
+            if (mode == 1 && r->nids[0] >= 3) break;
+            reads++;
+        }
+        if (mode >= 2) {
+            if (same_tokens(r, &g_alone[i])) w->ok++;
+            else w->bad++;
+        } else if (mode == 0 && r->done && r->finish[0] != ENGINE_FINISH_ABORT && !same_tokens(r, &g_alone[i])) {
+            w->bad++;
+        }
+        engine_release(h);
+        free(r);
+    }
+    return NULL;
+}
+
+TEST(engine_thread_concurrent_clients) {
+    make_workload(NREQ, 7, g_prompts, g_rq, 2, 150, 4, 60);
+    struct engine *alone = make_engine(16, 0, 1, 2048, 0), *e = make_engine(16, 40, 16, 128, 1);
+    if (!alone || !e) goto out;
+    for (int i = 0; i < NREQ; i++) run_all(alone, &g_rq[i], 1, &g_alone[i]);
+    CHECK_EQ_INT(engine_start(e), 0);
+    pthread_t th[4];
+    struct worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){e, i, 0, 0};
+        pthread_create(&th[i], NULL, worker_main, &w[i]);
+    }
+    int ok = 0, bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ok += w[i].ok;
+        bad += w[i].bad;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(ok > 0);
+    /* Aborted and released requests leave nothing behind once the engine has stepped. */
+    struct engine_stats st;
+    for (int i = 0; i < 200; i++) {
+        engine_get_stats(e, &st);
+        if (st.num_requests == 0 && st.kv_used == 0) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_EQ_INT(st.num_requests, 0);
+    CHECK_EQ_INT(st.kv_used, 0);
+    CHECK_EQ_INT(st.num_running + st.num_waiting, 0);
+out:
+    engine_free(e);
+    engine_free(alone);
+}
+
+/* Freeing the engine with requests in flight finishes them as aborted; the handles stay
+ * readable until released. */
+TEST(engine_free_with_requests_in_flight) {
+    struct engine *e = make_engine(16, 0, 4, 2048, 0);
+    if (!e) return;
+    int32_t prompt[5] = {1, 403, 407, 261, 378};
+    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
+    rq.params.max_tokens = 100;
+    struct engine_req *h1, *h2;
+    CHECK_EQ_INT(engine_submit(e, &rq, &h1), 0);
+    engine_step(e);
+    CHECK_EQ_INT(engine_submit(e, &rq, &h2), 0);
+    engine_free(e);
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.n = 1;
+    CHECK_EQ_INT(drain(h1, &r, 0), 1);
+    CHECK_EQ_INT(r.finish[0], ENGINE_FINISH_ABORT);
+    memset(&r, 0, sizeof r);
+    r.n = 1;
+    CHECK_EQ_INT(drain(h2, &r, 0), 1);
+    CHECK_EQ_INT(r.finish[0], ENGINE_FINISH_ABORT);
+    engine_abort(h1); /* harmless after the engine is gone */
+    engine_release(h1);
+    engine_release(h2);
+}
