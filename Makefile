@@ -3,6 +3,7 @@
 #   make run        install deps if missing, build, generate with stories260K
 #   make test       install deps if missing, build, run the whole CPU suite
 #   make bench      CPU decode/prefill benchmark against the measured memory roofline
+#   make test-gpu   each CUDA kernel against its CPU reference (needs nvcc and a CUDA device)
 #   ASAN=1 / DEBUG=1  sanitizer / debug variants (separate build dirs)
 
 CC      ?= gcc
@@ -80,6 +81,30 @@ kernels-check:
 	@echo "nvcc not found: skipping the CUDA compile check"
 endif
 
+# test-gpu: tests/gpu/*.c (host C) + the kernels' nvcc objects + the CPU backend + libcudart,
+# run on the first CUDA device. No device is a failure unless FOLIO_GPU_OPTIONAL=1.
+GPU_SRC := $(wildcard tests/gpu/*.c)
+GPU_OBJ := $(GPU_SRC:%.c=$(BUILD)/%.o)
+GPU_BIN := $(BUILD)/gpu-tests
+# Only the CPU backend and the modules it uses, not all of libfolio.a, so that a GPU machine
+# without the cJSON/PCRE2/utf8proc dev packages still builds the test.
+GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend_cpu.o cpu_kernels.o threadpool.o util.o)
+.PHONY: test-gpu
+ifneq ($(NVCC),)
+CUDA_HOME ?= $(abspath $(dir $(realpath $(NVCC)))..)
+$(GPU_OBJ): CFLAGS += -isystem $(CUDA_HOME)/include -Ikernels
+# libstdc++: nvcc's host launch stubs use C++ runtime symbols (__cxa_guard_*).
+$(GPU_BIN): $(GPU_OBJ) $(CU_OBJ) $(GPU_ENGINE_OBJ)
+	$(CC) $(OPT) -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++ -lm -pthread $(LDOPT)
+test-gpu: $(GPU_BIN)
+	$(GPU_BIN)
+else
+test-gpu:
+	@echo "make test-gpu: nvcc not found (not on PATH, not /usr/local/cuda/bin/nvcc);" \
+	  "install the CUDA Toolkit or pass NVCC=/path/to/nvcc" >&2
+	@exit 1
+endif
+
 deps:
 	@tests/install_deps.sh
 
@@ -94,7 +119,7 @@ test: deps
 	@FOLIO_TEST_MODELS=$(MODELS) tests/run_all.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory $(ENGINE_BIN)
+	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(TOOL_BIN)
 	@FOLIO_TEST_MODELS=$(MODELS) tests/bench/run_bench.sh
 
 fuzz: deps
@@ -110,3 +135,4 @@ help:
 .SECONDARY:
 
 -include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/engine/main.d
+-include $(GPU_OBJ:.o=.d)

@@ -2,8 +2,9 @@
  * (vllm/v1/sample/sampler.py): raw logprobs first; then min_tokens masking and logit_bias;
  * apply_penalties; then greedy argmax, or temperature, min_p, top_k, top_p and a draw.
  *
- * vLLM sorts the whole vocabulary for top-k/top-p. We select instead, in expected linear
- * time: a quickselect for the k highest, and a mass-weighted quickselect for the nucleus.
+ * vLLM sorts the whole vocabulary for top-k/top-p; we select instead, in about one pass: a
+ * heap finds the k-th highest token, and for the nucleus the mass is summed into logit
+ * buckets on the way, so that a mass-weighted quickselect runs inside one narrow bucket.
  * Both use one strict order, by logit and then by lower id, so ties are settled and the kept
  * set is exactly "every token at or above a boundary token". That lets the draw walk the kept
  * tokens in id order, whatever order the selections left them in.
@@ -29,7 +30,7 @@
 #define GREEDY_BELOW 1e-5f  /* vLLM's _SAMPLING_EPS: lower temperatures are argmax */
 #define NUM_BUCKETS 1024    /* logit buckets of the top-p search */
 
-/* A token that survived min_p: its temperature-scaled logit and exp(logit - max logit). */
+/* A candidate token: its temperature-scaled logit and exp(logit - max logit). */
 struct cand {
     float logit;
     float e;
@@ -43,7 +44,7 @@ struct sampler {
     int32_t *touched;   /* [vocab] ids whose hist entry is set during one call */
     struct cand *cand;  /* [vocab] candidates in id order */
     struct cand *work;  /* [vocab] scratch that the selections reorder */
-    double bucket_mass[NUM_BUCKETS];
+    double bucket_mass[NUM_BUCKETS]; /* top-p: candidate mass per logit bucket */
 };
 
 struct sampling_params sampler_default_params(void) {
@@ -55,7 +56,8 @@ struct sampling_params sampler_default_params(void) {
 }
 
 static int check_ids(const char *name, const int32_t *ids, int n, int vocab) {
-    if (n < 0 || (n > 0 && !ids)) return folio_err(FOLIO_EINVAL, "%s: bad list (%d entries)", name, n);
+    if (n < 0 || (n > 0 && !ids))
+        return folio_err(FOLIO_EINVAL, "%s: bad list (%d entries)", name, n);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= vocab)
             return folio_err(FOLIO_EINVAL, "%s: token id %d is out of vocabulary [0, %d)", name,
@@ -66,7 +68,8 @@ static int check_ids(const char *name, const int32_t *ids, int n, int vocab) {
 int sampler_check_params(const struct sampling_params *p, int vocab_size) {
     /* Written as !(in range) so that NaN fails every check. */
     if (vocab_size <= 0) return folio_err(FOLIO_EINVAL, "sampler: vocab_size %d", vocab_size);
-    if (p->n < 1 || p->n > 128) return folio_err(FOLIO_EINVAL, "n must be in [1, 128], got %d", p->n);
+    if (p->n < 1 || p->n > 128)
+        return folio_err(FOLIO_EINVAL, "n must be in [1, 128], got %d", p->n);
     /* OpenAI caps temperature at 2; vLLM accepts any finite non-negative value, and so do we. */
     if (!(p->temperature >= 0) || isinf(p->temperature))
         return folio_err(FOLIO_EINVAL, "temperature must be a finite number >= 0, got %g",
@@ -181,7 +184,8 @@ static void process(struct sampler *s, float *logits, const struct sampling_para
                     const struct sampler_seq *seq) {
     if (seq->num_output < p->min_tokens) {
         for (int i = 0; i < seq->num_eos; i++)
-            if (seq->eos_ids[i] >= 0 && seq->eos_ids[i] < s->vocab) logits[seq->eos_ids[i]] = -INFINITY;
+            if (seq->eos_ids[i] >= 0 && seq->eos_ids[i] < s->vocab)
+                logits[seq->eos_ids[i]] = -INFINITY;
         for (int i = 0; i < p->num_stop_token_ids; i++)
             if (p->stop_token_ids[i] >= 0 && p->stop_token_ids[i] < s->vocab)
                 logits[p->stop_token_ids[i]] = -INFINITY;
@@ -249,22 +253,27 @@ static bool kth_highest(const float *x, int n, int k, struct cand *heap, struct 
         if (!(x[i] > -INFINITY)) continue;
         struct cand c = {x[i], 0, i};
         if (h < k) {
-            int j = h++;  /* sift up */
-            for (; j > 0 && above(&heap[(j - 1) / 2], &c); j = (j - 1) / 2) heap[j] = heap[(j - 1) / 2];
+            int j = h++; /* sift up */
+            for (; j > 0 && above(&heap[(j - 1) / 2], &c); j = (j - 1) / 2)
+                heap[j] = heap[(j - 1) / 2];
             heap[j] = c;
         } else if (above(&c, &heap[0])) {
             heap[0] = c;
             sift_down(heap, h, 0);
         }
     }
+    if (h < k) return false;
     *kth = heap[0];
-    return h == k;
+    return true;
 }
 
-/* Monotone in the logit: a higher logit never lands in a later bucket. */
+/* Monotone in the logit: a higher logit never lands in a later bucket. The last bucket also
+ * takes everything below the span, clamped as an int (a cmov, not a branch that most tokens
+ * would mispredict): a candidate's exp did not underflow, so m - logit < 104 and the product
+ * fits. */
 static inline int bucket_of(float logit, float m, float scale) {
-    float b = (m - logit) * scale;
-    return b < NUM_BUCKETS - 1 ? (int)b : NUM_BUCKETS - 1;
+    int b = (int)((m - logit) * scale);
+    return b < NUM_BUCKETS - 1 ? b : NUM_BUCKETS - 1;
 }
 
 /* Reorders a[0..n) and returns j: the fewest highest elements whose mass reaches need (top-p's
@@ -289,44 +298,52 @@ static int select_mass(struct cand *a, int n, double need) {
     return hi;
 }
 
-/* top-p's boundary among cand[0..n), whose mass is z and top logit m: the last token of the
- * shortest prefix of the order whose mass reaches p * z. A radix step narrows the search:
- * tokens go into buckets by logit (the order across buckets is the order of the tokens), the
- * bucket where the cumulative mass crosses p * z is found from the top, and select_mass runs
- * inside it only. */
-static struct cand nucleus_bound(struct sampler *s, int n, double z, float m, float top_p) {
-    /* The mass strictly above a nucleus token is < p * z, so the mass at or below it, at most
-     * n * e, exceeds (1 - p) * z: tokens under `cut` are out (with a margin for rounding).
-     * The buckets span the logits from m down to log(cut). */
-    float cut = (float)((1.0 - top_p) * z / n * (1.0 - 1e-4));
-    float scale = (float)NUM_BUCKETS / fmaxf(-logf(cut), 1e-3f);
-    memset(s->bucket_mass, 0, sizeof s->bucket_mass);
-    for (int i = 0; i < n; i++)
-        if (s->cand[i].e >= cut) s->bucket_mass[bucket_of(s->cand[i].logit, m, scale)] += s->cand[i].e;
-    double need = (double)top_p * z, acc = 0;
-    int b = 0, last = 0;
-    for (; b < NUM_BUCKETS; b++) {
-        if (s->bucket_mass[b] == 0) continue;
-        last = b;
-        if (acc + s->bucket_mass[b] >= need) break;
-        acc += s->bucket_mass[b];
+/* The tokens a draw chooses from: the candidates cand[0..n) (id order) that are at or above
+ * `bound` when there is one; z is their mass. */
+struct kept {
+    int n;
+    double z;
+    bool has_bound;
+    struct cand bound;
+};
+
+static inline bool is_kept(const struct kept *k, const struct cand *c) {
+    return !k->has_bound || !above(&k->bound, c);
+}
+
+/* top-p's boundary: the last token of the shortest prefix of the order whose mass reaches
+ * need. The candidates' mass was already summed into logit buckets (whose order is the
+ * tokens' order); the bucket where the cumulative mass crosses need is found from the top,
+ * and select_mass runs inside it only. */
+static void nucleus_bound(struct sampler *s, struct kept *k, double need, float m, float scale) {
+    double acc = 0, before = 0;
+    int b = 0;
+    for (int i = 0; i < NUM_BUCKETS && acc < need; i++) {
+        if (s->bucket_mass[i] == 0) continue;
+        b = i;
+        before = acc;
+        acc += s->bucket_mass[i];
     }
-    if (b == NUM_BUCKETS) b = last; /* rounding fell short: the whole last bucket goes in */
+    /* before: the mass above bucket b. If rounding fell short of need, select_mass takes all
+     * of b. */
     int w = 0;
-    for (int i = 0; i < n; i++)
-        if (s->cand[i].e >= cut && bucket_of(s->cand[i].logit, m, scale) == b) s->work[w++] = s->cand[i];
-    int j = select_mass(s->work, w, need - acc);
-    struct cand bound = s->work[0];
-    for (int i = 1; i < j; i++)
-        if (above(&bound, &s->work[i])) bound = s->work[i];
-    return bound;
+    for (int i = 0; i < k->n; i++)
+        if (bucket_of(s->cand[i].logit, m, scale) == b)
+            s->work[w++] = s->cand[i];
+    int j = select_mass(s->work, w, need - before);
+    k->has_bound = true;
+    k->bound = s->work[0];
+    k->z = before;
+    for (int i = 0; i < j; i++) {
+        k->z += s->work[i].e;
+        if (above(&k->bound, &s->work[i])) k->bound = s->work[i];
+    }
 }
 
 /* Everything before the draw. Returns the token when it is already decided (greedy, or no
- * finite logit left); otherwise -1, with the kept tokens in cand[0..*n_out) in id order and
- * their unnormalized mass in *mass. */
+ * finite logit left); otherwise -1, with the tokens to draw from in *k. */
 static int32_t prepare(struct sampler *s, float *logits, const struct sampling_params *p,
-                       const struct sampler_seq *seq, int *n_out, double *mass) {
+                       const struct sampler_seq *seq, struct kept *k) {
     process(s, logits, p, seq);
     if (p->temperature < GREEDY_BELOW) return argmax(logits, s->vocab);
 
@@ -341,9 +358,20 @@ static int32_t prepare(struct sampler *s, float *logits, const struct sampling_p
     /* vLLM applies min_p, then top_k. The other way round is the same and cheaper (no exp
      * for the tokens top_k drops): min_p keeps a top segment of the order, so the k highest
      * of its survivors are its survivors among the k highest. */
-    struct cand kth;
+    struct cand kth = {0};
     bool top_k = p->top_k > 0 && p->top_k < s->vocab &&
                  kth_highest(logits, s->vocab, p->top_k, s->work, &kth);
+
+    /* top_p: the mass strictly above a nucleus token is < p * z, so the mass at or below it,
+     * at most n * e, exceeds (1 - p) * z, where z >= 1 (the top token's e) and n <= vocab:
+     * tokens with e < (1 - p) / vocab are out. The buckets span the logits from m down to
+     * that cut (and a little more, for rounding), so the boundary falls in a narrow one. */
+    bool top_p = p->top_p < 1.0f;
+    float scale = 0;
+    if (top_p) {
+        scale = (float)((NUM_BUCKETS - 1) / (log(s->vocab / (1.0 - p->top_p)) + 1e-3));
+        memset(s->bucket_mass, 0, sizeof s->bucket_mass);
+    }
 
     /* min_p drops prob < min_p * max_prob, i.e. exp(l - m) < min_p; a margin in log space
      * spares the exp of tokens surely below it. Tokens whose exp underflows carry no mass
@@ -360,21 +388,10 @@ static int32_t prepare(struct sampler *s, float *logits, const struct sampling_p
         if (!(c.e > 0 && c.e >= p->min_p)) continue;
         s->cand[n++] = c;
         z += c.e;
+        if (top_p) s->bucket_mass[bucket_of(c.logit, m, scale)] += c.e;
     }
-
-    if (p->top_p < 1.0f) {
-        struct cand bound = nucleus_bound(s, n, z, m, p->top_p);
-        int nk = 0;
-        z = 0;
-        for (int i = 0; i < n; i++)
-            if (!above(&bound, &s->cand[i])) {
-                s->cand[nk++] = s->cand[i];
-                z += s->cand[i].e;
-            }
-        n = nk;
-    }
-    *n_out = n;
-    *mass = z;
+    *k = (struct kept){.n = n, .z = z};
+    if (top_p) nucleus_bound(s, k, (double)p->top_p * z, m, scale);
     return -1;
 }
 
@@ -398,7 +415,8 @@ static double uniform(const struct sampler_seq *seq) {
 }
 
 /* Logprobs of the raw distribution (s->raw), for the sampled token and the top k. */
-static void fill_logprobs(const struct sampler *s, int32_t tok, int k, struct sampler_logprobs *lp) {
+static void fill_logprobs(const struct sampler *s, int32_t tok, int k,
+                          struct sampler_logprobs *lp) {
     const float *x = s->raw;
     float m = -INFINITY;
     for (int i = 0; i < s->vocab; i++)
@@ -408,7 +426,7 @@ static void fill_logprobs(const struct sampler *s, int32_t tok, int k, struct sa
     int nt = 0;
     for (int i = 0; i < s->vocab; i++) {
         if (isnan(x[i])) continue;
-        sum += exp((double)x[i] - m);
+        sum += expf(x[i] - m);
         greater += x[i] > x[tok];
         /* insertion into the sorted top k; an equal later id never displaces an earlier one */
         if (k > 0 && (nt < k || x[i] > lp->top_logprobs[nt - 1])) {
@@ -432,38 +450,35 @@ int32_t sampler_sample(struct sampler *s, float *logits, const struct sampling_p
                        const struct sampler_seq *seq, struct sampler_logprobs *lp) {
     bool want_lp = p->logprobs >= 0 && lp;
     if (want_lp) memcpy(s->raw, logits, (size_t)s->vocab * sizeof *s->raw);
-    int n = 0;
-    double z = 0;
-    int32_t tok = prepare(s, logits, p, seq, &n, &z);
+    struct kept k;
+    int32_t tok = prepare(s, logits, p, seq, &k);
     if (tok < 0) {
         /* inverse CDF over the kept tokens in id order; rounding that leaves the target
          * beyond the last partial sum picks the last kept token */
-        double target = uniform(seq) * z, acc = 0;
-        tok = s->cand[n - 1].id;
-        for (int i = 0; i < n; i++) {
+        double target = uniform(seq) * k.z, acc = 0;
+        for (int i = 0; i < k.n; i++) {
+            if (!is_kept(&k, &s->cand[i])) continue;
+            tok = s->cand[i].id;
             acc += s->cand[i].e;
-            if (acc > target) {
-                tok = s->cand[i].id;
-                break;
-            }
+            if (acc > target) break;
         }
     }
     if (want_lp) {
-        int k = p->logprobs < SAMPLER_MAX_LOGPROBS ? p->logprobs : SAMPLER_MAX_LOGPROBS;
-        fill_logprobs(s, tok, k, lp);
+        int nt = p->logprobs < SAMPLER_MAX_LOGPROBS ? p->logprobs : SAMPLER_MAX_LOGPROBS;
+        fill_logprobs(s, tok, nt, lp);
     }
     return tok;
 }
 
 void sampler_probs(struct sampler *s, float *logits, const struct sampling_params *p,
                    const struct sampler_seq *seq, float *probs) {
-    int n = 0;
-    double z = 0;
-    int32_t tok = prepare(s, logits, p, seq, &n, &z);
+    struct kept k;
+    int32_t tok = prepare(s, logits, p, seq, &k);
     memset(probs, 0, (size_t)s->vocab * sizeof *probs);
     if (tok >= 0) {
         probs[tok] = 1.0f;
         return;
     }
-    for (int i = 0; i < n; i++) probs[s->cand[i].id] = (float)(s->cand[i].e / z);
+    for (int i = 0; i < k.n; i++)
+        if (is_kept(&k, &s->cand[i])) probs[s->cand[i].id] = (float)(s->cand[i].e / k.z);
 }

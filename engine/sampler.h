@@ -49,7 +49,7 @@ struct sampling_params {
 struct sampling_params sampler_default_params(void);
 
 /* Checks ranges and returns 0 or FOLIO_EINVAL with an OpenAI-style message naming the
- * parameter ("temperature must be in [0, 2]"...). vocab_size bounds logit_bias and
+ * parameter ("top_p must be in (0, 1]"...). vocab_size bounds logit_bias and
  * stop_token_ids. */
 int sampler_check_params(const struct sampling_params *p, int vocab_size);
 

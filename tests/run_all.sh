@@ -42,10 +42,12 @@ run_suite() {
 
 run_suite "unit" $REL/unit-tests
 run_suite "unit (ASan/UBSan)" $ASAN/unit-tests
+run_suite "no allocation in the step loop" $REL/step_alloc_check "$FOLIO_TEST_MODELS/stories260K"
 run_suite "generate: known-good outputs" env FOLIO_ENGINE=$REL/folio-engine tests/integration/test_generate.sh
 run_suite "bad input (ASan/UBSan)" env FOLIO_ENGINE=$ASAN/folio-engine tests/integration/test_bad_input.sh
 run_suite "models vs PyTorch" env FOLIO_ENGINE=$REL/folio-engine /usr/bin/python3 tests/reference/check_models.py
 run_suite "models vs PyTorch (ASan/UBSan)" env FOLIO_ENGINE=$ASAN/folio-engine /usr/bin/python3 tests/reference/check_models.py
+run_suite "sampler vs PyTorch" env FOLIO_BUILD=$REL /usr/bin/python3 tests/reference/check_sampler.py
 run_suite "tokenizers vs @huggingface/tokenizers" env FOLIO_BUILD=$REL tests/tokenizer/run.sh
 run_suite "fuzz (libFuzzer smoke)" tests/fuzz/run.sh
 

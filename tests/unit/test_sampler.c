@@ -130,6 +130,14 @@ TEST(sampler_top_k) {
     probs_of(eq, 6, &p, &seq, probs);
     CHECK_NEAR(probs[0], 0.25, 1e-7);
     CHECK(probs[5] == 0);
+    /* fewer finite logits than k: all of them */
+    const int32_t eos[] = {1, 3};
+    seq.eos_ids = eos;
+    seq.num_eos = 2;
+    p.min_tokens = 1;
+    probs_of(x, 5, &p, &seq, probs);
+    CHECK(probs[1] == 0 && probs[3] == 0);
+    CHECK(probs[0] > 0 && probs[2] > 0 && probs[4] > 0);
 }
 
 TEST(sampler_top_p) {
@@ -282,7 +290,8 @@ TEST(sampler_min_tokens) {
     const int32_t out[] = {4, 4};
     struct sampler *s = sampler_create(5);
     struct sampling_params p = sampler_default_params();
-    struct sampler_seq seq = {.output = out, .num_output = 1, .eos_ids = eos, .num_eos = 1, .seed = 3};
+    struct sampler_seq seq = {.output = out, .num_output = 1, .eos_ids = eos, .num_eos = 1,
+                              .seed = 3};
     p.min_tokens = 2;
     p.stop_token_ids = stop_ids;
     p.num_stop_token_ids = 1;
@@ -446,7 +455,8 @@ TEST(sampler_draw_distribution) {
         kept++;
         double sd = sqrt(e * (1 - probs[i]));
         if (fabs(count[i] - e) > 5 * sd)
-            test_fail(__FILE__, __LINE__, "token %d: %d draws, want %.0f +- %.0f", i, count[i], e, 5 * sd);
+            test_fail(__FILE__, __LINE__, "token %d: %d draws, want %.0f +- %.0f", i, count[i],
+                      e, 5 * sd);
         chi2 += (count[i] - e) * (count[i] - e) / e;
     }
     CHECK(kept >= 4 && kept <= 7);
@@ -463,21 +473,26 @@ static int cmp_desc(const void *pa, const void *pb) {
 /* The selections against a full sort, on large rows with many ties. */
 TEST(sampler_selection_vs_sort) {
     enum { V = 30000 };
-    float *x = malloc(V * sizeof *x), *y = malloc(V * sizeof *y), *probs = malloc(V * sizeof *probs);
+    float *x = malloc(V * sizeof *x), *y = malloc(V * sizeof *y);
+    float *probs = malloc(V * sizeof *probs);
     float *pairs = malloc(2 * V * sizeof *pairs);
     float *want = malloc(V * sizeof *want);
     struct sampler *s = sampler_create(V);
     uint32_t st = 7;
     const int ks[] = {0, 1, 5, 50, 1000, 29999};
-    const float ps[] = {1.0f, 0.9f, 0.5f, 0.999f, 0.01f};
-    for (int c = 0; c < 30; c++) {
+    const float ps[] = {1.0f, 0.9f, 0.5f, 0.999999f, 0.01f, 0.95f, 0.99f};
+    const float temps[] = {1.0f, 0.7f, 1e-4f, 3.0f};
+    const float min_ps[] = {0, 0, 0.01f};
+    for (int c = 0; c < 84; c++) {
         random_logits(x, V, &st, c % 3 == 0 ? 40 : 12);
         if (c % 2) /* quantized: ties everywhere */
             for (int i = 0; i < V; i++) x[i] = roundf(x[i] * 2) / 2;
+        if (c % 5 == 0) x[c] += 30; /* one dominant token */
         struct sampling_params p = sampler_default_params();
         p.top_k = ks[c % 6];
-        p.top_p = ps[c % 5];
-        p.temperature = c % 4 ? 1.0f : 0.7f;
+        p.top_p = ps[c % 7];
+        p.temperature = temps[c % 4];
+        p.min_p = min_ps[c % 3];
         struct sampler_seq seq = no_history();
         memcpy(y, x, V * sizeof *y);
         sampler_probs(s, y, &p, &seq, probs);
@@ -491,7 +506,9 @@ TEST(sampler_selection_vs_sort) {
         }
         qsort(pairs, V, 2 * sizeof *pairs, cmp_desc);
         int n = V;
-        while (n > 0 && expf(pairs[2 * (n - 1)] - m) == 0) n--;
+        while (n > 0 && !(expf(pairs[2 * (n - 1)] - m) > 0 &&
+                          expf(pairs[2 * (n - 1)] - m) >= p.min_p))
+            n--;
         if (p.top_k > 0 && p.top_k < n) n = p.top_k;
         double total = 0, acc = 0;
         for (int i = 0; i < n; i++) total += expf(pairs[2 * i] - m);
@@ -501,11 +518,14 @@ TEST(sampler_selection_vs_sort) {
         acc = 0;
         for (int i = 0; i < j; i++) acc += expf(pairs[2 * i] - m);
         memset(want, 0, V * sizeof *want);
-        for (int i = 0; i < j; i++) want[(int)pairs[2 * i + 1]] = (float)(expf(pairs[2 * i] - m) / acc);
+        for (int i = 0; i < j; i++)
+            want[(int)pairs[2 * i + 1]] = (float)(expf(pairs[2 * i] - m) / acc);
         int bad = 0;
         for (int i = 0; i < V; i++)
             if ((probs[i] > 0) != (want[i] > 0) || fabsf(probs[i] - want[i]) > 1e-6f) bad++;
-        if (bad) test_fail(__FILE__, __LINE__, "case %d (k=%d p=%g): %d tokens differ", c, p.top_k, p.top_p, bad);
+        if (bad)
+            test_fail(__FILE__, __LINE__, "case %d (k=%d p=%g T=%g min_p=%g): %d tokens differ",
+                      c, p.top_k, p.top_p, p.temperature, p.min_p, bad);
     }
     sampler_free(s);
     free(x);
