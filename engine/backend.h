@@ -105,6 +105,9 @@ struct backend_cpu_params {
 
 /* The CPU backend (threads + AVX-512/AVX2 kernels). Free with backend_free. */
 int backend_cpu_create(const struct backend_cpu_params *p, struct backend **out);
+/* The CPU backend's thread pool, so that host work between forward passes (sampling) runs on
+ * the same threads rather than competing with them. */
+struct threadpool *backend_cpu_threadpool(const struct backend *b);
 /* Name of the CPU kernel variant in use ("avx512", "avx2", "scalar"). */
 const char *backend_cpu_isa(const struct backend *b);
 

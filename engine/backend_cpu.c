@@ -191,55 +191,62 @@ static void cpu_reshape_and_cache(struct backend *b, const float *k, const float
     }
 }
 
+/* Per-task scratch bound (floats): a task's heads x head_dim and heads x block_size. */
+#define ATTN_SCRATCH 8192
+#define ATTN_MAX_HEADS 64
+
 struct attn_job {
     const struct cpu_kernels *k;
     const struct bk_attention *p;
+    int group;     /* query heads per KV head */
+    int per_task;  /* query heads one task handles (all of a group unless scratch is short) */
+    int subtasks;  /* tasks per (token, KV head) */
 };
 
-/* One (token, query head): a single pass over the context, one KV block at a time, with an
- * online softmax (running max and sum), so no buffer proportional to the context is needed. */
+/* One token and the query heads of one KV head (or a slice of them): a single pass over the
+ * context, a KV block at a time, with an online softmax, so no buffer grows with the context
+ * and each K/V row is read once for all the heads that share it. */
 static void attn_task(void *vj, int task, int thread) {
     const struct attn_job *j = vj;
     const struct bk_attention *p = j->p;
-    const struct cpu_kernels *k = j->k;
-    const int t = task / p->num_heads, h = task % p->num_heads;
     const int hd = p->head_dim, bs = p->block_size;
-    const int g = h / (p->num_heads / p->num_kv_heads);
+    const int per_tok = p->num_kv_heads * j->subtasks;
+    const int t = task / per_tok, kvh = (task % per_tok) / j->subtasks, sub = task % j->subtasks;
+    const int h0 = kvh * j->group + sub * j->per_task;
+    const int g = j->group - sub * j->per_task < j->per_task ? j->group - sub * j->per_task : j->per_task;
     const int pos = p->positions[t];
     const int start = p->sliding_window > 0 && pos - p->sliding_window + 1 > 0 ? pos - p->sliding_window + 1 : 0;
     const int32_t *table = p->block_tables + (size_t)p->seq_idx[t] * p->max_blocks_per_seq;
-    const float *q = p->q + ((size_t)t * p->num_heads + h) * hd;
-    float acc[1024], s[1024]; /* head_dim and block_size <= 1024, checked at load */
-    memset(acc, 0, sizeof(float) * hd);
-    float m = -INFINITY, l = 0.0f;
+    float q[ATTN_SCRATCH], acc[ATTN_SCRATCH], s[ATTN_SCRATCH], m[ATTN_MAX_HEADS], l[ATTN_MAX_HEADS];
+    const float *qt = p->q + ((size_t)t * p->num_heads + h0) * hd;
+    for (int i = 0; i < g * hd; i++) q[i] = qt[i] * p->scale;
+    memset(acc, 0, sizeof(float) * (size_t)g * hd);
+    for (int i = 0; i < g; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+    }
     for (int p0 = start - start % bs; p0 <= pos; p0 += bs) {
-        const size_t base = ((size_t)table[p0 / bs] * p->num_kv_heads + g) * bs * hd;
+        const size_t base = ((size_t)table[p0 / bs] * p->num_kv_heads + kvh) * bs * hd;
         const int lo = p0 < start ? start - p0 : 0;
         const int hi = pos - p0 + 1 < bs ? pos - p0 + 1 : bs;
-        float mb = m;
-        for (int i = lo; i < hi; i++) {
-            s[i] = k->dot(q, p->k_cache + base + (size_t)i * hd, hd) * p->scale;
-            if (s[i] > mb) mb = s[i];
-        }
-        float corr = expf(m - mb); /* exp(-inf) = 0 on the first block */
-        l *= corr;
-        for (int d = 0; d < hd; d++) acc[d] *= corr;
-        for (int i = lo; i < hi; i++) {
-            float e = expf(s[i] - mb);
-            l += e;
-            k->axpy(acc, e, p->v_cache + base + (size_t)i * hd, hd);
-        }
-        m = mb;
+        j->k->attn_block(q, g, p->k_cache + base + (size_t)lo * hd, p->v_cache + base + (size_t)lo * hd, hi - lo, hd,
+                         m, l, acc, s);
     }
-    float *out = p->out + ((size_t)t * p->num_heads + h) * hd;
-    for (int d = 0; d < hd; d++) out[d] = acc[d] / l;
+    float *out = p->out + ((size_t)t * p->num_heads + h0) * hd;
+    for (int h = 0; h < g; h++)
+        for (int d = 0; d < hd; d++) out[(size_t)h * hd + d] = acc[(size_t)h * hd + d] / l[h];
 }
 
 static void cpu_attention(struct backend *b, const struct bk_attention *p) {
-    struct attn_job j = {ctx_of(b)->k, p};
-    const int tasks = p->num_tokens * p->num_heads;
+    struct attn_job j = {ctx_of(b)->k, p, p->num_heads / p->num_kv_heads, 0, 0};
+    const int widest = p->head_dim > p->block_size ? p->head_dim : p->block_size;
+    j.per_task = ATTN_SCRATCH / widest;
+    if (j.per_task > ATTN_MAX_HEADS) j.per_task = ATTN_MAX_HEADS;
+    if (j.per_task > j.group) j.per_task = j.group;
+    j.subtasks = (j.group + j.per_task - 1) / j.per_task;
+    const int tasks = p->num_tokens * p->num_kv_heads * j.subtasks;
     /* Rough work: each task reads its context; a short context is not worth a wake-up. */
-    if ((size_t)tasks * (p->positions[p->num_tokens - 1] + 1) * p->head_dim < SERIAL_FLOPS) {
+    if ((size_t)p->num_tokens * p->num_heads * (p->positions[p->num_tokens - 1] + 1) * p->head_dim < SERIAL_FLOPS) {
         for (int t = 0; t < tasks; t++) attn_task(&j, t, 0);
     } else {
         tp_run(ctx_of(b)->tp, tasks, attn_task, &j);
@@ -330,3 +337,5 @@ fail:
 }
 
 const char *backend_cpu_isa(const struct backend *b) { return ((const struct cpu_ctx *)b->ctx)->k->isa; }
+
+struct threadpool *backend_cpu_threadpool(const struct backend *b) { return ((const struct cpu_ctx *)b->ctx)->tp; }

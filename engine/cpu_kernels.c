@@ -3,9 +3,16 @@
 #include "cpu_kernels.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Weight rows widened to fp32 for a batched GEMM (see DEFINE_GEMM): 64K floats, so at least
+ * four rows of K <= 16384; longer rows keep widening in registers. Per thread, since every
+ * pool thread runs GEMM tasks. */
+#define GEMM_PANEL_FLOATS 65536
+static __thread float gemm_panel[GEMM_PANEL_FLOATS] __attribute__((aligned(64)));
 
 /* Software prefetch distance for weight streams (see the GEMM microkernel). */
 #define PREFETCH_BYTES 32768
@@ -17,6 +24,43 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 #endif
+/* e^x for x <= 0 (softmax weights): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a
+ * degree-7 Taylor polynomial for e^r (relative error ~1e-7), and scalef for 2^n. Inputs below
+ * -87 give ~1e-38 instead of 0, which no softmax sum can tell apart. */
+static inline __m512 exp_avx512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 y = _mm512_set1_ps(1.0f / 5040);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 720));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 120));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 24));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 6));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+/* The 16 horizontal sums of a 4x4 GEMM tile at once, by a transpose-and-add tree (15
+ * shuffle-add steps instead of 16 separate reductions, which cost a third of the FMAs at
+ * K = 576). Each sum adds only its own vector's lanes, in a fixed order, so it does not
+ * depend on how many of the tile's tokens are in use. sums[r * 4 + j] = sum(acc[j][r]). */
+static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
+    __m512 u[4];
+    for (int r = 0; r < 4; r++) {
+        __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(acc[0][r], acc[1][r]), _mm512_unpackhi_ps(acc[0][r], acc[1][r]));
+        __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(acc[2][r], acc[3][r]), _mm512_unpackhi_ps(acc[2][r], acc[3][r]));
+        __m512d a = _mm512_castps_pd(t01), b = _mm512_castps_pd(t23);
+        u[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+    __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
+    _mm512_storeu_ps(sums, _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xDD)));
+}
+#define REDUCE_TILE(acc, sums) reduce_tile_avx512(acc, sums)
 #define V __m512
 #define VL 16
 #define GEMM_RT 4
@@ -30,6 +74,9 @@
 #define V_ADD(a, b) _mm512_add_ps(a, b)
 #define V_STORE(p, v) _mm512_storeu_ps(p, v)
 #define V_REDUCE(a) _mm512_reduce_add_ps(a)
+#define V_MUL(a, b) _mm512_mul_ps(a, b)
+#define V_SUB(a, b) _mm512_sub_ps(a, b)
+#define V_EXP(a) exp_avx512(a)
 #define KFN(name) name##_avx512
 #define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx512"
@@ -46,6 +93,10 @@
 #undef V_ADD
 #undef V_STORE
 #undef V_REDUCE
+#undef REDUCE_TILE
+#undef V_MUL
+#undef V_SUB
+#undef V_EXP
 #undef KFN
 #undef PREFETCH_AHEAD
 #undef KFN_ISA
@@ -68,6 +119,28 @@ static inline float hsum256(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+/* e^x as exp_avx512, with 2^n built in the exponent bits (AVX2 has no scalef). */
+static inline __m256 exp_avx2(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+    __m256 y = _mm256_set1_ps(1.0f / 5040);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 720));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 120));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 24));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 6));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+#define REDUCE_TILE(acc, sums)                                                               \
+    for (int r_ = 0; r_ < GEMM_RT; r_++)                                                     \
+        for (int j_ = 0; j_ < 4; j_++) (sums)[r_ * 4 + j_] = V_REDUCE((acc)[j_][r_])
 #define V __m256
 #define VL 8
 #define GEMM_RT 2
@@ -81,6 +154,9 @@ static inline float hsum256(__m256 v) {
 #define V_ADD(a, b) _mm256_add_ps(a, b)
 #define V_STORE(p, v) _mm256_storeu_ps(p, v)
 #define V_REDUCE(a) hsum256(a)
+#define V_MUL(a, b) _mm256_mul_ps(a, b)
+#define V_SUB(a, b) _mm256_sub_ps(a, b)
+#define V_EXP(a) exp_avx2(a)
 #define KFN(name) name##_avx2
 #define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx2"
@@ -97,6 +173,10 @@ static inline float hsum256(__m256 v) {
 #undef V_ADD
 #undef V_STORE
 #undef V_REDUCE
+#undef REDUCE_TILE
+#undef V_MUL
+#undef V_SUB
+#undef V_EXP
 #undef KFN
 #undef PREFETCH_AHEAD
 #undef KFN_ISA
@@ -107,6 +187,9 @@ static inline float hsum256(__m256 v) {
 #endif
 
 /* ---- portable C (1 "lane"): the reference the vector variants are tested against ---- */
+#define REDUCE_TILE(acc, sums)                                                               \
+    for (int r_ = 0; r_ < GEMM_RT; r_++)                                                     \
+        for (int j_ = 0; j_ < 4; j_++) (sums)[r_ * 4 + j_] = V_REDUCE((acc)[j_][r_])
 #define V float
 #define VL 1
 #define GEMM_RT 1
@@ -119,6 +202,9 @@ static inline float hsum256(__m256 v) {
 #define V_ADD(a, b) ((a) + (b))
 #define V_STORE(p, v) (*(p) = (v))
 #define V_REDUCE(a) (a)
+#define V_MUL(a, b) ((a) * (b))
+#define V_SUB(a, b) ((a) - (b))
+#define V_EXP(a) expf(a)
 #define KFN(name) name##_scalar
 #define PREFETCH_AHEAD(p) ((void)(p))
 #define KFN_ISA "scalar"

@@ -19,6 +19,11 @@ struct cpu_kernels {
     float (*dot)(const float *a, const float *b, int n);
     void (*axpy)(float *y, float a, const float *x, int n); /* y += a * x */
     float (*sumsq)(const float *x, int n);
+    /* One KV block of paged attention for g query heads sharing a KV head, folded into a
+     * running softmax. q: [g, hd] pre-scaled; k, v: [n, hd]; m, l: [g]; acc: [g, hd];
+     * s: [g, n] scratch. */
+    void (*attn_block)(const float *q, int g, const float *k, const float *v, int n, int hd, float *m, float *l,
+                       float *acc, float *s);
 };
 
 /* The best kernels for this CPU; FOLIO_CPU_ISA=avx512|avx2|scalar overrides (for tests). */

@@ -13,7 +13,7 @@
  * widened) once feeds RT FMAs, which is what makes prefill compute-bound rather than
  * weight-bandwidth-bound. For decode (T=1) it degenerates to 4 independent dot products
  * streaming the weights, which is the memory roofline case. */
-#define DEFINE_GEMM(SUFFIX, ELT, LOADW, SCALW)                                                        \
+#define DEFINE_GEMM(SUFFIX, ELT, LOADW, SCALW, PANEL)                                                        \
     static void KFN(gemm_tile_##SUFFIX)(const float *x, int RT, int K, const ELT *w, float *out,       \
                                         int ldo, int nrows, const float *bias) {                       \
         V acc[4][GEMM_RT];                                                                             \
@@ -42,9 +42,11 @@
             }                                                                                          \
         }                                                                                              \
         const ELT *wr[4] = {w0, w1, w2, w3};                                                           \
+        float sums[4 * GEMM_RT]; /* [token][row] */                                                    \
+        REDUCE_TILE(acc, sums);                                                                        \
         for (int r = 0; r < RT; r++) {                                                                 \
             for (int j = 0; j < nrows; j++) {                                                          \
-                float s = V_REDUCE(acc[j][r]);                                                         \
+                float s = sums[r * 4 + j];                                                             \
                 for (int kk = k; kk < K; kk++) s += SCALW(wr[j], kk) * x[(size_t)r * K + kk];          \
                 out[(size_t)r * ldo + j] = s + (bias ? bias[j] : 0.0f);                                \
             }                                                                                          \
@@ -53,19 +55,44 @@
     static void KFN(gemm_##SUFFIX)(const float *x, int T, int K, const void *wv, int n0, int n1,       \
                                    float *out, int ldo, const float *bias) {                           \
         const ELT *w = wv;                                                                             \
+        /* Several token tiles reuse these rows: widen up to a panel of them to fp32 once, so the \
+         * tiles run pure loads and FMAs, and sweep every row of the panel for one token tile   \
+         * while it is in L1. Widening is exact and each sum keeps its order, so the results    \
+         * are bit-identical to the in-register path that decode takes. */                      \
+        const int panel_rows = K <= GEMM_PANEL_FLOATS / 4 ? (GEMM_PANEL_FLOATS / K) & ~3 : 0;          \
+        if (PANEL && T > GEMM_RT && panel_rows >= 4) {                                                 \
+            for (int p0 = n0; p0 < n1; p0 += panel_rows) {                                             \
+                const int p1 = n1 - p0 < panel_rows ? n1 : p0 + panel_rows;                            \
+                for (int j = 0; j < p1 - p0; j++) {                                                    \
+                    const ELT *wj = w + (size_t)(p0 + j) * K;                                          \
+                    float *dst = gemm_panel + (size_t)j * K;                                           \
+                    int k = 0;                                                                         \
+                    for (; k + VL <= K; k += VL) V_STORE(dst + k, LOADW(wj, k));                       \
+                    for (; k < K; k++) dst[k] = SCALW(wj, k);                                          \
+                }                                                                                      \
+                for (int t = 0; t < T; t += GEMM_RT) {                                                 \
+                    const int rt = T - t < GEMM_RT ? T - t : GEMM_RT;                                  \
+                    for (int n = p0; n < p1; n += 4)                                                   \
+                        KFN(gemm_tile_f32)(x + (size_t)t * K, rt, K, gemm_panel + (size_t)(n - p0) * K,      \
+                                           out + (size_t)t * ldo + n, ldo, p1 - n < 4 ? p1 - n : 4,    \
+                                           bias ? bias + n : NULL);                                    \
+                }                                                                                      \
+            }                                                                                          \
+            return;                                                                                    \
+        }                                                                                              \
         for (int n = n0; n < n1; n += 4) {                                                             \
-            int nrows = n1 - n < 4 ? n1 - n : 4;                                                       \
+            const int nrows = n1 - n < 4 ? n1 - n : 4;                                                 \
             for (int t = 0; t < T; t += GEMM_RT) {                                                     \
-                int rt = T - t < GEMM_RT ? T - t : GEMM_RT;                                            \
+                const int rt = T - t < GEMM_RT ? T - t : GEMM_RT;                                      \
                 KFN(gemm_tile_##SUFFIX)(x + (size_t)t * K, rt, K, w + (size_t)n * K,                   \
                                         out + (size_t)t * ldo + n, ldo, nrows, bias ? bias + n : NULL); \
             }                                                                                          \
         }                                                                                              \
     }
 
-DEFINE_GEMM(f32, float, LOADW_F32, SCALW_F32)
-DEFINE_GEMM(bf16, uint16_t, LOADW_BF16, SCALW_BF16)
-DEFINE_GEMM(f16, uint16_t, LOADW_F16, SCALW_F16)
+DEFINE_GEMM(f32, float, LOADW_F32, SCALW_F32, 0)
+DEFINE_GEMM(bf16, uint16_t, LOADW_BF16, SCALW_BF16, 1)
+DEFINE_GEMM(f16, uint16_t, LOADW_F16, SCALW_F16, 1)
 
 static float KFN(dot)(const float *a, const float *b, int n) {
     V acc0 = V_ZERO(), acc1 = V_ZERO();
@@ -87,6 +114,55 @@ static void KFN(axpy)(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* One KV block of attention for the g query heads that share a KV head (GQA), folded into a
+ * running (online) softmax: each K and V row is read once for all g heads, the scores of a
+ * block are exponentiated a vector at a time, and nothing is called per key. For short
+ * head_dim the time goes to the per-score horizontal sums; the block's rows stay in L1.
+ * q: [g, hd] pre-scaled by 1/sqrt(hd); k, v: [n, hd]; m, l: [g] running max and sum (m starts
+ * at -inf, l at 0); acc: [g, hd] running unnormalized output; s: [g, n] scratch. */
+static void KFN(attn_block)(const float *q, int g, const float *k, const float *v, int n, int hd, float *m, float *l,
+                            float *acc, float *s) {
+    for (int i = 0; i < n; i++) {
+        const float *ki = k + (size_t)i * hd;
+        for (int j = 0; j < g; j++) {
+            const float *qj = q + (size_t)j * hd;
+            V a = V_ZERO();
+            int d = 0;
+            for (; d + VL <= hd; d += VL) a = V_FMA(V_LOAD_F32(qj + d), V_LOAD_F32(ki + d), a);
+            float x = V_REDUCE(a);
+            for (; d < hd; d++) x += qj[d] * ki[d];
+            s[j * n + i] = x;
+        }
+    }
+    for (int j = 0; j < g; j++) {
+        float *sj = s + (size_t)j * n, *aj = acc + (size_t)j * hd;
+        float mb = m[j];
+        for (int i = 0; i < n; i++)
+            if (sj[i] > mb) mb = sj[i];
+        const float corr = expf(m[j] - mb); /* exp(-inf) = 0 on the first block */
+        const V vmb = V_SET1(mb);
+        int i = 0;
+        for (; i + VL <= n; i += VL) V_STORE(sj + i, V_EXP(V_SUB(V_LOAD_F32(sj + i), vmb)));
+        for (; i < n; i++) sj[i] = expf(sj[i] - mb);
+        float sum = 0.0f;
+        for (i = 0; i < n; i++) sum += sj[i];
+        l[j] = l[j] * corr + sum;
+        m[j] = mb;
+        const V vc = V_SET1(corr);
+        int d = 0;
+        for (; d + VL <= hd; d += VL) {
+            V a = V_MUL(V_LOAD_F32(aj + d), vc);
+            for (int r = 0; r < n; r++) a = V_FMA(V_SET1(sj[r]), V_LOAD_F32(v + (size_t)r * hd + d), a);
+            V_STORE(aj + d, a);
+        }
+        for (; d < hd; d++) {
+            float a = aj[d] * corr;
+            for (int r = 0; r < n; r++) a += sj[r] * v[(size_t)r * hd + d];
+            aj[d] = a;
+        }
+    }
+}
+
 static float KFN(sumsq)(const float *x, int n) { return KFN(dot)(x, x, n); }
 
 static const struct cpu_kernels KFN(kernels) = {
@@ -95,4 +171,5 @@ static const struct cpu_kernels KFN(kernels) = {
     .dot = KFN(dot),
     .axpy = KFN(axpy),
     .sumsq = KFN(sumsq),
+    .attn_block = KFN(attn_block),
 };

@@ -19,6 +19,7 @@
 #include "model.h"
 #include "scheduler.h"
 #include "stop.h"
+#include "threadpool.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -90,7 +91,9 @@ struct engine {
     struct tokenizer *tok;
     struct kv_cache *kv;
     struct sched *sched;
-    struct sampler *sampler;
+    struct threadpool *tp;       /* the backend's, borrowed */
+    struct sampler **samplers;   /* [tp_size] one per thread */
+    int num_samplers;
     const struct model_config *cfg;
     int V, bs, mbps, max_model_len, num_blocks, max_seqs, max_tokens_step;
     int32_t eos[CONFIG_MAX_EOS + 1];
@@ -102,6 +105,8 @@ struct engine {
     int32_t *logits_idx;                           /* [max_seqs] */
     int32_t *tables;                               /* [max_seqs, mbps] */
     struct sample **logit_sample;                  /* [max_seqs] */
+    int32_t *sampled;                              /* [max_seqs] the token drawn from each row */
+    struct sampler_logprobs *sampled_lp;           /* [max_seqs] */
     struct engine_req **drop;                      /* [max_seqs] */
     int num_drop;
     float *logits;                                 /* [max_seqs, V] */
@@ -255,7 +260,14 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     if ((rc = size_kv(e, &e->num_blocks)) || (rc = model_alloc_kv(e->m, e->num_blocks))) goto fail;
     e->kv = kv_cache_create(&(struct kv_cache_params){e->num_blocks, e->bs, e->p.enable_prefix_caching});
     e->sched = e->kv ? sched_create(&(struct sched_params){e->max_seqs, e->max_tokens_step}, e->kv) : NULL;
-    e->sampler = sampler_create(e->V);
+    e->tp = backend_cpu_threadpool(e->b);
+    e->num_samplers = tp_size(e->tp);
+    e->samplers = calloc((size_t)e->num_samplers, sizeof *e->samplers);
+    for (int i = 0; e->samplers && i < e->num_samplers; i++)
+        if (!(e->samplers[i] = sampler_create(e->V))) {
+            rc = folio_err(FOLIO_ENOMEM, "out of memory");
+            goto fail;
+        }
     const size_t T = (size_t)e->max_tokens_step, S = (size_t)e->max_seqs;
     e->tokens = malloc(T * 4);
     e->positions = malloc(T * 4);
@@ -264,10 +276,12 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     e->logits_idx = malloc(S * 4);
     e->tables = malloc(S * (size_t)e->mbps * 4);
     e->logit_sample = malloc(S * sizeof *e->logit_sample);
+    e->sampled = malloc(S * sizeof *e->sampled);
+    e->sampled_lp = malloc(S * sizeof *e->sampled_lp);
     e->drop = malloc(S * sizeof *e->drop);
     e->logits = malloc(S * (size_t)e->V * sizeof(float));
     e->row = malloc((size_t)e->V * sizeof(float));
-    if (!e->kv || !e->sched || !e->sampler || !e->tokens || !e->positions || !e->seq_idx || !e->slots ||
+    if (!e->kv || !e->sched || !e->samplers || !e->sampled || !e->sampled_lp || !e->tokens || !e->positions || !e->seq_idx || !e->slots ||
         !e->logits_idx || !e->tables || !e->logit_sample || !e->drop || !e->logits || !e->row) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto fail;
@@ -591,7 +605,8 @@ int engine_read(struct engine_req *r, struct engine_output *out, int timeout_ms)
         }
         if (timeout_ms < 0) {
             pthread_cond_wait(&r->cv, &r->mu);
-        } else if (pthread_cond_timedwait(&r->cv, &r->mu, &deadline) != 0) {
+        } else if (timeout_ms == 0 || pthread_cond_timedwait(&r->cv, &r->mu, &deadline) != 0) {
+            /* A poll must not cost a system call. */
             pthread_mutex_unlock(&r->mu);
             return ENGINE_READ_TIMEOUT;
         }
@@ -731,15 +746,23 @@ static void accept_token(struct engine *e, struct sample *s, int32_t id, const s
     else finish_sample(e, s, id, lp, text, n, why, NULL);
 }
 
-static void sample_seq(struct engine *e, struct sample *s, float *logits) {
+static int32_t draw(struct engine *e, struct sampler *smp, struct sample *s, float *logits,
+                    struct sampler_logprobs *lp) {
     struct engine_req *r = s->req;
-    struct sampler_logprobs lp;
     struct sampler_seq sq = {
         .prompt = r->prompt, .num_prompt = r->num_prompt, .output = s->tokens + r->num_prompt,
         .num_output = s->num_output, .sample_index = s->index, .seed = r->seed, .eos_ids = e->eos,
         .num_eos = e->num_eos};
-    int32_t id = sampler_sample(e->sampler, logits, &r->sp, &sq, r->sp.logprobs >= 0 ? &lp : NULL);
-    accept_token(e, s, id, r->sp.logprobs >= 0 ? &lp : NULL);
+    return sampler_sample(smp, logits, &r->sp, &sq, r->sp.logprobs >= 0 ? lp : NULL);
+}
+
+/* Sampling reads only its sample and writes only its row's results, so rows are drawn in
+ * parallel on the backend's threads; everything that touches shared state comes after. */
+static void draw_task(void *ctx, int i, int thread) {
+    struct engine *e = ctx;
+    struct sample *s = e->logit_sample[i];
+    if (s->req->n > 1 && !s->req->forked) return; /* the fork draws all n (fork_and_sample) */
+    e->sampled[i] = draw(e, e->samplers[thread], s, e->logits + (size_t)i * e->V, &e->sampled_lp[i]);
 }
 
 /* The prompt of an n > 1 request is computed once; its samples then share its blocks. */
@@ -751,8 +774,10 @@ static void fork_and_sample(struct engine *e, struct engine_req *r, const float 
         sched_fork(e->sched, &r->samples[0].seq, &c->seq);
     }
     for (int i = 0; i < r->n; i++) {
+        struct sampler_logprobs lp;
         memcpy(e->row, logits, sizeof(float) * (size_t)e->V);
-        sample_seq(e, &r->samples[i], e->row);
+        int32_t id = draw(e, e->samplers[0], &r->samples[i], e->row, &lp);
+        accept_token(e, &r->samples[i], id, r->sp.logprobs >= 0 ? &lp : NULL);
     }
 }
 
@@ -851,12 +876,13 @@ int engine_step(struct engine *e) {
         return rc;
     }
     sched_commit(e->sched, o);
+    if (L > 1) tp_run(e->tp, L, draw_task, e);
+    else if (L == 1) draw_task(e, 0, 0);
     for (int i = 0; i < L; i++) {
         struct sample *s = e->logit_sample[i];
         struct engine_req *r = s->req;
-        float *row = e->logits + (size_t)i * e->V;
-        if (r->n > 1 && !r->forked) fork_and_sample(e, r, row);
-        else sample_seq(e, s, row);
+        if (r->n > 1 && !r->forked) fork_and_sample(e, r, e->logits + (size_t)i * e->V);
+        else accept_token(e, s, e->sampled[i], r->sp.logprobs >= 0 ? &e->sampled_lp[i] : NULL);
     }
     /* Requests whose samples have all finished leave the live list (after every sample of
      * this step has been handled: dropping may free them). */
@@ -915,7 +941,10 @@ void engine_free(struct engine *e) {
     }
     sched_free(e->sched);
     kv_cache_free(e->kv);
-    sampler_free(e->sampler);
+    for (int i = 0; e->samplers && i < e->num_samplers; i++) sampler_free(e->samplers[i]);
+    free(e->samplers);
+    free(e->sampled);
+    free(e->sampled_lp);
     model_free(e->m);
     backend_free(e->b);
     tok_free(e->tok);

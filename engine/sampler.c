@@ -377,6 +377,9 @@ static int32_t prepare(struct sampler *s, float *logits, const struct sampling_p
      * spares the exp of tokens surely below it. Tokens whose exp underflows carry no mass
      * and go too, as do NaNs. */
     float lcut = p->min_p > 0 ? logf(p->min_p) - 1e-3f : -INFINITY;
+    /* expf is exactly 0 below about -103.97; skipping those tokens keeps the result and
+     * spares the slow underflow path, which a random-weight model's wide logits hit often. */
+    if (lcut < -104.0f) lcut = -104.0f;
     int n = 0;
     double z = 0;
     for (int i = 0; i < s->vocab; i++) {
