@@ -13,7 +13,7 @@
  * widened) once feeds RT FMAs, which is what makes prefill compute-bound rather than
  * weight-bandwidth-bound. For decode (T=1) it degenerates to 4 independent dot products
  * streaming the weights, which is the memory roofline case. */
-#define DEFINE_GEMM(SUFFIX, ELT, LOADW, SCALW, PANEL)                                                        \
+#define DEFINE_TILE(SUFFIX, ELT, LOADW, SCALW, PREFETCH)                                                     \
     static void KFN(gemm_tile_##SUFFIX)(const float *x, int RT, int K, const ELT *w, float *out,       \
                                         int ldo, int nrows, const float *bias) {                       \
         V acc[4][GEMM_RT];                                                                             \
@@ -26,10 +26,12 @@
             /* Rows are short (a few KB), so the hardware prefetcher never ramps up on them;     \
              * fetching ~32 KB ahead into L2 keeps enough misses in flight to approach the       \
              * streaming bandwidth in decode, where every weight is read exactly once. */        \
-            PREFETCH_AHEAD(w0 + k);                                                                    \
-            PREFETCH_AHEAD(w1 + k);                                                                    \
-            PREFETCH_AHEAD(w2 + k);                                                                    \
-            PREFETCH_AHEAD(w3 + k);                                                                    \
+            if (PREFETCH) {                                                                            \
+                PREFETCH_AHEAD(w0 + k);                                                                \
+                PREFETCH_AHEAD(w1 + k);                                                                \
+                PREFETCH_AHEAD(w2 + k);                                                                \
+                PREFETCH_AHEAD(w3 + k);                                                                \
+            }                                                                                          \
             V a0 = LOADW(w0, k), a1 = LOADW(w1, k), a2 = LOADW(w2, k), a3 = LOADW(w3, k);              \
             _Pragma("GCC unroll 8") for (int r = 0; r < GEMM_RT; r++) {                                \
                 if (r < RT) {                                                                          \
@@ -51,7 +53,10 @@
                 out[(size_t)r * ldo + j] = s + (bias ? bias[j] : 0.0f);                                \
             }                                                                                          \
         }                                                                                              \
-    }                                                                                                  \
+    }
+
+#define DEFINE_GEMM(SUFFIX, ELT, LOADW, SCALW, PANEL)                                                        \
+    DEFINE_TILE(SUFFIX, ELT, LOADW, SCALW, 1)                                                          \
     static void KFN(gemm_##SUFFIX)(const float *x, int T, int K, const void *wv, int n0, int n1,       \
                                    float *out, int ldo, const float *bias) {                           \
         const ELT *w = wv;                                                                             \
@@ -73,7 +78,7 @@
                 for (int t = 0; t < T; t += GEMM_RT) {                                                 \
                     const int rt = T - t < GEMM_RT ? T - t : GEMM_RT;                                  \
                     for (int n = p0; n < p1; n += 4)                                                   \
-                        KFN(gemm_tile_f32)(x + (size_t)t * K, rt, K, gemm_panel + (size_t)(n - p0) * K,      \
+                        KFN(gemm_tile_panel)(x + (size_t)t * K, rt, K, gemm_panel + (size_t)(n - p0) * K,    \
                                            out + (size_t)t * ldo + n, ldo, p1 - n < 4 ? p1 - n : 4,    \
                                            bias ? bias + n : NULL);                                    \
                 }                                                                                      \
@@ -90,6 +95,8 @@
         }                                                                                              \
     }
 
+/* The panel is in L1/L2 already: no prefetch, which would only take load slots. */
+DEFINE_TILE(panel, float, LOADW_F32, SCALW_F32, 0)
 DEFINE_GEMM(f32, float, LOADW_F32, SCALW_F32, 0)
 DEFINE_GEMM(bf16, uint16_t, LOADW_BF16, SCALW_BF16, 1)
 DEFINE_GEMM(f16, uint16_t, LOADW_F16, SCALW_F16, 1)

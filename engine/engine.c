@@ -99,6 +99,7 @@ struct engine {
     int32_t eos[CONFIG_MAX_EOS + 1];
     int num_eos;
     size_t max_delta;
+    char notice[256];     /* what engine_create adjusted, for engine_describe */
 
     /* The batch. */
     int32_t *tokens, *positions, *seq_idx, *slots; /* [max_tokens_step] */
@@ -128,6 +129,7 @@ struct engine {
     pthread_mutex_t stats_mu;
     struct engine_stats stats; /* under stats_mu */
     long long prompt_tokens, gen_tokens, finished, steps;
+    double forward_s, sample_s;
     double win_t0;
     double last_step_t; /* under stats_mu */
     long long win_gen0;
@@ -161,10 +163,12 @@ int engine_num_blocks(const struct engine *e) { return e->num_blocks; }
 int engine_block_size(const struct engine *e) { return e->bs; }
 
 void engine_describe(const struct engine *e, char *buf, size_t cap) {
-    snprintf(buf, cap, "(%s, %d layers, %s weights, %.1f MiB), cpu backend %s, %d KV blocks of %d tokens%s",
+    snprintf(buf, cap,
+             "(%s, %d layers, %s weights, %.1f MiB), cpu backend %s, %d KV blocks of %d tokens, max_model_len %d%s%s%s",
              e->cfg->arch_name, e->cfg->num_layers, folio_dtype_name(model_dtype(e->m)),
              (double)model_weight_bytes(e->m) / (1 << 20), backend_cpu_isa(e->b), e->num_blocks, e->bs,
-             e->p.enable_prefix_caching ? ", prefix caching" : "");
+             e->max_model_len, e->p.enable_prefix_caching ? ", prefix caching" : "", e->notice[0] ? "; " : "",
+             e->notice);
 }
 
 static uint64_t splitmix64(uint64_t *s) {
@@ -178,12 +182,19 @@ static uint64_t splitmix64(uint64_t *s) {
 
 static int blocks_for(int tokens, int bs) { return (tokens + bs - 1) / bs; }
 
-/* Sizes the pool: the requested space, capped at what max_num_seqs full-length sequences can
- * use, and never below one full-length sequence (vLLM fails the same way, but without saying
- * what would fit). */
-static int size_kv(struct engine *e, int *num_blocks) {
-    const size_t block_bytes = model_kv_block_bytes(e->m);
+/* Sizes the pool and settles max_model_len before the model loads (the length sizes the
+ * block tables). The pool is the requested space, capped at what max_num_seqs full-length
+ * sequences can use. It must hold one full-length sequence: when the length was not given,
+ * it is lowered to what fits (vLLM would refuse to start); when it was, the error says the
+ * largest length that would fit. */
+static int size_kv(struct engine *e, const struct model_config *c, int *max_len, int *num_blocks) {
+    const size_t block_bytes = model_kv_block_bytes_for(c, e->p.block_size);
     const double gib = 1024.0 * 1024.0 * 1024.0;
+    const int bs = e->p.block_size;
+    int len = e->p.max_model_len > 0 ? e->p.max_model_len : c->max_position_embeddings;
+    if (len > c->max_position_embeddings)
+        return folio_err(FOLIO_EINVAL, "--max-model-len %d exceeds the model's max_position_embeddings %d", len,
+                         c->max_position_embeddings);
     long long nb;
     if (e->p.num_blocks > 0) {
         nb = e->p.num_blocks;
@@ -191,19 +202,25 @@ static int size_kv(struct engine *e, int *num_blocks) {
         if (!(e->p.kv_cache_space > 0))
             return folio_err(FOLIO_EINVAL, "--kv-cache-space must be a positive number of GiB");
         nb = (long long)(e->p.kv_cache_space * gib / (double)block_bytes);
-        long long most = (long long)e->max_seqs * e->mbps;
-        if (nb > most) nb = most;
     }
-    if (nb < e->mbps) {
-        long long fits = nb * e->bs;
+    if (nb * bs < len && e->p.max_model_len <= 0 && nb > 0) {
+        len = (int)(nb * bs);
+        snprintf(e->notice, sizeof e->notice,
+                 "max_model_len lowered from %d to %d to fit the KV cache (%.4f GiB); set --max-model-len or "
+                 "--kv-cache-space to choose",
+                 c->max_position_embeddings, len, (double)nb * block_bytes / gib);
+    }
+    const long long need = (len + bs - 1) / bs;
+    if (nb < need)
         return folio_err(FOLIO_EINVAL,
                          "the KV cache (%lld blocks of %d tokens, %.4f GiB) cannot hold one sequence of "
-                         "max_model_len %d tokens, which needs %d blocks (%.4f GiB); the largest max_model_len "
+                         "max_model_len %d tokens, which needs %lld blocks (%.4f GiB); the largest max_model_len "
                          "that fits is %lld: lower --max-model-len or raise --kv-cache-space",
-                         nb, e->bs, (double)nb * block_bytes / gib, e->max_model_len, e->mbps,
-                         (double)e->mbps * block_bytes / gib, fits);
-    }
-    if (nb > INT_MAX / e->bs) nb = INT_MAX / e->bs;
+                         nb, bs, (double)nb * block_bytes / gib, len, need, (double)need * block_bytes / gib,
+                         nb * bs);
+    if (e->p.num_blocks <= 0 && nb > (long long)e->p.max_num_seqs * need) nb = (long long)e->p.max_num_seqs * need;
+    if (nb > INT_MAX / bs) nb = INT_MAX / bs;
+    *max_len = len;
     *num_blocks = (int)nb;
     return 0;
 }
@@ -238,7 +255,8 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     mp.block_size = e->p.block_size;
     mp.max_num_seqs = mp.max_num_logits = e->p.max_num_seqs;
     mp.max_num_batched_tokens = e->p.max_num_batched_tokens;
-    mp.max_model_len = e->p.max_model_len;
+    struct model_config cfg;
+    if ((rc = config_load(e->p.model, &cfg)) || (rc = size_kv(e, &cfg, &mp.max_model_len, &e->num_blocks))) goto fail;
     if ((rc = tok_load(e->p.model, &e->tok))) goto fail;
     if ((rc = backend_cpu_create(&(struct backend_cpu_params){.n_threads = e->p.threads}, &e->b))) goto fail;
     if ((rc = model_load(e->p.model, &mp, e->b, &e->m))) goto fail;
@@ -249,15 +267,10 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     e->max_model_len = model_params(e->m)->max_model_len;
     e->max_seqs = e->p.max_num_seqs;
     e->max_tokens_step = e->p.max_num_batched_tokens;
-    if (e->p.max_model_len > e->cfg->max_position_embeddings) {
-        rc = folio_err(FOLIO_EINVAL, "--max-model-len %d exceeds the model's max_position_embeddings %d",
-                       e->p.max_model_len, e->cfg->max_position_embeddings);
-        goto fail;
-    }
     for (int i = 0; i < e->cfg->num_eos_token_ids; i++) e->eos[e->num_eos++] = e->cfg->eos_token_ids[i];
     if (e->num_eos == 0 && tok_eos_id(e->tok) >= 0) e->eos[e->num_eos++] = tok_eos_id(e->tok);
 
-    if ((rc = size_kv(e, &e->num_blocks)) || (rc = model_alloc_kv(e->m, e->num_blocks))) goto fail;
+    if ((rc = model_alloc_kv(e->m, e->num_blocks))) goto fail;
     e->kv = kv_cache_create(&(struct kv_cache_params){e->num_blocks, e->bs, e->p.enable_prefix_caching});
     e->sched = e->kv ? sched_create(&(struct sched_params){e->max_seqs, e->max_tokens_step}, e->kv) : NULL;
     e->tp = backend_cpu_threadpool(e->b);
@@ -819,6 +832,8 @@ static void publish_stats(struct engine *e) {
         .generation_tokens = e->gen_tokens,
         .requests_finished = e->finished,
         .steps = e->steps,
+        .forward_seconds = e->forward_s,
+        .sample_seconds = e->sample_s,
         .gen_tokens_per_s = e->tps,
     };
     pthread_mutex_unlock(&e->stats_mu);
@@ -865,7 +880,10 @@ int engine_step(struct engine *e) {
         .num_tokens = T, .tokens = e->tokens, .positions = e->positions, .seq_idx = e->seq_idx,
         .slot_mapping = e->slots, .num_seqs = ns, .block_tables = e->tables, .num_logits = L,
         .logits_idx = e->logits_idx, .num_copies = o->num_copies, .block_copies = o->copies};
+    const double t0 = folio_now();
     int rc = model_forward(e->m, &batch, e->logits);
+    const double t1 = folio_now();
+    e->forward_s += t1 - t0;
     if (rc) {
         /* The batch is built from checked requests, so this is an engine bug or a device
          * failure: fail every request loudly rather than serve wrong tokens. */
@@ -895,6 +913,7 @@ int engine_step(struct engine *e) {
     }
     for (int i = 0; i < e->num_drop; i++) drop_request(e, e->drop[i]);
     e->num_drop = 0;
+    e->sample_s += folio_now() - t1;
     e->steps++;
     publish_stats(e);
     return ns;

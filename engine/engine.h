@@ -128,6 +128,8 @@ struct engine_stats {
     long long generation_tokens;
     long long requests_finished;
     long long steps;
+    double forward_seconds;     /* engine thread time in forward passes, cumulative */
+    double sample_seconds;      /* ... in sampling, detokenizing and stop checks */
     double gen_tokens_per_s;    /* over the last second or so of steps; 0 when idle */
 };
 

@@ -77,9 +77,11 @@ size_t model_weight_bytes(const struct model *m) {
     return n;
 }
 
-size_t model_kv_block_bytes(const struct model *m) {
-    return 2 * (size_t)m->cfg.num_layers * m->kv_dim * (size_t)m->p.block_size * sizeof(float);
+size_t model_kv_block_bytes_for(const struct model_config *c, int block_size) {
+    return 2 * (size_t)c->num_layers * c->num_kv_heads * c->head_dim * (size_t)block_size * sizeof(float);
 }
+
+size_t model_kv_block_bytes(const struct model *m) { return model_kv_block_bytes_for(&m->cfg, m->p.block_size); }
 
 static const char *shape_str(const struct st_tensor *t, char *buf, size_t cap) {
     size_t n = 0;

@@ -51,6 +51,8 @@ void model_free(struct model *m);
 int model_alloc_kv(struct model *m, int num_blocks);
 /* Bytes one KV block takes across all layers (K and V). */
 size_t model_kv_block_bytes(const struct model *m);
+/* The same before loading, from the config (to size the cache and max_model_len first). */
+size_t model_kv_block_bytes_for(const struct model_config *c, int block_size);
 
 const struct model_config *model_config(const struct model *m);
 const struct model_params *model_params(const struct model *m);

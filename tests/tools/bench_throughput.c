@@ -61,6 +61,7 @@ struct run {
     int loaded_steps;
     double peak_usage;
     long long preemptions, prefix_queries, prefix_hits;
+    double forward_s, sample_s; /* engine thread time in forward passes / in sampling */
 };
 
 /* ---- flags ---- */
@@ -290,6 +291,8 @@ static int step(struct engine *e, struct run *r) {
         if (st.waste > r->waste_max) r->waste_max = st.waste;
     }
     r->preemptions = st.num_preemptions;
+    r->forward_s = st.forward_seconds;
+    r->sample_s = st.sample_seconds;
     r->prefix_queries = st.prefix_queries;
     r->prefix_hits = st.prefix_hits;
     return ns;
@@ -389,6 +392,12 @@ static void report(const struct opts *o, const struct workload *w, const struct 
     if (o->batched) print_row("batched", w, b);
     if (o->serial) print_row("serial", w, s);
     if (ratio > 0) printf("batched/serial output throughput: %.2fx\n", ratio);
+    if (o->batched)
+        printf("batched: %.1f s in forward passes, %.1f s sampling and streaming, %.1f s elsewhere\n", b->forward_s,
+               b->sample_s, b->seconds - b->forward_s - b->sample_s);
+    if (o->serial)
+        printf("serial: %.1f s in forward passes, %.1f s sampling and streaming, %.1f s elsewhere\n", s->forward_s,
+               s->sample_s, s->seconds - s->forward_s - s->sample_s);
     double waste = 0, hit = 0;
     if (o->batched) {
         waste = b->sum_alloc ? 1.0 - (double)b->sum_stored / (double)b->sum_alloc : 0;

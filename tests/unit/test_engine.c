@@ -549,6 +549,16 @@ TEST(engine_admission_errors) {
     /* 20 KiB a block (5 layers x K and V x 32 floats x 16 tokens): 26 blocks, 416 tokens. */
     CHECK(strstr(folio_last_error(), "the largest max_model_len that fits is 416") != NULL);
     CHECK(small == NULL);
+    /* Without an explicit --max-model-len the engine starts, at the length that fits. */
+    p.max_model_len = 0;
+    CHECK_EQ_INT(engine_create(&p, &small), 0);
+    if (small) {
+        char desc[512];
+        engine_describe(small, desc, sizeof desc);
+        CHECK_EQ_INT(engine_max_model_len(small), 416);
+        CHECK(strstr(desc, "max_model_len lowered from 512 to 416") != NULL);
+    }
+    engine_free(small);
 }
 
 /* A reader that stops reading pauses its request (bounded memory) without losing tokens. */
