@@ -24,26 +24,6 @@ static __thread float gemm_panel[GEMM_PANEL_FLOATS] __attribute__((aligned(64)))
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 #endif
-/* e^x for x <= 0 (softmax weights): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a
- * degree-7 Taylor polynomial for e^r (relative error ~1e-7), and scalef for 2^n. Inputs below
- * -87 give ~1e-38 instead of 0, which no softmax sum can tell apart. */
-static inline __m512 exp_avx512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 y = _mm512_set1_ps(1.0f / 5040);
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 720));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 120));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 24));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 6));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(y, n);
-}
 /* The 16 horizontal sums of a 4x4 GEMM tile at once, by a transpose-and-add tree (15
  * shuffle-add steps instead of 16 separate reductions, which cost a third of the FMAs at
  * K = 576). Each sum adds only its own vector's lanes, in a fixed order, so it does not
@@ -76,7 +56,10 @@ static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
 #define V_REDUCE(a) _mm512_reduce_add_ps(a)
 #define V_MUL(a, b) _mm512_mul_ps(a, b)
 #define V_SUB(a, b) _mm512_sub_ps(a, b)
-#define V_EXP(a) exp_avx512(a)
+#define V_MAX(a, b) _mm512_max_ps(a, b)
+#define V_MIN(a, b) _mm512_min_ps(a, b)
+#define V_ROUND(a) _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_LDEXP(y, n) _mm512_scalef_ps(y, n)
 #define KFN(name) name##_avx512
 #define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx512"
@@ -96,7 +79,10 @@ static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
 #undef REDUCE_TILE
 #undef V_MUL
 #undef V_SUB
-#undef V_EXP
+#undef V_MAX
+#undef V_MIN
+#undef V_ROUND
+#undef V_LDEXP
 #undef KFN
 #undef PREFETCH_AHEAD
 #undef KFN_ISA
@@ -119,22 +105,8 @@ static inline float hsum256(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-/* e^x as exp_avx512, with 2^n built in the exponent bits (AVX2 has no scalef). */
-static inline __m256 exp_avx2(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-    __m256 y = _mm256_set1_ps(1.0f / 5040);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 720));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 120));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 24));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 6));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
+/* y * 2^n for integral n in [-126, 127], through the exponent bits (AVX2 has no scalef). */
+static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
@@ -156,7 +128,10 @@ static inline __m256 exp_avx2(__m256 x) {
 #define V_REDUCE(a) hsum256(a)
 #define V_MUL(a, b) _mm256_mul_ps(a, b)
 #define V_SUB(a, b) _mm256_sub_ps(a, b)
-#define V_EXP(a) exp_avx2(a)
+#define V_MAX(a, b) _mm256_max_ps(a, b)
+#define V_MIN(a, b) _mm256_min_ps(a, b)
+#define V_ROUND(a) _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_LDEXP(y, n) ldexp_avx2(y, n)
 #define KFN(name) name##_avx2
 #define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx2"
@@ -176,7 +151,10 @@ static inline __m256 exp_avx2(__m256 x) {
 #undef REDUCE_TILE
 #undef V_MUL
 #undef V_SUB
-#undef V_EXP
+#undef V_MAX
+#undef V_MIN
+#undef V_ROUND
+#undef V_LDEXP
 #undef KFN
 #undef PREFETCH_AHEAD
 #undef KFN_ISA
@@ -204,7 +182,10 @@ static inline __m256 exp_avx2(__m256 x) {
 #define V_REDUCE(a) (a)
 #define V_MUL(a, b) ((a) * (b))
 #define V_SUB(a, b) ((a) - (b))
-#define V_EXP(a) expf(a)
+#define V_MAX(a, b) fmaxf(a, b)
+#define V_MIN(a, b) fminf(a, b)
+#define V_ROUND(a) nearbyintf(a)
+#define V_LDEXP(y, n) ldexpf(y, (int)(n))
 #define KFN(name) name##_scalar
 #define PREFETCH_AHEAD(p) ((void)(p))
 #define KFN_ISA "scalar"

@@ -121,6 +121,25 @@ static void KFN(axpy)(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* e^x for the softmax weights (x <= 0): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a
+ * degree-7 Taylor polynomial for e^r (relative error ~1e-7), then y * 2^n. Inputs below -87
+ * give ~1e-38 rather than 0, which no softmax sum can tell apart. */
+static inline V KFN(vexp)(V x) {
+    x = V_MIN(V_MAX(x, V_SET1(-87.0f)), V_SET1(88.0f));
+    V n = V_ROUND(V_MUL(x, V_SET1(1.44269504089f)));
+    V r = V_FMA(n, V_SET1(-0.693145751953125f), x);
+    r = V_FMA(n, V_SET1(-1.428606765330187e-06f), r);
+    V y = V_SET1(1.0f / 5040);
+    y = V_FMA(y, r, V_SET1(1.0f / 720));
+    y = V_FMA(y, r, V_SET1(1.0f / 120));
+    y = V_FMA(y, r, V_SET1(1.0f / 24));
+    y = V_FMA(y, r, V_SET1(1.0f / 6));
+    y = V_FMA(y, r, V_SET1(0.5f));
+    y = V_FMA(y, r, V_SET1(1.0f));
+    y = V_FMA(y, r, V_SET1(1.0f));
+    return V_LDEXP(y, n);
+}
+
 /* One KV block of attention for the g query heads that share a KV head (GQA), folded into a
  * running (online) softmax: each K and V row is read once for all g heads, the scores of a
  * block are exponentiated a vector at a time, and nothing is called per key. For short
@@ -149,7 +168,7 @@ static void KFN(attn_block)(const float *q, int g, const float *k, const float *
         const float corr = expf(m[j] - mb); /* exp(-inf) = 0 on the first block */
         const V vmb = V_SET1(mb);
         int i = 0;
-        for (; i + VL <= n; i += VL) V_STORE(sj + i, V_EXP(V_SUB(V_LOAD_F32(sj + i), vmb)));
+        for (; i + VL <= n; i += VL) V_STORE(sj + i, KFN(vexp)(V_SUB(V_LOAD_F32(sj + i), vmb)));
         for (; i < n; i++) sj[i] = expf(sj[i] - mb);
         float sum = 0.0f;
         for (i = 0; i < n; i++) sum += sj[i];
