@@ -60,5 +60,38 @@ sample() {
 a=$(sample 7); b=$(sample 7); c=$(sample 8)
 [ "$a" = "$b" ] && [ "$a" != "$c" ] && [ -n "$a" ]; check "seeded sampling reproducible" $? "$a / $b / $c"
 
+# The engine's options through the CLI: a stop string cuts the known text before it; n = 3
+# greedy samples all give the known ids; a fractional --kv-cache-space works; prefix caching
+# off changes nothing.
+out=$("$ENGINE" generate --model "$MODELS/stories260K" --prompt "Once upon a time" --max-tokens 60 \
+      --temperature 0 --stop "Lily. She" 2>/dev/null | head -1)
+[ "$out" = ", there was a little girl named " ]; check "stop string" $? "got '$out'"
+out=$("$ENGINE" generate --model "$MODELS/stories260K" --prompt "Once upon a time" --max-tokens 40 \
+      --temperature 0 --ignore-eos --n 3 --show-ids 2>/dev/null)
+n_ok=$(grep -c "^ids\[[0-2]\]: $stories_ids\$" <<<"$out")
+[ "$n_ok" = 3 ]; check "n=3 greedy samples" $? "got $out"
+out=$("$ENGINE" generate --model "$MODELS/stories260K" --prompt "Once upon a time" --max-tokens 40 \
+      --temperature 0 --ignore-eos --show-ids --kv-cache-space 0.0005 --no-enable-prefix-caching 2>&1)
+ids=$(printf '%s\n' "$out" | sed -n 's/^ids: //p')
+[ "$ids" = "$stories_ids" ] && grep -q "max_model_len lowered from 512 to 416" <<<"$out"
+check "small --kv-cache-space lowers max_model_len" $? "got $out"
+
+# Bad engine options: one clear error line, non-zero exit.
+bad() { # name, regex, args...
+  local name=$1 re=$2
+  shift 2
+  local err rc
+  err=$("$ENGINE" generate --model "$MODELS/stories260K" --prompt "${PROMPT:-Once}" "$@" 2>&1 >/dev/null)
+  rc=$?
+  [ "$rc" = 1 ] && [ "$(wc -l <<<"$err")" = 1 ] && grep -qiE -e "$re" <<<"$err"; check "rejects $name" $? "rc=$rc: $err"
+}
+bad "top_p 2" "top_p" --top-p 2
+bad "negative temperature" "temperature" --temperature -1
+bad "n 0" "--n|\bn\b" --n 0
+bad "kv space 0" "kv-cache-space" --kv-cache-space 0
+bad "max-model-len beyond the model" "max_position_embeddings" --max-model-len 100000
+bad "explicit max-model-len beyond the cache" "largest max_model_len that fits is 416" --max-model-len 512 --kv-cache-space 0.0005
+PROMPT="Once upon a time" bad "prompt beyond the context" "maximum context length is 4 tokens.*prompt contains 5" --max-model-len 4
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
