@@ -715,3 +715,35 @@ TEST(engine_free_with_requests_in_flight) {
     engine_release(h1);
     engine_release(h2);
 }
+
+/* An aborted request's blocks are back in the pool after the next step, mid-prefill and
+ * mid-decode alike, and its stream ends with finish reason abort. */
+TEST(engine_abort_frees_blocks_next_step) {
+    struct engine *e = make_engine(4, 0, 4, 8, 0); /* 8-token chunks: a long prefill spans steps */
+    if (!e) return;
+    int32_t prompt[60];
+    for (int i = 0; i < 60; i++) prompt[i] = 3 + i;
+    struct engine_request rq = {.prompt = prompt, .num_prompt = 60, .params = sampler_default_params()};
+    rq.params.max_tokens = 100;
+    for (int when = 2; when <= 12; when += 10) { /* step 2: prefilling; step 12: decoding */
+        struct engine_req *h;
+        CHECK_EQ_INT(engine_submit(e, &rq, &h), 0);
+        for (int i = 0; i < when; i++) engine_step(e);
+        struct engine_stats st;
+        engine_get_stats(e, &st);
+        CHECK(st.kv_used > 0);
+        engine_abort(h);
+        engine_step(e);
+        engine_get_stats(e, &st);
+        CHECK_EQ_INT(st.kv_used, 0);
+        CHECK_EQ_INT(st.num_running + st.num_waiting, 0);
+        struct run r;
+        memset(&r, 0, sizeof r);
+        r.n = 1;
+        CHECK_EQ_INT(drain(h, &r, 0), 1);
+        CHECK_EQ_INT(r.finish[0], ENGINE_FINISH_ABORT);
+        CHECK_EQ_INT(r.nids[0], when == 2 ? 0 : when - 8 + 1);
+        engine_release(h);
+    }
+    engine_free(e);
+}
