@@ -1,140 +1,21 @@
-/* engine: see engine.h.
- *
- * Locks: e->mu guards the submission queue, the kick counter and the stop flag; each request's
- * r->mu guards its samples' pending output. The engine thread never holds e->mu while it takes
- * a request's lock, so a reader may take e->mu under r->mu (to wake the engine). */
-#include "engine.h"
-
+/* engine: see engine.h. This file creates and frees the engine and runs the step loop on the
+ * engine thread; engine_request.c is a request's side. Shared state and the locking rules:
+ * engine_internal.h. */
 #include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backend.h"
 #include "detok.h"
+#include "engine_internal.h"
 #include "kv_cache.h"
 #include "model.h"
-#include "scheduler.h"
+#include "sampler.h"
 #include "stop.h"
 #include "threadpool.h"
 #include "tokenizer.h"
 #include "util.h"
-
-/* Tokens a sample's stream holds before its reader must drain it; one step adds at most one. */
-#define STREAM_TOKENS 64
-
-struct sample {
-    struct sched_seq seq;
-    struct engine_req *req;
-    int index;
-    int32_t *tokens;      /* [num_prompt + max_tokens] prompt, then outputs */
-    int32_t *blocks;      /* [max_blocks_per_seq] */
-    struct detok *dt;
-    struct stop *stop;    /* NULL without stop strings */
-    int num_output;
-    int done;             /* engine side: finished, output recorded */
-    int out_count;        /* num_output as of the last emit, under req->mu */
-
-    /* Pending output, under req->mu. */
-    int32_t *p_ids;                  /* [STREAM_TOKENS] */
-    struct sampler_logprobs *p_lps;  /* [STREAM_TOKENS], NULL without logprobs */
-    char *p_text;                    /* [req->text_cap] */
-    int p_n;
-    size_t p_text_n;
-    enum engine_finish finish;
-    int32_t stop_token;
-    int stop_idx;
-    const char *error;
-    int finish_read;                 /* the reader has seen the finish */
-    double t_first, t_finish;
-};
-
-struct engine_req {
-    struct engine *e;
-    atomic_int refs;
-    atomic_int abort;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int engine_gone;       /* under mu: the engine dropped its reference */
-    int stalled;           /* under mu: a sample was paused for want of stream room */
-    int n, num_prompt, max_tokens, priority;
-    int32_t *prompt;       /* [num_prompt] */
-    struct sampling_params sp; /* its pointers lead into the copies below */
-    char **stops;
-    int32_t *stop_ids;
-    struct sampler_logit_bias *bias;
-    uint64_t seed;
-    double t_arrival;
-    int forked, num_done, dropping;
-    int num_cached;        /* under mu */
-    char error[256];       /* under mu: why the engine failed the request */
-    size_t text_cap, step_text;
-    char *tmp;             /* [step_text] engine-side text scratch */
-    char *tmp2;            /* [step_text] */
-    struct sample *samples; /* [n] */
-    struct engine_req *prev, *next;
-
-    /* Reader side. */
-    int32_t *r_ids;
-    struct sampler_logprobs *r_lps;
-    char *r_text;
-    int cursor;
-};
-
-struct engine {
-    struct engine_params p;
-    struct backend *b;
-    struct model *m;
-    struct tokenizer *tok;
-    struct kv_cache *kv;
-    struct sched *sched;
-    struct threadpool *tp;       /* the backend's, borrowed */
-    struct sampler **samplers;   /* [tp_size] one per thread */
-    int num_samplers;
-    const struct model_config *cfg;
-    int V, bs, mbps, max_model_len, num_blocks, max_seqs, max_tokens_step;
-    int32_t eos[CONFIG_MAX_EOS + 1];
-    int num_eos;
-    size_t max_delta;
-    char notice[256];     /* what engine_create adjusted, for engine_describe */
-
-    /* The batch. */
-    int32_t *tokens, *positions, *seq_idx, *slots; /* [max_tokens_step] */
-    int32_t *logits_idx;                           /* [max_seqs] */
-    int32_t *tables;                               /* [max_seqs, mbps] */
-    struct sample **logit_sample;                  /* [max_seqs] */
-    int32_t *sampled;                              /* [max_seqs] the token drawn from each row */
-    struct sampler_logprobs *sampled_lp;           /* [max_seqs] */
-    struct engine_req **drop;                      /* [max_seqs] */
-    int num_drop;
-    float *logits;                                 /* [max_seqs, V] */
-    float *row;                                    /* [V] */
-    struct sched_output out;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct engine_req *in_head, *in_tail; /* under mu */
-    long kicks;                           /* under mu */
-    int stopping, started;                /* under mu */
-    uint64_t seed_state, arrivals;        /* under mu */
-    atomic_int aborts;
-    pthread_t thread;
-
-    struct engine_req *live_head, *live_tail; /* engine thread only */
-    int num_live;
-
-    pthread_mutex_t stats_mu;
-    struct engine_stats stats; /* under stats_mu */
-    long long prompt_tokens, gen_tokens, finished, steps;
-    double forward_s, sample_s;
-    double win_t0;
-    double last_step_t; /* under stats_mu */
-    long long win_gen0;
-    double tps;
-};
 
 struct engine_params engine_default_params(void) {
     return (struct engine_params){
@@ -171,16 +52,7 @@ void engine_describe(const struct engine *e, char *buf, size_t cap) {
              e->notice);
 }
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* ---- creation ---- */
-
-static int blocks_for(int tokens, int bs) { return (tokens + bs - 1) / bs; }
 
 /* Sizes the pool and settles max_model_len before the model loads (the length sizes the
  * block tables). The pool is the requested space, capped at what max_num_seqs full-length
@@ -316,316 +188,6 @@ fail:
     return rc;
 }
 
-/* ---- requests ---- */
-
-static void req_free(struct engine_req *r) {
-    if (!r) return;
-    if (r->samples) {
-        for (int i = 0; i < r->n; i++) {
-            struct sample *s = &r->samples[i];
-            free(s->tokens);
-            free(s->blocks);
-            detok_free(s->dt);
-            stop_free(s->stop);
-            free(s->p_ids);
-            free(s->p_lps);
-            free(s->p_text);
-        }
-        free(r->samples);
-    }
-    if (r->stops)
-        for (int i = 0; i < r->sp.num_stop; i++) free(r->stops[i]);
-    free(r->stops);
-    free(r->stop_ids);
-    free(r->bias);
-    free(r->prompt);
-    free(r->tmp);
-    free(r->tmp2);
-    free(r->r_ids);
-    free(r->r_lps);
-    free(r->r_text);
-    pthread_mutex_destroy(&r->mu);
-    pthread_cond_destroy(&r->cv);
-    free(r);
-}
-
-static void req_unref(struct engine_req *r) {
-    if (atomic_fetch_sub(&r->refs, 1) == 1) req_free(r);
-}
-
-static int check_request(struct engine *e, const struct engine_request *rq) {
-    const struct sampling_params *sp = &rq->params;
-    const int L = e->max_model_len, n = rq->num_prompt;
-    int rc;
-    if (!rq->prompt || n < 1) return folio_err(FOLIO_EINVAL, "the prompt is empty");
-    for (int i = 0; i < n; i++)
-        if (rq->prompt[i] < 0 || rq->prompt[i] >= e->V)
-            return folio_err(FOLIO_EINVAL, "prompt token %d is outside the vocabulary (0..%d)", rq->prompt[i],
-                             e->V - 1);
-    if ((rc = sampler_check_params(sp, e->V))) return rc;
-    if (sp->max_tokens > 0 && (long long)n + sp->max_tokens > L)
-        return folio_err(FOLIO_EINVAL,
-                         "This model's maximum context length is %d tokens. However, you requested %d output "
-                         "tokens and your prompt contains %d input tokens, for a total of %lld tokens. Please "
-                         "reduce the length of the input prompt or the number of requested output tokens.",
-                         L, sp->max_tokens, n, (long long)n + sp->max_tokens);
-    if (n >= L)
-        return folio_err(FOLIO_EINVAL,
-                         "This model's maximum context length is %d tokens. However, your prompt contains %d "
-                         "input tokens, which leaves no room for output tokens. Please reduce the length of the "
-                         "input prompt.",
-                         L, n);
-    if (sp->n > e->max_seqs)
-        return folio_err(FOLIO_EINVAL, "n is %d but this engine runs at most %d sequences at once (--max-num-seqs)",
-                         sp->n, e->max_seqs);
-    /* The blocks it needs at its longest: its samples share the prompt's full blocks. */
-    const int total = n + (sp->max_tokens > 0 ? sp->max_tokens : L - n);
-    long long need = blocks_for(total, e->bs) + (long long)(sp->n - 1) * (blocks_for(total, e->bs) - n / e->bs);
-    if (need > e->num_blocks)
-        return folio_err(FOLIO_EINVAL,
-                         "this request needs %lld KV cache blocks at its longest (%d tokens x %d samples) but the "
-                         "whole cache holds %d blocks; reduce max_tokens or n, or give the engine a larger "
-                         "--kv-cache-space",
-                         need, total, sp->n, e->num_blocks);
-    return 0;
-}
-
-static int copy_params(struct engine_req *r, const struct sampling_params *sp) {
-    r->sp = *sp;
-    if (sp->num_stop > 0) {
-        r->stops = calloc((size_t)sp->num_stop, sizeof *r->stops);
-        if (!r->stops) return FOLIO_ENOMEM;
-        for (int i = 0; i < sp->num_stop; i++)
-            if (!(r->stops[i] = strdup(sp->stop[i] ? sp->stop[i] : ""))) return FOLIO_ENOMEM;
-    }
-    r->sp.stop = (const char *const *)r->stops;
-    if (sp->num_stop_token_ids > 0) {
-        if (!(r->stop_ids = malloc(sizeof(int32_t) * (size_t)sp->num_stop_token_ids))) return FOLIO_ENOMEM;
-        memcpy(r->stop_ids, sp->stop_token_ids, sizeof(int32_t) * (size_t)sp->num_stop_token_ids);
-    }
-    r->sp.stop_token_ids = r->stop_ids;
-    if (sp->num_logit_bias > 0) {
-        if (!(r->bias = malloc(sizeof *r->bias * (size_t)sp->num_logit_bias))) return FOLIO_ENOMEM;
-        memcpy(r->bias, sp->logit_bias, sizeof *r->bias * (size_t)sp->num_logit_bias);
-    }
-    r->sp.logit_bias = r->bias;
-    return 0;
-}
-
-static int alloc_sample(struct engine *e, struct engine_req *r, int i) {
-    struct sample *s = &r->samples[i];
-    s->req = r;
-    s->index = i;
-    s->stop_token = -1;
-    s->stop_idx = -1;
-    s->tokens = malloc(sizeof(int32_t) * (size_t)(r->num_prompt + r->max_tokens));
-    s->blocks = malloc(sizeof(int32_t) * (size_t)e->mbps);
-    s->dt = detok_create(e->tok, r->prompt, r->num_prompt, r->sp.skip_special_tokens);
-    s->p_ids = malloc(sizeof(int32_t) * STREAM_TOKENS);
-    s->p_text = malloc(r->text_cap);
-    if (r->sp.logprobs >= 0) s->p_lps = malloc(sizeof *s->p_lps * STREAM_TOKENS);
-    if (r->sp.num_stop > 0) s->stop = stop_create(r->sp.stop, r->sp.num_stop, r->sp.include_stop_str_in_output);
-    if (!s->tokens || !s->blocks || !s->dt || !s->p_ids || !s->p_text || (r->sp.logprobs >= 0 && !s->p_lps) ||
-        (r->sp.num_stop > 0 && !s->stop))
-        return FOLIO_ENOMEM;
-    memcpy(s->tokens, r->prompt, sizeof(int32_t) * (size_t)r->num_prompt);
-    struct sched_seq *q = &s->seq;
-    q->tokens = s->tokens;
-    q->num_tokens = q->num_prompt = r->num_prompt;
-    q->priority = r->priority;
-    q->seats = i == 0 ? r->n : 1;
-    kv_seq_init(&q->kv, s->blocks, e->mbps);
-    return 0;
-}
-
-int engine_submit(struct engine *e, const struct engine_request *rq, struct engine_req **out) {
-    int rc;
-    if ((rc = check_request(e, rq))) return rc;
-    struct engine_req *r = calloc(1, sizeof *r);
-    if (!r) return folio_err(FOLIO_ENOMEM, "out of memory");
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    atomic_init(&r->refs, 2); /* the caller's and the engine's */
-    atomic_init(&r->abort, 0);
-    r->e = e;
-    r->n = rq->params.n;
-    r->num_prompt = rq->num_prompt;
-    r->priority = rq->priority;
-    r->t_arrival = folio_now();
-    r->max_tokens = rq->params.max_tokens > 0 ? rq->params.max_tokens : e->max_model_len - rq->num_prompt;
-    size_t longest_stop = 0;
-    for (int i = 0; i < rq->params.num_stop; i++)
-        if (rq->params.stop[i] && strlen(rq->params.stop[i]) > longest_stop) longest_stop = strlen(rq->params.stop[i]);
-    /* One step adds at most a push, a flush and the stop filter's held-back text. */
-    r->step_text = 2 * e->max_delta + longest_stop + 64;
-    r->text_cap = 4 * r->step_text;
-    r->prompt = malloc(sizeof(int32_t) * (size_t)rq->num_prompt);
-    r->samples = calloc((size_t)r->n, sizeof *r->samples);
-    r->tmp = malloc(r->step_text);
-    r->tmp2 = malloc(r->step_text);
-    r->r_ids = malloc(sizeof(int32_t) * STREAM_TOKENS);
-    r->r_text = malloc(r->text_cap + 1);
-    if (rq->params.logprobs >= 0) r->r_lps = malloc(sizeof *r->r_lps * STREAM_TOKENS);
-    if (!r->prompt || !r->samples || !r->tmp || !r->tmp2 || !r->r_ids || !r->r_text ||
-        (rq->params.logprobs >= 0 && !r->r_lps)) {
-        rc = FOLIO_ENOMEM;
-        goto fail;
-    }
-    memcpy(r->prompt, rq->prompt, sizeof(int32_t) * (size_t)rq->num_prompt);
-    if ((rc = copy_params(r, &rq->params))) goto fail;
-    for (int i = 0; i < r->n; i++)
-        if ((rc = alloc_sample(e, r, i))) goto fail;
-
-    pthread_mutex_lock(&e->mu);
-    r->seed = rq->params.has_seed ? rq->params.seed : splitmix64(&e->seed_state);
-    uint64_t arrival = e->arrivals++;
-    for (int i = 0; i < r->n; i++) r->samples[i].seq.arrival = arrival;
-    r->prev = e->in_tail;
-    r->next = NULL;
-    if (e->in_tail) e->in_tail->next = r;
-    else e->in_head = r;
-    e->in_tail = r;
-    e->kicks++;
-    pthread_cond_signal(&e->cv);
-    pthread_mutex_unlock(&e->mu);
-    *out = r;
-    return 0;
-fail:
-    req_free(r);
-    return rc == FOLIO_ENOMEM ? folio_err(FOLIO_ENOMEM, "out of memory for a request") : rc;
-}
-
-static void kick(struct engine *e) {
-    pthread_mutex_lock(&e->mu);
-    e->kicks++;
-    pthread_cond_signal(&e->cv);
-    pthread_mutex_unlock(&e->mu);
-}
-
-void engine_abort(struct engine_req *r) {
-    if (!r) return;
-    pthread_mutex_lock(&r->mu);
-    if (!r->engine_gone && !atomic_exchange(&r->abort, 1)) {
-        atomic_fetch_add(&r->e->aborts, 1);
-        kick(r->e);
-    }
-    pthread_mutex_unlock(&r->mu);
-}
-
-void engine_release(struct engine_req *r) {
-    if (!r) return;
-    engine_abort(r);
-    req_unref(r);
-}
-
-/* ---- outputs ---- */
-
-/* Records one token (id < 0: none) with its text and, when finish is set, the sample's end. */
-static void emit(struct sample *s, int32_t id, const struct sampler_logprobs *lp, const char *text, size_t n,
-                 enum engine_finish finish, const char *error) {
-    struct engine_req *r = s->req;
-    pthread_mutex_lock(&r->mu);
-    if (id >= 0 && s->t_first == 0) s->t_first = folio_now();
-    if (id >= 0) {
-        s->p_ids[s->p_n] = id;
-        if (s->p_lps && lp) s->p_lps[s->p_n] = *lp;
-        s->p_n++;
-    }
-    if (n > r->text_cap - s->p_text_n) n = r->text_cap - s->p_text_n; /* cannot happen: see has_room */
-    memcpy(s->p_text + s->p_text_n, text, n);
-    s->p_text_n += n;
-    if (finish != ENGINE_FINISH_NONE) {
-        s->finish = finish;
-        s->t_finish = folio_now();
-        if (error) {
-            snprintf(r->error, sizeof r->error, "%s", error);
-            s->error = r->error;
-        }
-    }
-    s->out_count = s->num_output;
-    r->num_cached = r->samples[0].seq.num_cached;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-}
-
-static int has_room(const struct sample *s) {
-    return s->p_n < STREAM_TOKENS && s->req->text_cap - s->p_text_n >= s->req->step_text;
-}
-
-int engine_read(struct engine_req *r, struct engine_output *out, int timeout_ms) {
-    struct timespec deadline;
-    if (timeout_ms >= 0) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
-    pthread_mutex_lock(&r->mu);
-    for (;;) {
-        int all_read = 1;
-        for (int k = 0; k < r->n; k++) {
-            struct sample *s = &r->samples[(r->cursor + k) % r->n];
-            int ended = s->finish != ENGINE_FINISH_NONE;
-            if (!s->finish_read) all_read = 0;
-            if (s->p_n == 0 && s->p_text_n == 0 && (!ended || s->finish_read)) continue;
-            r->cursor = (s->index + 1) % r->n;
-            memset(out, 0, sizeof *out);
-            out->index = s->index;
-            out->num_tokens = s->p_n;
-            memcpy(r->r_ids, s->p_ids, sizeof(int32_t) * (size_t)s->p_n);
-            out->token_ids = r->r_ids;
-            if (s->p_lps) {
-                memcpy(r->r_lps, s->p_lps, sizeof *r->r_lps * (size_t)s->p_n);
-                out->logprobs = r->r_lps;
-            }
-            memcpy(r->r_text, s->p_text, s->p_text_n);
-            r->r_text[s->p_text_n] = '\0';
-            out->text = r->r_text;
-            out->text_len = s->p_text_n;
-            out->stop_token = -1;
-            if (ended) {
-                out->finish = s->finish;
-                out->stop_token = s->stop_token;
-                out->stop_str = s->stop_idx >= 0 ? r->sp.stop[s->stop_idx] : NULL;
-                out->error = s->error;
-                s->finish_read = 1;
-            }
-            out->num_prompt_tokens = r->num_prompt;
-            out->num_cached_tokens = r->num_cached;
-            out->num_output_tokens = s->out_count;
-            out->arrival_time = r->t_arrival;
-            out->first_token_time = s->t_first;
-            out->finish_time = s->t_finish;
-            s->p_n = 0;
-            s->p_text_n = 0;
-            if (r->stalled && !r->engine_gone) {
-                r->stalled = 0;
-                kick(r->e);
-            }
-            pthread_mutex_unlock(&r->mu);
-            return ENGINE_READ_OUTPUT;
-        }
-        if (all_read) {
-            pthread_mutex_unlock(&r->mu);
-            return ENGINE_READ_DONE;
-        }
-        if (timeout_ms < 0) {
-            pthread_cond_wait(&r->cv, &r->mu);
-        } else if (timeout_ms == 0 || pthread_cond_timedwait(&r->cv, &r->mu, &deadline) != 0) {
-            /* A poll must not cost a system call. */
-            pthread_mutex_unlock(&r->mu);
-            return ENGINE_READ_TIMEOUT;
-        }
-    }
-}
-
 /* ---- the step loop (engine thread) ---- */
 
 static void live_unlink(struct engine *e, struct engine_req *r) {
@@ -644,7 +206,7 @@ static void drop_request(struct engine *e, struct engine_req *r) {
     pthread_mutex_lock(&r->mu);
     r->engine_gone = 1;
     pthread_mutex_unlock(&r->mu);
-    req_unref(r);
+    engine_req_unref(r);
 }
 
 static void finish_sample(struct engine *e, struct sample *s, int32_t id, const struct sampler_logprobs *lp,
@@ -652,7 +214,7 @@ static void finish_sample(struct engine *e, struct sample *s, int32_t id, const 
     if (s->seq.state == SCHED_WAITING || s->seq.state == SCHED_RUNNING) sched_finish(e->sched, &s->seq);
     s->done = 1;
     s->req->num_done++;
-    emit(s, id, lp, text, n, why, error);
+    engine_emit(s, id, lp, text, n, why, error);
 }
 
 static void abort_request(struct engine *e, struct engine_req *r, const char *error) {
@@ -690,7 +252,7 @@ static void update_paused(struct engine *e) {
         pthread_mutex_lock(&r->mu);
         for (int i = 0; i < r->n; i++) {
             struct sample *s = &r->samples[i];
-            s->seq.paused = !s->done && !has_room(s);
+            s->seq.paused = !s->done && !engine_has_room(s);
             if (s->seq.paused) r->stalled = 1;
         }
         pthread_mutex_unlock(&r->mu);
@@ -755,7 +317,7 @@ static void accept_token(struct engine *e, struct sample *s, int32_t id, const s
         text = r->tmp;
         n = dn;
     }
-    if (why == ENGINE_FINISH_NONE) emit(s, id, lp, text, n, why, NULL);
+    if (why == ENGINE_FINISH_NONE) engine_emit(s, id, lp, text, n, why, NULL);
     else finish_sample(e, s, id, lp, text, n, why, NULL);
 }
 
