@@ -1,4 +1,4 @@
-/* cpu_kernels: the few CPU loops where the time goes (weight GEMMs, attention dot products,
+/* cpu_kernels: the few CPU loops where the time goes (weight GEMMs, paged attention blocks,
  * RMSNorm), written once over a small vector abstraction and compiled three times: AVX-512,
  * AVX2+FMA and portable C. cpu_kernels_get() picks the widest the CPU supports at run time,
  * so one binary runs everywhere. Everything accumulates in fp32; bf16/f16 weights are widened
@@ -17,7 +17,6 @@ struct cpu_kernels {
     void (*gemm[3])(const float *x, int T, int K, const void *w, int n0, int n1, float *out, int ldo,
                     const float *bias);
     float (*dot)(const float *a, const float *b, int n);
-    void (*axpy)(float *y, float a, const float *x, int n); /* y += a * x */
     float (*sumsq)(const float *x, int n);
     /* One KV block of paged attention for g query heads sharing a KV head, folded into a
      * running softmax. q: [g, hd] pre-scaled; k, v: [n, hd]; m, l: [g]; acc: [g, hd];

@@ -114,13 +114,6 @@ static float KFN(dot)(const float *a, const float *b, int n) {
     return s;
 }
 
-static void KFN(axpy)(float *y, float a, const float *x, int n) {
-    V av = V_SET1(a);
-    int i = 0;
-    for (; i + VL <= n; i += VL) V_STORE(y + i, V_FMA(av, V_LOAD_F32(x + i), V_LOAD_F32(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
 /* e^x for the softmax weights (x <= 0): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a
  * degree-7 Taylor polynomial for e^r (relative error ~1e-7), then y * 2^n. Inputs below -87
  * give ~1e-38 rather than 0, which no softmax sum can tell apart. */
@@ -195,7 +188,6 @@ static const struct cpu_kernels KFN(kernels) = {
     .isa = KFN_ISA,
     .gemm = {[FOLIO_F32] = KFN(gemm_f32), [FOLIO_F16] = KFN(gemm_f16), [FOLIO_BF16] = KFN(gemm_bf16)},
     .dot = KFN(dot),
-    .axpy = KFN(axpy),
     .sumsq = KFN(sumsq),
     .attn_block = KFN(attn_block),
 };

@@ -70,13 +70,88 @@ TEST(kernels_gemm_all_isas_dtypes_shapes) {
     }
 }
 
-TEST(kernels_dot_axpy) {
+/* Batch invariance starts here: a token's row must come out bit-identical whether it is
+ * multiplied alone (decode: widening in registers) or inside a batch (prefill: widened panels,
+ * any position in a token tile). */
+TEST(kernels_gemm_bit_identical_alone_and_batched) {
     const char *isas[] = {"scalar", "avx2", "avx512"};
-    float a[103], b[103], y[103], y0[103];
+    enum { T = 11, N = 37, K = 203 };
+    static float x[T * K], batched[T * N], alone[N];
+    static uint16_t w[N * K];
+    for (int i = 0; i < T * K; i++) x[i] = frand();
+    for (int i = 0; i < N * K; i++) w[i] = folio_f32_to_bf16(frand());
+    for (int i = 0; i < 3; i++) {
+        const struct cpu_kernels *k = cpu_kernels_by_isa(isas[i]);
+        if (!k) continue;
+        for (int dt = FOLIO_F16; dt <= FOLIO_BF16; dt++) {
+            k->gemm[dt](x, T, K, w, 0, N, batched, N, NULL);
+            int differ = 0;
+            for (int t = 0; t < T; t++) {
+                k->gemm[dt](x + (size_t)t * K, 1, K, w, 0, N, alone, N, NULL);
+                differ += memcmp(alone, batched + (size_t)t * N, sizeof alone) != 0;
+            }
+            if (differ) test_fail(__FILE__, __LINE__, "%s dtype %d: %d of %d rows differ", k->isa, dt, differ, T);
+        }
+    }
+}
+
+/* attn_block folded over several blocks equals softmax attention computed in double. */
+TEST(kernels_attn_block_all_isas) {
+    const char *isas[] = {"scalar", "avx2", "avx512"};
+    const int shapes[][3] = {{1, 8, 5}, {3, 64, 16}, {2, 100, 33}, {4, 16, 70}}; /* g, hd, keys */
+    for (int i = 0; i < 3; i++) {
+        const struct cpu_kernels *k = cpu_kernels_by_isa(isas[i]);
+        if (!k) continue;
+        for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+            const int g = shapes[c][0], hd = shapes[c][1], n = shapes[c][2], bs = 16;
+            float *q = malloc(sizeof(float) * g * hd), *kk = malloc(sizeof(float) * n * hd),
+                  *v = malloc(sizeof(float) * n * hd), *acc = calloc((size_t)g * hd, sizeof(float)),
+                  *sc = malloc(sizeof(float) * g * bs), m[4], l[4];
+            for (int j = 0; j < g * hd; j++) q[j] = 2 * frand();
+            for (int j = 0; j < n * hd; j++) {
+                kk[j] = 2 * frand();
+                v[j] = frand();
+            }
+            for (int j = 0; j < g; j++) {
+                m[j] = -INFINITY;
+                l[j] = 0;
+            }
+            for (int b0 = 0; b0 < n; b0 += bs)
+                k->attn_block(q, g, kk + (size_t)b0 * hd, v + (size_t)b0 * hd, n - b0 < bs ? n - b0 : bs, hd, m, l, acc,
+                              sc);
+            double max_err = 0;
+            for (int j = 0; j < g; j++) {
+                double s[80], mx = -1e300, z = 0;
+                for (int r = 0; r < n; r++) {
+                    s[r] = 0;
+                    for (int d = 0; d < hd; d++) s[r] += (double)q[j * hd + d] * kk[r * hd + d];
+                    if (s[r] > mx) mx = s[r];
+                }
+                for (int r = 0; r < n; r++) z += exp(s[r] - mx);
+                for (int d = 0; d < hd; d++) {
+                    double o = 0;
+                    for (int r = 0; r < n; r++) o += exp(s[r] - mx) / z * v[r * hd + d];
+                    double e = fabs(acc[j * hd + d] / l[j] - o);
+                    if (e > max_err) max_err = e;
+                }
+            }
+            if (max_err > 1e-5)
+                test_fail(__FILE__, __LINE__, "%s attn_block g=%d hd=%d n=%d: max err %g", k->isa, g, hd, n, max_err);
+            free(q);
+            free(kk);
+            free(v);
+            free(acc);
+            free(sc);
+        }
+    }
+}
+
+TEST(kernels_dot) {
+    const char *isas[] = {"scalar", "avx2", "avx512"};
+    float a[103], b[103];
     for (int i = 0; i < 103; i++) {
         a[i] = frand();
         b[i] = frand();
-        y0[i] = frand();
     }
     for (int i = 0; i < 3; i++) {
         const struct cpu_kernels *k = cpu_kernels_by_isa(isas[i]);
@@ -85,9 +160,6 @@ TEST(kernels_dot_axpy) {
             double ref = 0;
             for (int j = 0; j < n; j++) ref += (double)a[j] * b[j];
             CHECK_NEAR(k->dot(a, b, n), ref, 1e-4);
-            memcpy(y, y0, sizeof y);
-            k->axpy(y, 0.5f, a, n);
-            for (int j = 0; j < 103; j++) CHECK_NEAR(y[j], y0[j] + (j < n ? 0.5 * a[j] : 0), 1e-6);
         }
     }
 }
