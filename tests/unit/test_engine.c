@@ -747,3 +747,96 @@ TEST(engine_abort_frees_blocks_next_step) {
     }
     engine_free(e);
 }
+
+/* A randomized soak on a tiny pool with prefix caching on: n of 1 to 3, greedy and seeded
+ * sampling, stop strings, priorities, staggered arrivals and random aborts, so preemption,
+ * copy-on-write and cache hits all mix. After every step the pool's figures add up; in the end
+ * nothing is held, and every request that was not aborted matches a big-pool run of it alone. */
+static void soak(uint32_t seed) {
+    enum { N = 40 };
+    const uint32_t seed0 = seed;
+    static int32_t prompts[N][120];
+    static struct engine_request rq[N];
+    static struct run got[N], ref;
+    static const char *stops[] = {"Lily", "park."};
+    for (int i = 0; i < N; i++) {
+        int len = 2 + (int)(rng_next(&seed) % 100);
+        prompts[i][0] = 1;
+        for (int k = 1; k < len; k++) /* a few shared openings, so prefixes get cached */
+            prompts[i][k] = k < 40 && i % 3 == 0 ? 100 + k : 3 + (int32_t)(rng_next(&seed) % 509);
+        rq[i] = (struct engine_request){.prompt = prompts[i], .num_prompt = len, .params = sampler_default_params(),
+                                        .priority = (int)(rng_next(&seed) % 3)};
+        struct sampling_params *p = &rq[i].params;
+        p->n = 1 + (int)(rng_next(&seed) % 3);
+        p->max_tokens = 5 + (int)(rng_next(&seed) % 50);
+        p->temperature = rng_next(&seed) % 2 ? 0.0f : 0.8f;
+        p->has_seed = 1;
+        p->seed = (uint64_t)i;
+        p->ignore_eos = (int)(rng_next(&seed) % 2);
+        p->stop = stops;
+        p->num_stop = (int)(rng_next(&seed) % 3);
+    }
+    struct engine_params ep = engine_default_params();
+    ep.model = stories();
+    ep.threads = 2;
+    ep.block_size = 4;
+    ep.num_blocks = 120; /* holds any one request, not the dozen that run at once */
+    ep.max_model_len = 160;
+    ep.max_num_seqs = 12;
+    ep.max_num_batched_tokens = 40;
+    struct engine *e = NULL, *big = make_engine(16, 0, 4, 2048, 0);
+    CHECK_EQ_INT(engine_create(&ep, &e), 0);
+    if (!e || !big) goto out;
+    struct engine_req *h[N] = {0};
+    int aborted[N] = {0}, submitted = 0, bad_sums = 0;
+    for (int step = 0; step < 20000; step++) {
+        if (submitted < N && rng_next(&seed) % 3 == 0) {
+            memset(&got[submitted], 0, sizeof got[submitted]);
+            got[submitted].n = rq[submitted].params.n;
+            CHECK_EQ_INT(engine_submit(e, &rq[submitted], &h[submitted]), 0);
+            submitted++;
+        }
+        int i = (int)(rng_next(&seed) % N);
+        if (h[i] && !aborted[i] && rng_next(&seed) % 40 == 0) {
+            engine_abort(h[i]);
+            aborted[i] = 1;
+        }
+        engine_step(e);
+        struct engine_stats st;
+        engine_get_stats(e, &st);
+        bad_sums += st.kv_used + st.kv_cached + st.kv_free != st.kv_blocks;
+        int left = N - submitted;
+        for (int k = 0; k < submitted; k++) left += !got[k].done && !drain(h[k], &got[k], 0);
+        if (!left) break;
+    }
+    CHECK_EQ_INT(bad_sums, 0);
+    struct engine_stats st;
+    engine_get_stats(e, &st);
+    printf("    soak %u: %lld preemptions, %lld block copies, %lld of %lld prompt tokens from the cache\n",
+           seed0, st.num_preemptions, st.cow_copies, st.prefix_hits, st.prefix_queries);
+    CHECK(st.num_preemptions > 0);
+    CHECK(st.cow_copies > 0);
+    CHECK(st.prefix_hits > 0);
+    CHECK_EQ_INT(st.kv_used, 0);
+    CHECK_EQ_INT(st.num_requests, 0);
+    int compared = 0, mismatches = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(got[i].done);
+        for (int s = 0; s < got[i].n; s++) CHECK(got[i].nids[s] <= rq[i].params.max_tokens);
+        if (aborted[i]) continue;
+        CHECK_EQ_INT(run_all(big, &rq[i], 1, &ref), 0);
+        compared++;
+        mismatches += !same_tokens(&got[i], &ref);
+    }
+    CHECK(compared > N / 2);
+    CHECK_EQ_INT(mismatches, 0);
+    for (int i = 0; i < N; i++) engine_release(h[i]);
+out:
+    engine_free(e);
+    engine_free(big);
+}
+
+TEST(engine_randomized_soak) {
+    const uint32_t seeds[] = {2024, 7, 99, 12345};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) soak(seeds[i]);
+}
