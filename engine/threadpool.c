@@ -32,7 +32,9 @@ struct threadpool {
     /* the current job; written before its generation is published, stable until it ends */
     tp_fn fn;
     void *ctx;
-    int n_tasks;
+    /* Read before a claim's CAS, possibly while the next job is being set up: atomic, so that
+     * the stale read (which the failing CAS then discards) is defined. */
+    _Atomic int n_tasks;
 };
 
 struct worker_arg {
@@ -44,7 +46,8 @@ struct worker_arg {
 static int claim(struct threadpool *tp, uint32_t gen) {
     uint64_t w = atomic_load_explicit(&tp->work, memory_order_acquire);
     for (;;) {
-        if ((uint32_t)(w >> 32) != gen || (uint32_t)w >= (uint32_t)tp->n_tasks) return -1;
+        uint32_t n = (uint32_t)atomic_load_explicit(&tp->n_tasks, memory_order_relaxed);
+        if ((uint32_t)(w >> 32) != gen || (uint32_t)w >= n) return -1;
         if (atomic_compare_exchange_weak_explicit(&tp->work, &w, w + 1, memory_order_acq_rel, memory_order_acquire))
             return (int)(uint32_t)w;
     }
@@ -146,7 +149,7 @@ void tp_run(struct threadpool *tp, int n_tasks, tp_fn fn, void *ctx) {
     atomic_store_explicit(&tp->work, ((uint64_t)closed << 32) | UINT32_MAX, memory_order_release);
     tp->fn = fn;
     tp->ctx = ctx;
-    tp->n_tasks = n_tasks;
+    atomic_store_explicit(&tp->n_tasks, n_tasks, memory_order_relaxed);
     atomic_store_explicit(&tp->done, 0, memory_order_relaxed);
     pthread_mutex_lock(&tp->mu);
     atomic_store_explicit(&tp->work, (uint64_t)gen << 32, memory_order_release);
