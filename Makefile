@@ -4,7 +4,7 @@
 #   make test       install deps if missing, build, run the whole CPU suite
 #   make bench      CPU decode/prefill benchmark against the measured memory roofline
 #   make test-gpu   each CUDA kernel against its CPU reference (needs nvcc and a CUDA device)
-#   ASAN=1 / DEBUG=1  sanitizer / debug variants (separate build dirs)
+#   ASAN=1 / TSAN=1 / DEBUG=1  sanitizer / debug variants (separate build dirs)
 
 CC      ?= gcc
 PKGS    := libcjson libpcre2-8 libutf8proc
@@ -16,6 +16,10 @@ ifeq ($(ASAN),1)
   BUILD  := build/asan
   OPT    := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDOPT  := -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+  BUILD  := build/tsan
+  OPT    := -O1 -fno-omit-frame-pointer -fsanitize=thread
+  LDOPT  := -fsanitize=thread
 else ifeq ($(DEBUG),1)
   BUILD  := build/debug
   OPT    := -O0
@@ -116,6 +120,7 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory ASAN=1 $(patsubst build/release/%,build/asan/%,$(ENGINE_BIN) $(UNIT_BIN) $(TOOL_BIN))
+	@$(MAKE) --no-print-directory TSAN=1 build/tsan/unit-tests
 	@FOLIO_TEST_MODELS=$(MODELS) tests/run_all.sh
 
 bench: deps
