@@ -193,7 +193,6 @@ static void cpu_reshape_and_cache(struct backend *b, const float *k, const float
 
 /* Per-task scratch bound (floats): a task's heads x head_dim and heads x block_size. */
 #define ATTN_SCRATCH 8192
-#define ATTN_MAX_HEADS 64
 
 struct attn_job {
     const struct cpu_kernels *k;
@@ -217,7 +216,7 @@ static void attn_task(void *vj, int task, int thread) {
     const int pos = p->positions[t];
     const int start = p->sliding_window > 0 && pos - p->sliding_window + 1 > 0 ? pos - p->sliding_window + 1 : 0;
     const int32_t *table = p->block_tables + (size_t)p->seq_idx[t] * p->max_blocks_per_seq;
-    float q[ATTN_SCRATCH], acc[ATTN_SCRATCH], s[ATTN_SCRATCH], m[ATTN_MAX_HEADS], l[ATTN_MAX_HEADS];
+    float q[ATTN_SCRATCH], acc[ATTN_SCRATCH], s[ATTN_SCRATCH], m[ATTN_HEADS_MAX], l[ATTN_HEADS_MAX];
     const float *qt = p->q + ((size_t)t * p->num_heads + h0) * hd;
     for (int i = 0; i < g * hd; i++) q[i] = qt[i] * p->scale;
     memset(acc, 0, sizeof(float) * (size_t)g * hd);
@@ -241,7 +240,7 @@ static void cpu_attention(struct backend *b, const struct bk_attention *p) {
     struct attn_job j = {ctx_of(b)->k, p, p->num_heads / p->num_kv_heads, 0, 0};
     const int widest = p->head_dim > p->block_size ? p->head_dim : p->block_size;
     j.per_task = ATTN_SCRATCH / widest;
-    if (j.per_task > ATTN_MAX_HEADS) j.per_task = ATTN_MAX_HEADS;
+    if (j.per_task > ATTN_HEADS_MAX) j.per_task = ATTN_HEADS_MAX;
     if (j.per_task > j.group) j.per_task = j.group;
     j.subtasks = (j.group + j.per_task - 1) / j.per_task;
     const int tasks = p->num_tokens * p->num_kv_heads * j.subtasks;
@@ -254,6 +253,7 @@ static void cpu_attention(struct backend *b, const struct bk_attention *p) {
 }
 
 struct silu_job {
+    const struct cpu_kernels *k;
     const float *gate, *up;
     float *out;
     size_t n;
@@ -263,14 +263,11 @@ struct silu_job {
 static void silu_task(void *vj, int task, int thread) {
     const struct silu_job *j = vj;
     size_t i0 = (size_t)task * SILU_CHUNK, i1 = i0 + SILU_CHUNK < j->n ? i0 + SILU_CHUNK : j->n;
-    for (size_t i = i0; i < i1; i++) {
-        float g = j->gate[i];
-        j->out[i] = g / (1.0f + expf(-g)) * j->up[i];
-    }
+    j->k->silu_mul(j->gate + i0, j->up + i0, j->out + i0, i1 - i0);
 }
 
 static void cpu_silu_mul(struct backend *b, const float *gate, const float *up, float *out, int T, int n) {
-    struct silu_job j = {gate, up, out, (size_t)T * n};
+    struct silu_job j = {ctx_of(b)->k, gate, up, out, (size_t)T * n};
     tp_run(ctx_of(b)->tp, (int)((j.n + SILU_CHUNK - 1) / SILU_CHUNK), silu_task, &j);
 }
 

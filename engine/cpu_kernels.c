@@ -56,6 +56,7 @@ static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
 #define V_REDUCE(a) _mm512_reduce_add_ps(a)
 #define V_MUL(a, b) _mm512_mul_ps(a, b)
 #define V_SUB(a, b) _mm512_sub_ps(a, b)
+#define V_DIV(a, b) _mm512_div_ps(a, b)
 #define V_MAX(a, b) _mm512_max_ps(a, b)
 #define V_MIN(a, b) _mm512_min_ps(a, b)
 #define V_ROUND(a) _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
@@ -80,6 +81,7 @@ static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
 #undef V_MUL
 #undef V_SUB
 #undef V_MAX
+#undef V_DIV
 #undef V_MIN
 #undef V_ROUND
 #undef V_LDEXP
@@ -128,6 +130,7 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #define V_REDUCE(a) hsum256(a)
 #define V_MUL(a, b) _mm256_mul_ps(a, b)
 #define V_SUB(a, b) _mm256_sub_ps(a, b)
+#define V_DIV(a, b) _mm256_div_ps(a, b)
 #define V_MAX(a, b) _mm256_max_ps(a, b)
 #define V_MIN(a, b) _mm256_min_ps(a, b)
 #define V_ROUND(a) _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
@@ -152,6 +155,7 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #undef V_MUL
 #undef V_SUB
 #undef V_MAX
+#undef V_DIV
 #undef V_MIN
 #undef V_ROUND
 #undef V_LDEXP
@@ -182,6 +186,7 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #define V_REDUCE(a) (a)
 #define V_MUL(a, b) ((a) * (b))
 #define V_SUB(a, b) ((a) - (b))
+#define V_DIV(a, b) ((a) / (b))
 #define V_MAX(a, b) fmaxf(a, b)
 #define V_MIN(a, b) fminf(a, b)
 #define V_ROUND(a) nearbyintf(a)

@@ -23,7 +23,12 @@ struct cpu_kernels {
      * s: [g, n] scratch. */
     void (*attn_block)(const float *q, int g, const float *k, const float *v, int n, int hd, float *m, float *l,
                        float *acc, float *s);
+    /* out[i] = silu(gate[i]) * up[i] for i < n; out may alias gate. */
+    void (*silu_mul)(const float *gate, const float *up, float *out, size_t n);
 };
+
+/* The most query heads attn_block takes at once (one KV head's group, or a slice of it). */
+#define ATTN_HEADS_MAX 64
 
 /* The best kernels for this CPU; FOLIO_CPU_ISA=avx512|avx2|scalar overrides (for tests). */
 const struct cpu_kernels *cpu_kernels_get(void);

@@ -141,44 +141,69 @@ static inline V KFN(vexp)(V x) {
  * at -inf, l at 0); acc: [g, hd] running unnormalized output; s: [g, n] scratch. */
 static void KFN(attn_block)(const float *q, int g, const float *k, const float *v, int n, int hd, float *m, float *l,
                             float *acc, float *s) {
-    for (int i = 0; i < n; i++) {
-        const float *ki = k + (size_t)i * hd;
-        for (int j = 0; j < g; j++) {
-            const float *qj = q + (size_t)j * hd;
-            V a = V_ZERO();
-            int d = 0;
-            for (; d + VL <= hd; d += VL) a = V_FMA(V_LOAD_F32(qj + d), V_LOAD_F32(ki + d), a);
-            float x = V_REDUCE(a);
-            for (; d < hd; d++) x += qj[d] * ki[d];
-            s[j * n + i] = x;
-        }
-    }
+    /* Scores are a small GEMM, q [g, hd] x K^T: the GEMM tile computes up to GEMM_RT heads
+     * against 4 keys at a time, with one reduction tree for all of them. */
+    for (int h0 = 0; h0 < g; h0 += GEMM_RT)
+        for (int i = 0; i < n; i += 4)
+            KFN(gemm_tile_panel)(q + (size_t)h0 * hd, g - h0 < GEMM_RT ? g - h0 : GEMM_RT, hd, k + (size_t)i * hd,
+                                 s + (size_t)h0 * n + i, n, n - i < 4 ? n - i : 4, NULL);
+    float corr[ATTN_HEADS_MAX];
     for (int j = 0; j < g; j++) {
-        float *sj = s + (size_t)j * n, *aj = acc + (size_t)j * hd;
+        float *sj = s + (size_t)j * n;
         float mb = m[j];
         for (int i = 0; i < n; i++)
             if (sj[i] > mb) mb = sj[i];
-        const float corr = expf(m[j] - mb); /* exp(-inf) = 0 on the first block */
+        corr[j] = expf(m[j] - mb); /* exp(-inf) = 0 on the first block */
         const V vmb = V_SET1(mb);
         int i = 0;
         for (; i + VL <= n; i += VL) V_STORE(sj + i, KFN(vexp)(V_SUB(V_LOAD_F32(sj + i), vmb)));
         for (; i < n; i++) sj[i] = expf(sj[i] - mb);
         float sum = 0.0f;
         for (i = 0; i < n; i++) sum += sj[i];
-        l[j] = l[j] * corr + sum;
+        l[j] = l[j] * corr[j] + sum;
         m[j] = mb;
-        const V vc = V_SET1(corr);
+    }
+    /* acc += P V, four heads at a time, so that each V row loaded serves all four. */
+    for (int h0 = 0; h0 < g; h0 += 4) {
+        const int gc = g - h0 < 4 ? g - h0 : 4;
         int d = 0;
         for (; d + VL <= hd; d += VL) {
-            V a = V_MUL(V_LOAD_F32(aj + d), vc);
-            for (int r = 0; r < n; r++) a = V_FMA(V_SET1(sj[r]), V_LOAD_F32(v + (size_t)r * hd + d), a);
-            V_STORE(aj + d, a);
+            V a[4];
+            for (int j = 0; j < 4; j++)
+                if (j < gc) a[j] = V_MUL(V_LOAD_F32(acc + (size_t)(h0 + j) * hd + d), V_SET1(corr[h0 + j]));
+            for (int r = 0; r < n; r++) {
+                const V vr = V_LOAD_F32(v + (size_t)r * hd + d);
+                for (int j = 0; j < 4; j++)
+                    if (j < gc) a[j] = V_FMA(V_SET1(s[(size_t)(h0 + j) * n + r]), vr, a[j]);
+            }
+            for (int j = 0; j < 4; j++)
+                if (j < gc) V_STORE(acc + (size_t)(h0 + j) * hd + d, a[j]);
         }
-        for (; d < hd; d++) {
-            float a = aj[d] * corr;
-            for (int r = 0; r < n; r++) a += sj[r] * v[(size_t)r * hd + d];
-            aj[d] = a;
-        }
+        for (; d < hd; d++)
+            for (int j = 0; j < gc; j++) {
+                float a = acc[(size_t)(h0 + j) * hd + d] * corr[h0 + j];
+                for (int r = 0; r < n; r++) a += s[(size_t)(h0 + j) * n + r] * v[(size_t)r * hd + d];
+                acc[(size_t)(h0 + j) * hd + d] = a;
+            }
+    }
+}
+
+static inline V KFN(silu_vec)(V g, V u) {
+    return V_DIV(V_MUL(g, u), V_ADD(V_SET1(1.0f), KFN(vexp)(V_SUB(V_ZERO(), g))));
+}
+
+/* out = silu(gate) * up over n elements (out may alias gate), with the vector exp. The tail
+ * goes through the same vector code (padded), so an element's value never depends on where
+ * the batch put it. */
+static void KFN(silu_mul)(const float *gate, const float *up, float *out, size_t n) {
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) V_STORE(out + i, KFN(silu_vec)(V_LOAD_F32(gate + i), V_LOAD_F32(up + i)));
+    if (i < n) {
+        float g[VL] = {0}, u[VL] = {0}, o[VL];
+        memcpy(g, gate + i, sizeof(float) * (n - i));
+        memcpy(u, up + i, sizeof(float) * (n - i));
+        V_STORE(o, KFN(silu_vec)(V_LOAD_F32(g), V_LOAD_F32(u)));
+        memcpy(out + i, o, sizeof(float) * (n - i));
     }
 }
 
@@ -190,4 +215,5 @@ static const struct cpu_kernels KFN(kernels) = {
     .dot = KFN(dot),
     .sumsq = KFN(sumsq),
     .attn_block = KFN(attn_block),
+    .silu_mul = KFN(silu_mul),
 };

@@ -146,6 +146,28 @@ TEST(kernels_attn_block_all_isas) {
     }
 }
 
+TEST(kernels_silu_mul_all_isas) {
+    const char *isas[] = {"scalar", "avx2", "avx512"};
+    float g[103], u[103], out[103];
+    for (int i = 0; i < 103; i++) {
+        g[i] = 12 * frand(); /* the exp's range well beyond softmax's */
+        u[i] = frand();
+    }
+    for (int i = 0; i < 3; i++) {
+        const struct cpu_kernels *k = cpu_kernels_by_isa(isas[i]);
+        if (!k) continue;
+        for (int n = 1; n <= 103; n += 17) {
+            k->silu_mul(g, u, out, (size_t)n);
+            double max_err = 0;
+            for (int j = 0; j < n; j++) {
+                double ref = g[j] / (1.0 + exp(-(double)g[j])) * u[j], e = fabs(out[j] - ref) / (fabs(ref) + 1e-6);
+                if (e > max_err) max_err = e;
+            }
+            if (max_err > 1e-5) test_fail(__FILE__, __LINE__, "%s silu_mul n=%d: rel err %g", k->isa, n, max_err);
+        }
+    }
+}
+
 TEST(kernels_dot) {
     const char *isas[] = {"scalar", "avx2", "avx512"};
     float a[103], b[103];
