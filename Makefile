@@ -139,5 +139,5 @@ help:
 # Keep tool objects: they are intermediates of a chained rule.
 .SECONDARY:
 
--include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/engine/main.d
+-include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/engine/main.d $(TOOL_SRC:%.c=$(BUILD)/%.d)
 -include $(GPU_OBJ:.o=.d)

@@ -14,6 +14,9 @@
 #define GEMM_PANEL_FLOATS 65536
 static __thread float gemm_panel[GEMM_PANEL_FLOATS] __attribute__((aligned(64)));
 
+/* A row of zero attention weights for the missing heads of a group (see attn_block). */
+static const float attn_zero_scores[ATTN_BLOCK_MAX];
+
 /* Software prefetch distance for weight streams (see the GEMM microkernel). */
 #define PREFETCH_BYTES 32768
 
@@ -24,23 +27,33 @@ static __thread float gemm_panel[GEMM_PANEL_FLOATS] __attribute__((aligned(64)))
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 #endif
-/* The 16 horizontal sums of a 4x4 GEMM tile at once, by a transpose-and-add tree (15
- * shuffle-add steps instead of 16 separate reductions, which cost a third of the FMAs at
- * K = 576). Each sum adds only its own vector's lanes, in a fixed order, so it does not
- * depend on how many of the tile's tokens are in use. sums[r * 4 + j] = sum(acc[j][r]). */
-static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
+/* The horizontal sums of 16 vectors at once, by a transpose-and-add tree (15 shuffle-add
+ * steps instead of 16 separate reductions): lane i of the result is the sum of v[i]. Each sum
+ * adds only its own vector's lanes, in a fixed order, so it does not depend on the other 15. */
+static inline __m512 reduce16_avx512(const __m512 *v) {
     __m512 u[4];
     for (int r = 0; r < 4; r++) {
-        __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(acc[0][r], acc[1][r]), _mm512_unpackhi_ps(acc[0][r], acc[1][r]));
-        __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(acc[2][r], acc[3][r]), _mm512_unpackhi_ps(acc[2][r], acc[3][r]));
+        const __m512 *x = v + 4 * r;
+        __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(x[0], x[1]), _mm512_unpackhi_ps(x[0], x[1]));
+        __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(x[2], x[3]), _mm512_unpackhi_ps(x[2], x[3]));
         __m512d a = _mm512_castps_pd(t01), b = _mm512_castps_pd(t23);
         u[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
     }
     __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
     __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
-    _mm512_storeu_ps(sums, _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xDD)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xDD));
+}
+
+/* The 16 sums of a 4x4 GEMM tile: sums[r * 4 + j] = sum(acc[j][r]). A third of the FMAs'
+ * time at K = 576 went to separate reductions before. */
+static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
+    __m512 v[16];
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 4; j++) v[r * 4 + j] = acc[j][r];
+    _mm512_storeu_ps(sums, reduce16_avx512(v));
 }
 #define REDUCE_TILE(acc, sums) reduce_tile_avx512(acc, sums)
+#define REDUCE_VL(v) reduce16_avx512(v)
 #define V __m512
 #define VL 16
 #define GEMM_RT 4
@@ -58,6 +71,7 @@ static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
 #define V_SUB(a, b) _mm512_sub_ps(a, b)
 #define V_DIV(a, b) _mm512_div_ps(a, b)
 #define V_MAX(a, b) _mm512_max_ps(a, b)
+#define V_REDUCE_MAX(a) _mm512_reduce_max_ps(a)
 #define V_MIN(a, b) _mm512_min_ps(a, b)
 #define V_ROUND(a) _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define V_LDEXP(y, n) _mm512_scalef_ps(y, n)
@@ -78,9 +92,11 @@ static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
 #undef V_STORE
 #undef V_REDUCE
 #undef REDUCE_TILE
+#undef REDUCE_VL
 #undef V_MUL
 #undef V_SUB
 #undef V_MAX
+#undef V_REDUCE_MAX
 #undef V_DIV
 #undef V_MIN
 #undef V_ROUND
@@ -107,6 +123,18 @@ static inline float hsum256(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+static inline float hmax256(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* reduce16_avx512 for 8 lanes: lane i of the result is the sum of v[i]. */
+static inline __m256 reduce8_avx2(const __m256 *v) {
+    __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    __m256 b = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+}
 /* y * 2^n for integral n in [-126, 127], through the exponent bits (AVX2 has no scalef). */
 static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
@@ -115,6 +143,7 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #define REDUCE_TILE(acc, sums)                                                               \
     for (int r_ = 0; r_ < GEMM_RT; r_++)                                                     \
         for (int j_ = 0; j_ < 4; j_++) (sums)[r_ * 4 + j_] = V_REDUCE((acc)[j_][r_])
+#define REDUCE_VL(v) reduce8_avx2(v)
 #define V __m256
 #define VL 8
 #define GEMM_RT 2
@@ -132,6 +161,7 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #define V_SUB(a, b) _mm256_sub_ps(a, b)
 #define V_DIV(a, b) _mm256_div_ps(a, b)
 #define V_MAX(a, b) _mm256_max_ps(a, b)
+#define V_REDUCE_MAX(a) hmax256(a)
 #define V_MIN(a, b) _mm256_min_ps(a, b)
 #define V_ROUND(a) _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define V_LDEXP(y, n) ldexp_avx2(y, n)
@@ -152,9 +182,11 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #undef V_STORE
 #undef V_REDUCE
 #undef REDUCE_TILE
+#undef REDUCE_VL
 #undef V_MUL
 #undef V_SUB
 #undef V_MAX
+#undef V_REDUCE_MAX
 #undef V_DIV
 #undef V_MIN
 #undef V_ROUND
@@ -172,6 +204,7 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #define REDUCE_TILE(acc, sums)                                                               \
     for (int r_ = 0; r_ < GEMM_RT; r_++)                                                     \
         for (int j_ = 0; j_ < 4; j_++) (sums)[r_ * 4 + j_] = V_REDUCE((acc)[j_][r_])
+#define REDUCE_VL(v) ((v)[0])
 #define V float
 #define VL 1
 #define GEMM_RT 1
@@ -188,6 +221,7 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #define V_SUB(a, b) ((a) - (b))
 #define V_DIV(a, b) ((a) / (b))
 #define V_MAX(a, b) fmaxf(a, b)
+#define V_REDUCE_MAX(a) (a)
 #define V_MIN(a, b) fminf(a, b)
 #define V_ROUND(a) nearbyintf(a)
 #define V_LDEXP(y, n) ldexpf(y, (int)(n))

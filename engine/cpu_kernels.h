@@ -27,8 +27,11 @@ struct cpu_kernels {
     void (*silu_mul)(const float *gate, const float *up, float *out, size_t n);
 };
 
-/* The most query heads attn_block takes at once (one KV head's group, or a slice of it). */
+/* attn_block's bounds: query heads at once (one KV head's group, or a slice of it), head_dim
+ * and keys per block (the model loader enforces the last two). */
 #define ATTN_HEADS_MAX 64
+#define ATTN_HEAD_DIM_MAX 1024
+#define ATTN_BLOCK_MAX 1024
 
 /* The best kernels for this CPU; FOLIO_CPU_ISA=avx512|avx2|scalar overrides (for tests). */
 const struct cpu_kernels *cpu_kernels_get(void);

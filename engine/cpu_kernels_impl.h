@@ -141,49 +141,100 @@ static inline V KFN(vexp)(V x) {
  * at -inf, l at 0); acc: [g, hd] running unnormalized output; s: [g, n] scratch. */
 static void KFN(attn_block)(const float *q, int g, const float *k, const float *v, int n, int hd, float *m, float *l,
                             float *acc, float *s) {
-    /* Scores are a small GEMM, q [g, hd] x K^T: the GEMM tile computes up to GEMM_RT heads
-     * against 4 keys at a time, with one reduction tree for all of them. */
-    for (int h0 = 0; h0 < g; h0 += GEMM_RT)
-        for (int i = 0; i < n; i += 4)
-            KFN(gemm_tile_panel)(q + (size_t)h0 * hd, g - h0 < GEMM_RT ? g - h0 : GEMM_RT, hd, k + (size_t)i * hd,
-                                 s + (size_t)h0 * n + i, n, n - i < 4 ? n - i : 4, NULL);
+    /* Scores, VL keys at a time: VL dot products accumulate side by side and one reduction
+     * tree turns them into a vector of VL scores (a single horizontal sum per score would
+     * cost more than its FMAs at head_dim 64). */
+    for (int j = 0; j < g; j++) {
+        const float *qj = q + (size_t)j * hd;
+        float *sj = s + (size_t)j * n;
+        int i = 0;
+        for (; i + VL <= n; i += VL) {
+            V a[VL];
+            _Pragma("GCC unroll 16") for (int r = 0; r < VL; r++) a[r] = V_ZERO();
+            int d = 0;
+            for (; d + VL <= hd; d += VL) {
+                const V qv = V_LOAD_F32(qj + d);
+                _Pragma("GCC unroll 16") for (int r = 0; r < VL; r++)
+                    a[r] = V_FMA(qv, V_LOAD_F32(k + (size_t)(i + r) * hd + d), a[r]);
+            }
+            V sv = REDUCE_VL(a);
+            if (d < hd) {
+                float t[VL];
+                for (int r = 0; r < VL; r++) {
+                    t[r] = 0.0f;
+                    for (int dd = d; dd < hd; dd++) t[r] += qj[dd] * k[(size_t)(i + r) * hd + dd];
+                }
+                sv = V_ADD(sv, V_LOAD_F32(t));
+            }
+            V_STORE(sj + i, sv);
+        }
+        for (; i < n; i++) {
+            float x = 0.0f;
+            for (int dd = 0; dd < hd; dd++) x += qj[dd] * k[(size_t)i * hd + dd];
+            sj[i] = x;
+        }
+    }
     float corr[ATTN_HEADS_MAX];
     for (int j = 0; j < g; j++) {
+        /* Max, exp and sum a vector at a time: scalar loops here cost more than the dots. */
         float *sj = s + (size_t)j * n;
-        float mb = m[j];
-        for (int i = 0; i < n; i++)
+        int i = 0;
+        V vm = V_SET1(m[j]);
+        for (; i + VL <= n; i += VL) vm = V_MAX(vm, V_LOAD_F32(sj + i));
+        float mb = V_REDUCE_MAX(vm);
+        for (; i < n; i++)
             if (sj[i] > mb) mb = sj[i];
         corr[j] = expf(m[j] - mb); /* exp(-inf) = 0 on the first block */
         const V vmb = V_SET1(mb);
-        int i = 0;
-        for (; i + VL <= n; i += VL) V_STORE(sj + i, KFN(vexp)(V_SUB(V_LOAD_F32(sj + i), vmb)));
-        for (; i < n; i++) sj[i] = expf(sj[i] - mb);
-        float sum = 0.0f;
-        for (i = 0; i < n; i++) sum += sj[i];
+        V vs = V_ZERO();
+        for (i = 0; i + VL <= n; i += VL) {
+            const V e = KFN(vexp)(V_SUB(V_LOAD_F32(sj + i), vmb));
+            V_STORE(sj + i, e);
+            vs = V_ADD(vs, e);
+        }
+        float sum = V_REDUCE(vs);
+        for (; i < n; i++) {
+            sj[i] = expf(sj[i] - mb);
+            sum += sj[i];
+        }
         l[j] = l[j] * corr[j] + sum;
         m[j] = mb;
     }
-    /* acc += P V, four heads at a time, so that each V row loaded serves all four. */
+    /* acc += P V, four heads at a time, so that each V row loaded serves all four. The four
+     * accumulators are plain variables, so they stay in registers; a group of fewer than four
+     * heads borrows a zero score row and a scratch output for the missing ones. */
+    float spare[ATTN_HEAD_DIM_MAX];
     for (int h0 = 0; h0 < g; h0 += 4) {
         const int gc = g - h0 < 4 ? g - h0 : 4;
+        const float *p[4];
+        float *c[4], kc[4];
+        for (int j = 0; j < 4; j++) {
+            p[j] = j < gc ? s + (size_t)(h0 + j) * n : attn_zero_scores;
+            c[j] = j < gc ? acc + (size_t)(h0 + j) * hd : spare;
+            kc[j] = j < gc ? corr[h0 + j] : 0.0f;
+        }
+        if (gc < 4) memset(spare, 0, sizeof(float) * (size_t)hd);
         int d = 0;
         for (; d + VL <= hd; d += VL) {
-            V a[4];
-            for (int j = 0; j < 4; j++)
-                if (j < gc) a[j] = V_MUL(V_LOAD_F32(acc + (size_t)(h0 + j) * hd + d), V_SET1(corr[h0 + j]));
+            V a0 = V_MUL(V_LOAD_F32(c[0] + d), V_SET1(kc[0])), a1 = V_MUL(V_LOAD_F32(c[1] + d), V_SET1(kc[1]));
+            V a2 = V_MUL(V_LOAD_F32(c[2] + d), V_SET1(kc[2])), a3 = V_MUL(V_LOAD_F32(c[3] + d), V_SET1(kc[3]));
             for (int r = 0; r < n; r++) {
                 const V vr = V_LOAD_F32(v + (size_t)r * hd + d);
-                for (int j = 0; j < 4; j++)
-                    if (j < gc) a[j] = V_FMA(V_SET1(s[(size_t)(h0 + j) * n + r]), vr, a[j]);
+                a0 = V_FMA(V_SET1(p[0][r]), vr, a0);
+                a1 = V_FMA(V_SET1(p[1][r]), vr, a1);
+                a2 = V_FMA(V_SET1(p[2][r]), vr, a2);
+                a3 = V_FMA(V_SET1(p[3][r]), vr, a3);
             }
-            for (int j = 0; j < 4; j++)
-                if (j < gc) V_STORE(acc + (size_t)(h0 + j) * hd + d, a[j]);
+            V_STORE(c[0] + d, a0);
+            V_STORE(c[1] + d, a1);
+            V_STORE(c[2] + d, a2);
+            V_STORE(c[3] + d, a3);
         }
         for (; d < hd; d++)
             for (int j = 0; j < gc; j++) {
-                float a = acc[(size_t)(h0 + j) * hd + d] * corr[h0 + j];
-                for (int r = 0; r < n; r++) a += s[(size_t)(h0 + j) * n + r] * v[(size_t)r * hd + d];
-                acc[(size_t)(h0 + j) * hd + d] = a;
+                float a = c[j][d] * kc[j];
+                for (int r = 0; r < n; r++) a += p[j][r] * v[(size_t)r * hd + d];
+                c[j][d] = a;
             }
     }
 }

@@ -5,7 +5,8 @@
  * through engine_step, and counts the allocations made inside engine_step. Request buffers
  * are allocated in engine_submit, on the caller's side, which is allowed.
  *
- * Under AddressSanitizer the allocator belongs to ASan, so the check is skipped there.
+ * Under AddressSanitizer the allocator belongs to ASan: the workload still runs (for ASan's
+ * sake) but allocations are not counted.
  * Usage: step_alloc_check MODEL_DIR. Prints `N passed, N failed`. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,9 @@
 #endif
 #endif
 
+static __thread int counting;
+static long long allocations;
+
 #ifndef UNDER_ASAN
 #include <errno.h>
 #include <stdint.h>
@@ -30,9 +34,6 @@ extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
-
-static __thread int counting;
-static long long allocations;
 
 void *malloc(size_t n) {
     if (counting) __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
@@ -61,11 +62,10 @@ void *aligned_alloc(size_t align, size_t n) {
 
 int main(int argc, char **argv) {
 #ifdef UNDER_ASAN
-    (void)argc;
-    (void)argv;
-    printf("skipped under AddressSanitizer (it owns the allocator)\n0 passed, 0 failed\n");
-    return 0;
+    const int counted = 0;
 #else
+    const int counted = 1;
+#endif
     if (argc != 2) {
         fprintf(stderr, "usage: step_alloc_check MODEL_DIR\n");
         return 2;
@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
         counting = i == 0;
         int rc = engine_submit(e, &rq, &h[i]);
         counting = 0;
-        if (i == 0 && __atomic_exchange_n(&allocations, 0, __ATOMIC_RELAXED) == 0) {
+        if (i == 0 && __atomic_exchange_n(&allocations, 0, __ATOMIC_RELAXED) == 0 && counted) {
             printf("FAIL the malloc interposition saw nothing during engine_submit\n");
             failed++;
         }
@@ -157,7 +157,10 @@ int main(int argc, char **argv) {
     struct engine_stats st;
     engine_get_stats(e, &st);
     int pass = 0;
-    if (in_steps == 0) {
+    if (!counted) {
+        pass++;
+        printf("ok %lld engine steps under AddressSanitizer (allocations not counted: ASan owns malloc)\n", steps);
+    } else if (in_steps == 0) {
         pass++;
         printf("ok no allocation in %lld engine steps (%lld tokens generated, %lld preemptions, %lld block copies)\n",
                steps, st.generation_tokens, st.num_preemptions, st.cow_copies);
@@ -176,5 +179,4 @@ int main(int argc, char **argv) {
     engine_free(e);
     printf("%d passed, %d failed\n", pass, failed);
     return failed ? 1 : 0;
-#endif
 }
