@@ -79,31 +79,7 @@ static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
 #define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx512"
 #include "cpu_kernels_impl.h"
-#undef V
-#undef VL
-#undef GEMM_RT
-#undef V_ZERO
-#undef V_SET1
-#undef V_LOAD_F32
-#undef V_LOAD_BF16
-#undef V_LOAD_F16
-#undef V_FMA
-#undef V_ADD
-#undef V_STORE
-#undef V_REDUCE
-#undef REDUCE_TILE
-#undef REDUCE_VL
-#undef V_MUL
-#undef V_SUB
-#undef V_MAX
-#undef V_REDUCE_MAX
-#undef V_DIV
-#undef V_MIN
-#undef V_ROUND
-#undef V_LDEXP
-#undef KFN
-#undef PREFETCH_AHEAD
-#undef KFN_ISA
+#include "cpu_kernels_undef.h"
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -169,31 +145,7 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx2"
 #include "cpu_kernels_impl.h"
-#undef V
-#undef VL
-#undef GEMM_RT
-#undef V_ZERO
-#undef V_SET1
-#undef V_LOAD_F32
-#undef V_LOAD_BF16
-#undef V_LOAD_F16
-#undef V_FMA
-#undef V_ADD
-#undef V_STORE
-#undef V_REDUCE
-#undef REDUCE_TILE
-#undef REDUCE_VL
-#undef V_MUL
-#undef V_SUB
-#undef V_MAX
-#undef V_REDUCE_MAX
-#undef V_DIV
-#undef V_MIN
-#undef V_ROUND
-#undef V_LDEXP
-#undef KFN
-#undef PREFETCH_AHEAD
-#undef KFN_ISA
+#include "cpu_kernels_undef.h"
 #if defined(__clang__)
 #pragma clang attribute pop
 #else

@@ -45,6 +45,7 @@ run_suite "unit (ASan/UBSan)" $ASAN/unit-tests
 # The engine thread, its clients and the thread pool, under ThreadSanitizer.
 run_suite "engine threads (TSan)" env TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} build/tsan/unit-tests engine_
 run_suite "no allocation in the step loop" $REL/step_alloc_check "$FOLIO_TEST_MODELS/stories260K"
+run_suite "step loop workload (ASan/UBSan)" $ASAN/step_alloc_check "$FOLIO_TEST_MODELS/stories260K"
 run_suite "generate: known-good outputs" env FOLIO_ENGINE=$REL/folio-engine tests/integration/test_generate.sh
 run_suite "bad input (ASan/UBSan)" env FOLIO_ENGINE=$ASAN/folio-engine tests/integration/test_bad_input.sh
 run_suite "models vs PyTorch" env FOLIO_ENGINE=$REL/folio-engine /usr/bin/python3 tests/reference/check_models.py
