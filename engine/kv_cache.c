@@ -92,8 +92,6 @@ void kv_cache_free(struct kv_cache *kv) {
     free(kv);
 }
 
-int kv_cache_block_size(const struct kv_cache *kv) { return kv->block_size; }
-int kv_cache_num_blocks(const struct kv_cache *kv) { return kv->num_blocks; }
 int kv_cache_num_available(const struct kv_cache *kv) { return kv->num_free + kv->cached; }
 
 /* ---- the hash table of cached blocks ---- */

@@ -60,8 +60,6 @@ static inline void kv_seq_init(struct kv_seq *s, int32_t *blocks, int cap) {
 struct kv_cache *kv_cache_create(const struct kv_cache_params *p); /* NULL on bad params or OOM */
 void kv_cache_free(struct kv_cache *kv);
 
-int kv_cache_block_size(const struct kv_cache *kv);
-int kv_cache_num_blocks(const struct kv_cache *kv);
 /* Blocks an allocation can take now: free plus cached-and-unused. */
 int kv_cache_num_available(const struct kv_cache *kv);
 void kv_cache_get_stats(const struct kv_cache *kv, struct kv_cache_stats *out);

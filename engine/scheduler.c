@@ -80,7 +80,6 @@ void sched_output_init(struct sched *s, struct sched_output *out) {
 
 int sched_num_running(const struct sched *s) { return s->running.count; }
 int sched_num_waiting(const struct sched *s) { return s->waiting.count; }
-int sched_seats_used(const struct sched *s) { return s->seats; }
 long long sched_num_preemptions(const struct sched *s) { return s->preemptions; }
 
 void sched_add(struct sched *s, struct sched_seq *q) {
