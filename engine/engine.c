@@ -366,16 +366,12 @@ static void publish_stats(struct engine *e) {
         e->win_t0 = now;
         e->win_gen0 = e->gen_tokens;
     }
-    int preempted_waiting = 0;
-    for (struct engine_req *r = e->live_head; r; r = r->next)
-        for (int i = 0; i < r->n; i++)
-            if (r->samples[i].seq.state == SCHED_WAITING && r->samples[i].seq.num_preemptions > 0) preempted_waiting++;
     pthread_mutex_lock(&e->stats_mu);
     e->last_step_t = now;
     e->stats = (struct engine_stats){
         .num_running = sched_num_running(e->sched),
         .num_waiting = sched_num_waiting(e->sched),
-        .num_preempted_waiting = preempted_waiting,
+        .num_preempted_waiting = sched_num_preempted_waiting(e->sched),
         .num_preemptions = sched_num_preemptions(e->sched),
         .num_requests = e->num_live,
         .kv_blocks = ks.num_blocks,

@@ -13,13 +13,6 @@
 #include "stop.h"
 #include "util.h"
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void req_free(struct engine_req *r) {
     if (!r) return;
     if (r->samples) {
@@ -185,7 +178,7 @@ int engine_submit(struct engine *e, const struct engine_request *rq, struct engi
         if ((rc = alloc_sample(e, r, i))) goto fail;
 
     pthread_mutex_lock(&e->mu);
-    r->seed = rq->params.has_seed ? rq->params.seed : splitmix64(&e->seed_state);
+    r->seed = rq->params.has_seed ? rq->params.seed : folio_mix64(e->seed_state++);
     uint64_t arrival = e->arrivals++;
     for (int i = 0; i < r->n; i++) r->samples[i].seq.arrival = arrival;
     r->prev = e->in_tail;

@@ -25,21 +25,13 @@ struct kv_cache {
     int32_t *table;       /* [table_mask + 1] open addressing (linear probing), -1 = empty */
     uint64_t table_mask;
     int used, cached;
+    long long stored;     /* sum of fill over used blocks, kept as it changes */
     long long queries, hits, copies, evictions;
 };
 
-/* splitmix64's finalizer: a cheap full-avalanche mix, so nearby token ids spread out. */
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 static uint64_t chain_hash(uint64_t parent, const int32_t *tokens, int n) {
-    uint64_t h = mix64(parent ^ 0x6a09e667f3bcc909ULL);
-    for (int i = 0; i < n; i++) h = mix64(h + (uint32_t)tokens[i] + 0x9e3779b97f4a7c15ULL);
+    uint64_t h = folio_mix64(parent ^ 0x6a09e667f3bcc909ULL);
+    for (int i = 0; i < n; i++) h = folio_mix64(h + (uint32_t)tokens[i]);
     return h;
 }
 
@@ -174,12 +166,14 @@ static void ref_block(struct kv_cache *kv, int32_t b) {
         lru_remove(kv, b);
         kv->cached--;
         kv->used++;
+        kv->stored += kv->fill[b];
     }
 }
 
 static void unref_block(struct kv_cache *kv, int32_t b) {
     if (--kv->refcnt[b] > 0) return;
     kv->used--;
+    kv->stored -= kv->fill[b];
     if (kv->hashed[b]) {
         lru_append(kv, b);
         kv->cached++;
@@ -239,6 +233,7 @@ int kv_cache_reserve(struct kv_cache *kv, struct kv_seq *s, int num_tokens, int3
         int32_t b = take_block(kv);
         int keep = s->num_computed - i * bs;
         kv->fill[b] = kv->fill[old] < keep ? kv->fill[old] : keep;
+        kv->stored += kv->fill[b];
         copies[2 * *num_copies] = old;
         copies[2 * *num_copies + 1] = b;
         (*num_copies)++;
@@ -254,7 +249,10 @@ void kv_cache_commit(struct kv_cache *kv, struct kv_seq *s, const int32_t *token
     const int bs = kv->block_size;
     for (int i = s->num_computed / bs; i < s->num_blocks && i * bs < num_computed; i++) {
         int f = num_computed - i * bs < bs ? num_computed - i * bs : bs;
-        if (kv->fill[s->blocks[i]] < f) kv->fill[s->blocks[i]] = f;
+        if (kv->fill[s->blocks[i]] < f) {
+            kv->stored += f - kv->fill[s->blocks[i]];
+            kv->fill[s->blocks[i]] = f;
+        }
     }
     s->num_computed = num_computed;
     if (!kv->prefix_caching) return;
@@ -296,16 +294,13 @@ void kv_cache_release(struct kv_cache *kv, struct kv_seq *s) {
 }
 
 void kv_cache_get_stats(const struct kv_cache *kv, struct kv_cache_stats *out) {
-    long long stored = 0;
-    for (int b = 0; b < kv->num_blocks; b++)
-        if (kv->refcnt[b] > 0) stored += kv->fill[b];
     *out = (struct kv_cache_stats){
         .num_blocks = kv->num_blocks,
         .used = kv->used,
         .cached = kv->cached,
         .free = kv->num_free,
         .allocated_slots = (long long)kv->used * kv->block_size,
-        .stored_tokens = stored,
+        .stored_tokens = kv->stored,
         .prefix_queries = kv->queries,
         .prefix_hits = kv->hits,
         .cow_copies = kv->copies,

@@ -398,22 +398,14 @@ static int32_t prepare(struct sampler *s, float *logits, const struct sampling_p
     return -1;
 }
 
-/* splitmix64: a golden-ratio step and its finalizer, a bijection that spreads every input bit
- * over the output. */
-static uint64_t mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* The draw's uniform number in [0, 1): mix64(mix64(mix64(seed) ^ sample_index) ^ position),
- * top 53 bits. A pure function of the three, with no state carried between calls, so a
- * sequence draws the same numbers alone, in any batch, and when recomputed after preemption. */
+/* The draw's uniform number in [0, 1): the top 53 bits of mix(mix(mix(seed) ^ sample_index)
+ * ^ position), mix being folio_mix64. A pure function of the three, with no state carried
+ * between calls, so a sequence draws the same numbers alone, in any batch, and when
+ * recomputed after preemption. */
 static double uniform(const struct sampler_seq *seq) {
-    uint64_t h = mix64(seq->seed);
-    h = mix64(h ^ (uint32_t)seq->sample_index);
-    h = mix64(h ^ (uint32_t)seq->num_output);
+    uint64_t h = folio_mix64(seq->seed);
+    h = folio_mix64(h ^ (uint32_t)seq->sample_index);
+    h = folio_mix64(h ^ (uint32_t)seq->num_output);
     return (double)(h >> 11) * 0x1.0p-53;
 }
 

@@ -13,6 +13,7 @@ struct sched {
     struct kv_cache *kv;
     struct list waiting, running;
     int seats;                 /* seats of the running sequences */
+    int preempted_waiting;     /* waiting sequences that were preempted */
     long long preemptions;
     struct sched_seq **out_seqs; /* [max_num_seqs] */
     int *out_new;                /* [max_num_seqs] */
@@ -81,6 +82,7 @@ void sched_output_init(struct sched *s, struct sched_output *out) {
 int sched_num_running(const struct sched *s) { return s->running.count; }
 int sched_num_waiting(const struct sched *s) { return s->waiting.count; }
 long long sched_num_preemptions(const struct sched *s) { return s->preemptions; }
+int sched_num_preempted_waiting(const struct sched *s) { return s->preempted_waiting; }
 
 void sched_add(struct sched *s, struct sched_seq *q) {
     q->state = SCHED_WAITING;
@@ -90,6 +92,7 @@ void sched_add(struct sched *s, struct sched_seq *q) {
 void sched_finish(struct sched *s, struct sched_seq *q) {
     if (q->state == SCHED_WAITING) {
         list_unlink(&s->waiting, q);
+        s->preempted_waiting -= q->num_preemptions > 0;
     } else if (q->state == SCHED_RUNNING) {
         list_unlink(&s->running, q);
         s->seats -= q->seats;
@@ -113,6 +116,7 @@ static void preempt(struct sched *s, struct sched_seq *q) {
     kv_cache_release(s->kv, &q->kv);
     q->num_preemptions++;
     s->preemptions++;
+    s->preempted_waiting++;
     q->state = SCHED_WAITING;
     list_insert_sorted(&s->waiting, q);
 }
@@ -173,6 +177,7 @@ int sched_schedule(struct sched *s, struct sched_output *out) {
             q->num_cached = cached;
         }
         list_unlink(&s->waiting, q);
+        s->preempted_waiting -= q->num_preemptions > 0;
         list_insert_sorted(&s->running, q);
         q->state = SCHED_RUNNING;
         s->seats += q->seats;

@@ -82,5 +82,6 @@ void sched_output_init(struct sched *s, struct sched_output *out);
 int sched_num_running(const struct sched *s);   /* sequences */
 int sched_num_waiting(const struct sched *s);
 long long sched_num_preemptions(const struct sched *s);
+int sched_num_preempted_waiting(const struct sched *s); /* of the waiting, those preempted */
 
 #endif

@@ -41,6 +41,16 @@ int folio_path_join(char *dst, size_t cap, const char *dir, const char *name);
 
 int folio_file_exists(const char *path);
 
+/* splitmix64's step: adds the golden-ratio increment, then a full-avalanche finalizer, so
+ * every input bit reaches every output bit. A bijection on 64 bits; used for hashing (prefix
+ * blocks), counter-based random numbers (sampling) and seed streams. */
+static inline uint64_t folio_mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 /* Monotonic clock in seconds. */
 double folio_now(void);
 

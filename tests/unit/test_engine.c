@@ -28,6 +28,11 @@ struct run {
     int cached, bad_utf8, done;
 };
 
+static void run_reset(struct run *r, int n) {
+    memset(r, 0, sizeof *r);
+    r->n = n;
+}
+
 static const char *stories(void) {
     static char dir[1024];
     snprintf(dir, sizeof dir, "%s/stories260K", test_models_dir());
@@ -82,8 +87,7 @@ static int run_all(struct engine *e, const struct engine_request *rq, int n, str
     struct engine_req **h = calloc((size_t)n, sizeof *h);
     int rc = 0;
     for (int i = 0; i < n; i++) {
-        memset(&res[i], 0, sizeof res[i]);
-        res[i].n = rq[i].params.n;
+        run_reset(&res[i], rq[i].params.n);
         if (engine_submit(e, &rq[i], &h[i]) != 0) {
             test_fail(__FILE__, __LINE__, "submit %d: %s", i, folio_last_error());
             rc = -1;
@@ -133,6 +137,14 @@ static int same_tokens(const struct run *a, const struct run *b) {
     return 1;
 }
 
+/* "Once upon a time" (BOS added), the prompt of the models' README, as a request. */
+static const int32_t story_prompt[5] = {1, 403, 407, 261, 378};
+static struct engine_request story_request(int max_tokens) {
+    struct engine_request rq = {.prompt = story_prompt, .num_prompt = 5, .params = sampler_default_params()};
+    rq.params.max_tokens = max_tokens;
+    return rq;
+}
+
 static void check_no_blocks_held(struct engine *e) {
     struct engine_stats st;
     engine_step(e); /* let aborts land */
@@ -140,6 +152,8 @@ static void check_no_blocks_held(struct engine *e) {
     CHECK_EQ_INT(st.kv_used, 0);
     CHECK_EQ_INT(st.num_running, 0);
     CHECK_EQ_INT(st.num_waiting, 0);
+    CHECK_EQ_INT(st.kv_stored_tokens, 0);
+    CHECK_EQ_INT(st.num_preempted_waiting, 0);
     CHECK_EQ_INT(st.num_requests, 0);
     CHECK_EQ_INT(st.kv_used + st.kv_cached + st.kv_free, st.kv_blocks);
 }
@@ -314,8 +328,7 @@ TEST(engine_copy_on_write_n4) {
     engine_get_stats(e, &s1);
     CHECK_EQ_INT(s1.cow_copies - s0.cow_copies, 3);
     CHECK_EQ_INT(s1.kv_used, 6);
-    memset(&four, 0, sizeof four);
-    four.n = 4;
+    run_reset(&four, 4);
     for (int step = 0; step < 1000 && !drain(h, &four, 0); step++) engine_step(e);
     engine_release(h);
     for (int i = 0; i < 4; i++) {
@@ -350,8 +363,7 @@ TEST(engine_kv_waste_below_4_percent) {
     if (!e) return;
     struct engine_req *h[NREQ];
     for (int i = 0; i < NREQ; i++) {
-        memset(&g_batched[i], 0, sizeof g_batched[i]);
-        g_batched[i].n = 1;
+        run_reset(&g_batched[i], 1);
         CHECK_EQ_INT(engine_submit(e, &g_rq[i], &h[i]), 0);
     }
     long long alloc = 0, stored = 0;
@@ -386,10 +398,8 @@ TEST(engine_kv_waste_below_4_percent) {
 
 /* Stop strings across token boundaries, with and without the stop text; stop tokens; EOS. */
 TEST(engine_stop_strings_and_tokens) {
-    int32_t prompt[5] = {1, 403, 407, 261, 378}; /* "Once upon a time" */
-    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
+    struct engine_request rq = story_request(60);
     rq.params.temperature = 0;
-    rq.params.max_tokens = 60;
     struct engine *e = make_engine(16, 0, 8, 2048, 1);
     if (!e) return;
     struct run r;
@@ -441,11 +451,9 @@ TEST(engine_multibyte_stream) {
             b_ac = tok_token_to_id(tok, "<0xAC>");
     CHECK(b_e2 >= 0 && b_82 >= 0 && b_ac >= 0);
     struct sampler_logit_bias bias[3] = {{b_e2, 100}, {b_82, 100}, {b_ac, 100}};
-    int32_t prompt[5] = {1, 403, 407, 261, 378};
-    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
+    struct engine_request rq = story_request(60);
     rq.params.logit_bias = bias;
     rq.params.num_logit_bias = 3;
-    rq.params.max_tokens = 60;
     rq.params.has_seed = 1;
     for (int seed = 0; seed < 6; seed++) {
         rq.params.seed = (uint64_t)seed;
@@ -489,8 +497,7 @@ TEST(engine_priority_order) {
     }
     int order[3], got = 0;
     struct run r[3];
-    memset(r, 0, sizeof r);
-    for (int i = 0; i < 3; i++) r[i].n = 1;
+    for (int i = 0; i < 3; i++) run_reset(&r[i], 1);
     for (int step = 0; step < 100 && got < 3; step++) {
         engine_step(e);
         for (int i = 0; i < 3; i++)
@@ -565,10 +572,8 @@ TEST(engine_admission_errors) {
 TEST(engine_slow_reader_pauses) {
     struct engine *e = make_engine(16, 0, 4, 2048, 0);
     if (!e) return;
-    int32_t prompt[5] = {1, 403, 407, 261, 378};
-    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
+    struct engine_request rq = story_request(200);
     rq.params.temperature = 0;
-    rq.params.max_tokens = 200;
     rq.params.ignore_eos = 1;
     struct engine_req *h;
     CHECK_EQ_INT(engine_submit(e, &rq, &h), 0);
@@ -577,8 +582,7 @@ TEST(engine_slow_reader_pauses) {
     engine_get_stats(e, &st);
     CHECK(st.generation_tokens < 100); /* paused at the stream's bound */
     struct run r;
-    memset(&r, 0, sizeof r);
-    r.n = 1;
+    run_reset(&r, 1);
     for (int i = 0; i < 1000 && !drain(h, &r, 0); i++) engine_step(e);
     CHECK_EQ_INT(r.nids[0], 200);
     CHECK_EQ_INT(memcmp(r.ids[0], (int32_t[]){432, 383, 286, 261, 376, 298, 315, 421}, 32), 0);
@@ -589,10 +593,8 @@ TEST(engine_slow_reader_pauses) {
 TEST(engine_logprobs) {
     struct engine *e = make_engine(16, 0, 4, 2048, 0);
     if (!e) return;
-    int32_t prompt[5] = {1, 403, 407, 261, 378};
-    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
+    struct engine_request rq = story_request(5);
     rq.params.temperature = 0;
-    rq.params.max_tokens = 5;
     rq.params.logprobs = 5;
     struct engine_req *h;
     CHECK_EQ_INT(engine_submit(e, &rq, &h), 0);
@@ -694,21 +696,17 @@ out:
 TEST(engine_free_with_requests_in_flight) {
     struct engine *e = make_engine(16, 0, 4, 2048, 0);
     if (!e) return;
-    int32_t prompt[5] = {1, 403, 407, 261, 378};
-    struct engine_request rq = {.prompt = prompt, .num_prompt = 5, .params = sampler_default_params()};
-    rq.params.max_tokens = 100;
+    struct engine_request rq = story_request(100);
     struct engine_req *h1, *h2;
     CHECK_EQ_INT(engine_submit(e, &rq, &h1), 0);
     engine_step(e);
     CHECK_EQ_INT(engine_submit(e, &rq, &h2), 0);
     engine_free(e);
     struct run r;
-    memset(&r, 0, sizeof r);
-    r.n = 1;
+    run_reset(&r, 1);
     CHECK_EQ_INT(drain(h1, &r, 0), 1);
     CHECK_EQ_INT(r.finish[0], ENGINE_FINISH_ABORT);
-    memset(&r, 0, sizeof r);
-    r.n = 1;
+    run_reset(&r, 1);
     CHECK_EQ_INT(drain(h2, &r, 0), 1);
     CHECK_EQ_INT(r.finish[0], ENGINE_FINISH_ABORT);
     engine_abort(h1); /* harmless after the engine is gone */
@@ -738,8 +736,7 @@ TEST(engine_abort_frees_blocks_next_step) {
         CHECK_EQ_INT(st.kv_used, 0);
         CHECK_EQ_INT(st.num_running + st.num_waiting, 0);
         struct run r;
-        memset(&r, 0, sizeof r);
-        r.n = 1;
+        run_reset(&r, 1);
         CHECK_EQ_INT(drain(h, &r, 0), 1);
         CHECK_EQ_INT(r.finish[0], ENGINE_FINISH_ABORT);
         CHECK_EQ_INT(r.nids[0], when == 2 ? 0 : when - 8 + 1);
@@ -791,8 +788,7 @@ static void soak(uint32_t seed) {
     int aborted[N] = {0}, submitted = 0, bad_sums = 0;
     for (int step = 0; step < 20000; step++) {
         if (submitted < N && rng_next(&seed) % 3 == 0) {
-            memset(&got[submitted], 0, sizeof got[submitted]);
-            got[submitted].n = rq[submitted].params.n;
+            run_reset(&got[submitted], rq[submitted].params.n);
             CHECK_EQ_INT(engine_submit(e, &rq[submitted], &h[submitted]), 0);
             submitted++;
         }
@@ -818,6 +814,8 @@ static void soak(uint32_t seed) {
     CHECK(st.cow_copies > 0);
     CHECK(st.prefix_hits > 0);
     CHECK_EQ_INT(st.kv_used, 0);
+    CHECK_EQ_INT(st.kv_stored_tokens, 0);
+    CHECK_EQ_INT(st.num_preempted_waiting, 0);
     CHECK_EQ_INT(st.num_requests, 0);
     int compared = 0, mismatches = 0;
     for (int i = 0; i < N; i++) {

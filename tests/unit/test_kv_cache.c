@@ -262,6 +262,7 @@ TEST(kv_cache_random_invariants) {
     struct kv_cache_stats st;
     kv_cache_get_stats(kv, &st);
     CHECK_EQ_INT(st.used, 0);
+    CHECK_EQ_INT(st.stored_tokens, 0); /* the running sum came back to zero */
     CHECK_EQ_INT(kv_cache_num_available(kv), NB);
     kv_cache_free(kv);
 }
