@@ -1,6 +1,6 @@
 # Folio build. Plain make; `make help` lists the targets.
 #   make            build folio-engine (CPU; CUDA kernels compile-checked when nvcc exists)
-#   make run        install deps if missing, build, generate with stories260K
+#   make run        install deps if missing, build, serve stories260K's OpenAI API on :8000
 #   make test       install deps if missing, build, run the whole CPU suite
 #   make bench      CPU decode/prefill benchmark against the measured memory roofline
 #   make test-gpu   each CUDA kernel against its CPU reference (needs nvcc and a CUDA device)
@@ -35,7 +35,7 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  := $(CFLAGS_BASE) $(OPT) $(PKG_CFLAGS) -Iengine $(EXTRA_CFLAGS)
-LDLIBS  := $(PKG_LIBS) -lm -pthread $(LDOPT)
+LDLIBS  := $(PKG_LIBS) -lcivetweb -lm -pthread $(LDOPT)
 
 ENGINE_SRC := $(filter-out engine/main.c,$(wildcard engine/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -112,10 +112,14 @@ endif
 deps:
 	@tests/install_deps.sh
 
+# make run: the OpenAI-compatible server on HOST:PORT (loopback:8000), serving MODEL (the shared
+# stories260K) until Ctrl-C. foliod will take this over once it exists.
+HOST  ?= 127.0.0.1
+PORT  ?= 8000
+MODEL ?= $(MODELS)/stories260K
 run: deps
 	@$(MAKE) --no-print-directory $(ENGINE_BIN)
-	$(ENGINE_BIN) generate --model $(MODELS)/stories260K --prompt "Once upon a time" \
-	  --max-tokens 64 --temperature 0
+	$(ENGINE_BIN) --model $(MODEL) --served-model-name $(notdir $(MODEL)) --host $(HOST) --port $(PORT)
 
 test: deps
 	@$(MAKE) --no-print-directory all

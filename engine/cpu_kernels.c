@@ -4,15 +4,29 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Weight rows widened to fp32 for a batched GEMM (see DEFINE_GEMM): 64K floats, so at least
  * four rows of K <= 16384; longer rows keep widening in registers. Per thread, since every
- * pool thread runs GEMM tasks. */
+ * pool thread runs GEMM tasks. Allocated on a thread's first batched GEMM (the first forward
+ * pass) rather than held in static TLS: 256 KiB of TLS would land in every thread of the
+ * process, HTTP workers included, and overflow stacks that libraries size tightly. */
 #define GEMM_PANEL_FLOATS 65536
-static __thread float gemm_panel[GEMM_PANEL_FLOATS] __attribute__((aligned(64)));
+static pthread_key_t panel_key;
+static pthread_once_t panel_once = PTHREAD_ONCE_INIT;
+
+static void panel_key_init(void) { pthread_key_create(&panel_key, free); }
+
+/* NULL when out of memory: the GEMM then widens in registers instead. */
+static float *gemm_panel_get(void) {
+    pthread_once(&panel_once, panel_key_init);
+    float *p = pthread_getspecific(panel_key);
+    if (!p && (p = aligned_alloc(64, sizeof(float) * GEMM_PANEL_FLOATS))) pthread_setspecific(panel_key, p);
+    return p;
+}
 
 /* A row of zero attention weights for the missing heads of a group (see attn_block). */
 static const float attn_zero_scores[ATTN_BLOCK_MAX];

@@ -65,7 +65,8 @@
          * while it is in L1. Widening is exact and each sum keeps its order, so the results    \
          * are bit-identical to the in-register path that decode takes. */                      \
         const int panel_rows = K <= GEMM_PANEL_FLOATS / 4 ? (GEMM_PANEL_FLOATS / K) & ~3 : 0;          \
-        if (PANEL && T > GEMM_RT && panel_rows >= 4) {                                                 \
+        float *gemm_panel = PANEL && T > GEMM_RT && panel_rows >= 4 ? gemm_panel_get() : NULL;         \
+        if (gemm_panel) {                                                                              \
             for (int p0 = n0; p0 < n1; p0 += panel_rows) {                                             \
                 const int p1 = n1 - p0 < panel_rows ? n1 : p0 + panel_rows;                            \
                 for (int j = 0; j < p1 - p0; j++) {                                                    \

@@ -10,6 +10,7 @@
 #include "detok.h"
 #include "engine_internal.h"
 #include "kv_cache.h"
+#include "metrics.h"
 #include "model.h"
 #include "sampler.h"
 #include "stop.h"
@@ -50,6 +51,12 @@ void engine_describe(const struct engine *e, char *buf, size_t cap) {
              (double)model_weight_bytes(e->m) / (1 << 20), backend_cpu_isa(e->b), e->num_blocks, e->bs,
              e->max_model_len, e->p.enable_prefix_caching ? ", prefix caching" : "", e->notice[0] ? "; " : "",
              e->notice);
+}
+
+void engine_memory(const struct engine *e, size_t *weight_bytes, size_t *kv_bytes, const char **device) {
+    *weight_bytes = model_weight_bytes(e->m);
+    *kv_bytes = (size_t)e->num_blocks * model_kv_block_bytes(e->m);
+    *device = "cpu";
 }
 
 /* ---- creation ---- */
@@ -110,6 +117,10 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     pthread_cond_init(&e->cv, &ca);
     pthread_condattr_destroy(&ca);
 
+    if (!(e->metrics = metrics_create())) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory");
+        goto fail;
+    }
     if (!e->p.model) {
         rc = folio_err(FOLIO_EINVAL, "no model directory given");
         goto fail;
@@ -203,6 +214,9 @@ static void live_unlink(struct engine *e, struct engine_req *r) {
 static void drop_request(struct engine *e, struct engine_req *r) {
     live_unlink(e, r);
     e->finished++;
+    int aborted = 0;
+    for (int i = 0; i < r->n; i++) aborted |= r->samples[i].finish == ENGINE_FINISH_ABORT;
+    if (!aborted) metrics_observe(e->metrics, METRICS_E2E, folio_now() - r->t_arrival);
     pthread_mutex_lock(&r->mu);
     r->engine_gone = 1;
     pthread_mutex_unlock(&r->mu);
@@ -227,6 +241,7 @@ static void intake(struct engine *e) {
     pthread_mutex_lock(&e->mu);
     struct engine_req *head = e->in_head;
     e->in_head = e->in_tail = NULL;
+    e->num_incoming = 0;
     pthread_mutex_unlock(&e->mu);
     for (struct engine_req *r = head, *next; r; r = next) {
         next = r->next;
@@ -397,6 +412,8 @@ static void publish_stats(struct engine *e) {
     pthread_mutex_unlock(&e->stats_mu);
 }
 
+struct metrics *engine_metrics(struct engine *e) { return e->metrics; }
+
 void engine_get_stats(struct engine *e, struct engine_stats *out) {
     pthread_mutex_lock(&e->stats_mu);
     *out = e->stats;
@@ -535,6 +552,7 @@ void engine_free(struct engine *e) {
     free(e->drop);
     free(e->logits);
     free(e->row);
+    metrics_free(e->metrics);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->stats_mu);
     pthread_cond_destroy(&e->cv);

@@ -36,6 +36,8 @@ struct engine_params {
     int num_blocks;             /* > 0: exactly this many KV blocks (overrides the space) */
     int enable_prefix_caching;  /* 1 */
     uint64_t seed;              /* seeds the seeds of unseeded requests; 0 = from the clock */
+    int max_waiting;            /* > 0: engine_submit refuses (FOLIO_EBUSY) once this many
+                                 * requests wait; 0 = no limit, as vLLM */
 };
 
 struct engine_params engine_default_params(void);
@@ -61,6 +63,8 @@ int engine_block_size(const struct engine *e);
 /* One line on what runs where: architecture, layers, weight dtype and size, backend, KV
  * cache. */
 void engine_describe(const struct engine *e, char *buf, size_t cap);
+/* Bytes of weights and of the KV pool, and the backend's name ("cpu"), for /stats. */
+void engine_memory(const struct engine *e, size_t *weight_bytes, size_t *kv_bytes, const char **device);
 
 struct engine_request {
     const int32_t *prompt;      /* [num_prompt] token ids (copied) */
@@ -71,8 +75,8 @@ struct engine_request {
 
 /* Validates and queues a request. Errors (FOLIO_EINVAL, message in folio_last_error()) use
  * the OpenAI API's wording: a prompt plus max_tokens beyond max_model_len, a bad parameter, a
- * request that could never fit the whole KV cache. The handle must be released with
- * engine_release. */
+ * request that could never fit the whole KV cache. FOLIO_EBUSY: the waiting queue is full
+ * (max_waiting). The handle must be released with engine_release. */
 int engine_submit(struct engine *e, const struct engine_request *r, struct engine_req **out);
 
 /* Asks the engine to stop the request; its blocks return to the pool at the next step and its
@@ -134,5 +138,9 @@ struct engine_stats {
 };
 
 void engine_get_stats(struct engine *e, struct engine_stats *out);
+
+/* The latency histograms and finish counters (metrics.h), recorded on the engine thread;
+ * owned by the engine. */
+struct metrics *engine_metrics(struct engine *e);
 
 #endif

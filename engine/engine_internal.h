@@ -52,7 +52,7 @@ struct sample {
     int stop_idx;
     const char *error;
     int finish_read;                 /* the reader has seen the finish */
-    double t_first, t_finish;
+    double t_first, t_finish, t_last; /* t_last: the latest token, for inter-token latency */
 };
 
 struct engine_req {
@@ -128,6 +128,9 @@ struct engine {
 
     struct engine_req *live_head, *live_tail; /* engine thread only */
     int num_live;
+
+    struct metrics *metrics;
+    int num_incoming;                     /* under mu: submitted, not yet taken in */
 
     pthread_mutex_t stats_mu;
     struct engine_stats stats; /* under stats_mu */

@@ -10,6 +10,7 @@
 
 #include "detok.h"
 #include "engine_internal.h"
+#include "metrics.h"
 #include "stop.h"
 #include "util.h"
 
@@ -178,6 +179,18 @@ int engine_submit(struct engine *e, const struct engine_request *rq, struct engi
         if ((rc = alloc_sample(e, r, i))) goto fail;
 
     pthread_mutex_lock(&e->mu);
+    if (e->p.max_waiting > 0) {
+        pthread_mutex_lock(&e->stats_mu);
+        const int waiting = e->stats.num_waiting + e->num_incoming;
+        pthread_mutex_unlock(&e->stats_mu);
+        if (waiting >= e->p.max_waiting) {
+            pthread_mutex_unlock(&e->mu);
+            rc = folio_err(FOLIO_EBUSY, "the server is busy: %d requests are waiting (--max-waiting %d); retry later",
+                           waiting, e->p.max_waiting);
+            goto fail;
+        }
+    }
+    e->num_incoming++;
     r->seed = rq->params.has_seed ? rq->params.seed : folio_mix64(e->seed_state++);
     uint64_t arrival = e->arrivals++;
     for (int i = 0; i < r->n; i++) r->samples[i].seq.arrival = arrival;
@@ -224,9 +237,17 @@ void engine_release(struct engine_req *r) {
 void engine_emit(struct sample *s, int32_t id, const struct sampler_logprobs *lp, const char *text, size_t n,
                  enum engine_finish finish, const char *error) {
     struct engine_req *r = s->req;
+    struct metrics *m = r->e->metrics;
+    const double now = folio_now();
     pthread_mutex_lock(&r->mu);
-    if (id >= 0 && s->t_first == 0) s->t_first = folio_now();
     if (id >= 0) {
+        if (s->t_first == 0) {
+            s->t_first = now;
+            if (s->index == 0) metrics_observe(m, METRICS_TTFT, now - r->t_arrival);
+        } else {
+            metrics_observe(m, METRICS_ITL, now - s->t_last);
+        }
+        s->t_last = now;
         s->p_ids[s->p_n] = id;
         if (s->p_lps && lp) s->p_lps[s->p_n] = *lp;
         s->p_n++;
@@ -236,7 +257,12 @@ void engine_emit(struct sample *s, int32_t id, const struct sampler_logprobs *lp
     s->p_text_n += n;
     if (finish != ENGINE_FINISH_NONE) {
         s->finish = finish;
-        s->t_finish = folio_now();
+        s->t_finish = now;
+        metrics_count_finish(m, finish == ENGINE_FINISH_STOP     ? METRICS_STOP
+                                : finish == ENGINE_FINISH_LENGTH ? METRICS_LENGTH
+                                                                 : METRICS_ABORT);
+        if (finish != ENGINE_FINISH_ABORT && s->num_output > 1)
+            metrics_observe(m, METRICS_TPOT, (now - s->t_first) / (s->num_output - 1));
         if (error) {
             snprintf(r->error, sizeof r->error, "%s", error);
             s->error = r->error;

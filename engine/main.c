@@ -1,4 +1,6 @@
 /* folio-engine: the engine's command line.
+ *   folio-engine [serve] --model DIR [--host H] [--port P] [--served-model-name NAME...]
+ *                         [--api-key KEY] [--chat-template FILE] ...   (the OpenAI server)
  *   folio-engine generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N]
  *                         [--temperature T] [--seed S] [--ignore-eos] [--show-ids]
  *   folio-engine logits   --model DIR --prompt-ids "1,2;3,4" --out FILE [--chunk N]
@@ -18,6 +20,7 @@
 #include "engine.h"
 #include "kv_cache.h"
 #include "model.h"
+#include "serve.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -27,6 +30,9 @@
 
 struct opts {
     const char *cmd, *model, *prompt, *prompt_ids, *out, *dtype;
+    struct api_params api;
+    int max_waiting;
+    float drain_timeout;
     int block_size, threads, chunk, max_batched, show_ids;
     int max_num_seqs, max_model_len, prefix_caching;
     double kv_cache_space;
@@ -54,7 +60,8 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) 
 }
 
 static const char usage[] =
-    "usage: folio-engine generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [options]\n"
+    "usage: folio-engine [serve] --model DIR [options]   (OpenAI-compatible server)\n"
+    "       folio-engine generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [options]\n"
     "       folio-engine logits   --model DIR --prompt-ids \"1,2;3,4\" --out FILE [--chunk N] [options]\n"
     "generate (sampling, as the OpenAI API):\n"
     "          --max-tokens N (64)  --temperature T (1.0; 0 = greedy)  --top-p P  --top-k K  --min-p P\n"
@@ -62,21 +69,44 @@ static const char usage[] =
     "          --stop STR (repeatable)  --min-tokens N  --ignore-eos  --show-ids\n"
     "engine:   --max-num-seqs N  --max-model-len N  --kv-cache-space GiB (4)\n"
     "          --enable-prefix-caching | --no-enable-prefix-caching\n"
+    "serve:    --host H (127.0.0.1)  --port P (8000)  --served-model-name NAME [NAME...] (the --model argument)\n"
+    "          --api-key KEY (or FOLIO_API_KEY)  --allowed-origins '[\"http://a\"]'  --chat-template FILE\n"
+    "          --max-waiting N (0: no limit)  --max-request-body MiB (16)  --max-connections N (512)\n"
+    "          --drain-timeout S (30)  --seed S\n"
     "common:   --dtype auto|float32|float16|bfloat16  --block-size N (16)  --threads N (all CPUs)\n"
     "          --max-num-batched-tokens N (2048: the prefill chunk)\n";
 
 static int parse_args(int argc, char **argv, struct opts *o) {
-    *o = (struct opts){.block_size = 16, .max_batched = 2048, .dtype = "auto", .prefix_caching = 1};
+    *o = (struct opts){.block_size = 16, .max_batched = 2048, .dtype = "auto", .prefix_caching = 1,
+                       .drain_timeout = 30};
     o->sp = sampler_default_params();
     o->sp.max_tokens = 64;
     o->sp.stop = o->stops;
+    o->api = api_default_params();
+    o->api.api_key = getenv("FOLIO_API_KEY");
     if (argc < 2) return folio_err(FOLIO_EINVAL, "no command (folio-engine --help lists them)");
+    /* Like `vllm serve`, serving is the default: `folio-engine --model DIR --port 8000`. */
+    int first = 2;
     o->cmd = argv[1];
-    if (strcmp(o->cmd, "generate") != 0 && strcmp(o->cmd, "logits") != 0)
-        return folio_err(FOLIO_EINVAL, "unknown command '%s' (generate, logits)", o->cmd);
-    for (int i = 2; i < argc; i++) {
+    if (!strncmp(o->cmd, "--", 2)) {
+        o->cmd = "serve";
+        first = 1;
+    }
+    if (strcmp(o->cmd, "generate") != 0 && strcmp(o->cmd, "logits") != 0 && strcmp(o->cmd, "serve") != 0)
+        return folio_err(FOLIO_EINVAL, "unknown command '%s' (serve, generate, logits)", o->cmd);
+    const int serving = !strcmp(o->cmd, "serve");
+    for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         int rc = 0;
+        if (serving && !strcmp(a, "--served-model-name")) {
+            /* One or more names, as vLLM: the first is the id responses carry. */
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+                if (o->api.num_names == API_MAX_NAMES) return folio_err(FOLIO_EINVAL, "at most %d served model names", API_MAX_NAMES);
+                o->api.names[o->api.num_names++] = argv[++i];
+            }
+            if (o->api.num_names == 0) return folio_err(FOLIO_EINVAL, "--served-model-name needs a value");
+            continue;
+        }
         if (strcmp(a, "--ignore-eos") == 0) {
             o->sp.ignore_eos = 1;
             continue;
@@ -96,6 +126,19 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         else if (strcmp(a, "--prompt-ids") == 0) o->prompt_ids = v;
         else if (strcmp(a, "--out") == 0) o->out = v;
         else if (strcmp(a, "--dtype") == 0) o->dtype = v;
+        else if (serving && strcmp(a, "--host") == 0) o->api.host = v;
+        else if (serving && strcmp(a, "--port") == 0) rc = parse_int(a, v, 0, 65535, &o->api.port);
+        else if (serving && strcmp(a, "--api-key") == 0) o->api.api_key = v;
+        else if (serving && strcmp(a, "--allowed-origins") == 0) o->api.allowed_origins = v;
+        else if (serving && strcmp(a, "--chat-template") == 0) o->api.chat_template = v;
+        else if (serving && strcmp(a, "--max-waiting") == 0) rc = parse_int(a, v, 0, 1 << 24, &o->max_waiting);
+        else if (serving && strcmp(a, "--max-connections") == 0) rc = parse_int(a, v, 1, 1 << 16, &o->api.num_threads);
+        else if (serving && strcmp(a, "--drain-timeout") == 0) rc = parse_float(a, v, &o->drain_timeout);
+        else if (serving && strcmp(a, "--max-request-body") == 0) {
+            int mib = 0;
+            rc = parse_int(a, v, 1, 4096, &mib);
+            o->api.max_body = (size_t)mib << 20;
+        }
         else if (strcmp(a, "--max-tokens") == 0) rc = parse_int(a, v, 1, 1 << 24, &o->sp.max_tokens);
         else if (strcmp(a, "--min-tokens") == 0) rc = parse_int(a, v, 0, 1 << 24, &o->sp.min_tokens);
         else if (strcmp(a, "--n") == 0) rc = parse_int(a, v, 1, 128, &o->sp.n);
@@ -132,6 +175,7 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         if (rc) return rc;
     }
     if (!o->model) return folio_err(FOLIO_EINVAL, "--model DIR is required");
+    if (serving) return 0;
     if (!o->prompt && !o->prompt_ids) return folio_err(FOLIO_EINVAL, "--prompt or --prompt-ids is required");
     if (strcmp(o->cmd, "logits") == 0 && (!o->prompt_ids || !o->out))
         return folio_err(FOLIO_EINVAL, "logits needs --prompt-ids and --out");
@@ -421,6 +465,23 @@ out:
     return rc;
 }
 
+static int cmd_serve(struct opts *o) {
+    struct engine_params ep = engine_default_params();
+    ep.model = o->model;
+    ep.dtype = o->dtype;
+    ep.threads = o->threads;
+    ep.block_size = o->block_size;
+    ep.max_num_batched_tokens = o->max_batched;
+    if (o->max_num_seqs) ep.max_num_seqs = o->max_num_seqs;
+    ep.max_model_len = o->max_model_len;
+    if (o->kv_cache_space > 0) ep.kv_cache_space = o->kv_cache_space;
+    ep.enable_prefix_caching = o->prefix_caching;
+    ep.max_waiting = o->max_waiting;
+    if (o->sp.has_seed) ep.seed = o->sp.seed;
+    o->api.model_path = o->model;
+    return serve_run(&ep, &o->api, o->drain_timeout);
+}
+
 int main(int argc, char **argv) {
     struct opts o;
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)) {
@@ -428,7 +489,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     int rc = parse_args(argc, argv, &o);
-    if (!rc) rc = strcmp(o.cmd, "logits") == 0 ? cmd_logits(&o) : cmd_generate(&o);
+    if (!rc) rc = !strcmp(o.cmd, "serve") ? cmd_serve(&o) : !strcmp(o.cmd, "logits") ? cmd_logits(&o) : cmd_generate(&o);
     if (rc) {
         fflush(stdout);
         fprintf(stderr, "folio-engine: error: %s\n", folio_last_error());

