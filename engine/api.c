@@ -299,9 +299,11 @@ static int handle(struct mg_connection *c, void *arg) {
     struct api *a = arg;
     const struct mg_request_info *ri = mg_get_request_info(c);
     const char *path = ri->local_uri ? ri->local_uri : "";
+    /* Model ids may be paths ("/models/x" by default): take the id from the uncleaned URI. */
+    const char *raw = ri->local_uri_raw ? ri->local_uri_raw : path;
     const struct route *rt = NULL;
     /* /v1/models/{id} (the SDK's models.retrieve) is /v1/models answered for one id. */
-    const int model_by_id = !strncmp(path, "/v1/models/", 11) && path[11];
+    const int model_by_id = !strncmp(raw, "/v1/models/", 11) && raw[11];
     for (size_t i = 0; i < sizeof routes / sizeof *routes && !rt; i++)
         if (!strcmp(path, routes[i].path) || (model_by_id && !strcmp(routes[i].path, "/v1/models"))) rt = &routes[i];
     if (!strcmp(ri->request_method, "OPTIONS")) {
@@ -351,7 +353,7 @@ static int handle(struct mg_connection *c, void *arg) {
     size_t len = 0;
     atomic_fetch_add(&a->in_flight, 1);
     if (!rt->body || read_body(a, c, &body, &len) == 0)
-        rt->fn(a, c, e, model_by_id ? path + 11 : body, model_by_id ? strlen(path + 11) : len);
+        rt->fn(a, c, e, model_by_id ? raw + 11 : body, model_by_id ? strlen(raw + 11) : len);
     atomic_fetch_sub(&a->in_flight, 1);
     free(body);
     return 200;
@@ -387,7 +389,11 @@ int api_create(const struct api_params *p, struct api **out) {
      * concurrent connections; tcp_nodelay sends each SSE delta at once. */
     const char *opts[] = {"listening_ports", ports, "num_threads", threads, "tcp_nodelay", "1",
                           "enable_keep_alive", "yes", "keep_alive_timeout_ms", "30000", "listen_backlog", "1024",
-                          "request_timeout_ms", "600000", "decode_url", "yes", NULL};
+                          "request_timeout_ms", "600000", "decode_url", "yes",
+                          /* CivetWeb would answer CORS preflights itself, for any origin: off,
+                           * so that handle() applies --allowed-origins. */
+                          "access_control_allow_origin", "", "access_control_allow_methods", "",
+                          "access_control_allow_headers", "", NULL};
     mg_init_library(0);
     struct mg_callbacks cb = {0};
     char why[256] = "";

@@ -72,12 +72,23 @@ static void make_id(char *out, size_t cap, const char *prefix) {
     snprintf(out, cap, "%s%016llx%016llx", prefix, (unsigned long long)r[0], (unsigned long long)r[1]);
 }
 
-/* The text of one token, as OpenAI's logprobs show it. Caller frees. */
+/* The text of one token as it reads inside a text, which is what OpenAI's logprobs show
+ * (" there", not "there"). Decoding it alone would drop what a decoder strips at the start
+ * of a text (SentencePiece's leading space), so decode it twice in a row and keep the second
+ * copy. Caller frees. */
 static char *token_text(const struct gen *g, int32_t id) {
-    char *s = NULL;
-    size_t n;
-    if (tok_decode(g->tok, &id, 1, 0, &s, &n)) return strdup("");
-    return s;
+    const int32_t two[2] = {id, id};
+    const size_t cap = tok_decode_work_size(g->tok, 2);
+    void *work = malloc(cap);
+    const char *t1, *t2;
+    size_t n1 = 0, n2 = 0;
+    char *out = NULL;
+    int inc;
+    if (work && !tok_decode_window(g->tok, two, 1, 0, work, cap, &t1, &n1, &inc) &&
+        !tok_decode_window(g->tok, two, 2, 0, work, cap, &t2, &n2, &inc) && n2 >= n1)
+        out = strndup(t2 + n1, n2 - n1);
+    free(work);
+    return out ? out : strdup("");
 }
 
 static double lp_value(float lp) { return lp < -9999.0f ? -9999.0 : (double)lp; } /* -inf is not JSON */
@@ -374,6 +385,7 @@ static int pump(struct gen *g) {
     int *done = calloc((size_t)g->np, sizeof *done), remaining = g->np;
     if (!done) return -1;
     int rc = 0;
+    double last_check = folio_now();
     while (remaining > 0 && !rc) {
         int progressed = 0, first = -1;
         struct engine_output o;
@@ -402,9 +414,13 @@ static int pump(struct gen *g) {
             } else if (rr == ENGINE_READ_DONE) {
                 done[first] = 1;
                 remaining--;
-            } else if (atomic_load(&g->a->stopping) || api_client_gone(g->fd)) {
-                rc = -1;
             }
+        }
+        /* A busy request makes progress every step, so the client is checked on a clock, not
+         * only when its stream goes quiet. */
+        if (!rc && folio_now() - last_check > 0.05) {
+            last_check = folio_now();
+            if (atomic_load(&g->a->stopping) || api_client_gone(g->fd)) rc = -1;
         }
     }
     free(done);
@@ -449,6 +465,14 @@ static int submit_all(struct gen *g, struct api_error *err) {
         if (g->chat && !(g->r->set & API_SET_MAX_TOKENS) && cfg->default_max_new_tokens > 0) {
             const int room = L - g->num_ids[p];
             rq.params.max_tokens = cfg->default_max_new_tokens < room ? cfg->default_max_new_tokens : room;
+        }
+        /* The sampler's messages start with the parameter's name: report it as `param`. */
+        if (sampler_check_params(&rq.params, tok_vocab_size(g->tok))) {
+            const char *m = folio_last_error();
+            char param[64];
+            const size_t k = strspn(m, "abcdefghijklmnopqrstuvwxyz_");
+            snprintf(param, sizeof param, "%.*s", (int)(k < sizeof param ? k : sizeof param - 1), m);
+            return api_error_set(err, 400, k && m[k] == ' ' ? param : NULL, "%s", m);
         }
         int rc = engine_submit(g->e, &rq, &g->h[p]);
         if (rc == FOLIO_EBUSY) return api_error_set(err, 503, NULL, "%s", folio_last_error());

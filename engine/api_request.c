@@ -399,7 +399,14 @@ int api_request_parse(enum api_kind kind, const char *text, size_t len, struct a
     r->kind = kind;
     r->sp = sampler_default_params();
     r->logprobs = -1;
-    cJSON *body = cJSON_ParseWithLength(text, len);
+    const char *end = NULL;
+    cJSON *body = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    /* Only whitespace may follow the value: `{...} junk` is malformed, not a request. */
+    while (body && end < text + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')) end++;
+    if (body && end < text + len && !(*end == '\0' && end + 1 == text + len)) {
+        cJSON_Delete(body);
+        body = NULL;
+    }
     if (!body) {
         rc = api_error_set(err, 400, NULL, "the request body is not valid JSON");
         goto out;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# folio-engine's OpenAI API against the official openai SDK (npm openai@4) and raw HTTP, on
+# real servers on loopback.
+#   FOLIO_ENGINE=build/release/folio-engine tests/api/run.sh [--only SUBSTR]... [--skip SUBSTR]...
+# FOLIO_ENGINE (relative to the repo root, or absolute) is the binary; FOLIO_TEST_MODELS the
+# shared models (default ../shared/models). Needs node >= 18, npm (registry reachable once) and
+# curl. Every test starts and stops its own servers. The last line is "N passed, M failed".
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+engine="${FOLIO_ENGINE:-build/release/folio-engine}"
+case "$engine" in /*) ;; *) engine="$root/$engine" ;; esac
+models="${FOLIO_TEST_MODELS:-$root/../shared/models}"
+case "$models" in /*) ;; *) models="$root/$models" ;; esac
+
+if [ ! -x "$engine" ]; then
+    echo "api: $engine not found (run: make ${engine#"$root"/})" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+if [ ! -f "$here/node_modules/openai/package.json" ]; then
+    echo "api: installing npm packages into tests/api/node_modules" >&2
+    # CI may run without a HOME; npm then needs a cache it can write.
+    if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
+        export npm_config_cache="$root/build/npm-cache"
+    fi
+    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) >&2
+fi
+export FOLIO_ENGINE="$engine" FOLIO_TEST_MODELS="$models"
+exec node "$here/main.mjs" "$@"
