@@ -52,6 +52,8 @@ run_suite "models vs PyTorch" env FOLIO_ENGINE=$REL/folio-engine /usr/bin/python
 run_suite "models vs PyTorch (ASan/UBSan)" env FOLIO_ENGINE=$ASAN/folio-engine /usr/bin/python3 tests/reference/check_models.py
 run_suite "sampler vs PyTorch" env FOLIO_BUILD=$REL /usr/bin/python3 tests/reference/check_sampler.py
 run_suite "tokenizers vs @huggingface/tokenizers" env FOLIO_BUILD=$REL tests/tokenizer/run.sh
+run_suite "chat templates vs @huggingface/jinja" env FOLIO_BUILD=$REL tests/chat_template/run.sh
+run_suite "chat templates vs @huggingface/jinja (ASan/UBSan)" env FOLIO_BUILD=$ASAN tests/chat_template/run.sh
 run_suite "OpenAI API (openai SDK, real server)" env FOLIO_ENGINE=$REL/folio-engine tests/api/run.sh
 run_suite "OpenAI API (ASan/UBSan)" env FOLIO_ENGINE=$ASAN/folio-engine tests/api/run.sh
 run_suite "fuzz (libFuzzer smoke)" tests/fuzz/run.sh
