@@ -184,14 +184,17 @@ static cJSON *response_base(const struct gen *g, const char *object) {
 
 /* ---- streaming ---- */
 
-/* Writes one SSE event; -1 when the client is gone. */
+/* Writes one SSE event as one HTTP chunk in one write: mg_send_chunk would write the size
+ * line, the data and the CRLF separately, three TCP segments per token with TCP_NODELAY.
+ * -1 when the client is gone. */
 static int sse_raw(struct gen *g, const char *s, size_t n) {
-    char *ev = malloc(n + 9);
+    char *ev = malloc(n + 40);
     if (!ev) return -1;
-    memcpy(ev, "data: ", 6);
-    memcpy(ev + 6, s, n);
-    memcpy(ev + 6 + n, "\n\n", 2);
-    int rc = mg_send_chunk(g->c, ev, (unsigned)(n + 8)) > 0 ? 0 : -1;
+    int k = snprintf(ev, 32, "%zx\r\ndata: ", n + 8);
+    memcpy(ev + k, s, n);
+    memcpy(ev + k + n, "\n\n\r\n", 4);
+    const size_t total = (size_t)k + n + 4;
+    int rc = mg_write(g->c, ev, total) == (int)total ? 0 : -1;
     free(ev);
     return rc;
 }
@@ -294,7 +297,7 @@ static int stream_end(struct gen *g) {
         if (sse(g, j)) return -1;
     }
     if (sse_raw(g, "[DONE]", 6)) return -1;
-    return mg_send_chunk(g->c, "", 0) >= 0 ? 0 : -1;
+    return mg_write(g->c, "0\r\n\r\n", 5) == 5 ? 0 : -1;
 }
 
 /* ---- non-streaming ---- */
@@ -512,7 +515,7 @@ void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *
     if (r.stream) {
         if (stream_start(&g) == 0 && pump(&g) == 0) {
             if (g.error[0]) {
-                if (sse_error(&g, 500, g.error) == 0 && sse_raw(&g, "[DONE]", 6) == 0) mg_send_chunk(c, "", 0);
+                if (sse_error(&g, 500, g.error) == 0 && sse_raw(&g, "[DONE]", 6) == 0) mg_write(c, "0\r\n\r\n", 5);
             } else {
                 stream_end(&g);
             }

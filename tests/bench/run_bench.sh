@@ -5,29 +5,58 @@
 # FMA throughput / (2 x layer parameters per token; the LM head runs for the last token only). Best of REPS runs, since the machine is shared.
 # Then offline throughput (bench_throughput): NUM_PROMPTS requests on the SmolLM2-135M-shaped
 # checkpoint, continuously batched against one at a time; THROUGHPUT=0 skips it.
+# Then serving (bench_serve, like `vllm bench serve`): folio-engine on a free loopback port and
+# SERVE_PROMPTS random requests (SERVE_INPUT/SERVE_OUTPUT tokens, +-SERVE_RANGE) at each of
+# SERVE_CONCURRENCY, streamed over HTTP; then the same requests through the engine in-process
+# (bench_serve --offline, max_num_seqs = the concurrency), so that served/offline output
+# throughput is the HTTP layer's cost, measured within this run; SERVING=0 skips it.
+# PRESETS="" skips the first section (and the roofline).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ENGINE=${FOLIO_ENGINE:-build/release/folio-engine}
 ROOFLINE=${FOLIO_ROOFLINE:-build/release/roofline}
 CACHE=${FOLIO_BENCH_DIR:-build/bench-models}
 REPS=${REPS:-3}
-PRESETS=${PRESETS:-"smollm2-135m llama3.2-1b"}
+PRESETS=${PRESETS-"smollm2-135m llama3.2-1b"}
 DECODE_PROMPT=${DECODE_PROMPT:-64}
 DECODE_TOKENS=${DECODE_TOKENS:-64}
 PREFILL_PROMPT=${PREFILL_PROMPT:-256}
 TOOL=${FOLIO_BENCH_TOOL:-build/release/bench_throughput}
 THROUGHPUT=${THROUGHPUT:-1}
 NUM_PROMPTS=${NUM_PROMPTS:-200}
+SERVE_TOOL=${FOLIO_BENCH_SERVE:-build/release/bench_serve}
+SERVING=${SERVING:-1}
+SERVE_CONCURRENCY=${SERVE_CONCURRENCY:-"1 8 32"}
+SERVE_PROMPTS=${SERVE_PROMPTS:-} # empty: max(32, 2 x the concurrency)
+SERVE_INPUT=${SERVE_INPUT:-128}
+SERVE_OUTPUT=${SERVE_OUTPUT:-64}
+SERVE_RANGE=${SERVE_RANGE:-0.25}
+SERVE_KV=${SERVE_KV:-1}          # GiB of KV cache, the server's and the offline engine's
+SERVE_REPS=${SERVE_REPS:-1}      # > 1: best of, served and offline alternating
 if [ "$THROUGHPUT" != 0 ] && [ ! -x "$TOOL" ]; then
   echo "run_bench.sh: $TOOL not found; build it with: make $TOOL (or set FOLIO_BENCH_TOOL)" >&2
   exit 1
 fi
+if [ "$SERVING" != 0 ] && [ ! -x "$SERVE_TOOL" ]; then
+  echo "run_bench.sh: $SERVE_TOOL not found; build it with: make $SERVE_TOOL (or set FOLIO_BENCH_SERVE)" >&2
+  exit 1
+fi
 mkdir -p "$CACHE"
+
+smollm2() { # the SmolLM2-135M-shaped checkpoint that the throughput and serving sections share
+  local dir=$CACHE/smollm2-135m-bf16
+  if [ ! -f "$dir/config.json" ]; then
+    echo "generating smollm2-135m (bf16) in $dir ..." >&2
+    /usr/bin/python3 tests/fixtures/gen_checkpoint.py --out "$dir" --preset smollm2-135m --dtype BF16 --seed 1 >/dev/null
+  fi
+  echo "$dir"
+}
 
 ids() { # n, vocab -> comma-separated deterministic ids
   /usr/bin/python3 -c "import random,sys; r=random.Random(1); print(','.join(str(r.randrange(300, $2)) for _ in range($1)))"
 }
 
+if [ -n "$PRESETS" ]; then # (body left unindented: it holds a Python heredoc)
 read -r roof < <("$ROOFLINE")
 bw=$(sed -n 's/.*bandwidth_gbs=\([0-9.]*\).*/\1/p' <<<"$roof")
 fl=$(sed -n 's/.*flops_g=\([0-9.]*\).*/\1/p' <<<"$roof")
@@ -75,14 +104,111 @@ echo "| model         | weights  | decode   | decode   | of     | prefill  | pre
 echo "|               | MiB/tok  | tok/s    | roofline | roof   | tok/s    | roofline | roof   |"
 echo "|---------------|----------|----------|----------|--------|----------|----------|--------|"
 printf '%s\n' "${rows[@]}"
+fi
 
 if [ "$THROUGHPUT" != 0 ]; then
-  dir=$CACHE/smollm2-135m-bf16
-  if [ ! -f "$dir/config.json" ]; then
-    echo "generating smollm2-135m (bf16) in $dir ..."
-    /usr/bin/python3 tests/fixtures/gen_checkpoint.py --out "$dir" --preset smollm2-135m --dtype BF16 --seed 1 >/dev/null
-  fi
+  dir=$(smollm2)
   echo
   echo "Offline throughput, $NUM_PROMPTS requests, smollm2-135m bf16: continuous batching vs one at a time"
   "$TOOL" --model "$dir" --num-prompts "$NUM_PROMPTS"
+fi
+
+if [ "$SERVING" != 0 ]; then
+  dir=$(smollm2)
+  vocab=$(/usr/bin/python3 -c "import json; print(json.load(open('$dir/config.json'))['vocab_size'])")
+  log=$(mktemp /tmp/folio-bench-serve.XXXXXX)
+  srv=
+  stop_server() { if [ -n "$srv" ]; then kill -TERM "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; fi; }
+  trap 'stop_server; rm -f "$log"' EXIT
+  # --port 0: the server picks a free port and names it on stderr, so no port can race.
+  "$ENGINE" --model "$dir" --host 127.0.0.1 --port 0 --served-model-name bench --kv-cache-space "$SERVE_KV" 2>"$log" &
+  srv=$!
+  for _ in $(seq 600); do
+    grep -q "folio-engine: ready" "$log" && break
+    kill -0 "$srv" 2>/dev/null || break
+    sleep 0.2
+  done
+  port=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$log" | head -n1)
+  if ! grep -q "folio-engine: ready" "$log" || [ -z "$port" ]; then
+    echo "run_bench.sh: folio-engine did not become ready:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$srv/stat"; }
+  tck=$(getconf CLK_TCK)
+  load0=$(cut -d' ' -f1-3 /proc/loadavg)
+  srows=(); crows=()
+  for c in $SERVE_CONCURRENCY; do
+    n=${SERVE_PROMPTS:-$(( 2 * c > 32 ? 2 * c : 32 ))}
+    best_s=; best_o=; best_scpu=0
+    for rep in $(seq "$SERVE_REPS"); do
+      # A seed per run: the server's prefix cache must not serve one run's prompts to the next.
+      common=(--num-prompts "$n" --max-concurrency "$c" --request-rate inf --random-input-len "$SERVE_INPUT"
+              --random-output-len "$SERVE_OUTPUT" --random-range-ratio "$SERVE_RANGE" --vocab-size "$vocab"
+              --seed "$(( 100 * c + rep ))")
+      t0=$(cpu_ticks)
+      if ! out=$("$SERVE_TOOL" --port "$port" --model bench "${common[@]}" 2>&1); then
+        echo "$out" >&2
+        echo "run_bench.sh: bench_serve failed at concurrency $c; server log:" >&2
+        tail -n 20 "$log" >&2
+        exit 1
+      fi
+      t1=$(cpu_ticks)
+      # The same requests in-process, right after, so that both see the same machine load.
+      if ! off=$("$SERVE_TOOL" --offline "$dir" --kv-cache-space "$SERVE_KV" "${common[@]}" 2>&1); then
+        echo "$off" >&2
+        echo "run_bench.sh: bench_serve --offline failed at concurrency $c" >&2
+        exit 1
+      fi
+      s=$(grep '^bench_serve: ' <<<"$out" | tail -n1)
+      o=$(grep '^bench_serve: ' <<<"$off" | tail -n1)
+      # Best of SERVE_REPS by output throughput, each side on its own, as the decode numbers above.
+      if [ -z "$best_s" ] || awk -v a="$(field out_tps "$s")" -v b="$(field out_tps "$best_s")" 'BEGIN{exit !(a>b)}'; then
+        best_s=$s; best_scpu=$(( t1 - t0 ))
+      fi
+      if [ -z "$best_o" ] || awk -v a="$(field out_tps "$o")" -v b="$(field out_tps "$best_o")" 'BEGIN{exit !(a>b)}'; then
+        best_o=$o
+      fi
+    done
+    s=$best_s; o=$best_o
+    srows+=("$(awk -v c="$c" -v n="$n" -v rq="$(field req_tps "$s")" -v so="$(field out_tps "$s")" \
+      -v oo="$(field out_tps "$o")" \
+      -v tm="$(field ttft_mean_ms "$s")" -v t5="$(field ttft_p50_ms "$s")" -v t9="$(field ttft_p99_ms "$s")" \
+      -v pm="$(field tpot_mean_ms "$s")" -v p5="$(field tpot_p50_ms "$s")" -v p9="$(field tpot_p99_ms "$s")" \
+      -v im="$(field itl_mean_ms "$s")" -v i5="$(field itl_p50_ms "$s")" -v i9="$(field itl_p99_ms "$s")" \
+      -v em="$(field e2e_mean_ms "$s")" -v e5="$(field e2e_p50_ms "$s")" -v e9="$(field e2e_p99_ms "$s")" 'BEGIN{
+      printf "| %4d | %7d | %5.2f | %8.1f | %8.1f | %6.3f | %6.0f %6.0f %6.0f | %5.1f %5.1f %5.1f | %5.1f %5.1f %6.1f | %6.0f %6.0f %6.0f |",
+        c, n, rq, so, oo, so/oo, tm, t5, t9, pm, p5, p9, im, i5, i9, em, e5, e9 }')")
+    # Where the CPU went, which machine load disturbs less than time: the server process (engine
+    # and HTTP threads) against the offline engine on the same requests, and the client's share.
+    # "cores" is CPU / wall time: well under the engine's threads means other work took the CPUs.
+    crows+=("$(awk -v c="$c" -v sv="$best_scpu" -v tck="$tck" -v sd="$(field duration_s "$s")" \
+      -v oc="$(field cpu_s "$o")" -v od="$(field duration_s "$o")" -v cc="$(field cpu_s "$s")" \
+      -v ttm="$(field ttft_mean_ms "$o")" -v tpm="$(field tpot_mean_ms "$o")" 'BEGIN{
+      printf "| %4d | %7.1f %5.2f | %7.1f %5.2f | %6.3f | %6.3f | %8.0f | %8.1f |",
+        c, sv / tck, sv / tck / sd, oc, oc / od, (sv / tck) / oc, cc, ttm, tpm }')")
+  done
+  kill -TERM "$srv"
+  src=0; wait "$srv" || src=$?
+  srv=
+  if [ "$src" != 0 ] || ! grep -q "folio-engine: stopped" "$log"; then
+    echo "run_bench.sh: folio-engine exited with status $src after SIGTERM (expected 0); its log:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+  echo
+  echo "Serving, smollm2-135m bf16 on loopback: bench_serve, request rate inf, input $SERVE_INPUT and output" \
+       "$SERVE_OUTPUT tokens (+-$SERVE_RANGE), greedy, ignore_eos; offline = the same requests in-process;" \
+       "best of $SERVE_REPS; load average $load0 -> $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "| conc | prompts | req/s | out tok/s| offline  | served | TTFT ms            | TPOT ms           | ITL ms             | E2E ms               |"
+  echo "|      |         |       | served   | out tok/s| /offln | mean    p50    p99 |  mean   p50   p99 |  mean   p50    p99 |   mean    p50    p99 |"
+  echo "|------|---------|-------|----------|----------|--------|--------------------|-------------------|--------------------|----------------------|"
+  printf '%s\n' "${srows[@]}"
+  echo
+  echo "| conc | server CPU    | offline CPU   | server | client | offline  | offline  |"
+  echo "|      |   s     cores |   s     cores | /offln | CPU s  | TTFT ms  | TPOT ms  |"
+  echo "|------|---------------|---------------|--------|--------|----------|----------|"
+  printf '%s\n' "${crows[@]}"
+  echo "folio-engine stopped cleanly on SIGTERM (exit 0)"
 fi
