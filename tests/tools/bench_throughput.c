@@ -18,6 +18,7 @@
  * The batched run also reports KV waste, peak KV usage, prefix-cache hits and preemptions,
  * from engine_get_stats after every step. The last line is machine-readable for scripts. */
 #include "config.h"
+#include "cli_args.h"
 #include "engine.h"
 #include "util.h"
 
@@ -75,28 +76,8 @@ static void usage(FILE *f) {
             "Shared-prefix prompts are the prefix plus their own [min-in, max-in] tokens.\n");
 }
 
-static int parse_int(const char *flag, const char *s, int lo, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > INT32_MAX)
-        return folio_err(FOLIO_EINVAL, "%s: expected an integer >= %d, got '%s'", flag, lo, s);
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_double(const char *flag, const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return folio_err(FOLIO_EINVAL, "%s: expected a number in [%g, %g], got '%s'", flag, lo, hi, s);
-    *out = v;
-    return 0;
-}
-
 static int parse_flag(struct opts *o, const char *f, const char *v) {
-    int seed;
+    int seed = 0;
     if (!strcmp(f, "--model")) o->model = v;
     else if (!strcmp(f, "--num-prompts")) return parse_int(f, v, 1, &o->num_prompts);
     else if (!strcmp(f, "--seed")) {
