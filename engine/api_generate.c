@@ -90,6 +90,19 @@ static char *token_text(const struct gen *g, int32_t id) {
     return out ? out : strdup("");
 }
 
+/* The echo of prompt p: its text as sent, or its ids decoded. Caller frees; NULL when out of
+ * memory. */
+static char *echo_text(const struct gen *g, int p, size_t *len) {
+    const struct api_prompt *pr = &g->r->prompts[p];
+    char *t = NULL;
+    if (pr->text) {
+        *len = pr->text_len;
+        return strndup(pr->text, pr->text_len);
+    }
+    if (tok_decode(g->tok, pr->ids, pr->num_ids, 0, &t, len)) return NULL;
+    return t;
+}
+
 static double lp_value(float lp) { return lp < -9999.0f ? -9999.0 : (double)lp; } /* -inf is not JSON */
 
 static cJSON *bytes_array(const char *s) {
@@ -245,13 +258,11 @@ static int stream_start(struct gen *g) {
                 cJSON_AddNullToObject(c, "logprobs");
                 cJSON_AddNullToObject(c, "finish_reason");
             } else if (g->r->echo) {
-                const struct api_prompt *pr = &g->r->prompts[p];
-                char *t = NULL;
                 size_t tn = 0;
-                if (!pr->text && tok_decode(g->tok, pr->ids, pr->num_ids, 0, &t, &tn)) t = NULL;
+                char *t = echo_text(g, p, &tn);
                 j = chunk(g, index, &c);
-                cJSON_AddStringToObject(c, "text", pr->text ? pr->text : t ? t : "");
-                g->ch[index].offset = pr->text ? pr->text_len : tn;
+                cJSON_AddStringToObject(c, "text", t ? t : "");
+                g->ch[index].offset = tn;
                 free(t);
                 cJSON_AddNullToObject(c, "logprobs");
                 cJSON_AddNullToObject(c, "finish_reason");
@@ -336,12 +347,10 @@ static void respond(struct gen *g) {
             cJSON_AddStringToObject(m, "content", ch->text ? ch->text : "");
             cJSON_AddArrayToObject(m, "tool_calls");
         } else {
-            const struct api_prompt *pr = &g->r->prompts[p];
             char *echo = NULL, *full = NULL;
             size_t en = 0, fl = 0, fc = 0;
-            if (g->r->echo) {
-                if (pr->text) buf_append(&full, &fl, &fc, pr->text, pr->text_len);
-                else if (!tok_decode(g->tok, pr->ids, pr->num_ids, 0, &echo, &en)) buf_append(&full, &fl, &fc, echo, en);
+            if (g->r->echo && (echo = echo_text(g, p, &en))) {
+                buf_append(&full, &fl, &fc, echo, en);
                 ch->offset = fl;
             }
             buf_append(&full, &fl, &fc, ch->text ? ch->text : "", ch->text_len);
