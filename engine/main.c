@@ -356,6 +356,21 @@ out:
     return rc;
 }
 
+/* The engine flags that generate and serve share. */
+static struct engine_params engine_params_from(const struct opts *o) {
+    struct engine_params ep = engine_default_params();
+    ep.model = o->model;
+    ep.dtype = o->dtype;
+    ep.threads = o->threads;
+    ep.block_size = o->block_size;
+    ep.max_num_batched_tokens = o->max_batched;
+    if (o->max_num_seqs) ep.max_num_seqs = o->max_num_seqs;
+    ep.max_model_len = o->max_model_len;
+    if (o->kv_cache_space > 0) ep.kv_cache_space = o->kv_cache_space;
+    ep.enable_prefix_caching = o->prefix_caching;
+    return ep;
+}
+
 /* generate runs through the engine (engine.h): the same scheduler, sampler, detokenizer and
  * stop checks that serve API requests, on the engine thread. */
 static int cmd_generate(const struct opts *o) {
@@ -366,16 +381,8 @@ static int cmd_generate(const struct opts *o) {
     size_t *text_len = NULL;
     struct engine *e = NULL;
     struct engine_req *h = NULL;
-    struct engine_params ep = engine_default_params();
-    ep.model = o->model;
-    ep.dtype = o->dtype;
-    ep.threads = o->threads;
-    ep.block_size = o->block_size;
-    ep.max_num_batched_tokens = o->max_batched;
+    struct engine_params ep = engine_params_from(o);
     ep.max_num_seqs = o->max_num_seqs ? o->max_num_seqs : o->sp.n;
-    ep.max_model_len = o->max_model_len;
-    if (o->kv_cache_space > 0) ep.kv_cache_space = o->kv_cache_space;
-    ep.enable_prefix_caching = o->prefix_caching;
     if ((rc = engine_create(&ep, &e))) return rc;
     if (o->prompt_ids) {
         int offsets[MAX_SEQS + 1], ns;
@@ -466,16 +473,7 @@ out:
 }
 
 static int cmd_serve(struct opts *o) {
-    struct engine_params ep = engine_default_params();
-    ep.model = o->model;
-    ep.dtype = o->dtype;
-    ep.threads = o->threads;
-    ep.block_size = o->block_size;
-    ep.max_num_batched_tokens = o->max_batched;
-    if (o->max_num_seqs) ep.max_num_seqs = o->max_num_seqs;
-    ep.max_model_len = o->max_model_len;
-    if (o->kv_cache_space > 0) ep.kv_cache_space = o->kv_cache_space;
-    ep.enable_prefix_caching = o->prefix_caching;
+    struct engine_params ep = engine_params_from(o);
     ep.max_waiting = o->max_waiting;
     if (o->sp.has_seed) ep.seed = o->sp.seed;
     o->api.model_path = o->model;

@@ -36,7 +36,7 @@
  *
  * The last line of stdout is machine-readable for scripts; --json FILE writes the same
  * numbers as a JSON object. */
-#include "cli_args.h"
+#include "tool_util.h"
 #include "engine.h"
 #include "util.h"
 
@@ -156,17 +156,6 @@ static int parse_args(int argc, char **argv, struct opts *o) {
 }
 
 /* ---- workload ---- */
-
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static int rng_range(uint64_t *s, int lo, int hi) { /* uniform in [lo, hi] */
-    return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1));
-}
 
 static double rng_unit(uint64_t *s) { /* uniform in [0, 1) */
     return (double)(rng_next(s) >> 11) / 9007199254740992.0;

@@ -18,7 +18,7 @@
  * The batched run also reports KV waste, peak KV usage, prefix-cache hits and preemptions,
  * from engine_get_stats after every step. The last line is machine-readable for scripts. */
 #include "config.h"
-#include "cli_args.h"
+#include "tool_util.h"
 #include "engine.h"
 #include "util.h"
 
@@ -122,17 +122,6 @@ static int parse_args(int argc, char **argv, struct opts *o) {
 }
 
 /* ---- workload ---- */
-
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static int rng_range(uint64_t *s, int lo, int hi) { /* uniform in [lo, hi] */
-    return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1));
-}
 
 static void workload_free(struct workload *w) {
     if (w->prompts)

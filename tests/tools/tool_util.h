@@ -1,7 +1,8 @@
-/* cli_args: the number parsing that the benchmark tools' flags share. Errors go through
- * folio_err, so a tool prints folio_last_error() and exits. */
-#ifndef FOLIO_CLI_ARGS_H
-#define FOLIO_CLI_ARGS_H
+/* tool_util: what the benchmark tools share: parsing their flags' numbers (errors through
+ * folio_err, so a tool prints folio_last_error() and exits) and a seeded random stream for
+ * their workloads. */
+#ifndef FOLIO_TOOL_UTIL_H
+#define FOLIO_TOOL_UTIL_H
 
 #include <errno.h>
 #include <stdint.h>
@@ -27,6 +28,17 @@ static inline int parse_double(const char *flag, const char *s, double lo, doubl
         return folio_err(FOLIO_EINVAL, "%s: expected a number in [%g, %g], got '%s'", flag, lo, hi, s);
     *out = v;
     return 0;
+}
+
+/* splitmix64 as a stream: the state advances by the golden-ratio step and folio_mix64 mixes. */
+static inline uint64_t rng_next(uint64_t *s) {
+    uint64_t z = folio_mix64(*s);
+    *s += 0x9e3779b97f4a7c15ULL;
+    return z;
+}
+
+static inline int rng_range(uint64_t *s, int lo, int hi) { /* uniform in [lo, hi] */
+    return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1));
 }
 
 #endif
