@@ -4,6 +4,7 @@
 #   make test       install deps if missing, build, run the whole CPU suite
 #   make bench      CPU decode/prefill benchmark against the measured memory roofline
 #   make test-gpu   each CUDA kernel against its CPU reference (needs nvcc and a CUDA device)
+#   make bench-gpu  decode paged_attention bandwidth against a device memcpy (CUDA device)
 #   ASAN=1 / TSAN=1 / DEBUG=1  sanitizer / debug variants (separate build dirs)
 
 CC      ?= gcc
@@ -93,7 +94,7 @@ GPU_BIN := $(BUILD)/gpu-tests
 # Only the CPU backend and the modules it uses, not all of libfolio.a, so that a GPU machine
 # without the cJSON/PCRE2/utf8proc dev packages still builds the test.
 GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend_cpu.o cpu_kernels.o threadpool.o util.o)
-.PHONY: test-gpu
+.PHONY: test-gpu bench-gpu
 ifneq ($(NVCC),)
 CUDA_HOME ?= $(abspath $(dir $(realpath $(NVCC)))..)
 $(GPU_OBJ): CFLAGS += -isystem $(CUDA_HOME)/include -Ikernels
@@ -102,9 +103,11 @@ $(GPU_BIN): $(GPU_OBJ) $(CU_OBJ) $(GPU_ENGINE_OBJ)
 	$(CC) $(OPT) -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++ -lm -pthread $(LDOPT)
 test-gpu: $(GPU_BIN)
 	$(GPU_BIN)
+bench-gpu: $(GPU_BIN)
+	$(GPU_BIN) --bench
 else
-test-gpu:
-	@echo "make test-gpu: nvcc not found (not on PATH, not /usr/local/cuda/bin/nvcc);" \
+test-gpu bench-gpu:
+	@echo "make $@: nvcc not found (not on PATH, not /usr/local/cuda/bin/nvcc);" \
 	  "install the CUDA Toolkit or pass NVCC=/path/to/nvcc" >&2
 	@exit 1
 endif

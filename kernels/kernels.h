@@ -1,12 +1,19 @@
 /* kernels: CUDA C launchers for the CUDA backend (engine/backend_cuda.c), one .cu per op
  * family, each with a CPU reference in engine/backend_cpu.c that tests compare against.
  *
+ * Every launcher enqueues on `stream`, returns cudaSuccess or the launch error, never
+ * allocates and never synchronizes. Shapes the kernels do not instantiate (head_dim,
+ * block_size, dtype) return cudaErrorInvalidValue before launching anything.
+ *
  * Status: compiled by every build where nvcc exists (make kernels-check), not yet linked into
- * folio-engine; the CUDA backend issue wires them in and verifies them on a GPU. */
+ * folio-engine. Every op of the backend vtable except matmul (cuBLAS, host side) has a kernel
+ * here, verified against the CPU backend by tests/gpu (make test-gpu); `make bench-gpu`
+ * reports paged_attention's decode bandwidth. The CUDA backend issue wires them in. */
 #ifndef FOLIO_KERNELS_H
 #define FOLIO_KERNELS_H
 
 #include <cuda_runtime.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -20,6 +27,77 @@ cudaError_t add_rms_norm(float *residual, const float *delta, const float *w, fl
 
 /* out[t, i] = silu(gate[t, i]) * up[t, i]; all [T, n] fp32. out may alias gate. */
 cudaError_t silu_mul(const float *gate, const float *up, float *out, int T, int n, cudaStream_t stream);
+
+/* Element types of an embedding table; the values equal enum folio_dtype's (engine/util.h),
+ * which this header cannot include. */
+enum kernel_dtype { KERNEL_F32 = 0, KERNEL_F16 = 1, KERNEL_BF16 = 2 };
+
+/* out[t] = table[tokens[t]] widened to fp32. table: [rows, cols] of dtype; tokens: [n], each
+ * in [0, rows); out: [n, cols] fp32. */
+cudaError_t embed(const void *table, enum kernel_dtype dtype, int64_t rows, int64_t cols, const int32_t *tokens,
+                  int n, float *out, cudaStream_t stream);
+
+/* out[i] = x[idx[i]]. x: [*, dim] fp32; idx: [n]; out: [n, dim] fp32. */
+cudaError_t gather_rows(const float *x, const int32_t *idx, int n, int dim, float *out, cudaStream_t stream);
+
+/* Rotate-half RoPE in place, angles positions[t] * inv_freq[i] computed in double like the
+ * CPU backend. q: [T, q_stride] holding nh heads of head_dim; k: [T, k_stride] holding nkv
+ * heads; positions: [T]; inv_freq: [head_dim / 2]. head_dim in {8, 16, 32, 64, 80, 96, 128, 256}. */
+cudaError_t rope(float *q, int q_stride, float *k, int k_stride, const int32_t *positions, const float *inv_freq,
+                 int T, int nh, int nkv, int head_dim, cudaStream_t stream);
+
+/* Writes token t's K/V to slot_mapping[t] (-1 = skip). k, v: [T, stride] holding
+ * [nkv, head_dim]; slot_mapping: [T]; k_cache, v_cache: [num_blocks, nkv, block_size, head_dim].
+ * head_dim as for rope. */
+cudaError_t reshape_and_cache(const float *k, const float *v, int stride, const int32_t *slot_mapping,
+                              float *k_cache, float *v_cache, int T, int nkv, int head_dim, int block_size,
+                              cudaStream_t stream);
+
+/* Copy-on-write of KV blocks: for each pair (src, dst) of pairs [n, 2], block dst of each of
+ * the num_caches caches (back to back in pool, cache_elems floats apart, each
+ * [num_blocks, block_elems]) becomes a copy of block src. The pairs run in parallel, so no dst
+ * may also appear as a src (the block manager's copies go to fresh blocks). */
+cudaError_t copy_blocks(float *pool, int num_caches, size_t cache_elems, size_t block_elems, const int32_t *pairs,
+                        int n, cudaStream_t stream);
+
+/* paged_attention's most splits of one token's context (split-K, see attention.cu). */
+#define PAGED_ATTENTION_MAX_SPLITS 64
+
+/* The fields of struct bk_attention (engine/backend.h), plus what only the host knows. Token t
+ * of sequence seq_idx[t] at positions[t] attends to positions
+ * [max(0, pos - sliding_window + 1), pos] of its sequence through block_tables. */
+struct paged_attention_params {
+    const float *q;              /* [num_tokens, num_heads, head_dim] */
+    const float *k_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
+    const float *v_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
+    const int32_t *block_tables; /* [num_seqs, max_blocks_per_seq] */
+    const int32_t *seq_idx;      /* [num_tokens] */
+    const int32_t *positions;    /* [num_tokens] */
+    float *out;                  /* [num_tokens, num_heads, head_dim] */
+    int num_tokens, num_heads, num_kv_heads, head_dim;
+    int block_size, max_blocks_per_seq;
+    int sliding_window; /* 0 = unlimited */
+    float scale;        /* 1/sqrt(head_dim) */
+    /* Host side only: */
+    int max_context;        /* bound on positions[t] + 1 over the batch; 0: max_blocks_per_seq * block_size */
+    int max_splits;         /* 0 = choose (up to PAGED_ATTENTION_MAX_SPLITS); 1 = never split */
+    void *workspace;        /* split-K partials, or NULL (then no split) */
+    size_t workspace_bytes; /* fewer splits run when a batch's partials do not fit */
+};
+
+/* Attention for a flattened batch of decodes and prefill chunks. head_dim in
+ * {8, 16, 32, 64, 80, 96, 128, 256}; block_size in {8, 16, 32, 64, 128}; num_heads a multiple
+ * of num_kv_heads. */
+cudaError_t paged_attention(const struct paged_attention_params *p, cudaStream_t stream);
+
+/* How many parts paged_attention(p) splits each context into on the current device (1: no
+ * split-K), for logs and tests. */
+int paged_attention_splits(const struct paged_attention_params *p);
+
+/* Workspace bytes that let every batch of up to max_num_tokens tokens split as much as
+ * paged_attention would choose on the current device (0 when no such batch splits). The host
+ * allocates it once at load. */
+size_t paged_attention_workspace_size(int max_num_tokens, int num_heads, int num_kv_heads, int head_dim);
 
 #ifdef __cplusplus
 }

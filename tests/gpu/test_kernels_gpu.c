@@ -11,23 +11,22 @@
  *
  * Without a usable device it prints `no CUDA device: skipping` and exits 1, so that a GPU run
  * cannot pass silently; FOLIO_GPU_OPTIONAL=1 turns that into exit 0 (CI without a GPU).
- * Correctness only: the kernels' speed is measured elsewhere. */
+ * The cases of the other ops are in test_ops_gpu.c and test_attention_gpu.c (helpers in
+ * gpu_test.h). `gpu-tests --bench` (make bench-gpu) runs no tests: it times decode
+ * paged_attention against a device-to-device memcpy and prints the bandwidth table. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "kernels.h"
-
-#define TOL 1e-5
+#include "gpu_test.h"
 
 static int n_pass, n_fail;
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 /* Uniform in [lo, hi) from xorshift64*; deterministic, so a failure reproduces. */
-static float urand(float lo, float hi) {
+float urand(float lo, float hi) {
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
@@ -35,12 +34,17 @@ static float urand(float lo, float hi) {
     return lo + (hi - lo) * (float)((r >> 40) * (1.0 / 16777216.0));
 }
 
-static void fill(float *x, size_t n, float lo, float hi) {
+void fill(float *x, size_t n, float lo, float hi) {
     for (size_t i = 0; i < n; i++) x[i] = urand(lo, hi);
 }
 
+int irand(int n) {
+    int r = (int)(urand(0.0f, 1.0f) * (float)n);
+    return r < n ? r : n - 1;
+}
+
 /* err: the case's worst relative error, or a negative value when it compared no floats. */
-static void report(const char *name, const char *detail, double err) {
+void report(const char *name, const char *detail, double err) {
     if (detail) {
         printf("FAIL %s: %s\n", name, detail);
         n_fail++;
@@ -56,7 +60,7 @@ static void report(const char *name, const char *detail, double err) {
 
 /* Compares n outputs and raises *err to the worst relative error; on a mismatch writes the
  * worst element into detail and returns -1. A NaN on either side counts as a mismatch. */
-static int compare(const char *what, const float *gpu, const float *cpu, size_t n, double *err, char *detail,
+int compare(const char *what, const float *gpu, const float *cpu, size_t n, double *err, char *detail,
                    size_t cap) {
     double worst = 0.0;
     size_t at = 0;
@@ -80,7 +84,7 @@ static int compare(const char *what, const float *gpu, const float *cpu, size_t 
 }
 
 /* The guard past n floats of a device buffer must still be the 0xff bytes cudaMemset wrote. */
-static int check_guard(const char *what, const float *dev, size_t n, size_t guard, char *detail, size_t cap) {
+int check_guard(const char *what, const float *dev, size_t n, size_t guard, char *detail, size_t cap) {
     unsigned char *h = malloc(guard * sizeof(float)); /* [guard] floats as bytes */
     int rc = 0;
     if (!h) {
@@ -105,18 +109,8 @@ out:
     return rc;
 }
 
-/* Records a CUDA failure in detail and jumps to the case's cleanup. */
-#define CK(call)                                                                                  \
-    do {                                                                                          \
-        cudaError_t ce_ = (call);                                                                 \
-        if (ce_ != cudaSuccess) {                                                                 \
-            snprintf(detail, sizeof detail, "%s: %s", #call, cudaGetErrorString(ce_));            \
-            goto out;                                                                             \
-        }                                                                                         \
-    } while (0)
-
 /* Device buffer of n floats plus a guard of g floats filled with 0xff bytes (NaN). */
-static cudaError_t dev_alloc(float **p, size_t n, size_t g) {
+cudaError_t dev_alloc(float **p, size_t n, size_t g) {
     cudaError_t ce = cudaMalloc((void **)p, (n + g) * sizeof(float));
     if (ce != cudaSuccess) {
         *p = NULL;
@@ -124,6 +118,8 @@ static cudaError_t dev_alloc(float **p, size_t n, size_t g) {
     }
     return cudaMemset(*p, 0xff, (n + g) * sizeof(float));
 }
+
+cudaError_t dev_alloc_i32(int32_t **p, size_t n, size_t g) { return dev_alloc((float **)p, n, g); }
 
 static void test_add_rms_norm(struct backend *cpu, cudaStream_t st, int rows, int dim, int with_delta) {
     char name[96], detail[256];
@@ -259,7 +255,7 @@ out:
     report("empty shapes (rows=0, T=0, n=0)", detail[0] ? detail : NULL, -1.0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     static const int rows[] = {1, 3, 64, 257};
     static const int dims[] = {64, 100, 576, 2048, 4096, 11008};
     struct backend *cpu = NULL;
@@ -282,6 +278,16 @@ int main(void) {
     if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
         printf("device 0: %s (sm_%d%d), %d device(s)\n", prop.name, prop.major, prop.minor, count);
 
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+        ce = cudaStreamCreate(&st);
+        if (ce != cudaSuccess) {
+            fprintf(stderr, "gpu-tests: cudaStreamCreate: %s\n", cudaGetErrorString(ce));
+            return 1;
+        }
+        rc = gpu_bench_attention(st);
+        cudaStreamDestroy(st);
+        return rc;
+    }
     if (backend_cpu_create(&(struct backend_cpu_params){0}, &cpu) != 0) {
         fprintf(stderr, "gpu-tests: %s\n", folio_last_error());
         goto out;
@@ -302,6 +308,8 @@ int main(void) {
     /* More elements than the launcher's 65535 x 256 grid: the grid-stride loop must wrap. */
     test_silu_mul(cpu, st, 4099, 4097, 0);
     test_empty(st);
+    gpu_tests_ops(cpu, st);
+    gpu_tests_attention(cpu, st);
 
     printf("%d passed, %d failed\n", n_pass, n_fail);
     rc = n_fail ? 1 : 0;

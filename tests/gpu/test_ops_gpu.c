@@ -1,0 +1,322 @@
+/* gpu-tests cases for the data-movement ops: embed (f32/f16/bf16 tables), gather_rows, rope,
+ * reshape_and_cache and copy_blocks, each against the CPU backend's vtable op on host copies.
+ * Buffers the kernel writes (in place or not) are compared whole, so an element the GPU
+ * should have left alone also counts, and each carries a NaN guard past its end. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_test.h"
+
+static cudaError_t up(void *dst, const void *src, size_t bytes) {
+    return cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+}
+static cudaError_t down(void *dst, const void *src, size_t bytes) {
+    return cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+}
+
+/* A random permutation of [0, n) into p. */
+static void permute(int32_t *p, int n) {
+    for (int i = 0; i < n; i++) p[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = irand(i + 1);
+        int32_t x = p[i];
+        p[i] = p[j];
+        p[j] = x;
+    }
+}
+
+static void test_embed(struct backend *cpu, cudaStream_t st, enum folio_dtype dt, int rows, int cols, int n) {
+    char name[96], detail[256];
+    snprintf(name, sizeof name, "embed %s rows=%d cols=%d n=%d", folio_dtype_name(dt), rows, cols, n);
+    const size_t es = folio_dtype_size(dt), no = (size_t)n * cols, g = (size_t)cols;
+    double err = 0.0;
+    float *h_src = malloc(sizeof(float) * rows * cols); /* [rows, cols] fp32 source */
+    void *h_table = malloc(es * rows * cols);           /* [rows, cols] of dt */
+    int32_t *h_tok = malloc(sizeof(int32_t) * n);       /* [n] */
+    float *h_out = malloc(sizeof(float) * no), *g_out = malloc(sizeof(float) * no); /* [n, cols] */
+    void *d_table = NULL;
+    int32_t *d_tok = NULL;
+    float *d_out = NULL;
+    detail[0] = '\0';
+    if (!h_src || !h_table || !h_tok || !h_out || !g_out) {
+        snprintf(detail, sizeof detail, "out of host memory");
+        goto out;
+    }
+    fill(h_src, (size_t)rows * cols, -3.0f, 3.0f);
+    for (size_t i = 0; i < (size_t)rows * cols; i++) {
+        if (dt == FOLIO_F32) ((float *)h_table)[i] = h_src[i];
+        if (dt == FOLIO_F16) ((uint16_t *)h_table)[i] = folio_f32_to_f16(h_src[i]);
+        if (dt == FOLIO_BF16) ((uint16_t *)h_table)[i] = folio_f32_to_bf16(h_src[i]);
+    }
+    for (int i = 0; i < n; i++) h_tok[i] = i == 0 ? rows - 1 : irand(rows);
+    CK(cudaMalloc(&d_table, es * rows * cols));
+    CK(up(d_table, h_table, es * rows * cols));
+    CK(dev_alloc_i32(&d_tok, (size_t)n, 0));
+    CK(up(d_tok, h_tok, sizeof(int32_t) * n));
+    CK(dev_alloc(&d_out, no, g));
+    CK(embed(d_table, (enum kernel_dtype)dt, rows, cols, d_tok, n, d_out, st));
+    CK(cudaStreamSynchronize(st));
+    struct bk_weight w = {.dtype = dt, .data = h_table, .rows = rows, .cols = cols};
+    cpu->iface->embed(cpu, &w, h_tok, n, h_out);
+    CK(down(g_out, d_out, sizeof(float) * no));
+    if (compare("out", g_out, h_out, no, &err, detail, sizeof detail)) goto out;
+    check_guard("out", d_out, no, g, detail, sizeof detail);
+out:
+    cudaFree(d_table);
+    cudaFree(d_tok);
+    cudaFree(d_out);
+    free(h_src);
+    free(h_table);
+    free(h_tok);
+    free(h_out);
+    free(g_out);
+    report(name, detail[0] ? detail : NULL, err);
+}
+
+static void test_gather_rows(struct backend *cpu, cudaStream_t st, int rows, int dim, int n) {
+    char name[96], detail[256];
+    snprintf(name, sizeof name, "gather_rows rows=%d dim=%d n=%d", rows, dim, n);
+    const size_t no = (size_t)n * dim, g = (size_t)dim;
+    double err = 0.0;
+    float *h_x = malloc(sizeof(float) * rows * dim);  /* [rows, dim] */
+    int32_t *h_idx = malloc(sizeof(int32_t) * n);     /* [n] */
+    float *h_out = malloc(sizeof(float) * no), *g_out = malloc(sizeof(float) * no); /* [n, dim] */
+    float *d_x = NULL, *d_out = NULL;
+    int32_t *d_idx = NULL;
+    detail[0] = '\0';
+    if (!h_x || !h_idx || !h_out || !g_out) {
+        snprintf(detail, sizeof detail, "out of host memory");
+        goto out;
+    }
+    fill(h_x, (size_t)rows * dim, -5.0f, 5.0f);
+    for (int i = 0; i < n; i++) h_idx[i] = i == n - 1 ? rows - 1 : irand(rows);
+    CK(dev_alloc(&d_x, (size_t)rows * dim, 0));
+    CK(up(d_x, h_x, sizeof(float) * rows * dim));
+    CK(dev_alloc_i32(&d_idx, (size_t)n, 0));
+    CK(up(d_idx, h_idx, sizeof(int32_t) * n));
+    CK(dev_alloc(&d_out, no, g));
+    CK(gather_rows(d_x, d_idx, n, dim, d_out, st));
+    CK(cudaStreamSynchronize(st));
+    cpu->iface->gather_rows(cpu, h_x, h_idx, n, dim, h_out);
+    CK(down(g_out, d_out, sizeof(float) * no));
+    if (compare("out", g_out, h_out, no, &err, detail, sizeof detail)) goto out;
+    check_guard("out", d_out, no, g, detail, sizeof detail);
+out:
+    cudaFree(d_x);
+    cudaFree(d_idx);
+    cudaFree(d_out);
+    free(h_x);
+    free(h_idx);
+    free(h_out);
+    free(g_out);
+    report(name, detail[0] ? detail : NULL, err);
+}
+
+/* q and k inside one fused [T, (nh + 2 nkv) * hd] QKV buffer, as model.c lays them out: the V
+ * part must come back untouched. */
+static void test_rope(struct backend *cpu, cudaStream_t st, int T, int nh, int nkv, int hd, float theta,
+                      int max_pos) {
+    char name[128], detail[256];
+    snprintf(name, sizeof name, "rope T=%d nh=%d nkv=%d head_dim=%d theta=%g max_pos=%d", T, nh, nkv, hd,
+             (double)theta, max_pos);
+    const int stride = (nh + 2 * nkv) * hd, half = hd / 2;
+    const size_t n = (size_t)T * stride, g = (size_t)stride;
+    double err = 0.0;
+    float *h_qkv = malloc(sizeof(float) * n), *g_qkv = malloc(sizeof(float) * n); /* [T, stride] */
+    int32_t *h_pos = malloc(sizeof(int32_t) * T);                                 /* [T] */
+    float *h_freq = malloc(sizeof(float) * half);                                 /* [hd / 2] */
+    float *d_qkv = NULL, *d_freq = NULL;
+    int32_t *d_pos = NULL;
+    detail[0] = '\0';
+    if (!h_qkv || !g_qkv || !h_pos || !h_freq) {
+        snprintf(detail, sizeof detail, "out of host memory");
+        goto out;
+    }
+    fill(h_qkv, n, -2.0f, 2.0f);
+    for (int t = 0; t < T; t++) h_pos[t] = t == 0 ? max_pos : irand(max_pos + 1);
+    for (int i = 0; i < half; i++) h_freq[i] = (float)(1.0 / pow((double)theta, (double)(2 * i) / hd));
+    CK(dev_alloc(&d_qkv, n, g));
+    CK(up(d_qkv, h_qkv, sizeof(float) * n));
+    CK(dev_alloc_i32(&d_pos, (size_t)T, 0));
+    CK(up(d_pos, h_pos, sizeof(int32_t) * T));
+    CK(dev_alloc(&d_freq, (size_t)half, 0));
+    CK(up(d_freq, h_freq, sizeof(float) * half));
+    CK(rope(d_qkv, stride, d_qkv + (size_t)nh * hd, stride, d_pos, d_freq, T, nh, nkv, hd, st));
+    CK(cudaStreamSynchronize(st));
+    cpu->iface->rope(cpu, h_qkv, stride, h_qkv + (size_t)nh * hd, stride, h_pos, h_freq, T, nh, nkv, hd);
+    CK(down(g_qkv, d_qkv, sizeof(float) * n));
+    if (compare("qkv", g_qkv, h_qkv, n, &err, detail, sizeof detail)) goto out;
+    check_guard("qkv", d_qkv, n, g, detail, sizeof detail);
+out:
+    cudaFree(d_qkv);
+    cudaFree(d_pos);
+    cudaFree(d_freq);
+    free(h_qkv);
+    free(g_qkv);
+    free(h_pos);
+    free(h_freq);
+    report(name, detail[0] ? detail : NULL, err);
+}
+
+/* K and V taken from a fused QKV buffer (stride (nh + 2 nkv) * hd), scattered to random free
+ * slots; some tokens are padding (-1). The caches start random and are compared whole. */
+static void test_reshape_and_cache(struct backend *cpu, cudaStream_t st, int T, int nkv, int hd, int bs,
+                                   int num_blocks) {
+    char name[128], detail[256];
+    snprintf(name, sizeof name, "reshape_and_cache T=%d nkv=%d head_dim=%d block_size=%d blocks=%d", T, nkv, hd,
+             bs, num_blocks);
+    const int nh = 2 * nkv, stride = (nh + 2 * nkv) * hd;
+    const size_t nx = (size_t)T * stride, nc = (size_t)num_blocks * nkv * bs * hd, g = (size_t)hd;
+    double err = 0.0;
+    float *h_x = malloc(sizeof(float) * nx);                                 /* [T, stride] */
+    float *h_kc = malloc(sizeof(float) * nc), *h_vc = malloc(sizeof(float) * nc); /* [blocks, nkv, bs, hd] */
+    float *g_kc = malloc(sizeof(float) * nc), *g_vc = malloc(sizeof(float) * nc);
+    int32_t *h_slots = malloc(sizeof(int32_t) * T), *perm = malloc(sizeof(int32_t) * num_blocks * bs); /* [T] */
+    float *d_x = NULL, *d_kc = NULL, *d_vc = NULL;
+    int32_t *d_slots = NULL;
+    detail[0] = '\0';
+    if (!h_x || !h_kc || !h_vc || !g_kc || !g_vc || !h_slots || !perm) {
+        snprintf(detail, sizeof detail, "out of host memory");
+        goto out;
+    }
+    fill(h_x, nx, -2.0f, 2.0f);
+    fill(h_kc, nc, -1.0f, 1.0f);
+    fill(h_vc, nc, -1.0f, 1.0f);
+    permute(perm, num_blocks * bs);
+    for (int t = 0; t < T; t++) h_slots[t] = t % 5 == 3 ? -1 : perm[t];
+    CK(dev_alloc(&d_x, nx, 0));
+    CK(up(d_x, h_x, sizeof(float) * nx));
+    CK(dev_alloc(&d_kc, nc, g));
+    CK(dev_alloc(&d_vc, nc, g));
+    CK(up(d_kc, h_kc, sizeof(float) * nc));
+    CK(up(d_vc, h_vc, sizeof(float) * nc));
+    CK(dev_alloc_i32(&d_slots, (size_t)T, 0));
+    CK(up(d_slots, h_slots, sizeof(int32_t) * T));
+    CK(reshape_and_cache(d_x + (size_t)nh * hd, d_x + (size_t)(nh + nkv) * hd, stride, d_slots, d_kc, d_vc, T, nkv,
+                         hd, bs, st));
+    CK(cudaStreamSynchronize(st));
+    cpu->iface->reshape_and_cache(cpu, h_x + (size_t)nh * hd, h_x + (size_t)(nh + nkv) * hd, stride, h_slots, h_kc,
+                                  h_vc, T, nkv, hd, bs);
+    CK(down(g_kc, d_kc, sizeof(float) * nc));
+    CK(down(g_vc, d_vc, sizeof(float) * nc));
+    if (compare("k_cache", g_kc, h_kc, nc, &err, detail, sizeof detail)) goto out;
+    if (compare("v_cache", g_vc, h_vc, nc, &err, detail, sizeof detail)) goto out;
+    if (check_guard("k_cache", d_kc, nc, g, detail, sizeof detail)) goto out;
+    check_guard("v_cache", d_vc, nc, g, detail, sizeof detail);
+out:
+    cudaFree(d_x);
+    cudaFree(d_kc);
+    cudaFree(d_vc);
+    cudaFree(d_slots);
+    free(h_x);
+    free(h_kc);
+    free(h_vc);
+    free(g_kc);
+    free(g_vc);
+    free(h_slots);
+    free(perm);
+    report(name, detail[0] ? detail : NULL, err);
+}
+
+/* num_caches caches (2 per layer) back to back; n pairs with distinct sources and
+ * destinations (a copy-on-write never copies into a block that is itself being copied). */
+static void test_copy_blocks(struct backend *cpu, cudaStream_t st, int num_caches, int num_blocks,
+                             size_t block_elems, int n) {
+    char name[128], detail[256];
+    snprintf(name, sizeof name, "copy_blocks caches=%d blocks=%d block_elems=%zu pairs=%d", num_caches, num_blocks,
+             block_elems, n);
+    const size_t cache_elems = (size_t)num_blocks * block_elems, np = cache_elems * num_caches, g = block_elems;
+    double err = 0.0;
+    float *h_pool = malloc(sizeof(float) * np), *g_pool = malloc(sizeof(float) * np); /* [caches, blocks, elems] */
+    int32_t *h_pairs = malloc(sizeof(int32_t) * 2 * n), *perm = malloc(sizeof(int32_t) * num_blocks); /* [n, 2] */
+    float *d_pool = NULL;
+    int32_t *d_pairs = NULL;
+    detail[0] = '\0';
+    if (!h_pool || !g_pool || !h_pairs || !perm || 2 * n > num_blocks) {
+        snprintf(detail, sizeof detail, "out of host memory or too many pairs");
+        goto out;
+    }
+    fill(h_pool, np, -1.0f, 1.0f);
+    permute(perm, num_blocks);
+    for (int i = 0; i < n; i++) {
+        h_pairs[2 * i] = perm[i];
+        h_pairs[2 * i + 1] = perm[n + i];
+    }
+    CK(dev_alloc(&d_pool, np, g));
+    CK(up(d_pool, h_pool, sizeof(float) * np));
+    CK(dev_alloc_i32(&d_pairs, (size_t)2 * n, 0));
+    CK(up(d_pairs, h_pairs, sizeof(int32_t) * 2 * n));
+    CK(copy_blocks(d_pool, num_caches, cache_elems, block_elems, d_pairs, n, st));
+    CK(cudaStreamSynchronize(st));
+    cpu->iface->copy_blocks(cpu, h_pool, num_caches, cache_elems, block_elems, h_pairs, n);
+    CK(down(g_pool, d_pool, sizeof(float) * np));
+    if (compare("pool", g_pool, h_pool, np, &err, detail, sizeof detail)) goto out;
+    check_guard("pool", d_pool, np, g, detail, sizeof detail);
+out:
+    cudaFree(d_pool);
+    cudaFree(d_pairs);
+    free(h_pool);
+    free(g_pool);
+    free(h_pairs);
+    free(perm);
+    report(name, detail[0] ? detail : NULL, err);
+}
+
+/* Unsupported sizes fail loudly (cudaErrorInvalidValue) before touching anything; empty
+ * shapes are a successful no-op. */
+static void test_ops_edges(cudaStream_t st) {
+    char detail[256];
+    float *d = NULL; /* [0] + guard of 256 */
+    detail[0] = '\0';
+    CK(dev_alloc(&d, 0, 256));
+    if (rope(d, 48, d, 48, (const int32_t *)d, d, 1, 1, 1, 48, st) != cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "rope head_dim=48 was not refused");
+        goto out;
+    }
+    if (reshape_and_cache(d, d, 48, (const int32_t *)d, d, d, 1, 1, 48, 16, st) != cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "reshape_and_cache head_dim=48 was not refused");
+        goto out;
+    }
+    if (embed(d, (enum kernel_dtype)7, 1, 1, (const int32_t *)d, 1, d, st) != cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "embed dtype=7 was not refused");
+        goto out;
+    }
+    CK(embed(d, KERNEL_F32, 1, 64, (const int32_t *)d, 0, d, st));
+    CK(gather_rows(d, (const int32_t *)d, 0, 64, d, st));
+    CK(rope(d, 64, d, 64, (const int32_t *)d, d, 0, 1, 1, 64, st));
+    CK(reshape_and_cache(d, d, 64, (const int32_t *)d, d, d, 0, 1, 64, 16, st));
+    CK(copy_blocks(d, 2, 64, 64, (const int32_t *)d, 0, st));
+    CK(cudaStreamSynchronize(st));
+    check_guard("buffer", d, 0, 256, detail, sizeof detail);
+out:
+    cudaFree(d);
+    report("ops: unsupported sizes refused, empty shapes no-op", detail[0] ? detail : NULL, -1.0);
+}
+
+void gpu_tests_ops(struct backend *cpu, cudaStream_t st) {
+    static const enum folio_dtype dts[] = {FOLIO_F32, FOLIO_F16, FOLIO_BF16};
+    static const int hds[] = {8, 16, 32, 64, 80, 96, 128, 256};
+    for (int i = 0; i < 3; i++) {
+        test_embed(cpu, st, dts[i], 1000, 64, 1);
+        test_embed(cpu, st, dts[i], 1000, 100, 7);
+        test_embed(cpu, st, dts[i], 32000, 576, 300);
+    }
+    test_gather_rows(cpu, st, 10, 64, 1);
+    test_gather_rows(cpu, st, 300, 101, 37);
+    test_gather_rows(cpu, st, 512, 4096, 64);
+    for (size_t i = 0; i < sizeof hds / sizeof hds[0]; i++) {
+        test_rope(cpu, st, 1, 4, 4, hds[i], 10000.0f, 0);
+        test_rope(cpu, st, 37, 8, 2, hds[i], 10000.0f, 4096);
+    }
+    test_rope(cpu, st, 300, 32, 8, 128, 500000.0f, 131071);
+    test_rope(cpu, st, 64, 14, 2, 64, 1000000.0f, 32767);
+    for (size_t i = 0; i < sizeof hds / sizeof hds[0]; i++) test_reshape_and_cache(cpu, st, 37, 2, hds[i], 16, 64);
+    test_reshape_and_cache(cpu, st, 1, 1, 8, 16, 4);
+    test_reshape_and_cache(cpu, st, 300, 8, 128, 32, 64);
+    test_reshape_and_cache(cpu, st, 513, 4, 64, 8, 128);
+    test_copy_blocks(cpu, st, 2, 8, 16 * 2 * 8, 1);
+    test_copy_blocks(cpu, st, 8, 64, 16 * 8 * 128, 20);
+    test_copy_blocks(cpu, st, 4, 32, 2 * 8 * 8 + 3, 7); /* odd block: the scalar path */
+    test_ops_edges(st);
+}
