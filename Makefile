@@ -5,6 +5,8 @@
 #   make bench      CPU decode/prefill benchmark against the measured memory roofline
 #   make test-gpu   each CUDA kernel against its CPU reference (needs nvcc and a CUDA device)
 #   make bench-gpu  decode paged_attention bandwidth against a device memcpy (CUDA device)
+#   make test-gpu-engine  folio-engine built with CUDA=1, end to end on the GPU
+#   CUDA=1          build folio-engine with the CUDA backend (build/release-cuda)
 #   ASAN=1 / TSAN=1 / DEBUG=1  sanitizer / debug variants (separate build dirs)
 
 CC      ?= gcc
@@ -28,6 +30,10 @@ else
   BUILD  := build/release
   OPT    := -O2
 endif
+# CUDA=1 links the CUDA backend (engine/backend_cuda.c, kernels/, cuBLAS) into folio-engine.
+ifeq ($(CUDA),1)
+  BUILD  := $(BUILD)-cuda
+endif
 # O=DIR puts the objects elsewhere, so that parallel work in one tree does not collide.
 ifneq ($(O),)
   BUILD  := $(O)
@@ -38,8 +44,24 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  := $(CFLAGS_BASE) $(OPT) $(PKG_CFLAGS) -Iengine $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lcivetweb -lm -pthread $(LDOPT)
 
-ENGINE_SRC := $(filter-out engine/main.c,$(wildcard engine/*.c))
+ENGINE_SRC := $(filter-out engine/main.c engine/backend_cuda.c,$(wildcard engine/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CU_SRC := $(wildcard kernels/*.cu)
+CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.o)
+ifeq ($(CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 needs nvcc (on PATH or /usr/local/cuda/bin))
+  endif
+  CUDA_HOME ?= $(abspath $(dir $(realpath $(NVCC)))..)
+  ENGINE_SRC += engine/backend_cuda.c
+  ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
+  CFLAGS     += -DFOLIO_CUDA -DFOLIO_CUDA_LIB_DIR='"$(CUDA_HOME)/lib64"' -isystem $(CUDA_HOME)/include -Ikernels
+  # The runtime statically, cuBLAS by dlopen (see backend_cuda.c): the binary starts without
+  # CUDA libraries, and HTTP threads carry no cuBLAS TLS.
+  CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+endif
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
@@ -61,18 +83,15 @@ $(LIBFOLIO): $(ENGINE_OBJ)
 	ar rcs $@ $^
 
 $(ENGINE_BIN): $(BUILD)/engine/main.o $(LIBFOLIO)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
 $(UNIT_BIN): $(UNIT_OBJ) $(LIBFOLIO)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/%: $(BUILD)/tests/tools/%.o $(LIBFOLIO)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
 # CUDA: only a compile check until the CUDA backend links into the engine.
-NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-CU_SRC := $(wildcard kernels/*.cu)
-CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.o)
 NVCC_FLAGS := -std=c++17 -Werror all-warnings -Ikernels \
               -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
               -gencode arch=compute_90,code=compute_90
@@ -94,7 +113,7 @@ GPU_BIN := $(BUILD)/gpu-tests
 # Only the CPU backend and the modules it uses, not all of libfolio.a, so that a GPU machine
 # without the cJSON/PCRE2/utf8proc dev packages still builds the test.
 GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend_cpu.o cpu_kernels.o threadpool.o util.o)
-.PHONY: test-gpu bench-gpu
+.PHONY: test-gpu bench-gpu test-gpu-engine
 ifneq ($(NVCC),)
 CUDA_HOME ?= $(abspath $(dir $(realpath $(NVCC)))..)
 $(GPU_OBJ): CFLAGS += -isystem $(CUDA_HOME)/include -Ikernels
@@ -105,8 +124,12 @@ test-gpu: $(GPU_BIN)
 	$(GPU_BIN)
 bench-gpu: $(GPU_BIN)
 	$(GPU_BIN) --bench
+# The engine end to end on the GPU: folio-engine built with CUDA=1 (build/*-cuda).
+test-gpu-engine:
+	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine
+	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_TEST_MODELS=$(MODELS) tests/gpu/engine_gpu.sh
 else
-test-gpu bench-gpu:
+test-gpu bench-gpu test-gpu-engine:
 	@echo "make $@: nvcc not found (not on PATH, not /usr/local/cuda/bin/nvcc);" \
 	  "install the CUDA Toolkit or pass NVCC=/path/to/nvcc" >&2
 	@exit 1

@@ -111,6 +111,13 @@ struct threadpool *backend_cpu_threadpool(const struct backend *b);
 /* Name of the CPU kernel variant in use ("avx512", "avx2", "scalar"). */
 const char *backend_cpu_isa(const struct backend *b);
 
+/* The CUDA backend (kernels/ + cuBLAS), only in builds made with CUDA=1 (FOLIO_CUDA). Free
+ * with backend_free. */
+int backend_cuda_create(int device, struct backend **out);
+int backend_cuda_available(void);
+/* "cuda:0 NVIDIA H200 (sm_90, 139.8 GiB)" */
+const char *backend_cuda_name(const struct backend *b);
+
 static inline void backend_free(struct backend *b) {
     if (b) b->iface->free(b);
 }

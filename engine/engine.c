@@ -44,11 +44,19 @@ int engine_max_model_len(const struct engine *e) { return e->max_model_len; }
 int engine_num_blocks(const struct engine *e) { return e->num_blocks; }
 int engine_block_size(const struct engine *e) { return e->bs; }
 
+static const char *engine_backend_name(const struct engine *e) {
+#ifdef FOLIO_CUDA
+    if (e->on_gpu) return backend_cuda_name(e->b);
+#endif
+    return backend_cpu_isa(e->b);
+}
+
 void engine_describe(const struct engine *e, char *buf, size_t cap) {
     snprintf(buf, cap,
-             "(%s, %d layers, %s weights, %.1f MiB), cpu backend %s, %d KV blocks of %d tokens, max_model_len %d%s%s%s",
+             "(%s, %d layers, %s weights, %.1f MiB), %s backend %s, %d KV blocks of %d tokens, max_model_len %d%s%s%s",
              e->cfg->arch_name, e->cfg->num_layers, folio_dtype_name(model_dtype(e->m)),
-             (double)model_weight_bytes(e->m) / (1 << 20), backend_cpu_isa(e->b), e->num_blocks, e->bs,
+             (double)model_weight_bytes(e->m) / (1 << 20), e->on_gpu ? "cuda" : "cpu", engine_backend_name(e),
+             e->num_blocks, e->bs,
              e->max_model_len, e->p.enable_prefix_caching ? ", prefix caching" : "", e->notice[0] ? "; " : "",
              e->notice);
 }
@@ -56,7 +64,7 @@ void engine_describe(const struct engine *e, char *buf, size_t cap) {
 void engine_memory(const struct engine *e, size_t *weight_bytes, size_t *kv_bytes, const char **device) {
     *weight_bytes = model_weight_bytes(e->m);
     *kv_bytes = (size_t)e->num_blocks * model_kv_block_bytes(e->m);
-    *device = "cpu";
+    *device = e->on_gpu ? "cuda" : "cpu";
 }
 
 /* ---- creation ---- */
@@ -104,6 +112,23 @@ static int size_kv(struct engine *e, const struct model_config *c, int *max_len,
     return 0;
 }
 
+/* --device: the GPU when asked, or by default when this build has CUDA and a GPU is there. */
+static int create_backend(struct engine *e) {
+    const char *dev = e->p.device ? e->p.device : "auto";
+    if (strcmp(dev, "auto") != 0 && strcmp(dev, "cpu") != 0 && strcmp(dev, "cuda") != 0)
+        return folio_err(FOLIO_EINVAL, "--device must be auto, cpu or cuda, not '%s'", dev);
+#ifdef FOLIO_CUDA
+    if (!strcmp(dev, "cuda") || (!strcmp(dev, "auto") && backend_cuda_available())) {
+        e->on_gpu = 1;
+        return backend_cuda_create(0, &e->b);
+    }
+#else
+    if (!strcmp(dev, "cuda"))
+        return folio_err(FOLIO_EUNSUP, "this folio-engine was built without CUDA (build it with make CUDA=1)");
+#endif
+    return backend_cpu_create(&(struct backend_cpu_params){.n_threads = e->p.threads}, &e->b);
+}
+
 int engine_create(const struct engine_params *pp, struct engine **out) {
     int rc;
     struct engine *e = calloc(1, sizeof *e);
@@ -141,7 +166,7 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     struct model_config cfg;
     if ((rc = config_load(e->p.model, &cfg)) || (rc = size_kv(e, &cfg, &mp.max_model_len, &e->num_blocks))) goto fail;
     if ((rc = tok_load(e->p.model, &e->tok))) goto fail;
-    if ((rc = backend_cpu_create(&(struct backend_cpu_params){.n_threads = e->p.threads}, &e->b))) goto fail;
+    if ((rc = create_backend(e))) goto fail;
     if ((rc = model_load(e->p.model, &mp, e->b, &e->m))) goto fail;
     e->cfg = model_config(e->m);
     e->V = e->cfg->vocab_size;
@@ -156,7 +181,11 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     if ((rc = model_alloc_kv(e->m, e->num_blocks))) goto fail;
     e->kv = kv_cache_create(&(struct kv_cache_params){e->num_blocks, e->bs, e->p.enable_prefix_caching});
     e->sched = e->kv ? sched_create(&(struct sched_params){e->max_seqs, e->max_tokens_step}, e->kv) : NULL;
-    e->tp = backend_cpu_threadpool(e->b);
+    e->tp = e->on_gpu ? (e->own_tp = tp_create(e->p.threads)) : backend_cpu_threadpool(e->b);
+    if (!e->tp) {
+        rc = folio_err(FOLIO_ENOMEM, "cannot start the sampling threads");
+        goto fail;
+    }
     e->num_samplers = tp_size(e->tp);
     e->samplers = calloc((size_t)e->num_samplers, sizeof *e->samplers);
     for (int i = 0; e->samplers && i < e->num_samplers; i++)
@@ -541,6 +570,7 @@ void engine_free(struct engine *e) {
     free(e->sampled_lp);
     model_free(e->m);
     backend_free(e->b);
+    tp_free(e->own_tp);
     tok_free(e->tok);
     free(e->tokens);
     free(e->positions);

@@ -26,6 +26,8 @@ struct tokenizer;
 struct engine_params {
     const char *model;          /* checkpoint directory */
     const char *dtype;          /* "auto" (default), float32, float16, bfloat16 */
+    const char *device;         /* "auto" (default: cuda when built with it and a GPU is
+                                 * present, else cpu), "cpu", "cuda" */
     int threads;                /* CPU threads; 0 = all */
     int block_size;             /* tokens per KV block (16) */
     int max_num_seqs;           /* sequences in one batch (256) */

@@ -94,7 +94,9 @@ struct engine {
     struct tokenizer *tok;
     struct kv_cache *kv;
     struct sched *sched;
-    struct threadpool *tp;       /* the backend's, borrowed */
+    struct threadpool *tp;       /* the CPU backend's (borrowed), else own_tp */
+    struct threadpool *own_tp;   /* sampling threads when the model runs on a GPU */
+    int on_gpu;
     struct sampler **samplers;   /* [tp_size] one per thread */
     int num_samplers;
     const struct model_config *cfg;

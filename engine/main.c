@@ -29,7 +29,7 @@
 #define MAX_STOP 16
 
 struct opts {
-    const char *cmd, *model, *prompt, *prompt_ids, *out, *dtype;
+    const char *cmd, *model, *prompt, *prompt_ids, *out, *dtype, *device;
     struct api_params api;
     int max_waiting;
     float drain_timeout;
@@ -73,7 +73,8 @@ static const char usage[] =
     "          --api-key KEY (or FOLIO_API_KEY)  --allowed-origins '[\"http://a\"]'  --chat-template FILE\n"
     "          --max-waiting N (0: no limit)  --max-request-body MiB (16)  --max-connections N (512)\n"
     "          --drain-timeout S (30)  --seed S\n"
-    "common:   --dtype auto|float32|float16|bfloat16  --block-size N (16)  --threads N (all CPUs)\n"
+    "common:   --device auto|cpu|cuda (auto: the GPU when built with CUDA=1 and one is present)\n"
+    "          --dtype auto|float32|float16|bfloat16  --block-size N (16)  --threads N (all CPUs)\n"
     "          --max-num-batched-tokens N (2048: the prefill chunk)\n";
 
 static int parse_args(int argc, char **argv, struct opts *o) {
@@ -126,6 +127,7 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         else if (strcmp(a, "--prompt-ids") == 0) o->prompt_ids = v;
         else if (strcmp(a, "--out") == 0) o->out = v;
         else if (strcmp(a, "--dtype") == 0) o->dtype = v;
+        else if (strcmp(a, "--device") == 0) o->device = v;
         else if (serving && strcmp(a, "--host") == 0) o->api.host = v;
         else if (serving && strcmp(a, "--port") == 0) rc = parse_int(a, v, 0, 65535, &o->api.port);
         else if (serving && strcmp(a, "--api-key") == 0) o->api.api_key = v;
@@ -361,6 +363,7 @@ static struct engine_params engine_params_from(const struct opts *o) {
     struct engine_params ep = engine_default_params();
     ep.model = o->model;
     ep.dtype = o->dtype;
+    ep.device = o->device;
     ep.threads = o->threads;
     ep.block_size = o->block_size;
     ep.max_num_batched_tokens = o->max_batched;

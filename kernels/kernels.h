@@ -5,10 +5,9 @@
  * allocates and never synchronizes. Shapes the kernels do not instantiate (head_dim,
  * block_size, dtype) return cudaErrorInvalidValue before launching anything.
  *
- * Status: compiled by every build where nvcc exists (make kernels-check), not yet linked into
- * folio-engine. Every op of the backend vtable except matmul (cuBLAS, host side) has a kernel
- * here, verified against the CPU backend by tests/gpu (make test-gpu); `make bench-gpu`
- * reports paged_attention's decode bandwidth. The CUDA backend issue wires them in. */
+ * Status: linked into folio-engine by `make CUDA=1` through engine/backend_cuda.c; each op is
+ * verified against the CPU backend by tests/gpu (make test-gpu), the engine end to end by
+ * make test-gpu-engine; `make bench-gpu` reports paged_attention's decode bandwidth. */
 #ifndef FOLIO_KERNELS_H
 #define FOLIO_KERNELS_H
 

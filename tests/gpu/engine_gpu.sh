@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The engine end to end on the CUDA backend (make test-gpu-engine): folio-engine built with
+# CUDA=1 must give the known-good greedy outputs of the shared models on the GPU, the same
+# sampled tokens as the CPU backend for a seeded n=4 request (copy-on-write blocks), and serve
+# HTTP with the GPU backend. Needs a CUDA device; FOLIO_ENGINE is the CUDA=1 binary.
+set -uo pipefail
+E=${FOLIO_ENGINE:-build/release-cuda/folio-engine}
+M=${FOLIO_TEST_MODELS:-../shared/models}
+pass=0
+fail=0
+check() { # name, status, detail
+  if [ "$2" -eq 0 ]; then echo "ok $1"; pass=$((pass + 1)); else echo "FAIL $1: $3"; fail=$((fail + 1)); fi
+}
+ids_of() { sed -n 's/^ids: //p'; }
+story_ids=432,383,286,261,376,298,315,421,395,317,426,338,401,396,267,337,410,408,419,292,411,322,265,282,295,433,426,385,328,432,358,394,261,370,432,352,266,268,388,426
+out=$("$E" generate --device cuda --model "$M/stories260K" --prompt "Once upon a time" --max-tokens 40 --temperature 0 --show-ids 2>&1)
+[ "$(ids_of <<<"$out")" = "$story_ids" ] && grep -q "cuda backend" <<<"$out"
+check "stories260K greedy on the GPU equals the README" $? "$out"
+out=$("$E" generate --device cuda --model "$M/aidreams260K" --prompt "I dreamed" --max-tokens 40 --temperature 0 2>/dev/null)
+[[ "$out" == ", as I sense the nodes, a gentle hum of probability. Contrast emerge, a flower, as"* ]]
+check "aidreams260K greedy on the GPU equals the README" $? "$out"
+args=(generate --model "$M/stories260K" --prompt "Once upon a time" --max-tokens 48 --temperature 0.8 --seed 3 --n 4 --show-ids)
+g=$("$E" "${args[@]}" --device cuda 2>/dev/null | grep '^ids')
+c=$("$E" "${args[@]}" --device cpu 2>/dev/null | grep '^ids')
+[ -n "$g" ] && [ "$g" = "$c" ]
+check "seeded n=4 samples: GPU tokens equal CPU tokens" $? "gpu: $g / cpu: $c"
+port=$((20000 + RANDOM % 20000))
+"$E" --device cuda --model "$M/stories260K" --port "$port" >/tmp/folio-gpu-serve.log 2>&1 &
+pid=$!
+for _ in $(seq 100); do curl -sf "localhost:$port/health" >/dev/null && break; sleep 0.1; done
+r=$(curl -s "localhost:$port/v1/completions" -d '{"prompt":"Once upon a time","max_tokens":40,"temperature":0}')
+grep -q '"text":", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."' <<<"$r" &&
+  curl -s "localhost:$port/stats" | grep -q '"device":"cuda"'
+check "the server on the GPU backend answers with the README text" $? "$r"
+kill -TERM "$pid"
+wait "$pid"
+check "the GPU server drains and exits 0 on SIGTERM" $? "$(tail -3 /tmp/folio-gpu-serve.log)"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
