@@ -195,8 +195,10 @@ test('disconnect: a non-streaming request whose client drops while it generates 
     const t0 = Date.now();
     await post(s, '/v1/completions', body, { timeout: 60000 * SLOW });
     const aloneMs = Date.now() - t0;
-    const dropMs = 40;
-    assert.ok(aloneMs > 2 * dropMs, `one generation took only ${aloneMs} ms: too short to tell`);
+    // The clients leave a quarter of the way into what one generation takes alone (24 of them
+    // together take longer still).
+    assert.ok(aloneMs >= 20, `one generation took only ${aloneMs} ms: too short to tell`);
+    const dropMs = Math.floor(aloneMs / 4);
     const before = finishedCounts(await metrics(s));
     // 24 of them in one batch keep the engine busy; every client leaves after dropMs.
     const N = 24;
