@@ -113,13 +113,19 @@ GPU_BIN := $(BUILD)/gpu-tests
 # Only the CPU backend and the modules it uses, not all of libfolio.a, so that a GPU machine
 # without the cJSON/PCRE2/utf8proc dev packages still builds the test.
 GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend_cpu.o cpu_kernels.o threadpool.o util.o)
-.PHONY: test-gpu bench-gpu test-gpu-engine
+# The CUDA backend itself (its cuBLAS products, argmax, reserve), compiled for the test binary.
+GPU_BACKEND_OBJ := $(BUILD)/gpu/backend_cuda.o
+.PHONY: test-gpu bench-gpu test-gpu-engine cuda-check
 ifneq ($(NVCC),)
 CUDA_HOME ?= $(abspath $(dir $(realpath $(NVCC)))..)
 $(GPU_OBJ): CFLAGS += -isystem $(CUDA_HOME)/include -Ikernels
+$(GPU_BACKEND_OBJ): engine/backend_cuda.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DFOLIO_CUDA -DFOLIO_CUDA_LIB_DIR='"$(CUDA_HOME)/lib64"' -isystem $(CUDA_HOME)/include -Ikernels \
+	  -c $< -o $@
 # libstdc++: nvcc's host launch stubs use C++ runtime symbols (__cxa_guard_*).
-$(GPU_BIN): $(GPU_OBJ) $(CU_OBJ) $(GPU_ENGINE_OBJ)
-	$(CC) $(OPT) -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++ -lm -pthread $(LDOPT)
+$(GPU_BIN): $(GPU_OBJ) $(CU_OBJ) $(GPU_ENGINE_OBJ) $(GPU_BACKEND_OBJ)
+	$(CC) $(OPT) -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -ldl -lstdc++ -lm -pthread $(LDOPT)
 test-gpu: $(GPU_BIN)
 	$(GPU_BIN)
 bench-gpu: $(GPU_BIN)
@@ -128,7 +134,14 @@ bench-gpu: $(GPU_BIN)
 test-gpu-engine:
 	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine
 	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_TEST_MODELS=$(MODELS) tests/gpu/engine_gpu.sh
+# CI has nvcc but no GPU: compile the GPU test binary and the CUDA=1 engine, and check that
+# the CUDA build falls back to the CPU (the CPU suite itself never depends on CUDA).
+cuda-check: $(GPU_BIN)
+	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine
+	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_TEST_MODELS=$(MODELS) tests/gpu/cpu_fallback.sh
 else
+cuda-check:
+	@echo "nvcc not found: skipping the CUDA build check"
 test-gpu bench-gpu test-gpu-engine:
 	@echo "make $@: nvcc not found (not on PATH, not /usr/local/cuda/bin/nvcc);" \
 	  "install the CUDA Toolkit or pass NVCC=/path/to/nvcc" >&2
@@ -170,4 +183,4 @@ help:
 .SECONDARY:
 
 -include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/engine/main.d $(TOOL_SRC:%.c=$(BUILD)/%.d)
--include $(GPU_OBJ:.o=.d)
+-include $(GPU_OBJ:.o=.d) $(GPU_BACKEND_OBJ:.o=.d)

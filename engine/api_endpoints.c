@@ -26,7 +26,9 @@ void api_ep_version(struct api *a, struct mg_connection *c, struct engine *e, co
 
 void api_ep_metrics(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n) {
     struct engine_stats st;
+    struct engine_memory em;
     engine_get_stats(e, &st);
+    engine_memory(e, &em);
     size_t cap = 1 << 15;
     for (;;) {
         char *buf = malloc(cap);
@@ -34,7 +36,7 @@ void api_ep_metrics(struct api *a, struct mg_connection *c, struct engine *e, co
             api_send_error_msg(a, c, 500, NULL, "out of memory");
             return;
         }
-        size_t len = metrics_prometheus(engine_metrics(e), &st, a->names[0], buf, cap);
+        size_t len = metrics_prometheus(engine_metrics(e), &st, &em, a->names[0], buf, cap);
         if (len < cap) {
             char cors[512];
             api_cors_headers(a, c, cors, sizeof cors);
@@ -65,19 +67,24 @@ void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, cons
     struct engine_stats st;
     engine_get_stats(e, &st);
     struct metrics *m = engine_metrics(e);
-    size_t wbytes, kvbytes;
-    const char *device;
-    engine_memory(e, &wbytes, &kvbytes, &device);
+    struct engine_memory em;
+    engine_memory(e, &em);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", a->names[0]);
     cJSON_AddStringToObject(j, "state", "ready");
     cJSON_AddNumberToObject(j, "uptime_s", folio_now() - a->t_start);
     cJSON_AddNumberToObject(j, "max_model_len", engine_max_model_len(e));
-    cJSON_AddStringToObject(j, "device", device);
+    cJSON_AddStringToObject(j, "device", em.device);
     cJSON *mem = cJSON_AddObjectToObject(j, "memory");
-    cJSON_AddNumberToObject(mem, "weights_bytes", (double)wbytes);
-    cJSON_AddNumberToObject(mem, "kv_cache_bytes", (double)kvbytes);
-    cJSON_AddNumberToObject(mem, "activation_bytes", 0);
+    cJSON_AddNumberToObject(mem, "weights_bytes", (double)em.weights);
+    cJSON_AddNumberToObject(mem, "kv_cache_bytes", (double)em.kv_cache);
+    cJSON_AddNumberToObject(mem, "activation_bytes", (double)em.activations);
+    cJSON_AddNumberToObject(mem, "other_bytes", (double)em.other);
+    if (em.device_total) {
+        cJSON_AddNumberToObject(mem, "device_total_bytes", (double)em.device_total);
+        cJSON_AddNumberToObject(mem, "device_free_bytes", (double)em.device_free);
+        cJSON_AddNumberToObject(mem, "gpu_memory_utilization", em.utilization);
+    }
     cJSON *req = cJSON_AddObjectToObject(j, "requests");
     cJSON_AddNumberToObject(req, "running", st.num_running);
     cJSON_AddNumberToObject(req, "waiting", st.num_waiting);
@@ -103,6 +110,11 @@ void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, cons
     cJSON_AddNumberToObject(tk, "prompt", (double)st.prompt_tokens);
     cJSON_AddNumberToObject(tk, "generation", (double)st.generation_tokens);
     cJSON_AddNumberToObject(tk, "generation_per_s", st.gen_tokens_per_s);
+    cJSON *steps = cJSON_AddObjectToObject(j, "steps");
+    cJSON_AddNumberToObject(steps, "total", (double)st.steps);
+    cJSON_AddNumberToObject(steps, "device_argmax", (double)st.greedy_device_steps);
+    cJSON_AddNumberToObject(steps, "forward_s", st.forward_seconds);
+    cJSON_AddNumberToObject(steps, "sample_s", st.sample_seconds);
     add_hist(j, "ttft_s", m, METRICS_TTFT);
     add_hist(j, "itl_s", m, METRICS_ITL);
     add_hist(j, "e2e_s", m, METRICS_E2E);

@@ -47,6 +47,21 @@ struct bk_attention {
     int block_size, max_blocks_per_seq;
     int sliding_window;          /* 0 = unlimited */
     float scale;                 /* 1/sqrt(head_dim) */
+    int max_context;             /* host-known bound on positions[t] + 1 (sizes split-K); 0 = none */
+};
+
+/* The largest batch the backend will see, announced once at load (after the weights) so that
+ * it can allocate its own scratch then rather than in the step loop. */
+struct bk_reserve {
+    int max_tokens;                       /* rows of any matmul input */
+    int64_t max_cols;                     /* widest matmul input (K) */
+    int num_heads, num_kv_heads, head_dim; /* attention's shape */
+};
+
+/* Device memory as the backend sees it. */
+struct bk_mem {
+    size_t total, free; /* the device's, now */
+    size_t reserved;    /* the backend's own scratch (reserve), in bytes */
 };
 
 struct backend_i {
@@ -92,6 +107,13 @@ struct backend_i {
     /* out[i] = x[idx[i]]. x: [*, dim]; idx: [n]; out: [n, dim] */
     void (*gather_rows)(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out);
     int (*sync)(struct backend *b);
+
+    /* Optional (NULL on the CPU): */
+    int (*reserve)(struct backend *b, const struct bk_reserve *r);
+    int (*mem_info)(struct backend *b, struct bk_mem *out);
+    /* ids[r] = argmax_i logits[r, i], the lowest index on ties. logits: [n, vocab]; ids: [n]
+     * host memory. Only the ids cross to the host. */
+    int (*argmax)(struct backend *b, const float *logits, int n, int vocab, int32_t *ids);
 };
 
 struct backend {

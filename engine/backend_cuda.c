@@ -6,10 +6,13 @@
  * of the process, more than the stacks CivetWeb gives its HTTP workers, which then fail to
  * start; opened later, its TLS is allocated only in the threads that call it.
  *
- * First version: weights are widened to fp32 at load and products run through cublasSgemm
- * (TF32 off), so results match the CPU backend to rounding; bf16/f16 GEMMs (half the weight
- * bytes) and split-K attention workspace are the next steps. Every op enqueues on the
- * backend's stream; download and sync wait for it. */
+ * Weights keep the model's dtype (--dtype): fp32 products run through cublasSgemm in pedantic
+ * math (no TF32), so fp32 results match the CPU backend to rounding; bf16/f16 weights meet
+ * activations narrowed to their type (kernels/convert.cu) in cublasGemmEx with fp32
+ * accumulation and fp32 output, on tensor cores. Every op enqueues on the backend's stream;
+ * download and sync wait for it. The scratch the ops need (the narrowed input, the bias ones
+ * vector, split-K attention partials, argmax ids) is allocated once by reserve, so the step
+ * loop never allocates. */
 #include "backend.h"
 
 #include <cublas_v2.h>
@@ -32,6 +35,7 @@ static struct {
     __typeof__(cublasSetMathMode) *set_math_mode;
     __typeof__(cublasSgemm_v2) *sgemm;
     __typeof__(cublasSger_v2) *sger;
+    __typeof__(cublasGemmEx) *gemm_ex;
     char error[256];
 } blas;
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
@@ -50,7 +54,9 @@ static void blas_open(void) {
     *(void **)&blas.set_math_mode = dlsym(blas.lib, "cublasSetMathMode");
     *(void **)&blas.sgemm = dlsym(blas.lib, "cublasSgemm_v2");
     *(void **)&blas.sger = dlsym(blas.lib, "cublasSger_v2");
-    if (!blas.create || !blas.destroy || !blas.set_stream || !blas.set_math_mode || !blas.sgemm || !blas.sger) {
+    *(void **)&blas.gemm_ex = dlsym(blas.lib, "cublasGemmEx");
+    if (!blas.create || !blas.destroy || !blas.set_stream || !blas.set_math_mode || !blas.sgemm || !blas.sger ||
+        !blas.gemm_ex) {
         snprintf(blas.error, sizeof blas.error, "cuBLAS lacks an entry point this build needs");
         dlclose(blas.lib);
         blas.lib = NULL;
@@ -62,8 +68,15 @@ struct cuda_ctx {
     cudaStream_t stream;
     cublasHandle_t blas;
     cudaError_t err;          /* the first launch error, reported at the next sync */
-    float *ones;              /* [ones_n] for bias rows (cublasSger) */
-    int ones_n;
+    cublasMath_t math;        /* the handle's math mode now */
+    /* reserve's scratch: */
+    struct bk_reserve r;
+    void *xcast;              /* [r.max_tokens, r.max_cols] 16-bit: matmul input narrowed */
+    float *ones;              /* [r.max_tokens] of 1.0 for bias rows (cublasSger) */
+    void *attn_ws;            /* split-K partials */
+    size_t attn_ws_bytes;
+    int32_t *ids;             /* [r.max_tokens] argmax results */
+    size_t reserved;          /* bytes of the above */
     char name[320];
 };
 
@@ -76,7 +89,10 @@ static void note(struct cuda_ctx *c, cudaError_t e) {
 static void cu_free(struct backend *b) {
     struct cuda_ctx *c = ctx_of(b);
     if (c) {
+        cudaFree(c->xcast);
         cudaFree(c->ones);
+        cudaFree(c->attn_ws);
+        cudaFree(c->ids);
         if (c->blas) blas.destroy(c->blas);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
@@ -114,23 +130,43 @@ static int cu_download(struct backend *b, void *dst, const void *src, size_t n) 
     return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cuda: %s", cudaGetErrorString(e));
 }
 
+/* Weights become `dtype` on the device: fp32, or a 16-bit type that the GEMMs take as is. A
+ * checkpoint already in that dtype is copied straight; otherwise it is converted on the host
+ * in slices of up to 64 MiB, so that a 1B model's conversion never holds a second copy. */
 static int cu_load_weight(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows,
                           int64_t cols, enum folio_dtype dtype, struct bk_weight *out) {
-    (void)dtype; /* widened to fp32 in this version (see the top comment) */
-    const size_t n = (size_t)rows * (size_t)cols;
-    float *host = malloc(sizeof(float) * n);
-    if (!host) return folio_err(FOLIO_ENOMEM, "out of memory widening a weight");
-    for (size_t i = 0; i < n; i++) host[i] = folio_widen(src, src_dtype, i);
-    void *dev = cu_alloc(b, sizeof(float) * n);
-    int rc = dev ? cu_upload(b, dev, host, sizeof(float) * n)
-                 : folio_err(FOLIO_ENOMEM, "out of GPU memory for a %lld x %lld weight", (long long)rows,
-                             (long long)cols);
-    free(host);
+    const size_t n = (size_t)rows * (size_t)cols, es = folio_dtype_size(dtype), ses = folio_dtype_size(src_dtype);
+    void *dev = cu_alloc(b, es * n);
+    if (!dev)
+        return folio_err(FOLIO_ENOMEM, "out of GPU memory for a %lld x %lld %s weight (%.1f MiB)", (long long)rows,
+                         (long long)cols, folio_dtype_name(dtype), (double)(es * n) / (1 << 20));
+    int rc = 0;
+    if (src_dtype == dtype) {
+        rc = cu_upload(b, dev, src, es * n);
+    } else {
+        const size_t slice = ((size_t)64 << 20) / es;
+        void *host = malloc(es * (n < slice ? n : slice));
+        if (!host) rc = folio_err(FOLIO_ENOMEM, "out of memory converting a weight");
+        for (size_t at = 0; !rc && at < n; at += slice) {
+            const size_t m = n - at < slice ? n - at : slice;
+            const char *s = (const char *)src + at * ses;
+            for (size_t i = 0; i < m; i++) {
+                const float f = folio_widen(s, src_dtype, i);
+                switch (dtype) {
+                case FOLIO_F32: ((float *)host)[i] = f; break;
+                case FOLIO_F16: ((uint16_t *)host)[i] = folio_f32_to_f16(f); break;
+                case FOLIO_BF16: ((uint16_t *)host)[i] = folio_f32_to_bf16(f); break;
+                }
+            }
+            rc = cu_upload(b, (char *)dev + at * es, host, es * m);
+        }
+        free(host);
+    }
     if (rc) {
-        if (dev) cudaFree(dev);
+        cu_release(b, dev);
         return rc;
     }
-    *out = (struct bk_weight){.dtype = FOLIO_F32, .data = dev, .rows = rows, .cols = cols, .owned = dev};
+    *out = (struct bk_weight){.dtype = dtype, .data = dev, .rows = rows, .cols = cols, .owned = dev};
     return 0;
 }
 
@@ -149,36 +185,47 @@ static void cu_add_rms_norm(struct backend *b, float *residual, const float *del
     note(ctx_of(b), add_rms_norm(residual, delta, w, out, rows, dim, eps, ctx_of(b)->stream));
 }
 
+static void set_math(struct cuda_ctx *c, cublasMath_t m) {
+    if (c->math != m && blas.set_math_mode(c->blas, m) == CUBLAS_STATUS_SUCCESS) c->math = m;
+}
+
+static cudaDataType_t cuda_type(enum folio_dtype d) { return d == FOLIO_BF16 ? CUDA_R_16BF : CUDA_R_16F; }
+
 /* out[T, N] = x[T, K] W^T + bias. Row-major out is column-major N x T, and W [N, K] row-major
- * is column-major K x N, so out = op(W)^T-free: C(N x T) = Wc^T (N x K) * xc (K x T). */
+ * is column-major K x N, so C(N x T) = op(Wc)^T (N x K) * xc (K x T) with no transposed copy.
+ * The products of one call share x, so a 16-bit x is narrowed once for all of them. */
 static void cu_matmul(struct backend *b, const float *x, int T, const struct bk_matmul *mm, int n) {
     struct cuda_ctx *c = ctx_of(b);
     const float one = 1.0f, zero = 0.0f;
+    enum folio_dtype narrowed = FOLIO_F32;
     for (int i = 0; i < n; i++) {
         const struct bk_weight *w = mm[i].w;
         const int N = (int)w->rows, K = (int)w->cols;
-        if (blas.sgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w->data, K, x, K, &zero, mm[i].out, N) !=
-            CUBLAS_STATUS_SUCCESS)
-            note(c, cudaErrorLaunchFailure);
-        if (mm[i].bias) {
-            if (T > c->ones_n) {
-                /* A bias row per token: a rank-1 update with a ones vector, grown on the first
-                 * batches (the warm-up) and kept. */
-                float *ones = NULL;
-                float *h = malloc(sizeof(float) * (size_t)T);
-                if (!h || cudaMalloc((void **)&ones, sizeof(float) * (size_t)T) != cudaSuccess) {
-                    free(h);
-                    note(c, cudaErrorMemoryAllocation);
-                    continue;
-                }
-                for (int k = 0; k < T; k++) h[k] = 1.0f;
-                cudaMemcpy(ones, h, sizeof(float) * (size_t)T, cudaMemcpyHostToDevice);
-                free(h);
-                cudaStreamSynchronize(c->stream);
-                cudaFree(c->ones);
-                c->ones = ones;
-                c->ones_n = T;
+        cublasStatus_t st;
+        if (w->dtype == FOLIO_F32) {
+            set_math(c, CUBLAS_PEDANTIC_MATH);
+            st = blas.sgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w->data, K, x, K, &zero, mm[i].out, N);
+        } else {
+            if (T > c->r.max_tokens || K > c->r.max_cols) { /* a caller bug: reserve was not told */
+                note(c, cudaErrorInvalidValue);
+                continue;
             }
+            if (narrowed != w->dtype) {
+                note(c, cast_f32(x, c->xcast, (enum kernel_dtype)w->dtype, (size_t)T * K, c->stream));
+                narrowed = w->dtype;
+            }
+            set_math(c, CUBLAS_DEFAULT_MATH);
+            st = blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w->data, cuda_type(w->dtype), K,
+                              c->xcast, cuda_type(w->dtype), K, &zero, mm[i].out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT);
+        }
+        if (st != CUBLAS_STATUS_SUCCESS) note(c, cudaErrorLaunchFailure);
+        if (mm[i].bias) {
+            if (T > c->r.max_tokens) {
+                note(c, cudaErrorInvalidValue);
+                continue;
+            }
+            /* A bias row per token: a rank-1 update with the ones vector. */
             if (blas.sger(c->blas, N, T, &one, mm[i].bias, 1, c->ones, 1, mm[i].out, N) != CUBLAS_STATUS_SUCCESS)
                 note(c, cudaErrorLaunchFailure);
         }
@@ -203,7 +250,8 @@ static void cu_attention(struct backend *b, const struct bk_attention *p) {
         .seq_idx = p->seq_idx, .positions = p->positions, .out = p->out, .num_tokens = p->num_tokens,
         .num_heads = p->num_heads, .num_kv_heads = p->num_kv_heads, .head_dim = p->head_dim,
         .block_size = p->block_size, .max_blocks_per_seq = p->max_blocks_per_seq,
-        .sliding_window = p->sliding_window, .scale = p->scale, .max_splits = 1};
+        .sliding_window = p->sliding_window, .scale = p->scale, .max_context = p->max_context,
+        .max_splits = 0, .workspace = ctx_of(b)->attn_ws, .workspace_bytes = ctx_of(b)->attn_ws_bytes};
     note(ctx_of(b), paged_attention(&pa, ctx_of(b)->stream));
 }
 
@@ -227,6 +275,56 @@ static int cu_sync(struct backend *b) {
     return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cuda: %s", cudaGetErrorString(e));
 }
 
+/* Allocates the ops' scratch for the largest batch; called once at load, before the
+ * profiling pass, and again only if the model's limits grow. */
+static int cu_reserve(struct backend *b, const struct bk_reserve *r) {
+    struct cuda_ctx *c = ctx_of(b);
+    if (r->max_tokens <= c->r.max_tokens && r->max_cols <= c->r.max_cols && r->num_heads <= c->r.num_heads &&
+        r->num_kv_heads == c->r.num_kv_heads && r->head_dim == c->r.head_dim)
+        return 0;
+    cudaStreamSynchronize(c->stream);
+    cudaFree(c->xcast);
+    cudaFree(c->ones);
+    cudaFree(c->attn_ws);
+    cudaFree(c->ids);
+    c->xcast = c->attn_ws = NULL;
+    c->ones = NULL;
+    c->ids = NULL;
+    c->r = (struct bk_reserve){0};
+    c->reserved = 0;
+    const size_t T = (size_t)(r->max_tokens > 0 ? r->max_tokens : 1);
+    const size_t xcast_bytes = T * (size_t)(r->max_cols > 0 ? r->max_cols : 1) * 2;
+    const size_t ws = paged_attention_workspace_size(r->max_tokens, r->num_heads, r->num_kv_heads, r->head_dim);
+    float *ones_h = malloc(sizeof(float) * T);
+    int rc = 0;
+    if (!ones_h || !(c->xcast = cu_alloc(b, xcast_bytes)) || !(c->ones = cu_alloc(b, sizeof(float) * T)) ||
+        !(c->ids = cu_alloc(b, sizeof(int32_t) * T)) || (ws && !(c->attn_ws = cu_alloc(b, ws)))) {
+        rc = folio_err(FOLIO_ENOMEM, "out of GPU memory for the activation scratch of %zu-token batches", T);
+    } else {
+        for (size_t i = 0; i < T; i++) ones_h[i] = 1.0f;
+        rc = cu_upload(b, c->ones, ones_h, sizeof(float) * T);
+    }
+    free(ones_h);
+    if (rc) return rc;
+    c->r = *r;
+    c->attn_ws_bytes = ws;
+    c->reserved = xcast_bytes + sizeof(float) * T + sizeof(int32_t) * T + ws;
+    return 0;
+}
+
+static int cu_mem_info(struct backend *b, struct bk_mem *out) {
+    cudaError_t e = cudaMemGetInfo(&out->free, &out->total);
+    out->reserved = ctx_of(b)->reserved;
+    return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cudaMemGetInfo: %s", cudaGetErrorString(e));
+}
+
+static int cu_argmax(struct backend *b, const float *logits, int n, int vocab, int32_t *ids) {
+    struct cuda_ctx *c = ctx_of(b);
+    if (n > c->r.max_tokens) return folio_err(FOLIO_EINVAL, "argmax of %d rows exceeds the reserved %d", n, c->r.max_tokens);
+    note(c, argmax_rows(logits, n, vocab, c->ids, c->stream));
+    return cu_download(b, ids, c->ids, sizeof(int32_t) * (size_t)n);
+}
+
 static const struct backend_i cuda_iface = {
     .name = "cuda",
     .free = cu_free,
@@ -246,6 +344,9 @@ static const struct backend_i cuda_iface = {
     .copy_blocks = cu_copy_blocks,
     .gather_rows = cu_gather_rows,
     .sync = cu_sync,
+    .reserve = cu_reserve,
+    .mem_info = cu_mem_info,
+    .argmax = cu_argmax,
 };
 
 int backend_cuda_available(void) {
@@ -291,6 +392,7 @@ int backend_cuda_create(int device, struct backend **out) {
         cu_free(b);
         return folio_err(FOLIO_EIO, "cuBLAS could not start on device %d", device);
     }
+    c->math = CUBLAS_PEDANTIC_MATH;
     snprintf(c->name, sizeof c->name, "cuda:%d %.200s (sm_%d%d, %.1f GiB)", device, prop.name, prop.major, prop.minor,
              (double)prop.totalGlobalMem / (1 << 30));
     *out = b;

@@ -10,6 +10,7 @@
 #include "detok.h"
 #include "engine_internal.h"
 #include "kv_cache.h"
+#include "mem_plan.h"
 #include "metrics.h"
 #include "model.h"
 #include "sampler.h"
@@ -25,6 +26,7 @@ struct engine_params engine_default_params(void) {
         .max_num_seqs = 256,
         .max_num_batched_tokens = 2048,
         .kv_cache_space = 4.0,
+        .gpu_memory_utilization = 0.9,
         .enable_prefix_caching = 1,
     };
 }
@@ -61,10 +63,10 @@ void engine_describe(const struct engine *e, char *buf, size_t cap) {
              e->notice);
 }
 
-void engine_memory(const struct engine *e, size_t *weight_bytes, size_t *kv_bytes, const char **device) {
-    *weight_bytes = model_weight_bytes(e->m);
-    *kv_bytes = (size_t)e->num_blocks * model_kv_block_bytes(e->m);
-    *device = e->on_gpu ? "cuda" : "cpu";
+void engine_memory(const struct engine *e, struct engine_memory *out) {
+    *out = e->mem;
+    struct bk_mem bm;
+    if (e->on_gpu && e->b->iface->mem_info && e->b->iface->mem_info(e->b, &bm) == 0) out->device_free = bm.free;
 }
 
 /* ---- creation ---- */
@@ -129,6 +131,55 @@ static int create_backend(struct engine *e) {
     return backend_cpu_create(&(struct backend_cpu_params){.n_threads = e->p.threads}, &e->b);
 }
 
+/* GPU, before loading: the requested length is valid, this engine's share of the device is
+ * free, and the weights fit in it (mem_plan.h). */
+static int plan_gpu(struct engine *e, const struct model_config *c, struct model_params *mp, struct mem_plan *plan) {
+    const int len = e->p.max_model_len > 0 ? e->p.max_model_len : c->max_position_embeddings;
+    if (len > c->max_position_embeddings)
+        return folio_err(FOLIO_EINVAL, "--max-model-len %d exceeds the model's max_position_embeddings %d", len,
+                         c->max_position_embeddings);
+    struct bk_mem bm;
+    int rc = e->b->iface->mem_info(e->b, &bm);
+    if (rc) return rc;
+    const enum folio_dtype dt = mp->dtype_auto ? c->torch_dtype : mp->dtype;
+    *plan = (struct mem_plan){
+        .total = bm.total, .free = bm.free, .utilization = e->p.gpu_memory_utilization,
+        .weight_bytes = model_weight_bytes_for(c, dt), .dtype = folio_dtype_name(dt),
+        .block_bytes = model_kv_block_bytes_for(c, e->p.block_size), .block_size = e->p.block_size,
+        .max_model_len = len, .len_given = e->p.max_model_len > 0, .max_num_seqs = e->p.max_num_seqs};
+    mp->max_model_len = len;
+    return mem_plan_check(plan);
+}
+
+/* GPU, after loading: a profiling pass at the largest batch, then what is left of the share
+ * becomes KV blocks (or exactly --num-blocks). Everything the engine allocated so far counts:
+ * the free memory's drop since plan_gpu measured it. */
+static int size_kv_gpu(struct engine *e, struct mem_plan *plan) {
+    int rc;
+    struct bk_mem bm;
+    if ((rc = model_profile(e->m)) || (rc = e->b->iface->sync(e->b)) || (rc = e->b->iface->mem_info(e->b, &bm)))
+        return rc;
+    plan->non_kv_bytes = plan->free > bm.free ? plan->free - bm.free : 0;
+    plan->weight_bytes = model_weight_bytes_for(model_config(e->m), model_dtype(e->m));
+    plan->dtype = folio_dtype_name(model_dtype(e->m));
+    if (e->p.num_blocks > 0) {
+        const long long need = ((long long)plan->max_model_len + plan->block_size - 1) / plan->block_size;
+        if (e->p.num_blocks < need)
+            return folio_err(FOLIO_EINVAL,
+                             "%d KV blocks of %d tokens cannot hold one sequence of max_model_len %d; the largest "
+                             "max_model_len that fits is %lld",
+                             e->p.num_blocks, plan->block_size, plan->max_model_len,
+                             (long long)e->p.num_blocks * plan->block_size);
+        e->num_blocks = e->p.num_blocks;
+        return 0;
+    }
+    if ((rc = mem_plan_kv(plan))) return rc;
+    e->num_blocks = plan->num_blocks;
+    model_set_max_model_len(e->m, plan->out_max_model_len);
+    snprintf(e->notice, sizeof e->notice, "%s", plan->notice);
+    return 0;
+}
+
 int engine_create(const struct engine_params *pp, struct engine **out) {
     int rc;
     struct engine *e = calloc(1, sizeof *e);
@@ -164,10 +215,16 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     mp.max_num_seqs = mp.max_num_logits = e->p.max_num_seqs;
     mp.max_num_batched_tokens = e->p.max_num_batched_tokens;
     struct model_config cfg;
-    if ((rc = config_load(e->p.model, &cfg)) || (rc = size_kv(e, &cfg, &mp.max_model_len, &e->num_blocks))) goto fail;
-    if ((rc = tok_load(e->p.model, &e->tok))) goto fail;
-    if ((rc = create_backend(e))) goto fail;
+    struct mem_plan plan = {0};
+    if ((rc = config_load(e->p.model, &cfg)) || (rc = tok_load(e->p.model, &e->tok)) || (rc = create_backend(e)))
+        goto fail;
+    if (e->on_gpu) {
+        if ((rc = plan_gpu(e, &cfg, &mp, &plan))) goto fail;
+    } else if ((rc = size_kv(e, &cfg, &mp.max_model_len, &e->num_blocks))) {
+        goto fail;
+    }
     if ((rc = model_load(e->p.model, &mp, e->b, &e->m))) goto fail;
+    if (e->on_gpu && (rc = size_kv_gpu(e, &plan))) goto fail;
     e->cfg = model_config(e->m);
     e->V = e->cfg->vocab_size;
     e->bs = e->p.block_size;
@@ -179,6 +236,16 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     if (e->num_eos == 0 && tok_eos_id(e->tok) >= 0) e->eos[e->num_eos++] = tok_eos_id(e->tok);
 
     if ((rc = model_alloc_kv(e->m, e->num_blocks))) goto fail;
+    e->mem.device = e->on_gpu ? "cuda" : "cpu";
+    e->mem.weights = model_weight_bytes_for(e->cfg, model_dtype(e->m));
+    e->mem.kv_cache = (size_t)e->num_blocks * model_kv_block_bytes(e->m);
+    e->mem.activations = model_activation_bytes(e->m);
+    if (e->on_gpu) {
+        const size_t known = e->mem.weights + e->mem.activations;
+        e->mem.other = plan.non_kv_bytes > known ? plan.non_kv_bytes - known : 0;
+        e->mem.device_total = plan.total;
+        e->mem.utilization = plan.utilization;
+    }
     e->kv = kv_cache_create(&(struct kv_cache_params){e->num_blocks, e->bs, e->p.enable_prefix_caching});
     e->sched = e->kv ? sched_create(&(struct sched_params){e->max_seqs, e->max_tokens_step}, e->kv) : NULL;
     e->tp = e->on_gpu ? (e->own_tp = tp_create(e->p.threads)) : backend_cpu_threadpool(e->b);
@@ -437,6 +504,7 @@ static void publish_stats(struct engine *e) {
         .forward_seconds = e->forward_s,
         .sample_seconds = e->sample_s,
         .gen_tokens_per_s = e->tps,
+        .greedy_device_steps = e->greedy_device_steps,
     };
     pthread_mutex_unlock(&e->stats_mu);
 }
@@ -484,8 +552,14 @@ int engine_step(struct engine *e) {
         .num_tokens = T, .tokens = e->tokens, .positions = e->positions, .seq_idx = e->seq_idx,
         .slot_mapping = e->slots, .num_seqs = ns, .block_tables = e->tables, .num_logits = L,
         .logits_idx = e->logits_idx, .num_copies = o->num_copies, .block_copies = o->copies};
+    /* When every row is plain greedy, the device takes the argmax and only ids come back. */
+    int device_argmax = L > 0 && model_has_device_argmax(e->m);
+    for (int i = 0; i < L && device_argmax; i++) {
+        const struct sample *s = e->logit_sample[i];
+        device_argmax = s->req->n == 1 && sampler_is_plain_greedy(&s->req->sp, s->num_output);
+    }
     const double t0 = folio_now();
-    int rc = model_forward(e->m, &batch, e->logits);
+    int rc = device_argmax ? model_forward_argmax(e->m, &batch, e->sampled) : model_forward(e->m, &batch, e->logits);
     const double t1 = folio_now();
     e->forward_s += t1 - t0;
     if (rc) {
@@ -498,7 +572,8 @@ int engine_step(struct engine *e) {
         return rc;
     }
     sched_commit(e->sched, o);
-    if (L > 1) tp_run(e->tp, L, draw_task, e);
+    if (device_argmax) e->greedy_device_steps++;
+    else if (L > 1) tp_run(e->tp, L, draw_task, e);
     else if (L == 1) draw_task(e, 0, 0);
     for (int i = 0; i < L; i++) {
         struct sample *s = e->logit_sample[i];

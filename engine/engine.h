@@ -35,6 +35,8 @@ struct engine_params {
     int max_model_len;          /* 0: the model's max_position_embeddings */
     double kv_cache_space;      /* GiB of KV cache on CPU (4); never more than max_num_seqs
                                  * full-length sequences need */
+    double gpu_memory_utilization; /* this engine's share of the GPU's memory (0.9), as vLLM:
+                                    * weights, activations and KV cache all come out of it */
     int num_blocks;             /* > 0: exactly this many KV blocks (overrides the space) */
     int enable_prefix_caching;  /* 1 */
     uint64_t seed;              /* seeds the seeds of unseeded requests; 0 = from the clock */
@@ -65,8 +67,18 @@ int engine_block_size(const struct engine *e);
 /* One line on what runs where: architecture, layers, weight dtype and size, backend, KV
  * cache. */
 void engine_describe(const struct engine *e, char *buf, size_t cap);
-/* Bytes of weights and of the KV pool, and the backend's name ("cpu"), for /stats. */
-void engine_memory(const struct engine *e, size_t *weight_bytes, size_t *kv_bytes, const char **device);
+/* Where the engine's memory goes, for /stats, /metrics and the console's GPU bar. */
+struct engine_memory {
+    const char *device;         /* "cpu" or "cuda" */
+    size_t weights;             /* resident weight bytes */
+    size_t kv_cache;            /* the KV pool */
+    size_t activations;         /* activation scratch and the backend's workspaces */
+    size_t other;               /* GPU: what else the profiling pass saw allocated (library
+                                 * workspaces); 0 on the CPU */
+    size_t device_total, device_free; /* GPU, free as of the call; 0 on the CPU */
+    double utilization;         /* GPU: --gpu-memory-utilization; 0 on the CPU */
+};
+void engine_memory(const struct engine *e, struct engine_memory *out);
 
 struct engine_request {
     const int32_t *prompt;      /* [num_prompt] token ids (copied) */
@@ -137,6 +149,7 @@ struct engine_stats {
     double forward_seconds;     /* engine thread time in forward passes, cumulative */
     double sample_seconds;      /* ... in sampling, detokenizing and stop checks */
     double gen_tokens_per_s;    /* over the last second or so of steps; 0 when idle */
+    long long greedy_device_steps; /* steps whose argmax ran on the device (no logits moved) */
 };
 
 void engine_get_stats(struct engine *e, struct engine_stats *out);

@@ -105,6 +105,8 @@ struct engine {
     int num_eos;
     size_t max_delta;
     char notice[256];     /* what engine_create adjusted, for engine_describe */
+    long long greedy_device_steps;
+    struct engine_memory mem;    /* settled in engine_create (device_free is re-read) */
 
     /* The batch. */
     int32_t *tokens, *positions, *seq_idx, *slots; /* [max_tokens_step] */

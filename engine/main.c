@@ -35,7 +35,7 @@ struct opts {
     float drain_timeout;
     int block_size, threads, chunk, max_batched, show_ids;
     int max_num_seqs, max_model_len, prefix_caching;
-    double kv_cache_space;
+    double kv_cache_space, gpu_memory_utilization;
     struct sampling_params sp;
     const char *stops[MAX_STOP];
 };
@@ -67,7 +67,8 @@ static const char usage[] =
     "          --max-tokens N (64)  --temperature T (1.0; 0 = greedy)  --top-p P  --top-k K  --min-p P\n"
     "          --repetition-penalty R  --presence-penalty P  --frequency-penalty F  --seed S  --n N\n"
     "          --stop STR (repeatable)  --min-tokens N  --ignore-eos  --show-ids\n"
-    "engine:   --max-num-seqs N  --max-model-len N  --kv-cache-space GiB (4)\n"
+    "engine:   --max-num-seqs N  --max-model-len N  --kv-cache-space GiB (CPU KV cache, 4)\n"
+    "          --gpu-memory-utilization F (0.9: this engine's share of the GPU: weights, activations, KV)\n"
     "          --enable-prefix-caching | --no-enable-prefix-caching\n"
     "serve:    --host H (127.0.0.1)  --port P (8000)  --served-model-name NAME [NAME...] (the --model argument)\n"
     "          --api-key KEY (or FOLIO_API_KEY)  --allowed-origins '[\"http://a\"]'  --chat-template FILE\n"
@@ -163,6 +164,13 @@ static int parse_args(int argc, char **argv, struct opts *o) {
             o->sp.seed = strtoull(v, &end, 10);
             o->sp.has_seed = 1;
             if (errno || *end || end == v) rc = folio_err(FOLIO_EINVAL, "--seed expects an unsigned integer");
+        } else if (strcmp(a, "--gpu-memory-utilization") == 0) {
+            char *end;
+            errno = 0;
+            double f = strtod(v, &end);
+            if (errno || *end || end == v || !(f > 0.0 && f <= 1.0))
+                rc = folio_err(FOLIO_EINVAL, "--gpu-memory-utilization expects a fraction in (0, 1], got '%s'", v);
+            o->gpu_memory_utilization = f;
         } else if (strcmp(a, "--kv-cache-space") == 0) {
             float f;
             if (!(rc = parse_float(a, v, &f)) && !(f > 0))
@@ -267,6 +275,17 @@ static int load_model(const struct opts *o, struct model_params *mp, struct back
         if ((rc = folio_dtype_parse(o->dtype, &mp->dtype))) return rc;
     }
     mp->block_size = o->block_size;
+    const char *dev = o->device ? o->device : "cpu";
+    if (!strcmp(dev, "cuda")) {
+#ifdef FOLIO_CUDA
+        if ((rc = backend_cuda_create(0, b))) return rc;
+        return model_load(o->model, mp, *b, m);
+#else
+        return folio_err(FOLIO_EUNSUP, "this folio-engine was built without CUDA (build it with make CUDA=1)");
+#endif
+    }
+    if (strcmp(dev, "cpu") != 0 && strcmp(dev, "auto") != 0)
+        return folio_err(FOLIO_EINVAL, "--device must be auto, cpu or cuda, not '%s'", dev);
     if ((rc = backend_cpu_create(&(struct backend_cpu_params){.n_threads = o->threads}, b))) return rc;
     return model_load(o->model, mp, *b, m);
 }
@@ -275,9 +294,15 @@ static int load_model(const struct opts *o, struct model_params *mp, struct back
  * line on stderr. */
 static void print_banner(const struct opts *o, struct model *m, struct backend *b) {
     const struct model_config *c = model_config(m);
-    fprintf(stderr, "folio-engine: %s (%s, %d layers, %s weights, %.1f MiB), cpu backend %s\n", o->model,
+    const int gpu = !strcmp(b->iface->name, "cuda");
+    const char *name = "";
+#ifdef FOLIO_CUDA
+    if (gpu) name = backend_cuda_name(b);
+#endif
+    if (!gpu) name = backend_cpu_isa(b);
+    fprintf(stderr, "folio-engine: %s (%s, %d layers, %s weights, %.1f MiB), %s backend %s\n", o->model,
             c->arch_name, c->num_layers, folio_dtype_name(model_dtype(m)), (double)model_weight_bytes(m) / (1 << 20),
-            backend_cpu_isa(b));
+            gpu ? "cuda" : "cpu", name);
 }
 
 static int cmd_logits(const struct opts *o) {
@@ -370,6 +395,7 @@ static struct engine_params engine_params_from(const struct opts *o) {
     if (o->max_num_seqs) ep.max_num_seqs = o->max_num_seqs;
     ep.max_model_len = o->max_model_len;
     if (o->kv_cache_space > 0) ep.kv_cache_space = o->kv_cache_space;
+    if (o->gpu_memory_utilization > 0) ep.gpu_memory_utilization = o->gpu_memory_utilization;
     ep.enable_prefix_caching = o->prefix_caching;
     return ep;
 }

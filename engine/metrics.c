@@ -141,8 +141,8 @@ static void counter(struct out *o, const char *label, const char *name, const ch
     put(o, "folio:%s_total{%s} %lld\n", name, label, v);
 }
 
-size_t metrics_prometheus(struct metrics *m, const struct engine_stats *st, const char *model_name, char *buf,
-                          size_t cap) {
+size_t metrics_prometheus(struct metrics *m, const struct engine_stats *st, const struct engine_memory *mem,
+                          const char *model_name, char *buf, size_t cap) {
     struct out o = {buf, cap, 0};
     if (cap) buf[0] = '\0';
     /* A label value escapes backslash, quote and newline. */
@@ -171,6 +171,17 @@ size_t metrics_prometheus(struct metrics *m, const struct engine_stats *st, cons
     gauge(&o, label, "kv_cache_waste_perc", "Allocated KV slots that hold no token.", st->waste);
     gauge(&o, label, "generation_tokens_per_second", "Output tokens per second over the last second or so.",
           st->gen_tokens_per_s);
+    if (mem) {
+        gauge(&o, label, "memory_weights_bytes", "Bytes of resident model weights.", (double)mem->weights);
+        gauge(&o, label, "memory_kv_cache_bytes", "Bytes of the KV-cache pool.", (double)mem->kv_cache);
+        gauge(&o, label, "memory_activation_bytes", "Bytes of activation scratch and backend workspaces.",
+              (double)mem->activations);
+        if (mem->device_total) {
+            gauge(&o, label, "gpu_memory_total_bytes", "The GPU's total memory.", (double)mem->device_total);
+            gauge(&o, label, "gpu_memory_free_bytes", "The GPU's free memory, now.", (double)mem->device_free);
+            gauge(&o, label, "gpu_memory_utilization", "This engine's share of the GPU's memory.", mem->utilization);
+        }
+    }
     counter(&o, label, "prefix_cache_queries", "Prefix-cache queries, in tokens.", st->prefix_queries);
     counter(&o, label, "prefix_cache_hits", "Prefix-cache hits, in tokens.", st->prefix_hits);
     counter(&o, label, "num_preemptions", "Cumulative number of preemptions.", st->num_preemptions);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 struct engine_stats;
+struct engine_memory;
 
 enum metrics_hist_id {
     METRICS_TTFT,  /* time_to_first_token_seconds: arrival to a request's first token */
@@ -48,9 +49,10 @@ long long metrics_finished(struct metrics *m, enum metrics_reason why);
  * histogram_quantile does; 0 when empty. */
 double metrics_quantile(const struct metrics_hist_snapshot *s, double q);
 
-/* Writes the Prometheus text exposition (format 0.0.4) of the stats and histograms, labelled
- * model_name="...". Returns the length it needed (like snprintf: >= cap means truncated). */
-size_t metrics_prometheus(struct metrics *m, const struct engine_stats *st, const char *model_name, char *buf,
-                          size_t cap);
+/* Writes the Prometheus text exposition (format 0.0.4) of the stats, the memory figures (when
+ * mem != NULL) and the histograms, labelled model_name="...". Returns the length it needed
+ * (like snprintf: >= cap means truncated). */
+size_t metrics_prometheus(struct metrics *m, const struct engine_stats *st, const struct engine_memory *mem,
+                          const char *model_name, char *buf, size_t cap);
 
 #endif

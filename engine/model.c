@@ -42,6 +42,8 @@ struct model {
     float *rows;                                           /* [max_logits, hidden] */
     float *logits;                                         /* [max_logits, vocab] */
     int32_t *seq_max_pos;                                  /* host [max_seqs], for validation */
+    int max_context;                                       /* of the batch being run */
+    size_t scratch_bytes;                                  /* of the device scratch above */
 };
 
 struct model_params model_default_params(void) {
@@ -75,6 +77,15 @@ size_t model_weight_bytes(const struct model *m) {
              weight_bytes(&L->gate) + weight_bytes(&L->up) + weight_bytes(&L->down);
     }
     return n;
+}
+
+size_t model_weight_bytes_for(const struct model_config *c, enum folio_dtype dtype) {
+    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    const size_t qd = (size_t)c->num_heads * c->head_dim, kvd = (size_t)c->num_kv_heads * c->head_dim;
+    const size_t per_layer = H * qd * 2 + H * kvd * 2 + 3 * H * I;
+    size_t n = (size_t)c->num_layers * per_layer + V * H * (c->tie_word_embeddings ? 1 : 2);
+    size_t vec = H + (size_t)c->num_layers * (2 * H + (c->attention_bias ? qd + 2 * kvd : 0));
+    return n * folio_dtype_size(dtype) + vec * sizeof(float);
 }
 
 size_t model_kv_block_bytes_for(const struct model_config *c, int block_size) {
@@ -138,6 +149,7 @@ static int load_vector(struct model *m, const char *name, int64_t n, float **out
 static void *scratch(struct model *m, size_t elems, size_t es, int *rc) {
     if (*rc) return NULL;
     void *p = m->b->iface->alloc(m->b, elems * es);
+    if (p) m->scratch_bytes += elems * es;
     if (!p) *rc = folio_err(FOLIO_ENOMEM, "out of memory for activation scratch (%zu bytes)", elems * es);
     return p;
 }
@@ -166,6 +178,17 @@ static int alloc_scratch(struct model *m) {
     m->logits = scratch(m, L * (size_t)m->cfg.vocab_size, 4, &rc);
     if (!rc && !(m->seq_max_pos = malloc(S * sizeof(int32_t))))
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
+    /* The backend's own scratch for the same limits (a device's narrowed GEMM inputs, split-K
+     * partials), so that nothing is allocated once steps run. */
+    if (!rc && m->b->iface->reserve) {
+        int64_t widest = H;
+        if (m->q_dim > widest) widest = m->q_dim;
+        if (m->cfg.intermediate_size > widest) widest = m->cfg.intermediate_size;
+        const struct bk_reserve r = {.max_tokens = (int)(T > L ? T : L), .max_cols = widest,
+                                     .num_heads = m->cfg.num_heads, .num_kv_heads = m->cfg.num_kv_heads,
+                                     .head_dim = m->cfg.head_dim};
+        rc = m->b->iface->reserve(m->b, &r);
+    }
     return rc;
 }
 
@@ -322,6 +345,9 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
             return folio_err(FOLIO_EINVAL, "slot %d is outside the KV cache", bt->slot_mapping[t]);
         if (bt->positions[t] > m->seq_max_pos[bt->seq_idx[t]]) m->seq_max_pos[bt->seq_idx[t]] = bt->positions[t];
     }
+    m->max_context = 0;
+    for (int s = 0; s < S; s++)
+        if (m->seq_max_pos[s] + 1 > m->max_context) m->max_context = m->seq_max_pos[s] + 1;
     for (int s = 0; s < S; s++)
         for (int i = 0; i <= m->seq_max_pos[s] / bs && m->seq_max_pos[s] >= 0; i++) {
             int32_t blk = bt->block_tables[(size_t)s * m->max_blocks_per_seq + i];
@@ -337,7 +363,8 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
     return 0;
 }
 
-int model_forward(struct model *m, const struct model_batch *bt, float *logits) {
+/* The forward pass up to the LM head's output, left on the device in m->logits. */
+static int run(struct model *m, const struct model_batch *bt) {
     int rc;
     if ((rc = check_batch(m, bt))) return rc;
     struct backend *b = m->b;
@@ -376,7 +403,8 @@ int model_forward(struct model *m, const struct model_batch *bt, float *logits) 
             .seq_idx = m->d_seq_idx, .positions = m->d_positions, .out = m->attn, .num_tokens = T,
             .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
             .block_size = m->p.block_size, .max_blocks_per_seq = m->max_blocks_per_seq,
-            .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim)};
+            .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim),
+            .max_context = m->max_context};
         bi->attention(b, &ap);
         const struct bk_matmul o = {&L->o, NULL, m->delta};
         bi->matmul(b, m->attn, T, &o, 1);
@@ -396,5 +424,76 @@ int model_forward(struct model *m, const struct model_batch *bt, float *logits) 
     bi->add_rms_norm(b, m->rows, m->xn, m->final_norm, m->rows, bt->num_logits, H, c->rms_norm_eps);
     const struct bk_matmul head = {&m->lm_head, NULL, m->logits};
     bi->matmul(b, m->rows, bt->num_logits, &head, 1);
-    return bi->download(b, logits, m->logits, sizeof(float) * (size_t)bt->num_logits * c->vocab_size);
+    return 0;
+}
+
+int model_forward(struct model *m, const struct model_batch *bt, float *logits) {
+    int rc = run(m, bt);
+    if (rc || bt->num_logits == 0) return rc;
+    return m->b->iface->download(m->b, logits, m->logits, sizeof(float) * (size_t)bt->num_logits * m->cfg.vocab_size);
+}
+
+int model_has_device_argmax(const struct model *m) { return m->b->iface->argmax != NULL; }
+
+int model_forward_argmax(struct model *m, const struct model_batch *bt, int32_t *ids) {
+    if (!m->b->iface->argmax) return folio_err(FOLIO_EUNSUP, "this backend has no device argmax");
+    int rc = run(m, bt);
+    if (rc || bt->num_logits == 0) return rc;
+    return m->b->iface->argmax(m->b, m->logits, bt->num_logits, m->cfg.vocab_size, ids);
+}
+
+size_t model_activation_bytes(const struct model *m) {
+    struct bk_mem mem = {0};
+    if (m->b->iface->mem_info && m->b->iface->mem_info(m->b, &mem)) mem.reserved = 0;
+    return m->scratch_bytes + mem.reserved;
+}
+
+void model_set_max_model_len(struct model *m, int len) {
+    if (len > 0 && len < m->p.max_model_len) m->p.max_model_len = len;
+}
+
+void model_free_kv(struct model *m) {
+    if (m->kv_pool) m->b->iface->release(m->b, m->kv_pool);
+    m->kv_pool = NULL;
+    m->num_blocks = 0;
+    for (int l = 0; l < m->cfg.num_layers; l++) m->layers[l].k_cache = m->layers[l].v_cache = NULL;
+}
+
+/* Tokens spread over as many sequences as the limits allow, each at positions 0.. (wrapped at
+ * max_model_len), every block-table entry block 0 and no slot written: the pass computes at
+ * full size and leaves the cache as it was. */
+int model_profile(struct model *m) {
+    const int T = m->p.max_num_batched_tokens;
+    int S = m->p.max_num_seqs < T ? m->p.max_num_seqs : T;
+    const int L = m->p.max_num_logits < S ? m->p.max_num_logits : S;
+    int rc = 0, own_kv = !m->kv_pool;
+    int32_t *buf = calloc((size_t)4 * T + (size_t)S * m->max_blocks_per_seq + (size_t)L, sizeof(int32_t));
+    float *logits = NULL;
+    if (!buf) return folio_err(FOLIO_ENOMEM, "out of memory");
+    int32_t *tokens = buf, *positions = tokens + T, *seq_idx = positions + T, *slots = seq_idx + T;
+    int32_t *tables = slots + T, *logits_idx = tables + (size_t)S * m->max_blocks_per_seq;
+    const int per = T / S;
+    for (int t = 0; t < T; t++) {
+        const int s = t / per < S ? t / per : S - 1;
+        seq_idx[t] = s;
+        positions[t] = (t - s * per) % m->p.max_model_len;
+        slots[t] = -1;
+    }
+    for (int i = 0; i < L; i++) logits_idx[i] = (i + 1) * per - 1;
+    const struct model_batch bt = {.num_tokens = T, .tokens = tokens, .positions = positions, .seq_idx = seq_idx,
+                                   .slot_mapping = slots, .num_seqs = S, .block_tables = tables,
+                                   .num_logits = L, .logits_idx = logits_idx};
+    if (own_kv && (rc = model_alloc_kv(m, 1))) goto out;
+    if (model_has_device_argmax(m)) {
+        rc = model_forward_argmax(m, &bt, logits_idx); /* the ids land over the indices, now used */
+    } else if (!(logits = malloc(sizeof(float) * (size_t)L * m->cfg.vocab_size))) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory");
+    } else {
+        rc = model_forward(m, &bt, logits);
+    }
+out:
+    if (own_kv) model_free_kv(m);
+    free(logits);
+    free(buf);
+    return rc;
 }

@@ -61,8 +61,27 @@ int model_max_blocks_per_seq(const struct model *m);
 size_t model_weight_bytes(const struct model *m);
 enum folio_dtype model_dtype(const struct model *m);
 
+/* Resident bytes of every matrix and vector (the embedding included) that a model of this
+ * config takes in dtype: what must fit before loading. */
+size_t model_weight_bytes_for(const struct model_config *c, enum folio_dtype dtype);
+/* Device bytes of activation scratch: the model's buffers and the backend's reserve. */
+size_t model_activation_bytes(const struct model *m);
+/* Lowers max_model_len after load (when the KV cache turns out smaller than planned). */
+void model_set_max_model_len(struct model *m, int len);
+/* Frees the KV cache (model_alloc_kv may then run again). */
+void model_free_kv(struct model *m);
+/* One forward pass at the params' limits on a scratch one-block KV cache (allocated and freed
+ * here when none is), so that every lazily allocated device buffer exists afterwards: the
+ * memory measured then is the engine's peak outside the KV cache. */
+int model_profile(struct model *m);
+
 /* Runs the batch and writes logits[num_logits, vocab_size] (host memory, fp32). The batch
  * must respect the params' limits; a violation is an error, never an overflow. */
 int model_forward(struct model *m, const struct model_batch *batch, float *logits);
+/* Whether the backend can take the argmax of the logits itself (the GPU). */
+int model_has_device_argmax(const struct model *m);
+/* The same pass, but only ids[num_logits], each row's argmax (lowest id on ties), reach the
+ * host: greedy decoding without moving the logits. */
+int model_forward_argmax(struct model *m, const struct model_batch *batch, int32_t *ids);
 
 #endif

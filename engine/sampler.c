@@ -198,6 +198,12 @@ static void process(struct sampler *s, float *logits, const struct sampling_para
         apply_penalties(s, logits, p, seq);
 }
 
+int sampler_is_plain_greedy(const struct sampling_params *p, int num_output) {
+    return p->temperature < GREEDY_BELOW && p->logprobs < 0 && p->num_logit_bias == 0 &&
+           p->repetition_penalty == 1.0f && p->presence_penalty == 0 && p->frequency_penalty == 0 &&
+           num_output >= p->min_tokens;
+}
+
 /* Lowest id of the largest value; NaN never wins, and 0 when nothing is comparable. */
 static int32_t argmax(const float *x, int n) {
     int32_t best = -1;

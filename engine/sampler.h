@@ -87,6 +87,12 @@ void sampler_free(struct sampler *s);
 int32_t sampler_sample(struct sampler *s, float *logits, const struct sampling_params *p,
                        const struct sampler_seq *seq, struct sampler_logprobs *lp);
 
+/* Whether sampler_sample with these params is exactly the argmax (lowest id on ties) of the
+ * raw logits, for a sequence with num_output tokens so far: greedy, no logprobs, and no
+ * processor (min_tokens masking, logit_bias, penalties) active. The engine then lets the
+ * device take the argmax. */
+int sampler_is_plain_greedy(const struct sampling_params *p, int num_output);
+
 /* The distribution that sampler_sample would draw from for the same arguments, written to
  * probs[vocab_size] (one-hot on the argmax when greedy). logits is overwritten as above. For
  * the reference tests. */

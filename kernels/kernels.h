@@ -36,6 +36,14 @@ enum kernel_dtype { KERNEL_F32 = 0, KERNEL_F16 = 1, KERNEL_BF16 = 2 };
 cudaError_t embed(const void *table, enum kernel_dtype dtype, int64_t rows, int64_t cols, const int32_t *tokens,
                   int n, float *out, cudaStream_t stream);
 
+/* out[i] = x[i] rounded to nearest-even in dtype (KERNEL_F16 or KERNEL_BF16). x: [n] fp32;
+ * out: [n] of dtype. */
+cudaError_t cast_f32(const float *x, void *out, enum kernel_dtype dtype, size_t n, cudaStream_t stream);
+
+/* ids[r] = the index of row r's largest logit: the lowest on ties, NaN never, 0 when the row
+ * has nothing comparable (the CPU sampler's greedy rule). logits: [n, vocab] fp32; ids: [n]. */
+cudaError_t argmax_rows(const float *logits, int n, int vocab, int32_t *ids, cudaStream_t stream);
+
 /* out[i] = x[idx[i]]. x: [*, dim] fp32; idx: [n]; out: [n, dim] fp32. */
 cudaError_t gather_rows(const float *x, const int32_t *idx, int n, int dim, float *out, cudaStream_t stream);
 

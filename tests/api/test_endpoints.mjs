@@ -248,6 +248,21 @@ test('stats: JSON with requests and kv_cache counts that add up', async () => {
     assert.ok(j.kv_cache.blocks > 0);
     assert.equal(j.max_model_len, 512);
     assert.equal(j.model, servedName(s));
+    // Memory, for the console's bar: stories260K's fp32 weights (5 layers of q/k/v/o and MLP,
+    // the tied embedding, the norms) and a pool of 20 KiB blocks (2 x 5 layers x 4 KV heads
+    // x 8 dims x 16 tokens x 4 bytes).
+    const H = 64, I = 172, L = 5, qd = 64, kvd = 32, V = 512;
+    const weights = 4 * (L * (2 * H * qd + 2 * H * kvd + 3 * H * I) + V * H) + 4 * (H + L * 2 * H);
+    assert.equal(j.device, 'cpu');
+    assert.equal(j.memory.weights_bytes, weights);
+    assert.equal(j.memory.kv_cache_bytes, j.kv_cache.blocks * 20480);
+    // Activation scratch for 2048-token batches: at least x, xn and delta (3 x 2048 x 64 fp32).
+    assert.ok(j.memory.activation_bytes >= 3 * 2048 * 64 * 4, `activation_bytes ${j.memory.activation_bytes}`);
+    assert.equal(j.memory.device_total_bytes, undefined); // no GPU figures on the CPU
+    assert.ok(j.steps.total >= 5 && j.steps.device_argmax === 0, JSON.stringify(j.steps));
+    const m = await metrics(s);
+    assert.equal(metric(m, 'folio:memory_weights_bytes'), weights);
+    assert.equal(metric(m, 'folio:memory_activation_bytes'), j.memory.activation_bytes);
   });
 });
 

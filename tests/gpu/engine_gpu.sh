@@ -32,8 +32,35 @@ r=$(curl -s "localhost:$port/v1/completions" -d '{"prompt":"Once upon a time","m
 grep -q '"text":", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."' <<<"$r" &&
   curl -s "localhost:$port/stats" | grep -q '"device":"cuda"'
 check "the server on the GPU backend answers with the README text" $? "$r"
+# Greedy rows take their argmax on the device; the memory split adds up inside the share.
+st=$(curl -s "localhost:$port/stats")
+/usr/bin/python3 - "$st" <<'PY'
+import json, sys
+j = json.loads(sys.argv[1]); m = j["memory"]
+assert j["steps"]["device_argmax"] > 0, j["steps"]
+assert m["gpu_memory_utilization"] == 0.9, m
+assert m["weights_bytes"] > 0 and m["kv_cache_bytes"] > 0 and m["activation_bytes"] > 0, m
+used = m["weights_bytes"] + m["kv_cache_bytes"] + m["activation_bytes"] + m["other_bytes"]
+assert used <= 0.9 * m["device_total_bytes"], (used, m)
+assert 0 < m["device_free_bytes"] < m["device_total_bytes"], m
+PY
+check "GPU /stats: device argmax for greedy steps; weights + KV + activations within the share" $? "$st"
+m=$(curl -s "localhost:$port/metrics")
+grep -q '^folio:gpu_memory_total_bytes{' <<<"$m" && grep -q '^folio:memory_activation_bytes{' <<<"$m"
+check "GPU /metrics: memory gauges" $? "$(grep memory <<<"$m")"
 kill -TERM "$pid"
 wait "$pid"
 check "the GPU server drains and exits 0 on SIGTERM" $? "$(tail -3 /tmp/folio-gpu-serve.log)"
+# A share of ~1 MiB, too small for the activations (or, on a smaller GPU, the weights): a
+# refusal that says what would fit.
+out=$("$E" generate --device cuda --gpu-memory-utilization 0.00001 --model "$M/stories260K" --prompt x 2>&1)
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "gpu-memory-utilization" <<<"$out" && grep -qE "no memory is left|weights need" <<<"$out"
+check "a share too small is refused with what would fit" $? "rc=$rc $out"
+# bf16 weights on the GPU (cuBLAS GemmEx, bf16 activations): the README story's first tokens.
+out=$("$E" generate --device cuda --dtype bfloat16 --model "$M/stories260K" --prompt "Once upon a time" --max-tokens 8 \
+  --temperature 0 2>&1)
+grep -q "bfloat16 weights" <<<"$out" && grep -q "^, there was a little girl" <<<"$out"
+check "stories260K in bf16 on the GPU starts the README story" $? "$out"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

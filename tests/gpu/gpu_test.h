@@ -45,5 +45,6 @@ cudaError_t dev_alloc_i32(int32_t **p, size_t n, size_t g);
 void gpu_tests_ops(struct backend *cpu, cudaStream_t st);       /* test_ops_gpu.c */
 void gpu_tests_attention(struct backend *cpu, cudaStream_t st); /* test_attention_gpu.c */
 int gpu_bench_attention(cudaStream_t st);                       /* test_attention_gpu.c */
+void gpu_tests_backend(struct backend *cpu, cudaStream_t st);   /* test_backend_gpu.c */
 
 #endif

@@ -310,6 +310,7 @@ int main(int argc, char **argv) {
     test_empty(st);
     gpu_tests_ops(cpu, st);
     gpu_tests_attention(cpu, st);
+    gpu_tests_backend(cpu, st);
 
     printf("%d passed, %d failed\n", n_pass, n_fail);
     rc = n_fail ? 1 : 0;

@@ -159,8 +159,22 @@ TEST(api_metrics_text_and_quantiles) {
     CHECK(metrics_quantile(&s, 1.0) >= 80.0);
     struct engine_stats st = {.num_running = 3, .num_waiting = 2, .kv_usage = 0.25, .prompt_tokens = 11};
     char buf[32768];
-    size_t n = metrics_prometheus(m, &st, "my\"model", buf, sizeof buf);
+    const struct engine_memory mem = {.device = "cuda", .weights = 2471000000, .kv_cache = 1 << 30,
+                                      .activations = 123456, .device_total = 85899345920, .device_free = 1 << 20,
+                                      .utilization = 0.45};
+    size_t n = metrics_prometheus(m, &st, &mem, "my\"model", buf, sizeof buf);
     CHECK(n < sizeof buf);
+    CHECK(strstr(buf, "folio:memory_weights_bytes{model_name=\"my\\\"model\"} 2471000000\n") != NULL);
+    CHECK(strstr(buf, "folio:memory_kv_cache_bytes{model_name=\"my\\\"model\"} 1073741824\n") != NULL);
+    CHECK(strstr(buf, "folio:memory_activation_bytes{model_name=\"my\\\"model\"} 123456\n") != NULL);
+    CHECK(strstr(buf, "folio:gpu_memory_total_bytes{model_name=\"my\\\"model\"} 85899345920\n") != NULL);
+    CHECK(strstr(buf, "folio:gpu_memory_utilization{model_name=\"my\\\"model\"} 0.45") != NULL);
+    /* A CPU engine has no GPU lines. */
+    const struct engine_memory cpu_mem = {.device = "cpu", .weights = 1000};
+    char cbuf[32768];
+    CHECK(metrics_prometheus(m, &st, &cpu_mem, "x", cbuf, sizeof cbuf) < sizeof cbuf);
+    CHECK(strstr(cbuf, "folio:memory_weights_bytes{model_name=\"x\"} 1000\n") != NULL);
+    CHECK(strstr(cbuf, "gpu_memory") == NULL);
     CHECK(strstr(buf, "folio:num_requests_running{model_name=\"my\\\"model\"} 3\n") != NULL);
     CHECK(strstr(buf, "folio:num_requests_waiting{model_name=\"my\\\"model\"} 2\n") != NULL);
     CHECK(strstr(buf, "folio:prompt_tokens_total{model_name=\"my\\\"model\"} 11\n") != NULL);
@@ -170,6 +184,6 @@ TEST(api_metrics_text_and_quantiles) {
     CHECK(strstr(buf, "# TYPE folio:e2e_request_latency_seconds histogram\n") != NULL);
     /* Truncation reports the length it needed, like snprintf. */
     char small[64];
-    CHECK_EQ_INT(metrics_prometheus(m, &st, "my\"model", small, sizeof small), n);
+    CHECK_EQ_INT(metrics_prometheus(m, &st, &mem, "my\"model", small, sizeof small), n);
     metrics_free(m);
 }

@@ -628,3 +628,63 @@ TEST(sampler_check_params) {
 #undef BAD
 #undef GOOD
 }
+
+/* sampler_is_plain_greedy may only claim rows whose sampled token is the raw argmax (the GPU
+ * then takes the argmax instead of the sampler): random parameter mixes on random logits
+ * with ties, each claimed row checked against a first-index argmax of the raw row, and each
+ * processor on its own must turn the claim off. */
+TEST(sampler_plain_greedy_is_the_raw_argmax) {
+    struct sampler *s = sampler_create(MAXV);
+    uint64_t rng = 7;
+    int claimed = 0;
+    const struct sampler_logit_bias bias[1] = {{3, 5.0f}};
+    for (int iter = 0; iter < 2000; iter++) {
+        float raw[MAXV], x[MAXV];
+        for (int i = 0; i < MAXV; i++) raw[i] = (float)((rng = folio_mix64(rng)) % 8); /* many ties */
+        struct sampling_params p = sampler_default_params();
+        const uint64_t r = rng = folio_mix64(rng);
+        /* each processor on in a quarter of the rows, so that a good share is claimed */
+        p.temperature = (r & 1) ? 0.0f : 0.7f;
+        if (((r >> 1) & 3) == 0) p.logprobs = 2;
+        if (((r >> 3) & 3) == 0) p.repetition_penalty = 1.3f;
+        if (((r >> 5) & 3) == 0) p.presence_penalty = 0.5f;
+        if (((r >> 7) & 3) == 0) p.frequency_penalty = 0.5f;
+        if (((r >> 9) & 3) == 0) {
+            p.logit_bias = bias;
+            p.num_logit_bias = 1;
+        }
+        if (((r >> 11) & 3) == 0) p.min_tokens = 3;
+        const int32_t out[4] = {1, 2, 3, 1};
+        const int num_output = (int)((r >> 16) % 5);
+        const int32_t eos[1] = {(int32_t)(raw[5] > 3 ? 5 : 0)};
+        struct sampler_seq seq = {.output = out, .num_output = num_output, .seed = 1, .eos_ids = eos, .num_eos = 1};
+        if (!sampler_is_plain_greedy(&p, num_output)) continue;
+        claimed++;
+        int32_t best = 0;
+        for (int i = 1; i < MAXV; i++)
+            if (raw[i] > raw[best]) best = i;
+        memcpy(x, raw, sizeof raw);
+        CHECK_EQ_INT(sampler_sample(s, x, &p, &seq, NULL), best);
+    }
+    CHECK(claimed > 50);
+    struct sampling_params g = sampler_default_params();
+    g.temperature = 0;
+    CHECK(sampler_is_plain_greedy(&g, 0));
+    struct sampling_params q = g;
+    q.logprobs = 0;
+    CHECK(!sampler_is_plain_greedy(&q, 0));
+    q = g;
+    q.min_tokens = 2;
+    CHECK(!sampler_is_plain_greedy(&q, 1) && sampler_is_plain_greedy(&q, 2));
+    q = g;
+    q.num_logit_bias = 1;
+    q.logit_bias = bias;
+    CHECK(!sampler_is_plain_greedy(&q, 0));
+    q = g;
+    q.repetition_penalty = 1.1f;
+    CHECK(!sampler_is_plain_greedy(&q, 0));
+    q = g;
+    q.temperature = 1e-4f;
+    CHECK(!sampler_is_plain_greedy(&q, 0));
+    sampler_free(s);
+}

@@ -1,0 +1,289 @@
+/* gpu-tests cases for the conversion and sampling kernels (cast_f32, argmax_rows) and for the
+ * CUDA backend's own slots (engine/backend_cuda.c): matmul through cuBLAS in fp32, bf16 and
+ * f16 against the CPU backend's matmul on the same weights, bias rows, several products
+ * sharing one narrowed input, the backend argmax, reserve and mem_info.
+ *
+ * Tolerances: fp32 products match to 1e-5 relative (pedantic cuBLAS, the CPU's fp32 sums);
+ * 16-bit products round the activations to the weights' type on the GPU while the CPU keeps
+ * them in fp32, so they are held to 1e-2 of the output's scale (max |cpu|), the issue's bf16
+ * bound. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_test.h"
+
+static cudaError_t up(void *dst, const void *src, size_t bytes) {
+    return cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+}
+static cudaError_t down(void *dst, const void *src, size_t bytes) {
+    return cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+}
+
+static void test_cast(cudaStream_t st, enum folio_dtype dt, size_t n) {
+    char name[96], detail[256] = "";
+    snprintf(name, sizeof name, "cast_f32 -> %s n=%zu", folio_dtype_name(dt), n);
+    float *h_x = malloc(sizeof(float) * n), *d_x = NULL; /* [n] */
+    uint16_t *h_out = malloc(2 * (n + 64)), *d_out = NULL; /* [n] + a guard of 64 */
+    if (!h_x || !h_out) {
+        snprintf(detail, sizeof detail, "out of host memory");
+        goto out;
+    }
+    fill(h_x, n, -4.0f, 4.0f);
+    /* The edges of both formats: overflow to inf, ties to even, subnormals, signed zero. */
+    const float edges[] = {70000.0f, -70000.0f, 65520.0f, 1.0f + 1.0f / 256.0f, 1.0f + 3.0f / 256.0f,
+                           1e-6f,    -3e-8f,    0.0f,     -0.0f,                 3.3895e38f,
+                           INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0] && i < n; i++) h_x[i] = edges[i];
+    CK(dev_alloc(&d_x, n, 0));
+    CK(up(d_x, h_x, sizeof(float) * n));
+    CK(cudaMalloc((void **)&d_out, 2 * (n + 64)));
+    CK(cudaMemset(d_out, 0xff, 2 * (n + 64)));
+    CK(cast_f32(d_x, d_out, (enum kernel_dtype)dt, n, st));
+    CK(cudaStreamSynchronize(st));
+    CK(down(h_out, d_out, 2 * (n + 64)));
+    for (size_t i = 0; i < n && !detail[0]; i++) {
+        const uint16_t want = dt == FOLIO_BF16 ? folio_f32_to_bf16(h_x[i]) : folio_f32_to_f16(h_x[i]);
+        if (h_out[i] != want)
+            snprintf(detail, sizeof detail, "[%zu] %.9g: gpu 0x%04x host 0x%04x", i, (double)h_x[i], h_out[i], want);
+    }
+    for (size_t i = n; i < n + 64 && !detail[0]; i++)
+        if (h_out[i] != 0xffff) snprintf(detail, sizeof detail, "write past the end at %zu", i);
+out:
+    cudaFree(d_x);
+    cudaFree(d_out);
+    free(h_x);
+    free(h_out);
+    report(name, detail[0] ? detail : NULL, -1.0);
+}
+
+/* The CPU sampler's rule: lowest index of the largest value, NaN never, 0 when nothing. */
+static int32_t host_argmax(const float *x, int n) {
+    int32_t best = -1;
+    for (int i = 0; i < n; i++)
+        if (best < 0 ? !isnan(x[i]) : x[i] > x[best]) best = i;
+    return best < 0 ? 0 : best;
+}
+
+/* Rows of random small integers (many ties), one all NaN, one all -inf, one with +inf and
+ * NaNs, one whose maximum is the last element. */
+static void fill_logits(float *h, int n, int vocab) {
+    for (int r = 0; r < n; r++) {
+        float *row = h + (size_t)r * vocab;
+        for (int i = 0; i < vocab; i++) row[i] = (float)irand(16) - 8.0f;
+        switch (r % 6) {
+        case 1:
+            for (int i = 0; i < vocab; i++) row[i] = NAN;
+            break;
+        case 2:
+            for (int i = 0; i < vocab; i++) row[i] = -INFINITY;
+            break;
+        case 3:
+            row[irand(vocab)] = NAN;
+            row[vocab / 2] = INFINITY;
+            row[0] = NAN;
+            break;
+        case 4: row[vocab - 1] = 100.0f; break;
+        default: break;
+        }
+    }
+}
+
+static void test_argmax_rows(cudaStream_t st, int n, int vocab) {
+    char name[96], detail[256] = "";
+    snprintf(name, sizeof name, "argmax_rows n=%d vocab=%d", n, vocab);
+    float *h = malloc(sizeof(float) * (size_t)n * vocab), *d = NULL; /* [n, vocab] */
+    int32_t *ids = malloc(sizeof(int32_t) * (n + 16)), *d_ids = NULL;  /* [n] + guard */
+    if (!h || !ids) {
+        snprintf(detail, sizeof detail, "out of host memory");
+        goto out;
+    }
+    fill_logits(h, n, vocab);
+    CK(dev_alloc(&d, (size_t)n * vocab, 0));
+    CK(up(d, h, sizeof(float) * (size_t)n * vocab));
+    CK(dev_alloc_i32(&d_ids, (size_t)n, 16));
+    CK(argmax_rows(d, n, vocab, d_ids, st));
+    CK(cudaStreamSynchronize(st));
+    CK(down(ids, d_ids, sizeof(int32_t) * n));
+    for (int r = 0; r < n && !detail[0]; r++) {
+        const int32_t want = host_argmax(h + (size_t)r * vocab, vocab);
+        if (ids[r] != want) snprintf(detail, sizeof detail, "row %d: gpu %d host %d", r, ids[r], want);
+    }
+    if (!detail[0]) check_guard("ids", (const float *)d_ids, (size_t)n, 16, detail, sizeof detail);
+out:
+    cudaFree(d);
+    cudaFree(d_ids);
+    free(h);
+    free(ids);
+    report(name, detail[0] ? detail : NULL, -1.0);
+}
+
+/* max |g - c| / max |c| over the output: the error against the output's scale. */
+static double scaled_error(const float *g, const float *c, size_t n, size_t *at) {
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)c[i]) > scale) scale = fabs((double)c[i]);
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)g[i] - (double)c[i]);
+        if (!(d <= worst)) {
+            worst = d;
+            *at = i;
+        }
+    }
+    return worst / (scale > 0 ? scale : 1.0);
+}
+
+/* n_mm products of one x [T, K]: W_i [N_i, K] (N_i = N + 17 i, odd sizes on purpose), with a
+ * bias on the first when asked. */
+static void test_matmul(struct backend *cpu, struct backend *gpu, enum folio_dtype dt, int T, int K, int N,
+                        int n_mm, int with_bias) {
+    char name[128], detail[256] = "";
+    snprintf(name, sizeof name, "backend matmul %s T=%d K=%d N=%d x%d%s", folio_dtype_name(dt), T, K, N, n_mm,
+             with_bias ? " +bias" : "");
+    double err = 0.0;
+    struct bk_weight wc[3] = {{0}}, wg[3] = {{0}};
+    float *src[3] = {0}, *h_out[3] = {0}, *g_out[3] = {0}, *d_out[3] = {0};
+    float *h_x = malloc(sizeof(float) * (size_t)T * K), *h_bias = malloc(sizeof(float) * (N + 64));
+    float *d_x = NULL, *d_bias = NULL;
+    const float ws = 1.0f / sqrtf((float)K);
+    if (!h_x || !h_bias) {
+        snprintf(detail, sizeof detail, "out of host memory");
+        goto out;
+    }
+    fill(h_x, (size_t)T * K, -1.0f, 1.0f);
+    fill(h_bias, (size_t)N, -0.5f, 0.5f);
+    const struct bk_reserve r = {.max_tokens = T, .max_cols = K, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
+    if (gpu->iface->reserve(gpu, &r)) {
+        snprintf(detail, sizeof detail, "reserve: %s", folio_last_error());
+        goto out;
+    }
+    struct bk_matmul mc[3], mg[3];
+    for (int i = 0; i < n_mm; i++) {
+        const int Ni = N + 17 * i;
+        if (!(src[i] = malloc(sizeof(float) * (size_t)Ni * K)) || !(h_out[i] = malloc(sizeof(float) * (size_t)T * Ni)) ||
+            !(g_out[i] = malloc(sizeof(float) * (size_t)T * Ni))) {
+            snprintf(detail, sizeof detail, "out of host memory");
+            goto out;
+        }
+        fill(src[i], (size_t)Ni * K, -ws, ws);
+        if (cpu->iface->load_weight(cpu, src[i], FOLIO_F32, Ni, K, dt, &wc[i]) ||
+            gpu->iface->load_weight(gpu, src[i], FOLIO_F32, Ni, K, dt, &wg[i])) {
+            snprintf(detail, sizeof detail, "load_weight: %s", folio_last_error());
+            goto out;
+        }
+        if (wg[i].dtype != dt) {
+            snprintf(detail, sizeof detail, "the GPU weight is %s, not %s", folio_dtype_name(wg[i].dtype),
+                     folio_dtype_name(dt));
+            goto out;
+        }
+        CK(dev_alloc(&d_out[i], (size_t)T * Ni, (size_t)Ni));
+        mc[i] = (struct bk_matmul){&wc[i], with_bias && i == 0 ? h_bias : NULL, h_out[i]};
+        mg[i] = (struct bk_matmul){&wg[i], NULL, d_out[i]};
+    }
+    CK(dev_alloc(&d_x, (size_t)T * K, 0));
+    CK(up(d_x, h_x, sizeof(float) * (size_t)T * K));
+    if (with_bias) {
+        CK(dev_alloc(&d_bias, (size_t)N, 0));
+        CK(up(d_bias, h_bias, sizeof(float) * N));
+        mg[0].bias = d_bias;
+    }
+    cpu->iface->matmul(cpu, h_x, T, mc, n_mm);
+    gpu->iface->matmul(gpu, d_x, T, mg, n_mm);
+    if (gpu->iface->sync(gpu)) {
+        snprintf(detail, sizeof detail, "sync: %s", folio_last_error());
+        goto out;
+    }
+    for (int i = 0; i < n_mm && !detail[0]; i++) {
+        const int Ni = N + 17 * i;
+        const size_t no = (size_t)T * Ni;
+        CK(down(g_out[i], d_out[i], sizeof(float) * no));
+        if (dt == FOLIO_F32) {
+            if (compare("out", g_out[i], h_out[i], no, &err, detail, sizeof detail)) break;
+        } else {
+            size_t at = 0;
+            const double e = scaled_error(g_out[i], h_out[i], no, &at);
+            if (e > err || isnan(e)) err = e;
+            if (!(e <= 1e-2))
+                snprintf(detail, sizeof detail, "product %d [%zu]: gpu %.6g cpu %.6g (err %.3g of scale > 1e-2)", i,
+                         at, (double)g_out[i][at], (double)h_out[i][at], e);
+        }
+        if (!detail[0]) check_guard("out", d_out[i], no, (size_t)Ni, detail, sizeof detail);
+    }
+out:
+    for (int i = 0; i < 3; i++) {
+        if (wc[i].owned || wc[i].data) cpu->iface->free_weight(cpu, &wc[i]);
+        if (wg[i].owned) gpu->iface->free_weight(gpu, &wg[i]);
+        cudaFree(d_out[i]);
+        free(src[i]);
+        free(h_out[i]);
+        free(g_out[i]);
+    }
+    cudaFree(d_x);
+    cudaFree(d_bias);
+    free(h_x);
+    free(h_bias);
+    report(name, detail[0] ? detail : NULL, err);
+}
+
+static void test_backend_argmax_and_mem(struct backend *gpu, int n, int vocab) {
+    char name[96], detail[256] = "";
+    snprintf(name, sizeof name, "backend argmax n=%d vocab=%d, reserve, mem_info", n, vocab);
+    float *h = malloc(sizeof(float) * (size_t)n * vocab), *d = NULL;
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    struct bk_mem mem = {0};
+    if (!h || !ids) {
+        snprintf(detail, sizeof detail, "out of host memory");
+        goto out;
+    }
+    const struct bk_reserve r = {.max_tokens = n, .max_cols = 64, .num_heads = 32, .num_kv_heads = 8, .head_dim = 128};
+    if (gpu->iface->reserve(gpu, &r) || gpu->iface->mem_info(gpu, &mem)) {
+        snprintf(detail, sizeof detail, "%s", folio_last_error());
+        goto out;
+    }
+    if (!(mem.total > 0 && mem.free <= mem.total && mem.reserved >= (size_t)n * 8)) {
+        snprintf(detail, sizeof detail, "mem_info: total %zu free %zu reserved %zu", mem.total, mem.free, mem.reserved);
+        goto out;
+    }
+    fill_logits(h, n, vocab);
+    CK(dev_alloc(&d, (size_t)n * vocab, 0));
+    CK(up(d, h, sizeof(float) * (size_t)n * vocab));
+    if (gpu->iface->argmax(gpu, d, n, vocab, ids)) {
+        snprintf(detail, sizeof detail, "argmax: %s", folio_last_error());
+        goto out;
+    }
+    for (int i = 0; i < n && !detail[0]; i++)
+        if (ids[i] != host_argmax(h + (size_t)i * vocab, vocab))
+            snprintf(detail, sizeof detail, "row %d: gpu %d host %d", i, ids[i], host_argmax(h + (size_t)i * vocab, vocab));
+    /* More rows than reserved: refused, not overrun. */
+    if (!detail[0] && gpu->iface->argmax(gpu, d, n + 1, vocab / 2, ids) == 0)
+        snprintf(detail, sizeof detail, "argmax of %d rows past the reserve of %d was not refused", n + 1, n);
+out:
+    cudaFree(d);
+    free(h);
+    free(ids);
+    report(name, detail[0] ? detail : NULL, -1.0);
+}
+
+void gpu_tests_backend(struct backend *cpu, cudaStream_t st) {
+    test_cast(st, FOLIO_BF16, 1000);
+    test_cast(st, FOLIO_F16, 1000);
+    test_cast(st, FOLIO_BF16, (size_t)65535 * 256 + 999); /* past one grid: the stride loop wraps */
+    test_argmax_rows(st, 1, 7);
+    test_argmax_rows(st, 12, 1000);
+    test_argmax_rows(st, 64, 32000);
+    test_argmax_rows(st, 7, 128256);
+    struct backend *gpu = NULL;
+    if (backend_cuda_create(0, &gpu)) {
+        report("backend_cuda_create", folio_last_error(), -1.0);
+        return;
+    }
+    static const enum folio_dtype dts[] = {FOLIO_F32, FOLIO_BF16, FOLIO_F16};
+    for (int i = 0; i < 3; i++) {
+        test_matmul(cpu, gpu, dts[i], 1, 64, 96, 1, 0);
+        test_matmul(cpu, gpu, dts[i], 7, 576, 1536, 3, 1);
+        test_matmul(cpu, gpu, dts[i], 256, 2048, 512, 2, 1);
+    }
+    test_matmul(cpu, gpu, FOLIO_BF16, 300, 8192, 2048, 1, 0); /* Llama-3.2-1B's down_proj shape */
+    test_backend_argmax_and_mem(gpu, 48, 128256);
+    backend_free(gpu);
+}

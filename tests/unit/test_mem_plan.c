@@ -1,0 +1,101 @@
+/* GPU memory planning (mem_plan.c) on the figures of real devices and models: the share must
+ * be free, the weights must fit it, the rest of it becomes KV blocks, and every refusal says
+ * what would fit. Pure arithmetic, so it runs without a GPU. */
+#include <string.h>
+
+#include "mem_plan.h"
+#include "test.h"
+#include "util.h"
+
+#define GiB ((size_t)1 << 30)
+#define MiB ((size_t)1 << 20)
+
+/* An H100 80GB (79.19 GiB as cudaMemGetInfo reports it) serving Llama-3.2-1B in bf16: 2.30
+ * GiB of weights, 16 layers x 8 KV heads x 64 dims, so a 16-token block is 512 KiB. */
+static struct mem_plan h100_llama1b(void) {
+    return (struct mem_plan){
+        .total = (size_t)(79.19 * GiB), .free = (size_t)(78.6 * GiB), .utilization = 0.9,
+        .weight_bytes = (size_t)(2.30 * GiB), .dtype = "bfloat16", .block_bytes = 512 * 1024,
+        .block_size = 16, .max_model_len = 131072, .len_given = 0, .max_num_seqs = 256};
+}
+
+static int has(const char *s) { return strstr(folio_last_error(), s) != NULL; }
+
+TEST(mem_plan_fits_and_sizes_the_pool) {
+    struct mem_plan p = h100_llama1b();
+    CHECK_EQ_INT(mem_plan_check(&p), 0);
+    p.non_kv_bytes = p.weight_bytes + 900 * MiB; /* activations and workspaces at max batch */
+    CHECK_EQ_INT(mem_plan_kv(&p), 0);
+    /* 0.9 * 79.19 GiB - 3.18 GiB = 68.09 GiB of 512 KiB blocks. */
+    const double left = 0.9 * (double)p.total - (double)p.non_kv_bytes;
+    CHECK_EQ_INT(p.num_blocks, (int)(left / (512.0 * 1024)));
+    CHECK_EQ_INT(p.out_max_model_len, 131072);
+    CHECK(p.notice[0] == '\0');
+    /* The pool never exceeds what max_num_seqs full-length sequences can use. */
+    p.max_num_seqs = 2;
+    CHECK_EQ_INT(mem_plan_kv(&p), 0);
+    CHECK_EQ_INT(p.num_blocks, 2 * 131072 / 16);
+}
+
+TEST(mem_plan_refuses_a_share_that_is_not_free) {
+    struct mem_plan p = h100_llama1b();
+    p.free = 40 * GiB; /* another engine holds half the GPU */
+    CHECK(mem_plan_check(&p) == FOLIO_EINVAL);
+    CHECK(has("only 40.00 GiB of the GPU's 79.19 GiB is free"));
+    CHECK(has("--gpu-memory-utilization 0.90"));
+    CHECK(has("use --gpu-memory-utilization 0.50 or less")); /* floor(40 / 79.19, 2 places) */
+    p.utilization = 0.5;
+    CHECK_EQ_INT(mem_plan_check(&p), 0);
+    p.utilization = 0;
+    CHECK(mem_plan_check(&p) == FOLIO_EINVAL && has("must be in (0, 1]"));
+    p.utilization = 1.5;
+    CHECK(mem_plan_check(&p) == FOLIO_EINVAL && has("must be in (0, 1]"));
+}
+
+TEST(mem_plan_refuses_weights_beyond_the_share) {
+    struct mem_plan p = h100_llama1b();
+    p.utilization = 0.02; /* 1.58 GiB for 2.30 GiB of weights */
+    CHECK(mem_plan_check(&p) == FOLIO_EINVAL);
+    CHECK(has("the weights need 2.30 GiB in bfloat16"));
+    CHECK(has("raise it above 0.03")); /* ceil(2.30 / 79.19, 2 places) */
+    /* Weights larger than the whole free memory: no share helps. */
+    p = h100_llama1b();
+    p.weight_bytes = 140 * GiB;
+    p.utilization = 1.0;
+    p.free = p.total;
+    CHECK(mem_plan_check(&p) == FOLIO_EINVAL && has("more than the 79.19 GiB free on this GPU"));
+}
+
+TEST(mem_plan_kv_too_small_for_max_model_len) {
+    struct mem_plan p = h100_llama1b();
+    p.utilization = 0.05;                              /* 3.96 GiB */
+    p.non_kv_bytes = p.weight_bytes + 1024 * MiB;      /* 3.30 GiB: 0.66 GiB of KV */
+    p.len_given = 1;
+    CHECK(mem_plan_kv(&p) == FOLIO_EINVAL);
+    const double left = 0.05 * (double)p.total - (double)p.non_kv_bytes;
+    const long long blocks = (long long)(left / (512.0 * 1024));
+    char want[96];
+    snprintf(want, sizeof want, "the largest --max-model-len that fits is %lld", blocks * 16);
+    CHECK(has(want));
+    CHECK(has("max_model_len 131072 needs 8192 blocks (4.00 GiB)"));
+    /* 3.30 + 4.00 GiB = 7.30 GiB of 79.19: a share of 0.10 would do, and is free. */
+    CHECK(has("or raise --gpu-memory-utilization to 0.10"));
+    /* Without --max-model-len the length is lowered to what fits, with a notice. */
+    p.len_given = 0;
+    CHECK_EQ_INT(mem_plan_kv(&p), 0);
+    CHECK_EQ_INT(p.out_max_model_len, (int)(blocks * 16));
+    CHECK_EQ_INT(p.num_blocks, (int)blocks);
+    CHECK(strstr(p.notice, "max_model_len lowered from 131072") != NULL);
+}
+
+TEST(mem_plan_no_room_for_any_block) {
+    struct mem_plan p = h100_llama1b();
+    p.utilization = 0.04;                          /* 3.17 GiB */
+    p.non_kv_bytes = p.weight_bytes + 2 * GiB;    /* 4.30 GiB: nothing left */
+    CHECK(mem_plan_kv(&p) == FOLIO_EINVAL);
+    CHECK(has("no memory is left for the KV cache"));
+    CHECK(has("or raise --gpu-memory-utilization to 0.11")); /* (4.30 + 4.00) / 79.19 */
+    /* When even that much is not free, the message does not suggest it. */
+    p.free = 5 * GiB;
+    CHECK(mem_plan_kv(&p) == FOLIO_EINVAL && !has("raise --gpu-memory-utilization"));
+}
