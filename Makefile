@@ -1,6 +1,6 @@
 # Folio build. Plain make; `make help` lists the targets.
 #   make            build folio-engine (CPU; CUDA kernels compile-checked when nvcc exists)
-#   make run        install deps if missing, build, serve stories260K's OpenAI API on :8000
+#   make run        install deps if missing, build, start foliod serving stories260K on :8000
 #   make test       install deps if missing, build, run the whole CPU suite
 #   make bench      CPU decode/prefill benchmark against the measured memory roofline
 #   make test-gpu   each CUDA kernel against its CPU reference (needs nvcc and a CUDA device)
@@ -11,6 +11,7 @@
 
 CC      ?= gcc
 PKGS    := libcjson libpcre2-8 libutf8proc
+DPKGS   := sqlite3 libcrypto libxcrypt
 MODELS  ?= $(or $(FOLIO_TEST_MODELS),$(abspath ../shared/models))
 
 CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
@@ -62,6 +63,13 @@ ifeq ($(CUDA),1)
   # CUDA libraries, and HTTP threads carry no cuBLAS TLS.
   CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 endif
+# foliod: daemon/*.c plus the engine's util (errors, files); its own libraries.
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+DAEMON_LIB := $(BUILD)/libfoliod.a
+DAEMON_LIBS := $(shell pkg-config --libs $(DPKGS) 2>/dev/null) -ldl
+FOLIOD_BIN := $(BUILD)/foliod
+$(DAEMON_OBJ) $(BUILD)/daemon/main.o: CFLAGS += -Idaemon
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
@@ -72,7 +80,7 @@ LIBFOLIO   := $(BUILD)/libfolio.a
 UNIT_BIN   := $(BUILD)/unit-tests
 
 .PHONY: all deps run test bench fuzz kernels-check clean help
-all: $(ENGINE_BIN) $(UNIT_BIN) $(TOOL_BIN) kernels-check
+all: $(ENGINE_BIN) $(FOLIOD_BIN) $(UNIT_BIN) $(TOOL_BIN) kernels-check
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -85,8 +93,16 @@ $(LIBFOLIO): $(ENGINE_OBJ)
 $(ENGINE_BIN): $(BUILD)/engine/main.o $(LIBFOLIO)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
-$(UNIT_BIN): $(UNIT_OBJ) $(LIBFOLIO)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
+$(DAEMON_LIB): $(DAEMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FOLIOD_BIN): $(BUILD)/daemon/main.o $(DAEMON_LIB) $(LIBFOLIO)
+	$(CC) $(OPT) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS) $(CUDA_LIBS)
+
+$(UNIT_OBJ): CFLAGS += -Idaemon
+$(UNIT_BIN): $(UNIT_OBJ) $(DAEMON_LIB) $(LIBFOLIO)
+	$(CC) $(OPT) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/%: $(BUILD)/tests/tools/%.o $(LIBFOLIO)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
@@ -115,7 +131,7 @@ GPU_BIN := $(BUILD)/gpu-tests
 GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend_cpu.o cpu_kernels.o threadpool.o util.o)
 # The CUDA backend itself (its cuBLAS products, argmax, reserve), compiled for the test binary.
 GPU_BACKEND_OBJ := $(BUILD)/gpu/backend_cuda.o
-.PHONY: test-gpu bench-gpu test-gpu-engine cuda-check
+.PHONY: test-gpu bench-gpu test-gpu-engine test-gpu-models bench-gpu-e2e cuda-check
 ifneq ($(NVCC),)
 CUDA_HOME ?= $(abspath $(dir $(realpath $(NVCC)))..)
 $(GPU_OBJ): CFLAGS += -isystem $(CUDA_HOME)/include -Ikernels
@@ -134,6 +150,15 @@ bench-gpu: $(GPU_BIN)
 test-gpu-engine:
 	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine
 	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_TEST_MODELS=$(MODELS) tests/gpu/engine_gpu.sh
+# Generated checkpoints' logits and greedy tokens on the GPU vs the PyTorch reference and vs
+# --device cpu (bf16 3e-2, f16 5e-3, fp32 1e-4 of the logits' scale).
+test-gpu-models:
+	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine
+	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_TEST_MODELS=$(MODELS) tests/gpu/check_models_gpu.sh
+# Offline throughput on the GPU, folio vs a transformers-style PyTorch loop (Llama-3.2-1B shape, bf16).
+bench-gpu-e2e:
+	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine $(BUILD)-cuda/bench_serve
+	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_BENCH_SERVE=$(BUILD)-cuda/bench_serve tests/gpu/bench_e2e.sh
 # CI has nvcc but no GPU: compile the GPU test binary and the CUDA=1 engine, and check that
 # the CUDA build falls back to the CPU (the CPU suite itself never depends on CUDA).
 cuda-check: $(GPU_BIN)
@@ -142,7 +167,7 @@ cuda-check: $(GPU_BIN)
 else
 cuda-check:
 	@echo "nvcc not found: skipping the CUDA build check"
-test-gpu bench-gpu test-gpu-engine:
+test-gpu bench-gpu test-gpu-engine test-gpu-models bench-gpu-e2e:
 	@echo "make $@: nvcc not found (not on PATH, not /usr/local/cuda/bin/nvcc);" \
 	  "install the CUDA Toolkit or pass NVCC=/path/to/nvcc" >&2
 	@exit 1
@@ -151,23 +176,25 @@ endif
 deps:
 	@tests/install_deps.sh
 
-# make run: the OpenAI-compatible server on HOST:PORT (loopback:8000), serving MODEL (the shared
-# stories260K) until Ctrl-C. foliod will take this over once it exists.
+# make run: foliod on HOST:PORT (loopback:8000) serving MODEL (the shared stories260K) as
+# `default`, with its registry in build/run-data (the top level stays the source tree). The
+# admin password is printed on the first start (or set FOLIO_ADMIN_PASSWORD).
 HOST  ?= 127.0.0.1
 PORT  ?= 8000
 MODEL ?= $(MODELS)/stories260K
+RUN_DATA ?= build/run-data
 run: deps
-	@$(MAKE) --no-print-directory $(ENGINE_BIN)
-	$(ENGINE_BIN) --model $(MODEL) --served-model-name $(notdir $(MODEL)) --host $(HOST) --port $(PORT)
+	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(FOLIOD_BIN)
+	$(FOLIOD_BIN) --host $(HOST) --port $(PORT) --data-dir $(RUN_DATA) --model $(MODEL)
 
 test: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory ASAN=1 $(patsubst build/release/%,build/asan/%,$(ENGINE_BIN) $(UNIT_BIN) $(TOOL_BIN))
+	@$(MAKE) --no-print-directory ASAN=1 $(patsubst build/release/%,build/asan/%,$(ENGINE_BIN) $(FOLIOD_BIN) $(UNIT_BIN) $(TOOL_BIN))
 	@$(MAKE) --no-print-directory TSAN=1 build/tsan/unit-tests
 	@FOLIO_TEST_MODELS=$(MODELS) tests/run_all.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(TOOL_BIN)
+	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(FOLIOD_BIN) $(TOOL_BIN)
 	@FOLIO_TEST_MODELS=$(MODELS) tests/bench/run_bench.sh
 
 fuzz: deps
@@ -182,5 +209,5 @@ help:
 # Keep tool objects: they are intermediates of a chained rule.
 .SECONDARY:
 
--include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/engine/main.d $(TOOL_SRC:%.c=$(BUILD)/%.d)
+-include $(ENGINE_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(BUILD)/daemon/main.d $(UNIT_OBJ:.o=.d) $(BUILD)/engine/main.d $(TOOL_SRC:%.c=$(BUILD)/%.d)
 -include $(GPU_OBJ:.o=.d) $(GPU_BACKEND_OBJ:.o=.d)

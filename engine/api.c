@@ -2,6 +2,7 @@
  * bodies and the shape of every response and error. The endpoints live in api_endpoints.c
  * (everything but generation) and api_generate.c (completions and chat). */
 #include "api_internal.h"
+#include "http_conn.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -147,48 +148,6 @@ int api_check_model(struct api *a, const char *model, struct api_error *err) {
 
 /* ---- the client's socket ---- */
 
-/* CivetWeb does not expose a connection's socket, so find the one whose peer is this
- * request's client: the engine process holds no other sockets to that address and port. */
-int api_conn_fd(const struct mg_connection *c) {
-    const struct mg_request_info *ri = mg_get_request_info(c);
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int found = -1;
-    struct dirent *de;
-    while (found < 0 && (de = readdir(d))) {
-        char *end;
-        long fd = strtol(de->d_name, &end, 10);
-        if (*end || end == de->d_name || fd == dirfd(d)) continue;
-        struct sockaddr_storage peer, self;
-        socklen_t pl = sizeof peer, sl = sizeof self;
-        if (getpeername((int)fd, (struct sockaddr *)&peer, &pl) != 0) continue;
-        if (getsockname((int)fd, (struct sockaddr *)&self, &sl) != 0) continue;
-        char addr[64] = "";
-        int pport = 0, sport = 0;
-        if (peer.ss_family == AF_INET) {
-            const struct sockaddr_in *p4 = (const struct sockaddr_in *)&peer;
-            inet_ntop(AF_INET, &p4->sin_addr, addr, sizeof addr);
-            pport = ntohs(p4->sin_port);
-            sport = ntohs(((const struct sockaddr_in *)&self)->sin_port);
-        } else if (peer.ss_family == AF_INET6) {
-            const struct sockaddr_in6 *p6 = (const struct sockaddr_in6 *)&peer;
-            inet_ntop(AF_INET6, &p6->sin6_addr, addr, sizeof addr);
-            pport = ntohs(p6->sin6_port);
-            sport = ntohs(((const struct sockaddr_in6 *)&self)->sin6_port);
-        } else {
-            continue;
-        }
-        if (pport == ri->remote_port && sport == ri->server_port && !strcmp(addr, ri->remote_addr)) found = (int)fd;
-    }
-    closedir(d);
-    return found;
-}
-
-int api_client_gone(int fd) {
-    if (fd < 0) return 0;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
 
 /* ---- routing ---- */
 
@@ -379,36 +338,7 @@ int api_create(const struct api_params *p, struct api **out) {
     if (a->p.max_body == 0) a->p.max_body = api_default_params().max_body;
     if (a->p.num_threads <= 0) a->p.num_threads = api_default_params().num_threads;
 
-    char ports[128], threads[16];
-    const char *host = p->host && *p->host ? p->host : "127.0.0.1";
-    /* CivetWeb takes "addr:port"; an IPv6 address goes in brackets, with a '+' for dual stack. */
-    if (strchr(host, ':')) snprintf(ports, sizeof ports, "[%s]:%d", host, p->port);
-    else snprintf(ports, sizeof ports, "%s:%d", host, p->port);
-    snprintf(threads, sizeof threads, "%d", a->p.num_threads);
-    /* Each streaming client holds one worker thread, so the thread count is the number of
-     * concurrent connections; tcp_nodelay sends each SSE delta at once. */
-    const char *opts[] = {"listening_ports", ports, "num_threads", threads, "tcp_nodelay", "1",
-                          "enable_keep_alive", "yes", "keep_alive_timeout_ms", "30000", "listen_backlog", "1024",
-                          "request_timeout_ms", "600000", "decode_url", "yes",
-                          /* CivetWeb would answer CORS preflights itself, for any origin: off,
-                           * so that handle() applies --allowed-origins. */
-                          "access_control_allow_origin", "", "access_control_allow_methods", "",
-                          "access_control_allow_headers", "", NULL};
-    mg_init_library(0);
-    struct mg_callbacks cb = {0};
-    char why[256] = "";
-    unsigned code = 0;
-    struct mg_init_data init = {.callbacks = &cb, .user_data = a, .configuration_options = opts};
-    struct mg_error_data ed = {.code = &code, .text = why, .text_buffer_size = sizeof why};
-    a->ctx = mg_start2(&init, &ed);
-    if (!a->ctx) {
-        rc = folio_err(FOLIO_EIO, "cannot listen on %s: %s", ports, why[0] ? why : "unknown error");
-        goto fail;
-    }
-    mg_set_request_handler(a->ctx, "/", handle, a);
-    struct mg_server_port sp[4];
-    int np = mg_get_server_ports(a->ctx, 4, sp);
-    a->port = np > 0 ? sp[0].port : p->port;
+    if ((rc = http_conn_listen(p->host, p->port, a->p.num_threads, handle, a, &a->ctx, &a->port))) goto fail;
     *out = a;
     return 0;
 nomem:

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "api_internal.h"
+#include "http_conn.h"
 #include "engine.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -431,7 +432,7 @@ static int pump(struct gen *g) {
          * only when its stream goes quiet. */
         if (!rc && folio_now() - last_check > 0.05) {
             last_check = folio_now();
-            if (atomic_load(&g->a->stopping) || api_client_gone(g->fd)) rc = -1;
+            if (atomic_load(&g->a->stopping) || http_client_gone(g->fd)) rc = -1;
         }
     }
     free(done);
@@ -523,7 +524,7 @@ void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *
     }
     for (int i = 0; i < g.np * g.n; i++) g.ch[i].stop_token = -1;
     if ((rc = build_prompts(&g, &err)) || (rc = submit_all(&g, &err))) goto out;
-    g.fd = api_conn_fd(c);
+    g.fd = http_conn_fd(c);
     if (r.stream) {
         if (stream_start(&g) == 0 && pump(&g) == 0) {
             if (g.error[0]) {

@@ -58,9 +58,4 @@ int api_chat_prompt(struct api *a, struct engine *e, const struct api_request *r
 void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *e, enum api_kind kind,
                          const char *body, size_t len);
 
-/* The server-side socket of a connection (-1 when not found), to notice a client that went
- * away while nothing is being written to it. */
-int api_conn_fd(const struct mg_connection *c);
-int api_client_gone(int fd);
-
 #endif

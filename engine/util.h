@@ -17,6 +17,8 @@ enum {
     FOLIO_ENOMEM = -3,   /* allocation failed */
     FOLIO_EUNSUP = -4,   /* well-formed but unsupported (architecture, dtype, ...) */
     FOLIO_EBUSY = -5,    /* valid, but no room now (a full queue): retry later */
+    FOLIO_ENOTFOUND = -6, /* no such thing (a model id, a key) */
+    FOLIO_EEXIST = -7,   /* already exists (a model name) */
 };
 
 /* Records a printf-style message for the current thread and returns `code`, so that error

@@ -124,6 +124,8 @@ export function onCleanup(fn) {
   current.cleanups.push(fn);
 }
 
+export { OpenAI };
+
 // ---- servers ----
 
 export function freePort() {
@@ -138,6 +140,34 @@ export function freePort() {
   });
 }
 
+// Spawns a server process registered with the current test (its log is printed on failure,
+// and it must have exited when the test ends): { proc, log, alive, code, signal, exited, argv }.
+export function spawnServer(bin, argv, env = {}) {
+  const proc = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const s = { proc, log: '', alive: true, code: null, signal: null, argv };
+  s.exited = new Promise((resolve) => {
+    proc.on('exit', (code, signal) => {
+      s.alive = false;
+      s.code = code;
+      s.signal = signal;
+      resolve();
+    });
+    proc.on('error', (e) => {
+      s.log += `spawn error: ${e.message}\n`;
+      s.alive = false;
+      resolve();
+    });
+  });
+  const onData = (d) => {
+    s.log += d.toString();
+    if (s.log.length > 200000) s.log = s.log.slice(-100000);
+  };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  current.servers.push(s);
+  return s;
+}
+
 // Starts folio-engine; resolves once /health answers 200 (or at once with ready: false).
 // opts: model (dir name under MODELS, or a path), args (extra flags), ready, env.
 export async function startServer({ model: m = 'stories260K', args = [], ready = true, env = {} } = {}) {
@@ -146,29 +176,9 @@ export async function startServer({ model: m = 'stories260K', args = [], ready =
     const port = await freePort();
     const argv = ['--model', modelPath, '--host', '127.0.0.1', '--port', String(port), '--drain-timeout', '10',
       '--kv-cache-space', '0.25', ...args];
-    const proc = spawn(ENGINE, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    const s = { proc, port, url: `http://127.0.0.1:${port}`, log: '', alive: true, code: null, signal: null, modelPath, argv };
-    s.exited = new Promise((resolve) => {
-      proc.on('exit', (code, signal) => {
-        s.alive = false;
-        s.code = code;
-        s.signal = signal;
-        resolve();
-      });
-      proc.on('error', (e) => {
-        s.log += `spawn error: ${e.message}\n`;
-        s.alive = false;
-        resolve();
-      });
-    });
-    const onData = (d) => {
-      s.log += d.toString();
-      if (s.log.length > 200000) s.log = s.log.slice(-100000);
-    };
-    proc.stdout.on('data', onData);
-    proc.stderr.on('data', onData);
+    const s = spawnServer(ENGINE, argv, env);
+    Object.assign(s, { port, url: `http://127.0.0.1:${port}`, modelPath });
     s.stop = () => stopServer(s);
-    current.servers.push(s);
     if (!ready) return s;
     try {
       await waitReady(s);

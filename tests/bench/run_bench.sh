@@ -10,7 +10,9 @@
 # SERVE_CONCURRENCY, streamed over HTTP; then the same requests through the engine in-process
 # (bench_serve --offline, max_num_seqs = the concurrency), so that served/offline output
 # throughput is the HTTP layer's cost, measured within this run; SERVING=0 skips it.
-# PRESETS="" skips the first section (and the roofline).
+# Then foliod's proxy overhead: the same requests at concurrency 1 through foliod and straight to
+# its engine (with the engine's secret), alternating; TTFT p50/p99 and the difference; PROXY=0
+# skips it. PRESETS="" skips the first section (and the roofline).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ENGINE=${FOLIO_ENGINE:-build/release/folio-engine}
@@ -33,6 +35,8 @@ SERVE_OUTPUT=${SERVE_OUTPUT:-64}
 SERVE_RANGE=${SERVE_RANGE:-0.25}
 SERVE_KV=${SERVE_KV:-1}          # GiB of KV cache, the server's and the offline engine's
 SERVE_REPS=${SERVE_REPS:-1}      # > 1: best of, served and offline alternating
+PROXY=${PROXY:-1}                # foliod's proxy against the engine hit directly; 0 skips
+FOLIOD=${FOLIOD:-$(dirname "$ENGINE")/foliod}
 if [ "$THROUGHPUT" != 0 ] && [ ! -x "$TOOL" ]; then
   echo "run_bench.sh: $TOOL not found; build it with: make $TOOL (or set FOLIO_BENCH_TOOL)" >&2
   exit 1
@@ -211,4 +215,47 @@ if [ "$SERVING" != 0 ]; then
   echo "|------|---------------|---------------|--------|--------|----------|----------|"
   printf '%s\n' "${crows[@]}"
   echo "folio-engine stopped cleanly on SIGTERM (exit 0)"
+fi
+
+if [ "$PROXY" != 0 ]; then
+  pdata=$(mktemp -d /tmp/folio-bench-proxy.XXXXXX)
+  plog=$pdata/foliod.log
+  fport=$(/usr/bin/python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
+  FOLIO_ADMIN_TOKEN=bench-token FOLIO_ADMIN_PASSWORD=bench "$FOLIOD" --host 127.0.0.1 --port "$fport" \
+    --data-dir "$pdata" --config /dev/null --model "$FOLIO_TEST_MODELS/stories260K" 2>"$plog" &
+  fpid=$!
+  trap 'kill -TERM "$fpid" 2>/dev/null; wait "$fpid" 2>/dev/null; rm -rf "$pdata"' EXIT
+  for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$fport/ready" >/dev/null && break
+    sleep 0.1
+  done
+  st=$(curl -sf -H 'Authorization: Bearer bench-token' "http://127.0.0.1:$fport/api/status") || {
+    echo "run_bench.sh: foliod did not come up:" >&2; cat "$plog" >&2; exit 1; }
+  read -r epid eport < <(/usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin)['engines'][0]; print(e['pid'], e['port'])" <<<"$st")
+  secret=$(tr '\0' '\n' <"/proc/$epid/environ" | sed -n 's/^FOLIO_API_KEY=//p')
+  field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+  common=(--model stories260K --num-prompts 200 --max-concurrency 1 --request-rate inf --random-input-len 32
+          --random-output-len 8 --random-range-ratio 0 --vocab-size 512)
+  best_d=; best_p=
+  for rep in 1 2 3; do
+    d=$("$SERVE_TOOL" --port "$eport" --api-key "$secret" --seed "$rep" "${common[@]}" 2>&1 | grep '^bench_serve: ' | tail -n1)
+    p=$("$SERVE_TOOL" --port "$fport" --seed "$((rep + 10))" "${common[@]}" 2>&1 | grep '^bench_serve: ' | tail -n1)
+    if [ -z "$d" ] || [ -z "$p" ]; then echo "run_bench.sh: bench_serve failed against foliod or its engine" >&2; exit 1; fi
+    if [ -z "$best_d" ] || awk -v a="$(field ttft_p50_ms "$d")" -v b="$(field ttft_p50_ms "$best_d")" 'BEGIN{exit !(a<b)}'; then best_d=$d; fi
+    if [ -z "$best_p" ] || awk -v a="$(field ttft_p50_ms "$p")" -v b="$(field ttft_p50_ms "$best_p")" 'BEGIN{exit !(a<b)}'; then best_p=$p; fi
+  done
+  echo
+  echo "foliod's proxy, stories260K, concurrency 1, 200 requests of 32 in / 8 out tokens, best of 3 alternating:"
+  echo "| path            | TTFT p50 ms | TTFT p99 ms | E2E p50 ms | req/s  |"
+  echo "|-----------------|-------------|-------------|------------|--------|"
+  for row in "engine directly|$best_d" "through foliod|$best_p"; do
+    name=${row%%|*}; r=${row#*|}
+    printf '| %-15s | %11.3f | %11.3f | %10.3f | %6.1f |\n' "$name" "$(field ttft_p50_ms "$r")" "$(field ttft_p99_ms "$r")" \
+      "$(field e2e_p50_ms "$r")" "$(field req_tps "$r")"
+  done
+  awk -v a="$(field ttft_p50_ms "$best_p")" -v b="$(field ttft_p50_ms "$best_d")" \
+    'BEGIN{printf "proxy overhead at p50 TTFT: %.3f ms (target: under 1 ms)\n", a - b}'
+  kill -TERM "$fpid"; wait "$fpid" || true
+  trap - EXIT
+  rm -rf "$pdata"
 fi

@@ -74,6 +74,8 @@ struct opts {
     const char *offline; /* checkpoint dir: run the engine in-process instead */
     int threads;
     double kv_cache_space;
+    const char *device, *dtype; /* --offline: the engine's --device and --dtype */
+    double gpu_memory_utilization;
 };
 
 struct workload {
@@ -103,7 +105,8 @@ static void usage(FILE *f) {
             "         [--api-key KEY] [--num-prompts 1000] [--request-rate inf] [--max-concurrency C]\n"
             "         [--random-input-len 1024] [--random-output-len 128] [--random-range-ratio 0]\n"
             "         --vocab-size V [--seed 0] [--timeout 300] [--json FILE]\n"
-            "       bench_serve --offline DIR [--threads N] [--kv-cache-space GiB] (same workload flags)\n"
+            "       bench_serve --offline DIR [--threads N] [--kv-cache-space GiB] [--device auto|cpu|cuda]\n"
+            "                 [--dtype auto|float32|float16|bfloat16] [--gpu-memory-utilization F] (same workload flags)\n"
             "--offline runs the same requests through the engine in this process (max_num_seqs = C).\n");
 }
 
@@ -131,6 +134,9 @@ static int parse_flag(struct opts *o, const char *f, const char *v) {
     else if (!strcmp(f, "--offline")) o->offline = v;
     else if (!strcmp(f, "--threads")) return parse_int(f, v, 0, &o->threads);
     else if (!strcmp(f, "--kv-cache-space")) return parse_double(f, v, 1e-9, 1e6, &o->kv_cache_space);
+    else if (!strcmp(f, "--device")) o->device = v;
+    else if (!strcmp(f, "--dtype")) o->dtype = v;
+    else if (!strcmp(f, "--gpu-memory-utilization")) return parse_double(f, v, 1e-6, 1.0, &o->gpu_memory_utilization);
     else return folio_err(FOLIO_EINVAL, "unknown flag '%s' (--help lists them)", f);
     return 0;
 }
@@ -837,6 +843,9 @@ static int offline_run(const struct opts *o, const struct workload *warm, const 
     if (rc) goto out;
     p.model = o->offline;
     p.threads = o->threads;
+    if (o->device) p.device = o->device;
+    if (o->dtype) p.dtype = o->dtype;
+    if (o->gpu_memory_utilization > 0) p.gpu_memory_utilization = o->gpu_memory_utilization;
     p.max_num_seqs = C;
     if (o->kv_cache_space > 0) p.kv_cache_space = o->kv_cache_space;
     if ((rc = engine_create(&p, &e))) goto out;

@@ -1,4 +1,4 @@
-/* Unit-test runner: runs every registered TEST (or those whose name contains argv[1]). */
+/* Unit-test runner: runs every registered TEST (or those whose name contains any argument). */
 #include "test.h"
 
 #include <stdarg.h>
@@ -52,7 +52,9 @@ const char *test_tmp_dir(void) {
 int main(int argc, char **argv) {
     int passed = 0, failed = 0;
     for (int i = 0; i < num_tests; i++) {
-        if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;
+        int wanted = argc < 2;
+        for (int a = 1; a < argc && !wanted; a++) wanted = strstr(tests[i].name, argv[a]) != NULL;
+        if (!wanted) continue;
         current_failed = 0;
         tests[i].fn();
         if (current_failed) {

@@ -1,0 +1,639 @@
+/* admin_api: JSON under /api/ for the console and for scripts.
+ *   POST /api/login {password} -> session cookie; POST /api/logout
+ *   GET  /api/status            GPUs (NVML), engines with live figures from their /stats
+ *   GET|POST /api/models, GET|PATCH|DELETE /api/models/{id}
+ *   POST /api/models/{id}/load | unload | activate (the zero-downtime switch of `default`)
+ *   GET  /api/models/{id}/logs?lines=N
+ *   GET|POST /api/keys, DELETE /api/keys/{id}
+ *   GET  /api/events (JSON, ?since=&limit=; or an SSE stream with Accept: text/event-stream)
+ * Everything but login needs a session cookie or the admin token. {id} is a model's id or
+ * its name. */
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "foliod.h"
+#include "gpu.h"
+#include "proxy.h"
+#include "upstream.h"
+#include "util.h"
+
+#define COOKIE "folio_session"
+
+static void send_obj(struct mg_connection *c, int status, cJSON *j, const char *headers) {
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    http_send_json(c, status, s ? s : "{}", headers);
+    free(s);
+}
+
+static void bad(struct mg_connection *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void bad(struct mg_connection *c, int status, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *type = status == 401 ? "AuthenticationError" : status == 404 ? "NotFoundError"
+                     : status == 409 ? "ConflictError" : status >= 500 ? "server_error" : "invalid_request_error";
+    proxy_send_error(c, status, type, "%s", msg);
+}
+
+static int status_of(int rc) {
+    return rc == FOLIO_ENOTFOUND ? 404 : rc == FOLIO_EEXIST ? 409 : rc == FOLIO_EBUSY ? 409 : rc == FOLIO_EINVAL ? 400 : 500;
+}
+
+/* ---- sessions ---- */
+
+static int session_token(struct mg_connection *c, char *tok, size_t cap) {
+    const char *ck = mg_get_header(c, "Cookie");
+    return ck && mg_get_cookie(ck, COOKIE, tok, cap) > 0;
+}
+
+static int authorized(struct foliod *d, struct mg_connection *c) {
+    char tok[128];
+    if (session_token(c, tok, sizeof tok) && auth_session_check(d->sessions, tok)) return 1;
+    const char *h = mg_get_header(c, "Authorization");
+    if (d->cfg.admin_token && *d->cfg.admin_token && h && !strncasecmp(h, "Bearer ", 7))
+        return auth_equal(h + 7, strlen(h + 7), d->cfg.admin_token, strlen(d->cfg.admin_token));
+    return 0;
+}
+
+static cJSON *read_json(struct foliod *d, struct mg_connection *c) {
+    char *body = NULL;
+    size_t len = 0;
+    if (http_read_body(d, c, &body, &len)) return NULL;
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    free(body);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        bad(c, 400, "the request body is not a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static void login(struct foliod *d, struct mg_connection *c) {
+    cJSON *j = read_json(d, c);
+    if (!j) return;
+    const cJSON *pw = cJSON_GetObjectItemCaseSensitive(j, "password");
+    char hash[256];
+    int ok = cJSON_IsString(pw) && store_admin_get(d->store, hash, sizeof hash) == 0 &&
+             auth_password_check(pw->valuestring, hash);
+    cJSON_Delete(j);
+    if (!ok) {
+        /* A fixed delay per failure blunts online guessing without locking the admin out. */
+        usleep(250 * 1000);
+        store_event_add(d->store, "warn", "admin.login_failed", 0, "a login with a wrong password");
+        bad(c, 401, "wrong password");
+        return;
+    }
+    char tok[AUTH_SESSION_HEX], hdr[256];
+    if (auth_session_new(d->sessions, tok)) {
+        bad(c, 500, "%s", folio_last_error());
+        return;
+    }
+    snprintf(hdr, sizeof hdr, "Set-Cookie: " COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict\r\n", tok);
+    http_send_json(c, 200, "{\"ok\":true}", hdr);
+}
+
+static void logout(struct foliod *d, struct mg_connection *c) {
+    char tok[128];
+    if (session_token(c, tok, sizeof tok)) auth_session_end(d->sessions, tok);
+    http_send_json(c, 200, "{\"ok\":true}",
+                   "Set-Cookie: " COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0\r\n");
+}
+
+/* ---- models ---- */
+
+static cJSON *model_json(struct foliod *d, const struct store_model *m) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)m->id);
+    cJSON_AddStringToObject(o, "name", m->name);
+    cJSON_AddStringToObject(o, "source", m->source);
+    cJSON_AddStringToObject(o, "repo_id", m->repo_id);
+    cJSON_AddStringToObject(o, "revision", m->revision);
+    cJSON_AddStringToObject(o, "path", m->path);
+    cJSON_AddNumberToObject(o, "max_model_len", m->max_model_len);
+    cJSON_AddStringToObject(o, "dtype", m->dtype[0] ? m->dtype : "auto");
+    cJSON_AddNumberToObject(o, "gpu_memory_utilization", m->gpu_memory_utilization);
+    cJSON_AddNumberToObject(o, "block_size", m->block_size);
+    cJSON_AddNumberToObject(o, "max_num_seqs", m->max_num_seqs);
+    cJSON_AddNumberToObject(o, "kv_cache_space", m->kv_cache_space);
+    cJSON_AddStringToObject(o, "device", m->device[0] ? m->device : "auto");
+    cJSON_AddStringToObject(o, "chat_template", m->chat_template);
+    cJSON_AddStringToObject(o, "state", m->state);
+    cJSON_AddBoolToObject(o, "loaded", m->want_loaded);
+    cJSON_AddBoolToObject(o, "default", m->id == foliod_default_model(d));
+    cJSON_AddStringToObject(o, "last_error", m->last_error);
+    cJSON_AddNumberToObject(o, "created", (double)m->created);
+    return o;
+}
+
+static int valid_name(const char *s) {
+    if (!*s || strlen(s) > 127 || !strcmp(s, "default")) return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("._:/-", *s)) return 0;
+    return 1;
+}
+
+/* Copies the fields a request sets onto m, validating each; a message names the first bad
+ * one. */
+static int apply_fields(const cJSON *j, struct store_model *m, char *why, size_t cap) {
+    const cJSON *v;
+#define STR(key, field)                                                                                     \
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, key))) {                                                   \
+        if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof m->field)                                \
+            return snprintf(why, cap, "%s must be a string of at most %zu bytes", key, sizeof m->field - 1), -1; \
+        snprintf(m->field, sizeof m->field, "%s", v->valuestring);                                          \
+    }
+#define NUM(key, field, lo, hi)                                                                             \
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, key)) && !cJSON_IsNull(v)) {                               \
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= (lo) && v->valuedouble <= (hi)))                     \
+            return snprintf(why, cap, "%s must be a number in [%g, %g]", key, (double)(lo), (double)(hi)), -1; \
+        m->field = v->valuedouble;                                                                          \
+    }
+    STR("name", name);
+    STR("path", path);
+    STR("repo_id", repo_id);
+    STR("revision", revision);
+    STR("dtype", dtype);
+    STR("device", device);
+    STR("chat_template", chat_template);
+    NUM("max_model_len", max_model_len, 0, 1 << 24);
+    NUM("gpu_memory_utilization", gpu_memory_utilization, 0, 1);
+    NUM("block_size", block_size, 0, 1024);
+    NUM("max_num_seqs", max_num_seqs, 0, 65536);
+    NUM("kv_cache_space", kv_cache_space, 0, 1 << 20);
+#undef STR
+#undef NUM
+    if (!strcmp(m->dtype, "auto")) m->dtype[0] = '\0';
+    if (!strcmp(m->device, "auto")) m->device[0] = '\0';
+    if (!valid_name(m->name))
+        return snprintf(why, cap, "name must be 1-127 characters of letters, digits and ._:/- (not 'default')"), -1;
+    static const char *const dtypes[] = {"", "float32", "float", "fp32", "float16", "half", "fp16", "bfloat16", "bf16"};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++) ok |= !strcmp(m->dtype, dtypes[i]);
+    if (!ok) return snprintf(why, cap, "dtype must be auto, float32, float16 or bfloat16"), -1;
+    if (m->device[0] && strcmp(m->device, "cpu") && strcmp(m->device, "cuda"))
+        return snprintf(why, cap, "device must be auto, cpu or cuda"), -1;
+    if (m->block_size && (m->block_size & (m->block_size - 1)))
+        return snprintf(why, cap, "block_size must be a power of two"), -1;
+    if (m->chat_template[0] && access(m->chat_template, R_OK) != 0)
+        return snprintf(why, cap, "chat_template %.200s is not a readable file", m->chat_template), -1;
+    if (m->path[0]) {
+        char cfg[1100];
+        snprintf(cfg, sizeof cfg, "%s/config.json", m->path);
+        if (m->path[0] != '/') return snprintf(why, cap, "path must be absolute"), -1;
+        if (access(cfg, R_OK) != 0) return snprintf(why, cap, "path %.200s has no readable config.json", m->path), -1;
+        snprintf(m->source, sizeof m->source, "local");
+    } else if (m->repo_id[0]) {
+        snprintf(m->source, sizeof m->source, "hf");
+        if (!m->revision[0]) snprintf(m->revision, sizeof m->revision, "main");
+    } else {
+        return snprintf(why, cap, "give a local path (a model directory) or a repo_id"), -1;
+    }
+    return 0;
+}
+
+/* {id} is a number or a name. */
+static int find_model(struct foliod *d, const char *ref, struct store_model *m) {
+    char *end;
+    long long id = strtoll(ref, &end, 10);
+    if (*ref && !*end && id > 0) return store_model_get(d->store, id, m);
+    return store_model_find(d->store, ref, m);
+}
+
+static void models_list(struct foliod *d, struct mg_connection *c) {
+    struct store_model *ms = NULL;
+    int n = 0;
+    if (store_model_list(d->store, &ms, &n)) {
+        bad(c, 500, "%s", folio_last_error());
+        return;
+    }
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, model_json(d, &ms[i]));
+    free(ms);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "models", a);
+    send_obj(c, 200, o, NULL);
+}
+
+static void model_create(struct foliod *d, struct mg_connection *c) {
+    cJSON *j = read_json(d, c);
+    if (!j) return;
+    struct store_model m = {0};
+    snprintf(m.state, sizeof m.state, "registered");
+    char why[512];
+    if (apply_fields(j, &m, why, sizeof why)) {
+        cJSON_Delete(j);
+        bad(c, 400, "%s", why);
+        return;
+    }
+    cJSON_Delete(j);
+    int rc = store_model_add(d->store, &m);
+    if (rc) {
+        bad(c, status_of(rc), "%s", folio_last_error());
+        return;
+    }
+    store_event_add(d->store, "info", "model.added", m.id, "registered %s (%s)", m.name,
+                    m.source[0] == 'h' ? m.repo_id : m.path);
+    foliod_notify(d);
+    send_obj(c, 201, model_json(d, &m), NULL);
+}
+
+static void model_patch(struct foliod *d, struct mg_connection *c, struct store_model *m) {
+    cJSON *j = read_json(d, c);
+    if (!j) return;
+    char why[512];
+    if (apply_fields(j, m, why, sizeof why)) {
+        cJSON_Delete(j);
+        bad(c, 400, "%s", why);
+        return;
+    }
+    cJSON_Delete(j);
+    int rc = store_model_update(d->store, m);
+    if (rc) {
+        bad(c, status_of(rc), "%s", folio_last_error());
+        return;
+    }
+    store_event_add(d->store, "info", "model.updated", m->id, "updated %s (applies at its next load)", m->name);
+    foliod_notify(d);
+    send_obj(c, 200, model_json(d, m), NULL);
+}
+
+static void model_action(struct foliod *d, struct mg_connection *c, struct store_model *m, const char *action) {
+    int rc = 0;
+    if (!strcmp(action, "load")) {
+        rc = sup_load(d->sup, m->id);
+    } else if (!strcmp(action, "unload")) {
+        if (foliod_default_model(d) == m->id) foliod_set_default_model(d, 0);
+        rc = sup_unload(d->sup, m->id);
+    } else if (!strcmp(action, "activate")) {
+        /* The zero-downtime switch: the new engine must be ready before `default` moves;
+         * the old one then drains its in-flight requests and stops. */
+        const int64_t old = foliod_default_model(d);
+        if ((rc = sup_load(d->sup, m->id)) == 0) {
+            int r = sup_wait_ready(d->sup, m->id, 900);
+            if (r != 1) {
+                struct store_model now;
+                store_model_get(d->store, m->id, &now);
+                bad(c, 409, "%s did not become ready (%s)%s%s", m->name, r < 0 ? "timed out" : now.state,
+                    now.last_error[0] ? ": " : "", now.last_error);
+                return;
+            }
+            foliod_set_default_model(d, m->id);
+            store_event_add(d->store, "info", "model.activated", m->id, "`default` is now %s", m->name);
+            if (old && old != m->id) sup_unload(d->sup, old);
+        }
+    } else {
+        bad(c, 404, "no action %s", action);
+        return;
+    }
+    if (rc) {
+        bad(c, status_of(rc), "%s", folio_last_error());
+        return;
+    }
+    foliod_notify(d);
+    store_model_get(d->store, m->id, m);
+    send_obj(c, !strcmp(action, "activate") ? 200 : 202, model_json(d, m), NULL);
+}
+
+static void model_logs(struct foliod *d, struct mg_connection *c, const struct store_model *m) {
+    int n = 0;
+    struct sup_engine_info *es = sup_list_all(d->sup, &n);
+    char log_path[1024] = "";
+    for (int i = 0; i < n; i++)
+        if (es[i].model_id == m->id) snprintf(log_path, sizeof log_path, "%s", es[i].log_path);
+    free(es);
+    const char *path = log_path[0] ? log_path : NULL;
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    char v[16];
+    int lines = 200;
+    if (ri->query_string && mg_get_var(ri->query_string, strlen(ri->query_string), "lines", v, sizeof v) > 0)
+        lines = atoi(v);
+    if (lines < 1 || lines > 10000) lines = 200;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(o, "lines");
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (f) {
+        /* The last `lines` lines, from at most the last 1 MiB. */
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f), from = size > (1 << 20) ? size - (1 << 20) : 0;
+        fseek(f, from, SEEK_SET);
+        char *buf = malloc((size_t)(size - from) + 1);
+        size_t got = buf ? fread(buf, 1, (size_t)(size - from), f) : 0;
+        if (buf) {
+            buf[got] = '\0';
+            char *p = buf + got;
+            int seen = 0;
+            while (p > buf && seen <= lines)
+                if (*--p == '\n') seen++;
+            if (*p == '\n') p++;
+            for (char *line = strtok(p, "\n"); line; line = strtok(NULL, "\n")) cJSON_AddItemToArray(arr, cJSON_CreateString(line));
+        }
+        free(buf);
+        fclose(f);
+    }
+    send_obj(c, 200, o, NULL);
+}
+
+static void models_route(struct foliod *d, struct mg_connection *c, const char *method, const char *rest) {
+    if (!*rest) {
+        if (!strcmp(method, "GET")) models_list(d, c);
+        else if (!strcmp(method, "POST")) model_create(d, c);
+        else bad(c, 405, "use GET or POST");
+        return;
+    }
+    char ref[256];
+    const char *slash = strrchr(rest, '/');
+    const char *action = NULL;
+    static const char *const actions[] = {"load", "unload", "activate", "logs"};
+    for (size_t i = 0; slash && i < sizeof actions / sizeof *actions; i++)
+        if (!strcmp(slash + 1, actions[i])) action = actions[i];
+    size_t rl = action ? (size_t)(slash - rest) : strlen(rest);
+    if (rl == 0 || rl >= sizeof ref) {
+        bad(c, 404, "no such model");
+        return;
+    }
+    memcpy(ref, rest, rl);
+    ref[rl] = '\0';
+    struct store_model m;
+    int rc = find_model(d, ref, &m);
+    if (rc) {
+        bad(c, 404, "no model %s", ref);
+        return;
+    }
+    if (action && !strcmp(action, "logs")) model_logs(d, c, &m);
+    else if (action && strcmp(method, "POST") != 0) bad(c, 405, "use POST");
+    else if (action) model_action(d, c, &m, action);
+    else if (!strcmp(method, "GET")) send_obj(c, 200, model_json(d, &m), NULL);
+    else if (!strcmp(method, "PATCH")) model_patch(d, c, &m);
+    else if (!strcmp(method, "DELETE")) {
+        if (foliod_default_model(d) == m.id) foliod_set_default_model(d, 0);
+        sup_unload(d->sup, m.id);
+        /* The engine drains before the row goes: wait for it (bounded by its stop timeout). */
+        for (int i = 0; i < 400; i++) {
+            struct sup_route r;
+            if (sup_route(d->sup, m.id, &r) == FOLIO_ENOTFOUND && sup_wait_ready(d->sup, m.id, 0.05) == 0) break;
+            usleep(100 * 1000);
+        }
+        if ((rc = store_model_delete(d->store, m.id))) {
+            bad(c, status_of(rc), "%s", folio_last_error());
+            return;
+        }
+        store_event_add(d->store, "info", "model.deleted", 0, "deleted %s", m.name);
+        foliod_notify(d);
+        http_send_json(c, 200, "{\"deleted\":true}", NULL);
+    } else bad(c, 405, "use GET, PATCH or DELETE");
+}
+
+/* ---- keys ---- */
+
+static void keys_route(struct foliod *d, struct mg_connection *c, const char *method, const char *rest) {
+    if (!*rest && !strcmp(method, "GET")) {
+        struct store_key *ks = NULL;
+        int n = 0;
+        if (store_key_list(d->store, &ks, &n)) {
+            bad(c, 500, "%s", folio_last_error());
+            return;
+        }
+        cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "keys");
+        for (int i = 0; i < n; i++) {
+            cJSON *k = cJSON_CreateObject();
+            cJSON_AddNumberToObject(k, "id", (double)ks[i].id);
+            cJSON_AddStringToObject(k, "name", ks[i].name);
+            cJSON_AddStringToObject(k, "prefix", ks[i].prefix);
+            cJSON_AddNumberToObject(k, "created", (double)ks[i].created);
+            if (ks[i].last_used) cJSON_AddNumberToObject(k, "last_used", (double)ks[i].last_used);
+            else cJSON_AddNullToObject(k, "last_used");
+            cJSON_AddItemToArray(a, k);
+        }
+        free(ks);
+        send_obj(c, 200, o, NULL);
+    } else if (!*rest && !strcmp(method, "POST")) {
+        cJSON *j = read_json(d, c);
+        if (!j) return;
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(j, "name");
+        struct store_key k = {0};
+        if (nm && (!cJSON_IsString(nm) || strlen(nm->valuestring) >= sizeof k.name)) {
+            cJSON_Delete(j);
+            bad(c, 400, "name must be a string of at most %zu bytes", sizeof k.name - 1);
+            return;
+        }
+        snprintf(k.name, sizeof k.name, "%s", nm ? nm->valuestring : "");
+        cJSON_Delete(j);
+        char key[AUTH_KEY_LEN + 1];
+        int rc = auth_key_new(key, k.hash);
+        if (!rc) {
+            snprintf(k.prefix, sizeof k.prefix, "%.10s", key);
+            rc = store_key_add(d->store, &k);
+        }
+        if (!rc) rc = foliod_keys_reload(d);
+        if (rc) {
+            bad(c, 500, "%s", folio_last_error());
+            return;
+        }
+        store_event_add(d->store, "info", "key.created", 0, "API key %s (%s...) created", k.name, k.prefix);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", (double)k.id);
+        cJSON_AddStringToObject(o, "name", k.name);
+        cJSON_AddStringToObject(o, "prefix", k.prefix);
+        cJSON_AddStringToObject(o, "key", key); /* the only time it is ever shown */
+        cJSON_AddNumberToObject(o, "created", (double)k.created);
+        send_obj(c, 201, o, NULL);
+    } else if (*rest && !strcmp(method, "DELETE")) {
+        int rc = store_key_delete(d->store, atoll(rest));
+        if (!rc) rc = foliod_keys_reload(d);
+        if (rc) {
+            bad(c, status_of(rc), "%s", folio_last_error());
+            return;
+        }
+        store_event_add(d->store, "info", "key.revoked", 0, "API key %s revoked", rest);
+        http_send_json(c, 200, "{\"deleted\":true}", NULL);
+    } else {
+        bad(c, 405, "use GET or POST on /api/keys, DELETE on /api/keys/{id}");
+    }
+}
+
+/* ---- status and events ---- */
+
+static cJSON *status_json(struct foliod *d) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "version", FOLIOD_VERSION);
+    cJSON_AddNumberToObject(o, "uptime_s", folio_now() - d->t_start);
+    struct gpu_info g[GPU_MAX];
+    const char *why = NULL;
+    int ng = gpu_query(g, GPU_MAX, &why);
+    cJSON *ga = cJSON_AddArrayToObject(o, "gpus");
+    for (int i = 0; i < ng; i++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "index", g[i].index);
+        cJSON_AddStringToObject(x, "name", g[i].name);
+        cJSON_AddStringToObject(x, "uuid", g[i].uuid);
+        cJSON_AddNumberToObject(x, "memory_total", (double)g[i].mem_total);
+        cJSON_AddNumberToObject(x, "memory_used", (double)g[i].mem_used);
+        cJSON_AddNumberToObject(x, "memory_free", (double)g[i].mem_free);
+        cJSON_AddNumberToObject(x, "utilization", g[i].util_gpu);
+        cJSON_AddNumberToObject(x, "temperature", g[i].temperature);
+        cJSON_AddItemToArray(ga, x);
+    }
+    if (!ng && why) cJSON_AddStringToObject(o, "gpus_note", why);
+    struct store_model def;
+    const int64_t did = foliod_default_model(d);
+    if (did && store_model_get(d->store, did, &def) == 0) cJSON_AddStringToObject(o, "default_model", def.name);
+    else cJSON_AddNullToObject(o, "default_model");
+    int n = 0;
+    struct sup_engine_info *es = sup_list_all(d->sup, &n);
+    cJSON *ea = cJSON_AddArrayToObject(o, "engines");
+    char *body = malloc(1 << 16);
+    for (int i = 0; i < n; i++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "model_id", (double)es[i].model_id);
+        cJSON_AddStringToObject(x, "model", es[i].name);
+        cJSON_AddStringToObject(x, "state", es[i].state);
+        cJSON_AddNumberToObject(x, "pid", es[i].pid);
+        cJSON_AddNumberToObject(x, "port", es[i].port);
+        cJSON_AddNumberToObject(x, "uptime_s", es[i].uptime);
+        cJSON_AddNumberToObject(x, "restarts", es[i].restarts);
+        if (es[i].last_error[0]) cJSON_AddStringToObject(x, "last_error", es[i].last_error);
+        struct sup_route r;
+        int st = 0;
+        cJSON *s = NULL;
+        if (body && sup_route(d->sup, es[i].model_id, &r) == 0 &&
+            up_get(r.port, "/stats", r.secret, 1000, &st, body, 1 << 16) == 0 && st == 200)
+            s = cJSON_Parse(body);
+        if (s) {
+            const cJSON *req = cJSON_GetObjectItem(s, "requests"), *kv = cJSON_GetObjectItem(s, "kv_cache"),
+                        *tk = cJSON_GetObjectItem(s, "tokens"), *pc = cJSON_GetObjectItem(s, "prefix_cache");
+            cJSON_AddNumberToObject(x, "running", cJSON_GetNumberValue(cJSON_GetObjectItem(req, "running")));
+            cJSON_AddNumberToObject(x, "waiting", cJSON_GetNumberValue(cJSON_GetObjectItem(req, "waiting")));
+            cJSON_AddNumberToObject(x, "preempted", cJSON_GetNumberValue(cJSON_GetObjectItem(req, "preempted_waiting")));
+            cJSON_AddNumberToObject(x, "kv_usage", cJSON_GetNumberValue(cJSON_GetObjectItem(kv, "usage")));
+            cJSON_AddNumberToObject(x, "tokens_per_s", cJSON_GetNumberValue(cJSON_GetObjectItem(tk, "generation_per_s")));
+            cJSON_AddNumberToObject(x, "prefix_hit_rate", cJSON_GetNumberValue(cJSON_GetObjectItem(pc, "hit_rate")));
+            cJSON *stats = cJSON_DetachItemFromObject(s, "memory");
+            if (stats) cJSON_AddItemToObject(x, "memory", stats);
+            cJSON *dev = cJSON_DetachItemFromObject(s, "device");
+            if (dev) cJSON_AddItemToObject(x, "device", dev);
+            cJSON_Delete(s);
+        }
+        cJSON_AddItemToArray(ea, x);
+    }
+    free(body);
+    free(es);
+    return o;
+}
+
+static void events_json(struct foliod *d, struct mg_connection *c) {
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    char v[32];
+    long long since = 0;
+    int limit = 100;
+    if (ri->query_string) {
+        if (mg_get_var(ri->query_string, strlen(ri->query_string), "since", v, sizeof v) > 0) since = atoll(v);
+        if (mg_get_var(ri->query_string, strlen(ri->query_string), "limit", v, sizeof v) > 0) limit = atoi(v);
+    }
+    if (limit < 1 || limit > 1000) limit = 100;
+    struct store_event *ev = NULL;
+    int n = 0;
+    if (store_event_list(d->store, since, limit, &ev, &n)) {
+        bad(c, 500, "%s", folio_last_error());
+        return;
+    }
+    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "events");
+    for (int i = 0; i < n; i++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "id", (double)ev[i].id);
+        cJSON_AddNumberToObject(x, "ts", (double)ev[i].ts);
+        cJSON_AddStringToObject(x, "level", ev[i].level);
+        cJSON_AddStringToObject(x, "kind", ev[i].kind);
+        if (ev[i].model_id) cJSON_AddNumberToObject(x, "model_id", (double)ev[i].model_id);
+        cJSON_AddStringToObject(x, "message", ev[i].message);
+        cJSON_AddItemToArray(a, x);
+    }
+    free(ev);
+    send_obj(c, 200, o, NULL);
+}
+
+/* An SSE stream: a `status` event at once and then every second (or at once on a change),
+ * and an `event` for each new log entry, until the client leaves. */
+static void events_stream(struct foliod *d, struct mg_connection *c) {
+    mg_printf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
+                 "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n");
+    struct store_event *last = NULL;
+    int n = 0;
+    int64_t since = 0;
+    if (store_event_list(d->store, 0, 1000000, &last, &n) == 0 && n > 0) since = last[n - 1].id;
+    free(last);
+    long seen = -1;
+    for (;;) {
+        cJSON *st = status_json(d);
+        char *s = cJSON_PrintUnformatted(st);
+        cJSON_Delete(st);
+        int ok = s && mg_printf(c, "event: status\ndata: %s\n\n", s) > 0;
+        free(s);
+        struct store_event *ev = NULL;
+        if (ok && store_event_list(d->store, since, 100, &ev, &n) == 0) {
+            for (int i = 0; i < n && ok; i++) {
+                cJSON *x = cJSON_CreateObject();
+                cJSON_AddNumberToObject(x, "id", (double)ev[i].id);
+                cJSON_AddNumberToObject(x, "ts", (double)ev[i].ts);
+                cJSON_AddStringToObject(x, "level", ev[i].level);
+                cJSON_AddStringToObject(x, "kind", ev[i].kind);
+                cJSON_AddStringToObject(x, "message", ev[i].message);
+                char *e = cJSON_PrintUnformatted(x);
+                cJSON_Delete(x);
+                ok = e && mg_printf(c, "event: event\nid: %lld\ndata: %s\n\n", (long long)ev[i].id, e) > 0;
+                free(e);
+                since = ev[i].id;
+            }
+            free(ev);
+        }
+        if (!ok) break;
+        pthread_mutex_lock(&d->ev_mu);
+        if (seen < 0) seen = d->ev_version;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        while (d->ev_version == seen)
+            if (pthread_cond_timedwait(&d->ev_cv, &d->ev_mu, &ts) == ETIMEDOUT) break;
+        seen = d->ev_version;
+        pthread_mutex_unlock(&d->ev_mu);
+    }
+}
+
+void admin_handle(struct foliod *d, struct mg_connection *c, const char *method, const char *path) {
+    const char *p = path + 4; /* after "/api" */
+    if (!strcmp(p, "/login")) {
+        if (strcmp(method, "POST")) bad(c, 405, "use POST");
+        else login(d, c);
+        return;
+    }
+    if (!authorized(d, c)) {
+        pthread_mutex_lock(&d->stats_mu);
+        d->unauthorized++;
+        pthread_mutex_unlock(&d->stats_mu);
+        bad(c, 401, "log in first (POST /api/login)");
+        return;
+    }
+    if (!strcmp(p, "/logout")) logout(d, c);
+    else if (!strcmp(p, "/status")) send_obj(c, 200, status_json(d), NULL);
+    else if (!strcmp(p, "/models") || !strncmp(p, "/models/", 8)) models_route(d, c, method, p[7] ? p + 8 : "");
+    else if (!strcmp(p, "/keys") || !strncmp(p, "/keys/", 6)) keys_route(d, c, method, p[5] ? p + 6 : "");
+    else if (!strcmp(p, "/events")) {
+        const char *acc = mg_get_header(c, "Accept");
+        if (acc && strstr(acc, "text/event-stream")) events_stream(d, c);
+        else events_json(d, c);
+    } else bad(c, 404, "no route %s %s", method, path);
+}

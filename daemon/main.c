@@ -1,0 +1,330 @@
+/* foliod: the appliance's daemon. It owns port 8000: the OpenAI API proxied to one
+ * folio-engine per loaded model, the admin API and console, the SQLite registry.
+ *
+ * Configuration, highest first: flags, the config file (--config, default
+ * /etc/folio/foliod.conf when it exists; `key = value` lines, # comments), then environment
+ * variables (FOLIO_HOST, FOLIO_PORT, FOLIO_DATA_DIR, FOLIO_ENGINE_BIN, FOLIO_API_KEY,
+ * FOLIO_ADMIN_TOKEN, FOLIO_ADMIN_PASSWORD). */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "foliod.h"
+#include "gpu.h"
+#include "util.h"
+
+static const char usage[] =
+    "usage: foliod [options]\n"
+    "  --host H              listen address (127.0.0.1; 0.0.0.0 for every interface)\n"
+    "  --port P              (8000)\n"
+    "  --data-dir DIR        registry, logs and models (/var/lib/folio)\n"
+    "  --engine-bin PATH     folio-engine (next to foliod, else on PATH)\n"
+    "  --model DIR           register (if new), load and make `default` at start (repeatable)\n"
+    "  --api-key KEY         accepted on /v1/* besides the keys created in the console\n"
+    "  --admin-token TOKEN   accepted on /api/* instead of a login session\n"
+    "  --config FILE         (/etc/folio/foliod.conf)\n"
+    "  --db-dir DIR          schema and migrations (db/ beside the build, else /usr/share/folio/db)\n"
+    "  --admin-ui DIR        the console's files (admin-ui/ beside the build, else /usr/share/folio/admin-ui)\n"
+    "  --threads N           concurrent HTTP connections (256)\n";
+
+/* Settings by name, as strings: flags first win, then the file, then the environment. */
+#define NKEYS 12
+static const char *const key_names[NKEYS] = {"host",      "port",    "data_dir",    "engine_bin",
+                                             "api_key",   "admin_token", "db_dir",  "admin_ui_dir",
+                                             "threads",   "admin_password", "config", "model"};
+static const char *const env_names[NKEYS] = {"FOLIO_HOST",       "FOLIO_PORT",         "FOLIO_DATA_DIR",
+                                             "FOLIO_ENGINE_BIN", "FOLIO_API_KEY",      "FOLIO_ADMIN_TOKEN",
+                                             "FOLIO_DB_DIR",     "FOLIO_ADMIN_UI_DIR", "FOLIO_THREADS",
+                                             "FOLIO_ADMIN_PASSWORD", "FOLIO_CONFIG", NULL};
+struct settings {
+    char *v[NKEYS];
+    const char *models[16];
+    int num_models;
+};
+
+static int key_index(const char *k) {
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(k, key_names[i])) return i;
+    return -1;
+}
+
+static void set_once(struct settings *s, int i, const char *v) {
+    if (i >= 0 && !s->v[i]) s->v[i] = strdup(v);
+}
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r')) *--e = '\0';
+    return s;
+}
+
+static int read_conf(struct settings *s, const char *path, int must_exist) {
+    FILE *f = fopen(path, "r");
+    if (!f) return must_exist ? folio_err(FOLIO_EIO, "cannot read %s: %s", path, strerror(errno)) : 0;
+    char line[4096];
+    int ln = 0, rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        ln++;
+        char *p = trim(line);
+        if (!*p || *p == '#') continue;
+        char *eq = strchr(p, '=');
+        if (!eq) {
+            rc = folio_err(FOLIO_EINVAL, "%s:%d: expected key = value", path, ln);
+            break;
+        }
+        *eq = '\0';
+        char *k = trim(p), *v = trim(eq + 1);
+        for (char *c = k; *c; c++)
+            if (*c == '-') *c = '_';
+        int i = key_index(k);
+        if (i < 0) rc = folio_err(FOLIO_EINVAL, "%s:%d: unknown setting '%s'", path, ln, k);
+        else if (!strcmp(k, "model")) {
+            if (s->num_models == 0 && s->num_models < 16) s->models[s->num_models++] = strdup(v);
+        } else set_once(s, i, v);
+    }
+    fclose(f);
+    return rc;
+}
+
+static int parse_flags(int argc, char **argv, struct settings *s) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc)
+            return folio_err(FOLIO_EINVAL, "unexpected argument '%s' (foliod --help lists the options)", a);
+        char k[64];
+        snprintf(k, sizeof k, "%s", a + 2);
+        for (char *c = k; *c; c++)
+            if (*c == '-') *c = '_';
+        if (!strcmp(k, "admin_ui")) snprintf(k, sizeof k, "admin_ui_dir");
+        int idx = key_index(k);
+        if (idx < 0 || !strcmp(k, "admin_password"))
+            return folio_err(FOLIO_EINVAL, "unknown option '%s' (foliod --help lists them)", a);
+        const char *v = argv[++i];
+        if (!strcmp(k, "model")) {
+            if (s->num_models >= 16) return folio_err(FOLIO_EINVAL, "at most 16 --model");
+            s->models[s->num_models++] = v;
+        } else {
+            free(s->v[idx]);
+            s->v[idx] = strdup(v);
+        }
+    }
+    return 0;
+}
+
+/* A directory beside the binary (build/<variant>/foliod -> the checkout's db/), else the
+ * installed one. */
+static void beside(const char *exe_dir, const char *rel, const char *probe, const char *installed, char *out, size_t cap) {
+    char p[PATH_MAX + 64];
+    snprintf(out, cap, "%s/../../%s", exe_dir, rel);
+    snprintf(p, sizeof p, "%s/%s", out, probe);
+    if (access(p, R_OK) != 0) snprintf(out, cap, "%s", installed);
+}
+
+/* ---- shared state (foliod.h) ---- */
+
+int foliod_keys_reload(struct foliod *d) {
+    struct store_key *ks = NULL;
+    int n = 0, rc = store_key_list(d->store, &ks, &n);
+    if (rc) return rc;
+    char(*h)[AUTH_HASH_HEX] = calloc((size_t)n + 1, sizeof *h);
+    int64_t *ids = calloc((size_t)n + 1, sizeof *ids);
+    if (!h || !ids) {
+        free(h);
+        free(ids);
+        free(ks);
+        return folio_err(FOLIO_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        memcpy(h[i], ks[i].hash, AUTH_HASH_HEX);
+        ids[i] = ks[i].id;
+    }
+    free(ks);
+    pthread_mutex_lock(&d->keys_mu);
+    free(d->key_hash);
+    free(d->key_id);
+    d->key_hash = h;
+    d->key_id = ids;
+    d->num_keys = n;
+    pthread_mutex_unlock(&d->keys_mu);
+    return 0;
+}
+
+void foliod_notify(struct foliod *d) {
+    pthread_mutex_lock(&d->ev_mu);
+    d->ev_version++;
+    pthread_cond_broadcast(&d->ev_cv);
+    pthread_mutex_unlock(&d->ev_mu);
+}
+
+static void on_change(void *ud) { foliod_notify(ud); }
+
+int64_t foliod_default_model(struct foliod *d) {
+    char v[32];
+    if (store_setting_get(d->store, "default_model", v, sizeof v) != 0) return 0;
+    return atoll(v);
+}
+
+int foliod_set_default_model(struct foliod *d, int64_t id) {
+    char v[32];
+    snprintf(v, sizeof v, "%lld", (long long)id);
+    return store_setting_set(d->store, "default_model", v);
+}
+
+/* The first start sets the admin password: FOLIO_ADMIN_PASSWORD, or a generated one printed
+ * once on stderr (the only place it ever appears). */
+static int admin_bootstrap(struct foliod *d, const char *given) {
+    char hash[256];
+    if (store_admin_get(d->store, hash, sizeof hash) == 0) return 0;
+    char pw[64];
+    if (given && *given) {
+        snprintf(pw, sizeof pw, "%s", given);
+    } else {
+        char key[AUTH_KEY_LEN + 1], unused[AUTH_HASH_HEX];
+        int rc = auth_key_new(key, unused);
+        if (rc) return rc;
+        snprintf(pw, sizeof pw, "%.20s", key + 6);
+    }
+    int rc = auth_password_hash(pw, hash, sizeof hash);
+    if (!rc) rc = store_admin_set(d->store, hash);
+    if (!rc && !(given && *given))
+        fprintf(stderr, "foliod: the admin password is %s (shown once; log in at /admin/ and keep it)\n", pw);
+    memset(pw, 0, sizeof pw);
+    return rc;
+}
+
+/* --model DIR: registered under its directory's name when new, loaded, made `default`. */
+static int start_model(struct foliod *d, const char *dir, int first) {
+    char real[PATH_MAX];
+    if (!realpath(dir, real)) return folio_err(FOLIO_EINVAL, "--model %s: %s", dir, strerror(errno));
+    if (strlen(real) >= sizeof ((struct store_model *)0)->path)
+        return folio_err(FOLIO_EINVAL, "--model %s: the path is too long", dir);
+    struct store_model m = {0};
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", real);
+    const char *name = basename(tmp);
+    int rc = store_model_find(d->store, name, &m);
+    if (rc == FOLIO_ENOTFOUND) {
+        memset(&m, 0, sizeof m);
+        snprintf(m.name, sizeof m.name, "%s", name);
+        snprintf(m.source, sizeof m.source, "local");
+        memcpy(m.path, real, strlen(real) + 1);
+        snprintf(m.state, sizeof m.state, "registered");
+        if ((rc = store_model_add(d->store, &m))) return rc;
+        store_event_add(d->store, "info", "model.added", m.id, "registered %s (%s) from --model", m.name, m.path);
+    } else if (rc) {
+        return rc;
+    }
+    if ((rc = sup_load(d->sup, m.id))) return rc;
+    if (first) foliod_set_default_model(d, m.id);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct settings s = {0};
+    struct foliod d = {0};
+    struct http *http = NULL;
+    int rc = parse_flags(argc, argv, &s);
+    if (rc) goto out;
+    const char *conf = s.v[key_index("config")] ? s.v[key_index("config")] : getenv("FOLIO_CONFIG");
+    if ((rc = read_conf(&s, conf ? conf : "/etc/folio/foliod.conf", conf != NULL))) goto out;
+    for (int i = 0; i < NKEYS; i++)
+        if (env_names[i] && getenv(env_names[i])) set_once(&s, i, getenv(env_names[i]));
+
+    char exe[PATH_MAX] = ".", exe_dir[PATH_MAX], db_dir[PATH_MAX + 16], ui_dir[PATH_MAX + 16], engine[PATH_MAX + 16];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el > 0) exe[el] = '\0';
+    snprintf(exe_dir, sizeof exe_dir, "%s", dirname(exe));
+    beside(exe_dir, "db", "schema.sql", "/usr/share/folio/db", db_dir, sizeof db_dir);
+    beside(exe_dir, "admin-ui", "index.html", "/usr/share/folio/admin-ui", ui_dir, sizeof ui_dir);
+    snprintf(engine, sizeof engine, "%s/folio-engine", exe_dir);
+    if (access(engine, X_OK) != 0) snprintf(engine, sizeof engine, "/usr/bin/folio-engine");
+
+#define V(name, dflt) (s.v[key_index(name)] ? s.v[key_index(name)] : (dflt))
+    d.cfg.host = V("host", "127.0.0.1");
+    d.cfg.port = atoi(V("port", "8000"));
+    d.cfg.data_dir = V("data_dir", "/var/lib/folio");
+    d.cfg.engine_bin = V("engine_bin", engine);
+    d.cfg.db_dir = V("db_dir", db_dir);
+    d.cfg.admin_ui_dir = V("admin_ui_dir", ui_dir);
+    d.cfg.api_key = V("api_key", NULL);
+    d.cfg.admin_token = V("admin_token", NULL);
+    d.cfg.threads = atoi(V("threads", "256"));
+    d.cfg.max_body = (size_t)16 << 20;
+    const char *admin_pw = V("admin_password", NULL);
+#undef V
+    if (d.cfg.port < 0 || d.cfg.port > 65535) {
+        rc = folio_err(FOLIO_EINVAL, "--port must be in [0, 65535]");
+        goto out;
+    }
+    if (mkdir(d.cfg.data_dir, 0750) != 0 && errno != EEXIST) {
+        rc = folio_err(FOLIO_EIO, "cannot create the data dir %s: %s", d.cfg.data_dir, strerror(errno));
+        goto out;
+    }
+    d.t_start = folio_now();
+    pthread_mutex_init(&d.keys_mu, NULL);
+    pthread_mutex_init(&d.ev_mu, NULL);
+    pthread_mutex_init(&d.stats_mu, NULL);
+    pthread_cond_init(&d.ev_cv, NULL);
+    char db[PATH_MAX + 32], logs[PATH_MAX + 32];
+    snprintf(db, sizeof db, "%s/folio.db", d.cfg.data_dir);
+    snprintf(logs, sizeof logs, "%s/logs", d.cfg.data_dir);
+    if ((rc = store_open(db, d.cfg.db_dir, &d.store))) goto out;
+    if ((rc = admin_bootstrap(&d, admin_pw))) goto out;
+    if (d.cfg.api_key && *d.cfg.api_key && (rc = auth_sha256_hex(d.cfg.api_key, strlen(d.cfg.api_key), d.env_key_hash)))
+        goto out;
+    if ((rc = foliod_keys_reload(&d))) goto out;
+    if (!(d.sessions = auth_sessions_create(12 * 3600.0))) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory");
+        goto out;
+    }
+    struct gpu_info gi[GPU_MAX];
+    d.gpus = gpu_query(gi, GPU_MAX, NULL);
+
+    /* SIGTERM and SIGINT are taken by sigwait below; every other thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct sup_params sp = sup_default_params();
+    sp.engine_bin = d.cfg.engine_bin;
+    sp.log_dir = logs;
+    sp.store = d.store;
+    sp.gpus = d.gpus;
+    sp.on_change = on_change;
+    sp.ud = &d;
+    if ((rc = sup_create(&sp, &d.sup))) goto out;
+    if ((rc = http_start(&d, &http))) goto out;
+    for (int i = 0; i < s.num_models; i++)
+        if ((rc = start_model(&d, s.models[i], i == 0))) goto out;
+    fprintf(stderr, "foliod %s: listening on http://%s:%d (data %s, engine %s)\n", FOLIOD_VERSION, d.cfg.host,
+            http_port(http), d.cfg.data_dir, d.cfg.engine_bin);
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "foliod: %s: stopping engines\n", strsignal(sig));
+out:
+    if (rc) fprintf(stderr, "foliod: error: %s\n", folio_last_error());
+    http_stop(http);
+    sup_free(d.sup);
+    auth_sessions_free(d.sessions);
+    store_close(d.store);
+    free(d.key_hash);
+    free(d.key_id);
+    for (int i = 0; i < NKEYS; i++) free(s.v[i]);
+    if (!rc) fprintf(stderr, "foliod: stopped\n");
+    return rc ? 1 : 0;
+}

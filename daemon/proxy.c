@@ -1,0 +1,250 @@
+/* proxy: see proxy.h. */
+#include "proxy.h"
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http_conn.h"
+#include "upstream.h"
+#include "util.h"
+
+#define HEAD_CAP 16384
+#define BUF_CAP 65536
+
+static const char *reason(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+    }
+}
+
+void proxy_send_error(struct mg_connection *c, int status, const char *type, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNullToObject(e, "param");
+    cJSON_AddNumberToObject(e, "code", status);
+    char *body = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    size_t n = body ? strlen(body) : 0;
+    mg_printf(c,
+              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
+              status, reason(status), n);
+    if (body) mg_write(c, body, n);
+    free(body);
+}
+
+/* Reads more of the engine's answer into buf[*len..cap), waking every 50 ms to see whether
+ * the client is still there. 1: got bytes; 0: the engine closed; -1: the client left or the
+ * read failed. */
+static int fill(int up, int client_fd, char *buf, size_t *len, size_t cap) {
+    for (;;) {
+        struct pollfd p = {.fd = up, .events = POLLIN};
+        int r = poll(&p, 1, 50);
+        if (r < 0 && errno != EINTR) return -1;
+        if (r > 0) {
+            ssize_t n = recv(up, buf + *len, cap - *len, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return 0; /* a reset reads as the engine going away */
+            if (n == 0) return 0;
+            *len += (size_t)n;
+            return 1;
+        }
+        if (http_client_gone(client_fd)) return -1;
+    }
+}
+
+/* The value of header `name` in the head block, into out; 1 when present. */
+static int header(const char *head, const char *name, char *out, size_t cap) {
+    size_t nl = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p && p[2]; p = strstr(p + 2, "\r\n")) {
+        const char *h = p + 2;
+        if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
+            h += nl + 1;
+            while (*h == ' ' || *h == '\t') h++;
+            const char *end = strstr(h, "\r\n");
+            size_t n = end ? (size_t)(end - h) : strlen(h);
+            if (n >= cap) n = cap - 1;
+            memcpy(out, h, n);
+            out[n] = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The engine stopped in the middle of a stream: close it the way the engine would have,
+ * with an SSE error event and [DONE], so that SDK clients raise a clean error. */
+static void stream_error(struct mg_connection *c, const char *model) {
+    char ev[512];
+    int n = snprintf(ev, sizeof ev,
+                     "data: {\"error\":{\"message\":\"the engine serving %s stopped during the request\","
+                     "\"type\":\"server_error\",\"param\":null,\"code\":502}}\n\n",
+                     model);
+    mg_printf(c, "%x\r\n", n);
+    mg_write(c, ev, (size_t)n);
+    static const char done[] = "data: [DONE]\n\n";
+    mg_printf(c, "\r\n%zx\r\n%s\r\n0\r\n\r\n", sizeof done - 1, done);
+}
+
+int proxy_forward(struct mg_connection *c, int port, const char *secret, const char *method, const char *uri,
+                  const char *body, size_t len, const char *model) {
+    const int client_fd = http_conn_fd(c);
+    int up = up_connect(port, 2000);
+    if (up < 0) {
+        proxy_send_error(c, 502, "server_error", "the engine serving %s is not answering", model);
+        return up;
+    }
+    char *buf = malloc(BUF_CAP);
+    int rc = 0;
+    if (!buf) {
+        close(up);
+        proxy_send_error(c, 500, "server_error", "out of memory");
+        return FOLIO_ENOMEM;
+    }
+    int n = snprintf(buf, BUF_CAP,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                     method, uri, port, secret, len);
+    if (n <= 0 || n >= BUF_CAP || up_write_all(up, buf, (size_t)n) || (len && up_write_all(up, body, len))) {
+        proxy_send_error(c, 502, "server_error", "the engine serving %s is not answering", model);
+        rc = FOLIO_EIO;
+        goto out;
+    }
+    /* The head. */
+    size_t have = 0;
+    char *end = NULL;
+    while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
+        if (have >= HEAD_CAP) {
+            proxy_send_error(c, 502, "server_error", "the engine serving %s sent an oversized header", model);
+            rc = FOLIO_EIO;
+            goto out;
+        }
+        int r = fill(up, client_fd, buf, &have, HEAD_CAP);
+        if (r < 0) {
+            rc = FOLIO_EIO; /* client gone: closing `up` aborts the request in the engine */
+            goto out;
+        }
+        if (r == 0) {
+            proxy_send_error(c, 502, "server_error", "the engine serving %s stopped before answering", model);
+            rc = FOLIO_EIO;
+            goto out;
+        }
+    }
+    const size_t head_len = (size_t)(end - buf) + 4;
+    char head[HEAD_CAP + 1];
+    memcpy(head, buf, head_len);
+    head[head_len] = '\0';
+    int status = 0;
+    if (sscanf(head, "HTTP/1.%*d %d", &status) != 1) {
+        proxy_send_error(c, 502, "server_error", "the engine serving %s sent no HTTP status", model);
+        rc = FOLIO_EIO;
+        goto out;
+    }
+    char ctype[256] = "application/json", clen[32] = "", te[64] = "", cache[128] = "", allow[64] = "";
+    header(head, "Content-Type", ctype, sizeof ctype);
+    const int has_len = header(head, "Content-Length", clen, sizeof clen);
+    const int chunked = header(head, "Transfer-Encoding", te, sizeof te) && strcasecmp(te, "chunked") == 0;
+    header(head, "Cache-Control", cache, sizeof cache);
+    header(head, "Allow", allow, sizeof allow);
+    mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", status, reason(status), ctype);
+    if (cache[0]) mg_printf(c, "Cache-Control: %s\r\n", cache);
+    if (allow[0]) mg_printf(c, "Allow: %s\r\n", allow);
+    if (chunked) mg_printf(c, "Transfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n\r\n");
+    else if (has_len) mg_printf(c, "Content-Length: %s\r\n\r\n", clen);
+    else mg_printf(c, "Connection: close\r\n\r\n");
+    memmove(buf, buf + head_len, have - head_len);
+    have -= head_len;
+
+    if (!chunked) {
+        long long want = has_len ? atoll(clen) : -1, sent = 0;
+        for (;;) {
+            size_t take = have;
+            if (want >= 0 && (long long)take > want - sent) take = (size_t)(want - sent);
+            if (take && mg_write(c, buf, take) <= 0) {
+                rc = FOLIO_EIO;
+                break;
+            }
+            sent += (long long)take;
+            have = 0;
+            if (want >= 0 && sent >= want) break;
+            int r = fill(up, client_fd, buf, &have, BUF_CAP);
+            if (r <= 0) {
+                if (want >= 0 || r < 0) rc = FOLIO_EIO; /* cut short: the client sees a short body */
+                break;
+            }
+        }
+        goto out;
+    }
+    /* Chunked: relay chunk by chunk, so that the stream can be ended cleanly if the engine
+     * stops between (or inside) chunks. */
+    for (;;) {
+        char *crlf = memmem(buf, have, "\r\n", 2);
+        if (crlf) {
+            size_t size = strtoul(buf, NULL, 16);
+            size_t hl = (size_t)(crlf - buf) + 2;
+            if (size == 0) {
+                mg_printf(c, "0\r\n\r\n");
+                break;
+            }
+            if (size > BUF_CAP - 64) {
+                stream_error(c, model);
+                rc = FOLIO_EIO;
+                break;
+            }
+            if (have >= hl + size + 2) {
+                mg_printf(c, "%zx\r\n", size);
+                if (mg_write(c, buf + hl, size) <= 0 || mg_printf(c, "\r\n") <= 0) {
+                    rc = FOLIO_EIO;
+                    break;
+                }
+                memmove(buf, buf + hl + size + 2, have - hl - size - 2);
+                have -= hl + size + 2;
+                continue;
+            }
+        }
+        if (have == BUF_CAP) { /* a chunk line longer than any the engine writes */
+            stream_error(c, model);
+            rc = FOLIO_EIO;
+            break;
+        }
+        int r = fill(up, client_fd, buf, &have, BUF_CAP);
+        if (r < 0) {
+            rc = FOLIO_EIO;
+            break;
+        }
+        if (r == 0) {
+            stream_error(c, model);
+            rc = FOLIO_EIO;
+            break;
+        }
+    }
+out:
+    close(up);
+    free(buf);
+    return rc;
+}

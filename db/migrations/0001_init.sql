@@ -1,0 +1,74 @@
+-- 0001_init: the initial schema of foliod's store (daemon/store.c).
+--
+-- How migrations run: store.c applies each migrations/NNNN_name.sql with NNNN above the
+-- file's PRAGMA user_version, in order, each inside one transaction together with
+-- PRAGMA user_version = NNNN. So a migration must not BEGIN, COMMIT or set user_version
+-- itself, and runs with foreign_keys off (a table rebuild is safe); store.c runs
+-- PRAGMA foreign_key_check before it commits. db/schema.sql must equal the result of all
+-- migrations from an empty file (tests/unit/test_store.c compares the two).
+
+-- One row per registered model. Engine parameters: 0 or '' means the engine's default.
+CREATE TABLE models (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE CHECK (name <> '' AND name NOT GLOB '*[^A-Za-z0-9._:/-]*'),
+    source TEXT NOT NULL CHECK (source IN ('local', 'hf')),
+    repo_id TEXT NOT NULL DEFAULT '',
+    revision TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL DEFAULT '',
+    max_model_len INTEGER NOT NULL DEFAULT 0 CHECK (max_model_len >= 0),
+    dtype TEXT NOT NULL DEFAULT '',
+    gpu_memory_utilization REAL NOT NULL DEFAULT 0 CHECK (gpu_memory_utilization BETWEEN 0 AND 1),
+    block_size INTEGER NOT NULL DEFAULT 0 CHECK (block_size >= 0),
+    max_num_seqs INTEGER NOT NULL DEFAULT 0 CHECK (max_num_seqs >= 0),
+    kv_cache_space REAL NOT NULL DEFAULT 0 CHECK (kv_cache_space >= 0),
+    device TEXT NOT NULL DEFAULT '' CHECK (device IN ('', 'cpu', 'cuda')),
+    chat_template TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'registered' CHECK (state <> ''),
+    want_loaded INTEGER NOT NULL DEFAULT 0 CHECK (want_loaded IN (0, 1)),
+    last_error TEXT NOT NULL DEFAULT '',
+    created INTEGER NOT NULL
+);
+
+-- What foliod last knew of a model's engine process: at most one row per model.
+CREATE TABLE engines (
+    model_id INTEGER PRIMARY KEY REFERENCES models (id) ON DELETE CASCADE,
+    pid INTEGER NOT NULL DEFAULT 0 CHECK (pid >= 0),
+    port INTEGER NOT NULL DEFAULT 0 CHECK (port BETWEEN 0 AND 65535),
+    state TEXT NOT NULL CHECK (state <> ''),
+    started INTEGER NOT NULL DEFAULT 0,
+    restarts INTEGER NOT NULL DEFAULT 0 CHECK (restarts >= 0),
+    log_path TEXT NOT NULL DEFAULT ''
+);
+
+-- API keys: only the SHA-256 of a key is kept, never the key.
+CREATE TABLE api_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE CHECK (length(hash) = 64 AND hash NOT GLOB '*[^0-9a-f]*'),
+    created INTEGER NOT NULL,
+    last_used INTEGER NOT NULL DEFAULT 0
+);
+
+-- The admin password as one crypt(3) string; a single row.
+CREATE TABLE admin (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    password_hash TEXT NOT NULL CHECK (password_hash <> ''),
+    updated INTEGER NOT NULL
+);
+
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY NOT NULL CHECK (key <> ''),
+    value TEXT NOT NULL
+);
+
+-- The event log (newest 10000 kept). AUTOINCREMENT: ids never come back, so a console that
+-- polls with since_id never skips or repeats an event.
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    level TEXT NOT NULL CHECK (level IN ('info', 'warn', 'error')),
+    kind TEXT NOT NULL CHECK (kind <> ''),
+    model_id INTEGER REFERENCES models (id) ON DELETE SET NULL,
+    message TEXT NOT NULL
+);

@@ -1,0 +1,143 @@
+// lib.mjs: foliod on loopback for the daemon suite: start (a fresh data dir, a free port, the
+// admin password from the environment), stop (SIGTERM; exit 0), kill -9, log in, the admin
+// API, polling for a model's state, and an openai SDK client through foliod. The runner,
+// assertions and HTTP helpers come from the API suite (tests/api/lib.mjs).
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  assert, ENGINE, freePort, MODELS, onCleanup, OpenAI, sleep, SLOW, spawnServer, withTimeout,
+} from '../api/lib.mjs';
+
+export const FOLIOD = path.join(path.dirname(ENGINE), 'foliod');
+export const PASSWORD = 'correct horse battery staple';
+export const here = path.dirname(new URL(import.meta.url).pathname);
+export const root = path.resolve(here, '../..');
+
+export function dataDir() {
+  const d = mkdtempSync(path.join(os.tmpdir(), 'foliod-test-'));
+  onCleanup(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+// Starts foliod; resolves once /health answers. opts: data (dir), args, env, port.
+export async function startFoliod({ data, args = [], env = {}, port } = {}) {
+  data = data || dataDir();
+  port = port || (await freePort());
+  const argv = ['--host', '127.0.0.1', '--port', String(port), '--data-dir', data, '--config', '/dev/null', ...args];
+  const s = spawnServer(FOLIOD, argv, { FOLIO_ADMIN_PASSWORD: PASSWORD, FOLIO_API_KEY: '', ...env });
+  Object.assign(s, { port, url: `http://127.0.0.1:${port}`, data });
+  const deadline = Date.now() + 15000 * SLOW;
+  for (;;) {
+    if (!s.alive) throw new Error(`foliod exited (code ${s.code}) before answering:\n${s.log}`);
+    try {
+      const r = await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(1000) });
+      await r.text();
+      if (r.status === 200) break;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > deadline) throw new Error(`foliod did not answer /health:\n${s.log}`);
+    await sleep(25);
+  }
+  onCleanup(async () => {
+    if (s.alive) {
+      s.proc.kill('SIGKILL');
+      await s.exited;
+    }
+  });
+  return s;
+}
+
+// SIGTERM: foliod stops its engines (drain) and exits 0.
+export async function stopFoliod(s, ms = 40000 * SLOW) {
+  if (s.alive) s.proc.kill('SIGTERM');
+  await withTimeout(s.exited, ms, 'foliod exit after SIGTERM');
+  assert.equal(s.signal, null, `foliod exited on signal ${s.signal}\n${s.log.slice(-3000)}`);
+  assert.equal(s.code, 0, `foliod exit code ${s.code}\n${s.log.slice(-3000)}`);
+}
+
+export async function req(s, method, p, { body, cookie, headers = {}, timeout = 60000 * SLOW } = {}) {
+  const h = { ...headers };
+  if (cookie) h.cookie = cookie;
+  if (body !== undefined) h['content-type'] = 'application/json';
+  const res = await fetch(`${s.url}${p}`, {
+    method, headers: h, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeout), redirect: 'manual',
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+// Logs in; returns the session cookie ("folio_session=...").
+export async function login(s, password = PASSWORD) {
+  const r = await req(s, 'POST', '/api/login', { body: { password } });
+  assert.equal(r.status, 200, r.text);
+  const sc = r.headers.get('set-cookie');
+  assert.ok(sc && /HttpOnly/i.test(sc) && /SameSite=Strict/i.test(sc), `cookie flags: ${sc}`);
+  return sc.split(';')[0];
+}
+
+export async function addModel(s, cookie, name, extra = {}) {
+  const r = await req(s, 'POST', '/api/models', {
+    cookie, body: { name, path: path.join(MODELS, name), kv_cache_space: 0.25, ...extra },
+  });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+export async function status(s, cookie) {
+  const r = await req(s, 'GET', '/api/status', { cookie });
+  assert.equal(r.status, 200, r.text);
+  return r.json;
+}
+
+export async function modelInfo(s, cookie, ref) {
+  const r = await req(s, 'GET', `/api/models/${encodeURIComponent(ref)}`, { cookie });
+  assert.equal(r.status, 200, r.text);
+  return r.json;
+}
+
+// Polls until the model's state is `state` (e.g. "ready", "failed"); returns the model.
+export async function waitState(s, cookie, ref, state, ms = 30000 * SLOW) {
+  const deadline = Date.now() + ms;
+  let m;
+  while (Date.now() < deadline) {
+    m = await modelInfo(s, cookie, ref);
+    if (m.state === state) return m;
+    await sleep(50);
+  }
+  throw new Error(`model ${ref} did not reach ${state} in ${ms} ms (last: ${JSON.stringify(m)})`);
+}
+
+export async function load(s, cookie, ref) {
+  const r = await req(s, 'POST', `/api/models/${encodeURIComponent(ref)}/load`, { cookie });
+  assert.equal(r.status, 202, r.text);
+  return waitState(s, cookie, ref, 'ready');
+}
+
+export function sdk(s, { apiKey = 'none', timeout = 60000 * SLOW } = {}) {
+  return new OpenAI({ baseURL: `${s.url}/v1`, apiKey, maxRetries: 0, timeout });
+}
+
+export function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function engineOf(s, cookie, name) {
+  const st = await status(s, cookie);
+  const e = st.engines.find((x) => x.model === name);
+  assert.ok(e, `no engine for ${name} in ${JSON.stringify(st.engines)}`);
+  return e;
+}
