@@ -1,0 +1,1087 @@
+/* store: foliod's registry in one SQLite file (see store.h).
+ *
+ * One connection serves the whole daemon, behind a mutex: SQLite allows one writer at a time
+ * anyway, and every call here is short. Each call is a single statement, or one transaction
+ * where it needs several, so a crash (SQLite's WAL recovery) never leaves half a change.
+ * The schema comes from db/: schema.sql for a new file, migrations/NNNN_name.sql to bring an
+ * older one forward, each migration in its own transaction with its PRAGMA user_version. */
+#include "store.h"
+
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The schema this code reads and writes: the highest migration in db/migrations/. A file
+ * with a higher user_version was written by a newer foliod and is refused. */
+#define STORE_SCHEMA_VERSION 2
+#define STORE_MAX_EVENTS 10000
+#define STORE_BUSY_MS 5000
+#define STORE_PATH_MAX 4096
+#define STORE_MIG_NAME 256
+
+struct store {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+};
+
+/* ---- errors and statement helpers ---- */
+
+/* Maps the connection's last SQLite error to a FOLIO_E* code and records a message. */
+static int store_fail(struct store *s, const char *what) {
+    int ext = sqlite3_extended_errcode(s->db);
+    const char *msg = sqlite3_errmsg(s->db);
+    int code;
+    switch (ext & 0xff) {
+    case SQLITE_CONSTRAINT:
+        if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+            code = FOLIO_EEXIST;
+        else if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
+            code = FOLIO_ENOTFOUND;
+        else
+            code = FOLIO_EINVAL;
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: code = FOLIO_EBUSY; break;
+    case SQLITE_NOMEM: code = FOLIO_ENOMEM; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return folio_err(FOLIO_EIO, "store: %s: the database file is corrupt (%s)", what, msg);
+    default: code = FOLIO_EIO; break;
+    }
+    return folio_err(code, "store: %s: %s", what, msg);
+}
+
+static int store_prepare(struct store *s, const char *sql, sqlite3_stmt **st) {
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        *st = NULL;
+        return store_fail(s, "prepare");
+    }
+    return FOLIO_OK;
+}
+
+/* Runs a statement that returns no rows. */
+static int store_step_done(struct store *s, sqlite3_stmt *st, const char *what) {
+    if (sqlite3_step(st) != SQLITE_DONE) return store_fail(s, what);
+    return FOLIO_OK;
+}
+
+static int store_exec(struct store *s, const char *sql, const char *what) {
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) return store_fail(s, what);
+    return FOLIO_OK;
+}
+
+/* After a failure inside a transaction. Some errors (SQLITE_FULL, I/O) already rolled it back,
+ * and a second ROLLBACK would only replace the message that matters. */
+static void store_rollback(struct store *s) {
+    if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int store_bind_text(sqlite3_stmt *st, int i, const char *v) {
+    return sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+/* A text column into a fixed field. The schema cannot bound byte lengths cheaply, so a row
+ * written by other means could be too long: that is an error, never a silent cut. */
+static int store_col_text(sqlite3_stmt *st, int col, char *dst, size_t cap, const char *what) {
+    const unsigned char *t = sqlite3_column_text(st, col);
+    int n = sqlite3_column_bytes(st, col);
+    if (!t) {
+        dst[0] = '\0';
+        return FOLIO_OK;
+    }
+    if ((size_t)n >= cap)
+        return folio_err(FOLIO_EINVAL, "store: stored %s is %d bytes, longer than its field (%zu)", what, n,
+                         cap - 1);
+    memcpy(dst, t, (size_t)n);
+    dst[n] = '\0';
+    return FOLIO_OK;
+}
+
+/* A struct field on its way in: it must end within its array. */
+static int store_field_ok(const char *v, size_t cap, const char *what) {
+    if (!memchr(v, '\0', cap)) return folio_err(FOLIO_EINVAL, "%s is too long (at most %zu bytes)", what, cap - 1);
+    return FOLIO_OK;
+}
+
+/* A string argument that will be read back into a field of cap bytes. */
+static int store_arg_ok(const char *v, size_t cap, const char *what) {
+    if (strlen(v) >= cap) return folio_err(FOLIO_EINVAL, "%s is too long (at most %zu bytes)", what, cap - 1);
+    return FOLIO_OK;
+}
+
+static int store_pragma_int(struct store *s, const char *sql, int *out) {
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(s, sql, &st);
+    if (rc) return rc;
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *out = sqlite3_column_int(st, 0);
+    } else {
+        rc = r == SQLITE_DONE ? folio_err(FOLIO_EUNSUP, "store: %s returned nothing", sql) : store_fail(s, sql);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Grows a malloc'd array for a list call. */
+static int store_grow(void **arr, int *cap, int n, size_t elem) {
+    if (n < *cap) return FOLIO_OK;
+    int ncap = *cap ? *cap * 2 : 16;
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (!p) return folio_err(FOLIO_ENOMEM, "store: out of memory listing rows");
+    *arr = p;
+    *cap = ncap;
+    return FOLIO_OK;
+}
+
+static int64_t store_now_s(void) { return (int64_t)time(NULL); }
+
+static int64_t store_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- schema and migrations ---- */
+
+/* migrations/NNNN_name.sql into names[NNNN] for 1..STORE_SCHEMA_VERSION. Every number must be
+ * there once; a higher one means db_dir belongs to another release. Other files are ignored. */
+static int store_scan_migrations(const char *dir, char names[][STORE_MIG_NAME]) {
+    int rc = FOLIO_OK;
+    DIR *d = opendir(dir);
+    if (!d)
+        return folio_err(FOLIO_EIO, "store: cannot read migrations directory %s: %s (is --db-dir foliod's db/?)", dir,
+                         strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *n = de->d_name;
+        size_t len = strlen(n);
+        if (len < 10 || n[4] != '_' || strcmp(n + len - 4, ".sql") != 0) continue;
+        int num = 0, digits = 1;
+        for (int i = 0; i < 4; i++) {
+            if (n[i] < '0' || n[i] > '9') digits = 0;
+            else num = num * 10 + (n[i] - '0');
+        }
+        if (!digits) continue;
+        if (num == 0 || num > STORE_SCHEMA_VERSION) {
+            rc = folio_err(FOLIO_EUNSUP,
+                           "store: %s/%s is outside this foliod's migrations (0001..%04d): the db directory "
+                           "belongs to another Folio release",
+                           dir, n, STORE_SCHEMA_VERSION);
+            goto out_close;
+        }
+        if (names[num][0]) {
+            rc = folio_err(FOLIO_EINVAL, "store: two migrations numbered %04d in %s: %s and %s", num, dir,
+                           names[num], n);
+            goto out_close;
+        }
+        if (len >= STORE_MIG_NAME) {
+            rc = folio_err(FOLIO_EINVAL, "store: migration name too long: %s", n);
+            goto out_close;
+        }
+        memcpy(names[num], n, len + 1);
+    }
+    for (int i = 1; i <= STORE_SCHEMA_VERSION; i++) {
+        if (!names[i][0]) {
+            rc = folio_err(FOLIO_EINVAL, "store: %s has no %04d_*.sql migration", dir, i);
+            goto out_close;
+        }
+    }
+out_close:
+    closedir(d);
+    return rc;
+}
+
+/* Runs one SQL file inside the caller's transaction. */
+static int store_exec_file(struct store *s, const char *path) {
+    char *sql = NULL;
+    char *err = NULL;
+    int rc = folio_read_file(path, &sql, NULL);
+    if (rc) return rc;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        rc = folio_err(FOLIO_EINVAL, "store: applying %s: %s", path, err ? err : sqlite3_errmsg(s->db));
+        goto out;
+    }
+    /* A file that commits on its own would split the migration from its user_version. */
+    if (sqlite3_get_autocommit(s->db))
+        rc = folio_err(FOLIO_EINVAL, "store: %s ended the migration's transaction (no BEGIN/COMMIT in db/ files)",
+                       path);
+out:
+    sqlite3_free(err);
+    free(sql);
+    return rc;
+}
+
+static int store_foreign_key_check(struct store *s, const char *file) {
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(s, "PRAGMA foreign_key_check", &st);
+    if (rc) return rc;
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        rc = folio_err(FOLIO_EINVAL, "store: after %s, table %s breaks a foreign key", file,
+                       (const char *)sqlite3_column_text(st, 0));
+    else if (r != SQLITE_DONE)
+        rc = store_fail(s, "foreign_key_check");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int store_refuse_newer(const char *path, int version) {
+    return folio_err(FOLIO_EUNSUP,
+                     "store: %s has schema version %d, but this foliod knows only up to %d: a newer Folio "
+                     "wrote it. Run that newer foliod, or restore a backup taken before the upgrade",
+                     path, version, STORE_SCHEMA_VERSION);
+}
+
+/* One step forward per transaction: schema.sql for an empty file, else the next migration.
+ * BEGIN IMMEDIATE and re-reading user_version inside it make two foliods racing to create
+ * the same file safe: the second finds the work done. */
+static int store_migrate(struct store *s, const char *path, const char *db_dir, char names[][STORE_MIG_NAME],
+                         int by_migrations) {
+    char file[STORE_PATH_MAX], rel[STORE_PATH_MAX];
+    for (;;) {
+        int version = 0, tables = 0, target;
+        int rc = store_exec(s, "BEGIN IMMEDIATE", "begin migration");
+        if (rc) return rc;
+        rc = store_pragma_int(s, "PRAGMA user_version", &version);
+        if (rc) goto out_rollback;
+        if (version > STORE_SCHEMA_VERSION) {
+            rc = store_refuse_newer(path, version);
+            goto out_rollback;
+        }
+        if (version == STORE_SCHEMA_VERSION) return store_exec(s, "COMMIT", "commit");
+        if (version == 0) {
+            rc = store_pragma_int(s, "SELECT count(*) FROM sqlite_master", &tables);
+            if (rc) goto out_rollback;
+            if (tables) {
+                rc = folio_err(FOLIO_EINVAL,
+                               "store: %s has tables but no schema version: it is not a Folio database", path);
+                goto out_rollback;
+            }
+        }
+        if (version == 0 && !by_migrations) {
+            target = STORE_SCHEMA_VERSION;
+            rc = folio_path_join(file, sizeof file, db_dir, "schema.sql");
+        } else {
+            target = version + 1;
+            rc = folio_path_join(rel, sizeof rel, "migrations", names[target]);
+            if (!rc) rc = folio_path_join(file, sizeof file, db_dir, rel);
+        }
+        if (rc) goto out_rollback;
+        rc = store_exec_file(s, file);
+        if (rc) goto out_rollback;
+        if (version == 0 && !by_migrations) {
+            int got = 0;
+            rc = store_pragma_int(s, "PRAGMA user_version", &got);
+            if (rc) goto out_rollback;
+            if (got != STORE_SCHEMA_VERSION) {
+                rc = folio_err(FOLIO_EINVAL, "store: %s sets user_version %d, this foliod expects %d", file, got,
+                               STORE_SCHEMA_VERSION);
+                goto out_rollback;
+            }
+        } else {
+            char sql[64];
+            snprintf(sql, sizeof sql, "PRAGMA user_version = %d", target);
+            rc = store_exec(s, sql, "set user_version");
+            if (rc) goto out_rollback;
+        }
+        rc = store_foreign_key_check(s, file);
+        if (rc) goto out_rollback;
+        rc = store_exec(s, "COMMIT", "commit migration");
+        if (rc) goto out_rollback;
+        continue;
+    out_rollback:
+        store_rollback(s);
+        return rc;
+    }
+}
+
+/* The first row of quick_check is "ok" or the first problem found. */
+static int store_quick_check(struct store *s, const char *path) {
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(s, "PRAGMA quick_check(1)", &st);
+    if (rc) return rc;
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        const char *res = (const char *)sqlite3_column_text(st, 0);
+        if (!res || strcmp(res, "ok") != 0) {
+            /* The report spans lines ("*** in database main ***\nPage 4: ..."); messages do not. */
+            char detail[256];
+            snprintf(detail, sizeof detail, "%s", res ? res : "(no detail)");
+            for (char *p = detail; *p; p++)
+                if (*p == '\n') *p = ' ';
+            rc = folio_err(FOLIO_EIO, "store: %s is corrupt: %s", path, detail);
+        }
+    } else {
+        rc = store_fail(s, "quick_check");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int store_open_impl(const char *path, const char *db_dir, int by_migrations, struct store **out) {
+    int rc = FOLIO_OK;
+    struct store *s = NULL;
+    char schema[STORE_PATH_MAX], migdir[STORE_PATH_MAX];
+    char (*mig)[STORE_MIG_NAME] = NULL;
+    *out = NULL;
+    if (!path || !*path || !db_dir || !*db_dir) return folio_err(FOLIO_EINVAL, "store: no database path or db dir");
+    if (!sqlite3_threadsafe()) return folio_err(FOLIO_EUNSUP, "store: libsqlite3 was built without thread support");
+
+    /* Check db_dir before touching path, so a wrong --db-dir leaves no empty database behind. */
+    rc = folio_path_join(schema, sizeof schema, db_dir, "schema.sql");
+    if (rc) return rc;
+    if (access(schema, R_OK) != 0)
+        return folio_err(FOLIO_EIO, "store: no readable %s (%s): the db directory must hold foliod's schema.sql "
+                         "and migrations/", schema, strerror(errno));
+    rc = folio_path_join(migdir, sizeof migdir, db_dir, "migrations");
+    if (rc) return rc;
+    mig = calloc(STORE_SCHEMA_VERSION + 1, sizeof *mig);
+    if (!mig) return folio_err(FOLIO_ENOMEM, "store: out of memory");
+    rc = store_scan_migrations(migdir, mig);
+    if (rc) goto out_free;
+
+    /* Created here rather than by SQLite, which would use 0644: the file holds key hashes and
+     * the admin password hash. SQLite gives its -wal and -shm files the same mode. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = folio_err(FOLIO_EIO, "store: cannot open %s: %s", path, strerror(errno));
+        goto out_free;
+    }
+    close(fd);
+
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        rc = folio_err(FOLIO_ENOMEM, "store: out of memory");
+        goto out_free;
+    }
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s);
+        s = NULL;
+        rc = folio_err(FOLIO_EIO, "store: cannot create a mutex");
+        goto out_free;
+    }
+    /* NOMUTEX: s->mu already serializes every use of the connection. */
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        rc = folio_err(FOLIO_EIO, "store: cannot open %s: %s", path,
+                       s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto out_close;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+
+    /* The first read of the header: a file that is not SQLite fails here. */
+    int version = 0;
+    rc = store_pragma_int(s, "PRAGMA user_version", &version);
+    if (rc) {
+        int ext = sqlite3_extended_errcode(s->db) & 0xff;
+        if (ext == SQLITE_NOTADB || ext == SQLITE_CORRUPT)
+            rc = folio_err(FOLIO_EIO, "store: %s is not a SQLite database, or it is corrupt (%s)", path,
+                           sqlite3_errmsg(s->db));
+        goto out_close;
+    }
+    /* Refused before anything writes to the file (the WAL switch would). */
+    if (version > STORE_SCHEMA_VERSION) {
+        rc = store_refuse_newer(path, version);
+        goto out_close;
+    }
+    if (version < 0) {
+        rc = folio_err(FOLIO_EINVAL, "store: %s has schema version %d: not a Folio database", path, version);
+        goto out_close;
+    }
+    rc = store_quick_check(s, path);
+    if (rc) goto out_close;
+
+    sqlite3_stmt *st = NULL;
+    rc = store_prepare(s, "PRAGMA journal_mode=WAL", &st);
+    if (rc) goto out_close;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = store_fail(s, "journal_mode=WAL");
+    } else {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        if (!mode || sqlite3_stricmp(mode, "wal") != 0)
+            rc = folio_err(FOLIO_EUNSUP, "store: %s cannot use write-ahead logging (journal mode stays %s): is it "
+                           "on a network filesystem?", path, mode ? mode : "unknown");
+    }
+    sqlite3_finalize(st);
+    if (rc) goto out_close;
+    /* NORMAL under WAL: a process crash loses nothing; a power cut may lose the last commits
+     * but never corrupts. */
+    rc = store_exec(s, "PRAGMA synchronous=NORMAL", "synchronous");
+    if (rc) goto out_close;
+    /* Off while migrating (a migration may rebuild a table); each is checked before commit. */
+    rc = store_exec(s, "PRAGMA foreign_keys=OFF", "foreign_keys");
+    if (rc) goto out_close;
+    rc = store_migrate(s, path, db_dir, mig, by_migrations);
+    if (rc) goto out_close;
+    rc = store_exec(s, "PRAGMA foreign_keys=ON", "foreign_keys");
+    if (rc) goto out_close;
+    int fk = 0;
+    rc = store_pragma_int(s, "PRAGMA foreign_keys", &fk);
+    if (!rc && fk != 1) rc = folio_err(FOLIO_EUNSUP, "store: libsqlite3 does not enforce foreign keys");
+    if (rc) goto out_close;
+
+    *out = s;
+    s = NULL;
+out_close:
+    store_close(s);
+out_free:
+    free(mig);
+    return rc;
+}
+
+int store_open(const char *path, const char *db_dir, struct store **out) {
+    return store_open_impl(path, db_dir, 0, out);
+}
+
+int store_open_by_migrations(const char *path, const char *db_dir, struct store **out) {
+    return store_open_impl(path, db_dir, 1, out);
+}
+
+void store_close(struct store *s) {
+    if (!s) return;
+    /* close_v2: a leaked statement must not leave the file open forever. */
+    sqlite3_close_v2(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+int store_schema_version(struct store *s) {
+    int v = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = store_pragma_int(s, "PRAGMA user_version", &v);
+    pthread_mutex_unlock(&s->mu);
+    return rc ? rc : v;
+}
+
+/* ---- models ---- */
+
+#define MODEL_COLS                                                                                  \
+    "id, name, source, repo_id, revision, path, max_model_len, dtype, gpu_memory_utilization, "    \
+    "block_size, max_num_seqs, kv_cache_space, device, chat_template, state, want_loaded, last_error, created"
+
+static int model_from_row(sqlite3_stmt *st, struct store_model *m) {
+    int rc;
+    memset(m, 0, sizeof *m);
+    m->id = sqlite3_column_int64(st, 0);
+    if ((rc = store_col_text(st, 1, m->name, sizeof m->name, "model name"))) return rc;
+    if ((rc = store_col_text(st, 2, m->source, sizeof m->source, "model source"))) return rc;
+    if ((rc = store_col_text(st, 3, m->repo_id, sizeof m->repo_id, "model repo_id"))) return rc;
+    if ((rc = store_col_text(st, 4, m->revision, sizeof m->revision, "model revision"))) return rc;
+    if ((rc = store_col_text(st, 5, m->path, sizeof m->path, "model path"))) return rc;
+    m->max_model_len = sqlite3_column_int(st, 6);
+    if ((rc = store_col_text(st, 7, m->dtype, sizeof m->dtype, "model dtype"))) return rc;
+    m->gpu_memory_utilization = sqlite3_column_double(st, 8);
+    m->block_size = sqlite3_column_int(st, 9);
+    m->max_num_seqs = sqlite3_column_int(st, 10);
+    m->kv_cache_space = sqlite3_column_double(st, 11);
+    if ((rc = store_col_text(st, 12, m->device, sizeof m->device, "model device"))) return rc;
+    if ((rc = store_col_text(st, 13, m->chat_template, sizeof m->chat_template, "model chat_template"))) return rc;
+    if ((rc = store_col_text(st, 14, m->state, sizeof m->state, "model state"))) return rc;
+    m->want_loaded = sqlite3_column_int(st, 15);
+    if ((rc = store_col_text(st, 16, m->last_error, sizeof m->last_error, "model last_error"))) return rc;
+    m->created = sqlite3_column_int64(st, 17);
+    return FOLIO_OK;
+}
+
+static int model_name_ok(const char *name) {
+    if (!name[0]) return folio_err(FOLIO_EINVAL, "model name is empty");
+    for (const char *p = name; *p; p++) {
+        char c = *p;
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                 c == '_' || c == ':' || c == '/' || c == '-';
+        if (!ok) return folio_err(FOLIO_EINVAL, "model name \"%s\" may only use A-Z a-z 0-9 . _ : / -", name);
+    }
+    return FOLIO_OK;
+}
+
+/* Everything the schema's CHECKs would refuse, with a message that names the field. */
+static int model_check(const struct store_model *m) {
+    int rc;
+    if ((rc = store_field_ok(m->name, sizeof m->name, "model name"))) return rc;
+    if ((rc = store_field_ok(m->source, sizeof m->source, "model source"))) return rc;
+    if ((rc = store_field_ok(m->repo_id, sizeof m->repo_id, "model repo_id"))) return rc;
+    if ((rc = store_field_ok(m->revision, sizeof m->revision, "model revision"))) return rc;
+    if ((rc = store_field_ok(m->path, sizeof m->path, "model path"))) return rc;
+    if ((rc = store_field_ok(m->dtype, sizeof m->dtype, "model dtype"))) return rc;
+    if ((rc = store_field_ok(m->device, sizeof m->device, "model device"))) return rc;
+    if ((rc = store_field_ok(m->chat_template, sizeof m->chat_template, "model chat_template"))) return rc;
+    if ((rc = store_field_ok(m->state, sizeof m->state, "model state"))) return rc;
+    if ((rc = store_field_ok(m->last_error, sizeof m->last_error, "model last_error"))) return rc;
+    if ((rc = model_name_ok(m->name))) return rc;
+    if (strcmp(m->source, "local") != 0 && strcmp(m->source, "hf") != 0)
+        return folio_err(FOLIO_EINVAL, "model source \"%s\" must be \"local\" or \"hf\"", m->source);
+    if (m->device[0] && strcmp(m->device, "cpu") != 0 && strcmp(m->device, "cuda") != 0)
+        return folio_err(FOLIO_EINVAL, "model device \"%s\" must be \"\", \"cpu\" or \"cuda\"", m->device);
+    if (!m->state[0]) return folio_err(FOLIO_EINVAL, "model state is empty");
+    if (m->max_model_len < 0) return folio_err(FOLIO_EINVAL, "model max_model_len is negative");
+    if (m->block_size < 0) return folio_err(FOLIO_EINVAL, "model block_size is negative");
+    if (m->max_num_seqs < 0) return folio_err(FOLIO_EINVAL, "model max_num_seqs is negative");
+    /* Written so that NaN fails too. */
+    if (!(m->gpu_memory_utilization >= 0 && m->gpu_memory_utilization <= 1))
+        return folio_err(FOLIO_EINVAL, "model gpu_memory_utilization must be within [0, 1]");
+    if (!(m->kv_cache_space >= 0 && m->kv_cache_space < 1e12))
+        return folio_err(FOLIO_EINVAL, "model kv_cache_space must be >= 0");
+    return FOLIO_OK;
+}
+
+/* Binds every field but id and created to ?1..?16, in MODEL_COLS order. */
+static int model_bind(sqlite3_stmt *st, const struct store_model *m) {
+    int b = 0;
+    b |= store_bind_text(st, 1, m->name);
+    b |= store_bind_text(st, 2, m->source);
+    b |= store_bind_text(st, 3, m->repo_id);
+    b |= store_bind_text(st, 4, m->revision);
+    b |= store_bind_text(st, 5, m->path);
+    b |= sqlite3_bind_int(st, 6, m->max_model_len);
+    b |= store_bind_text(st, 7, m->dtype);
+    b |= sqlite3_bind_double(st, 8, m->gpu_memory_utilization);
+    b |= sqlite3_bind_int(st, 9, m->block_size);
+    b |= sqlite3_bind_int(st, 10, m->max_num_seqs);
+    b |= sqlite3_bind_double(st, 11, m->kv_cache_space);
+    b |= store_bind_text(st, 12, m->device);
+    b |= store_bind_text(st, 13, m->chat_template);
+    b |= store_bind_text(st, 14, m->state);
+    b |= sqlite3_bind_int(st, 15, m->want_loaded != 0);
+    b |= store_bind_text(st, 16, m->last_error);
+    return b ? folio_err(FOLIO_ENOMEM, "store: cannot bind model fields") : FOLIO_OK;
+}
+
+int store_model_add(struct store *s, struct store_model *m) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    /* Validated on a copy, so that a refused add leaves the caller's struct as it was. */
+    struct store_model *c = malloc(sizeof *c);
+    if (!c) return folio_err(FOLIO_ENOMEM, "store: out of memory");
+    memcpy(c, m, sizeof *c);
+    if (!c->state[0]) strcpy(c->state, "registered");
+    c->created = store_now_s();
+    rc = model_check(c);
+    if (rc) goto out_free;
+    pthread_mutex_lock(&s->mu);
+    rc = store_prepare(s,
+                       "INSERT INTO models (name, source, repo_id, revision, path, max_model_len, dtype, "
+                       "gpu_memory_utilization, block_size, max_num_seqs, kv_cache_space, device, chat_template, "
+                       "state, want_loaded, last_error, created) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                       &st);
+    if (rc) goto out_unlock;
+    rc = model_bind(st, c);
+    if (!rc && sqlite3_bind_int64(st, 17, c->created) != SQLITE_OK)
+        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
+    if (rc) goto out_unlock;
+    rc = store_step_done(s, st, "add model");
+    if (rc == FOLIO_EEXIST) rc = folio_err(FOLIO_EEXIST, "a model named \"%s\" already exists", c->name);
+    if (rc) goto out_unlock;
+    c->id = sqlite3_last_insert_rowid(s->db);
+    memcpy(m, c, sizeof *m);
+out_unlock:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+out_free:
+    free(c);
+    return rc;
+}
+
+/* One model by a WHERE clause on ?1 (text or integer). */
+static int model_get_where(struct store *s, const char *sql, int64_t id, const char *name, struct store_model *out) {
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(s, sql, &st);
+    if (rc) goto out;
+    if (name) store_bind_text(st, 1, name);
+    else sqlite3_bind_int64(st, 1, id);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) rc = model_from_row(st, out);
+    else if (r == SQLITE_DONE) rc = name ? folio_err(FOLIO_ENOTFOUND, "no model named \"%s\"", name)
+                                         : folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)id);
+    else rc = store_fail(s, "get model");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_model_get(struct store *s, int64_t id, struct store_model *out) {
+    return model_get_where(s, "SELECT " MODEL_COLS " FROM models WHERE id = ?1", id, NULL, out);
+}
+
+int store_model_find(struct store *s, const char *name, struct store_model *out) {
+    return model_get_where(s, "SELECT " MODEL_COLS " FROM models WHERE name = ?1", 0, name, out);
+}
+
+int store_model_list(struct store *s, struct store_model **out, int *n) {
+    sqlite3_stmt *st = NULL;
+    struct store_model *arr = NULL;
+    int cap = 0, cnt = 0, r;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(s, "SELECT " MODEL_COLS " FROM models ORDER BY id", &st);
+    if (rc) goto out;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = store_grow((void **)&arr, &cap, cnt, sizeof *arr))) goto out;
+        if ((rc = model_from_row(st, &arr[cnt]))) goto out;
+        cnt++;
+    }
+    if (r != SQLITE_DONE) {
+        rc = store_fail(s, "list models");
+        goto out;
+    }
+    *out = arr;
+    *n = cnt;
+    arr = NULL;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    free(arr);
+    return rc;
+}
+
+int store_model_update(struct store *s, const struct store_model *m) {
+    sqlite3_stmt *st = NULL;
+    int rc = model_check(m);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->mu);
+    rc = store_prepare(s,
+                       "UPDATE models SET name = ?1, source = ?2, repo_id = ?3, revision = ?4, path = ?5, "
+                       "max_model_len = ?6, dtype = ?7, gpu_memory_utilization = ?8, block_size = ?9, "
+                       "max_num_seqs = ?10, kv_cache_space = ?11, device = ?12, chat_template = ?13, state = ?14, "
+                       "want_loaded = ?15, last_error = ?16 WHERE id = ?17",
+                       &st);
+    if (rc) goto out;
+    rc = model_bind(st, m);
+    if (!rc && sqlite3_bind_int64(st, 17, m->id) != SQLITE_OK) rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
+    if (rc) goto out;
+    rc = store_step_done(s, st, "update model");
+    if (rc == FOLIO_EEXIST) rc = folio_err(FOLIO_EEXIST, "a model named \"%s\" already exists", m->name);
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)m->id);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_model_set_state(struct store *s, int64_t id, const char *state, int want_loaded, const char *last_error) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if (!state || !state[0]) return folio_err(FOLIO_EINVAL, "model state is empty");
+    if ((rc = store_arg_ok(state, sizeof((struct store_model *)0)->state, "model state"))) return rc;
+    if (last_error && (rc = store_arg_ok(last_error, sizeof((struct store_model *)0)->last_error, "model last_error")))
+        return rc;
+    pthread_mutex_lock(&s->mu);
+    rc = store_prepare(s,
+                       "UPDATE models SET state = ?1, want_loaded = CASE WHEN ?2 < 0 THEN want_loaded ELSE ?2 END, "
+                       "last_error = coalesce(?3, last_error) WHERE id = ?4",
+                       &st);
+    if (rc) goto out;
+    int b = store_bind_text(st, 1, state);
+    b |= sqlite3_bind_int(st, 2, want_loaded < 0 ? -1 : want_loaded != 0);
+    b |= last_error ? store_bind_text(st, 3, last_error) : sqlite3_bind_null(st, 3);
+    b |= sqlite3_bind_int64(st, 4, id);
+    if (b) {
+        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
+        goto out;
+    }
+    rc = store_step_done(s, st, "set model state");
+    if (!rc && sqlite3_changes(s->db) == 0) rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)id);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* Runs "... WHERE id = ?1" and reports FOLIO_ENOTFOUND (naming what) when no row changed. */
+static int store_by_id(struct store *s, const char *sql, int64_t id, int must_exist, const char *what) {
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(s, sql, &st);
+    if (rc) goto out;
+    sqlite3_bind_int64(st, 1, id);
+    rc = store_step_done(s, st, what);
+    if (!rc && must_exist && sqlite3_changes(s->db) == 0)
+        rc = folio_err(FOLIO_ENOTFOUND, "no %s with id %lld", what, (long long)id);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_model_delete(struct store *s, int64_t id) {
+    /* The engine row goes with it (ON DELETE CASCADE), and its events keep model_id NULL. */
+    return store_by_id(s, "DELETE FROM models WHERE id = ?1", id, 1, "model");
+}
+
+/* ---- engines ---- */
+
+int store_engine_put(struct store *s, const struct store_engine *e) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if ((rc = store_field_ok(e->state, sizeof e->state, "engine state"))) return rc;
+    if ((rc = store_field_ok(e->log_path, sizeof e->log_path, "engine log_path"))) return rc;
+    if (!e->state[0]) return folio_err(FOLIO_EINVAL, "engine state is empty");
+    if (e->pid < 0 || e->port < 0 || e->port > 65535 || e->restarts < 0)
+        return folio_err(FOLIO_EINVAL, "engine pid %d, port %d or restarts %d out of range", e->pid, e->port,
+                         e->restarts);
+    pthread_mutex_lock(&s->mu);
+    /* An upsert rather than INSERT OR REPLACE: REPLACE deletes first, which would fire any
+     * ON DELETE action that a later schema hangs on engines. */
+    rc = store_prepare(s,
+                       "INSERT INTO engines (model_id, pid, port, state, started, restarts, log_path) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (model_id) DO UPDATE SET "
+                       "pid = excluded.pid, port = excluded.port, state = excluded.state, "
+                       "started = excluded.started, restarts = excluded.restarts, log_path = excluded.log_path",
+                       &st);
+    if (rc) goto out;
+    int b = sqlite3_bind_int64(st, 1, e->model_id);
+    b |= sqlite3_bind_int(st, 2, e->pid);
+    b |= sqlite3_bind_int(st, 3, e->port);
+    b |= store_bind_text(st, 4, e->state);
+    b |= sqlite3_bind_int64(st, 5, e->started);
+    b |= sqlite3_bind_int(st, 6, e->restarts);
+    b |= store_bind_text(st, 7, e->log_path);
+    if (b) {
+        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
+        goto out;
+    }
+    rc = store_step_done(s, st, "put engine");
+    if (rc == FOLIO_ENOTFOUND) rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)e->model_id);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_engine_list(struct store *s, struct store_engine **out, int *n) {
+    sqlite3_stmt *st = NULL;
+    struct store_engine *arr = NULL;
+    int cap = 0, cnt = 0, r;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(
+        s, "SELECT model_id, pid, port, state, started, restarts, log_path FROM engines ORDER BY model_id", &st);
+    if (rc) goto out;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = store_grow((void **)&arr, &cap, cnt, sizeof *arr))) goto out;
+        struct store_engine *e = &arr[cnt];
+        memset(e, 0, sizeof *e);
+        e->model_id = sqlite3_column_int64(st, 0);
+        e->pid = sqlite3_column_int(st, 1);
+        e->port = sqlite3_column_int(st, 2);
+        if ((rc = store_col_text(st, 3, e->state, sizeof e->state, "engine state"))) goto out;
+        e->started = sqlite3_column_int64(st, 4);
+        e->restarts = sqlite3_column_int(st, 5);
+        if ((rc = store_col_text(st, 6, e->log_path, sizeof e->log_path, "engine log_path"))) goto out;
+        cnt++;
+    }
+    if (r != SQLITE_DONE) {
+        rc = store_fail(s, "list engines");
+        goto out;
+    }
+    *out = arr;
+    *n = cnt;
+    arr = NULL;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    free(arr);
+    return rc;
+}
+
+int store_engine_delete(struct store *s, int64_t model_id) {
+    return store_by_id(s, "DELETE FROM engines WHERE model_id = ?1", model_id, 0, "engine");
+}
+
+/* ---- API keys ---- */
+
+int store_key_add(struct store *s, struct store_key *k) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if ((rc = store_field_ok(k->name, sizeof k->name, "key name"))) return rc;
+    if ((rc = store_field_ok(k->prefix, sizeof k->prefix, "key prefix"))) return rc;
+    if ((rc = store_field_ok(k->hash, sizeof k->hash, "key hash"))) return rc;
+    if (strlen(k->hash) != 64 || strspn(k->hash, "0123456789abcdef") != 64)
+        return folio_err(FOLIO_EINVAL, "key hash must be 64 lowercase hex digits (SHA-256)");
+    int64_t created = store_now_s();
+    pthread_mutex_lock(&s->mu);
+    rc = store_prepare(s, "INSERT INTO api_keys (name, prefix, hash, created, last_used) VALUES (?1, ?2, ?3, ?4, 0)",
+                       &st);
+    if (rc) goto out;
+    int b = store_bind_text(st, 1, k->name);
+    b |= store_bind_text(st, 2, k->prefix);
+    b |= store_bind_text(st, 3, k->hash);
+    b |= sqlite3_bind_int64(st, 4, created);
+    if (b) {
+        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
+        goto out;
+    }
+    rc = store_step_done(s, st, "add key");
+    if (rc == FOLIO_EEXIST) rc = folio_err(FOLIO_EEXIST, "a key with this hash already exists");
+    if (rc) goto out;
+    k->id = sqlite3_last_insert_rowid(s->db);
+    k->created = created;
+    k->last_used = 0;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_key_list(struct store *s, struct store_key **out, int *n) {
+    sqlite3_stmt *st = NULL;
+    struct store_key *arr = NULL;
+    int cap = 0, cnt = 0, r;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(s, "SELECT id, name, prefix, hash, created, last_used FROM api_keys ORDER BY id", &st);
+    if (rc) goto out;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = store_grow((void **)&arr, &cap, cnt, sizeof *arr))) goto out;
+        struct store_key *k = &arr[cnt];
+        memset(k, 0, sizeof *k);
+        k->id = sqlite3_column_int64(st, 0);
+        if ((rc = store_col_text(st, 1, k->name, sizeof k->name, "key name"))) goto out;
+        if ((rc = store_col_text(st, 2, k->prefix, sizeof k->prefix, "key prefix"))) goto out;
+        if ((rc = store_col_text(st, 3, k->hash, sizeof k->hash, "key hash"))) goto out;
+        k->created = sqlite3_column_int64(st, 4);
+        k->last_used = sqlite3_column_int64(st, 5);
+        cnt++;
+    }
+    if (r != SQLITE_DONE) {
+        rc = store_fail(s, "list keys");
+        goto out;
+    }
+    *out = arr;
+    *n = cnt;
+    arr = NULL;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    free(arr);
+    return rc;
+}
+
+int store_key_delete(struct store *s, int64_t id) {
+    return store_by_id(s, "DELETE FROM api_keys WHERE id = ?1", id, 1, "key");
+}
+
+int store_key_touch(struct store *s, int64_t id, int64_t when) {
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(s, "UPDATE api_keys SET last_used = ?2 WHERE id = ?1", &st);
+    if (rc) goto out;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, when);
+    rc = store_step_done(s, st, "touch key");
+    if (!rc && sqlite3_changes(s->db) == 0) rc = folio_err(FOLIO_ENOTFOUND, "no key with id %lld", (long long)id);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_key_count(struct store *s, int *n) {
+    pthread_mutex_lock(&s->mu);
+    int rc = store_pragma_int(s, "SELECT count(*) FROM api_keys", n);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ---- admin password and settings: one text value by key ---- */
+
+/* The single text column of a one-row query on ?1 into val[cap]. */
+static int store_get_text(struct store *s, const char *sql, const char *key, char *val, size_t cap,
+                          const char *what) {
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(s, sql, &st);
+    if (rc) goto out;
+    if (key) store_bind_text(st, 1, key);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        if (len >= cap) {
+            rc = folio_err(FOLIO_EINVAL, "%s is %zu bytes, the buffer holds %zu", what, len, cap ? cap - 1 : 0);
+            goto out;
+        }
+        if (len) memcpy(val, t, len);
+        val[len] = '\0';
+    } else if (r == SQLITE_DONE) {
+        rc = folio_err(FOLIO_ENOTFOUND, "%s is not set", what);
+    } else {
+        rc = store_fail(s, what);
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_admin_get(struct store *s, char *hash, size_t cap) {
+    return store_get_text(s, "SELECT password_hash FROM admin WHERE id = 1", NULL, hash, cap, "the admin password");
+}
+
+int store_admin_set(struct store *s, const char *hash) {
+    sqlite3_stmt *st = NULL;
+    if (!hash || !hash[0]) return folio_err(FOLIO_EINVAL, "admin password hash is empty");
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(s,
+                           "INSERT INTO admin (id, password_hash, updated) VALUES (1, ?1, ?2) ON CONFLICT (id) "
+                           "DO UPDATE SET password_hash = excluded.password_hash, updated = excluded.updated",
+                           &st);
+    if (rc) goto out;
+    store_bind_text(st, 1, hash);
+    sqlite3_bind_int64(st, 2, store_now_s());
+    rc = store_step_done(s, st, "set admin password");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_setting_get(struct store *s, const char *key, char *val, size_t cap) {
+    if (!key || !key[0]) return folio_err(FOLIO_EINVAL, "setting name is empty");
+    char what[160];
+    snprintf(what, sizeof what, "setting \"%.120s\"", key);
+    return store_get_text(s, "SELECT value FROM settings WHERE key = ?1", key, val, cap, what);
+}
+
+int store_setting_set(struct store *s, const char *key, const char *val) {
+    sqlite3_stmt *st = NULL;
+    if (!key || !key[0]) return folio_err(FOLIO_EINVAL, "setting name is empty");
+    if (!val) return folio_err(FOLIO_EINVAL, "setting %s has no value", key);
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(s,
+                           "INSERT INTO settings (key, value) VALUES (?1, ?2) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                           &st);
+    if (rc) goto out;
+    store_bind_text(st, 1, key);
+    store_bind_text(st, 2, val);
+    rc = store_step_done(s, st, "set setting");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ---- events ---- */
+
+/* Cuts a formatted message that did not fit: back to a UTF-8 lead byte, then "...". */
+static void event_truncate(char *msg, size_t cap) {
+    size_t end = cap - 4;
+    while (end > 0 && ((unsigned char)msg[end] & 0xc0) == 0x80) end--;
+    memcpy(msg + end, "...", 4);
+}
+
+int store_event_add(struct store *s, const char *level, const char *kind, int64_t model_id, const char *fmt, ...) {
+    char msg[sizeof((struct store_event *)0)->message];
+    int rc;
+    if (!level || (strcmp(level, "info") != 0 && strcmp(level, "warn") != 0 && strcmp(level, "error") != 0))
+        return folio_err(FOLIO_EINVAL, "event level \"%s\" must be info, warn or error", level ? level : "(null)");
+    if (!kind || !kind[0]) return folio_err(FOLIO_EINVAL, "event kind is empty");
+    if ((rc = store_arg_ok(kind, sizeof((struct store_event *)0)->kind, "event kind"))) return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (len < 0) return folio_err(FOLIO_EINVAL, "event message cannot be formatted");
+    if ((size_t)len >= sizeof msg) event_truncate(msg, sizeof msg);
+
+    sqlite3_stmt *ins = NULL, *trim = NULL;
+    pthread_mutex_lock(&s->mu);
+    /* IMMEDIATE: takes the write lock up front, so another connection's writer makes this
+     * wait (busy_timeout) instead of failing at the upgrade from read to write. */
+    rc = store_exec(s, "BEGIN IMMEDIATE", "begin");
+    if (rc) goto out;
+    /* The subquery stores NULL for a model deleted meanwhile, instead of failing the log. */
+    rc = store_prepare(s,
+                       "INSERT INTO events (ts, level, kind, model_id, message) "
+                       "VALUES (?1, ?2, ?3, (SELECT id FROM models WHERE id = ?4), ?5)",
+                       &ins);
+    if (rc) goto out_rollback;
+    int b = sqlite3_bind_int64(ins, 1, store_now_ms());
+    b |= store_bind_text(ins, 2, level);
+    b |= store_bind_text(ins, 3, kind);
+    b |= sqlite3_bind_int64(ins, 4, model_id);
+    b |= store_bind_text(ins, 5, msg);
+    if (b) {
+        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
+        goto out_rollback;
+    }
+    rc = store_step_done(s, ins, "add event");
+    if (rc) goto out_rollback;
+    /* AUTOINCREMENT ids have no gaps here (nothing else deletes events, and a rolled-back
+     * insert takes its sequence number back), so an id bound is the newest N, on the index. */
+    int64_t last = sqlite3_last_insert_rowid(s->db);
+    rc = store_prepare(s, "DELETE FROM events WHERE id <= ?1", &trim);
+    if (rc) goto out_rollback;
+    sqlite3_bind_int64(trim, 1, last - STORE_MAX_EVENTS);
+    rc = store_step_done(s, trim, "trim events");
+    if (rc) goto out_rollback;
+    rc = store_exec(s, "COMMIT", "commit event");
+    if (rc) goto out_rollback;
+    goto out;
+out_rollback:
+    store_rollback(s);
+out:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(trim);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_event_list(struct store *s, int64_t since_id, int limit, struct store_event **out, int *n) {
+    sqlite3_stmt *st = NULL;
+    struct store_event *arr = NULL;
+    int cap = 0, cnt = 0, r;
+    *out = NULL;
+    *n = 0;
+    if (limit <= 0 || limit > STORE_MAX_EVENTS) limit = STORE_MAX_EVENTS;
+    pthread_mutex_lock(&s->mu);
+    int rc = store_prepare(s,
+                           "SELECT id, ts, level, kind, coalesce(model_id, 0), message FROM events "
+                           "WHERE id > ?1 ORDER BY id LIMIT ?2",
+                           &st);
+    if (rc) goto out;
+    sqlite3_bind_int64(st, 1, since_id);
+    sqlite3_bind_int(st, 2, limit);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = store_grow((void **)&arr, &cap, cnt, sizeof *arr))) goto out;
+        struct store_event *e = &arr[cnt];
+        memset(e, 0, sizeof *e);
+        e->id = sqlite3_column_int64(st, 0);
+        e->ts = sqlite3_column_int64(st, 1);
+        if ((rc = store_col_text(st, 2, e->level, sizeof e->level, "event level"))) goto out;
+        if ((rc = store_col_text(st, 3, e->kind, sizeof e->kind, "event kind"))) goto out;
+        e->model_id = sqlite3_column_int64(st, 4);
+        if ((rc = store_col_text(st, 5, e->message, sizeof e->message, "event message"))) goto out;
+        cnt++;
+    }
+    if (r != SQLITE_DONE) {
+        rc = store_fail(s, "list events");
+        goto out;
+    }
+    *out = arr;
+    *n = cnt;
+    arr = NULL;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    free(arr);
+    return rc;
+}
