@@ -602,6 +602,10 @@ static void events_stream(struct foliod *d, struct mg_connection *c) {
         }
         if (!ok) break;
         pthread_mutex_lock(&d->ev_mu);
+        if (d->stopping) {
+            pthread_mutex_unlock(&d->ev_mu);
+            break;
+        }
         if (seen < 0) seen = d->ev_version;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -50,6 +50,7 @@ struct foliod {
     pthread_mutex_t ev_mu;
     pthread_cond_t ev_cv;
     long ev_version;
+    int stopping;               /* under ev_mu: foliod is shutting down, event streams end */
 
     /* Counters for /metrics. */
     pthread_mutex_t stats_mu;

@@ -139,40 +139,53 @@ static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *
         proxy_send_error(c, 400, "invalid_request_error", "model must be a string");
         return;
     }
-    struct store_model m;
-    if (resolve(d, name, &m)) {
-        cJSON_Delete(j);
-        free(body);
-        if (!name[0] || !strcmp(name, "default"))
-            proxy_send_error(c, 404, "NotFoundError", "no model is active as `default`; name a model");
-        else proxy_send_error(c, 404, "NotFoundError", "The model `%s` does not exist.", name);
-        return;
-    }
-    /* The engine knows the model by its served name: rewrite an alias to it. */
+    /* The `default` alias may move while the request is routed (a switch): then the old
+     * engine no longer takes it, and it is routed again to where the alias points now. */
+    const int alias = !name[0] || !strcmp(name, "default");
     char *out = body;
     size_t out_len = len;
-    if (strcmp(name, m.name) != 0) {
-        cJSON_DeleteItemFromObjectCaseSensitive(j, "model");
-        cJSON_AddStringToObject(j, "model", m.name);
-        out = cJSON_PrintUnformatted(j);
-        out_len = out ? strlen(out) : 0;
+    for (int attempt = 0;; attempt++) {
+        struct store_model m;
+        if (resolve(d, name, &m)) {
+            if (alias) proxy_send_error(c, 404, "NotFoundError", "no model is active as `default`; name a model");
+            else proxy_send_error(c, 404, "NotFoundError", "The model `%s` does not exist.", name);
+            break;
+        }
+        /* The engine knows the model by its served name: rewrite an alias to it. */
+        if (out != body) free(out);
+        out = body;
+        out_len = len;
+        if (strcmp(name, m.name) != 0) {
+            cJSON_DeleteItemFromObjectCaseSensitive(j, "model");
+            cJSON_AddStringToObject(j, "model", m.name);
+            out = cJSON_PrintUnformatted(j);
+            out_len = out ? strlen(out) : 0;
+        }
+        struct sup_route r;
+        int rc = out ? sup_route(d->sup, m.id, &r) : FOLIO_ENOMEM;
+        const int retry = alias && attempt < 20;
+        if ((rc == FOLIO_ENOTFOUND || rc == FOLIO_EBUSY) && retry && foliod_default_model(d) != m.id) continue;
+        if (rc == FOLIO_ENOTFOUND)
+            proxy_send_error(c, 503, "ServiceUnavailableError", "The model `%s` is registered but not loaded.", m.name);
+        else if (rc == FOLIO_EBUSY)
+            proxy_send_error(c, 503, "ServiceUnavailableError", "The model `%s` is loading; retry shortly.", m.name);
+        else if (rc)
+            proxy_send_error(c, 500, "server_error", "out of memory");
+        else {
+            rc = proxy_forward(c, r.port, r.secret, method, uri, out, out_len, m.name, retry);
+            if (rc == FOLIO_EBUSY) {
+                /* Draining: the alias has moved or is about to; give the switch a moment. */
+                usleep(20 * 1000);
+                continue;
+            }
+            pthread_mutex_lock(&d->stats_mu);
+            d->proxied++;
+            if (rc) d->proxy_errors++;
+            pthread_mutex_unlock(&d->stats_mu);
+        }
+        break;
     }
     cJSON_Delete(j);
-    struct sup_route r;
-    int rc = out ? sup_route(d->sup, m.id, &r) : FOLIO_ENOMEM;
-    if (rc == FOLIO_ENOTFOUND)
-        proxy_send_error(c, 503, "ServiceUnavailableError", "The model `%s` is registered but not loaded.", m.name);
-    else if (rc == FOLIO_EBUSY)
-        proxy_send_error(c, 503, "ServiceUnavailableError", "The model `%s` is loading; retry shortly.", m.name);
-    else if (rc)
-        proxy_send_error(c, 500, "server_error", "out of memory");
-    else {
-        rc = proxy_forward(c, r.port, r.secret, method, uri, out, out_len, m.name);
-        pthread_mutex_lock(&d->stats_mu);
-        d->proxied++;
-        if (rc) d->proxy_errors++;
-        pthread_mutex_unlock(&d->stats_mu);
-    }
     if (out != body) free(out);
     free(body);
 }

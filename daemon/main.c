@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf.h"
 #include "foliod.h"
 #include "gpu.h"
 #include "util.h"
@@ -46,7 +47,8 @@ static const char *const env_names[NKEYS] = {"FOLIO_HOST",       "FOLIO_PORT",  
 struct settings {
     char *v[NKEYS];
     const char *models[16];
-    int num_models;
+    int num_models, models_from_flags;
+    char *owned[16];          /* models strdup'd from the file, freed at exit */
 };
 
 static int key_index(const char *k) {
@@ -59,38 +61,39 @@ static void set_once(struct settings *s, int i, const char *v) {
     if (i >= 0 && !s->v[i]) s->v[i] = strdup(v);
 }
 
-static char *trim(char *s) {
-    while (*s == ' ' || *s == '\t') s++;
-    char *e = s + strlen(s);
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r')) *--e = '\0';
-    return s;
+struct conf_ctx {
+    struct settings *s;
+    const char *path;
+};
+
+static int conf_set(void *ud, const char *k, const char *v, int line) {
+    struct conf_ctx *c = ud;
+    int i = key_index(k);
+    if (i < 0 || !strcmp(k, "config"))
+        return folio_err(FOLIO_EINVAL, "%s:%d: unknown setting '%s'", c->path, line, k);
+    if (!strcmp(k, "model")) {
+        /* --model on the command line replaces the file's list. */
+        if (!c->s->models_from_flags && c->s->num_models < 16) {
+            char *m = strdup(v);
+            if (!m) return folio_err(FOLIO_ENOMEM, "out of memory");
+            c->s->owned[c->s->num_models] = m;
+            c->s->models[c->s->num_models++] = m;
+        }
+    } else {
+        set_once(c->s, i, v);
+    }
+    return 0;
 }
 
 static int read_conf(struct settings *s, const char *path, int must_exist) {
-    FILE *f = fopen(path, "r");
-    if (!f) return must_exist ? folio_err(FOLIO_EIO, "cannot read %s: %s", path, strerror(errno)) : 0;
-    char line[4096];
-    int ln = 0, rc = 0;
-    while (!rc && fgets(line, sizeof line, f)) {
-        ln++;
-        char *p = trim(line);
-        if (!*p || *p == '#') continue;
-        char *eq = strchr(p, '=');
-        if (!eq) {
-            rc = folio_err(FOLIO_EINVAL, "%s:%d: expected key = value", path, ln);
-            break;
-        }
-        *eq = '\0';
-        char *k = trim(p), *v = trim(eq + 1);
-        for (char *c = k; *c; c++)
-            if (*c == '-') *c = '_';
-        int i = key_index(k);
-        if (i < 0) rc = folio_err(FOLIO_EINVAL, "%s:%d: unknown setting '%s'", path, ln, k);
-        else if (!strcmp(k, "model")) {
-            if (s->num_models == 0 && s->num_models < 16) s->models[s->num_models++] = strdup(v);
-        } else set_once(s, i, v);
-    }
-    fclose(f);
+    char *text = NULL;
+    size_t len = 0;
+    if (!folio_file_exists(path) && !must_exist) return 0;
+    int rc = folio_read_file(path, &text, &len);
+    if (rc) return folio_err(FOLIO_EIO, "cannot read %s: %s", path, strerror(errno));
+    struct conf_ctx c = {s, path};
+    rc = conf_parse(text, len, path, conf_set, &c);
+    free(text);
     return rc;
 }
 
@@ -235,8 +238,13 @@ int main(int argc, char **argv) {
     struct settings s = {0};
     struct foliod d = {0};
     struct http *http = NULL;
+    pthread_mutex_init(&d.keys_mu, NULL);
+    pthread_mutex_init(&d.ev_mu, NULL);
+    pthread_mutex_init(&d.stats_mu, NULL);
+    pthread_cond_init(&d.ev_cv, NULL);
     int rc = parse_flags(argc, argv, &s);
     if (rc) goto out;
+    s.models_from_flags = s.num_models > 0;
     const char *conf = s.v[key_index("config")] ? s.v[key_index("config")] : getenv("FOLIO_CONFIG");
     if ((rc = read_conf(&s, conf ? conf : "/etc/folio/foliod.conf", conf != NULL))) goto out;
     for (int i = 0; i < NKEYS; i++)
@@ -273,10 +281,6 @@ int main(int argc, char **argv) {
         goto out;
     }
     d.t_start = folio_now();
-    pthread_mutex_init(&d.keys_mu, NULL);
-    pthread_mutex_init(&d.ev_mu, NULL);
-    pthread_mutex_init(&d.stats_mu, NULL);
-    pthread_cond_init(&d.ev_cv, NULL);
     char db[PATH_MAX + 32], logs[PATH_MAX + 32];
     snprintf(db, sizeof db, "%s/folio.db", d.cfg.data_dir);
     snprintf(logs, sizeof logs, "%s/logs", d.cfg.data_dir);
@@ -318,6 +322,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "foliod: %s: stopping engines\n", strsignal(sig));
 out:
     if (rc) fprintf(stderr, "foliod: error: %s\n", folio_last_error());
+    /* Engines first: each drains its requests (their relays then end), bounded by the stop
+     * timeout; event streams end at once. Then the HTTP server, whose handlers are done. */
+    pthread_mutex_lock(&d.ev_mu);
+    d.stopping = 1;
+    pthread_cond_broadcast(&d.ev_cv);
+    pthread_mutex_unlock(&d.ev_mu);
+    sup_shutdown(d.sup);
     http_stop(http);
     sup_free(d.sup);
     auth_sessions_free(d.sessions);
@@ -325,6 +336,7 @@ out:
     free(d.key_hash);
     free(d.key_id);
     for (int i = 0; i < NKEYS; i++) free(s.v[i]);
+    for (int i = 0; i < 16; i++) free(s.owned[i]);
     if (!rc) fprintf(stderr, "foliod: stopped\n");
     return rc ? 1 : 0;
 }

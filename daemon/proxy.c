@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "http_conn.h"
+#include "relay.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -78,25 +79,6 @@ static int fill(int up, int client_fd, char *buf, size_t *len, size_t cap) {
     }
 }
 
-/* The value of header `name` in the head block, into out; 1 when present. */
-static int header(const char *head, const char *name, char *out, size_t cap) {
-    size_t nl = strlen(name);
-    for (const char *p = strstr(head, "\r\n"); p && p[2]; p = strstr(p + 2, "\r\n")) {
-        const char *h = p + 2;
-        if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
-            h += nl + 1;
-            while (*h == ' ' || *h == '\t') h++;
-            const char *end = strstr(h, "\r\n");
-            size_t n = end ? (size_t)(end - h) : strlen(h);
-            if (n >= cap) n = cap - 1;
-            memcpy(out, h, n);
-            out[n] = '\0';
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* The engine stopped in the middle of a stream: close it the way the engine would have,
  * with an SSE error event and [DONE], so that SDK clients raise a clean error. */
 static void stream_error(struct mg_connection *c, const char *model) {
@@ -112,7 +94,7 @@ static void stream_error(struct mg_connection *c, const char *model) {
 }
 
 int proxy_forward(struct mg_connection *c, int port, const char *secret, const char *method, const char *uri,
-                  const char *body, size_t len, const char *model) {
+                  const char *body, size_t len, const char *model, int may_retry) {
     const int client_fd = http_conn_fd(c);
     int up = up_connect(port, 2000);
     if (up < 0) {
@@ -137,13 +119,10 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
     }
     /* The head. */
     size_t have = 0;
-    char *end = NULL;
-    while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
-        if (have >= HEAD_CAP) {
-            proxy_send_error(c, 502, "server_error", "the engine serving %s sent an oversized header", model);
-            rc = FOLIO_EIO;
-            goto out;
-        }
+    struct relay_head h;
+    long head_len;
+    while ((head_len = relay_parse_head(buf, have, &h)) == 0) {
+        if (have >= HEAD_CAP) break;
         int r = fill(up, client_fd, buf, &have, HEAD_CAP);
         if (r < 0) {
             rc = FOLIO_EIO; /* client gone: closing `up` aborts the request in the engine */
@@ -155,33 +134,26 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
             goto out;
         }
     }
-    const size_t head_len = (size_t)(end - buf) + 4;
-    char head[HEAD_CAP + 1];
-    memcpy(head, buf, head_len);
-    head[head_len] = '\0';
-    int status = 0;
-    if (sscanf(head, "HTTP/1.%*d %d", &status) != 1) {
-        proxy_send_error(c, 502, "server_error", "the engine serving %s sent no HTTP status", model);
+    if (head_len <= 0) {
+        proxy_send_error(c, 502, "server_error", "the engine serving %s sent a malformed response", model);
         rc = FOLIO_EIO;
         goto out;
     }
-    char ctype[256] = "application/json", clen[32] = "", te[64] = "", cache[128] = "", allow[64] = "";
-    header(head, "Content-Type", ctype, sizeof ctype);
-    const int has_len = header(head, "Content-Length", clen, sizeof clen);
-    const int chunked = header(head, "Transfer-Encoding", te, sizeof te) && strcasecmp(te, "chunked") == 0;
-    header(head, "Cache-Control", cache, sizeof cache);
-    header(head, "Allow", allow, sizeof allow);
-    mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", status, reason(status), ctype);
-    if (cache[0]) mg_printf(c, "Cache-Control: %s\r\n", cache);
-    if (allow[0]) mg_printf(c, "Allow: %s\r\n", allow);
-    if (chunked) mg_printf(c, "Transfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n\r\n");
-    else if (has_len) mg_printf(c, "Content-Length: %s\r\n\r\n", clen);
+    if (may_retry && h.status == 503) {
+        rc = FOLIO_EBUSY;
+        goto out;
+    }
+    mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", h.status, reason(h.status), h.content_type);
+    if (h.cache_control[0]) mg_printf(c, "Cache-Control: %s\r\n", h.cache_control);
+    if (h.allow[0]) mg_printf(c, "Allow: %s\r\n", h.allow);
+    if (h.chunked) mg_printf(c, "Transfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n\r\n");
+    else if (h.content_length[0]) mg_printf(c, "Content-Length: %s\r\n\r\n", h.content_length);
     else mg_printf(c, "Connection: close\r\n\r\n");
-    memmove(buf, buf + head_len, have - head_len);
-    have -= head_len;
+    memmove(buf, buf + head_len, have - (size_t)head_len);
+    have -= (size_t)head_len;
 
-    if (!chunked) {
-        long long want = has_len ? atoll(clen) : -1, sent = 0;
+    if (!h.chunked) {
+        long long want = h.content_length[0] ? atoll(h.content_length) : -1, sent = 0;
         for (;;) {
             size_t take = have;
             if (want >= 0 && (long long)take > want - sent) take = (size_t)(want - sent);
@@ -203,41 +175,29 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
     /* Chunked: relay chunk by chunk, so that the stream can be ended cleanly if the engine
      * stops between (or inside) chunks. */
     for (;;) {
-        char *crlf = memmem(buf, have, "\r\n", 2);
-        if (crlf) {
-            size_t size = strtoul(buf, NULL, 16);
-            size_t hl = (size_t)(crlf - buf) + 2;
-            if (size == 0) {
-                mg_printf(c, "0\r\n\r\n");
-                break;
-            }
-            if (size > BUF_CAP - 64) {
-                stream_error(c, model);
+        const char *payload;
+        size_t plen, used;
+        int k = relay_next_chunk(buf, have, BUF_CAP - 64, &payload, &plen, &used);
+        if (k == 2) {
+            mg_printf(c, "0\r\n\r\n");
+            break;
+        }
+        if (k == 1) {
+            mg_printf(c, "%zx\r\n", plen);
+            if (mg_write(c, payload, plen) <= 0 || mg_printf(c, "\r\n") <= 0) {
                 rc = FOLIO_EIO;
                 break;
             }
-            if (have >= hl + size + 2) {
-                mg_printf(c, "%zx\r\n", size);
-                if (mg_write(c, buf + hl, size) <= 0 || mg_printf(c, "\r\n") <= 0) {
-                    rc = FOLIO_EIO;
-                    break;
-                }
-                memmove(buf, buf + hl + size + 2, have - hl - size - 2);
-                have -= hl + size + 2;
-                continue;
-            }
+            memmove(buf, buf + used, have - used);
+            have -= used;
+            continue;
         }
-        if (have == BUF_CAP) { /* a chunk line longer than any the engine writes */
-            stream_error(c, model);
-            rc = FOLIO_EIO;
-            break;
-        }
-        int r = fill(up, client_fd, buf, &have, BUF_CAP);
+        int r = k < 0 || have == BUF_CAP ? 0 : fill(up, client_fd, buf, &have, BUF_CAP);
         if (r < 0) {
             rc = FOLIO_EIO;
             break;
         }
-        if (r == 0) {
+        if (r == 0) { /* the engine stopped, or broke its framing */
             stream_error(c, model);
             rc = FOLIO_EIO;
             break;

@@ -13,9 +13,11 @@ struct mg_connection;
 
 /* Relays `method uri` with body to 127.0.0.1:port. model names the model in errors. Returns 0
  * when the engine's whole response reached the client, else a negative code (the client has
- * been answered or is gone either way). */
+ * been answered or is gone either way), except FOLIO_EBUSY: with may_retry set, an engine
+ * that answers 503 (it is draining) leaves the client unanswered, for the caller to route the
+ * request elsewhere. */
 int proxy_forward(struct mg_connection *c, int port, const char *secret, const char *method, const char *uri,
-                  const char *body, size_t len, const char *model);
+                  const char *body, size_t len, const char *model, int may_retry);
 
 /* Writes an error in the OpenAI shape: {"error":{"message","type","param":null,"code"}}. */
 void proxy_send_error(struct mg_connection *c, int status, const char *type, const char *fmt, ...)

@@ -584,12 +584,18 @@ fail:
     return rc;
 }
 
-void sup_free(struct supervisor *s) {
+void sup_shutdown(struct supervisor *s) {
     if (!s) return;
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
     pthread_mutex_unlock(&s->mu);
     if (s->started) pthread_join(s->thread, NULL);
+    s->started = 0;
+}
+
+void sup_free(struct supervisor *s) {
+    if (!s) return;
+    sup_shutdown(s);
     for (int i = 0; i < SUP_MAX; i++) {
         if (s->eng[i].log_in >= 0 && s->eng[i].used) close(s->eng[i].log_in);
         if (s->eng[i].log_fd >= 0 && s->eng[i].used) close(s->eng[i].log_fd);

@@ -36,7 +36,10 @@ struct sup_params sup_default_params(void);
 /* Starts the supervisor thread. First it reconciles the store with reality: engine processes
  * left by an earlier foliod are killed, and models that were loaded are loaded again. */
 int sup_create(const struct sup_params *p, struct supervisor **out);
-/* Stops every engine (SIGTERM, drain, SIGKILL) and the thread. */
+/* Stops every engine (SIGTERM, drain, SIGKILL) and the thread; queries keep working (nothing
+ * routes any more), so HTTP handlers still running may call them. Idempotent. */
+void sup_shutdown(struct supervisor *s);
+/* sup_shutdown, then frees. */
 void sup_free(struct supervisor *s);
 
 /* Asks for the model to run (an engine is spawned on the supervisor thread). Refused when the

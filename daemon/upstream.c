@@ -59,25 +59,34 @@ int up_get(int port, const char *path, const char *secret, int timeout_ms, int *
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s%s%sConnection: close\r\n\r\n", path,
                      port, secret ? "Authorization: Bearer " : "", secret ? secret : "", secret ? "\r\n" : "");
     int rc = (n > 0 && (size_t)n < sizeof req) ? up_write_all(fd, req, (size_t)n) : folio_err(FOLIO_EINVAL, "path too long");
-    char buf[65536];
+    /* On the heap: this runs on HTTP worker threads, whose stacks are small. */
+    const size_t cap_buf = 65536;
+    char *buf = malloc(cap_buf);
     size_t len = 0;
-    while (!rc && len < sizeof buf - 1) {
+    if (!buf && !rc) rc = folio_err(FOLIO_ENOMEM, "out of memory");
+    while (!rc && len < cap_buf - 1) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int pr = poll(&p, 1, timeout_ms);
         if (pr <= 0) {
             rc = folio_err(FOLIO_EIO, "no answer from 127.0.0.1:%d%s within %d ms", port, path, timeout_ms);
             break;
         }
-        ssize_t r = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        ssize_t r = recv(fd, buf + len, cap_buf - 1 - len, 0);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         len += (size_t)r;
     }
     close(fd);
-    if (rc) return rc;
+    if (rc) {
+        free(buf);
+        return rc;
+    }
     buf[len] = '\0';
     int code = 0;
-    if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1) return folio_err(FOLIO_EIO, "not an HTTP answer from port %d", port);
+    if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1) {
+        free(buf);
+        return folio_err(FOLIO_EIO, "not an HTTP answer from port %d", port);
+    }
     *status = code;
     if (body && cap) {
         const char *b = strstr(buf, "\r\n\r\n");
@@ -87,6 +96,7 @@ int up_get(int port, const char *path, const char *secret, int timeout_ms, int *
         memcpy(body, b, bl);
         body[bl] = '\0';
     }
+    free(buf);
     return 0;
 }
 

@@ -61,7 +61,14 @@ test('foliod: /api/events streams status snapshots and new events as they happen
   assert.deepEqual(none.json.events, []);
   // Without a session the stream is refused like every /api route.
   assert.equal((await req(s, 'GET', '/api/events', { headers: { accept: 'text/event-stream' } })).status, 401);
+  // A stream still open does not hold foliod up when it stops.
+  const open = http.get(`${s.url}/api/events`, { headers: { cookie: ck, accept: 'text/event-stream' } }, (res) => res.resume());
+  open.on('error', () => {});
+  await sleep(300);
+  const t0 = Date.now();
   await stopFoliod(s);
+  assert.ok(Date.now() - t0 < 15000, `foliod took ${Date.now() - t0} ms to stop`);
+  open.destroy();
 });
 
 test('foliod: configuration precedence: flags, then the config file, then the environment', async () => {

@@ -11,6 +11,9 @@ CFLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-s
 LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lcivetweb -lm -pthread"
 MODELS=$(cd "${FOLIO_TEST_MODELS:-../shared/models}" && pwd)
 ENGINE_SRC=$(ls engine/*.c | grep -v -e engine/main.c -e engine/backend_cuda.c)
+# foliod's parsers that need no database or network: linked into every target.
+DAEMON_SRC="daemon/relay.c daemon/conf.c"
+CFLAGS="$CFLAGS -Idaemon"
 pass=0
 fail=0
 
@@ -51,6 +54,13 @@ seed_corpus() { # target dir
       printf '\x02{"messages":[{"role":"user","content":"x"}],"add_generation_prompt":false,"continue_final_message":true}' >"$d/seed3"
       printf '\x03{"tokens":[1,403,407]}' >"$d/seed4"
       ;;
+    fuzz_relay) # an engine's streamed answer, and a plain one
+      printf 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n1d\r\ndata: {"choices":[{"x":1}]}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n' >"$d/seed1"
+      printf 'HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 11\r\nAllow: POST\r\n\r\n{"error":1}' >"$d/seed2"
+      ;;
+    fuzz_foliod_conf)
+      printf '# foliod.conf\nhost = 0.0.0.0\nport=8000\n  data-dir =  /var/lib/folio  \nmodel = /srv/models/a\n\napi_key = k = v\n' >"$d/seed1"
+      ;;
     fuzz_stop) # byte 0: stop count | include << 3 | delta seed << 4; NUL-ended stops; text
       printf '\x03</s>\0\n\n\0abcd\0Hello</s> world\n\nabcabcd' >"$d/seed1"
       printf '\x2a\xe3\x80\x82\0\xf0\x9f\x98\x80!\0\xe4\xbd\xa0\xf0\x9f\x98\x81\xf0\x9f\x98\x80!\xe3\x80\x82' >"$d/seed2"
@@ -61,7 +71,7 @@ seed_corpus() { # target dir
 for src in tests/fuzz/fuzz_*.c; do
   t=$(basename "$src" .c)
   # shellcheck disable=SC2086
-  if ! clang $CFLAGS -o "$OUT/$t" "$src" $ENGINE_SRC $LIBS 2>"$OUT/$t.build.log"; then
+  if ! clang $CFLAGS -o "$OUT/$t" "$src" $ENGINE_SRC $DAEMON_SRC $LIBS 2>"$OUT/$t.build.log"; then
     echo "FAIL $t: build failed"; cat "$OUT/$t.build.log"; fail=$((fail + 1)); continue
   fi
   corpus=$OUT/corpus-$t

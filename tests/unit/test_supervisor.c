@@ -1,0 +1,96 @@
+/* The supervisor with a real store and real folio-engine children (the one beside this test
+ * binary), on the shared stories260K: the GPU-share refusal, load to ready, unload to
+ * stopped, and what the registry records. */
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "supervisor.h"
+#include "test.h"
+#include "util.h"
+
+static void engine_path(char *out, size_t cap) {
+    char exe[PATH_MAX] = "";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) exe[n] = '\0';
+    snprintf(out, cap, "%s/folio-engine", dirname(exe));
+}
+
+static int64_t add(struct store *st, const char *name, double share) {
+    struct store_model m = {0};
+    snprintf(m.name, sizeof m.name, "%s", name);
+    snprintf(m.source, sizeof m.source, "local");
+    snprintf(m.path, sizeof m.path, "%s/stories260K", test_models_dir());
+    m.gpu_memory_utilization = share;
+    m.kv_cache_space = 0.05;
+    CHECK_EQ_INT(store_model_add(st, &m), 0);
+    return m.id;
+}
+
+static const char *state_of(struct supervisor *s, int64_t id) {
+    static char state[16];
+    struct sup_engine_info es[8];
+    int n = sup_list(s, es, 8);
+    snprintf(state, sizeof state, "none");
+    for (int i = 0; i < n; i++)
+        if (es[i].model_id == id) snprintf(state, sizeof state, "%s", es[i].state);
+    return state;
+}
+
+TEST(supervisor_gpu_shares_load_unload) {
+    char db[PATH_MAX], logs[PATH_MAX], engine[PATH_MAX];
+    snprintf(db, sizeof db, "%s/sup.db", test_tmp_dir());
+    snprintf(logs, sizeof logs, "%s/sup-logs", test_tmp_dir());
+    engine_path(engine, sizeof engine);
+    const char *dbdir = getenv("FOLIO_DB_DIR") ? getenv("FOLIO_DB_DIR") : "db";
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(db, dbdir, &st), 0);
+    if (!st) return;
+    const int64_t a = add(st, "a", 0.6), b = add(st, "b", 0.5), c = add(st, "c", 0.4);
+    struct sup_params p = sup_default_params();
+    p.engine_bin = engine;
+    p.log_dir = logs;
+    p.store = st;
+    p.gpus = 1; /* as if on a GPU: the shares must fit in one */
+    struct supervisor *s = NULL;
+    CHECK_EQ_INT(sup_create(&p, &s), 0);
+    if (!s) {
+        store_close(st);
+        return;
+    }
+    CHECK_EQ_INT(sup_load(s, a), 0);
+    CHECK_EQ_INT(sup_load(s, b), FOLIO_EBUSY); /* 0.6 + 0.5 > 1 */
+    CHECK(strstr(folio_last_error(), "not enough GPU memory for b") != NULL);
+    CHECK(strstr(folio_last_error(), "a (0.60) already hold 0.60") != NULL);
+    CHECK_EQ_INT(sup_load(s, c), 0); /* 0.6 + 0.4 fits */
+    CHECK_EQ_INT(sup_wait_ready(s, a, 30), 1);
+    CHECK_EQ_INT(sup_wait_ready(s, c, 30), 1);
+    struct sup_route r;
+    CHECK_EQ_INT(sup_route(s, a, &r), 0);
+    CHECK(r.port > 0 && strlen(r.secret) == 64);
+    CHECK_EQ_INT(sup_route(s, b, &r), FOLIO_ENOTFOUND);
+    struct store_model m;
+    CHECK_EQ_INT(store_model_get(st, a, &m), 0);
+    CHECK_STR(m.state, "ready");
+    CHECK_EQ_INT(m.want_loaded, 1);
+    /* Unloading routes nothing more to it at once, and frees the share once it has exited. */
+    CHECK_EQ_INT(sup_unload(s, a), 0);
+    CHECK_EQ_INT(sup_route(s, a, &r), FOLIO_ENOTFOUND);
+    CHECK_EQ_INT(sup_load(s, b), FOLIO_EBUSY); /* a still drains: its memory is not free yet */
+    for (int i = 0; i < 500 && strcmp(state_of(s, a), "stopped") != 0; i++) usleep(20000);
+    CHECK_STR(state_of(s, a), "stopped");
+    CHECK_EQ_INT(sup_load(s, b), 0);
+    CHECK_EQ_INT(sup_wait_ready(s, b, 30), 1);
+    sup_free(s);
+    /* A stop of foliod keeps want_loaded for the next start; unload cleared it. */
+    CHECK_EQ_INT(store_model_get(st, a, &m), 0);
+    CHECK_EQ_INT(m.want_loaded, 0);
+    CHECK_EQ_INT(store_model_get(st, b, &m), 0);
+    CHECK_EQ_INT(m.want_loaded, 1);
+    CHECK_STR(m.state, "stopped");
+    store_close(st);
+}
