@@ -300,18 +300,30 @@ static void handle_metrics(struct foliod *d, struct mg_connection *c) {
                     seen[seen_len++] = '\n';
                 }
             }
-            size_t ll = strlen(line);
-            if (n + ll + 2 >= cap) {
+            /* Samples gain a model="..." label (the engine's own is vLLM's model_name). */
+            char *brace = line[0] != '#' ? strchr(line, '{') : NULL;
+            size_t ll = strlen(line), extra = brace ? strlen(es[i].name) + 10 : 0;
+            while (n + ll + extra + 2 >= cap) {
                 char *nb = realloc(out, cap * 2);
-                if (!nb) break;
+                if (!nb) goto done;
                 out = nb;
                 cap *= 2;
             }
-            memcpy(out + n, line, ll);
-            n += ll;
+            if (brace) {
+                size_t pre = (size_t)(brace - line) + 1;
+                memcpy(out + n, line, pre);
+                n += pre;
+                n += (size_t)snprintf(out + n, cap - n, "model=\"%s\",", es[i].name);
+                memcpy(out + n, line + pre, ll - pre);
+                n += ll - pre;
+            } else {
+                memcpy(out + n, line, ll);
+                n += ll;
+            }
             out[n++] = '\n';
         }
     }
+done:
     free(seen);
     free(es);
     free(body);

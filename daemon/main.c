@@ -86,13 +86,20 @@ static int conf_set(void *ud, const char *k, const char *v, int line) {
 }
 
 static int read_conf(struct settings *s, const char *path, int must_exist) {
-    char *text = NULL;
-    size_t len = 0;
-    if (!folio_file_exists(path) && !must_exist) return 0;
-    int rc = folio_read_file(path, &text, &len);
-    if (rc) return folio_err(FOLIO_EIO, "cannot read %s: %s", path, strerror(errno));
-    struct conf_ctx c = {s, path};
-    rc = conf_parse(text, len, path, conf_set, &c);
+    FILE *f = fopen(path, "r");
+    if (!f) return must_exist ? folio_err(FOLIO_EIO, "cannot read %s: %s", path, strerror(errno)) : 0;
+    /* Read as a stream: the file may be a pipe or /dev/null. A config is small. */
+    size_t cap = 1 << 20, len = 0;
+    char *text = malloc(cap);
+    if (text) len = fread(text, 1, cap, f);
+    int rc = !text ? folio_err(FOLIO_ENOMEM, "out of memory")
+           : ferror(f) ? folio_err(FOLIO_EIO, "cannot read %s", path)
+           : len == cap ? folio_err(FOLIO_EINVAL, "%s is larger than 1 MiB", path) : 0;
+    fclose(f);
+    if (!rc) {
+        struct conf_ctx c = {s, path};
+        rc = conf_parse(text, len, path, conf_set, &c);
+    }
     free(text);
     return rc;
 }

@@ -53,6 +53,7 @@ struct eng {
     char tail[TAIL_CAP];        /* ring of the last output bytes */
     size_t tail_at, tail_len;
     double spawn_t, ready_t, term_t, next_check, backoff_until;
+    int64_t spawn_wall;         /* unix seconds of the current process's start */
     int health_fails, crashes, restarts;
     char last_error[512];
 };
@@ -161,7 +162,7 @@ static void persist(struct supervisor *s, struct eng *e) {
     if (e->st == E_BACKOFF) state = "loading";
     if (e->st == E_STARTING) state = "loading";
     store_model_set_state(s->p.store, e->m.id, state, e->want, e->st == E_FAILED ? e->last_error : "");
-    struct store_engine se = {.model_id = e->m.id, .pid = e->pid, .port = e->port, .started = (int64_t)time(NULL),
+    struct store_engine se = {.model_id = e->m.id, .pid = e->pid, .port = e->port, .started = e->spawn_wall,
                               .restarts = e->restarts};
     snprintf(se.state, sizeof se.state, "%s", est_name[e->st]);
     snprintf(se.log_path, sizeof se.log_path, "%s", e->log_path);
@@ -287,6 +288,7 @@ static int spawn(struct supervisor *s, struct eng *e) {
     e->log_in = fds[0];
     e->pid = pid;
     e->spawn_t = now_s();
+    e->spawn_wall = (int64_t)time(NULL);
     e->next_check = e->spawn_t + 0.1;
     e->health_fails = 0;
     log_note(s, e, "started %s for %s (pid %d, port %d)", s->engine_bin, e->m.name, (int)pid, port);

@@ -103,7 +103,7 @@ test('foliod: --model registers, loads and makes it default; the default alias r
   // /metrics: foliod's counters and the engine's, labelled with its model.
   const met = await req(s, 'GET', '/metrics');
   assert.match(met.text, /^foliod:proxied_requests_total [1-9]/m);
-  assert.match(met.text, /^folio:generation_tokens_total\{model_name="stories260K"\} 40$/m);
+  assert.match(met.text, /^folio:generation_tokens_total\{model="stories260K",model_name="stories260K"\} 40$/m);
   assert.equal((met.text.match(/^# TYPE folio:num_requests_running gauge$/gm) || []).length, 1);
   const e = await engineOf(s, ck, 'stories260K');
   assert.equal(e.state, 'ready');
