@@ -2,7 +2,7 @@
 // and a foliod killed with -9 and started again.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { assert, MODELS, sleep, STORY, test } from '../api/lib.mjs';
+import { assert, MODELS, sleep, STORY, test, withTimeout } from '../api/lib.mjs';
 import {
   addModel, alive, engineOf, load, login, modelInfo, req, sdk, startFoliod, status, stopFoliod, waitState,
 } from './lib.mjs';
@@ -168,4 +168,37 @@ test('foliod: unload drains and stops the engine; delete removes the model', asy
   const r2 = await req(s, 'POST', '/v1/completions', { body: { model: 'stories260K', prompt: 'x', max_tokens: 1 } });
   assert.equal(r2.status, 404);
   await stopFoliod(s);
+});
+
+test('foliod: at start, an engine left running by an earlier foliod is killed (no orphan)', async () => {
+  const s = await startFoliod();
+  const ck = await login(s);
+  await addModel(s, ck, 'stories260K');
+  await stopFoliod(s);
+  // An engine process that outlived its foliod (as if PR_SET_PDEATHSIG had not fired), on record.
+  const { spawn, execFileSync } = await import('node:child_process');
+  const { ENGINE } = await import('../api/lib.mjs');
+  const orphan = spawn(ENGINE, ['--model', path.join(MODELS, 'stories260K'), '--port', '0'], { stdio: 'ignore', detached: true });
+  const exited = new Promise((resolve) => orphan.on('exit', resolve));
+  await sleep(300);
+  assert.ok(alive(orphan.pid));
+  execFileSync('/usr/bin/python3', ['-c', `import sqlite3,sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO engines(model_id, pid, port, state, started, restarts, log_path) VALUES (1, ?, 1, 'ready', 0, 0, '')", (int(sys.argv[2]),))
+db.commit()`, `${s.data}/folio.db`, String(orphan.pid)]);
+  const t = await startFoliod({ data: s.data });
+  await withTimeout(exited, 5000, 'the orphan engine was not killed');
+  assert.ok(!alive(orphan.pid));
+  const ck2 = await login(t);
+  const ev = await req(t, 'GET', '/api/events?limit=1000', { cookie: ck2 });
+  assert.ok(ev.json.events.some((e) => e.kind === 'engine.orphan' && e.message.includes(String(orphan.pid))), ev.text);
+  // A recorded pid that is not an engine (this test's own process) is left alone.
+  await stopFoliod(t);
+  execFileSync('/usr/bin/python3', ['-c', `import sqlite3,sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT OR REPLACE INTO engines(model_id, pid, port, state, started, restarts, log_path) VALUES (1, ?, 1, 'ready', 0, 0, '')", (int(sys.argv[2]),))
+db.commit()`, `${s.data}/folio.db`, String(process.pid)]);
+  const u = await startFoliod({ data: s.data });
+  assert.ok(alive(process.pid));
+  await stopFoliod(u);
 });
