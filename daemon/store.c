@@ -69,12 +69,6 @@ static int store_prepare(struct store *s, const char *sql, sqlite3_stmt **st) {
     return FOLIO_OK;
 }
 
-/* Runs a statement that returns no rows. */
-static int store_step_done(struct store *s, sqlite3_stmt *st, const char *what) {
-    if (sqlite3_step(st) != SQLITE_DONE) return store_fail(s, what);
-    return FOLIO_OK;
-}
-
 static int store_exec(struct store *s, const char *sql, const char *what) {
     if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) return store_fail(s, what);
     return FOLIO_OK;
@@ -84,10 +78,6 @@ static int store_exec(struct store *s, const char *sql, const char *what) {
  * and a second ROLLBACK would only replace the message that matters. */
 static void store_rollback(struct store *s) {
     if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-static int store_bind_text(sqlite3_stmt *st, int i, const char *v) {
-    return sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
 /* A text column into a fixed field. The schema cannot bound byte lengths cheaply, so a row
@@ -133,14 +123,128 @@ static int store_pragma_int(struct store *s, const char *sql, int *out) {
     return rc;
 }
 
-/* Grows a malloc'd array for a list call. */
-static int store_grow(void **arr, int *cap, int n, size_t elem) {
-    if (n < *cap) return FOLIO_OK;
-    int ncap = *cap ? *cap * 2 : 16;
-    void *p = realloc(*arr, (size_t)ncap * elem);
-    if (!p) return folio_err(FOLIO_ENOMEM, "store: out of memory listing rows");
-    *arr = p;
-    *cap = ncap;
+/* ---- one-statement calls ----
+ * Almost every public call is one statement under the lock: prepare, bind, step to the end,
+ * finalize. store_stmt does that in one place, so each call states only its SQL, its
+ * parameters and what it does with the rows or the count of changes. */
+
+/* A parameter for ?N. Calls list their values inline (STORE_ARGS) and store_bind checks them
+ * all in one place. A NULL text binds SQL NULL (model_set_state's "keep last_error"). */
+enum store_arg_type { STORE_INT, STORE_REAL, STORE_TEXT };
+struct store_arg {
+    enum store_arg_type type;
+    int64_t i;
+    double d;
+    const char *t;
+};
+#define A_INT(v) ((struct store_arg){.type = STORE_INT, .i = (v)})
+#define A_REAL(v) ((struct store_arg){.type = STORE_REAL, .d = (v)})
+#define A_TEXT(v) ((struct store_arg){.type = STORE_TEXT, .t = (v)})
+/* Expands to the two arguments "array, count" for ?1..?n. The second copy of the values sits
+ * in sizeof, which does not evaluate it, so each value is computed once. */
+#define STORE_ARGS(...)                                                                            \
+    ((const struct store_arg[]){__VA_ARGS__}),                                                     \
+        (int)(sizeof((const struct store_arg[]){__VA_ARGS__}) / sizeof(struct store_arg))
+
+static int store_bind(sqlite3_stmt *st, const struct store_arg *args, int nargs) {
+    int b = 0;
+    for (int i = 0; i < nargs; i++) {
+        const struct store_arg *a = &args[i];
+        switch (a->type) {
+        case STORE_INT: b |= sqlite3_bind_int64(st, i + 1, a->i); break;
+        case STORE_REAL: b |= sqlite3_bind_double(st, i + 1, a->d); break;
+        case STORE_TEXT: b |= sqlite3_bind_text(st, i + 1, a->t, -1, SQLITE_STATIC); break;
+        }
+    }
+    return b ? folio_err(FOLIO_ENOMEM, "store: cannot bind") : FOLIO_OK;
+}
+
+/* Decodes the current row into dst; a FOLIO_E* code stops the statement. */
+typedef int (*store_row_fn)(sqlite3_stmt *st, void *dst);
+
+/* What a statement did, read before the lock is released (another call would change it). */
+struct store_done {
+    int rows;      /* rows returned: 0 is "not found" for a get */
+    int changes;   /* rows written: 0 is "not found" for an update or delete */
+    int64_t rowid; /* the row an INSERT made */
+};
+
+/* Runs sql with args bound to ?1..?nargs, passing each row to row(st, dst) when row is set;
+ * done (may be NULL) is filled on success. The caller holds s->mu: event_add runs two
+ * statements in one transaction. what names the call in an SQLite error. */
+static int store_stmt_held(struct store *s, const char *sql, const struct store_arg *args, int nargs,
+                           store_row_fn row, void *dst, const char *what, struct store_done *done) {
+    sqlite3_stmt *st = NULL;
+    int r, rows = 0;
+    if (done) *done = (struct store_done){0};
+    int rc = store_prepare(s, sql, &st);
+    if (rc) return rc;
+    rc = store_bind(st, args, nargs);
+    if (rc) goto out;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        rows++;
+        if (row && (rc = row(st, dst))) goto out;
+    }
+    if (r != SQLITE_DONE) {
+        rc = store_fail(s, what);
+        goto out;
+    }
+    if (done) {
+        done->rows = rows;
+        done->changes = sqlite3_changes(s->db);
+        done->rowid = sqlite3_last_insert_rowid(s->db);
+    }
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* store_stmt_held under the lock, for the calls that are one statement. */
+static int store_stmt(struct store *s, const char *sql, const struct store_arg *args, int nargs, store_row_fn row,
+                      void *dst, const char *what, struct store_done *done) {
+    pthread_mutex_lock(&s->mu);
+    int rc = store_stmt_held(s, sql, args, nargs, row, dst, what, done);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* The state of a list call between rows: a malloc'd array of elem-sized items. */
+struct store_list_acc {
+    store_row_fn row;
+    size_t elem;
+    void *arr;
+    int cap, cnt;
+};
+
+/* Grows the array (doubling) and decodes the row into its next item. */
+static int store_list_row(sqlite3_stmt *st, void *dst) {
+    struct store_list_acc *l = dst;
+    if (l->cnt == l->cap) {
+        int ncap = l->cap ? l->cap * 2 : 16;
+        void *p = realloc(l->arr, (size_t)ncap * l->elem);
+        if (!p) return folio_err(FOLIO_ENOMEM, "store: out of memory listing rows");
+        l->arr = p;
+        l->cap = ncap;
+    }
+    int rc = l->row(st, (char *)l->arr + (size_t)l->cnt * l->elem);
+    if (!rc) l->cnt++;
+    return rc;
+}
+
+/* Every row of sql, each decoded by row into an elem-sized item of *out (malloc'd, caller
+ * frees; NULL when there are none). On failure *out is NULL and *n 0: no partial list. */
+static int store_list(struct store *s, const char *sql, const struct store_arg *args, int nargs, size_t elem,
+                      store_row_fn row, void **out, int *n, const char *what) {
+    struct store_list_acc l = {.row = row, .elem = elem};
+    *out = NULL;
+    *n = 0;
+    int rc = store_stmt(s, sql, args, nargs, store_list_row, &l, what, NULL);
+    if (rc) {
+        free(l.arr);
+        return rc;
+    }
+    *out = l.arr;
+    *n = l.cnt;
     return FOLIO_OK;
 }
 
@@ -470,7 +574,8 @@ int store_schema_version(struct store *s) {
     "id, name, source, repo_id, revision, path, max_model_len, dtype, gpu_memory_utilization, "    \
     "block_size, max_num_seqs, kv_cache_space, device, chat_template, state, want_loaded, last_error, created"
 
-static int model_from_row(sqlite3_stmt *st, struct store_model *m) {
+static int model_from_row(sqlite3_stmt *st, void *dst) {
+    struct store_model *m = dst;
     int rc;
     memset(m, 0, sizeof *m);
     m->id = sqlite3_column_int64(st, 0);
@@ -535,30 +640,17 @@ static int model_check(const struct store_model *m) {
     return FOLIO_OK;
 }
 
-/* Binds every field but id and created to ?1..?16, in MODEL_COLS order. */
-static int model_bind(sqlite3_stmt *st, const struct store_model *m) {
-    int b = 0;
-    b |= store_bind_text(st, 1, m->name);
-    b |= store_bind_text(st, 2, m->source);
-    b |= store_bind_text(st, 3, m->repo_id);
-    b |= store_bind_text(st, 4, m->revision);
-    b |= store_bind_text(st, 5, m->path);
-    b |= sqlite3_bind_int(st, 6, m->max_model_len);
-    b |= store_bind_text(st, 7, m->dtype);
-    b |= sqlite3_bind_double(st, 8, m->gpu_memory_utilization);
-    b |= sqlite3_bind_int(st, 9, m->block_size);
-    b |= sqlite3_bind_int(st, 10, m->max_num_seqs);
-    b |= sqlite3_bind_double(st, 11, m->kv_cache_space);
-    b |= store_bind_text(st, 12, m->device);
-    b |= store_bind_text(st, 13, m->chat_template);
-    b |= store_bind_text(st, 14, m->state);
-    b |= sqlite3_bind_int(st, 15, m->want_loaded != 0);
-    b |= store_bind_text(st, 16, m->last_error);
-    return b ? folio_err(FOLIO_ENOMEM, "store: cannot bind model fields") : FOLIO_OK;
-}
+/* Every field but id and created as ?1..?16, in MODEL_COLS order, for STORE_ARGS: add and update
+ * append their ?17 (created, id) after it. */
+#define MODEL_ARGS(m)                                                                              \
+    A_TEXT((m)->name), A_TEXT((m)->source), A_TEXT((m)->repo_id), A_TEXT((m)->revision),           \
+        A_TEXT((m)->path), A_INT((m)->max_model_len), A_TEXT((m)->dtype),                          \
+        A_REAL((m)->gpu_memory_utilization), A_INT((m)->block_size), A_INT((m)->max_num_seqs),     \
+        A_REAL((m)->kv_cache_space), A_TEXT((m)->device), A_TEXT((m)->chat_template),              \
+        A_TEXT((m)->state), A_INT((m)->want_loaded != 0), A_TEXT((m)->last_error)
 
 int store_model_add(struct store *s, struct store_model *m) {
-    sqlite3_stmt *st = NULL;
+    struct store_done d;
     int rc;
     /* Validated on a copy, so that a refused add leaves the caller's struct as it was. */
     struct store_model *c = malloc(sizeof *c);
@@ -567,154 +659,85 @@ int store_model_add(struct store *s, struct store_model *m) {
     if (!c->state[0]) strcpy(c->state, "registered");
     c->created = store_now_s();
     rc = model_check(c);
-    if (rc) goto out_free;
-    pthread_mutex_lock(&s->mu);
-    rc = store_prepare(s,
-                       "INSERT INTO models (name, source, repo_id, revision, path, max_model_len, dtype, "
-                       "gpu_memory_utilization, block_size, max_num_seqs, kv_cache_space, device, chat_template, "
-                       "state, want_loaded, last_error, created) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                       &st);
-    if (rc) goto out_unlock;
-    rc = model_bind(st, c);
-    if (!rc && sqlite3_bind_int64(st, 17, c->created) != SQLITE_OK)
-        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
-    if (rc) goto out_unlock;
-    rc = store_step_done(s, st, "add model");
+    if (rc) goto out;
+    rc = store_stmt(s,
+                    "INSERT INTO models (name, source, repo_id, revision, path, max_model_len, dtype, "
+                    "gpu_memory_utilization, block_size, max_num_seqs, kv_cache_space, device, chat_template, "
+                    "state, want_loaded, last_error, created) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                    STORE_ARGS(MODEL_ARGS(c), A_INT(c->created)), NULL, NULL, "add model", &d);
     if (rc == FOLIO_EEXIST) rc = folio_err(FOLIO_EEXIST, "a model named \"%s\" already exists", c->name);
-    if (rc) goto out_unlock;
-    c->id = sqlite3_last_insert_rowid(s->db);
+    if (rc) goto out;
+    c->id = d.rowid;
     memcpy(m, c, sizeof *m);
-out_unlock:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-out_free:
+out:
     free(c);
     return rc;
 }
 
-/* One model by a WHERE clause on ?1 (text or integer). */
-static int model_get_where(struct store *s, const char *sql, int64_t id, const char *name, struct store_model *out) {
-    sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(s, sql, &st);
-    if (rc) goto out;
-    if (name) store_bind_text(st, 1, name);
-    else sqlite3_bind_int64(st, 1, id);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) rc = model_from_row(st, out);
-    else if (r == SQLITE_DONE) rc = name ? folio_err(FOLIO_ENOTFOUND, "no model named \"%s\"", name)
-                                         : folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)id);
-    else rc = store_fail(s, "get model");
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+int store_model_get(struct store *s, int64_t id, struct store_model *out) {
+    struct store_done d;
+    int rc = store_stmt(s, "SELECT " MODEL_COLS " FROM models WHERE id = ?1", STORE_ARGS(A_INT(id)), model_from_row,
+                        out, "get model", &d);
+    if (!rc && !d.rows) rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)id);
     return rc;
 }
 
-int store_model_get(struct store *s, int64_t id, struct store_model *out) {
-    return model_get_where(s, "SELECT " MODEL_COLS " FROM models WHERE id = ?1", id, NULL, out);
-}
-
 int store_model_find(struct store *s, const char *name, struct store_model *out) {
-    return model_get_where(s, "SELECT " MODEL_COLS " FROM models WHERE name = ?1", 0, name, out);
+    struct store_done d;
+    int rc = store_stmt(s, "SELECT " MODEL_COLS " FROM models WHERE name = ?1", STORE_ARGS(A_TEXT(name)),
+                        model_from_row, out, "get model", &d);
+    if (!rc && !d.rows) rc = folio_err(FOLIO_ENOTFOUND, "no model named \"%s\"", name);
+    return rc;
 }
 
 int store_model_list(struct store *s, struct store_model **out, int *n) {
-    sqlite3_stmt *st = NULL;
-    struct store_model *arr = NULL;
-    int cap = 0, cnt = 0, r;
-    *out = NULL;
-    *n = 0;
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(s, "SELECT " MODEL_COLS " FROM models ORDER BY id", &st);
-    if (rc) goto out;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow((void **)&arr, &cap, cnt, sizeof *arr))) goto out;
-        if ((rc = model_from_row(st, &arr[cnt]))) goto out;
-        cnt++;
-    }
-    if (r != SQLITE_DONE) {
-        rc = store_fail(s, "list models");
-        goto out;
-    }
+    void *arr;
+    int rc = store_list(s, "SELECT " MODEL_COLS " FROM models ORDER BY id", NULL, 0, sizeof **out, model_from_row,
+                        &arr, n, "list models");
     *out = arr;
-    *n = cnt;
-    arr = NULL;
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    free(arr);
     return rc;
 }
 
 int store_model_update(struct store *s, const struct store_model *m) {
-    sqlite3_stmt *st = NULL;
+    struct store_done d;
     int rc = model_check(m);
     if (rc) return rc;
-    pthread_mutex_lock(&s->mu);
-    rc = store_prepare(s,
-                       "UPDATE models SET name = ?1, source = ?2, repo_id = ?3, revision = ?4, path = ?5, "
-                       "max_model_len = ?6, dtype = ?7, gpu_memory_utilization = ?8, block_size = ?9, "
-                       "max_num_seqs = ?10, kv_cache_space = ?11, device = ?12, chat_template = ?13, state = ?14, "
-                       "want_loaded = ?15, last_error = ?16 WHERE id = ?17",
-                       &st);
-    if (rc) goto out;
-    rc = model_bind(st, m);
-    if (!rc && sqlite3_bind_int64(st, 17, m->id) != SQLITE_OK) rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
-    if (rc) goto out;
-    rc = store_step_done(s, st, "update model");
+    rc = store_stmt(s,
+                    "UPDATE models SET name = ?1, source = ?2, repo_id = ?3, revision = ?4, path = ?5, "
+                    "max_model_len = ?6, dtype = ?7, gpu_memory_utilization = ?8, block_size = ?9, "
+                    "max_num_seqs = ?10, kv_cache_space = ?11, device = ?12, chat_template = ?13, state = ?14, "
+                    "want_loaded = ?15, last_error = ?16 WHERE id = ?17",
+                    STORE_ARGS(MODEL_ARGS(m), A_INT(m->id)), NULL, NULL, "update model", &d);
     if (rc == FOLIO_EEXIST) rc = folio_err(FOLIO_EEXIST, "a model named \"%s\" already exists", m->name);
-    if (!rc && sqlite3_changes(s->db) == 0)
-        rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)m->id);
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    if (!rc && d.changes == 0) rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)m->id);
     return rc;
 }
 
 int store_model_set_state(struct store *s, int64_t id, const char *state, int want_loaded, const char *last_error) {
-    sqlite3_stmt *st = NULL;
+    struct store_done d;
     int rc;
     if (!state || !state[0]) return folio_err(FOLIO_EINVAL, "model state is empty");
     if ((rc = store_arg_ok(state, sizeof((struct store_model *)0)->state, "model state"))) return rc;
     if (last_error && (rc = store_arg_ok(last_error, sizeof((struct store_model *)0)->last_error, "model last_error")))
         return rc;
-    pthread_mutex_lock(&s->mu);
-    rc = store_prepare(s,
-                       "UPDATE models SET state = ?1, want_loaded = CASE WHEN ?2 < 0 THEN want_loaded ELSE ?2 END, "
-                       "last_error = coalesce(?3, last_error) WHERE id = ?4",
-                       &st);
-    if (rc) goto out;
-    int b = store_bind_text(st, 1, state);
-    b |= sqlite3_bind_int(st, 2, want_loaded < 0 ? -1 : want_loaded != 0);
-    b |= last_error ? store_bind_text(st, 3, last_error) : sqlite3_bind_null(st, 3);
-    b |= sqlite3_bind_int64(st, 4, id);
-    if (b) {
-        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
-        goto out;
-    }
-    rc = store_step_done(s, st, "set model state");
-    if (!rc && sqlite3_changes(s->db) == 0) rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)id);
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    /* A NULL last_error binds NULL, which coalesce() turns into "keep". */
+    rc = store_stmt(s,
+                    "UPDATE models SET state = ?1, want_loaded = CASE WHEN ?2 < 0 THEN want_loaded ELSE ?2 END, "
+                    "last_error = coalesce(?3, last_error) WHERE id = ?4",
+                    STORE_ARGS(A_TEXT(state), A_INT(want_loaded < 0 ? -1 : want_loaded != 0), A_TEXT(last_error),
+                               A_INT(id)),
+                    NULL, NULL, "set model state", &d);
+    if (!rc && d.changes == 0) rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)id);
     return rc;
 }
 
 /* Runs "... WHERE id = ?1" and reports FOLIO_ENOTFOUND (naming what) when no row changed. */
 static int store_by_id(struct store *s, const char *sql, int64_t id, int must_exist, const char *what) {
-    sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(s, sql, &st);
-    if (rc) goto out;
-    sqlite3_bind_int64(st, 1, id);
-    rc = store_step_done(s, st, what);
-    if (!rc && must_exist && sqlite3_changes(s->db) == 0)
+    struct store_done d;
+    int rc = store_stmt(s, sql, STORE_ARGS(A_INT(id)), NULL, NULL, what, &d);
+    if (!rc && must_exist && d.changes == 0)
         rc = folio_err(FOLIO_ENOTFOUND, "no %s with id %lld", what, (long long)id);
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
@@ -726,7 +749,6 @@ int store_model_delete(struct store *s, int64_t id) {
 /* ---- engines ---- */
 
 int store_engine_put(struct store *s, const struct store_engine *e) {
-    sqlite3_stmt *st = NULL;
     int rc;
     if ((rc = store_field_ok(e->state, sizeof e->state, "engine state"))) return rc;
     if ((rc = store_field_ok(e->log_path, sizeof e->log_path, "engine log_path"))) return rc;
@@ -734,69 +756,40 @@ int store_engine_put(struct store *s, const struct store_engine *e) {
     if (e->pid < 0 || e->port < 0 || e->port > 65535 || e->restarts < 0)
         return folio_err(FOLIO_EINVAL, "engine pid %d, port %d or restarts %d out of range", e->pid, e->port,
                          e->restarts);
-    pthread_mutex_lock(&s->mu);
     /* An upsert rather than INSERT OR REPLACE: REPLACE deletes first, which would fire any
      * ON DELETE action that a later schema hangs on engines. */
-    rc = store_prepare(s,
-                       "INSERT INTO engines (model_id, pid, port, state, started, restarts, log_path) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (model_id) DO UPDATE SET "
-                       "pid = excluded.pid, port = excluded.port, state = excluded.state, "
-                       "started = excluded.started, restarts = excluded.restarts, log_path = excluded.log_path",
-                       &st);
-    if (rc) goto out;
-    int b = sqlite3_bind_int64(st, 1, e->model_id);
-    b |= sqlite3_bind_int(st, 2, e->pid);
-    b |= sqlite3_bind_int(st, 3, e->port);
-    b |= store_bind_text(st, 4, e->state);
-    b |= sqlite3_bind_int64(st, 5, e->started);
-    b |= sqlite3_bind_int(st, 6, e->restarts);
-    b |= store_bind_text(st, 7, e->log_path);
-    if (b) {
-        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
-        goto out;
-    }
-    rc = store_step_done(s, st, "put engine");
+    rc = store_stmt(s,
+                    "INSERT INTO engines (model_id, pid, port, state, started, restarts, log_path) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (model_id) DO UPDATE SET "
+                    "pid = excluded.pid, port = excluded.port, state = excluded.state, "
+                    "started = excluded.started, restarts = excluded.restarts, log_path = excluded.log_path",
+                    STORE_ARGS(A_INT(e->model_id), A_INT(e->pid), A_INT(e->port), A_TEXT(e->state),
+                               A_INT(e->started), A_INT(e->restarts), A_TEXT(e->log_path)),
+                    NULL, NULL, "put engine", NULL);
     if (rc == FOLIO_ENOTFOUND) rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)e->model_id);
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
+static int engine_from_row(sqlite3_stmt *st, void *dst) {
+    struct store_engine *e = dst;
+    int rc;
+    memset(e, 0, sizeof *e);
+    e->model_id = sqlite3_column_int64(st, 0);
+    e->pid = sqlite3_column_int(st, 1);
+    e->port = sqlite3_column_int(st, 2);
+    if ((rc = store_col_text(st, 3, e->state, sizeof e->state, "engine state"))) return rc;
+    e->started = sqlite3_column_int64(st, 4);
+    e->restarts = sqlite3_column_int(st, 5);
+    return store_col_text(st, 6, e->log_path, sizeof e->log_path, "engine log_path");
+}
+
 int store_engine_list(struct store *s, struct store_engine **out, int *n) {
-    sqlite3_stmt *st = NULL;
-    struct store_engine *arr = NULL;
-    int cap = 0, cnt = 0, r;
-    *out = NULL;
-    *n = 0;
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(
-        s, "SELECT model_id, pid, port, state, started, restarts, log_path FROM engines ORDER BY model_id", &st);
-    if (rc) goto out;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow((void **)&arr, &cap, cnt, sizeof *arr))) goto out;
-        struct store_engine *e = &arr[cnt];
-        memset(e, 0, sizeof *e);
-        e->model_id = sqlite3_column_int64(st, 0);
-        e->pid = sqlite3_column_int(st, 1);
-        e->port = sqlite3_column_int(st, 2);
-        if ((rc = store_col_text(st, 3, e->state, sizeof e->state, "engine state"))) goto out;
-        e->started = sqlite3_column_int64(st, 4);
-        e->restarts = sqlite3_column_int(st, 5);
-        if ((rc = store_col_text(st, 6, e->log_path, sizeof e->log_path, "engine log_path"))) goto out;
-        cnt++;
-    }
-    if (r != SQLITE_DONE) {
-        rc = store_fail(s, "list engines");
-        goto out;
-    }
+    void *arr;
+    int rc = store_list(s,
+                        "SELECT model_id, pid, port, state, started, restarts, log_path FROM engines "
+                        "ORDER BY model_id",
+                        NULL, 0, sizeof **out, engine_from_row, &arr, n, "list engines");
     *out = arr;
-    *n = cnt;
-    arr = NULL;
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    free(arr);
     return rc;
 }
 
@@ -807,7 +800,7 @@ int store_engine_delete(struct store *s, int64_t model_id) {
 /* ---- API keys ---- */
 
 int store_key_add(struct store *s, struct store_key *k) {
-    sqlite3_stmt *st = NULL;
+    struct store_done d;
     int rc;
     if ((rc = store_field_ok(k->name, sizeof k->name, "key name"))) return rc;
     if ((rc = store_field_ok(k->prefix, sizeof k->prefix, "key prefix"))) return rc;
@@ -815,62 +808,35 @@ int store_key_add(struct store *s, struct store_key *k) {
     if (strlen(k->hash) != 64 || strspn(k->hash, "0123456789abcdef") != 64)
         return folio_err(FOLIO_EINVAL, "key hash must be 64 lowercase hex digits (SHA-256)");
     int64_t created = store_now_s();
-    pthread_mutex_lock(&s->mu);
-    rc = store_prepare(s, "INSERT INTO api_keys (name, prefix, hash, created, last_used) VALUES (?1, ?2, ?3, ?4, 0)",
-                       &st);
-    if (rc) goto out;
-    int b = store_bind_text(st, 1, k->name);
-    b |= store_bind_text(st, 2, k->prefix);
-    b |= store_bind_text(st, 3, k->hash);
-    b |= sqlite3_bind_int64(st, 4, created);
-    if (b) {
-        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
-        goto out;
-    }
-    rc = store_step_done(s, st, "add key");
+    rc = store_stmt(s, "INSERT INTO api_keys (name, prefix, hash, created, last_used) VALUES (?1, ?2, ?3, ?4, 0)",
+                    STORE_ARGS(A_TEXT(k->name), A_TEXT(k->prefix), A_TEXT(k->hash), A_INT(created)), NULL, NULL,
+                    "add key", &d);
     if (rc == FOLIO_EEXIST) rc = folio_err(FOLIO_EEXIST, "a key with this hash already exists");
-    if (rc) goto out;
-    k->id = sqlite3_last_insert_rowid(s->db);
+    if (rc) return rc;
+    k->id = d.rowid;
     k->created = created;
     k->last_used = 0;
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+    return FOLIO_OK;
+}
+
+static int key_from_row(sqlite3_stmt *st, void *dst) {
+    struct store_key *k = dst;
+    int rc;
+    memset(k, 0, sizeof *k);
+    k->id = sqlite3_column_int64(st, 0);
+    if ((rc = store_col_text(st, 1, k->name, sizeof k->name, "key name"))) return rc;
+    if ((rc = store_col_text(st, 2, k->prefix, sizeof k->prefix, "key prefix"))) return rc;
+    if ((rc = store_col_text(st, 3, k->hash, sizeof k->hash, "key hash"))) return rc;
+    k->created = sqlite3_column_int64(st, 4);
+    k->last_used = sqlite3_column_int64(st, 5);
+    return FOLIO_OK;
 }
 
 int store_key_list(struct store *s, struct store_key **out, int *n) {
-    sqlite3_stmt *st = NULL;
-    struct store_key *arr = NULL;
-    int cap = 0, cnt = 0, r;
-    *out = NULL;
-    *n = 0;
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(s, "SELECT id, name, prefix, hash, created, last_used FROM api_keys ORDER BY id", &st);
-    if (rc) goto out;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow((void **)&arr, &cap, cnt, sizeof *arr))) goto out;
-        struct store_key *k = &arr[cnt];
-        memset(k, 0, sizeof *k);
-        k->id = sqlite3_column_int64(st, 0);
-        if ((rc = store_col_text(st, 1, k->name, sizeof k->name, "key name"))) goto out;
-        if ((rc = store_col_text(st, 2, k->prefix, sizeof k->prefix, "key prefix"))) goto out;
-        if ((rc = store_col_text(st, 3, k->hash, sizeof k->hash, "key hash"))) goto out;
-        k->created = sqlite3_column_int64(st, 4);
-        k->last_used = sqlite3_column_int64(st, 5);
-        cnt++;
-    }
-    if (r != SQLITE_DONE) {
-        rc = store_fail(s, "list keys");
-        goto out;
-    }
+    void *arr;
+    int rc = store_list(s, "SELECT id, name, prefix, hash, created, last_used FROM api_keys ORDER BY id", NULL, 0,
+                        sizeof **out, key_from_row, &arr, n, "list keys");
     *out = arr;
-    *n = cnt;
-    arr = NULL;
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    free(arr);
     return rc;
 }
 
@@ -879,17 +845,10 @@ int store_key_delete(struct store *s, int64_t id) {
 }
 
 int store_key_touch(struct store *s, int64_t id, int64_t when) {
-    sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(s, "UPDATE api_keys SET last_used = ?2 WHERE id = ?1", &st);
-    if (rc) goto out;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, when);
-    rc = store_step_done(s, st, "touch key");
-    if (!rc && sqlite3_changes(s->db) == 0) rc = folio_err(FOLIO_ENOTFOUND, "no key with id %lld", (long long)id);
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    struct store_done d;
+    int rc = store_stmt(s, "UPDATE api_keys SET last_used = ?2 WHERE id = ?1", STORE_ARGS(A_INT(id), A_INT(when)),
+                        NULL, NULL, "touch key", &d);
+    if (!rc && d.changes == 0) rc = folio_err(FOLIO_ENOTFOUND, "no key with id %lld", (long long)id);
     return rc;
 }
 
@@ -902,32 +861,32 @@ int store_key_count(struct store *s, int *n) {
 
 /* ---- admin password and settings: one text value by key ---- */
 
-/* The single text column of a one-row query on ?1 into val[cap]. */
+/* Where text_from_row copies a one-row query's single text column. */
+struct store_text {
+    char *val;
+    size_t cap;
+    const char *what;
+};
+
+static int text_from_row(sqlite3_stmt *st, void *dst) {
+    struct store_text *t = dst;
+    const unsigned char *v = sqlite3_column_text(st, 0);
+    size_t len = (size_t)sqlite3_column_bytes(st, 0);
+    if (len >= t->cap)
+        return folio_err(FOLIO_EINVAL, "%s is %zu bytes, the buffer holds %zu", t->what, len, t->cap ? t->cap - 1 : 0);
+    if (len) memcpy(t->val, v, len);
+    t->val[len] = '\0';
+    return FOLIO_OK;
+}
+
+/* The single text column of a one-row query on ?1 (none when key is NULL) into val[cap]. */
 static int store_get_text(struct store *s, const char *sql, const char *key, char *val, size_t cap,
                           const char *what) {
-    sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(s, sql, &st);
-    if (rc) goto out;
-    if (key) store_bind_text(st, 1, key);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
-        const unsigned char *t = sqlite3_column_text(st, 0);
-        size_t len = (size_t)sqlite3_column_bytes(st, 0);
-        if (len >= cap) {
-            rc = folio_err(FOLIO_EINVAL, "%s is %zu bytes, the buffer holds %zu", what, len, cap ? cap - 1 : 0);
-            goto out;
-        }
-        if (len) memcpy(val, t, len);
-        val[len] = '\0';
-    } else if (r == SQLITE_DONE) {
-        rc = folio_err(FOLIO_ENOTFOUND, "%s is not set", what);
-    } else {
-        rc = store_fail(s, what);
-    }
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    struct store_text t = {val, cap, what};
+    struct store_arg arg = A_TEXT(key);
+    struct store_done d;
+    int rc = store_stmt(s, sql, &arg, key != NULL, text_from_row, &t, what, &d);
+    if (!rc && !d.rows) rc = folio_err(FOLIO_ENOTFOUND, "%s is not set", what);
     return rc;
 }
 
@@ -936,21 +895,11 @@ int store_admin_get(struct store *s, char *hash, size_t cap) {
 }
 
 int store_admin_set(struct store *s, const char *hash) {
-    sqlite3_stmt *st = NULL;
     if (!hash || !hash[0]) return folio_err(FOLIO_EINVAL, "admin password hash is empty");
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(s,
-                           "INSERT INTO admin (id, password_hash, updated) VALUES (1, ?1, ?2) ON CONFLICT (id) "
-                           "DO UPDATE SET password_hash = excluded.password_hash, updated = excluded.updated",
-                           &st);
-    if (rc) goto out;
-    store_bind_text(st, 1, hash);
-    sqlite3_bind_int64(st, 2, store_now_s());
-    rc = store_step_done(s, st, "set admin password");
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+    return store_stmt(s,
+                      "INSERT INTO admin (id, password_hash, updated) VALUES (1, ?1, ?2) ON CONFLICT (id) "
+                      "DO UPDATE SET password_hash = excluded.password_hash, updated = excluded.updated",
+                      STORE_ARGS(A_TEXT(hash), A_INT(store_now_s())), NULL, NULL, "set admin password", NULL);
 }
 
 int store_setting_get(struct store *s, const char *key, char *val, size_t cap) {
@@ -961,22 +910,12 @@ int store_setting_get(struct store *s, const char *key, char *val, size_t cap) {
 }
 
 int store_setting_set(struct store *s, const char *key, const char *val) {
-    sqlite3_stmt *st = NULL;
     if (!key || !key[0]) return folio_err(FOLIO_EINVAL, "setting name is empty");
     if (!val) return folio_err(FOLIO_EINVAL, "setting %s has no value", key);
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(s,
-                           "INSERT INTO settings (key, value) VALUES (?1, ?2) "
-                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                           &st);
-    if (rc) goto out;
-    store_bind_text(st, 1, key);
-    store_bind_text(st, 2, val);
-    rc = store_step_done(s, st, "set setting");
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+    return store_stmt(s,
+                      "INSERT INTO settings (key, value) VALUES (?1, ?2) "
+                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                      STORE_ARGS(A_TEXT(key), A_TEXT(val)), NULL, NULL, "set setting", NULL);
 }
 
 /* ---- events ---- */
@@ -1002,36 +941,23 @@ int store_event_add(struct store *s, const char *level, const char *kind, int64_
     if (len < 0) return folio_err(FOLIO_EINVAL, "event message cannot be formatted");
     if ((size_t)len >= sizeof msg) event_truncate(msg, sizeof msg);
 
-    sqlite3_stmt *ins = NULL, *trim = NULL;
+    struct store_done d;
     pthread_mutex_lock(&s->mu);
     /* IMMEDIATE: takes the write lock up front, so another connection's writer makes this
      * wait (busy_timeout) instead of failing at the upgrade from read to write. */
     rc = store_exec(s, "BEGIN IMMEDIATE", "begin");
     if (rc) goto out;
     /* The subquery stores NULL for a model deleted meanwhile, instead of failing the log. */
-    rc = store_prepare(s,
-                       "INSERT INTO events (ts, level, kind, model_id, message) "
-                       "VALUES (?1, ?2, ?3, (SELECT id FROM models WHERE id = ?4), ?5)",
-                       &ins);
-    if (rc) goto out_rollback;
-    int b = sqlite3_bind_int64(ins, 1, store_now_ms());
-    b |= store_bind_text(ins, 2, level);
-    b |= store_bind_text(ins, 3, kind);
-    b |= sqlite3_bind_int64(ins, 4, model_id);
-    b |= store_bind_text(ins, 5, msg);
-    if (b) {
-        rc = folio_err(FOLIO_ENOMEM, "store: cannot bind");
-        goto out_rollback;
-    }
-    rc = store_step_done(s, ins, "add event");
+    rc = store_stmt_held(s,
+                         "INSERT INTO events (ts, level, kind, model_id, message) "
+                         "VALUES (?1, ?2, ?3, (SELECT id FROM models WHERE id = ?4), ?5)",
+                         STORE_ARGS(A_INT(store_now_ms()), A_TEXT(level), A_TEXT(kind), A_INT(model_id), A_TEXT(msg)),
+                         NULL, NULL, "add event", &d);
     if (rc) goto out_rollback;
     /* AUTOINCREMENT ids have no gaps here (nothing else deletes events, and a rolled-back
      * insert takes its sequence number back), so an id bound is the newest N, on the index. */
-    int64_t last = sqlite3_last_insert_rowid(s->db);
-    rc = store_prepare(s, "DELETE FROM events WHERE id <= ?1", &trim);
-    if (rc) goto out_rollback;
-    sqlite3_bind_int64(trim, 1, last - STORE_MAX_EVENTS);
-    rc = store_step_done(s, trim, "trim events");
+    rc = store_stmt_held(s, "DELETE FROM events WHERE id <= ?1", STORE_ARGS(A_INT(d.rowid - STORE_MAX_EVENTS)), NULL,
+                         NULL, "trim events", NULL);
     if (rc) goto out_rollback;
     rc = store_exec(s, "COMMIT", "commit event");
     if (rc) goto out_rollback;
@@ -1039,49 +965,30 @@ int store_event_add(struct store *s, const char *level, const char *kind, int64_
 out_rollback:
     store_rollback(s);
 out:
-    sqlite3_finalize(ins);
-    sqlite3_finalize(trim);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
+static int event_from_row(sqlite3_stmt *st, void *dst) {
+    struct store_event *e = dst;
+    int rc;
+    memset(e, 0, sizeof *e);
+    e->id = sqlite3_column_int64(st, 0);
+    e->ts = sqlite3_column_int64(st, 1);
+    if ((rc = store_col_text(st, 2, e->level, sizeof e->level, "event level"))) return rc;
+    if ((rc = store_col_text(st, 3, e->kind, sizeof e->kind, "event kind"))) return rc;
+    e->model_id = sqlite3_column_int64(st, 4);
+    return store_col_text(st, 5, e->message, sizeof e->message, "event message");
+}
+
 int store_event_list(struct store *s, int64_t since_id, int limit, struct store_event **out, int *n) {
-    sqlite3_stmt *st = NULL;
-    struct store_event *arr = NULL;
-    int cap = 0, cnt = 0, r;
-    *out = NULL;
-    *n = 0;
+    void *arr;
     if (limit <= 0 || limit > STORE_MAX_EVENTS) limit = STORE_MAX_EVENTS;
-    pthread_mutex_lock(&s->mu);
-    int rc = store_prepare(s,
-                           "SELECT id, ts, level, kind, coalesce(model_id, 0), message FROM events "
-                           "WHERE id > ?1 ORDER BY id LIMIT ?2",
-                           &st);
-    if (rc) goto out;
-    sqlite3_bind_int64(st, 1, since_id);
-    sqlite3_bind_int(st, 2, limit);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow((void **)&arr, &cap, cnt, sizeof *arr))) goto out;
-        struct store_event *e = &arr[cnt];
-        memset(e, 0, sizeof *e);
-        e->id = sqlite3_column_int64(st, 0);
-        e->ts = sqlite3_column_int64(st, 1);
-        if ((rc = store_col_text(st, 2, e->level, sizeof e->level, "event level"))) goto out;
-        if ((rc = store_col_text(st, 3, e->kind, sizeof e->kind, "event kind"))) goto out;
-        e->model_id = sqlite3_column_int64(st, 4);
-        if ((rc = store_col_text(st, 5, e->message, sizeof e->message, "event message"))) goto out;
-        cnt++;
-    }
-    if (r != SQLITE_DONE) {
-        rc = store_fail(s, "list events");
-        goto out;
-    }
+    int rc = store_list(s,
+                        "SELECT id, ts, level, kind, coalesce(model_id, 0), message FROM events "
+                        "WHERE id > ?1 ORDER BY id LIMIT ?2",
+                        STORE_ARGS(A_INT(since_id), A_INT(limit)), sizeof **out, event_from_row, &arr, n,
+                        "list events");
     *out = arr;
-    *n = cnt;
-    arr = NULL;
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    free(arr);
     return rc;
 }
