@@ -229,7 +229,8 @@ export async function withServer(opts, fn) {
 // ---- HTTP ----
 
 export async function http(s, method, p, { body, headers = {}, timeout = 30000 * SLOW, signal } = {}) {
-  const init = { method, headers: { ...headers }, signal: signal || AbortSignal.timeout(timeout) };
+  // Redirects come back as they are (foliod's /admin answers one).
+  const init = { method, headers: { ...headers }, signal: signal || AbortSignal.timeout(timeout), redirect: 'manual' };
   if (body !== undefined) {
     init.body = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
     if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) init.headers['content-type'] = 'application/json';

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  assert, ENGINE, freePort, MODELS, onCleanup, OpenAI, sleep, SLOW, spawnServer, withTimeout,
+  assert, ENGINE, freePort, http, MODELS, onCleanup, OpenAI, sleep, SLOW, spawnServer, withTimeout,
 } from '../api/lib.mjs';
 
 export const FOLIOD = path.join(path.dirname(ENGINE), 'foliod');
@@ -20,25 +20,32 @@ export function dataDir() {
   return d;
 }
 
-// Starts foliod; resolves once /health answers. opts: data (dir), args, env, port.
+// Starts foliod; resolves once /health answers. opts: data (dir), args, env, port. A port
+// taken between freePort() and foliod's bind (other suites run beside this one) is retried.
 export async function startFoliod({ data, args = [], env = {}, port } = {}) {
   data = data || dataDir();
-  port = port || (await freePort());
-  const argv = ['--host', '127.0.0.1', '--port', String(port), '--data-dir', data, '--config', '/dev/null', ...args];
-  const s = spawnServer(FOLIOD, argv, { FOLIO_ADMIN_PASSWORD: PASSWORD, FOLIO_API_KEY: '', ...env });
-  Object.assign(s, { port, url: `http://127.0.0.1:${port}`, data });
-  const deadline = Date.now() + 15000 * SLOW;
-  for (;;) {
-    if (!s.alive) throw new Error(`foliod exited (code ${s.code}) before answering:\n${s.log}`);
-    try {
-      const r = await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(1000) });
-      await r.text();
-      if (r.status === 200) break;
-    } catch {
-      /* not yet */
+  let s;
+  for (let attempt = 0; ; attempt++) {
+    const p = port || (await freePort());
+    const argv = ['--host', '127.0.0.1', '--port', String(p), '--data-dir', data, '--config', '/dev/null', ...args];
+    s = spawnServer(FOLIOD, argv, { FOLIO_ADMIN_PASSWORD: PASSWORD, FOLIO_API_KEY: '', ...env });
+    Object.assign(s, { port: p, url: `http://127.0.0.1:${p}`, data });
+    const deadline = Date.now() + 15000 * SLOW;
+    let up = false;
+    while (!up) {
+      if (!s.alive) break;
+      try {
+        const r = await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(1000) });
+        up = r.status === 200 && /"status":"ok"/.test(await r.text());
+      } catch {
+        /* not yet */
+      }
+      if (!up && Date.now() > deadline) throw new Error(`foliod did not answer /health:\n${s.log}`);
+      if (!up) await sleep(25);
     }
-    if (Date.now() > deadline) throw new Error(`foliod did not answer /health:\n${s.log}`);
-    await sleep(25);
+    if (up) break;
+    if (!port && /cannot listen/.test(s.log) && attempt < 3) continue;
+    throw new Error(`foliod exited (code ${s.code}) before answering:\n${s.log}`);
   }
   onCleanup(async () => {
     if (s.alive) {
@@ -57,22 +64,9 @@ export async function stopFoliod(s, ms = 40000 * SLOW) {
   assert.equal(s.code, 0, `foliod exit code ${s.code}\n${s.log.slice(-3000)}`);
 }
 
-export async function req(s, method, p, { body, cookie, headers = {}, timeout = 60000 * SLOW } = {}) {
-  const h = { ...headers };
-  if (cookie) h.cookie = cookie;
-  if (body !== undefined) h['content-type'] = 'application/json';
-  const res = await fetch(`${s.url}${p}`, {
-    method, headers: h, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    signal: AbortSignal.timeout(timeout), redirect: 'manual',
-  });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
+// HTTP to foliod: the API suite's http() with a session cookie.
+export function req(s, method, p, { cookie, headers = {}, timeout = 60000 * SLOW, ...rest } = {}) {
+  return http(s, method, p, { ...rest, timeout, headers: cookie ? { ...headers, cookie } : headers });
 }
 
 // Logs in; returns the session cookie ("folio_session=...").
