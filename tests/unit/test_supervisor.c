@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -92,5 +93,48 @@ TEST(supervisor_gpu_shares_load_unload) {
     CHECK_EQ_INT(store_model_get(st, b, &m), 0);
     CHECK_EQ_INT(m.want_loaded, 1);
     CHECK_STR(m.state, "stopped");
+    store_close(st);
+}
+
+/* The engine's output goes to its log, which rotates to .1 past the cap: the disk it takes is
+ * bounded however much an engine writes. */
+TEST(supervisor_log_is_capped) {
+    char db[PATH_MAX], logs[PATH_MAX], engine[PATH_MAX];
+    snprintf(db, sizeof db, "%s/sup-log.db", test_tmp_dir());
+    snprintf(logs, sizeof logs, "%s/sup-log-logs", test_tmp_dir());
+    engine_path(engine, sizeof engine);
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(db, getenv("FOLIO_DB_DIR") ? getenv("FOLIO_DB_DIR") : "db", &st), 0);
+    if (!st) return;
+    const int64_t a = add(st, "a", 0);
+    struct sup_params p = sup_default_params();
+    p.engine_bin = engine;
+    p.log_dir = logs;
+    p.store = st;
+    p.log_cap = 200; /* the engine's start-up lines alone pass it */
+    struct supervisor *s = NULL;
+    CHECK_EQ_INT(sup_create(&p, &s), 0);
+    if (!s) {
+        store_close(st);
+        return;
+    }
+    CHECK_EQ_INT(sup_load(s, a), 0);
+    CHECK_EQ_INT(sup_wait_ready(s, a, 30), 1);
+    struct sup_engine_info es[4];
+    CHECK_EQ_INT(sup_list(s, es, 4), 1);
+    sup_free(s);
+    char old[PATH_MAX + 8];
+    snprintf(old, sizeof old, "%s.1", es[0].log_path);
+    struct stat cur, prev;
+    CHECK_EQ_INT(stat(es[0].log_path, &cur), 0);
+    CHECK_EQ_INT(stat(old, &prev), 0);
+    /* A write that would pass the cap goes to a fresh file, so neither exceeds the cap by more
+     * than one write (a pipe read is at most 4 KiB). */
+    CHECK(cur.st_size <= 200 + 4096 && prev.st_size <= 200 + 4096);
+    char *text = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT(folio_read_file(old, &text, &len), 0);
+    CHECK(text && strstr(text, "foliod ") != NULL);
+    free(text);
     store_close(st);
 }
