@@ -115,11 +115,10 @@ static void tail_lines(const struct eng *e, int lines, char *out, size_t cap) {
     memcpy(out, p, len + 1);
 }
 
-static void log_open(struct supervisor *s, struct eng *e) {
+static void log_open(struct eng *e) {
     e->log_fd = open(e->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     struct stat st;
     e->log_size = (e->log_fd >= 0 && fstat(e->log_fd, &st) == 0) ? (size_t)st.st_size : 0;
-    (void)s;
 }
 
 /* Appends to the engine's log; past the cap the file rotates to .1, so a chatty engine costs
@@ -132,7 +131,7 @@ static void log_write(struct supervisor *s, struct eng *e, const char *b, size_t
         snprintf(old, sizeof old, "%s.1", e->log_path);
         close(e->log_fd);
         rename(e->log_path, old);
-        log_open(s, e);
+        log_open(e);
         if (e->log_fd < 0) return;
     }
     if (write(e->log_fd, b, n) > 0) e->log_size += n;
@@ -662,7 +661,7 @@ int sup_load(struct supervisor *s, int64_t model_id) {
         for (char *c = name; *c; c++)
             if (*c == '/' || *c == '\\' || *c == '.') *c = '_';
         snprintf(e->log_path, sizeof e->log_path, "%.900s/%lld-%.100s.log", s->log_dir, (long long)m.id, name);
-        log_open(s, e);
+        log_open(e);
     }
     e->m = m;
     e->want = 1;

@@ -4,16 +4,11 @@
 #include "api_internal.h"
 #include "http_conn.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <arpa/inet.h>
 #include <time.h>
 
 #include "chat_template.h"

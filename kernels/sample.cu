@@ -18,6 +18,18 @@ __device__ __forceinline__ bool beats(float v, int i, float bv, int bi) {
     return v > bv || (v == bv && i < bi);
 }
 
+// Lane 0 ends with the warp's best (value, index) under beats().
+__device__ __forceinline__ void warp_best(float *bv, int *bi) {
+    for (int off = 16; off > 0; off >>= 1) {
+        const float ov = __shfl_down_sync(0xffffffffu, *bv, off);
+        const int oi = __shfl_down_sync(0xffffffffu, *bi, off);
+        if (beats(ov, oi, *bv, *bi)) {
+            *bv = ov;
+            *bi = oi;
+        }
+    }
+}
+
 __global__ void argmax_kernel(const float *__restrict__ logits,  // [n, vocab]
                               int32_t *__restrict__ ids,         // [n]
                               int vocab) {
@@ -31,14 +43,7 @@ __global__ void argmax_kernel(const float *__restrict__ logits,  // [n, vocab]
             bi = i;
         }
     }
-    for (int off = 16; off > 0; off >>= 1) {
-        const float ov = __shfl_down_sync(0xffffffffu, bv, off);
-        const int oi = __shfl_down_sync(0xffffffffu, bi, off);
-        if (beats(ov, oi, bv, bi)) {
-            bv = ov;
-            bi = oi;
-        }
-    }
+    warp_best(&bv, &bi);
     __shared__ float s_v[ARGMAX_THREADS / 32];
     __shared__ int s_i[ARGMAX_THREADS / 32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
@@ -50,14 +55,7 @@ __global__ void argmax_kernel(const float *__restrict__ logits,  // [n, vocab]
     if (warp == 0) {
         bv = lane < warps ? s_v[lane] : 0.0f;
         bi = lane < warps ? s_i[lane] : -1;
-        for (int off = 16; off > 0; off >>= 1) {
-            const float ov = __shfl_down_sync(0xffffffffu, bv, off);
-            const int oi = __shfl_down_sync(0xffffffffu, bi, off);
-            if (beats(ov, oi, bv, bi)) {
-                bv = ov;
-                bi = oi;
-            }
-        }
+        warp_best(&bv, &bi);
         if (lane == 0) ids[blockIdx.x] = bi < 0 ? 0 : bi;
     }
 }

@@ -7,19 +7,14 @@
 set -uo pipefail
 E=${FOLIO_ENGINE:-build/release-cuda/folio-engine}
 M=${FOLIO_TEST_MODELS:-../shared/models}
-pass=0
-fail=0
-check() { # name, status, detail
-  if [ "$2" -eq 0 ]; then echo "ok $1"; pass=$((pass + 1)); else echo "FAIL $1: $3"; fail=$((fail + 1)); fi
-}
+. "$(dirname "$0")/lib.sh"
 if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   echo "a GPU is present: the fallback is not exercised here"
   echo "0 passed, 0 failed"
   exit 0
 fi
-story_ids=432,383,286,261,376,298,315,421,395,317,426,338,401,396,267,337,410,408,419,292,411,322,265,282,295,433,426,385,328,432,358,394,261,370,432,352,266,268,388,426
 out=$("$E" generate --model "$M/stories260K" --prompt "Once upon a time" --max-tokens 40 --temperature 0 --show-ids 2>&1)
-[ "$(sed -n 's/^ids: //p' <<<"$out")" = "$story_ids" ] && grep -q "cpu backend" <<<"$out"
+[ "$(ids_of <<<"$out")" = "$story_ids" ] && grep -q "cpu backend" <<<"$out"
 check "CUDA build without a GPU: --device auto runs on the CPU with the README's output" $? "$out"
 out=$("$E" generate --device cuda --model "$M/stories260K" --prompt "x" 2>&1)
 rc=$?

@@ -6,13 +6,7 @@
 set -uo pipefail
 E=${FOLIO_ENGINE:-build/release-cuda/folio-engine}
 M=${FOLIO_TEST_MODELS:-../shared/models}
-pass=0
-fail=0
-check() { # name, status, detail
-  if [ "$2" -eq 0 ]; then echo "ok $1"; pass=$((pass + 1)); else echo "FAIL $1: $3"; fail=$((fail + 1)); fi
-}
-ids_of() { sed -n 's/^ids: //p'; }
-story_ids=432,383,286,261,376,298,315,421,395,317,426,338,401,396,267,337,410,408,419,292,411,322,265,282,295,433,426,385,328,432,358,394,261,370,432,352,266,268,388,426
+. "$(dirname "$0")/lib.sh"
 out=$("$E" generate --device cuda --model "$M/stories260K" --prompt "Once upon a time" --max-tokens 40 --temperature 0 --show-ids 2>&1)
 [ "$(ids_of <<<"$out")" = "$story_ids" ] && grep -q "cuda backend" <<<"$out"
 check "stories260K greedy on the GPU equals the README" $? "$out"
