@@ -108,9 +108,10 @@ $(BUILD)/%: $(BUILD)/tests/tools/%.o $(LIBFOLIO)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
 # CUDA kernels: compile-checked by every build where nvcc exists; linked into folio-engine with CUDA=1.
-NVCC_FLAGS := -std=c++17 -Werror all-warnings -Ikernels \
-              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-              -gencode arch=compute_90,code=compute_90
+# CUDA_GENCODE: sm_80 and sm_90 code plus PTX for later GPUs; a GPU check may narrow it to its own.
+CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+                -gencode arch=compute_90,code=compute_90
+NVCC_FLAGS := -std=c++17 -Werror all-warnings -Ikernels $(CUDA_GENCODE)
 $(BUILD)/kernels/%.o: kernels/%.cu kernels/kernels.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@

@@ -13,12 +13,12 @@
 //   B. softmax: a warp per head folds the tile's scores into the running max and sum;
 //   C. P V: a "slice" of head_dim / 4 threads owns a V row as float4s; the NT / (head_dim / 4)
 //      slices take interleaved keys and keep private accumulators, summed once at the end.
-// Measured on an H200 (make bench-gpu): decode at batch 64 x context 2048, 32/8 heads,
-// head_dim 128 reads K/V at ~3.3 TB/s, 77% of a device memcpy's read+write rate (short of the
-// 80% target). Presumably the loads in flight per SM limit it (4 CTAs, each with loads
-// outstanding only in phases A and C; not profiled); an L2 prefetch of the next tile made it
-// worse (57%). The next step is cp.async double-buffering of K/V tiles in
-// shared memory, so that loads stay in flight through the compute phases.
+// Measured on an H100 (make bench-gpu): decode at batch 64 x context 2048, 32/8 heads,
+// head_dim 128 reads K/V at 2.77 TB/s, 92% of a device memcpy's read+write rate (3.01 TB/s);
+// 128 registers leave 4 CTAs per SM. Measured and dropped in the same run: 4 query heads per
+// CTA at 5 CTAs per SM (86%: the register cap spills) and loading the next tile's K during
+// P V (44%: 205 registers leave 2 CTAs per SM). (An H200 gave 77% in an earlier session,
+// against its 4.3 TB/s memcpy.)
 // A long context in a small batch cannot fill the GPU this way (a batch of 1 with 8 KV heads
 // is 8 CTAs), so the launcher then splits each context into num_splits parts (split-K, as in
 // flash-decoding): each part writes its unnormalized output and (max, sum) to a caller-provided
@@ -51,18 +51,27 @@ struct attn_shape {
     static_assert(E % 4 == 0 && R >= 1 && TILE % KG == 0 && NS >= 1, "bad attention shape");
 };
 
-template <int HD, int BS>
+// Offset of position p's row in a cache of kv heads [num_blocks, nkv, bs, HD], for KV head kvh.
+// bs_shift is log2(bs) when bs is a power of two (a shift, not a division), else -1.
+__device__ __forceinline__ size_t cache_row(const int32_t *__restrict__ table, int p, int bs, int bs_shift, int nkv,
+                                            int kvh) {
+    const int blk = bs_shift >= 0 ? p >> bs_shift : p / bs, off = bs_shift >= 0 ? p & (bs - 1) : p % bs;
+    return ((size_t)table[blk] * nkv + kvh) * bs + off;
+}
+
+template <int HD>
 __global__ void __launch_bounds__(NT) paged_attention_kernel(
     const float *__restrict__ q,              // [T, nh, HD]
-    const float *__restrict__ k_cache,        // [num_blocks, nkv, BS, HD]
-    const float *__restrict__ v_cache,        // [num_blocks, nkv, BS, HD]
+    const float *__restrict__ k_cache,        // [num_blocks, nkv, bs, HD]
+    const float *__restrict__ v_cache,        // [num_blocks, nkv, bs, HD]
     const int32_t *__restrict__ block_tables, // [num_seqs, max_blocks]
     const int32_t *__restrict__ seq_idx,      // [T]
     const int32_t *__restrict__ positions,    // [T]
     float *__restrict__ out,                  // [T, nh, HD]; unused when splitting
     float *__restrict__ ws_acc,               // [T, nh, num_splits, HD] or nullptr (no split)
     float *__restrict__ ws_ml,                // [T, nh, num_splits, 2] (max, sum) or nullptr
-    int nh, int nkv, int max_blocks, int window, float scale, int chunks, int heads_per_cta, int part) {
+    int nh, int nkv, int bs, int bs_shift, int max_blocks, int window, float scale, int chunks, int heads_per_cta,
+    int part) {
     using S = attn_shape<HD>;
     __shared__ __align__(16) float q_s[GMAX][HD];
     __shared__ float s_s[GMAX][S::TILE];
@@ -103,7 +112,7 @@ __global__ void __launch_bounds__(NT) paged_attention_kernel(
             for (int r = 0; r < S::R; r++) {
                 const int p = t0 + kg + S::KG * r;
                 if (p < hi) {
-                    const float *row = k_cache + (((size_t)table[p / BS] * nkv + kvh) * BS + p % BS) * HD + 4 * lg;
+                    const float *row = k_cache + cache_row(table, p, bs, bs_shift, nkv, kvh) * HD + 4 * lg;
 #pragma unroll
                     for (int j = 0; j < S::E / 4; j++) kr[r][j] = *(const float4 *)(row + 4 * S::TPK * j);
                 } else {
@@ -170,7 +179,7 @@ __global__ void __launch_bounds__(NT) paged_attention_kernel(
             for (int j = 0; j < S::KPS; j++) {
                 const int key = sl + S::NS * j, p = t0 + key;
                 if (key < S::TILE && p < hi)
-                    vr[j] = *(const float4 *)(v_cache + (((size_t)table[p / BS] * nkv + kvh) * BS + p % BS) * HD + 4 * c);
+                    vr[j] = *(const float4 *)(v_cache + cache_row(table, p, bs, bs_shift, nkv, kvh) * HD + 4 * c);
                 else
                     vr[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             }
@@ -289,32 +298,20 @@ extern "C" size_t paged_attention_workspace_size(int max_num_tokens, int num_hea
     return best;
 }
 
-template <int HD, int BS>
+template <int HD>
 static cudaError_t launch(const struct paged_attention_params *p, int chunks, int hpc, int splits, int part,
                           float *ws_acc, float *ws_ml, cudaStream_t stream) {
     const dim3 grid((unsigned)p->num_tokens, (unsigned)(p->num_kv_heads * chunks), (unsigned)splits);
-    paged_attention_kernel<HD, BS><<<grid, NT, 0, stream>>>(p->q, p->k_cache, p->v_cache, p->block_tables, p->seq_idx,
-                                                           p->positions, p->out, ws_acc, ws_ml, p->num_heads,
-                                                           p->num_kv_heads, p->max_blocks_per_seq, p->sliding_window,
-                                                           p->scale, chunks, hpc, part);
+    const int bs = p->block_size, bs_shift = (bs & (bs - 1)) ? -1 : __builtin_ctz((unsigned)bs);
+    paged_attention_kernel<HD><<<grid, NT, 0, stream>>>(p->q, p->k_cache, p->v_cache, p->block_tables, p->seq_idx,
+                                                        p->positions, p->out, ws_acc, ws_ml, p->num_heads,
+                                                        p->num_kv_heads, bs, bs_shift, p->max_blocks_per_seq,
+                                                        p->sliding_window, p->scale, chunks, hpc, part);
     cudaError_t ce = cudaGetLastError();
     if (ce != cudaSuccess || splits == 1) return ce;
     paged_attention_reduce_kernel<HD><<<dim3((unsigned)p->num_tokens, (unsigned)p->num_heads), NT, 0, stream>>>(
         ws_acc, ws_ml, p->out, p->num_heads, splits);
     return cudaGetLastError();
-}
-
-template <int HD>
-static cudaError_t launch_bs(const struct paged_attention_params *p, int chunks, int hpc, int splits, int part,
-                             float *ws_acc, float *ws_ml, cudaStream_t stream) {
-    switch (p->block_size) {
-    case 8: return launch<HD, 8>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 16: return launch<HD, 16>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 32: return launch<HD, 32>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 64: return launch<HD, 64>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 128: return launch<HD, 128>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    default: return cudaErrorInvalidValue;
-    }
 }
 
 // The split count and part length (positions) for p; 1 and max_context when not splitting.
@@ -340,7 +337,7 @@ extern "C" int paged_attention_splits(const struct paged_attention_params *p) {
 
 extern "C" cudaError_t paged_attention(const struct paged_attention_params *p, cudaStream_t stream) {
     if (p->num_tokens <= 0) return cudaSuccess;
-    if (p->num_kv_heads <= 0 || p->num_heads % p->num_kv_heads || p->max_blocks_per_seq <= 0 ||
+    if (p->num_kv_heads <= 0 || p->num_heads % p->num_kv_heads || p->max_blocks_per_seq <= 0 || p->block_size <= 0 ||
         ((uintptr_t)p->k_cache | (uintptr_t)p->v_cache) % 16)
         return cudaErrorInvalidValue;
     const int group = p->num_heads / p->num_kv_heads;
@@ -354,14 +351,14 @@ extern "C" cudaError_t paged_attention(const struct paged_attention_params *p, c
         ws_ml = ws_acc + (size_t)p->num_tokens * p->num_heads * splits * p->head_dim;
     }
     switch (p->head_dim) {
-    case 8: return launch_bs<8>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 16: return launch_bs<16>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 32: return launch_bs<32>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 64: return launch_bs<64>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 80: return launch_bs<80>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 96: return launch_bs<96>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 128: return launch_bs<128>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
-    case 256: return launch_bs<256>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
+    case 8: return launch<8>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
+    case 16: return launch<16>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
+    case 32: return launch<32>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
+    case 64: return launch<64>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
+    case 80: return launch<80>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
+    case 96: return launch<96>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
+    case 128: return launch<128>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
+    case 256: return launch<256>(p, chunks, hpc, splits, part, ws_acc, ws_ml, stream);
     default: return cudaErrorInvalidValue;
     }
 }

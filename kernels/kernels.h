@@ -93,8 +93,8 @@ struct paged_attention_params {
 };
 
 /* Attention for a flattened batch of decodes and prefill chunks. head_dim in
- * {8, 16, 32, 64, 80, 96, 128, 256}; block_size in {8, 16, 32, 64, 128}; num_heads a multiple
- * of num_kv_heads. */
+ * {8, 16, 32, 64, 80, 96, 128, 256}; any block_size (a power of two is faster); num_heads a
+ * multiple of num_kv_heads. */
 cudaError_t paged_attention(const struct paged_attention_params *p, cudaStream_t stream);
 
 /* How many parts paged_attention(p) splits each context into on the current device (1: no

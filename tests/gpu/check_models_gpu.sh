@@ -13,6 +13,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 E=${FOLIO_ENGINE:-build/release-cuda/folio-engine}
+PY=${PYTHON:-/usr/bin/python3} # the GPU machines keep torch in another python3
 JOBS=${JOBS:-6}
 LIMIT=${LIMIT:-110}
 if [ ! -x "$E" ]; then
@@ -23,7 +24,7 @@ fi
 tmp=$(mktemp -d /tmp/folio-check-gpu.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 # Is there a device at all? One token on a tiny generated model tells.
-/usr/bin/python3 tests/fixtures/gen_checkpoint.py --out "$tmp/probe" --preset llama-mha >/dev/null
+"$PY" tests/fixtures/gen_checkpoint.py --out "$tmp/probe" --preset llama-mha >/dev/null
 if ! probe=$("$E" generate --device cuda --model "$tmp/probe" --prompt-ids 1,2,3 --max-tokens 1 \
     --gpu-memory-utilization 0.1 2>&1); then
   if grep -q "no CUDA device" <<<"$probe"; then
@@ -38,7 +39,7 @@ fi
 t0=$(date +%s)
 pids=()
 for k in $(seq 0 $((JOBS - 1))); do
-  FOLIO_ENGINE=$E timeout -k 5 "$LIMIT" /usr/bin/python3 tests/reference/check_models.py \
+  FOLIO_ENGINE=$E timeout -k 5 "$LIMIT" "$PY" tests/reference/check_models.py \
     --device cuda --bench --shard "$k/$JOBS" "$@" >"$tmp/$k.out" 2>"$tmp/$k.err" &
   pids+=($!)
 done

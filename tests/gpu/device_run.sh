@@ -12,7 +12,8 @@ D=$PWD/build/gpudeps
 L=$(dirname "$(find "$D" -name 'libcjson.so*' | head -n1)")
 export LD_LIBRARY_PATH="$L:${LD_LIBRARY_PATH:-}"
 export PATH="$PATH:/usr/local/cuda/bin"
-MK=(make -j16 MODELS="$PWD/build/gpumodels" EXTRA_CFLAGS="-I$D/usr/include -I$D/usr/include/cjson -I$D/usr/include/x86_64-linux-gnu"
+export PYTHON=${PYTHON:-$(command -v python3)} # the one with torch there
+MK=(make -j16 CUDA_GENCODE="-gencode arch=compute_90,code=sm_90" MODELS="$PWD/build/gpumodels" EXTRA_CFLAGS="-I$D/usr/include -I$D/usr/include/cjson -I$D/usr/include/x86_64-linux-gnu"
     PKG_CONFIG_PATH="$D/usr/lib/x86_64-linux-gnu/pkgconfig"
     LDLIBS="-L$L -lcjson -lpcre2-8 -lutf8proc -lcivetweb -lm -pthread")
 STEPS=${STEPS:-"build test-gpu sanitizer test-gpu-engine test-gpu-models bench-gpu bench-gpu-e2e"}
@@ -27,7 +28,7 @@ step() { # name, command...
 }
 for s in $STEPS; do
   case $s in
-    build) step build sh -c "$(printf '%q ' "${MK[@]}") build/release/gpu-tests && $(printf '%q ' "${MK[@]}") CUDA=1 build/release-cuda/folio-engine build/release-cuda/bench_serve" ;;
+    build) step build sh -c "$(printf '%q ' "${MK[@]}") build/release/gpu-tests & $(printf '%q ' "${MK[@]}") CUDA=1 build/release-cuda/folio-engine build/release-cuda/bench_serve && wait \$! " ;;
     test-gpu) step test-gpu build/release/gpu-tests ;;
     sanitizer) step sanitizer compute-sanitizer --error-exitcode 1 build/release/gpu-tests ;;
     test-gpu-engine) step test-gpu-engine env FOLIO_ENGINE=build/release-cuda/folio-engine FOLIO_TEST_MODELS="$PWD/build/gpumodels" tests/gpu/engine_gpu.sh ;;

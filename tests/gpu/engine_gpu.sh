@@ -28,7 +28,7 @@ grep -q '"text":", there was a little girl named Lily. She loved to play outside
 check "the server on the GPU backend answers with the README text" $? "$r"
 # Greedy rows take their argmax on the device; the memory split adds up inside the share.
 st=$(curl -s "localhost:$port/stats")
-/usr/bin/python3 - "$st" <<'PY'
+"${PYTHON:-/usr/bin/python3}" - "$st" <<'PY'
 import json, sys
 j = json.loads(sys.argv[1]); m = j["memory"]
 assert j["steps"]["device_argmax"] > 0, j["steps"]

@@ -92,7 +92,7 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
         .out = d_out, .num_tokens = T, .num_heads = c->nh, .num_kv_heads = c->nkv, .head_dim = c->hd,
         .block_size = c->bs, .max_blocks_per_seq = mb, .sliding_window = c->window, .scale = scale,
         .max_context = maxctx, .max_splits = c->max_splits, .workspace = d_ws,
-        .workspace_bytes = ws_floats * sizeof(float),
+        .workspace_bytes = ws_floats * sizeof(float)
     };
     splits = paged_attention_splits(&p);
     CK(paged_attention(&p, st));
@@ -166,9 +166,9 @@ static void test_attention_edges(cudaStream_t st) {
         goto out;
     }
     p.head_dim = 64;
-    p.block_size = 24;
+    p.block_size = 0;
     if (paged_attention(&p, st) != cudaErrorInvalidValue) {
-        snprintf(detail, sizeof detail, "block_size=24 was not refused");
+        snprintf(detail, sizeof detail, "block_size=0 was not refused");
         goto out;
     }
     p.block_size = 16;
@@ -255,6 +255,14 @@ void gpu_tests_attention(struct backend *cpu, cudaStream_t st) {
         c.qlen[i] = 1;
     }
     test_attention(cpu, st, &c, "decode batch 64");
+    /* Block sizes that are not powers of two, and the smallest ones (a division, not a shift). */
+    static const int odd_bs[] = {1, 2, 3, 4, 24};
+    for (size_t b = 0; b < sizeof odd_bs / sizeof odd_bs[0]; b++) {
+        c = decode2(1000, 8, 2, 128, odd_bs[b], 0);
+        test_attention(cpu, st, &c, "decode");
+        c = mixed(8, 2, 64, odd_bs[b], b == 2 ? 100 : 0);
+        test_attention(cpu, st, &c, "mixed");
+    }
     test_attention_edges(st);
 }
 
@@ -324,7 +332,7 @@ static double bench_decode(cudaStream_t st, int batch, int ctx, int nh, int nkv,
         .q = d_q, .k_cache = d_kc, .v_cache = d_vc, .block_tables = d_bt, .seq_idx = d_seq, .positions = d_pos,
         .out = d_out, .num_tokens = batch, .num_heads = nh, .num_kv_heads = nkv, .head_dim = hd, .block_size = bs,
         .max_blocks_per_seq = mb, .scale = 1.0f / sqrtf((float)hd), .max_context = ctx, .max_splits = max_splits,
-        .workspace = d_ws, .workspace_bytes = ws,
+        .workspace = d_ws, .workspace_bytes = ws
     };
     *splits_out = paged_attention_splits(&p);
     if (time_attention(&p, st, 20, &ms) != 0) goto out;
@@ -377,7 +385,10 @@ int gpu_bench_attention(cudaStream_t st) {
         int batch, ctx, nh, nkv, hd, bs, max_splits;
     } cfg[] = {
         {"paged_attention decode b64 ctx2048 32q/8kv hd128 bs16", 64, 2048, 32, 8, 128, 16, 0},
+        {"paged_attention decode b64 ctx2048 64q/8kv hd128 bs16", 64, 2048, 64, 8, 128, 16, 0},
         {"paged_attention decode b64 ctx2048 32q/8kv hd128 bs32", 64, 2048, 32, 8, 128, 32, 0},
+        {"paged_attention decode b64 ctx2048 32q/8kv hd128 bs24", 64, 2048, 32, 8, 128, 24, 0},
+        {"paged_attention decode b256 ctx1024 32q/8kv hd128 bs16", 256, 1024, 32, 8, 128, 16, 0},
         {"paged_attention decode b4 ctx16384 32q/8kv hd128 bs16", 4, 16384, 32, 8, 128, 16, 0},
         {"paged_attention decode b4 ctx16384 (no split-K)", 4, 16384, 32, 8, 128, 16, 1},
     };
