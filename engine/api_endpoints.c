@@ -113,6 +113,8 @@ void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, cons
     cJSON *steps = cJSON_AddObjectToObject(j, "steps");
     cJSON_AddNumberToObject(steps, "total", (double)st.steps);
     cJSON_AddNumberToObject(steps, "device_argmax", (double)st.greedy_device_steps);
+    cJSON_AddNumberToObject(steps, "cuda_graph", (double)st.graph_steps);
+    cJSON_AddNumberToObject(steps, "cuda_graphs_recorded", (double)st.cuda_graphs);
     cJSON_AddNumberToObject(steps, "forward_s", st.forward_seconds);
     cJSON_AddNumberToObject(steps, "sample_s", st.sample_seconds);
     add_hist(j, "ttft_s", m, METRICS_TTFT);

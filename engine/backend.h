@@ -114,6 +114,13 @@ struct backend_i {
     /* ids[r] = argmax_i logits[r, i], the lowest index on ties. logits: [n, vocab]; ids: [n]
      * host memory. Only the ids cross to the host. */
     int (*argmax)(struct backend *b, const float *logits, int n, int vocab, int32_t *ids);
+    /* Recording: the ops enqueued between graph_begin and graph_end (which must neither sync
+     * nor allocate) become a graph that graph_launch replays with one call, on the same
+     * buffers and shapes. graph_end returns it in *graph; graph_free drops it. */
+    int (*graph_begin)(struct backend *b);
+    int (*graph_end)(struct backend *b, void **graph);
+    int (*graph_launch)(struct backend *b, void *graph);
+    void (*graph_free)(struct backend *b, void *graph);
 };
 
 struct backend {

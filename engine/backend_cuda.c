@@ -36,6 +36,7 @@ static struct {
     __typeof__(cublasSgemm_v2) *sgemm;
     __typeof__(cublasSger_v2) *sger;
     __typeof__(cublasGemmEx) *gemm_ex;
+    __typeof__(cublasSetWorkspace_v2) *set_workspace; /* NULL in an old cuBLAS */
     char error[256];
 } blas;
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
@@ -55,6 +56,7 @@ static void blas_open(void) {
     *(void **)&blas.sgemm = dlsym(blas.lib, "cublasSgemm_v2");
     *(void **)&blas.sger = dlsym(blas.lib, "cublasSger_v2");
     *(void **)&blas.gemm_ex = dlsym(blas.lib, "cublasGemmEx");
+    *(void **)&blas.set_workspace = dlsym(blas.lib, "cublasSetWorkspace_v2");
     if (!blas.create || !blas.destroy || !blas.set_stream || !blas.set_math_mode || !blas.sgemm || !blas.sger ||
         !blas.gemm_ex) {
         snprintf(blas.error, sizeof blas.error, "cuBLAS lacks an entry point this build needs");
@@ -76,6 +78,8 @@ struct cuda_ctx {
     void *attn_ws;            /* split-K partials */
     size_t attn_ws_bytes;
     int32_t *ids;             /* [r.max_tokens] argmax results */
+    void *blas_ws;            /* cuBLAS's workspace, ours so that no call allocates during a capture */
+    size_t blas_ws_bytes;
     size_t reserved;          /* bytes of the above */
     char name[320];
 };
@@ -94,6 +98,7 @@ static void cu_free(struct backend *b) {
         cudaFree(c->attn_ws);
         cudaFree(c->ids);
         if (c->blas) blas.destroy(c->blas);
+        cudaFree(c->blas_ws);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
     }
@@ -314,7 +319,7 @@ static int cu_reserve(struct backend *b, const struct bk_reserve *r) {
 
 static int cu_mem_info(struct backend *b, struct bk_mem *out) {
     cudaError_t e = cudaMemGetInfo(&out->free, &out->total);
-    out->reserved = ctx_of(b)->reserved;
+    out->reserved = ctx_of(b)->reserved + ctx_of(b)->blas_ws_bytes;
     return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cudaMemGetInfo: %s", cudaGetErrorString(e));
 }
 
@@ -323,6 +328,38 @@ static int cu_argmax(struct backend *b, const float *logits, int n, int vocab, i
     if (n > c->r.max_tokens) return folio_err(FOLIO_EINVAL, "argmax of %d rows exceeds the reserved %d", n, c->r.max_tokens);
     note(c, argmax_rows(logits, n, vocab, c->ids, c->stream));
     return cu_download(b, ids, c->ids, sizeof(int32_t) * (size_t)n);
+}
+
+static int cu_graph_begin(struct backend *b) {
+    struct cuda_ctx *c = ctx_of(b);
+    /* Thread-local: only this thread's unsafe calls (a sync, a malloc) break the capture. */
+    cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+    return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cuda graph capture: %s", cudaGetErrorString(e));
+}
+
+static int cu_graph_end(struct backend *b, void **graph) {
+    struct cuda_ctx *c = ctx_of(b);
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    if (e == cudaSuccess && c->err != cudaSuccess) e = c->err;
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, g, 0);
+    if (g) cudaGraphDestroy(g);
+    c->err = cudaSuccess; /* a failed capture launched nothing: the stream goes on eagerly */
+    cudaGetLastError();
+    if (e != cudaSuccess) return folio_err(FOLIO_EIO, "cuda graph capture: %s", cudaGetErrorString(e));
+    *graph = exec;
+    return 0;
+}
+
+static int cu_graph_launch(struct backend *b, void *graph) {
+    note(ctx_of(b), cudaGraphLaunch((cudaGraphExec_t)graph, ctx_of(b)->stream));
+    return 0;
+}
+
+static void cu_graph_free(struct backend *b, void *graph) {
+    cudaStreamSynchronize(ctx_of(b)->stream);
+    cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }
 
 static const struct backend_i cuda_iface = {
@@ -347,6 +384,10 @@ static const struct backend_i cuda_iface = {
     .reserve = cu_reserve,
     .mem_info = cu_mem_info,
     .argmax = cu_argmax,
+    .graph_begin = cu_graph_begin,
+    .graph_end = cu_graph_end,
+    .graph_launch = cu_graph_launch,
+    .graph_free = cu_graph_free,
 };
 
 int backend_cuda_available(void) {
@@ -393,6 +434,17 @@ int backend_cuda_create(int device, struct backend **out) {
         return folio_err(FOLIO_EIO, "cuBLAS could not start on device %d", device);
     }
     c->math = CUBLAS_PEDANTIC_MATH;
+    /* cuBLAS would otherwise allocate its workspace on first use, which a graph capture
+     * cannot contain; 32 MiB is what NVIDIA suggests for Hopper. */
+    if (blas.set_workspace) {
+        const size_t ws = (size_t)32 << 20;
+        if (cudaMalloc(&c->blas_ws, ws) != cudaSuccess ||
+            blas.set_workspace(c->blas, c->blas_ws, ws) != CUBLAS_STATUS_SUCCESS) {
+            cu_free(b);
+            return folio_err(FOLIO_ENOMEM, "cuBLAS workspace: out of GPU memory on device %d", device);
+        }
+        c->blas_ws_bytes = ws;
+    }
     snprintf(c->name, sizeof c->name, "cuda:%d %.200s (sm_%d%d, %.1f GiB)", device, prop.name, prop.major, prop.minor,
              (double)prop.totalGlobalMem / (1 << 30));
     *out = b;

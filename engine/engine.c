@@ -54,12 +54,16 @@ static const char *engine_backend_name(const struct engine *e) {
 }
 
 void engine_describe(const struct engine *e, char *buf, size_t cap) {
+    char graphs[64] = "";
+    int largest = 0;
+    if (model_num_graphs(e->m, &largest) > 0) snprintf(graphs, sizeof graphs, ", CUDA graphs up to batch %d", largest);
     snprintf(buf, cap,
-             "(%s, %d layers, %s weights, %.1f MiB), %s backend %s, %d KV blocks of %d tokens, max_model_len %d%s%s%s",
+             "(%s, %d layers, %s weights, %.1f MiB), %s backend %s, %d KV blocks of %d tokens, max_model_len %d%s%s%s%s",
              e->cfg->arch_name, e->cfg->num_layers, folio_dtype_name(model_dtype(e->m)),
              (double)model_weight_bytes(e->m) / (1 << 20), e->on_gpu ? "cuda" : "cpu", engine_backend_name(e),
              e->num_blocks, e->bs,
-             e->max_model_len, e->p.enable_prefix_caching ? ", prefix caching" : "", e->notice[0] ? "; " : "",
+             e->max_model_len, e->p.enable_prefix_caching ? ", prefix caching" : "", graphs,
+             e->notice[0] ? "; " : "",
              e->notice);
 }
 
@@ -236,6 +240,11 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     if (e->num_eos == 0 && tok_eos_id(e->tok) >= 0) e->eos[e->num_eos++] = tok_eos_id(e->tok);
 
     if ((rc = model_alloc_kv(e->m, e->num_blocks))) goto fail;
+    if (e->on_gpu && !e->p.enforce_eager) {
+        /* Graphs are a speed-up, never a requirement: a failed recording leaves the engine eager. */
+        const int g = model_capture_graphs(e->m, e->max_seqs);
+        if (g < 0) fprintf(stderr, "folio-engine: CUDA graphs off (%s)\n", folio_last_error());
+    }
     e->mem.device = e->on_gpu ? "cuda" : "cpu";
     e->mem.weights = model_weight_bytes_for(e->cfg, model_dtype(e->m));
     e->mem.kv_cache = (size_t)e->num_blocks * model_kv_block_bytes(e->m);
@@ -505,6 +514,8 @@ static void publish_stats(struct engine *e) {
         .sample_seconds = e->sample_s,
         .gen_tokens_per_s = e->tps,
         .greedy_device_steps = e->greedy_device_steps,
+        .graph_steps = model_graph_replays(e->m),
+        .cuda_graphs = model_num_graphs(e->m, NULL),
     };
     pthread_mutex_unlock(&e->stats_mu);
 }

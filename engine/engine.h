@@ -39,6 +39,7 @@ struct engine_params {
                                     * weights, activations and KV cache all come out of it */
     int num_blocks;             /* > 0: exactly this many KV blocks (overrides the space) */
     int enable_prefix_caching;  /* 1 */
+    int enforce_eager;          /* 1: no CUDA graphs (vLLM's --enforce-eager) */
     uint64_t seed;              /* seeds the seeds of unseeded requests; 0 = from the clock */
     int max_waiting;            /* > 0: engine_submit refuses (FOLIO_EBUSY) once this many
                                  * requests wait; 0 = no limit, as vLLM */
@@ -150,6 +151,8 @@ struct engine_stats {
     double sample_seconds;      /* ... in sampling, detokenizing and stop checks */
     double gen_tokens_per_s;    /* over the last second or so of steps; 0 when idle */
     long long greedy_device_steps; /* steps whose argmax ran on the device (no logits moved) */
+    long long graph_steps;      /* steps replayed from a CUDA graph */
+    int cuda_graphs;            /* graphs recorded at load (0: eager) */
 };
 
 void engine_get_stats(struct engine *e, struct engine_stats *out);

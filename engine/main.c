@@ -34,7 +34,7 @@ struct opts {
     int max_waiting;
     float drain_timeout;
     int block_size, threads, chunk, max_batched, show_ids;
-    int max_num_seqs, max_model_len, prefix_caching;
+    int max_num_seqs, max_model_len, prefix_caching, enforce_eager;
     double kv_cache_space, gpu_memory_utilization;
     struct sampling_params sp;
     const char *stops[MAX_STOP];
@@ -69,6 +69,7 @@ static const char usage[] =
     "          --stop STR (repeatable)  --min-tokens N  --ignore-eos  --show-ids\n"
     "engine:   --max-num-seqs N  --max-model-len N  --kv-cache-space GiB (CPU KV cache, 4)\n"
     "          --gpu-memory-utilization F (0.9: this engine's share of the GPU: weights, activations, KV)\n"
+    "          --enforce-eager (no CUDA graphs: every step launches its kernels one by one)\n"
     "          --enable-prefix-caching | --no-enable-prefix-caching\n"
     "serve:    --host H (127.0.0.1)  --port P (8000)  --served-model-name NAME [NAME...] (the --model argument)\n"
     "          --api-key KEY (or FOLIO_API_KEY)  --allowed-origins '[\"http://a\"]'  --chat-template FILE\n"
@@ -111,6 +112,10 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         }
         if (strcmp(a, "--ignore-eos") == 0) {
             o->sp.ignore_eos = 1;
+            continue;
+        }
+        if (strcmp(a, "--enforce-eager") == 0) {
+            o->enforce_eager = 1;
             continue;
         }
         if (strcmp(a, "--show-ids") == 0) {
@@ -397,6 +402,7 @@ static struct engine_params engine_params_from(const struct opts *o) {
     if (o->kv_cache_space > 0) ep.kv_cache_space = o->kv_cache_space;
     if (o->gpu_memory_utilization > 0) ep.gpu_memory_utilization = o->gpu_memory_utilization;
     ep.enable_prefix_caching = o->prefix_caching;
+    ep.enforce_eager = o->enforce_eager;
     return ep;
 }
 

@@ -10,6 +10,11 @@
 
 #define MAX_HEAD_DIM 1024
 #define MAX_BLOCK_SIZE 1024
+/* CUDA graphs: batch sizes recorded (a batch pads up to the next), and the longest context a
+ * replay serves: attention's split-K plan is fixed at capture, for this bound. */
+#define MAX_GRAPHS 16
+#define GRAPH_MAX_CONTEXT 8192
+static const int graph_sizes[MAX_GRAPHS] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 384, 512};
 
 struct layer {
     struct bk_weight q, k, v, o, gate, up, down;
@@ -44,6 +49,13 @@ struct model {
     int32_t *seq_max_pos;                                  /* host [max_seqs], for validation */
     int max_context;                                       /* of the batch being run */
     size_t scratch_bytes;                                  /* of the device scratch above */
+
+    /* Recorded forward passes (model_capture_graphs): graph[i] runs graph_T[i] tokens. */
+    int num_graphs, graph_context;
+    int graph_T[MAX_GRAPHS];
+    void *graph[MAX_GRAPHS];
+    int32_t *graph_host;                                   /* [5, largest graph_T]: padded inputs */
+    long long graph_replays;
 };
 
 struct model_params model_default_params(void) {
@@ -312,6 +324,8 @@ void model_free(struct model *m) {
     }
     bi->free_weight(m->b, &m->embed);
     bi->free_weight(m->b, &m->lm_head);
+    for (int i = 0; i < m->num_graphs; i++) bi->graph_free(m->b, m->graph[i]);
+    free(m->graph_host);
     void *bufs[] = {m->final_norm, m->inv_freq, m->kv_pool, m->d_tokens, m->d_positions, m->d_seq_idx,
                     m->d_slots, m->d_block_tables, m->d_logits_idx, m->d_copies, m->x, m->xn, m->delta, m->q, m->k, m->v,
                     m->attn, m->gate, m->up, m->rows, m->logits};
@@ -363,15 +377,12 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
     return 0;
 }
 
-/* The forward pass up to the LM head's output, left on the device in m->logits. */
-static int run(struct model *m, const struct model_batch *bt) {
-    int rc;
-    if ((rc = check_batch(m, bt))) return rc;
+/* Everything the forward pass reads from the host, into the device scratch. */
+static int upload_batch(struct model *m, const struct model_batch *bt) {
     struct backend *b = m->b;
     const struct backend_i *bi = b->iface;
-    const struct model_config *c = &m->cfg;
-    const int T = bt->num_tokens, H = c->hidden_size, I = c->intermediate_size;
-    const size_t n4 = sizeof(int32_t) * (size_t)T;
+    const size_t n4 = sizeof(int32_t) * (size_t)bt->num_tokens;
+    int rc;
     if ((rc = bi->upload(b, m->d_tokens, bt->tokens, n4)) || (rc = bi->upload(b, m->d_positions, bt->positions, n4)) ||
         (rc = bi->upload(b, m->d_seq_idx, bt->seq_idx, n4)) || (rc = bi->upload(b, m->d_slots, bt->slot_mapping, n4)) ||
         (rc = bi->upload(b, m->d_block_tables, bt->block_tables,
@@ -382,10 +393,19 @@ static int run(struct model *m, const struct model_batch *bt) {
         if ((rc = bi->upload(b, m->d_copies, bt->block_copies, sizeof(int32_t) * 2 * (size_t)bt->num_copies)))
             return rc;
         const size_t block_elems = (size_t)m->p.block_size * m->kv_dim;
-        bi->copy_blocks(b, m->kv_pool, 2 * c->num_layers, block_elems * m->num_blocks, block_elems, m->d_copies,
+        bi->copy_blocks(b, m->kv_pool, 2 * m->cfg.num_layers, block_elems * m->num_blocks, block_elems, m->d_copies,
                         bt->num_copies);
     }
+    return 0;
+}
 
+/* Enqueues the forward pass of T uploaded tokens up to the LM head's output for their first
+ * num_logits rows (m->logits). It never syncs, so that it can be recorded as a graph. */
+static void enqueue_forward(struct model *m, int T, int num_logits, int max_context) {
+    struct backend *b = m->b;
+    const struct backend_i *bi = b->iface;
+    const struct model_config *c = &m->cfg;
+    const int H = c->hidden_size, I = c->intermediate_size;
     bi->embed(b, &m->embed, m->d_tokens, T, m->x);
     const float *pending = NULL; /* sublayer output not yet added to the residual stream x */
     for (int l = 0; l < c->num_layers; l++) {
@@ -404,7 +424,7 @@ static int run(struct model *m, const struct model_batch *bt) {
             .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
             .block_size = m->p.block_size, .max_blocks_per_seq = m->max_blocks_per_seq,
             .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim),
-            .max_context = m->max_context};
+            .max_context = max_context};
         bi->attention(b, &ap);
         const struct bk_matmul o = {&L->o, NULL, m->delta};
         bi->matmul(b, m->attn, T, &o, 1);
@@ -416,16 +436,117 @@ static int run(struct model *m, const struct model_batch *bt) {
         bi->matmul(b, m->gate, T, &down, 1);
         pending = m->delta;
     }
-    if (bt->num_logits == 0) return bi->sync(b);
+    if (num_logits == 0) return;
     /* The final norm is per row, so only the rows whose logits are wanted need it; the
      * residual add must still cover them, and gathering first keeps it to those rows. */
-    bi->gather_rows(b, m->x, m->d_logits_idx, bt->num_logits, H, m->rows);
-    bi->gather_rows(b, m->delta, m->d_logits_idx, bt->num_logits, H, m->xn);
-    bi->add_rms_norm(b, m->rows, m->xn, m->final_norm, m->rows, bt->num_logits, H, c->rms_norm_eps);
+    bi->gather_rows(b, m->x, m->d_logits_idx, num_logits, H, m->rows);
+    bi->gather_rows(b, m->delta, m->d_logits_idx, num_logits, H, m->xn);
+    bi->add_rms_norm(b, m->rows, m->xn, m->final_norm, m->rows, num_logits, H, c->rms_norm_eps);
     const struct bk_matmul head = {&m->lm_head, NULL, m->logits};
-    bi->matmul(b, m->rows, bt->num_logits, &head, 1);
-    return 0;
+    bi->matmul(b, m->rows, num_logits, &head, 1);
 }
+
+/* The recorded graph that serves bt (the smallest that holds it), or -1: it needs every
+ * token's logits in order and a context within the graphs' bound. */
+static int graph_for(const struct model *m, const struct model_batch *bt) {
+    const int T = bt->num_tokens;
+    if (m->num_graphs == 0 || bt->num_logits != T || m->max_context > m->graph_context ||
+        T > m->graph_T[m->num_graphs - 1])
+        return -1;
+    for (int i = 0; i < T; i++)
+        if (bt->logits_idx[i] != i) return -1;
+    int g = 0;
+    while (m->graph_T[g] < T) g++;
+    return g;
+}
+
+/* bt padded to graph g's size: the extra tokens are token 0 at position 0 of sequence 0 with
+ * no KV slot, so they write nothing and read one cached position. */
+static int run_graph(struct model *m, const struct model_batch *bt, int g) {
+    const int T = bt->num_tokens, Tg = m->graph_T[g], cap = m->graph_T[m->num_graphs - 1];
+    int32_t *tok = m->graph_host, *pos = tok + cap, *seq = pos + cap, *slot = seq + cap, *idx = slot + cap;
+    memcpy(tok, bt->tokens, sizeof(int32_t) * (size_t)T);
+    memcpy(pos, bt->positions, sizeof(int32_t) * (size_t)T);
+    memcpy(seq, bt->seq_idx, sizeof(int32_t) * (size_t)T);
+    memcpy(slot, bt->slot_mapping, sizeof(int32_t) * (size_t)T);
+    for (int i = T; i < Tg; i++) {
+        tok[i] = pos[i] = seq[i] = 0;
+        slot[i] = -1;
+    }
+    struct model_batch padded = *bt;
+    padded.num_tokens = padded.num_logits = Tg;
+    padded.tokens = tok;
+    padded.positions = pos;
+    padded.seq_idx = seq;
+    padded.slot_mapping = slot;
+    padded.logits_idx = idx;
+    int rc = upload_batch(m, &padded);
+    if (rc) return rc;
+    m->graph_replays++;
+    return m->b->iface->graph_launch(m->b, m->graph[g]);
+}
+
+/* The forward pass up to the LM head's output, left on the device in m->logits. */
+static int run(struct model *m, const struct model_batch *bt) {
+    int rc;
+    if ((rc = check_batch(m, bt))) return rc;
+    const int g = graph_for(m, bt);
+    if (g >= 0) return run_graph(m, bt, g);
+    if ((rc = upload_batch(m, bt))) return rc;
+    enqueue_forward(m, bt->num_tokens, bt->num_logits, m->max_context);
+    return bt->num_logits == 0 ? m->b->iface->sync(m->b) : 0;
+}
+
+int model_capture_graphs(struct model *m, int max_batch) {
+    const struct backend_i *bi = m->b->iface;
+    if (!bi->graph_begin || !m->kv_pool || m->num_graphs) return 0;
+    int limit = max_batch;
+    if (limit > m->p.max_num_seqs) limit = m->p.max_num_seqs;
+    if (limit > m->p.max_num_batched_tokens) limit = m->p.max_num_batched_tokens;
+    if (limit > m->p.max_num_logits) limit = m->p.max_num_logits;
+    int n = 0;
+    while (n < MAX_GRAPHS && graph_sizes[n] <= limit) n++;
+    if (n == 0) return 0;
+    const int cap = graph_sizes[n - 1];
+    int32_t *host = calloc(5 * (size_t)cap + (size_t)m->max_blocks_per_seq, sizeof(int32_t));
+    if (!host) return folio_err(FOLIO_ENOMEM, "out of memory");
+    int rc = 0;
+    m->graph_host = host;
+    m->graph_context = m->p.max_model_len < GRAPH_MAX_CONTEXT ? m->p.max_model_len : GRAPH_MAX_CONTEXT;
+    int32_t *idx = host + 4 * (size_t)cap, *table = host + 5 * (size_t)cap;
+    for (int i = 0; i < cap; i++) idx[i] = i;
+    for (int i = 1; i < m->max_blocks_per_seq; i++) table[i] = -1;
+    for (int i = 0; i < cap; i++) host[3 * (size_t)cap + i] = -1; /* no KV slot */
+    for (int i = 0; i < n && !rc; i++) {
+        const int T = graph_sizes[i];
+        /* A warm-up pass of the same shape first: cuBLAS picks and loads its kernels outside
+         * the recording. Sequence 0 at position 0, reading block 0, writing nothing. */
+        const struct model_batch warm = {
+            .num_tokens = T, .tokens = host, .positions = host + cap, .seq_idx = host + 2 * (size_t)cap,
+            .slot_mapping = host + 3 * (size_t)cap, .num_seqs = 1, .block_tables = table, .num_logits = T,
+            .logits_idx = idx};
+        if ((rc = check_batch(m, &warm)) || (rc = upload_batch(m, &warm))) break;
+        enqueue_forward(m, T, T, m->max_context);
+        if ((rc = bi->sync(m->b)) || (rc = bi->graph_begin(m->b))) break;
+        enqueue_forward(m, T, T, m->graph_context);
+        if ((rc = bi->graph_end(m->b, &m->graph[i]))) break;
+        m->graph_T[i] = T;
+        m->num_graphs = i + 1;
+    }
+    if (rc) {
+        for (int i = 0; i < m->num_graphs; i++) bi->graph_free(m->b, m->graph[i]);
+        m->num_graphs = 0;
+        return rc;
+    }
+    return m->num_graphs;
+}
+
+int model_num_graphs(const struct model *m, int *largest) {
+    if (largest) *largest = m->num_graphs ? m->graph_T[m->num_graphs - 1] : 0;
+    return m->num_graphs;
+}
+
+long long model_graph_replays(const struct model *m) { return m->graph_replays; }
 
 int model_forward(struct model *m, const struct model_batch *bt, float *logits) {
     int rc = run(m, bt);

@@ -84,4 +84,16 @@ int model_has_device_argmax(const struct model *m);
  * host: greedy decoding without moving the logits. */
 int model_forward_argmax(struct model *m, const struct model_batch *batch, int32_t *ids);
 
+/* Records the forward pass as CUDA graphs (backends that can record), as vLLM does for
+ * decode: one per batch size up to max_batch (1, 2, 4, 8, 16, 24, ... 512), after the KV
+ * cache exists. From then on a batch that wants every token's logits, in order, within the
+ * graphs' context bound (8192 or max_model_len), pads to the next recorded size and replays
+ * it with one launch instead of a few hundred; any other batch runs as before. Returns the
+ * number recorded (0 where the backend cannot), or a negative code (then none are kept). */
+int model_capture_graphs(struct model *m, int max_batch);
+/* Graphs recorded, and the largest batch one serves. */
+int model_num_graphs(const struct model *m, int *largest);
+/* Forward passes served by a graph so far. */
+long long model_graph_replays(const struct model *m);
+
 #endif

@@ -69,13 +69,15 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 dev=()
 if "$SERVE" --help 2>&1 | grep -q -- '--device'; then dev=(--device "$DEVICE"); fi
 
-declare -A folio_tps folio_line
-for b in $BATCHES; do
+# One bench_serve --offline run at batch $1 (extra flags after it); sets $tps and $line.
+run_folio() {
+  local b=$1 out desc
+  shift
   if ! out=$(timeout -k 5 "$LIMIT" "$SERVE" --offline "$dir" ${dev[@]+"${dev[@]}"} --kv-cache-space "$KV" \
       --num-prompts "$b" --max-concurrency "$b" --request-rate inf --random-input-len "$INPUT" \
-      --random-output-len "$OUTPUT" --random-range-ratio 0 --seed "$b" 2>&1); then
+      --random-output-len "$OUTPUT" --random-range-ratio 0 --seed "$b" "$@" 2>&1); then
     echo "$out" | tail -n 30 >&2
-    echo "bench_e2e.sh: bench_serve --offline failed at batch $b" >&2
+    echo "bench_e2e.sh: bench_serve --offline $* failed at batch $b" >&2
     exit 1
   fi
   desc=$(grep '^offline engine:' <<<"$out" || true)
@@ -88,9 +90,21 @@ for b in $BATCHES; do
     echo "bench_e2e.sh: bench_serve at batch $b: $line" >&2
     exit 1
   fi
-  folio_tps[$b]=$(field out_tps "$line")
+  tps=$(field out_tps "$line")
+  echo "folio batch $b $*: $tps tok/s ($desc)" >&2
+}
+
+# On the GPU each batch runs twice: with CUDA graphs (the default) and --enforce-eager.
+declare -A folio_tps folio_line eager_tps
+for b in $BATCHES; do
+  run_folio "$b"
+  folio_tps[$b]=$tps
   folio_line[$b]=$line
-  echo "folio batch $b: ${folio_tps[$b]} tok/s ($desc)" >&2
+  eager_tps[$b]=
+  if [ "$DEVICE" = cuda ]; then
+    run_folio "$b" --enforce-eager
+    eager_tps[$b]=$tps
+  fi
 done
 
 check_ids=$("$PY" -c "
@@ -135,12 +149,13 @@ echo "Offline greedy generation, $PRESET-shaped bf16 checkpoint (random weights)
      "output $OUTPUT tokens per sequence, ignore_eos, all sequences at once"
 echo "folio: bench_serve --offline ($DEVICE engine in-process, max_num_seqs = batch); pytorch: tests/gpu/hf_generate.py" \
      "(transformers-style eager loop: SDPA, torch.cat KV cache, no CUDA graphs or torch.compile)"
-echo "| batch | folio tok/s | pytorch tok/s | folio/pytorch |"
-echo "|------:|------------:|--------------:|--------------:|"
+echo "| batch | folio tok/s | folio eager tok/s | graphs/eager | pytorch tok/s | folio/pytorch |"
+echo "|------:|------------:|------------------:|-------------:|--------------:|--------------:|"
 below=0
 for b in $BATCHES; do
-  awk -v b="$b" -v f="${folio_tps[$b]}" -v t="${torch_tps[$b]}" \
-    'BEGIN{ printf "| %5d | %11.1f | %13.1f | %12.2fx |\n", b, f, t, f / t }'
+  awk -v b="$b" -v f="${folio_tps[$b]}" -v e="${eager_tps[$b]}" -v t="${torch_tps[$b]}" \
+    'BEGIN{ if (e == "") printf "| %5d | %11.1f | %17s | %12s | %13.1f | %12.2fx |\n", b, f, "-", "-", t, f / t;
+            else printf "| %5d | %11.1f | %17.1f | %11.2fx | %13.1f | %12.2fx |\n", b, f, e, f / e, t, f / t }'
   if [ -n "$MIN_RATIO" ] && [ "$b" -ge 32 ] &&
      awk -v f="${folio_tps[$b]}" -v t="${torch_tps[$b]}" -v m="$MIN_RATIO" 'BEGIN{ exit !(f / t < m) }'; then
     below=1

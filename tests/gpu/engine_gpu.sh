@@ -8,8 +8,12 @@ E=${FOLIO_ENGINE:-build/release-cuda/folio-engine}
 M=${FOLIO_TEST_MODELS:-../shared/models}
 . "$(dirname "$0")/lib.sh"
 out=$("$E" generate --device cuda --model "$M/stories260K" --prompt "Once upon a time" --max-tokens 40 --temperature 0 --show-ids 2>&1)
-[ "$(ids_of <<<"$out")" = "$story_ids" ] && grep -q "cuda backend" <<<"$out"
-check "stories260K greedy on the GPU equals the README" $? "$out"
+[ "$(ids_of <<<"$out")" = "$story_ids" ] && grep -q "cuda backend" <<<"$out" && grep -q "CUDA graphs up to batch" <<<"$out"
+check "stories260K greedy on the GPU (CUDA graphs) equals the README" $? "$out"
+out=$("$E" generate --device cuda --enforce-eager --model "$M/stories260K" --prompt "Once upon a time" --max-tokens 40 \
+  --temperature 0 --show-ids 2>&1)
+[ "$(ids_of <<<"$out")" = "$story_ids" ] && ! grep -q "CUDA graphs" <<<"$out"
+check "stories260K greedy on the GPU with --enforce-eager equals the README" $? "$out"
 out=$("$E" generate --device cuda --model "$M/aidreams260K" --prompt "I dreamed" --max-tokens 40 --temperature 0 2>/dev/null)
 [[ "$out" == ", as I sense the nodes, a gentle hum of probability. Contrast emerge, a flower, as"* ]]
 check "aidreams260K greedy on the GPU equals the README" $? "$out"
@@ -18,6 +22,9 @@ g=$("$E" "${args[@]}" --device cuda 2>/dev/null | grep '^ids')
 c=$("$E" "${args[@]}" --device cpu 2>/dev/null | grep '^ids')
 [ -n "$g" ] && [ "$g" = "$c" ]
 check "seeded n=4 samples: GPU tokens equal CPU tokens" $? "gpu: $g / cpu: $c"
+g=$("$E" "${args[@]}" --device cuda --enforce-eager 2>/dev/null | grep '^ids')
+[ -n "$g" ] && [ "$g" = "$c" ]
+check "seeded n=4 samples: GPU tokens with --enforce-eager equal CPU tokens" $? "gpu: $g / cpu: $c"
 port=$((20000 + RANDOM % 20000))
 "$E" --device cuda --model "$M/stories260K" --port "$port" >/tmp/folio-gpu-serve.log 2>&1 &
 pid=$!
@@ -26,19 +33,41 @@ r=$(curl -s "localhost:$port/v1/completions" -d '{"prompt":"Once upon a time","m
 grep -q '"text":", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."' <<<"$r" &&
   curl -s "localhost:$port/stats" | grep -q '"device":"cuda"'
 check "the server on the GPU backend answers with the README text" $? "$r"
+# Concurrent greedy requests of different lengths: batches of 1 to 7 rows, padded to the
+# recorded graph sizes (2, 4, 8) as requests finish; each must still be the README text.
+pids=()
+for i in 1 2 3 4 5 6 7; do
+  curl -s "localhost:$port/v1/completions" -o "/tmp/folio-gpu-c$i.json" \
+    -d "{\"prompt\":\"Once upon a time\",\"max_tokens\":$((5 * i)),\"temperature\":0}" &
+  pids+=($!)
+done
+wait "${pids[@]}"
+bad=$("${PYTHON:-/usr/bin/python3}" - <<'PY'
+import json
+full = ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."
+for i in range(1, 8):
+    r = json.load(open(f"/tmp/folio-gpu-c{i}.json"))
+    c = r["choices"][0]
+    if r["usage"]["completion_tokens"] != 5 * i or not c["text"] or not full.startswith(c["text"]):
+        print(i, json.dumps(r))
+PY
+)
+[ -z "$bad" ]
+check "7 concurrent greedy requests (padded graph batches) start with the README text" $? "$bad"
 # Greedy rows take their argmax on the device; the memory split adds up inside the share.
 st=$(curl -s "localhost:$port/stats")
 "${PYTHON:-/usr/bin/python3}" - "$st" <<'PY'
 import json, sys
 j = json.loads(sys.argv[1]); m = j["memory"]
 assert j["steps"]["device_argmax"] > 0, j["steps"]
+assert j["steps"]["cuda_graphs_recorded"] > 0 and j["steps"]["cuda_graph"] > 0, j["steps"]
 assert m["gpu_memory_utilization"] == 0.9, m
 assert m["weights_bytes"] > 0 and m["kv_cache_bytes"] > 0 and m["activation_bytes"] > 0, m
 used = m["weights_bytes"] + m["kv_cache_bytes"] + m["activation_bytes"] + m["other_bytes"]
 assert used <= 0.9 * m["device_total_bytes"], (used, m)
 assert 0 < m["device_free_bytes"] < m["device_total_bytes"], m
 PY
-check "GPU /stats: device argmax for greedy steps; weights + KV + activations within the share" $? "$st"
+check "GPU /stats: device argmax and CUDA graphs for greedy steps; weights + KV + activations within the share" $? "$st"
 m=$(curl -s "localhost:$port/metrics")
 grep -q '^folio:gpu_memory_total_bytes{' <<<"$m" && grep -q '^folio:memory_activation_bytes{' <<<"$m"
 check "GPU /metrics: memory gauges" $? "$(grep memory <<<"$m")"

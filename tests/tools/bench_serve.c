@@ -76,6 +76,7 @@ struct opts {
     double kv_cache_space;
     const char *device, *dtype; /* --offline: the engine's --device and --dtype */
     double gpu_memory_utilization;
+    int enforce_eager;   /* --offline: no CUDA graphs */
 };
 
 struct workload {
@@ -106,7 +107,8 @@ static void usage(FILE *f) {
             "         [--random-input-len 1024] [--random-output-len 128] [--random-range-ratio 0]\n"
             "         --vocab-size V [--seed 0] [--timeout 300] [--json FILE]\n"
             "       bench_serve --offline DIR [--threads N] [--kv-cache-space GiB] [--device auto|cpu|cuda]\n"
-            "                 [--dtype auto|float32|float16|bfloat16] [--gpu-memory-utilization F] (same workload flags)\n"
+            "                 [--dtype auto|float32|float16|bfloat16] [--gpu-memory-utilization F] [--enforce-eager]\n"
+            "                 (same workload flags)\n"
             "--offline runs the same requests through the engine in this process (max_num_seqs = C).\n");
 }
 
@@ -148,6 +150,10 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             exit(0);
+        }
+        if (!strcmp(argv[i], "--enforce-eager")) {
+            o->enforce_eager = 1;
+            continue;
         }
         if (i + 1 >= argc) return folio_err(FOLIO_EINVAL, "%s needs a value", argv[i]);
         if (parse_flag(o, argv[i], argv[i + 1])) return FOLIO_EINVAL;
@@ -847,6 +853,7 @@ static int offline_run(const struct opts *o, const struct workload *warm, const 
     if (o->dtype) p.dtype = o->dtype;
     if (o->gpu_memory_utilization > 0) p.gpu_memory_utilization = o->gpu_memory_utilization;
     p.max_num_seqs = C;
+    p.enforce_eager = o->enforce_eager;
     if (o->kv_cache_space > 0) p.kv_cache_space = o->kv_cache_space;
     if ((rc = engine_create(&p, &e))) goto out;
     char desc[512];
