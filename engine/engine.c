@@ -542,7 +542,11 @@ int engine_step(struct engine *e) {
         publish_stats(e);
         return 0;
     }
-    int T = 0, L = 0;
+    /* Block tables as wide as this batch needs, not max_model_len: at 128k positions a full
+     * table is 32 KiB per sequence to move every step. */
+    int T = 0, L = 0, W = 1;
+    for (int i = 0; i < ns; i++)
+        if (o->seqs[i]->kv.num_blocks > W) W = o->seqs[i]->kv.num_blocks;
     for (int i = 0; i < ns; i++) {
         struct sched_seq *q = o->seqs[i];
         const int start = q->kv.num_computed, n = o->num_new[i];
@@ -553,7 +557,7 @@ int engine_step(struct engine *e) {
             e->slots[T] = kv_seq_slot(&q->kv, start + j, e->bs);
             if (start + j < q->num_prompt) e->prompt_tokens++;
         }
-        memcpy(e->tables + (size_t)i * e->mbps, q->kv.blocks, sizeof(int32_t) * (size_t)q->kv.num_blocks);
+        memcpy(e->tables + (size_t)i * W, q->kv.blocks, sizeof(int32_t) * (size_t)q->kv.num_blocks);
         if (start + n == q->num_tokens) {
             e->logits_idx[L] = T - 1;
             e->logit_sample[L++] = (struct sample *)q; /* seq is the sample's first member */
@@ -561,7 +565,7 @@ int engine_step(struct engine *e) {
     }
     struct model_batch batch = {
         .num_tokens = T, .tokens = e->tokens, .positions = e->positions, .seq_idx = e->seq_idx,
-        .slot_mapping = e->slots, .num_seqs = ns, .block_tables = e->tables, .num_logits = L,
+        .slot_mapping = e->slots, .num_seqs = ns, .block_tables = e->tables, .block_table_width = W, .num_logits = L,
         .logits_idx = e->logits_idx, .num_copies = o->num_copies, .block_copies = o->copies};
     /* When every row is plain greedy, the device takes the argmax and only ids come back. */
     int device_argmax = L > 0 && model_has_device_argmax(e->m);

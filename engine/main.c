@@ -363,7 +363,7 @@ static int cmd_logits(const struct opts *o) {
             }
             done[s] += n;
         }
-        struct model_batch batch = {T, r.tokens, r.positions, r.seq_idx, r.slots, ns, r.tables, T, r.logits_idx, 0, NULL};
+        struct model_batch batch = {T, r.tokens, r.positions, r.seq_idx, r.slots, ns, r.tables, T, r.logits_idx, 0, NULL, 0};
         if ((rc = model_forward(m, &batch, step_logits))) goto out;
         for (int s = 0; s < ns; s++) kv_cache_commit(r.kv, &seqs[s], ids + offsets[s], done[s]);
         for (int t = 0; t < T; t++)

@@ -54,7 +54,9 @@ struct model {
     int num_graphs, graph_context;
     int graph_T[MAX_GRAPHS];
     void *graph[MAX_GRAPHS];
+    int graph_width;                                       /* block table width the graphs read */
     int32_t *graph_host;                                   /* [5, largest graph_T]: padded inputs */
+    int32_t *graph_tables;                                 /* [max_seqs, graph_width] */
     long long graph_replays;
 };
 
@@ -326,6 +328,7 @@ void model_free(struct model *m) {
     bi->free_weight(m->b, &m->lm_head);
     for (int i = 0; i < m->num_graphs; i++) bi->graph_free(m->b, m->graph[i]);
     free(m->graph_host);
+    free(m->graph_tables);
     void *bufs[] = {m->final_norm, m->inv_freq, m->kv_pool, m->d_tokens, m->d_positions, m->d_seq_idx,
                     m->d_slots, m->d_block_tables, m->d_logits_idx, m->d_copies, m->x, m->xn, m->delta, m->q, m->k, m->v,
                     m->attn, m->gate, m->up, m->rows, m->logits};
@@ -346,6 +349,9 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
         return folio_err(FOLIO_EINVAL, "batch of %d tokens, %d seqs, %d logits exceeds the limits (%d, %d, %d)",
                          T, S, bt->num_logits, m->p.max_num_batched_tokens, m->p.max_num_seqs,
                          m->p.max_num_logits);
+    const int W = bt->block_table_width ? bt->block_table_width : m->max_blocks_per_seq;
+    if (W < 1 || W > m->max_blocks_per_seq)
+        return folio_err(FOLIO_EINVAL, "block table width %d is outside [1, %d]", W, m->max_blocks_per_seq);
     for (int s = 0; s < S; s++) m->seq_max_pos[s] = -1;
     for (int t = 0; t < T; t++) {
         if (bt->tokens[t] < 0 || bt->tokens[t] >= m->cfg.vocab_size)
@@ -362,9 +368,11 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
     m->max_context = 0;
     for (int s = 0; s < S; s++)
         if (m->seq_max_pos[s] + 1 > m->max_context) m->max_context = m->seq_max_pos[s] + 1;
+    if ((m->max_context + bs - 1) / bs > W)
+        return folio_err(FOLIO_EINVAL, "block table width %d does not reach position %d", W, m->max_context - 1);
     for (int s = 0; s < S; s++)
         for (int i = 0; i <= m->seq_max_pos[s] / bs && m->seq_max_pos[s] >= 0; i++) {
-            int32_t blk = bt->block_tables[(size_t)s * m->max_blocks_per_seq + i];
+            int32_t blk = bt->block_tables[(size_t)s * W + i];
             if (blk < 0 || blk >= m->num_blocks) return folio_err(FOLIO_EINVAL, "block table holds block %d", blk);
         }
     for (int i = 0; i < bt->num_logits; i++)
@@ -377,6 +385,10 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
     return 0;
 }
 
+static int table_width(const struct model *m, const struct model_batch *bt) {
+    return bt->block_table_width ? bt->block_table_width : m->max_blocks_per_seq;
+}
+
 /* Everything the forward pass reads from the host, into the device scratch. */
 static int upload_batch(struct model *m, const struct model_batch *bt) {
     struct backend *b = m->b;
@@ -386,7 +398,7 @@ static int upload_batch(struct model *m, const struct model_batch *bt) {
     if ((rc = bi->upload(b, m->d_tokens, bt->tokens, n4)) || (rc = bi->upload(b, m->d_positions, bt->positions, n4)) ||
         (rc = bi->upload(b, m->d_seq_idx, bt->seq_idx, n4)) || (rc = bi->upload(b, m->d_slots, bt->slot_mapping, n4)) ||
         (rc = bi->upload(b, m->d_block_tables, bt->block_tables,
-                         sizeof(int32_t) * (size_t)bt->num_seqs * m->max_blocks_per_seq)) ||
+                         sizeof(int32_t) * (size_t)bt->num_seqs * table_width(m, bt))) ||
         (rc = bi->upload(b, m->d_logits_idx, bt->logits_idx, sizeof(int32_t) * (size_t)bt->num_logits)))
         return rc;
     if (bt->num_copies > 0) {
@@ -401,7 +413,7 @@ static int upload_batch(struct model *m, const struct model_batch *bt) {
 
 /* Enqueues the forward pass of T uploaded tokens up to the LM head's output for their first
  * num_logits rows (m->logits). It never syncs, so that it can be recorded as a graph. */
-static void enqueue_forward(struct model *m, int T, int num_logits, int max_context) {
+static void enqueue_forward(struct model *m, int T, int num_logits, int max_context, int table_width) {
     struct backend *b = m->b;
     const struct backend_i *bi = b->iface;
     const struct model_config *c = &m->cfg;
@@ -422,7 +434,7 @@ static void enqueue_forward(struct model *m, int T, int num_logits, int max_cont
             .q = m->q, .k_cache = L->k_cache, .v_cache = L->v_cache, .block_tables = m->d_block_tables,
             .seq_idx = m->d_seq_idx, .positions = m->d_positions, .out = m->attn, .num_tokens = T,
             .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
-            .block_size = m->p.block_size, .max_blocks_per_seq = m->max_blocks_per_seq,
+            .block_size = m->p.block_size, .max_blocks_per_seq = table_width,
             .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim),
             .max_context = max_context};
         bi->attention(b, &ap);
@@ -473,7 +485,14 @@ static int run_graph(struct model *m, const struct model_batch *bt, int g) {
         tok[i] = pos[i] = seq[i] = 0;
         slot[i] = -1;
     }
+    /* The graphs read tables graph_width wide (the widest their context bound needs). */
+    const int W = table_width(m, bt), Wg = m->graph_width;
+    for (int s = 0; s < bt->num_seqs; s++)
+        memcpy(m->graph_tables + (size_t)s * Wg, bt->block_tables + (size_t)s * W,
+               sizeof(int32_t) * (size_t)(W < Wg ? W : Wg));
     struct model_batch padded = *bt;
+    padded.block_tables = m->graph_tables;
+    padded.block_table_width = Wg;
     padded.num_tokens = padded.num_logits = Tg;
     padded.tokens = tok;
     padded.positions = pos;
@@ -493,7 +512,7 @@ static int run(struct model *m, const struct model_batch *bt) {
     const int g = graph_for(m, bt);
     if (g >= 0) return run_graph(m, bt, g);
     if ((rc = upload_batch(m, bt))) return rc;
-    enqueue_forward(m, bt->num_tokens, bt->num_logits, m->max_context);
+    enqueue_forward(m, bt->num_tokens, bt->num_logits, m->max_context, table_width(m, bt));
     return bt->num_logits == 0 ? m->b->iface->sync(m->b) : 0;
 }
 
@@ -508,14 +527,19 @@ int model_capture_graphs(struct model *m, int max_batch) {
     while (n < MAX_GRAPHS && graph_sizes[n] <= limit) n++;
     if (n == 0) return 0;
     const int cap = graph_sizes[n - 1];
-    int32_t *host = calloc(5 * (size_t)cap + (size_t)m->max_blocks_per_seq, sizeof(int32_t));
-    if (!host) return folio_err(FOLIO_ENOMEM, "out of memory");
+    m->graph_context = m->p.max_model_len < GRAPH_MAX_CONTEXT ? m->p.max_model_len : GRAPH_MAX_CONTEXT;
+    m->graph_width = (m->graph_context + m->p.block_size - 1) / m->p.block_size;
+    int32_t *host = calloc(5 * (size_t)cap + (size_t)m->graph_width, sizeof(int32_t));
+    m->graph_tables = calloc((size_t)m->p.max_num_seqs * m->graph_width, sizeof(int32_t));
+    if (!host || !m->graph_tables) {
+        free(host);
+        return folio_err(FOLIO_ENOMEM, "out of memory");
+    }
     int rc = 0;
     m->graph_host = host;
-    m->graph_context = m->p.max_model_len < GRAPH_MAX_CONTEXT ? m->p.max_model_len : GRAPH_MAX_CONTEXT;
     int32_t *idx = host + 4 * (size_t)cap, *table = host + 5 * (size_t)cap;
     for (int i = 0; i < cap; i++) idx[i] = i;
-    for (int i = 1; i < m->max_blocks_per_seq; i++) table[i] = -1;
+    for (int i = 1; i < m->graph_width; i++) table[i] = -1;
     for (int i = 0; i < cap; i++) host[3 * (size_t)cap + i] = -1; /* no KV slot */
     for (int i = 0; i < n && !rc; i++) {
         const int T = graph_sizes[i];
@@ -523,12 +547,12 @@ int model_capture_graphs(struct model *m, int max_batch) {
          * the recording. Sequence 0 at position 0, reading block 0, writing nothing. */
         const struct model_batch warm = {
             .num_tokens = T, .tokens = host, .positions = host + cap, .seq_idx = host + 2 * (size_t)cap,
-            .slot_mapping = host + 3 * (size_t)cap, .num_seqs = 1, .block_tables = table, .num_logits = T,
-            .logits_idx = idx};
+            .slot_mapping = host + 3 * (size_t)cap, .num_seqs = 1, .block_tables = table,
+            .block_table_width = m->graph_width, .num_logits = T, .logits_idx = idx};
         if ((rc = check_batch(m, &warm)) || (rc = upload_batch(m, &warm))) break;
-        enqueue_forward(m, T, T, m->max_context);
+        enqueue_forward(m, T, T, m->max_context, m->graph_width);
         if ((rc = bi->sync(m->b)) || (rc = bi->graph_begin(m->b))) break;
-        enqueue_forward(m, T, T, m->graph_context);
+        enqueue_forward(m, T, T, m->graph_context, m->graph_width);
         if ((rc = bi->graph_end(m->b, &m->graph[i]))) break;
         m->graph_T[i] = T;
         m->num_graphs = i + 1;

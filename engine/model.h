@@ -35,11 +35,13 @@ struct model_batch {
     const int32_t *seq_idx;       /* [num_tokens] row of block_tables */
     const int32_t *slot_mapping;  /* [num_tokens] KV slot, -1 for padding */
     int num_seqs;
-    const int32_t *block_tables;  /* [num_seqs, max_blocks_per_seq] */
+    const int32_t *block_tables;  /* [num_seqs, block_table_width] */
     int num_logits;
     const int32_t *logits_idx;    /* [num_logits] token rows whose logits are wanted */
     int num_copies;               /* at most max_num_seqs */
     const int32_t *block_copies;  /* [num_copies, 2] (src, dst) KV blocks to copy first */
+    int block_table_width;        /* 0: model_max_blocks_per_seq; less is cheaper to move, and must
+                                   * cover every token's position / block_size */
 };
 
 /* Loads config, weights and allocates the activation scratch for the params' limits.

@@ -76,7 +76,7 @@ static void greedy_batch(int n_seqs, int chunk, int block_size, int threads) {
             memcpy(tables + s * mb, seqs[s].blocks, 4 * (size_t)seqs[s].num_blocks);
         }
         if (!T) break;
-        struct model_batch bt = {T, tokens, pos, sidx, slots, n_seqs, tables, L, lidx, 0, NULL};
+        struct model_batch bt = {T, tokens, pos, sidx, slots, n_seqs, tables, L, lidx, 0, NULL, 0};
         CHECK_EQ_INT(model_forward(m, &bt, logits), 0);
         for (int i = 0; i < L; i++) {
             int s = owner[i], id = argmax(logits + (size_t)i * V, V);
@@ -118,7 +118,7 @@ TEST(model_rejects_bad_batch) {
     for (int i = 0; i < 32; i++) tables[i] = -1;
     tables[0] = 0;
     float logits[512];
-    struct model_batch bt = {1, &tok, &pos, &sidx, &slot, 1, tables, 1, &lidx, 0, NULL};
+    struct model_batch bt = {1, &tok, &pos, &sidx, &slot, 1, tables, 1, &lidx, 0, NULL, 0};
     CHECK(model_forward(m, &bt, logits) < 0); /* token outside the vocabulary */
     tok = 5;
     slot = 2 * 16;
@@ -128,6 +128,17 @@ TEST(model_rejects_bad_batch) {
     CHECK(model_forward(m, &bt, logits) < 0); /* block outside the pool */
     tables[0] = 0;
     CHECK_EQ_INT(model_forward(m, &bt, logits), 0);
+    /* A compact block table: width 1 reaches position 15, not 16; wider than the model's is refused. */
+    bt.block_table_width = 1;
+    CHECK_EQ_INT(model_forward(m, &bt, logits), 0);
+    pos = 16;
+    slot = 16;
+    tables[1] = 1;
+    CHECK(model_forward(m, &bt, logits) < 0);
+    bt.block_table_width = 2;
+    CHECK_EQ_INT(model_forward(m, &bt, logits), 0);
+    bt.block_table_width = model_max_blocks_per_seq(m) + 1;
+    CHECK(model_forward(m, &bt, logits) < 0);
     model_free(m);
     backend_free(b);
 }
