@@ -14,8 +14,8 @@
 //   C. P V: a "slice" of head_dim / 4 threads owns a V row as float4s; the NT / (head_dim / 4)
 //      slices take interleaved keys and keep private accumulators, summed once at the end.
 // Measured on an H100 (make bench-gpu): decode at batch 64 x context 2048, 32/8 heads,
-// head_dim 128 reads K/V at 2.77 TB/s, 92% of a device memcpy's read+write rate (3.01 TB/s);
-// 128 registers leave 4 CTAs per SM. Measured and dropped in the same run: 4 query heads per
+// head_dim 128 reads K/V at 2.68-2.77 TB/s, 89-92% of a device memcpy's read+write rate
+// (3.01 TB/s) over three runs; 128 registers leave 4 CTAs per SM. Measured and dropped in the same run: 4 query heads per
 // CTA at 5 CTAs per SM (86%: the register cap spills) and loading the next tile's K during
 // P V (44%: 205 registers leave 2 CTAs per SM). (An H200 gave 77% in an earlier session,
 // against its 4.3 TB/s memcpy.)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The engine end to end on the CUDA backend (make test-gpu-engine): folio-engine built with
 # CUDA=1 must give the known-good greedy outputs of the shared models on the GPU, the same
-# sampled tokens as the CPU backend for a seeded n=4 request (copy-on-write blocks), and serve
-# HTTP with the GPU backend. Needs a CUDA device; FOLIO_ENGINE is the CUDA=1 binary.
+# sampled tokens as the CPU backend for a seeded n=4 request (copy-on-write blocks), each with
+# CUDA graphs and with --enforce-eager, and serve HTTP with the GPU backend (concurrent
+# requests replayed through padded graphs). Needs a CUDA device; FOLIO_ENGINE is the CUDA=1 binary.
 set -uo pipefail
 E=${FOLIO_ENGINE:-build/release-cuda/folio-engine}
 M=${FOLIO_TEST_MODELS:-../shared/models}
