@@ -9,7 +9,9 @@
  * Weights keep the model's dtype (--dtype): fp32 products run through cublasSgemm in pedantic
  * math (no TF32), so fp32 results match the CPU backend to rounding; bf16/f16 weights meet
  * activations narrowed to their type (kernels/convert.cu) in cublasGemmEx with fp32
- * accumulation and fp32 output, on tensor cores. Every op enqueues on the backend's stream;
+ * accumulation and fp32 output, on tensor cores, except for batches of up to GEMV_MAX_T rows,
+ * whose products stream the weight once through kernels/gemv.cu on the fp32 activations (at
+ * such sizes a GEMM's tiles waste most of the bandwidth). Every op enqueues on the backend's stream;
  * download and sync wait for it. The scratch the ops need (the narrowed input, the bias ones
  * vector, split-K attention partials, argmax ids) is allocated once by reserve, so the step
  * loop never allocates. */
@@ -207,7 +209,11 @@ static void cu_matmul(struct backend *b, const float *x, int T, const struct bk_
         const struct bk_weight *w = mm[i].w;
         const int N = (int)w->rows, K = (int)w->cols;
         cublasStatus_t st;
-        if (w->dtype == FOLIO_F32) {
+        if (w->dtype != FOLIO_F32 && gemv_supported((enum kernel_dtype)w->dtype, T, K, w->data, x)) {
+            /* A few rows: our weight-streaming kernel, on the fp32 activations as they are. */
+            note(c, gemv(w->data, (enum kernel_dtype)w->dtype, x, mm[i].out, T, N, K, c->stream));
+            st = CUBLAS_STATUS_SUCCESS;
+        } else if (w->dtype == FOLIO_F32) {
             set_math(c, CUBLAS_PEDANTIC_MATH);
             st = blas.sgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w->data, K, x, K, &zero, mm[i].out, N);
         } else {

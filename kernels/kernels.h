@@ -40,6 +40,14 @@ cudaError_t embed(const void *table, enum kernel_dtype dtype, int64_t rows, int6
  * out: [n] of dtype. */
 cudaError_t cast_f32(const float *x, void *out, enum kernel_dtype dtype, size_t n, cudaStream_t stream);
 
+/* out[t, n] = sum_k x[t, k] * w[n, k] for small batches (T <= GEMV_MAX_T), reading the weight
+ * once. w: [N, K] of dtype; x: [T, K] fp32; out: [T, N] fp32. Supported (gemv_supported) for
+ * KERNEL_F16 and KERNEL_BF16 with K % 8 == 0 and w, x 16-byte aligned. */
+#define GEMV_MAX_T 4
+int gemv_supported(enum kernel_dtype dtype, int T, int K, const void *w, const float *x);
+cudaError_t gemv(const void *w, enum kernel_dtype dtype, const float *x, float *out, int T, int N, int K,
+                 cudaStream_t stream);
+
 /* ids[r] = the index of row r's largest logit: the lowest on ties, NaN never, 0 when the row
  * has nothing comparable (the CPU sampler's greedy rule). logits: [n, vocab] fp32; ids: [n]. */
 cudaError_t argmax_rows(const float *logits, int n, int vocab, int32_t *ids, cudaStream_t stream);

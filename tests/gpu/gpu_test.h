@@ -44,7 +44,8 @@ cudaError_t dev_alloc_i32(int32_t **p, size_t n, size_t g);
 /* Suites in the other files. */
 void gpu_tests_ops(struct backend *cpu, cudaStream_t st);       /* test_ops_gpu.c */
 void gpu_tests_attention(struct backend *cpu, cudaStream_t st); /* test_attention_gpu.c */
-int gpu_bench_attention(cudaStream_t st);                       /* test_attention_gpu.c */
+int gpu_bench_attention(cudaStream_t st, double *copy_gbs);     /* test_attention_gpu.c */
+int gpu_bench_matmul(double copy_gbs);                          /* test_backend_gpu.c */
 void gpu_tests_backend(struct backend *cpu, cudaStream_t st);   /* test_backend_gpu.c */
 
 #endif

@@ -353,7 +353,7 @@ out:
     return gbs;
 }
 
-int gpu_bench_attention(cudaStream_t st) {
+int gpu_bench_attention(cudaStream_t st, double *copy_gbs_out) {
     const size_t bytes = (size_t)1 << 30; /* 1 GiB copied */
     void *a = NULL, *b = NULL;
     cudaEvent_t e0 = NULL, e1 = NULL;
@@ -373,6 +373,7 @@ int gpu_bench_attention(cudaStream_t st) {
     if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) goto out;
     /* A copy reads and writes every byte: count both, as the attention's reads are counted. */
     copy_gbs = 2.0 * (double)bytes * reps / (ms * 1e-3) / 1e9;
+    *copy_gbs_out = copy_gbs;
     cudaFree(a);
     cudaFree(b);
     a = b = NULL;

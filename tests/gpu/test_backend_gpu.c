@@ -282,8 +282,80 @@ void gpu_tests_backend(struct backend *cpu, cudaStream_t st) {
         test_matmul(cpu, gpu, dts[i], 1, 64, 96, 1, 0);
         test_matmul(cpu, gpu, dts[i], 7, 576, 1536, 3, 1);
         test_matmul(cpu, gpu, dts[i], 256, 2048, 512, 2, 1);
+        /* The small-batch kernel (gemv, T <= 4), and K it does not take (cuBLAS then). */
+        for (int T = 1; T <= 4; T++) test_matmul(cpu, gpu, dts[i], T, 2048, 700, 3, T == 2);
+        test_matmul(cpu, gpu, dts[i], 3, 8192 + 8, 64, 1, 0);
+        test_matmul(cpu, gpu, dts[i], 2, 100, 333, 1, 1);
     }
     test_matmul(cpu, gpu, FOLIO_BF16, 300, 8192, 2048, 1, 0); /* Llama-3.2-1B's down_proj shape */
     test_backend_argmax_and_mem(gpu, 48, 128256);
     backend_free(gpu);
+}
+
+/* ---- gpu-tests --bench: small-batch products (the weight streamed once) against memcpy ---- */
+
+int gpu_bench_matmul(double copy_gbs) {
+    static const struct {
+        const char *label;
+        int N, K;
+    } shapes[] = {
+        {"q / o_proj 2048x2048", 2048, 2048},
+        {"gate / up_proj 8192x2048", 8192, 2048},
+        {"down_proj 2048x8192", 2048, 8192},
+        {"lm_head 128256x2048", 128256, 2048},
+    };
+    static const int Ts[] = {1, 4, 5}; /* 5: past GEMV_MAX_T, so cuBLAS GemmEx */
+    struct backend *gpu = NULL;
+    int rc = 1;
+    if (backend_cuda_create(0, &gpu)) {
+        fprintf(stderr, "bench: %s\n", folio_last_error());
+        return 1;
+    }
+    const struct bk_reserve r = {.max_tokens = 8, .max_cols = 8192, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
+    if (gpu->iface->reserve(gpu, &r)) goto out;
+    printf("\n%-44s %4s %10s %10s %7s  (bf16 weights, fp32 activations; GB/s of weight read)\n", "product", "T",
+           "path", "us/iter", "GB/s");
+    rc = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int N = shapes[s].N, K = shapes[s].K;
+        const size_t nw = (size_t)N * K;
+        uint16_t *h_w = malloc(2 * nw);
+        float *d_x = NULL, *d_out = NULL;
+        struct bk_weight w = {0};
+        if (!h_w) {
+            rc = 1;
+            break;
+        }
+        for (size_t i = 0; i < nw; i++) h_w[i] = folio_f32_to_bf16((float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f);
+        int ok = gpu->iface->load_weight(gpu, h_w, FOLIO_BF16, N, K, FOLIO_BF16, &w) == 0 &&
+                 cudaMalloc((void **)&d_x, sizeof(float) * 8 * (size_t)K) == cudaSuccess &&
+                 cudaMemset(d_x, 0, sizeof(float) * 8 * (size_t)K) == cudaSuccess &&
+                 cudaMalloc((void **)&d_out, sizeof(float) * 8 * (size_t)N) == cudaSuccess;
+        free(h_w);
+        for (size_t t = 0; ok && t < sizeof Ts / sizeof Ts[0]; t++) {
+            const int T = Ts[t], reps = 50;
+            const struct bk_matmul mm = {&w, NULL, d_out};
+            for (int i = 0; i < 3; i++) gpu->iface->matmul(gpu, d_x, T, &mm, 1);
+            gpu->iface->sync(gpu);
+            const double t0 = folio_now();
+            for (int i = 0; i < reps; i++) gpu->iface->matmul(gpu, d_x, T, &mm, 1);
+            if (gpu->iface->sync(gpu)) {
+                ok = 0;
+                break;
+            }
+            const double us = (folio_now() - t0) * 1e6 / reps, gbs = 2.0 * (double)nw / (us * 1e-6) / 1e9;
+            printf("%-44s %4d %10s %10.1f %7.0f  (%.0f%% of memcpy)\n", shapes[s].label, T,
+                   gemv_supported(KERNEL_BF16, T, K, w.data, d_x) ? "gemv" : "cublas", us, gbs, 100.0 * gbs / copy_gbs);
+        }
+        if (!ok) {
+            printf("%-44s failed: %s\n", shapes[s].label, folio_last_error());
+            rc = 1;
+        }
+        if (w.owned) gpu->iface->free_weight(gpu, &w);
+        cudaFree(d_x);
+        cudaFree(d_out);
+    }
+out:
+    backend_free(gpu);
+    return rc;
 }

@@ -284,7 +284,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "gpu-tests: cudaStreamCreate: %s\n", cudaGetErrorString(ce));
             return 1;
         }
-        rc = gpu_bench_attention(st);
+        double copy_gbs = 0.0;
+        rc = gpu_bench_attention(st, &copy_gbs);
+        if (copy_gbs > 0 && gpu_bench_matmul(copy_gbs)) rc = 1;
         cudaStreamDestroy(st);
         return rc;
     }

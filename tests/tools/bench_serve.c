@@ -864,9 +864,21 @@ static int offline_run(const struct opts *o, const struct workload *warm, const 
         rc = folio_err(FOLIO_EINVAL, "the warm-up request failed: %s", wres->error);
         goto out;
     }
+    struct engine_stats s0, s1;
+    engine_get_stats(e, &s0);
     *cpu = cpu_seconds();
     rc = offline_loop(e, w, C, res, t0, t1);
     *cpu = cpu_seconds() - *cpu;
+    engine_get_stats(e, &s1);
+    /* Where the engine thread's time went: forward passes (device work and its launches)
+     * against the host's share (sampling, detokenizing, stop checks, scheduling). */
+    const long long steps = s1.steps - s0.steps;
+    if (!rc && steps > 0)
+        printf("offline steps: %lld, forward %.3f s (%.3f ms/step), sampling and the rest %.3f s (%.3f ms/step), "
+               "%lld from CUDA graphs\n",
+               steps, s1.forward_seconds - s0.forward_seconds, 1e3 * (s1.forward_seconds - s0.forward_seconds) / steps,
+               s1.sample_seconds - s0.sample_seconds, 1e3 * (s1.sample_seconds - s0.sample_seconds) / steps,
+               s1.graph_steps - s0.graph_steps);
 out:
     results_free(wres, 1);
     engine_free(e);
