@@ -1,4 +1,4 @@
-// gemv: the products of a small batch (T <= GEMV_MAX_T rows) with a 16-bit weight. At such T
+// gemv: the products of the smallest batches (T <= GEMV_MAX_T rows) with a 16-bit weight. At such T
 // a product reads the whole weight to do 2T flops per element, so it is bound by memory
 // bandwidth, and cuBLAS's GEMM tiles (built for large T) leave much of it unused; so does
 // narrowing the activations first. Here each warp streams whole weight rows in 16-byte loads
@@ -81,10 +81,7 @@ static cudaError_t launch(const void *w, const float *x, float *out, int T, int 
     const uint16_t *wp = (const uint16_t *)w;
     switch (T) {
     case 1: gemv_kernel<1, BF16><<<grid, block, 0, stream>>>(wp, x, out, N, K); break;
-    case 2: gemv_kernel<2, BF16><<<grid, block, 0, stream>>>(wp, x, out, N, K); break;
-    case 3: gemv_kernel<3, BF16><<<grid, block, 0, stream>>>(wp, x, out, N, K); break;
-    case 4: gemv_kernel<4, BF16><<<grid, block, 0, stream>>>(wp, x, out, N, K); break;
-    default: return cudaErrorInvalidValue;
+    default: return cudaErrorInvalidValue; /* more rows: see GEMV_MAX_T */
     }
     return cudaGetLastError();
 }

@@ -282,7 +282,8 @@ void gpu_tests_backend(struct backend *cpu, cudaStream_t st) {
         test_matmul(cpu, gpu, dts[i], 1, 64, 96, 1, 0);
         test_matmul(cpu, gpu, dts[i], 7, 576, 1536, 3, 1);
         test_matmul(cpu, gpu, dts[i], 256, 2048, 512, 2, 1);
-        /* The small-batch kernel (gemv, T <= 4), and K it does not take (cuBLAS then). */
+        /* The small-batch kernel (gemv, T <= GEMV_MAX_T), the batches just past it, and K it
+         * does not take (cuBLAS for all of those). */
         for (int T = 1; T <= 4; T++) test_matmul(cpu, gpu, dts[i], T, 2048, 700, 3, T == 2);
         test_matmul(cpu, gpu, dts[i], 3, 8192 + 8, 64, 1, 0);
         test_matmul(cpu, gpu, dts[i], 2, 100, 333, 1, 1);
@@ -304,7 +305,7 @@ int gpu_bench_matmul(double copy_gbs) {
         {"down_proj 2048x8192", 2048, 8192},
         {"lm_head 128256x2048", 128256, 2048},
     };
-    static const int Ts[] = {1, 4, 5}; /* 5: past GEMV_MAX_T, so cuBLAS GemmEx */
+    static const int Ts[] = {1, 2, 5}; /* 2 and 5: past GEMV_MAX_T, so cuBLAS GemmEx */
     struct backend *gpu = NULL;
     int rc = 1;
     if (backend_cuda_create(0, &gpu)) {
