@@ -11,7 +11,7 @@
 
 CC      ?= gcc
 PKGS    := libcjson libpcre2-8 libutf8proc
-DPKGS   := sqlite3 libcrypto libxcrypt
+DPKGS   := sqlite3 libcrypto libxcrypt libcurl
 MODELS  ?= $(or $(FOLIO_TEST_MODELS),$(abspath ../shared/models))
 
 CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \

@@ -2,7 +2,11 @@
  *   POST /api/login {password} -> session cookie; POST /api/logout
  *   GET  /api/status            GPUs (NVML), engines with live figures from their /stats
  *   GET|POST /api/models, GET|PATCH|DELETE /api/models/{id}
- *   POST /api/models/{id}/load | unload | activate (the zero-downtime switch of `default`)
+ *   POST /api/models/{id}/load | unload | activate (the zero-downtime switch of `default`);
+ *        loading a Hub model that is not downloaded yet pulls it first
+ *   GET|POST|DELETE /api/models/{id}/pull: a Hub model's download (progress, start, cancel)
+ *   GET|PUT /api/settings {hf_token}: the Hub token is write-only (the answer says only
+ *        whether one is set)
  *   GET  /api/models/{id}/logs?lines=N
  *   GET|POST /api/keys, DELETE /api/keys/{id}
  *   GET  /api/events (JSON, ?since=&limit=; or an SSE stream with Accept: text/event-stream)
@@ -24,7 +28,9 @@
 
 #include "foliod.h"
 #include "gpu.h"
+#include "hub.h"
 #include "proxy.h"
+#include "pull.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -116,6 +122,39 @@ static void logout(struct foliod *d, struct mg_connection *c) {
 
 /* ---- models ---- */
 
+/* A model's pull from its store row, with the live rate and ETA while it runs; NULL when
+ * the model was never pulled. */
+static cJSON *download_json(struct foliod *d, int64_t model_id) {
+    struct store_download *row = malloc(sizeof *row);
+    if (!row || store_download_get(d->store, model_id, row)) {
+        free(row);
+        return NULL;
+    }
+    cJSON *o = cJSON_CreateObject();
+    double rate = 0, eta = -1;
+    const int active = d->pulls && pulls_rate(d->pulls, model_id, &rate, &eta) == 0;
+    cJSON_AddNumberToObject(o, "model_id", (double)model_id);
+    cJSON_AddStringToObject(o, "state", row->state);
+    cJSON_AddBoolToObject(o, "active", active);
+    cJSON_AddStringToObject(o, "sha", row->sha);
+    cJSON_AddNumberToObject(o, "bytes_done", (double)row->bytes_done);
+    cJSON_AddNumberToObject(o, "bytes_total", (double)row->bytes_total);
+    cJSON_AddNumberToObject(o, "files_done", row->files_done);
+    cJSON_AddNumberToObject(o, "files_total", row->files_total);
+    cJSON_AddNumberToObject(o, "progress", row->bytes_total ? (double)row->bytes_done / (double)row->bytes_total : 0);
+    cJSON_AddNumberToObject(o, "rate_bytes_per_s", rate);
+    if (eta >= 0) cJSON_AddNumberToObject(o, "eta_s", eta);
+    else cJSON_AddNullToObject(o, "eta_s");
+    cJSON_AddBoolToObject(o, "load_after", row->load_after);
+    cJSON_AddStringToObject(o, "error", row->error);
+    cJSON *files = cJSON_Parse(row->files);
+    cJSON_AddItemToObject(o, "files", files ? files : cJSON_CreateArray());
+    cJSON_AddNumberToObject(o, "started", (double)row->started);
+    cJSON_AddNumberToObject(o, "updated", (double)row->updated);
+    free(row);
+    return o;
+}
+
 static cJSON *model_json(struct foliod *d, const struct store_model *m) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)m->id);
@@ -137,6 +176,9 @@ static cJSON *model_json(struct foliod *d, const struct store_model *m) {
     cJSON_AddBoolToObject(o, "default", m->id == foliod_default_model(d));
     cJSON_AddStringToObject(o, "last_error", m->last_error);
     cJSON_AddNumberToObject(o, "created", (double)m->created);
+    cJSON *dl = m->source[0] == 'h' ? download_json(d, m->id) : NULL;
+    if (dl) cJSON_AddItemToObject(o, "download", dl);
+    else cJSON_AddNullToObject(o, "download");
     return o;
 }
 
@@ -191,15 +233,17 @@ static int apply_fields(const cJSON *j, struct store_model *m, char *why, size_t
         return snprintf(why, cap, "block_size must be a power of two"), -1;
     if (m->chat_template[0] && access(m->chat_template, R_OK) != 0)
         return snprintf(why, cap, "chat_template %.200s is not a readable file", m->chat_template), -1;
-    if (m->path[0]) {
+    if (m->repo_id[0]) { /* a Hub model; its path is where a pull put the files */
+        if (!hub_valid_repo(m->repo_id))
+            return snprintf(why, cap, "repo_id \"%.200s\" is not a Hub repo id (org/name)", m->repo_id), -1;
+        snprintf(m->source, sizeof m->source, "hf");
+        if (!m->revision[0]) snprintf(m->revision, sizeof m->revision, "main");
+    } else if (m->path[0]) {
         char cfg[1100];
         snprintf(cfg, sizeof cfg, "%s/config.json", m->path);
         if (m->path[0] != '/') return snprintf(why, cap, "path must be absolute"), -1;
         if (access(cfg, R_OK) != 0) return snprintf(why, cap, "path %.200s has no readable config.json", m->path), -1;
         snprintf(m->source, sizeof m->source, "local");
-    } else if (m->repo_id[0]) {
-        snprintf(m->source, sizeof m->source, "hf");
-        if (!m->revision[0]) snprintf(m->revision, sizeof m->revision, "main");
     } else {
         return snprintf(why, cap, "give a local path (a model directory) or a repo_id"), -1;
     }
@@ -255,13 +299,17 @@ static void model_create(struct foliod *d, struct mg_connection *c) {
 static void model_patch(struct foliod *d, struct mg_connection *c, struct store_model *m) {
     cJSON *j = read_json(d, c);
     if (!j) return;
-    char why[512];
+    char why[512], repo[sizeof m->repo_id], rev[sizeof m->revision];
+    memcpy(repo, m->repo_id, sizeof repo);
+    memcpy(rev, m->revision, sizeof rev);
     if (apply_fields(j, m, why, sizeof why)) {
         cJSON_Delete(j);
         bad(c, 400, "%s", why);
         return;
     }
     cJSON_Delete(j);
+    /* Another repo or revision: the files pulled for the old one no longer apply. */
+    if (m->source[0] == 'h' && (strcmp(repo, m->repo_id) || strcmp(rev, m->revision))) m->path[0] = '\0';
     int rc = store_model_update(d->store, m);
     if (rc) {
         bad(c, status_of(rc), "%s", folio_last_error());
@@ -275,7 +323,8 @@ static void model_patch(struct foliod *d, struct mg_connection *c, struct store_
 static void model_action(struct foliod *d, struct mg_connection *c, struct store_model *m, const char *action) {
     int rc = 0;
     if (!strcmp(action, "load")) {
-        rc = sup_load(d->sup, m->id);
+        /* A Hub model without its files yet: pull, then load (pull.c's on_done). */
+        rc = m->source[0] == 'h' && !m->path[0] ? pulls_start(d->pulls, m->id, 1) : sup_load(d->sup, m->id);
     } else if (!strcmp(action, "unload")) {
         if (foliod_default_model(d) == m->id) foliod_set_default_model(d, 0);
         rc = sup_unload(d->sup, m->id);
@@ -283,6 +332,11 @@ static void model_action(struct foliod *d, struct mg_connection *c, struct store
         /* The zero-downtime switch: the new engine must be ready before `default` moves;
          * the old one then drains its in-flight requests and stops. */
         const int64_t old = foliod_default_model(d);
+        if (m->source[0] == 'h' && !m->path[0]) {
+            bad(c, 409, "%s is not downloaded yet: pull it (POST /api/models/%lld/pull) or load it first", m->name,
+                (long long)m->id);
+            return;
+        }
         if ((rc = sup_load(d->sup, m->id)) == 0) {
             int r = sup_wait_ready(d->sup, m->id, 900);
             if (r != 1) {
@@ -348,6 +402,41 @@ static void model_logs(struct foliod *d, struct mg_connection *c, const struct s
     send_obj(c, 200, o, NULL);
 }
 
+/* GET: the download's progress; POST: start (or join) the pull; DELETE: cancel it, deleting
+ * its files. */
+static void model_pull(struct foliod *d, struct mg_connection *c, const char *method, struct store_model *m) {
+    int rc = 0;
+    if (!strcmp(method, "POST")) {
+        if (m->source[0] != 'h') {
+            bad(c, 400, "%s is a local model (%s): only Hub models (repo_id) are pulled", m->name, m->path);
+            return;
+        }
+        rc = pulls_start(d->pulls, m->id, 0);
+    } else if (!strcmp(method, "DELETE")) {
+        rc = pulls_cancel(d->pulls, m->id);
+    } else if (strcmp(method, "GET") != 0) {
+        bad(c, 405, "use GET, POST or DELETE");
+        return;
+    }
+    if (rc) {
+        bad(c, status_of(rc), "%s", folio_last_error());
+        return;
+    }
+    if (strcmp(method, "GET") != 0) foliod_notify(d);
+    cJSON *o = download_json(d, m->id);
+    if (!o && !strcmp(method, "POST")) { /* the thread has not written its row yet */
+        o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "model_id", (double)m->id);
+        cJSON_AddStringToObject(o, "state", "queued");
+        cJSON_AddBoolToObject(o, "active", 1);
+    }
+    if (!o) {
+        bad(c, 404, "%s has never been pulled", m->name);
+        return;
+    }
+    send_obj(c, !strcmp(method, "POST") ? 202 : 200, o, NULL);
+}
+
 static void models_route(struct foliod *d, struct mg_connection *c, const char *method, const char *rest) {
     if (!*rest) {
         if (!strcmp(method, "GET")) models_list(d, c);
@@ -358,7 +447,7 @@ static void models_route(struct foliod *d, struct mg_connection *c, const char *
     char ref[256];
     const char *slash = strrchr(rest, '/');
     const char *action = NULL;
-    static const char *const actions[] = {"load", "unload", "activate", "logs"};
+    static const char *const actions[] = {"load", "unload", "activate", "logs", "pull"};
     for (size_t i = 0; slash && i < sizeof actions / sizeof *actions; i++)
         if (!strcmp(slash + 1, actions[i])) action = actions[i];
     size_t rl = action ? (size_t)(slash - rest) : strlen(rest);
@@ -375,12 +464,14 @@ static void models_route(struct foliod *d, struct mg_connection *c, const char *
         return;
     }
     if (action && !strcmp(action, "logs")) model_logs(d, c, &m);
+    else if (action && !strcmp(action, "pull")) model_pull(d, c, method, &m);
     else if (action && strcmp(method, "POST") != 0) bad(c, 405, "use POST");
     else if (action) model_action(d, c, &m, action);
     else if (!strcmp(method, "GET")) send_obj(c, 200, model_json(d, &m), NULL);
     else if (!strcmp(method, "PATCH")) model_patch(d, c, &m);
     else if (!strcmp(method, "DELETE")) {
         if (foliod_default_model(d) == m.id) foliod_set_default_model(d, 0);
+        pulls_cancel(d->pulls, m.id); /* FOLIO_ENOTFOUND when none runs: nothing to stop */
         sup_unload(d->sup, m.id);
         /* The engine drains before the row goes: wait for it (bounded by its stop timeout). */
         for (int i = 0; i < 400; i++) {
@@ -532,7 +623,57 @@ static cJSON *status_json(struct foliod *d) {
     }
     free(body);
     free(es);
+    /* Pulls: those running and how the others ended. */
+    cJSON *da = cJSON_AddArrayToObject(o, "downloads");
+    struct store_model *ms = NULL;
+    int nm = 0;
+    if (store_model_list(d->store, &ms, &nm) == 0)
+        for (int i = 0; i < nm; i++) {
+            cJSON *x = ms[i].source[0] == 'h' ? download_json(d, ms[i].id) : NULL;
+            if (!x) continue;
+            cJSON_AddStringToObject(x, "model", ms[i].name);
+            cJSON_AddStringToObject(x, "repo_id", ms[i].repo_id);
+            cJSON_AddStringToObject(x, "revision", ms[i].revision);
+            cJSON_AddItemToArray(da, x);
+        }
+    free(ms);
     return o;
+}
+
+/* The Hub settings. The token is never sent back: only whether one is set, and from where. */
+static void settings_route(struct foliod *d, struct mg_connection *c, const char *method) {
+    char tok[1024] = "";
+    if (!strcmp(method, "PUT") || !strcmp(method, "POST")) {
+        cJSON *j = read_json(d, c);
+        if (!j) return;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "hf_token");
+        if (t && !cJSON_IsString(t)) {
+            cJSON_Delete(j);
+            bad(c, 400, "hf_token must be a string (\"\" removes it)");
+            return;
+        }
+        int rc = 0;
+        const int given = t != NULL, set = t && *t->valuestring;
+        if (t && strlen(t->valuestring) >= sizeof tok) rc = folio_err(FOLIO_EINVAL, "hf_token is too long");
+        else if (t) rc = store_setting_set(d->store, "hf_token", t->valuestring);
+        cJSON_Delete(j);
+        if (rc) {
+            bad(c, status_of(rc), "%s", folio_last_error());
+            return;
+        }
+        if (given) store_event_add(d->store, "info", "settings.updated", 0, "the Hub token was %s", set ? "set" : "removed");
+    } else if (strcmp(method, "GET") != 0) {
+        bad(c, 405, "use GET or PUT");
+        return;
+    }
+    const int stored = store_setting_get(d->store, "hf_token", tok, sizeof tok) == 0 && tok[0];
+    memset(tok, 0, sizeof tok);
+    cJSON *o = cJSON_CreateObject();
+    const int env = d->cfg.hf_token && *d->cfg.hf_token;
+    cJSON_AddBoolToObject(o, "hf_token_set", env || stored);
+    cJSON_AddStringToObject(o, "hf_token_source", env ? "environment" : stored ? "settings" : "none");
+    cJSON_AddStringToObject(o, "hf_endpoint", d->cfg.hf_endpoint);
+    send_obj(c, 200, o, NULL);
 }
 
 static void events_json(struct foliod *d, struct mg_connection *c) {
@@ -635,6 +776,7 @@ void admin_handle(struct foliod *d, struct mg_connection *c, const char *method,
     else if (!strcmp(p, "/status")) send_obj(c, 200, status_json(d), NULL);
     else if (!strcmp(p, "/models") || !strncmp(p, "/models/", 8)) models_route(d, c, method, p[7] ? p + 8 : "");
     else if (!strcmp(p, "/keys") || !strncmp(p, "/keys/", 6)) keys_route(d, c, method, p[5] ? p + 6 : "");
+    else if (!strcmp(p, "/settings")) settings_route(d, c, method);
     else if (!strcmp(p, "/events")) {
         const char *acc = mg_get_header(c, "Accept");
         if (acc && strstr(acc, "text/event-stream")) events_stream(d, c);

@@ -13,7 +13,7 @@
 
 struct mg_connection;
 
-#define FOLIOD_VERSION "0.6.0"
+#define FOLIOD_VERSION "0.7.0"
 #define FOLIOD_MAX_KEYS 4096
 
 struct foliod_config {
@@ -28,6 +28,8 @@ struct foliod_config {
     const char *models[16];     /* --model: registered (if new), loaded, the first made default */
     int num_models;
     int threads;                /* HTTP threads = concurrent connections (256) */
+    const char *hf_endpoint;    /* HF_ENDPOINT ("https://huggingface.co") */
+    const char *hf_token;       /* HF_TOKEN, or NULL: the stored setting */
     size_t max_body;            /* bytes (16 MiB) */
 };
 
@@ -35,6 +37,7 @@ struct foliod {
     struct foliod_config cfg;
     struct store *store;
     struct supervisor *sup;
+    struct pulls *pulls;
     struct auth_sessions *sessions;
     double t_start;
     int gpus;

@@ -19,6 +19,8 @@
 #include "conf.h"
 #include "foliod.h"
 #include "gpu.h"
+#include "hub.h"
+#include "pull.h"
 #include "util.h"
 
 static const char usage[] =
@@ -27,23 +29,28 @@ static const char usage[] =
     "  --port P              (8000)\n"
     "  --data-dir DIR        registry, logs and models (/var/lib/folio)\n"
     "  --engine-bin PATH     folio-engine (next to foliod, else on PATH)\n"
-    "  --model DIR           register (if new), load and make `default` at start (repeatable)\n"
+    "  --model DIR|ORG/NAME  register (if new), load and make `default` at start (repeatable); a Hub\n"
+    "                        repo id is pulled first (HF_ENDPOINT, HF_TOKEN), with a progress bar\n"
     "  --api-key KEY         accepted on /v1/* besides the keys created in the console\n"
     "  --admin-token TOKEN   accepted on /api/* instead of a login session\n"
     "  --config FILE         (/etc/folio/foliod.conf)\n"
     "  --db-dir DIR          schema and migrations (db/ beside the build, else /usr/share/folio/db)\n"
     "  --admin-ui DIR        the console's files (admin-ui/ beside the build, else /usr/share/folio/admin-ui)\n"
-    "  --threads N           concurrent HTTP connections (256)\n";
+    "  --threads N           concurrent HTTP connections (256)\n"
+    "  --hf-endpoint URL     the Hugging Face Hub (HF_ENDPOINT; https://huggingface.co); the token\n"
+    "                        comes from HF_TOKEN, the config file's hf_token or the console, never a flag\n";
 
 /* Settings by name, as strings: flags first win, then the file, then the environment. */
-#define NKEYS 12
+#define NKEYS 14
 static const char *const key_names[NKEYS] = {"host",      "port",    "data_dir",    "engine_bin",
                                              "api_key",   "admin_token", "db_dir",  "admin_ui_dir",
-                                             "threads",   "admin_password", "config", "model"};
+                                             "threads",   "admin_password", "config", "model",
+                                             "hf_endpoint", "hf_token"};
 static const char *const env_names[NKEYS] = {"FOLIO_HOST",       "FOLIO_PORT",         "FOLIO_DATA_DIR",
                                              "FOLIO_ENGINE_BIN", "FOLIO_API_KEY",      "FOLIO_ADMIN_TOKEN",
                                              "FOLIO_DB_DIR",     "FOLIO_ADMIN_UI_DIR", "FOLIO_THREADS",
-                                             "FOLIO_ADMIN_PASSWORD", "FOLIO_CONFIG", NULL};
+                                             "FOLIO_ADMIN_PASSWORD", "FOLIO_CONFIG", NULL,
+                                             "HF_ENDPOINT", "HF_TOKEN"};
 struct settings {
     char *v[NKEYS];
     const char *models[16];
@@ -119,7 +126,7 @@ static int parse_flags(int argc, char **argv, struct settings *s) {
             if (*c == '-') *c = '_';
         if (!strcmp(k, "admin_ui")) snprintf(k, sizeof k, "admin_ui_dir");
         int idx = key_index(k);
-        if (idx < 0 || !strcmp(k, "admin_password"))
+        if (idx < 0 || !strcmp(k, "admin_password") || !strcmp(k, "hf_token")) /* secrets stay out of ps */
             return folio_err(FOLIO_EINVAL, "unknown option '%s' (foliod --help lists them)", a);
         const char *v = argv[++i];
         if (!strcmp(k, "model")) {
@@ -179,6 +186,94 @@ void foliod_notify(struct foliod *d) {
 }
 
 static void on_change(void *ud) { foliod_notify(ud); }
+
+/* A pull finished: load the model when that was asked for. */
+static void on_pulled(void *ud, int64_t model_id, int load_after) {
+    struct foliod *d = ud;
+    if (load_after && sup_load(d->sup, model_id))
+        store_event_add(d->store, "error", "model.load_failed", model_id, "cannot load after the pull: %s",
+                        folio_last_error());
+    foliod_notify(d);
+}
+
+/* Whether --model names a Hub repo (org/name) rather than a directory here. */
+static int hub_ref(const char *arg) {
+    struct stat sb;
+    if (stat(arg, &sb) == 0 || arg[0] == '/' || arg[0] == '.') return 0;
+    const char *slash = strchr(arg, '/');
+    return slash && slash != arg && slash[1] && !strchr(slash + 1, '/');
+}
+
+/* --model org/name: registered as a Hub model named after the repo (if new), pulled, then
+ * loaded by on_pulled. */
+static int start_hub_model(struct foliod *d, const char *repo, int first, int64_t *id) {
+    struct store_model m = {0};
+    int rc = store_model_find(d->store, repo, &m);
+    if (rc == FOLIO_ENOTFOUND) {
+        memset(&m, 0, sizeof m);
+        if (strlen(repo) >= sizeof m.repo_id) return folio_err(FOLIO_EINVAL, "--model %.100s: too long", repo);
+        snprintf(m.name, sizeof m.name, "%.127s", repo);
+        snprintf(m.source, sizeof m.source, "hf");
+        snprintf(m.repo_id, sizeof m.repo_id, "%s", repo);
+        snprintf(m.revision, sizeof m.revision, "main");
+        snprintf(m.state, sizeof m.state, "registered");
+        if ((rc = store_model_add(d->store, &m))) return rc;
+        store_event_add(d->store, "info", "model.added", m.id, "registered %s (Hub) from --model", m.name);
+    } else if (rc) {
+        return rc;
+    }
+    *id = m.id;
+    if (first) foliod_set_default_model(d, m.id);
+    if (m.path[0]) return sup_load(d->sup, m.id);
+    return pulls_start(d->pulls, m.id, 1);
+}
+
+/* The terminal progress bar of the --model pulls: redrawn in place on a terminal, a line
+ * every few seconds otherwise; ends when every pull has ended (or foliod stops). */
+struct bar_ctx {
+    struct foliod *d;
+    int64_t ids[16];
+    int n;
+};
+
+static void *progress_bar(void *arg) {
+    struct bar_ctx *b = arg;
+    struct store_download *row = malloc(sizeof *row);
+    const int tty = isatty(2);
+    double last_line = 0;
+    while (row && b->n > 0) {
+        pthread_mutex_lock(&b->d->ev_mu);
+        const int stopping = b->d->stopping;
+        pthread_mutex_unlock(&b->d->ev_mu);
+        if (stopping) break;
+        const int line_due = folio_now() - last_line >= 5;
+        for (int i = 0; i < b->n; i++) {
+            struct store_model m;
+            if (store_model_get(b->d->store, b->ids[i], &m) || store_download_get(b->d->store, b->ids[i], row))
+                continue; /* not started yet */
+            const int running = !strcmp(row->state, "downloading") || !strcmp(row->state, "queued");
+            double rate = 0, eta = -1;
+            pulls_rate(b->d->pulls, b->ids[i], &rate, &eta);
+            const double frac = row->bytes_total ? (double)row->bytes_done / (double)row->bytes_total : 0;
+            char bar[31];
+            for (int k = 0; k < 30; k++) bar[k] = k < (int)(frac * 30 + 0.5) ? '#' : '.';
+            bar[30] = '\0';
+            if (tty || !running || line_due) {
+                char left[32] = "";
+                if (running && eta >= 0) snprintf(left, sizeof left, ", %.0f s left", eta);
+                fprintf(stderr, "%spulling %s [%s] %5.1f%% %.1f/%.1f MiB %.1f MiB/s%s%s%s", tty ? "\r" : "", m.name,
+                        bar, 100 * frac, (double)row->bytes_done / (1 << 20), (double)row->bytes_total / (1 << 20),
+                        rate / (1 << 20), left, running ? "" : ": ", running ? (tty ? "   " : "\n") : row->state);
+                if (!running) fprintf(stderr, "%s%s\n", row->error[0] ? ": " : "", row->error);
+            }
+            if (!running) b->ids[i--] = b->ids[--b->n];
+        }
+        if (line_due) last_line = folio_now();
+        usleep(tty ? 200 * 1000 : 500 * 1000);
+    }
+    free(row);
+    return NULL;
+}
 
 int64_t foliod_default_model(struct foliod *d) {
     char v[32];
@@ -277,6 +372,8 @@ int main(int argc, char **argv) {
     d.cfg.admin_token = V("admin_token", NULL);
     d.cfg.threads = atoi(V("threads", "256"));
     d.cfg.max_body = (size_t)16 << 20;
+    d.cfg.hf_endpoint = V("hf_endpoint", "https://huggingface.co");
+    d.cfg.hf_token = V("hf_token", NULL);
     const char *admin_pw = V("admin_password", NULL);
 #undef V
     if (d.cfg.port < 0 || d.cfg.port > 65535) {
@@ -319,14 +416,31 @@ int main(int argc, char **argv) {
     sp.on_change = on_change;
     sp.ud = &d;
     if ((rc = sup_create(&sp, &d.sup))) goto out;
+    char models_dir[PATH_MAX + 32];
+    snprintf(models_dir, sizeof models_dir, "%s/models", d.cfg.data_dir);
+    const struct pull_params pp = {.store = d.store, .models_dir = models_dir, .endpoint = d.cfg.hf_endpoint,
+                                   .env_token = d.cfg.hf_token, .stall_s = 30, .max_attempts = 6, .parallel = 4,
+                                   .on_change = on_change, .on_done = on_pulled, .ud = &d};
+    if ((rc = hub_global_init()) || (rc = pulls_create(&pp, &d.pulls))) goto out;
     if ((rc = http_start(&d, &http))) goto out;
-    for (int i = 0; i < s.num_models; i++)
-        if ((rc = start_model(&d, s.models[i], i == 0))) goto out;
+    pulls_resume_all(d.pulls);
+    struct bar_ctx bar = {.d = &d};
+    for (int i = 0; i < s.num_models; i++) {
+        if (hub_ref(s.models[i])) rc = start_hub_model(&d, s.models[i], i == 0, &bar.ids[bar.n++]);
+        else rc = start_model(&d, s.models[i], i == 0);
+        if (rc) goto out;
+    }
     fprintf(stderr, "foliod %s: listening on http://%s:%d (data %s, engine %s)\n", FOLIOD_VERSION, d.cfg.host,
             http_port(http), d.cfg.data_dir, d.cfg.engine_bin);
+    pthread_t bar_thread;
+    const int bar_running = bar.n > 0 && pthread_create(&bar_thread, NULL, progress_bar, &bar) == 0;
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "foliod: %s: stopping engines\n", strsignal(sig));
+    pthread_mutex_lock(&d.ev_mu);
+    d.stopping = 1;
+    pthread_mutex_unlock(&d.ev_mu);
+    if (bar_running) pthread_join(bar_thread, NULL);
 out:
     if (rc) fprintf(stderr, "foliod: error: %s\n", folio_last_error());
     /* Engines first: each drains its requests (their relays then end), bounded by the stop
@@ -335,6 +449,7 @@ out:
     d.stopping = 1;
     pthread_cond_broadcast(&d.ev_cv);
     pthread_mutex_unlock(&d.ev_mu);
+    pulls_free(d.pulls); /* running pulls stop where they are, resumed at the next start */
     sup_shutdown(d.sup);
     http_stop(http);
     sup_free(d.sup);

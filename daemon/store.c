@@ -23,7 +23,7 @@
 
 /* The schema this code reads and writes: the highest migration in db/migrations/. A file
  * with a higher user_version was written by a newer foliod and is refused. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_MAX_EVENTS 10000
 #define STORE_BUSY_MS 5000
 #define STORE_PATH_MAX 4096
@@ -795,6 +795,80 @@ int store_engine_list(struct store *s, struct store_engine **out, int *n) {
 
 int store_engine_delete(struct store *s, int64_t model_id) {
     return store_by_id(s, "DELETE FROM engines WHERE model_id = ?1", model_id, 0, "engine");
+}
+
+/* ---- downloads ---- */
+
+int store_download_put(struct store *s, struct store_download *d) {
+    static const char *const states[] = {"queued", "downloading", "done", "failed", "cancelled"};
+    int rc, known = 0;
+    if ((rc = store_field_ok(d->sha, sizeof d->sha, "download sha"))) return rc;
+    if ((rc = store_field_ok(d->state, sizeof d->state, "download state"))) return rc;
+    if ((rc = store_field_ok(d->error, sizeof d->error, "download error"))) return rc;
+    if ((rc = store_field_ok(d->files, sizeof d->files, "download files"))) return rc;
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) known |= strcmp(d->state, states[i]) == 0;
+    if (!known) return folio_err(FOLIO_EINVAL, "download state \"%s\" is not one of queued, downloading, done, failed, cancelled", d->state);
+    if (d->bytes_done < 0 || d->bytes_total < 0 || d->files_done < 0 || d->files_total < 0)
+        return folio_err(FOLIO_EINVAL, "download counts must not be negative");
+    d->updated = store_now_ms();
+    rc = store_stmt(s,
+                    "INSERT INTO downloads (model_id, sha, state, bytes_done, bytes_total, files_done, files_total, "
+                    "load_after, error, files, started, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+                    "ON CONFLICT (model_id) DO UPDATE SET sha = excluded.sha, state = excluded.state, "
+                    "bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total, "
+                    "files_done = excluded.files_done, files_total = excluded.files_total, "
+                    "load_after = excluded.load_after, error = excluded.error, files = excluded.files, "
+                    "started = excluded.started, updated = excluded.updated",
+                    STORE_ARGS(A_INT(d->model_id), A_TEXT(d->sha), A_TEXT(d->state), A_INT(d->bytes_done),
+                               A_INT(d->bytes_total), A_INT(d->files_done), A_INT(d->files_total),
+                               A_INT(d->load_after != 0), A_TEXT(d->error), A_TEXT(d->files), A_INT(d->started),
+                               A_INT(d->updated)),
+                    NULL, NULL, "put download", NULL);
+    if (rc == FOLIO_ENOTFOUND) rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)d->model_id);
+    return rc;
+}
+
+#define DOWNLOAD_COLS                                                                               \
+    "model_id, sha, state, bytes_done, bytes_total, files_done, files_total, load_after, error, "   \
+    "files, started, updated"
+
+static int download_from_row(sqlite3_stmt *st, void *dst) {
+    struct store_download *d = dst;
+    int rc;
+    memset(d, 0, sizeof *d);
+    d->model_id = sqlite3_column_int64(st, 0);
+    if ((rc = store_col_text(st, 1, d->sha, sizeof d->sha, "download sha"))) return rc;
+    if ((rc = store_col_text(st, 2, d->state, sizeof d->state, "download state"))) return rc;
+    d->bytes_done = sqlite3_column_int64(st, 3);
+    d->bytes_total = sqlite3_column_int64(st, 4);
+    d->files_done = sqlite3_column_int(st, 5);
+    d->files_total = sqlite3_column_int(st, 6);
+    d->load_after = sqlite3_column_int(st, 7);
+    if ((rc = store_col_text(st, 8, d->error, sizeof d->error, "download error"))) return rc;
+    if ((rc = store_col_text(st, 9, d->files, sizeof d->files, "download files"))) return rc;
+    d->started = sqlite3_column_int64(st, 10);
+    d->updated = sqlite3_column_int64(st, 11);
+    return 0;
+}
+
+int store_download_get(struct store *s, int64_t model_id, struct store_download *out) {
+    struct store_done d;
+    int rc = store_stmt(s, "SELECT " DOWNLOAD_COLS " FROM downloads WHERE model_id = ?1", STORE_ARGS(A_INT(model_id)),
+                        download_from_row, out, "get download", &d);
+    if (!rc && d.rows == 0) rc = folio_err(FOLIO_ENOTFOUND, "no download for model %lld", (long long)model_id);
+    return rc;
+}
+
+int store_download_list(struct store *s, struct store_download **out, int *n) {
+    void *arr;
+    int rc = store_list(s, "SELECT " DOWNLOAD_COLS " FROM downloads ORDER BY model_id", NULL, 0, sizeof **out,
+                        download_from_row, &arr, n, "list downloads");
+    *out = arr;
+    return rc;
+}
+
+int store_download_delete(struct store *s, int64_t model_id) {
+    return store_by_id(s, "DELETE FROM downloads WHERE model_id = ?1", model_id, 0, "download");
 }
 
 /* ---- API keys ---- */

@@ -1,5 +1,5 @@
 /* store: foliod's registry, one SQLite file in the data dir (WAL mode, a busy timeout, foreign
- * keys on). Tables: models, engines, api_keys, admin, settings, events. The schema comes from
+ * keys on). Tables: models, engines, downloads, api_keys, admin, settings, events. The schema comes from
  * db/ (schema.sql for a new file, migrations/NNNN_name.sql to bring an older file forward),
  * tracked with PRAGMA user_version.
  *
@@ -74,6 +74,24 @@ struct store_engine {
 int store_engine_put(struct store *s, const struct store_engine *e);
 int store_engine_list(struct store *s, struct store_engine **out, int *n); /* caller frees */
 int store_engine_delete(struct store *s, int64_t model_id); /* 0 also when there was none */
+
+/* ---- downloads: one row per model pulled from the Hub (pull.c) ---- */
+struct store_download {
+    int64_t model_id;
+    char sha[41];               /* the commit being pulled ("" before it is resolved) */
+    char state[16];             /* queued, downloading, done, failed, cancelled */
+    int64_t bytes_done, bytes_total;
+    int files_done, files_total;
+    int load_after;             /* 1: load the model once it is here */
+    char error[512];
+    char files[32768];          /* JSON array of {"name", "size", "done"} */
+    int64_t started, updated;   /* unix milliseconds */
+};
+/* Insert or replace (sets updated). FOLIO_ENOTFOUND when there is no such model. */
+int store_download_put(struct store *s, struct store_download *d);
+int store_download_get(struct store *s, int64_t model_id, struct store_download *out); /* FOLIO_ENOTFOUND */
+int store_download_list(struct store *s, struct store_download **out, int *n);        /* caller frees */
+int store_download_delete(struct store *s, int64_t model_id); /* 0 also when there was none */
 
 /* ---- API keys: only a hash is stored (auth.h makes and checks them) ---- */
 struct store_key {

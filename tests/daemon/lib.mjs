@@ -3,6 +3,7 @@
 // API, polling for a model's state, and an openai SDK client through foliod. The runner,
 // assertions and HTTP helpers come from the API suite (tests/api/lib.mjs).
 import { mkdtempSync, rmSync } from 'node:fs';
+import nodeHttp from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -134,4 +135,36 @@ export async function engineOf(s, cookie, name) {
   const e = st.engines.find((x) => x.model === name);
   assert.ok(e, `no engine for ${name} in ${JSON.stringify(st.engines)}`);
   return e;
+}
+
+// Reads an SSE stream until `until(events)` holds; returns the parsed events.
+export function readEvents(url, cookie, until, ms = 20000) {
+  return new Promise((resolve, reject) => {
+    const events = [];
+    const rq = nodeHttp.get(url, { headers: { cookie, accept: 'text/event-stream' } }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+      let buf = '';
+      res.on('data', (d) => {
+        buf += d.toString();
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const ev = { event: 'message', data: '' };
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event: ')) ev.event = line.slice(7);
+            if (line.startsWith('data: ')) ev.data += line.slice(6);
+          }
+          ev.json = JSON.parse(ev.data);
+          events.push(ev);
+          if (until(events)) {
+            rq.destroy();
+            resolve(events);
+          }
+        }
+      });
+    });
+    rq.on('error', (e) => { if (!rq.destroyed) reject(e); });
+    setTimeout(() => { rq.destroy(); reject(new Error(`SSE: condition not met in ${ms} ms; got ${events.map((e) => e.event).join(',')}`)); }, ms);
+  });
 }

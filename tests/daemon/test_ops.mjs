@@ -5,40 +5,9 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { assert, MODELS, sleep, STORY, test } from '../api/lib.mjs';
 import {
-  addModel, engineOf, load, login, modelInfo, req, startFoliod, stopFoliod, waitState,
+  addModel, engineOf, load, login, modelInfo, readEvents, req, startFoliod, stopFoliod, waitState,
 } from './lib.mjs';
 
-// Reads an SSE stream until `until(events)` holds; returns the parsed events.
-function readEvents(url, cookie, until, ms = 20000) {
-  return new Promise((resolve, reject) => {
-    const events = [];
-    const rq = http.get(url, { headers: { cookie, accept: 'text/event-stream' } }, (res) => {
-      if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
-      let buf = '';
-      res.on('data', (d) => {
-        buf += d.toString();
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const ev = { event: 'message', data: '' };
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) ev.event = line.slice(7);
-            if (line.startsWith('data: ')) ev.data += line.slice(6);
-          }
-          ev.json = JSON.parse(ev.data);
-          events.push(ev);
-          if (until(events)) {
-            rq.destroy();
-            resolve(events);
-          }
-        }
-      });
-    });
-    rq.on('error', (e) => { if (!rq.destroyed) reject(e); });
-    setTimeout(() => { rq.destroy(); reject(new Error(`SSE: condition not met in ${ms} ms; got ${events.map((e) => e.event).join(',')}`)); }, ms);
-  });
-}
 
 test('foliod: /api/events streams status snapshots and new events as they happen', async () => {
   const s = await startFoliod();

@@ -8,12 +8,12 @@ SECONDS_EACH=${FUZZ_SECONDS:-15}
 OUT=build/fuzz
 mkdir -p "$OUT"
 CFLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iengine $(pkg-config --cflags libcjson libpcre2-8 libutf8proc)"
-LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lcivetweb -lm -pthread"
+LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc libcurl libcrypto) -lcivetweb -lm -pthread"
 MODELS=$(cd "${FOLIO_TEST_MODELS:-../shared/models}" && pwd)
 ENGINE_SRC=$(ls engine/*.c | grep -v -e engine/main.c -e engine/backend_cuda.c)
-# foliod's parsers that need no database or network: linked into every target.
-DAEMON_SRC="daemon/relay.c daemon/conf.c"
-CFLAGS="$CFLAGS -Idaemon"
+# foliod's parsers that need no database: linked into every target.
+DAEMON_SRC="daemon/relay.c daemon/conf.c daemon/hub.c"
+CFLAGS="$CFLAGS -Idaemon $(pkg-config --cflags libcurl)"
 pass=0
 fail=0
 
@@ -58,6 +58,9 @@ seed_corpus() { # target dir
       printf 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n1d\r\ndata: {"choices":[{"x":1}]}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n' >"$d/seed1"
       printf 'HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 11\r\nAllow: POST\r\n\r\n{"error":1}' >"$d/seed2"
       ;;
+    fuzz_hub) # the Hub's revision API answer
+      printf '%s' '{"_id":"0123456789abcdef01234567","id":"org/m","sha":"0123456789abcdef0123456789abcdef01234567","siblings":[{"rfilename":"config.json","blobId":"0123456789abcdef0123456789abcdef01234567","size":485},{"rfilename":"model.safetensors","size":9,"lfs":{"sha256":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","size":1044984,"pointerSize":134}},{"rfilename":"onnx/model.onnx","size":3},{"rfilename":"pytorch_model.bin","size":3}]}' >"$d/seed1"
+      ;;
     fuzz_foliod_conf)
       printf '# foliod.conf\nhost = 0.0.0.0\nport=8000\n  data-dir =  /var/lib/folio  \nmodel = /srv/models/a\n\napi_key = k = v\n' >"$d/seed1"
       ;;
@@ -68,10 +71,22 @@ seed_corpus() { # target dir
   esac
 }
 
+# The sources every target links, compiled once (instrumented, not linked with the fuzzer's
+# main) into one archive: each target then links only what it uses.
+mkdir -p "$OUT/obj"
+rm -f "$OUT/obj/"*.o "$OUT/libdeps.a"
+# shellcheck disable=SC2086
+if ! printf '%s\n' $ENGINE_SRC $DAEMON_SRC |
+    xargs -P "$(nproc)" -I{} sh -c 'clang '"${CFLAGS/fuzzer,/fuzzer-no-link,}"' -c {} -o '"$OUT"'/obj/$(echo {} | tr / _).o' \
+    2>"$OUT/deps.build.log" || ! ar rcs "$OUT/libdeps.a" "$OUT/obj/"*.o; then
+  echo "FAIL fuzz: the shared sources did not build"; cat "$OUT/deps.build.log"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
 for src in tests/fuzz/fuzz_*.c; do
   t=$(basename "$src" .c)
   # shellcheck disable=SC2086
-  if ! clang $CFLAGS -o "$OUT/$t" "$src" $ENGINE_SRC $DAEMON_SRC $LIBS 2>"$OUT/$t.build.log"; then
+  if ! clang $CFLAGS -o "$OUT/$t" "$src" "$OUT/libdeps.a" $LIBS 2>"$OUT/$t.build.log"; then
     echo "FAIL $t: build failed"; cat "$OUT/$t.build.log"; fail=$((fail + 1)); continue
   fi
   corpus=$OUT/corpus-$t

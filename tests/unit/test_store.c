@@ -6,6 +6,7 @@
 #include "test.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -65,17 +66,27 @@ static int copy_file(const char *src, const char *dst) {
 }
 
 /* A db dir in scratch space: the real schema.sql and 0001, plus the given 0002 (if any). */
+/* A db dir with the real schema.sql and migrations, except that m2_name (when given) takes
+ * the place of the real migration with its number, or is added. */
 static void make_db_dir(const char *dir, const char *m2_name, const char *m2_sql) {
-    char a[512], b[512];
+    char a[1024], b[1024];
     mkdir(dir, 0700);
     snprintf(b, sizeof b, "%s/migrations", dir);
     mkdir(b, 0700);
     snprintf(a, sizeof a, "%s/schema.sql", store_db_dir());
     snprintf(b, sizeof b, "%s/schema.sql", dir);
     CHECK_EQ_INT(copy_file(a, b), 0);
-    snprintf(a, sizeof a, "%s/migrations/0001_init.sql", store_db_dir());
-    snprintf(b, sizeof b, "%s/migrations/0001_init.sql", dir);
-    CHECK_EQ_INT(copy_file(a, b), 0);
+    snprintf(a, sizeof a, "%s/migrations", store_db_dir());
+    DIR *dd = opendir(a);
+    CHECK(dd != NULL);
+    for (struct dirent *e; dd && (e = readdir(dd));) {
+        if (strlen(e->d_name) < 9 || strcmp(e->d_name + strlen(e->d_name) - 4, ".sql") != 0) continue;
+        if (m2_name && strncmp(e->d_name, m2_name, 4) == 0) continue;
+        snprintf(a, sizeof a, "%s/migrations/%s", store_db_dir(), e->d_name);
+        snprintf(b, sizeof b, "%s/migrations/%s", dir, e->d_name);
+        CHECK_EQ_INT(copy_file(a, b), 0);
+    }
+    if (dd) closedir(dd);
     if (m2_name) {
         snprintf(b, sizeof b, "%s/migrations/%s", dir, m2_name);
         CHECK_EQ_INT(write_file(b, m2_sql), 0);
@@ -113,7 +124,7 @@ TEST(store_open_create_reopen) {
     store_tpath(path, sizeof path, "reopen.db");
     CHECK_EQ_INT(store_open(path, store_db_dir(), &s), 0);
     if (!s) return;
-    CHECK_EQ_INT(store_schema_version(s), 2);
+    CHECK_EQ_INT(store_schema_version(s), 3);
     struct stat st;
     CHECK_EQ_INT(stat(path, &st), 0);
     CHECK_EQ_INT(st.st_mode & 0077, 0); /* key hashes live here */
@@ -214,7 +225,7 @@ TEST(store_schema_sql_equals_migrations) {
     store_close(s);
     s = NULL;
     CHECK_EQ_INT(store_open_by_migrations(b, store_db_dir(), &s), 0);
-    if (s) CHECK_EQ_INT(store_schema_version(s), 2);
+    if (s) CHECK_EQ_INT(store_schema_version(s), 3);
     store_close(s);
     char *da = dump_schema(a), *db = dump_schema(b);
     CHECK(strstr(da, "CREATE TABLE models(") != NULL);
@@ -236,7 +247,7 @@ TEST(store_migrates_old_file_keeping_rows) {
     struct store *s = NULL;
     CHECK_EQ_INT(store_open(path, store_db_dir(), &s), 0);
     if (!s) return;
-    CHECK_EQ_INT(store_schema_version(s), 2);
+    CHECK_EQ_INT(store_schema_version(s), 3);
     struct store_model m;
     CHECK_EQ_INT(store_model_find(s, "old", &m), 0);
     CHECK_EQ_INT(m.created, 5);
@@ -249,14 +260,14 @@ TEST(store_refuses_newer_schema) {
     char path[512];
     store_tpath(path, sizeof path, "newer.db");
     make_v1_file(path);
-    CHECK_EQ_INT(raw_exec(path, "PRAGMA user_version = 3"), SQLITE_OK);
+    CHECK_EQ_INT(raw_exec(path, "PRAGMA user_version = 4"), SQLITE_OK);
     struct store *s = (struct store *)1;
     CHECK_EQ_INT(store_open(path, store_db_dir(), &s), FOLIO_EUNSUP);
     CHECK(s == NULL);
-    CHECK(strstr(folio_last_error(), "schema version 3") != NULL);
+    CHECK(strstr(folio_last_error(), "schema version 4") != NULL);
     CHECK(strstr(folio_last_error(), "newer") != NULL);
     /* Refused without a write: still version 3, not switched to WAL. */
-    CHECK_EQ_INT(raw_int(path, "PRAGMA user_version"), 3);
+    CHECK_EQ_INT(raw_int(path, "PRAGMA user_version"), 4);
     CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'events_model_id'"), 0);
 }
 
@@ -312,12 +323,14 @@ TEST(store_refuses_garbage_and_bad_setup) {
     store_tpath(dir, sizeof dir, "dbdir-newer");
     make_db_dir(dir, "0002_x.sql", "SELECT 1;");
     char extra[600];
-    snprintf(extra, sizeof extra, "%s/migrations/0003_future.sql", dir);
+    snprintf(extra, sizeof extra, "%s/migrations/0004_future.sql", dir);
     CHECK_EQ_INT(write_file(extra, "SELECT 1;"), 0);
     CHECK_EQ_INT(store_open(path, dir, &s), FOLIO_EUNSUP);
-    CHECK(strstr(folio_last_error(), "0003_future.sql") != NULL);
+    CHECK(strstr(folio_last_error(), "0004_future.sql") != NULL);
     store_tpath(dir, sizeof dir, "dbdir-gap");
     make_db_dir(dir, NULL, NULL);
+    snprintf(extra, sizeof extra, "%s/migrations/0002_events_model_index.sql", dir);
+    CHECK_EQ_INT(unlink(extra), 0);
     CHECK_EQ_INT(store_open(path, dir, &s), FOLIO_EINVAL);
     CHECK(strstr(folio_last_error(), "0002") != NULL);
 
@@ -810,7 +823,7 @@ TEST(store_failed_writes_change_nothing) {
     CHECK_EQ_INT(raw_int(path, "PRAGMA user_version"), 1);
     CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'half_done'"), 0);
     CHECK_EQ_INT(store_open(path, store_db_dir(), &s), 0);
-    if (s) CHECK_EQ_INT(store_schema_version(s), 2);
+    if (s) CHECK_EQ_INT(store_schema_version(s), 3);
     store_close(s);
 }
 
@@ -884,5 +897,58 @@ TEST(store_killed_writer_leaves_no_half_write) {
     CHECK_EQ_INT(bad, 0);
     CHECK(last == gen || last == gen - 1); /* each event follows its update */
     free(ev);
+    store_close(s);
+}
+
+TEST(store_downloads) {
+    struct store *s = NULL;
+    CHECK_EQ_INT(open_new("downloads.db", &s), 0);
+    if (!s) return;
+    struct store_model m;
+    model_init(&m, "org/pulled");
+    snprintf(m.source, sizeof m.source, "hf");
+    snprintf(m.repo_id, sizeof m.repo_id, "org/pulled");
+    CHECK_EQ_INT(store_model_add(s, &m), 0);
+    struct store_download *d = calloc(1, sizeof *d), *got = calloc(1, sizeof *got);
+    if (!d || !got) goto out;
+    d->model_id = m.id;
+    snprintf(d->sha, sizeof d->sha, "0123456789abcdef0123456789abcdef01234567");
+    snprintf(d->state, sizeof d->state, "downloading");
+    d->bytes_done = 5;
+    d->bytes_total = 1LL << 40; /* past 32 bits */
+    d->files_total = 2;
+    d->load_after = 1;
+    snprintf(d->files, sizeof d->files, "[{\"name\":\"config.json\",\"size\":5,\"done\":5}]");
+    d->started = 1700000000000LL;
+    CHECK_EQ_INT(store_download_put(s, d), 0);
+    CHECK(d->updated > 0);
+    CHECK_EQ_INT(store_download_get(s, m.id, got), 0);
+    CHECK(memcmp(got, d, sizeof *d) == 0);
+    /* An update in place, a bad state refused without a change, a row for no model refused. */
+    snprintf(d->state, sizeof d->state, "done");
+    d->bytes_done = d->bytes_total;
+    CHECK_EQ_INT(store_download_put(s, d), 0);
+    snprintf(got->state, sizeof got->state, "finished");
+    CHECK_EQ_INT(store_download_put(s, got), FOLIO_EINVAL);
+    CHECK(strstr(folio_last_error(), "queued, downloading, done") != NULL);
+    got->model_id = m.id + 100;
+    snprintf(got->state, sizeof got->state, "queued");
+    CHECK_EQ_INT(store_download_put(s, got), FOLIO_ENOTFOUND);
+    struct store_download *all = NULL;
+    int n = 0;
+    CHECK_EQ_INT(store_download_list(s, &all, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+        CHECK_STR(all[0].state, "done");
+        CHECK(all[0].bytes_done == 1LL << 40);
+    }
+    free(all);
+    /* The row goes with its model. */
+    CHECK_EQ_INT(store_model_delete(s, m.id), 0);
+    CHECK_EQ_INT(store_download_get(s, m.id, got), FOLIO_ENOTFOUND);
+    CHECK_EQ_INT(store_download_delete(s, m.id), 0);
+out:
+    free(d);
+    free(got);
     store_close(s);
 }
