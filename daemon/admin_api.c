@@ -15,6 +15,7 @@
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -26,8 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "foliod.h"
 #include "gpu.h"
+#include "model.h"
 #include "hub.h"
 #include "proxy.h"
 #include "pull.h"
@@ -64,6 +67,11 @@ static int status_of(int rc) {
 static int session_token(struct mg_connection *c, char *tok, size_t cap) {
     const char *ck = mg_get_header(c, "Cookie");
     return ck && mg_get_cookie(ck, COOKIE, tok, cap) > 0;
+}
+
+int admin_session_ok(struct foliod *d, struct mg_connection *c) {
+    char tok[128];
+    return session_token(c, tok, sizeof tok) && auth_session_check(d->sessions, tok);
 }
 
 static int authorized(struct foliod *d, struct mg_connection *c) {
@@ -402,6 +410,125 @@ static void model_logs(struct foliod *d, struct mg_connection *c, const struct s
     send_obj(c, 200, o, NULL);
 }
 
+static void human_bytes(double b, char *out, size_t cap) {
+    if (b >= (double)(1 << 30)) snprintf(out, cap, "%.2f GiB", b / (1 << 30));
+    else snprintf(out, cap, "%.1f MiB", b / (1 << 20));
+}
+
+/* Bytes of the *.safetensors files in dir: the weights as the checkpoint stores them. */
+static int64_t safetensors_bytes(const char *dir) {
+    char file[1400];
+    int64_t n = 0;
+    DIR *dd = opendir(dir);
+    for (struct dirent *e; dd && (e = readdir(dd));) {
+        const size_t l = strlen(e->d_name);
+        struct stat sb;
+        if (l < 12 || strcmp(e->d_name + l - 12, ".safetensors") != 0) continue;
+        snprintf(file, sizeof file, "%.1100s/%.256s", dir, e->d_name);
+        if (stat(file, &sb) == 0) n += sb.st_size;
+    }
+    if (dd) closedir(dd);
+    return n;
+}
+
+/* POST /api/models/estimate: will a model fit, and how long a context? From its config
+ * (a local dir, or the Hub's config.json) and the device's free memory: the weights in the
+ * chosen dtype plus the KV cache for max_model_len, against the GPU share (or the CPU's KV
+ * space), and the longest max_model_len the rest could hold. */
+static void model_estimate(struct foliod *d, struct mg_connection *c) {
+    cJSON *j = read_json(d, c);
+    if (!j) return;
+    struct store_model m = {0};
+    char why[512];
+    struct model_config *cfg = calloc(1, sizeof *cfg);
+    cJSON *o = NULL;
+    int64_t ckpt_bytes = 0;
+    if (!cfg) {
+        bad(c, 500, "out of memory");
+        goto out;
+    }
+    snprintf(m.name, sizeof m.name, "estimate"); /* the form may not have a name yet */
+    if (apply_fields(j, &m, why, sizeof why)) {
+        bad(c, 400, "%s", why);
+        goto out;
+    }
+    if (m.source[0] == 'h') {
+        char token[1024] = "", err[512] = "";
+        if (d->cfg.hf_token && *d->cfg.hf_token) snprintf(token, sizeof token, "%s", d->cfg.hf_token);
+        else if (store_setting_get(d->store, "hf_token", token, sizeof token)) token[0] = '\0';
+        const struct hub_conn conn = {.endpoint = d->cfg.hf_endpoint, .token = token, .stall_s = 20, .max_attempts = 2};
+        struct hub_repo *r = malloc(sizeof *r);
+        char *json = NULL;
+        enum hub_status st = r ? hub_resolve(&conn, m.repo_id, m.revision, r, err, sizeof err) : HUB_TRANSIENT;
+        if (!st) st = hub_fetch(&conn, m.repo_id, r->sha, "config.json", &json, err, sizeof err);
+        for (int i = 0; !st && i < r->num_files; i++)
+            if (strstr(r->files[i].name, ".safetensors") && !strstr(r->files[i].name, ".index.json"))
+                ckpt_bytes += r->files[i].size;
+        memset(token, 0, sizeof token);
+        free(r);
+        if (st || config_parse(json, cfg)) {
+            free(json);
+            bad(c, st == HUB_NOT_FOUND ? 404 : 422, "%s", st ? err : folio_last_error());
+            goto out;
+        }
+        free(json);
+    } else {
+        if (config_load(m.path, cfg)) {
+            bad(c, 422, "%s", folio_last_error());
+            goto out;
+        }
+        ckpt_bytes = safetensors_bytes(m.path);
+    }
+    const int bs = m.block_size > 0 ? m.block_size : 16;
+    const int len = m.max_model_len > 0 ? m.max_model_len : cfg->max_position_embeddings;
+    enum folio_dtype dt = cfg->torch_dtype;
+    if (!strcmp(m.dtype, "float32")) dt = FOLIO_F32;
+    else if (!strcmp(m.dtype, "float16")) dt = FOLIO_F16;
+    else if (!strcmp(m.dtype, "bfloat16")) dt = FOLIO_BF16;
+    const double weights = m.dtype[0] && strcmp(m.dtype, "auto") ? (double)model_weight_bytes_for(cfg, dt)
+                                                                  : (double)(ckpt_bytes ? ckpt_bytes : (int64_t)model_weight_bytes_for(cfg, dt));
+    const double per_token = (double)model_kv_block_bytes_for(cfg, bs) / bs;
+    struct gpu_info g[GPU_MAX];
+    const int ng = strcmp(m.device, "cpu") ? gpu_query(g, GPU_MAX, NULL) : 0;
+    double budget, free_bytes;
+    const char *device;
+    if (ng > 0) { /* this engine's share of GPU 0, less what others hold; ~10% for activations */
+        const double share = m.gpu_memory_utilization > 0 ? m.gpu_memory_utilization : 0.9;
+        free_bytes = (double)g[0].mem_free;
+        budget = fmin(share * (double)g[0].mem_total, free_bytes) * 0.9 - weights;
+        device = "cuda";
+    } else { /* the CPU: the KV pool is --kv-cache-space (4 GiB) */
+        free_bytes = (m.kv_cache_space > 0 ? m.kv_cache_space : 4.0) * (double)(1 << 30);
+        budget = free_bytes;
+        device = "cpu";
+    }
+    const double kv_need = per_token * len;
+    const double fits_len = budget > 0 && per_token > 0 ? floor(budget / per_token / bs) * bs : 0;
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "device", device);
+    cJSON_AddNumberToObject(o, "weights_bytes", weights);
+    cJSON_AddNumberToObject(o, "kv_bytes_per_token", per_token);
+    cJSON_AddNumberToObject(o, "max_model_len", len);
+    cJSON_AddNumberToObject(o, "kv_bytes_needed", kv_need);
+    cJSON_AddNumberToObject(o, "free_bytes", free_bytes);
+    cJSON_AddBoolToObject(o, "fits", budget >= kv_need);
+    cJSON_AddNumberToObject(o, "max_model_len_fits", fmin(fits_len, cfg->max_position_embeddings));
+    char note[400], wb[32], kb[32], fb[32];
+    human_bytes(weights, wb, sizeof wb);
+    human_bytes(kv_need, kb, sizeof kb);
+    human_bytes(free_bytes, fb, sizeof fb);
+    if (ng > 0)
+        snprintf(note, sizeof note, "weights %s + KV for %d tokens %s against %s free on %.100s", wb, len, kb, fb,
+                 g[0].name);
+    else
+        snprintf(note, sizeof note, "no GPU: weights %s in RAM; KV for %d tokens %s of the %s KV space", wb, len, kb, fb);
+    cJSON_AddStringToObject(o, "note", note);
+    send_obj(c, 200, o, NULL);
+out:
+    free(cfg);
+    cJSON_Delete(j);
+}
+
 /* GET: the download's progress; POST: start (or join) the pull; DELETE: cancel it, deleting
  * its files. */
 static void model_pull(struct foliod *d, struct mg_connection *c, const char *method, struct store_model *m) {
@@ -438,6 +565,11 @@ static void model_pull(struct foliod *d, struct mg_connection *c, const char *me
 }
 
 static void models_route(struct foliod *d, struct mg_connection *c, const char *method, const char *rest) {
+    if (!strcmp(rest, "estimate")) {
+        if (strcmp(method, "POST")) bad(c, 405, "use POST");
+        else model_estimate(d, c);
+        return;
+    }
     if (!*rest) {
         if (!strcmp(method, "GET")) models_list(d, c);
         else if (!strcmp(method, "POST")) model_create(d, c);
@@ -613,6 +745,11 @@ static cJSON *status_json(struct foliod *d) {
             cJSON_AddNumberToObject(x, "kv_usage", cJSON_GetNumberValue(cJSON_GetObjectItem(kv, "usage")));
             cJSON_AddNumberToObject(x, "tokens_per_s", cJSON_GetNumberValue(cJSON_GetObjectItem(tk, "generation_per_s")));
             cJSON_AddNumberToObject(x, "prefix_hit_rate", cJSON_GetNumberValue(cJSON_GetObjectItem(pc, "hit_rate")));
+            const cJSON *ttft = cJSON_GetObjectItem(s, "ttft_s");
+            if (cJSON_GetNumberValue(cJSON_GetObjectItem(ttft, "count")) > 0) { /* since the engine started */
+                cJSON_AddNumberToObject(x, "ttft_p50_s", cJSON_GetNumberValue(cJSON_GetObjectItem(ttft, "p50")));
+                cJSON_AddNumberToObject(x, "ttft_p99_s", cJSON_GetNumberValue(cJSON_GetObjectItem(ttft, "p99")));
+            }
             cJSON *stats = cJSON_DetachItemFromObject(s, "memory");
             if (stats) cJSON_AddItemToObject(x, "memory", stats);
             cJSON *dev = cJSON_DetachItemFromObject(s, "device");

@@ -80,5 +80,7 @@ void http_send_json(struct mg_connection *c, int status, const char *json, const
 
 /* ---- admin_api.c: everything under /api/ ---- */
 void admin_handle(struct foliod *d, struct mg_connection *c, const char *method, const char *path);
+/* Whether the request carries a live console session (the playground uses /v1 with it). */
+int admin_session_ok(struct foliod *d, struct mg_connection *c);
 
 #endif

@@ -253,6 +253,54 @@ enum hub_status hub_resolve(const struct hub_conn *c, const char *repo, const ch
     return st;
 }
 
+enum hub_status hub_fetch(const struct hub_conn *c, const char *repo, const char *sha, const char *file, char **out,
+                          char *err, size_t cap) {
+    char base[512], url[2048];
+    *out = NULL;
+    if (!hub_valid_repo(repo) || !hub_wanted(file)) {
+        snprintf(err, cap, "bad repo or file");
+        return HUB_BAD;
+    }
+    base_url(c, base, sizeof base);
+    snprintf(url, sizeof url, "%s/%s/resolve/%s/%s", base, repo, sha, file);
+    CURL *h = curl_easy_init();
+    enum hub_status st = HUB_TRANSIENT;
+    for (int hop = 0; h && hop <= MAX_REDIRECTS; hop++) {
+        struct membuf body = {0};
+        struct curl_slist *hdrs = auth_header(c, url, base);
+        curl_easy_reset(h);
+        common_opts(h, c);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, mem_write);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+        const CURLcode cr = curl_easy_perform(h);
+        long code = 0;
+        char *loc = NULL;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc);
+        curl_slist_free_all(hdrs);
+        if (cr == CURLE_OK && code >= 300 && code < 400 && loc && strlen(loc) < sizeof url) {
+            snprintf(url, sizeof url, "%s", loc);
+            free(body.p);
+            continue;
+        }
+        if (cr == CURLE_OK && code == 200) {
+            *out = body.p ? body.p : calloc(1, 1);
+            st = *out ? HUB_OK : HUB_TRANSIENT;
+        } else {
+            free(body.p);
+            st = cr != CURLE_OK ? HUB_TRANSIENT : http_status_class(code);
+            if (st == HUB_UNAUTHORIZED) gated_message(c, repo, err, cap);
+            else snprintf(err, cap, "%s of %s: %s", file, repo, cr != CURLE_OK ? curl_easy_strerror(cr) : "not found");
+        }
+        break;
+    }
+    if (h) curl_easy_cleanup(h);
+    return st;
+}
+
 /* ---- downloads ---- */
 
 struct xfer {

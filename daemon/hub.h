@@ -60,6 +60,11 @@ int hub_parse_repo(const char *json, size_t len, struct hub_repo *out);
 enum hub_status hub_resolve(const struct hub_conn *c, const char *repo, const char *rev, struct hub_repo *out,
                             char *err, size_t cap);
 
+/* A small file of the repo at commit sha (config.json for a fit estimate), into a malloc'd,
+ * NUL-terminated *out (caller frees). */
+enum hub_status hub_fetch(const struct hub_conn *c, const char *repo, const char *sha, const char *file, char **out,
+                          char *err, size_t cap);
+
 struct hub_download {
     const struct hub_conn *conn;
     const char *repo;

@@ -327,3 +327,37 @@ test('hub: `foliod --model org/name` pulls with a progress bar, then serves it a
   await stopFoliod(s);
   await hub.close();
 }, { timeout: 90000 });
+
+test('hub: the fit estimate for a local dir and a Hub repo; the console session stands for a key on /v1', async () => {
+  const { hub, s, ck } = await hubAndFoliod();
+  const est = (body) => req(s, 'POST', '/api/models/estimate', { cookie: ck, body });
+  const local = await est({ path: path.join(MODELS, 'stories260K'), max_model_len: 512 });
+  assert.equal(local.status, 200, local.text);
+  assert.equal(local.json.device, 'cpu');
+  assert.equal(local.json.weights_bytes, statSync(path.join(MODELS, 'stories260K', 'model.safetensors')).size);
+  assert.ok(local.json.kv_bytes_per_token > 0 && local.json.fits === true && local.json.max_model_len_fits === 512,
+    local.text);
+  // A KV space too small for the length asked: does not fit, and says what would.
+  const tight = await est({ path: path.join(MODELS, 'stories260K'), max_model_len: 512, kv_cache_space: 0.0001 });
+  assert.equal(tight.json.fits, false, tight.text);
+  assert.ok(tight.json.max_model_len_fits < 512 && tight.json.max_model_len_fits >= 0, tight.text);
+  // From the Hub: config.json fetched, the weights from the listing, in the checkpoint's dtype.
+  const remote = await est({ repo_id: 'folio-test/aidreams260K', max_model_len: 256 });
+  assert.equal(remote.status, 200, remote.text);
+  assert.equal(remote.json.weights_bytes, hub.fileSize('folio-test/aidreams260K', 'model.safetensors'));
+  assert.equal((await est({ repo_id: 'folio-test/nope' })).status, 404);
+  assert.equal((await est({ repo_id: 'not a repo' })).status, 400);
+  assert.equal((await req(s, 'POST', '/api/models/estimate', { body: { path: '/x' } })).status, 401);
+  // Once a key exists /v1 needs one, except with a console session (the playground).
+  const k = await req(s, 'POST', '/api/keys', { cookie: ck, body: { name: 'k' } });
+  assert.equal(k.status, 201, k.text);
+  await req(s, 'POST', '/api/models', { cookie: ck, body: { name: 'st', path: path.join(MODELS, 'stories260K'), kv_cache_space: 0.25 } });
+  await req(s, 'POST', '/api/models/st/load', { cookie: ck });
+  await waitState(s, ck, 'st', 'ready');
+  const body = { model: 'st', prompt: STORY.prompt, max_tokens: 5, temperature: 0 };
+  assert.equal((await req(s, 'POST', '/v1/completions', { body })).status, 401);
+  assert.equal((await req(s, 'POST', '/v1/completions', { cookie: ck, body })).status, 200);
+  assert.equal((await req(s, 'POST', '/v1/completions', { cookie: 'folio_session=0123456789abcdef', body })).status, 401);
+  await stopFoliod(s);
+  await hub.close();
+}, { timeout: 60000 });
