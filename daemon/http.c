@@ -373,9 +373,8 @@ static void handle_static(struct foliod *d, struct mg_connection *c, const char 
         proxy_send_error(c, 404, "NotFoundError", "no such file");
         return;
     }
-    /* index.html must be revalidated (it names the current assets); the rest may be cached
-     * for an hour. */
-    const int is_html = strstr(real, ".html") != NULL;
+    /* Revalidated on every use (a 304 when unchanged): the console's module URLs carry no
+     * version, so a cached copy could outlive an upgrade. */
     char etag[64];
     snprintf(etag, sizeof etag, "\"%lx-%lx\"", (unsigned long)st.st_mtime, (unsigned long)st.st_size);
     const char *inm = mg_get_header(c, "If-None-Match");
@@ -388,7 +387,7 @@ static void handle_static(struct foliod *d, struct mg_connection *c, const char 
               "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %lld\r\nETag: %s\r\nCache-Control: %s\r\n"
               "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
               "Content-Security-Policy: default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'\r\n\r\n",
-              mime(real), (long long)st.st_size, etag, is_html ? "no-cache" : "public, max-age=3600");
+              mime(real), (long long)st.st_size, etag, "no-cache");
     char buf[16384];
     ssize_t r;
     while ((r = read(fd, buf, sizeof buf)) > 0)

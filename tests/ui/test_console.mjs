@@ -1,0 +1,253 @@
+// The admin console in Chromium against a real foliod with real engines on the shared models:
+// login, the live dashboard under load (and "no GPU" here), pulling a model from the Hub
+// look-alike and activating it, the playground's streamed chat, API keys used from outside,
+// escaping of what the server sends, reconnecting after a foliod restart; a screenshot of
+// each page.
+import { mkdirSync, symlinkSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { assert, MODELS, sleep, SLOW, STORY, test } from '../api/lib.mjs';
+import { startHub } from '../daemon/hub_server.mjs';
+import {
+  addModel, dataDir, here, load, login, PASSWORD, req, sdk, startFoliod, stopFoliod,
+} from '../daemon/lib.mjs';
+import { openConsole, shot } from './browser.mjs';
+
+const TEMPLATE = path.join(here, '../api/templates/story.jinja');
+const T = 15000 * SLOW; // a UI wait
+
+async function signIn(page, password = PASSWORD) {
+  await page.fill('#password', password);
+  await page.click('#login-form button[type=submit], #login-form input[type=submit]');
+}
+
+// foliod with stories260K and aidreams260K loaded, stories260K the default.
+async function twoModels(extraEnv = {}) {
+  const s = await startFoliod({ env: extraEnv });
+  const ck = await login(s);
+  await addModel(s, ck, 'stories260K', { chat_template: TEMPLATE });
+  await addModel(s, ck, 'aidreams260K', { chat_template: TEMPLATE });
+  await Promise.all([load(s, ck, 'stories260K'), load(s, ck, 'aidreams260K')]);
+  const a = await req(s, 'POST', '/api/models/stories260K/activate', { cookie: ck });
+  assert.equal(a.status, 200, a.text);
+  return { s, ck };
+}
+
+test('console: login fails with a wrong password, succeeds with the right one; logout', async () => {
+  const s = await startFoliod();
+  const { page, errors, outside } = await openConsole(s);
+  await shot(page, 'login');
+  await signIn(page, 'not the password');
+  await page.locator('#login-error').filter({ hasText: /./ }).waitFor({ timeout: T });
+  assert.equal(await page.locator('#logout').isVisible(), false);
+  await signIn(page);
+  await page.locator('#logout').waitFor({ timeout: T });
+  await page.locator('#conn-status', { hasText: 'Live' }).waitFor({ timeout: T });
+  await page.click('#logout');
+  await page.locator('#login-form').waitFor({ timeout: T });
+  assert.equal((await req(s, 'GET', '/api/status')).status, 401);
+  assert.deepEqual(errors.filter((e) => !/401/.test(e)), []);
+  assert.deepEqual(outside, []);
+  await stopFoliod(s);
+}, { timeout: 60000 });
+
+test('console: the dashboard shows both engines live, moving under load, and says there is no GPU', async () => {
+  const { s } = await twoModels();
+  const { page, errors, outside } = await openConsole(s);
+  await signIn(page);
+  for (const m of ['stories260K', 'aidreams260K']) {
+    await page.locator(`#engines [data-engine="${m}"] [data-field="state"]`, { hasText: 'ready' }).waitFor({ timeout: T });
+  }
+  await page.locator('#gpus', { hasText: 'No GPU' }).waitFor({ timeout: T });
+  await page.locator('#default-model', { hasText: 'stories260K' }).waitFor({ timeout: T });
+  // A load generator: rounds of concurrent requests until the dashboard's running figure
+  // rises above 0 (its snapshots come every second or so); then it must fall back to 0.
+  const client = sdk(s);
+  let stop = false;
+  const gen = (async () => {
+    while (!stop) {
+      await Promise.all(Array.from({ length: 32 }, () => client.completions.create({
+        model: 'stories260K', prompt: STORY.prompt, max_tokens: 400, temperature: 1, ignore_eos: true,
+      }).catch(() => null)));
+    }
+  })();
+  const running = page.locator('#engines [data-engine="stories260K"] [data-field="running"]');
+  let peak = 0;
+  for (let i = 0; i < 400 && peak === 0; i++) {
+    peak = Math.max(peak, Number((await running.textContent()).trim()) || 0);
+    await sleep(50);
+  }
+  stop = true;
+  await gen;
+  assert.ok(peak > 0, 'the running figure never moved under load');
+  const kv = await page.locator('#engines [data-engine="stories260K"] [data-field="kv"]').textContent();
+  assert.match(kv, /%/);
+  await page.locator('#engines [data-engine="stories260K"] [data-field="running"]', { hasText: /^\s*0\s*$/ })
+    .waitFor({ timeout: T });
+  for (const id of ['#chart-tps', '#chart-queue', '#chart-ttft']) assert.ok(await page.locator(id).count(), id);
+  await shot(page, 'dashboard');
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await shot(page, 'dashboard-tablet');
+  assert.deepEqual(errors, []);
+  assert.deepEqual(outside, []);
+  await stopFoliod(s);
+}, { timeout: 120000 });
+
+test('console: add a model from the Hub, watch the pull reach 100%, load it, activate it: `default` moves', async () => {
+  const hub = await startHub({ repos: { 'folio-test/aidreams260K': path.join(MODELS, 'aidreams260K') } });
+  hub.setFault({ repo: 'folio-test/aidreams260K', file: 'model.safetensors', kind: 'slow', bytesPerSec: 300000, times: Infinity });
+  const { s, ck } = await twoModels({ HF_ENDPOINT: hub.url, HF_TOKEN: '' });
+  const { page, errors } = await openConsole(s);
+  await signIn(page);
+  await page.click('a[data-nav="models"]');
+  const form = page.locator('form#add-model');
+  await form.locator('[name=name]').fill('dreams-hub');
+  await form.locator('[name=repo_id]').fill('not a repo id');
+  await form.locator('.field-error').filter({ hasText: /./ }).first().waitFor({ timeout: T });
+  await form.locator('[name=repo_id]').fill('folio-test/aidreams260K');
+  await form.locator('[name=kv_cache_space]').fill('0.25');
+  await form.locator('[name=chat_template]').fill(TEMPLATE);
+  await page.locator('#fit-estimate', { hasText: /fits|KV/i }).waitFor({ timeout: T });
+  await page.click('#add-submit');
+  const row = page.locator('#models [data-model="dreams-hub"]');
+  await row.waitFor({ timeout: T });
+  await row.locator('[data-action="pull"]').click();
+  await row.locator('.progress', { hasText: /\b([1-9]\d?)%/ }).waitFor({ timeout: T }); // moving
+  await shot(page, 'models-pulling');
+  await row.locator('.progress', { hasText: '100%' }).waitFor({ timeout: 30000 * SLOW });
+  await row.locator('[data-action="load"]').click();
+  await row.locator('[data-field="state"]', { hasText: 'ready' }).waitFor({ timeout: 30000 * SLOW });
+  await row.locator('[data-action="activate"]').click();
+  await page.locator('dialog#confirm[open]').waitFor({ timeout: T });
+  await page.click('#confirm-ok');
+  for (let i = 0; i < 300; i++) {
+    const st = await req(s, 'GET', '/api/status', { cookie: ck });
+    if (st.json.default_model === 'dreams-hub') break;
+    await sleep(50);
+  }
+  await page.click('a[data-nav="dashboard"]');
+  await page.locator('#default-model', { hasText: 'dreams-hub' }).waitFor({ timeout: T });
+  const c = await sdk(s).completions.create({ model: 'default', prompt: 'I dreamed', max_tokens: 8, temperature: 0 });
+  assert.ok(c.choices[0].text.startsWith(', as I sense'), c.choices[0].text);
+  await page.click('a[data-nav="models"]');
+  await shot(page, 'models');
+  assert.deepEqual(errors, []);
+  await stopFoliod(s);
+  await hub.close();
+}, { timeout: 120000 });
+
+test('console: the playground streams a chat reply and shows TTFT and tokens/s', async () => {
+  const { s } = await twoModels();
+  const { page, errors } = await openConsole(s);
+  await signIn(page);
+  await page.click('a[data-nav="playground"]');
+  await page.locator('select#pg-model option[value="stories260K"]').waitFor({ state: 'attached', timeout: T });
+  await page.selectOption('select#pg-model', 'stories260K');
+  await page.fill('textarea#pg-system', 'You tell short stories.');
+  await page.fill('input#pg-temperature', '0');
+  await page.fill('input#pg-max-tokens', '60');
+  await page.fill('textarea#pg-input', 'Once upon a time');
+  // stories260K answers 60 tokens in milliseconds, too fast to watch the text grow, so the
+  // stream itself is checked: the page asked for one and read it as server-sent events.
+  const streamed = page.waitForResponse((r) => r.url().endsWith('/v1/chat/completions'));
+  await page.click('#pg-send');
+  const resp = await streamed;
+  assert.match(resp.headers()['content-type'], /text\/event-stream/);
+  const sse = await resp.text();
+  assert.ok((sse.match(/^data: \{/gm) || []).length >= 3 && /data: \[DONE\]/.test(sse), sse.slice(0, 300));
+  await page.locator('#pg-stats', { hasText: /tok\/s/i }).waitFor({ timeout: T });
+  const last = page.locator('#pg-output .msg-assistant').last();
+  const text = (await last.textContent()).trim();
+  assert.ok(text.length > 20, `reply: ${text}`);
+  assert.match(await page.locator('#pg-stats').textContent(), /TTFT.*ms[\s\S]*tok\/s/i);
+  await shot(page, 'playground');
+  assert.deepEqual(errors, []);
+  await stopFoliod(s);
+}, { timeout: 90000 });
+
+test('console: a key created in the console works from outside, then its revoke gives 401', async () => {
+  const { s, ck } = await twoModels();
+  // Another key stays, so that /v1 keeps asking for one once ours is revoked.
+  assert.equal((await req(s, 'POST', '/api/keys', { cookie: ck, body: { name: 'keeper' } })).status, 201);
+  const { page, errors } = await openConsole(s);
+  await signIn(page);
+  await page.click('a[data-nav="keys"]');
+  await page.fill('input#key-name', 'ci key');
+  await page.click('#key-create');
+  const secret = (await page.locator('#key-secret').textContent({ timeout: T })).trim() ||
+    await page.locator('#key-secret').inputValue();
+  assert.match(secret, /^\S{20,}$/);
+  await shot(page, 'keys');
+  const ok = await req(s, 'POST', '/v1/completions', {
+    headers: { authorization: `Bearer ${secret}` }, body: { model: 'default', prompt: STORY.prompt, max_tokens: 5, temperature: 0 },
+  });
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal((await req(s, 'POST', '/v1/completions', { body: { model: 'default', prompt: 'x', max_tokens: 1 } })).status, 401);
+  const mine = page.locator('[data-key-id]', { hasText: 'ci key' });
+  await mine.locator('[data-action="revoke"]').click();
+  await page.locator('dialog#confirm[open]').waitFor({ timeout: T });
+  await page.click('#confirm-ok');
+  for (let i = 0; i < 200 && await mine.count(); i++) await sleep(50);
+  assert.equal(await mine.count(), 0);
+  assert.equal(await page.locator('[data-key-id]', { hasText: 'keeper' }).count(), 1);
+  const gone = await req(s, 'POST', '/v1/completions', {
+    headers: { authorization: `Bearer ${secret}` }, body: { model: 'default', prompt: 'x', max_tokens: 1 },
+  });
+  assert.equal(gone.status, 401, gone.text);
+  assert.deepEqual(errors, []);
+  await stopFoliod(s);
+}, { timeout: 90000 });
+
+test('console: what the server sends is shown as text (an <img onerror> in a path, a name, a log); events and logs', async () => {
+  const { s, ck } = await twoModels();
+  // A real model directory whose path carries markup.
+  const evil = path.join(os.tmpdir(), `folio-ui-<img src=x onerror="window.__xss=1">-${process.pid}`);
+  mkdirSync(evil, { recursive: true });
+  for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) {
+    try { symlinkSync(path.join(MODELS, 'stories260K', f), path.join(evil, f)); } catch { /* there */ }
+  }
+  const r = await req(s, 'POST', '/api/models', { cookie: ck, body: { name: 'evil-path', path: evil } });
+  assert.equal(r.status, 201, r.text);
+  const { page, errors } = await openConsole(s);
+  await signIn(page);
+  await page.click('a[data-nav="models"]');
+  await page.locator('#models [data-model="evil-path"]', { hasText: '<img src=x onerror=' }).waitFor({ timeout: T });
+  // A name with markup is refused by the server; the refusal shows as text too.
+  const form = page.locator('form#add-model');
+  await form.locator('[name=name]').fill('<img src=x onerror="window.__xss=2">');
+  await form.locator('[name=path]').fill(path.join(MODELS, 'stories260K'));
+  await page.click('#add-submit');
+  await sleep(500);
+  await page.click('a[data-nav="events"]');
+  await page.locator('#events', { hasText: '<img src=x onerror=' }).waitFor({ timeout: T });
+  const opt = await page.locator('select#log-model option', { hasText: 'stories260K' }).first().getAttribute('value');
+  await page.selectOption('select#log-model', opt);
+  await page.locator('pre#log-view', { hasText: /\S/ }).waitFor({ timeout: T });
+  await shot(page, 'events');
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  assert.equal(await page.locator('img[src="x"]').count(), 0);
+  assert.deepEqual(errors, []);
+  await stopFoliod(s);
+}, { timeout: 90000 });
+
+test('console: when foliod restarts, the page says it is reconnecting and comes back live by itself', async () => {
+  const data = dataDir();
+  let s = await startFoliod({ data });
+  const { page } = await openConsole(s);
+  await signIn(page);
+  await page.locator('#conn-status', { hasText: 'Live' }).waitFor({ timeout: T });
+  const port = s.port;
+  s.proc.kill('SIGKILL');
+  await s.exited;
+  await page.locator('#conn-status', { hasText: /Reconnecting/i }).waitFor({ timeout: T });
+  await shot(page, 'reconnecting');
+  s = await startFoliod({ data, port });
+  // Sessions live in memory, so the restarted foliod asks for the password again (or the
+  // page is live again, when it kept a session).
+  await page.locator('#conn-status:has-text("Live"), #login-form').first().waitFor({ timeout: 30000 * SLOW });
+  if (await page.locator('#login-form').isVisible()) {
+    await signIn(page);
+    await page.locator('#conn-status', { hasText: 'Live' }).waitFor({ timeout: T });
+  }
+  await stopFoliod(s);
+}, { timeout: 90000 });
