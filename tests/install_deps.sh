@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   make gcc pkg-config
   libcjson-dev libpcre2-dev libutf8proc-dev libcivetweb-dev curl
-  libsqlite3-dev libssl-dev libcrypt-dev libcurl4-openssl-dev chromium
+  libsqlite3-dev libssl-dev libcrypt-dev libcurl4-openssl-dev chromium firefox-esr
   python3 python3-torch python3-numpy
   clang libclang-rt-14-dev
 )

@@ -6,7 +6,8 @@ import { chromium } from 'playwright-core';
 import { onCleanup } from '../api/lib.mjs';
 
 export const CHROMIUM = process.env.FOLIO_CHROMIUM || '/usr/bin/chromium';
-const SHOTS = process.env.FOLIO_UI_SHOTS || 'build/ui-screenshots';
+export const SHOTS = process.env.FOLIO_UI_SHOTS || 'build/ui-screenshots';
+mkdirSync(SHOTS, { recursive: true });
 
 export async function openConsole(s, { width = 1366, height = 900 } = {}) {
   // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.

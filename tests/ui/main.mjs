@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { runAll } from '../api/lib.mjs';
 import { FOLIOD } from '../daemon/lib.mjs';
 import { CHROMIUM } from './browser.mjs';
+import { FIREFOX } from './firefox.mjs';
 
 const only = [];
 const skip = [];
@@ -10,7 +11,7 @@ for (let i = 2; i < process.argv.length; i++) {
   if (process.argv[i] === '--only') only.push(process.argv[++i]);
   else if (process.argv[i] === '--skip') skip.push(process.argv[++i]);
 }
-for (const [what, p] of [['foliod', FOLIOD], ['chromium', CHROMIUM]]) {
+for (const [what, p] of [['foliod', FOLIOD], ['chromium', CHROMIUM], ['firefox', FIREFOX]]) {
   if (!existsSync(p)) {
     console.error(`console: ${what} not found at ${p}`);
     console.log('0 passed, 1 failed');
