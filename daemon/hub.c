@@ -182,6 +182,29 @@ static size_t mem_write(char *data, size_t sz, size_t nm, void *ud) {
     return n;
 }
 
+/* One GET of url into body (the token only to the endpoint's origin, no redirect followed):
+ * the curl result, *code the HTTP status, *loc (owned by h) a redirect's target or NULL. */
+static CURLcode get_to_memory(CURL *h, const struct hub_conn *c, const char *base, const char *url, long timeout_s,
+                              struct membuf *body, char cerr[CURL_ERROR_SIZE], long *code, char **loc) {
+    struct curl_slist *hdrs = auth_header(c, url, base);
+    cerr[0] = '\0';
+    curl_easy_reset(h);
+    common_opts(h, c);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, mem_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
+    const CURLcode cr = curl_easy_perform(h);
+    *code = 0;
+    *loc = NULL;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, code);
+    curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, loc);
+    curl_slist_free_all(hdrs);
+    return cr;
+}
+
 static enum hub_status http_status_class(long code) {
     if (code == 401 || code == 403) return HUB_UNAUTHORIZED;
     if (code == 404) return HUB_NOT_FOUND;
@@ -216,20 +239,9 @@ enum hub_status hub_resolve(const struct hub_conn *c, const char *repo, const ch
     enum hub_status st = HUB_TRANSIENT;
     for (int attempt = 1;; attempt++) {
         struct membuf body = {0};
-        struct curl_slist *hdrs = auth_header(c, url, base);
-        char cerr[CURL_ERROR_SIZE] = "";
-        curl_easy_reset(h);
-        common_opts(h, c);
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, mem_write);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);
-        CURLcode cr = curl_easy_perform(h);
-        long code = 0;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-        curl_slist_free_all(hdrs);
+        char cerr[CURL_ERROR_SIZE], *loc;
+        long code;
+        const CURLcode cr = get_to_memory(h, c, base, url, 120, &body, cerr, &code, &loc);
         if (cr == CURLE_OK && code == 200) {
             st = hub_parse_repo(body.p ? body.p : "", body.n, out) ? HUB_BAD : HUB_OK;
             if (st) snprintf(err, cap, "%s: %s", repo, folio_last_error());
@@ -267,20 +279,9 @@ enum hub_status hub_fetch(const struct hub_conn *c, const char *repo, const char
     enum hub_status st = HUB_TRANSIENT;
     for (int hop = 0; h && hop <= MAX_REDIRECTS; hop++) {
         struct membuf body = {0};
-        struct curl_slist *hdrs = auth_header(c, url, base);
-        curl_easy_reset(h);
-        common_opts(h, c);
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, mem_write);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
-        const CURLcode cr = curl_easy_perform(h);
-        long code = 0;
-        char *loc = NULL;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-        curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc);
-        curl_slist_free_all(hdrs);
+        char cerr[CURL_ERROR_SIZE], *loc;
+        long code;
+        const CURLcode cr = get_to_memory(h, c, base, url, 60, &body, cerr, &code, &loc);
         if (cr == CURLE_OK && code >= 300 && code < 400 && loc && strlen(loc) < sizeof url) {
             snprintf(url, sizeof url, "%s", loc);
             free(body.p);
