@@ -453,9 +453,8 @@ static void model_estimate(struct foliod *d, struct mg_connection *c) {
         goto out;
     }
     if (m.source[0] == 'h') {
-        char token[1024] = "", err[512] = "";
-        if (d->cfg.hf_token && *d->cfg.hf_token) snprintf(token, sizeof token, "%s", d->cfg.hf_token);
-        else if (store_setting_get(d->store, "hf_token", token, sizeof token)) token[0] = '\0';
+        char token[1024], err[512] = "";
+        pulls_token(d->pulls, token, sizeof token);
         const struct hub_conn conn = {.endpoint = d->cfg.hf_endpoint, .token = token, .stall_s = 20, .max_attempts = 2};
         struct hub_repo *r = malloc(sizeof *r);
         char *json = NULL;

@@ -195,8 +195,7 @@ static void *pull_main(void *arg) {
     notify(ps);
     store_event_add(st, "info", "model.pull", m->id, "pulling %s at %s", m->repo_id, m->revision[0] ? m->revision : "main");
 
-    if (ps->p.env_token && *ps->p.env_token) snprintf(token, sizeof token, "%s", ps->p.env_token);
-    else if (store_setting_get(st, "hf_token", token, sizeof token)) token[0] = '\0';
+    pulls_token(ps, token, sizeof token);
     const struct hub_conn conn = {.endpoint = ps->p.endpoint, .token = token, .stall_s = ps->p.stall_s,
                                   .max_attempts = ps->p.max_attempts};
     hs = hub_resolve(&conn, m->repo_id, m->revision, repo, err, sizeof err);
@@ -310,6 +309,11 @@ out_free:
     return NULL;
 }
 
+void pulls_token(struct pulls *ps, char *out, size_t cap) {
+    if (ps->p.env_token && *ps->p.env_token) snprintf(out, cap, "%s", ps->p.env_token);
+    else if (store_setting_get(ps->p.store, "hf_token", out, cap)) out[0] = '\0';
+}
+
 int pulls_create(const struct pull_params *p, struct pulls **out) {
     struct pulls *ps = calloc(1, sizeof *ps);
     if (!ps) return folio_err(FOLIO_ENOMEM, "out of memory");
@@ -361,6 +365,15 @@ int pulls_start(struct pulls *ps, int64_t model_id, int load_after) {
         pthread_mutex_unlock(&ps->mu);
         return folio_err(FOLIO_EBUSY, "%d pulls are running already; wait for one to end", MAX_PULLS);
     }
+    /* The row says "queued" before this returns, so that no one reads how an earlier pull
+     * ended as this one's state (heap: the row is 33 KiB and HTTP threads have small stacks). */
+    struct store_download *row = malloc(sizeof *row);
+    if (row && store_download_get(ps->p.store, model_id, row) == 0 && strcmp(row->state, "downloading") != 0) {
+        snprintf(row->state, sizeof row->state, "queued");
+        row->error[0] = '\0';
+        store_download_put(ps->p.store, row);
+    }
+    free(row);
     memset(pl, 0, sizeof *pl);
     *pl = (struct pull){.used = 1, .running = 1, .model_id = model_id, .load_after = load_after, .owner = ps};
     if (pthread_create(&pl->thread, NULL, pull_main, pl) != 0) {

@@ -11,6 +11,7 @@
 #ifndef FOLIO_PULL_H
 #define FOLIO_PULL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -45,6 +46,10 @@ int pulls_resume_all(struct pulls *p);
 /* The live transfer rate (bytes/s, over the last few seconds) and the seconds left at that
  * rate (-1: unknown). 0 when the model is being pulled, FOLIO_ENOTFOUND when not. */
 int pulls_rate(struct pulls *p, int64_t model_id, double *rate, double *eta);
+
+/* The Hub token: HF_TOKEN (env_token) first, else the stored setting "hf_token"; "" when
+ * neither. The caller wipes it after use. */
+void pulls_token(struct pulls *p, char *out, size_t cap);
 
 /* Deletes dir and everything under it (also used for a model's downloaded files). */
 int pull_remove_tree(const char *dir);

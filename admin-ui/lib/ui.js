@@ -45,6 +45,26 @@ export function setBar(el, fraction) {
 }
 
 /** A card: a header with a title (and optional actions on the right) over a body. */
+// Keeps tbody's rows in items' order, one per key: rows (a Map key -> {tr, update}) are made
+// by make() when new, updated in place with update(row, item), and dropped when gone.
+export function syncRows(tbody, rows, items, key, make, update) {
+  const seen = new Set();
+  items.forEach((item, i) => {
+    const k = key(item);
+    seen.add(k);
+    let row = rows.get(k);
+    if (!row) rows.set(k, (row = make()));
+    update(row, item);
+    if (tbody.children[i] !== row.tr) tbody.insertBefore(row.tr, tbody.children[i] || null);
+  });
+  for (const [k, row] of rows) {
+    if (!seen.has(k)) {
+      row.tr.remove();
+      rows.delete(k);
+    }
+  }
+}
+
 export function card({ title, subtitle, actions, id, cls = '' }, ...body) {
   return h('section', { class: `card ${cls}`, id },
     title || actions ? h('header', { class: 'card-head' },

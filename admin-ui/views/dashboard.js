@@ -6,7 +6,7 @@ import { fill, h, setText } from '../lib/dom.js';
 import * as f from '../lib/format.js';
 import { WINDOW_MS } from '../lib/history.js';
 import { enginesOf } from '../lib/status.js';
-import { badge, bar, card, empty, setBadge, setBar } from '../lib/ui.js';
+import { badge, bar, card, empty, setBadge, setBar, syncRows } from '../lib/ui.js';
 
 export const title = 'Dashboard';
 
@@ -210,19 +210,7 @@ export function mount(root, ctx) {
     }
 
     // Engines: keyed by model name, rows updated in place.
-    const seen = new Set();
-    engines.forEach((e, i) => {
-      seen.add(e.model);
-      let row = rows.get(e.model);
-      if (!row) rows.set(e.model, (row = engineRow()));
-      row.update(e, e.model === st.default_model);
-      if (tbody.children[i] !== row.tr) tbody.insertBefore(row.tr, tbody.children[i] || null);
-    });
-    for (const [name, row] of rows)
-      if (!seen.has(name)) {
-        row.tr.remove();
-        rows.delete(name);
-      }
+    syncRows(tbody, rows, engines, (e) => e.model, engineRow, (row, e) => row.update(e, e.model === st.default_model));
     table.hidden = engines.length === 0;
     noEngines.hidden = engines.length > 0;
   }

@@ -8,7 +8,7 @@ import { modelPath } from '../lib/api.js';
 import { h, setText, show } from '../lib/dom.js';
 import * as f from '../lib/format.js';
 import { enginesOf } from '../lib/status.js';
-import { badge, bar, card, empty, setBadge, setBar } from '../lib/ui.js';
+import { badge, bar, card, empty, setBadge, setBar, syncRows } from '../lib/ui.js';
 import { mountForm } from './model-form.js';
 
 export const title = 'Models';
@@ -221,19 +221,7 @@ export function mount(root, ctx) {
     card({ title: 'Add a model', subtitle: 'Registers it; loading a Hub model pulls its files first' }, form.el));
 
   function render() {
-    const seen = new Set();
-    models.forEach((m, i) => {
-      seen.add(m.id);
-      let row = rows.get(m.id);
-      if (!row) rows.set(m.id, (row = modelRow(handlers)));
-      row.update(m, pending.get(m.id));
-      if (tbody.children[i] !== row.tr) tbody.insertBefore(row.tr, tbody.children[i] || null);
-    });
-    for (const [id, row] of rows)
-      if (!seen.has(id)) {
-        row.tr.remove();
-        rows.delete(id);
-      }
+    syncRows(tbody, rows, models, (m) => m.id, () => modelRow(handlers), (row, m) => row.update(m, pending.get(m.id)));
     table.hidden = models.length === 0;
     noModels.hidden = models.length > 0;
     setText(count, `${models.length} model${models.length === 1 ? '' : 's'}`);
