@@ -6,6 +6,10 @@
 #   make test-gpu   each CUDA kernel against its CPU reference (needs nvcc and a CUDA device)
 #   make bench-gpu  decode paged_attention bandwidth against a device memcpy (CUDA device)
 #   make test-gpu-engine  folio-engine built with CUDA=1, end to end on the GPU
+#   make install    foliod, folio-engine, the console and the schema under DESTDIR/PREFIX (/usr/local)
+#   make deb        build/deb/folio_<version>_amd64.deb (debhelper; CUDA backend when nvcc exists)
+#   make test-packaging  the .deb through lintian, dpkg -i, upgrade and purge; docker/install.sh in a debootstrap chroot
+#   make docker     the CUDA and CPU images (where a Docker engine runs)
 #   CUDA=1          build folio-engine with the CUDA backend (build/release-cuda)
 #   ASAN=1 / TSAN=1 / DEBUG=1  sanitizer / debug variants (separate build dirs)
 
@@ -14,7 +18,9 @@ PKGS    := libcjson libpcre2-8 libutf8proc
 DPKGS   := sqlite3 libcrypto libxcrypt libcurl
 MODELS  ?= $(or $(FOLIO_TEST_MODELS),$(abspath ../shared/models))
 
-CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+# WERROR= for package builds: a newer compiler's new warning must not break an install.
+WERROR  ?= -Werror
+CFLAGS_BASE := -std=c11 -Wall -Wextra $(WERROR) -Wshadow -Wno-unused-parameter \
                -D_GNU_SOURCE -MMD -MP -g -pthread
 ifeq ($(ASAN),1)
   BUILD  := build/asan
@@ -43,7 +49,7 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  := $(CFLAGS_BASE) $(OPT) $(PKG_CFLAGS) -Iengine $(EXTRA_CFLAGS)
-LDLIBS  := $(PKG_LIBS) -lcivetweb -lm -pthread $(LDOPT)
+LDLIBS  := $(PKG_LIBS) -lcivetweb -lm -pthread $(LDOPT) $(EXTRA_LDFLAGS)
 
 ENGINE_SRC := $(filter-out engine/main.c engine/backend_cuda.c,$(wildcard engine/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -61,7 +67,7 @@ ifeq ($(CUDA),1)
   CFLAGS     += -DFOLIO_CUDA -DFOLIO_CUDA_LIB_DIR='"$(CUDA_HOME)/lib64"' -isystem $(CUDA_HOME)/include -Ikernels
   # The runtime statically, cuBLAS by dlopen (see backend_cuda.c): the binary starts without
   # CUDA libraries, and HTTP threads carry no cuBLAS TLS.
-  CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+  CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
 endif
 # foliod: daemon/*.c plus the engine's util (errors, files); its own libraries.
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
@@ -79,8 +85,10 @@ ENGINE_BIN := $(BUILD)/folio-engine
 LIBFOLIO   := $(BUILD)/libfolio.a
 UNIT_BIN   := $(BUILD)/unit-tests
 
-.PHONY: all deps run test bench fuzz kernels-check clean help
+.PHONY: all deps run test bench fuzz kernels-check clean help install deb docker test-packaging bins
 all: $(ENGINE_BIN) $(FOLIOD_BIN) $(UNIT_BIN) $(TOOL_BIN) kernels-check
+# What the package ships (make deb): the two programs only.
+bins: $(ENGINE_BIN) $(FOLIOD_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -111,7 +119,9 @@ $(BUILD)/%: $(BUILD)/tests/tools/%.o $(LIBFOLIO)
 # CUDA_GENCODE: sm_80 and sm_90 code plus PTX for later GPUs; a GPU check may narrow it to its own.
 CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                 -gencode arch=compute_90,code=compute_90
-NVCC_FLAGS := -std=c++17 -Werror all-warnings -Ikernels $(CUDA_GENCODE)
+# The kernels' host code is C-like: no exceptions and no guarded statics (nvcc's registration
+# runs at load time), so nothing links the C++ runtime and the .deb needs no libstdc++.
+NVCC_FLAGS := -std=c++17 -Werror all-warnings -Ikernels $(CUDA_GENCODE) -Xcompiler -fno-exceptions,-fno-threadsafe-statics
 $(BUILD)/kernels/%.o: kernels/%.cu kernels/kernels.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
@@ -140,9 +150,8 @@ $(GPU_BACKEND_OBJ): engine/backend_cuda.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DFOLIO_CUDA -DFOLIO_CUDA_LIB_DIR='"$(CUDA_HOME)/lib64"' -isystem $(CUDA_HOME)/include -Ikernels \
 	  -c $< -o $@
-# libstdc++: nvcc's host launch stubs use C++ runtime symbols (__cxa_guard_*).
 $(GPU_BIN): $(GPU_OBJ) $(CU_OBJ) $(GPU_ENGINE_OBJ) $(GPU_BACKEND_OBJ)
-	$(CC) $(OPT) -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -ldl -lstdc++ -lm -pthread $(LDOPT)
+	$(CC) $(OPT) -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -ldl -lm -pthread $(LDOPT)
 test-gpu: $(GPU_BIN)
 	$(GPU_BIN)
 bench-gpu: $(GPU_BIN)
@@ -201,11 +210,37 @@ bench: deps
 fuzz: deps
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} FOLIO_TEST_MODELS=$(MODELS) tests/fuzz/run.sh
 
+# make install: the layout foliod looks for when it is not run from a checkout (main.c).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: $(ENGINE_BIN) $(FOLIOD_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/folio/db/migrations
+	install -m 0755 $(FOLIOD_BIN) $(ENGINE_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 db/schema.sql $(DESTDIR)$(PREFIX)/share/folio/db/
+	install -m 0644 db/migrations/*.sql $(DESTDIR)$(PREFIX)/share/folio/db/migrations/
+	cd admin-ui && find . -type d -exec install -d $(DESTDIR)$(PREFIX)/share/folio/admin-ui/{} \; && \
+	  find . -type f ! -name '*.md' -exec install -m 0644 {} $(DESTDIR)$(PREFIX)/share/folio/admin-ui/{} \;
+
+# make deb: packaging/debian/ built by dpkg-buildpackage in a staged copy of the tree (debian/
+# cannot live at the top level). DEB_CUDA=auto|1|0: the CUDA backend when nvcc exists.
+DEB_CUDA ?= auto
+DEB_OUT  ?= build/deb
+deb:
+	@DEB_CUDA=$(DEB_CUDA) NVCC=$(NVCC) packaging/build-deb.sh --out $(DEB_OUT)
+
+test-packaging: deps
+	@DEB_CUDA=$(DEB_CUDA) NVCC=$(NVCC) FOLIO_TEST_MODELS=$(MODELS) tests/packaging/run.sh
+
+docker:
+	@if docker info >/dev/null 2>&1; then \
+	  docker build -f docker/Dockerfile -t folio . && docker build -f docker/Dockerfile.cpu -t folio:cpu . ; \
+	else echo "make docker: no Docker engine answers here (docker info failed); nothing built" >&2; exit 1; fi
+
 clean:
 	rm -rf build
 
 help:
-	@sed -n '2,8p' Makefile
+	@sed -n '2,/^$$/p' Makefile
 
 # Keep tool objects: they are intermediates of a chained rule.
 .SECONDARY:

@@ -692,7 +692,7 @@ static void keys_route(struct foliod *d, struct mg_connection *c, const char *me
 
 static cJSON *status_json(struct foliod *d) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "version", FOLIOD_VERSION);
+    cJSON_AddStringToObject(o, "version", FOLIO_VERSION);
     cJSON_AddNumberToObject(o, "uptime_s", folio_now() - d->t_start);
     struct gpu_info g[GPU_MAX];
     const char *why = NULL;

@@ -10,10 +10,10 @@
 #include "auth.h"
 #include "store.h"
 #include "supervisor.h"
+#include "version.h"
 
 struct mg_connection;
 
-#define FOLIOD_VERSION "0.7.0"
 #define FOLIOD_MAX_KEYS 4096
 
 struct foliod_config {

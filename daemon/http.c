@@ -410,7 +410,7 @@ static int handle(struct mg_connection *c, void *ud) {
     } else if (!strcmp(uri, "/metrics") && get) {
         handle_metrics(d, c);
     } else if (!strcmp(uri, "/version")) {
-        http_send_json(c, 200, "{\"version\":\"" FOLIOD_VERSION "\"}", NULL);
+        http_send_json(c, 200, "{\"version\":\"" FOLIO_VERSION "\"}", NULL);
     } else if (!strncmp(uri, "/api/", 5) || !strcmp(uri, "/api")) {
         admin_handle(d, c, m, uri);
     } else if (!strcmp(uri, "/admin")) {

@@ -1,5 +1,6 @@
 /* hub: see hub.h. */
 #include "hub.h"
+#include "version.h"
 
 #include <cJSON.h>
 #include <curl/curl.h>
@@ -15,7 +16,7 @@
 
 #include "util.h"
 
-#define USER_AGENT "folio/0.7.0 (foliod; libcurl)"
+#define USER_AGENT "folio/" FOLIO_VERSION " (foliod; libcurl)"
 #define MAX_REDIRECTS 5
 
 int hub_global_init(void) {

@@ -21,6 +21,7 @@
 #include "gpu.h"
 #include "hub.h"
 #include "pull.h"
+#include "sdnotify.h"
 #include "util.h"
 
 static const char usage[] =
@@ -38,7 +39,10 @@ static const char usage[] =
     "  --admin-ui DIR        the console's files (admin-ui/ beside the build, else /usr/share/folio/admin-ui)\n"
     "  --threads N           concurrent HTTP connections (256)\n"
     "  --hf-endpoint URL     the Hugging Face Hub (HF_ENDPOINT; https://huggingface.co); the token\n"
-    "                        comes from HF_TOKEN, the config file's hf_token or the console, never a flag\n";
+    "                        comes from HF_TOKEN, the config file's hf_token or the console, never a flag\n"
+    "  --reset-admin-password  set a new admin password (FOLIO_ADMIN_PASSWORD, else a random one,\n"
+    "                        printed), then exit; run it as the user foliod runs as\n"
+    "  --version             print the version and exit\n";
 
 /* Settings by name, as strings: flags first win, then the file, then the environment. */
 #define NKEYS 14
@@ -56,6 +60,7 @@ struct settings {
     const char *models[16];
     int num_models, models_from_flags;
     char *owned[16];          /* models strdup'd from the file, freed at exit */
+    int reset_admin_password;
 };
 
 static int key_index(const char *k) {
@@ -118,6 +123,14 @@ static int parse_flags(int argc, char **argv, struct settings *s) {
             fputs(usage, stdout);
             exit(0);
         }
+        if (!strcmp(a, "--version")) {
+            printf("foliod %s\n", FOLIO_VERSION);
+            exit(0);
+        }
+        if (!strcmp(a, "--reset-admin-password")) {
+            s->reset_admin_password = 1;
+            continue;
+        }
         if (strncmp(a, "--", 2) != 0 || i + 1 >= argc)
             return folio_err(FOLIO_EINVAL, "unexpected argument '%s' (foliod --help lists the options)", a);
         char k[64];
@@ -140,13 +153,18 @@ static int parse_flags(int argc, char **argv, struct settings *s) {
     return 0;
 }
 
-/* A directory beside the binary (build/<variant>/foliod -> the checkout's db/), else the
- * installed one. */
+/* A directory beside the binary: the checkout's (build/<variant>/foliod -> db/), else the
+ * installed prefix's (PREFIX/bin/foliod -> PREFIX/share/folio/db, for make install), else the
+ * package's. */
 static void beside(const char *exe_dir, const char *rel, const char *probe, const char *installed, char *out, size_t cap) {
+    const char *const layouts[] = {"%s/../../%s", "%s/../share/folio/%s"};
     char p[PATH_MAX + 64];
-    snprintf(out, cap, "%s/../../%s", exe_dir, rel);
-    snprintf(p, sizeof p, "%s/%s", out, probe);
-    if (access(p, R_OK) != 0) snprintf(out, cap, "%s", installed);
+    for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++) {
+        snprintf(out, cap, layouts[i], exe_dir, rel);
+        snprintf(p, sizeof p, "%s/%s", out, probe);
+        if (access(p, R_OK) == 0) return;
+    }
+    snprintf(out, cap, "%s", installed);
 }
 
 /* ---- shared state (foliod.h) ---- */
@@ -289,9 +307,11 @@ int foliod_set_default_model(struct foliod *d, int64_t id) {
 
 /* The first start sets the admin password: FOLIO_ADMIN_PASSWORD, or a generated one printed
  * once on stderr (the only place it ever appears). */
-static int admin_bootstrap(struct foliod *d, const char *given) {
+/* The first start (or --reset-admin-password) sets the admin password: the given one, or a
+ * random one printed once. */
+static int admin_bootstrap(struct foliod *d, const char *given, int reset) {
     char hash[256];
-    if (store_admin_get(d->store, hash, sizeof hash) == 0) return 0;
+    if (!reset && store_admin_get(d->store, hash, sizeof hash) == 0) return 0;
     char pw[64];
     if (given && *given) {
         snprintf(pw, sizeof pw, "%s", given);
@@ -389,7 +409,11 @@ int main(int argc, char **argv) {
     snprintf(db, sizeof db, "%s/folio.db", d.cfg.data_dir);
     snprintf(logs, sizeof logs, "%s/logs", d.cfg.data_dir);
     if ((rc = store_open(db, d.cfg.db_dir, &d.store))) goto out;
-    if ((rc = admin_bootstrap(&d, admin_pw))) goto out;
+    if ((rc = admin_bootstrap(&d, admin_pw, s.reset_admin_password))) goto out;
+    if (s.reset_admin_password) {
+        fprintf(stderr, "foliod: the admin password is reset%s\n", admin_pw && *admin_pw ? " to FOLIO_ADMIN_PASSWORD" : "");
+        goto out;
+    }
     if (d.cfg.api_key && *d.cfg.api_key && (rc = auth_sha256_hex(d.cfg.api_key, strlen(d.cfg.api_key), d.env_key_hash)))
         goto out;
     if ((rc = foliod_keys_reload(&d))) goto out;
@@ -430,13 +454,17 @@ int main(int argc, char **argv) {
         else rc = start_model(&d, s.models[i], i == 0);
         if (rc) goto out;
     }
-    fprintf(stderr, "foliod %s: listening on http://%s:%d (data %s, engine %s)\n", FOLIOD_VERSION, d.cfg.host,
+    fprintf(stderr, "foliod %s: listening on http://%s:%d (data %s, engine %s)\n", FOLIO_VERSION, d.cfg.host,
             http_port(http), d.cfg.data_dir, d.cfg.engine_bin);
+    char ready[PATH_MAX + 128];
+    snprintf(ready, sizeof ready, "READY=1\nSTATUS=listening on %s:%d", d.cfg.host, http_port(http));
+    if (sdnotify(ready)) fprintf(stderr, "foliod: %s\n", folio_last_error());
     pthread_t bar_thread;
     const int bar_running = bar.n > 0 && pthread_create(&bar_thread, NULL, progress_bar, &bar) == 0;
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "foliod: %s: stopping engines\n", strsignal(sig));
+    sdnotify("STOPPING=1\nSTATUS=stopping engines");
     pthread_mutex_lock(&d.ev_mu);
     d.stopping = 1;
     pthread_mutex_unlock(&d.ev_mu);

@@ -7,7 +7,8 @@
 
 #include <stddef.h>
 
-#define FOLIO_VERSION "0.4.0"
+#include "version.h"
+
 #define API_MAX_NAMES 8
 
 struct engine;

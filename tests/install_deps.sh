@@ -9,6 +9,7 @@ pkgs=(
   libsqlite3-dev libssl-dev libcrypt-dev libcurl4-openssl-dev chromium firefox-esr
   python3 python3-torch python3-numpy
   clang libclang-rt-14-dev
+  dpkg-dev debhelper fakeroot lintian debootstrap systemd
 )
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)

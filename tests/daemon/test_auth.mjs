@@ -2,7 +2,7 @@
 import net from 'node:net';
 import { assert, STORY, test } from '../api/lib.mjs';
 import {
-  addModel, engineOf, load, login, req, startFoliod, stopFoliod, PASSWORD,
+  addModel, engineOf, FOLIOD, load, login, req, startFoliod, stopFoliod, PASSWORD,
 } from './lib.mjs';
 
 // A raw request, so that ".." reaches the server as sent (fetch would normalize it).
@@ -131,4 +131,37 @@ test('foliod: the admin password from FOLIO_ADMIN_PASSWORD, or generated and pri
   assert.ok(!/admin password/.test(t.log));
   assert.equal((await req(t, 'POST', '/api/login', { body: { password: m[1] } })).status, 200);
   await stopFoliod(t);
+});
+
+test('foliod --reset-admin-password: a forgotten password is replaced; the registry stays', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const s = await startFoliod();
+  const cookie = await login(s);
+  const key = await req(s, 'POST', '/api/keys', { cookie, body: { name: 'kept' } });
+  assert.equal(key.status, 201, key.text);
+  await stopFoliod(s);
+  const reset = (env) => spawnSync(FOLIOD, ['--data-dir', s.data, '--config', '/dev/null', '--reset-admin-password'], {
+    env: { ...process.env, FOLIO_API_KEY: '', ...env }, encoding: 'utf8', timeout: 20000,
+  });
+  // To a chosen password, then to a random one printed once.
+  let r = reset({ FOLIO_ADMIN_PASSWORD: 'new pass 1' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /admin password is reset to FOLIO_ADMIN_PASSWORD/);
+  assert.ok(!r.stderr.includes('new pass 1'), 'a chosen password is not echoed');
+  let t = await startFoliod({ data: s.data, env: { FOLIO_ADMIN_PASSWORD: '' } });
+  assert.equal((await req(t, 'POST', '/api/login', { body: { password: PASSWORD } })).status, 401);
+  assert.equal((await req(t, 'POST', '/api/login', { body: { password: 'new pass 1' } })).status, 200);
+  await stopFoliod(t);
+  r = reset({ FOLIO_ADMIN_PASSWORD: '' });
+  const m = /the admin password is (\S+) /.exec(r.stderr);
+  assert.ok(r.status === 0 && m, r.stderr);
+  t = await startFoliod({ data: s.data, env: { FOLIO_ADMIN_PASSWORD: '' } });
+  assert.equal((await req(t, 'POST', '/api/login', { body: { password: 'new pass 1' } })).status, 401);
+  const c2 = await login(t, m[1]);
+  const keys = await req(t, 'GET', '/api/keys', { cookie: c2 });
+  assert.ok(keys.json.keys.some((k) => k.name === 'kept'), keys.text);
+  await stopFoliod(t);
+  // --version needs no data dir.
+  const v = spawnSync(FOLIOD, ['--version'], { encoding: 'utf8' });
+  assert.match(v.stdout, /^foliod \d+\.\d+\.\d+/);
 });

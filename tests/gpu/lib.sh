@@ -1,4 +1,4 @@
-# Sourced by the GPU shell suites: pass/fail counting and the shared models' known answers
+# Sourced by the GPU shell suites and tests/packaging: pass/fail counting and the shared models' known answers
 # (../shared/models/README.md).
 pass=0
 fail=0
