@@ -9,7 +9,7 @@ pkgs=(
   libsqlite3-dev libssl-dev libcrypt-dev libcurl4-openssl-dev chromium firefox-esr
   python3 python3-torch python3-numpy
   clang libclang-rt-14-dev
-  dpkg-dev debhelper fakeroot lintian debootstrap systemd
+  dpkg-dev debhelper fakeroot lintian debootstrap systemd iproute2 procps util-linux
 )
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -22,12 +22,16 @@ W=$PWD/build/packaging
 story_text=", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."
 [ "$(id -u)" -eq 0 ] || { echo "test-packaging installs a package: run it as root" >&2; exit 1; }
 
+# What the folio user must reach lives in T, not in the checkout, whose parents it may not be
+# allowed to enter: the notify socket, a probe directory, and the models (bound read-only).
+T=/run/folio-packaging-test
 pids=()
 mounts=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null; done
   pkill -u folio 2>/dev/null
+  rm -rf "$T"
   return 0
 }
 trap cleanup EXIT
@@ -45,8 +49,9 @@ wait_for() { # seconds, command...: polls until the command succeeds
 if dpkg-query -W -f '${Status}' folio 2>/dev/null | grep -q 'ok installed\|config-files'; then dpkg --purge folio >/dev/null; fi
 if getent passwd folio >/dev/null; then echo "a user named folio exists and no folio package does: not touching it" >&2; exit 1; fi
 rm -rf "$W"
-mkdir -p "$W"
-chmod 755 "$W"
+mkdir -p "$W" "$T/models"
+chmod 755 "$T"
+mount --bind -o ro "$M" "$T/models" && mounts+=("$T/models")
 
 # ---- 1. build N and N+1 --------------------------------------------------------------------
 step "build"
@@ -119,28 +124,28 @@ BASE=http://127.0.0.1:$PORT
 # ---- 3. foliod from the unit's ExecStart ---------------------------------------------------
 start_unit() { # log file: starts foliod from the unit; sets FOLIOD_PID, waits for READY=1
   : >"$W/notify.log"
-  tests/packaging/unit_exec.sh "$UNIT" NOTIFY_SOCKET="$W/notify.sock" >"$1" 2>&1 &
+  tests/packaging/unit_exec.sh "$UNIT" NOTIFY_SOCKET="$T/notify.sock" >"$1" 2>&1 &
   FOLIOD_PID=$!
   pids+=("$FOLIOD_PID")
   wait_for 60 grep -q 'READY=1' "$W/notify.log"
 }
 # The sandbox itself, on a copy of the unit that only runs touch: a directory folio owns
 # outside ReadWritePaths= is read-only, /var/lib/folio is not, /tmp is private.
-mkdir -p "$W/probe" && chown folio "$W/probe"
-sed "s|^ExecStart=.*|ExecStart=/usr/bin/touch $W/probe/x /var/lib/folio/probe|" "$UNIT" >"$W/probe.service"
+mkdir -p "$T/probe" && chown folio "$T/probe"
+sed "s|^ExecStart=.*|ExecStart=/usr/bin/touch $T/probe/x /var/lib/folio/probe|" "$UNIT" >"$W/probe.service"
 out=$(tests/packaging/unit_exec.sh "$W/probe.service" 2>&1)
-grep -q "$W/probe/x.*Read-only file system" <<<"$out" && [ -f /var/lib/folio/probe ] && [ ! -e "$W/probe/x" ]
+grep -q "$T/probe/x.*Read-only file system" <<<"$out" && [ -f /var/lib/folio/probe ] && [ ! -e "$T/probe/x" ]
 check "the unit's sandbox (unit_exec.sh) is real: outside ReadWritePaths= even folio's own directory is read-only" $? "$out"
 rm -f /var/lib/folio/probe
 sed "s|^ExecStart=.*|ExecStart=/usr/bin/touch /tmp/folio-private-probe|" "$UNIT" >"$W/probe.service"
 out=$(tests/packaging/unit_exec.sh "$W/probe.service" 2>&1)
 [ -z "$out" ] && [ ! -e /tmp/folio-private-probe ]
 check "and PrivateTmp= gives it a /tmp of its own" $? "$out"
-rm -rf "$W/probe"
+rm -rf "$T/probe"
 
-tests/packaging/notify_listen.py "$W/notify.sock" "$W/notify.log" &
+tests/packaging/notify_listen.py "$T/notify.sock" "$W/notify.log" &
 pids+=($!)
-wait_for 10 test -S "$W/notify.sock"
+wait_for 10 test -S "$T/notify.sock"
 
 step "foliod $V as the unit runs it"
 start_unit "$W/foliod-n.log"
@@ -164,7 +169,7 @@ login() { curl -s -c "$W/cookies" -o /dev/null -w '%{http_code}' -H 'Content-Typ
 check "the first start prints the admin password once, and it logs in" $? "$(head -5 "$W/foliod-n.log")"
 api() { curl -s -b "$W/cookies" -H 'Content-Type: application/json' "$@"; }
 code=$(api -o "$W/add.json" -w '%{http_code}' \
-  -d "{\"name\":\"stories260K\",\"path\":\"$M/stories260K\",\"kv_cache_space\":0.25}" "$BASE/api/models")
+  -d "{\"name\":\"stories260K\",\"path\":\"$T/models/stories260K\",\"kv_cache_space\":0.25}" "$BASE/api/models")
 [ "$code" = 201 ]
 check "a model registers by path" $? "$code $(cat "$W/add.json")"
 code=$(api -o /dev/null -w '%{http_code}' -X POST "$BASE/api/models/stories260K/load")
