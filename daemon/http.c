@@ -24,6 +24,7 @@
 struct http {
     struct foliod *d;
     struct mg_context *ctx;
+    struct http_route route; /* handle(), this */
     int port;
 };
 
@@ -444,7 +445,8 @@ int http_start(struct foliod *d, struct http **out) {
     struct http *h = calloc(1, sizeof *h);
     if (!h) return folio_err(FOLIO_ENOMEM, "out of memory");
     h->d = d;
-    int rc = http_conn_listen(d->cfg.host, d->cfg.port, d->cfg.threads > 0 ? d->cfg.threads : 256, handle, h, &h->ctx,
+    h->route = (struct http_route){handle, h};
+    int rc = http_conn_listen(d->cfg.host, d->cfg.port, d->cfg.threads > 0 ? d->cfg.threads : 256, &h->route, &h->ctx,
                               &h->port);
     if (rc) {
         free(h);

@@ -333,7 +333,8 @@ int api_create(const struct api_params *p, struct api **out) {
     if (a->p.max_body == 0) a->p.max_body = api_default_params().max_body;
     if (a->p.num_threads <= 0) a->p.num_threads = api_default_params().num_threads;
 
-    if ((rc = http_conn_listen(p->host, p->port, a->p.num_threads, handle, a, &a->ctx, &a->port))) goto fail;
+    a->route = (struct http_route){handle, a};
+    if ((rc = http_conn_listen(p->host, p->port, a->p.num_threads, &a->route, &a->ctx, &a->port))) goto fail;
     *out = a;
     return 0;
 nomem:

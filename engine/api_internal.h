@@ -11,6 +11,7 @@
 
 #include "api.h"
 #include "api_request.h"
+#include "http_conn.h"
 
 struct chat_template;
 
@@ -22,6 +23,7 @@ struct api {
     char **origins;            /* [num_origins]; "*" allows any */
     int num_origins;
     struct mg_context *ctx;
+    struct http_route route;         /* handle(), a */
     int port;
     _Atomic(struct engine *) engine; /* NULL while the model loads */
     struct chat_template *tmpl;      /* NULL: the model has none */

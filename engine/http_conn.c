@@ -13,8 +13,17 @@
 
 #include "util.h"
 
-int http_conn_listen(const char *host, int port, int threads, int (*handler)(struct mg_connection *, void *),
-                     void *ud, struct mg_context **ctx, int *port_out) {
+/* Every request, through the callback CivetWeb takes before it starts: mg_start2 listens at
+ * once, so a handler registered after it would leave a window in which CivetWeb answers 404
+ * (a client polling /health from the spawn saw it). Called after URL decoding and dot-segment
+ * removal, as a registered handler would be. */
+static int route_request(struct mg_connection *c) {
+    const struct http_route *r = mg_get_user_data(mg_get_context(c));
+    return r->handler(c, r->ud);
+}
+
+int http_conn_listen(const char *host, int port, int threads, struct http_route *route, struct mg_context **ctx,
+                     int *port_out) {
     char ports[128], nthreads[16];
     if (!host || !*host) host = "127.0.0.1";
     /* CivetWeb takes "addr:port"; an IPv6 address goes in brackets. */
@@ -31,17 +40,16 @@ int http_conn_listen(const char *host, int port, int threads, int (*handler)(str
                           "access_control_allow_origin", "", "access_control_allow_methods", "",
                           "access_control_allow_headers", "", NULL};
     mg_init_library(0);
-    struct mg_callbacks cb = {0};
+    struct mg_callbacks cb = {.begin_request = route_request};
     char why[256] = "";
     unsigned code = 0;
-    struct mg_init_data init = {.callbacks = &cb, .user_data = ud, .configuration_options = opts};
+    struct mg_init_data init = {.callbacks = &cb, .user_data = route, .configuration_options = opts};
     struct mg_error_data ed = {.code = &code, .text = why, .text_buffer_size = sizeof why};
     *ctx = mg_start2(&init, &ed);
     if (!*ctx) {
         mg_exit_library();
         return folio_err(FOLIO_EIO, "cannot listen on %s: %s", ports, why[0] ? why : "unknown error");
     }
-    mg_set_request_handler(*ctx, "/", handler, ud);
     struct mg_server_port sp[4];
     int np = mg_get_server_ports(*ctx, 4, sp);
     *port_out = np > 0 ? sp[0].port : port;

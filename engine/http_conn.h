@@ -9,11 +9,18 @@
 struct mg_connection;
 struct mg_context;
 
-/* Starts a CivetWeb server on host:port (port 0: any free port) with `threads` workers, one
- * handler for every path; *ctx and the actual *port_out on success, else a message naming the
+/* The one handler a server calls for every request, with its argument. It returns 1 (or the
+ * HTTP status) once it has answered. The struct must outlive the server. */
+struct http_route {
+    int (*handler)(struct mg_connection *, void *);
+    void *ud;
+};
+
+/* Starts a CivetWeb server on host:port (port 0: any free port) with `threads` workers, every
+ * path going to `route`; *ctx and the actual *port_out on success, else a message naming the
  * address. Stop it with mg_stop then mg_exit_library. */
-int http_conn_listen(const char *host, int port, int threads, int (*handler)(struct mg_connection *, void *),
-                     void *ud, struct mg_context **ctx, int *port_out);
+int http_conn_listen(const char *host, int port, int threads, struct http_route *route, struct mg_context **ctx,
+                     int *port_out);
 
 /* The connection's socket descriptor, or -1 when it cannot be found. */
 int http_conn_fd(const struct mg_connection *c);

@@ -10,6 +10,7 @@ pkgs=(
   python3 python3-torch python3-numpy
   clang libclang-rt-14-dev
   dpkg-dev debhelper fakeroot lintian debootstrap systemd iproute2 procps util-linux
+  python3-seccomp strace
 )
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)

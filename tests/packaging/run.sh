@@ -5,7 +5,7 @@
 #  2. dpkg -i N: the folio user, the data dir, the conffile's owner and mode; systemd-analyze
 #     verify and the unit's exposure score;
 #  3. foliod started from the unit's own ExecStart= line as folio, in its sandbox
-#     (unit_exec.sh): READY=1 from the main pid, /health, /admin/, a completion on stories260K
+#     (unit_exec.sh: read-only mounts, private /tmp, no privileges, the seccomp filter): READY=1 from the main pid, /health, /admin/, a completion on stories260K
 #     equal to the shared models' README, engines as folio; SIGTERM stops everything;
 #  4. N+1 over N with a registered, loaded model and a locally edited conffile: both survive;
 #  5. dpkg -r keeps the data, dpkg --purge leaves nothing: no file, user, group or override;
@@ -142,6 +142,14 @@ out=$(tests/packaging/unit_exec.sh "$W/probe.service" 2>&1)
 [ -z "$out" ] && [ ! -e /tmp/folio-private-probe ]
 check "and PrivateTmp= gives it a /tmp of its own" $? "$out"
 rm -rf "$T/probe"
+sed "s|^ExecStart=.*|ExecStart=/usr/bin/strace -o /dev/null /bin/true|" "$UNIT" >"$W/probe.service"
+out=$(tests/packaging/unit_exec.sh "$W/probe.service" 2>&1)
+rc=$?
+grep -v '^SystemCallFilter=' "$W/probe.service" >"$W/probe-unfiltered.service"
+out2=$(tests/packaging/unit_exec.sh "$W/probe-unfiltered.service" 2>&1)
+rc2=$?
+[ "$rc" -ne 0 ] && grep -q 'PTRACE_TRACEME.*Operation not permitted' <<<"$out" && [ "$rc2" -eq 0 ]
+check "and SystemCallFilter=@system-service: ptrace, outside the set, fails with EPERM (and works without the filter)" $? "filtered rc=$rc: $out / unfiltered rc=$rc2: $out2"
 
 tests/packaging/notify_listen.py "$T/notify.sock" "$W/notify.log" &
 pids+=($!)

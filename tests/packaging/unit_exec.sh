@@ -6,6 +6,8 @@
 #   ReadWritePaths=       those paths writable again
 #   PrivateTmp=yes        a fresh /tmp and /var/tmp
 #   NoNewPrivileges=yes, CapabilityBoundingSet= (empty)  through setpriv
+#   SystemCallFilter= (an allow list of sets), SystemCallErrorNumber=  a seccomp filter
+#                         (seccomp_exec.py), loaded before setpriv, which it must allow too
 # Extra variables for the service (NOTIFY_SOCKET) come as NAME=VALUE arguments.
 #
 #   unit_exec.sh UNIT_FILE [NAME=VALUE...]
@@ -26,14 +28,19 @@ if grep -q '^CapabilityBoundingSet=$' "$unit"; then caps=(--bounding-set=-all --
 nnp=()
 if [ "$(key NoNewPrivileges)" = yes ]; then nnp=(--no-new-privs); fi
 private_tmp=$(key PrivateTmp)
+filter=()
+if [ -n "$(key SystemCallFilter)" ]; then
+  filter=(/usr/bin/python3 "$(dirname "$0")/seccomp_exec.py" --errno "$(key SystemCallErrorNumber | grep . || echo kill)")
+  filter+=($(key SystemCallFilter) --)
+fi
 
 # shellcheck disable=SC2016
 exec unshare --mount --propagation private -- bash -euo pipefail -c '
   rw=$1 private_tmp=$2
   shift 2
   for p in $rw; do mount --bind "$p" "$p"; done
-  # Every mount read-only (deepest last, so that a remount never hides a child), except the
-  # API file systems and the writable paths.
+  # Every mount read-only (a bind remount changes that mount alone), except the API file
+  # systems and the writable paths, which were made mounts of their own above.
   awk "{print \$5}" /proc/self/mountinfo | sort -u | while read -r m; do
     case "$m" in /dev|/dev/*|/proc|/proc/*|/sys|/sys/*) continue ;; esac
     for p in $rw; do [ "$m" = "$p" ] && continue 2; done
@@ -45,6 +52,6 @@ exec unshare --mount --propagation private -- bash -euo pipefail -c '
   fi
   exec "$@"
 ' unit_exec "$rw" "$private_tmp" \
-  setpriv --reuid="$user" --regid="${group:-$user}" --init-groups "${nnp[@]}" "${caps[@]}" -- \
+  "${filter[@]}" setpriv --reuid="$user" --regid="${group:-$user}" --init-groups "${nnp[@]}" "${caps[@]}" -- \
   env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin HOME="$home" USER="$user" \
   LOGNAME="$user" SHELL="$shell" LANG=C.UTF-8 "$@" $exec_start
