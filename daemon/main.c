@@ -305,10 +305,8 @@ int foliod_set_default_model(struct foliod *d, int64_t id) {
     return store_setting_set(d->store, "default_model", v);
 }
 
-/* The first start sets the admin password: FOLIO_ADMIN_PASSWORD, or a generated one printed
- * once on stderr (the only place it ever appears). */
-/* The first start (or --reset-admin-password) sets the admin password: the given one, or a
- * random one printed once. */
+/* The first start (or --reset-admin-password) sets the admin password: FOLIO_ADMIN_PASSWORD,
+ * or a generated one printed once on stderr (the only place it ever appears). */
 static int admin_bootstrap(struct foliod *d, const char *given, int reset) {
     char hash[256];
     if (!reset && store_admin_get(d->store, hash, sizeof hash) == 0) return 0;
