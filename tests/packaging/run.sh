@@ -5,14 +5,15 @@
 #  2. dpkg -i N: the folio user, the data dir, the conffile's owner and mode; systemd-analyze
 #     verify and the unit's exposure score;
 #  3. foliod started from the unit's own ExecStart= line as folio, in its sandbox
-#     (unit_exec.sh: read-only mounts, private /tmp, no privileges, the seccomp filter): READY=1 from the main pid, /health, /admin/, a completion on stories260K
-#     equal to the shared models' README, engines as folio; SIGTERM stops everything;
+#     (unit_exec.sh: read-only mounts, private /tmp, no privileges, the seccomp filter):
+#     READY=1 from the main pid, /health, /admin/, a completion on stories260K equal to the
+#     shared models' README, engines as folio; SIGTERM stops everything;
 #  4. N+1 over N with a registered, loaded model and a locally edited conffile: both survive;
 #  5. dpkg -r keeps the data, dpkg --purge leaves nothing: no file, user, group or override;
-#  6. the CPU-only package, installed by docker/install.sh in a debootstrap'd Debian 12
-#     chroot, then the CPU image's ENTRYPOINT
-#     with its ENV and USER (read from docker/Dockerfile.cpu): /health through its
-#     HEALTHCHECK command, and a completion.
+#  6. docker/Dockerfile.cpu built stage by stage in debootstrap'd Debian 12 chroots
+#     (dockerfile_chroot.py): the build stage makes the CPU-only .deb, the runtime stage
+#     installs it with docker/install.sh; then the image's ENTRYPOINT, as its USER with its
+#     ENV and WORKDIR, in its own network namespace: the HEALTHCHECK command, a completion.
 # It installs and purges the package `folio` system-wide: run it on a test machine.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -250,30 +251,31 @@ owned=$(find / -xdev \( -path /proc -o -path /sys -o -path /dev \) -prune -o \( 
 [ -z "$left" ] && [ -z "$owned" ]
 check "nothing is left: no file of the package, no data, no conf, no user, group or override, no file of uid $uid" $? "left:$left $owned"
 
-# ---- 6. the Docker recipe in a debootstrap chroot --------------------------------------------
-step "docker/install.sh in a Debian 12 chroot"
-# The package Dockerfile.cpu builds: no CUDA backend (debian:bookworm has no nvcc).
-DEB_CUDA=0 packaging/build-deb.sh --out "$W/cpu" >"$W/build-cpu.log" 2>&1
-DEBC=$W/cpu/folio_${V}_amd64.deb
+# ---- 6. the CPU image: Dockerfile.cpu run stage by stage in debootstrap chroots ------------
+step "docker/Dockerfile.cpu, built in Debian 12 chroots"
+D=$W/docker
+tests/packaging/dockerfile_chroot.py docker/Dockerfile.cpu . "$D" >"$W/docker-build.log" 2>&1
+check "Dockerfile.cpu builds: its build stage makes the .deb on debian:bookworm, its runtime stage installs it with docker/install.sh" $? "$(tail -20 "$W/docker-build.log")"
+img() { jq_py "$1" <"$D/image.json"; }
+R=$(img 'd["Root"]')
+DEBC=$(ls "$D"/stage-build/out/folio_*_amd64.deb 2>/dev/null | head -1)
 lint=$(lintian --pedantic -I --fail-on error,warning "$DEBC" 2>&1)
 rc=$?
-[ -f "$DEBC" ] && [ "$rc" -eq 0 ] && ! grep -q '^[EW]: ' <<<"$lint" && grep -q 'CPU only' "$W/build-cpu.log"
-check "the CPU-only package (DEB_CUDA=0, as Dockerfile.cpu builds it) builds and passes lintian" $? "$(tail -5 "$W/build-cpu.log") $lint"
-R=$W/rootfs
-debootstrap --variant=minbase bookworm "$R" "${FOLIO_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$W/debootstrap.log" 2>&1
-check "debootstrap made a Debian 12 root file system" $? "$(tail -5 "$W/debootstrap.log")"
+[ -f "$DEBC" ] && [ "$rc" -eq 0 ] && ! grep -q '^[EW]: ' <<<"$lint" && grep -q 'CPU only' "$W/docker-build.log"
+check "the package the build stage makes is CPU-only and passes lintian" $? "$DEBC $lint"
+[ -n "$R" ] && [ "$(chroot "$R" dpkg-query -W -f '${Version}' folio 2>&1)" = "$V" ] && [ ! -e "$R/tmp/install.sh" ] \
+  && [ ! -d "$R/src" ] && [ -z "$(ls "$R/var/lib/apt/lists" | grep -v '^lock$\|^partial$')" ]
+check "the runtime image holds folio $V and none of the build's files or apt lists" $? "root '$R'"
+img_user=$(img 'd["User"]')
+img_env=$(img '" ".join(k + "=" + v for k, v in d["Env"].items())')
+img_entry=$(img '" ".join(d["Entrypoint"])')
+img_health=$(img 'd["Healthcheck"]')
+img_wd=$(img 'd["WorkingDir"]')
+[ "$img_user" = folio ] && [ "$img_entry" = foliod ] && [ "$(img 'd["ExposedPorts"]')" = "['8000']" ] \
+  && [ "$(img 'd["Volumes"]')" = "['/var/lib/folio']" ] && [ -n "$img_health" ]
+check "the image runs as folio with ENTRYPOINT foliod, EXPOSE 8000, VOLUME /var/lib/folio and a HEALTHCHECK" $? "$(cat "$D/image.json")"
+# What Docker gives a container: /proc, /sys, /dev.
 for m in proc sys dev; do mount --rbind /$m "$R/$m" && mount --make-rslave "$R/$m" && mounts+=("$R/$m"); done
-cp /etc/resolv.conf "$R/etc/resolv.conf"
-cp "$DEBC" docker/install.sh "$R/tmp/"
-out=$(chroot "$R" sh /tmp/install.sh "/tmp/folio_${V}_amd64.deb" 2>&1)
-check "docker/install.sh installs the .deb and its dependencies from Debian's archive" $? "$(tail -20 <<<"$out")"
-rm -f "$R/tmp/install.sh" "$R/tmp/folio_${V}_amd64.deb"
-# What the image runs: the runtime stage's ENV, USER and ENTRYPOINT, and its HEALTHCHECK.
-df=docker/Dockerfile.cpu
-img_env=$(awk '/^FROM /{s=$0} s ~ /bookworm-slim/' "$df" | sed -n '/^ENV /,/[^\\]$/p' | sed 's/^ENV //; s/\\$//' | tr -s ' \n' '\n' | grep '=')
-img_user=$(sed -n 's/^USER //p' "$df" | tail -1)
-img_entry=$(sed -n 's/^ENTRYPOINT \[\(.*\)\]$/\1/p' "$df" | tr -d '",')
-img_health=$(sed -n 's/^ *CMD \(.*\)$/\1/p' "$df" | tail -1)
 mkdir -p "$R/models/stories260K"
 mount --bind -o ro "$M/stories260K" "$R/models/stories260K" && mounts+=("$R/models/stories260K")
 # The container's own network: a fresh namespace with loopback, so port 8000 is its own.
@@ -281,7 +283,7 @@ mount --bind -o ro "$M/stories260K" "$R/models/stories260K" && mounts+=("$R/mode
 unshare --net -- bash -c '
   ip link set lo up
   chroot --userspec="$1:$1" "$2" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/var/lib/folio $3 \
-    sh -c "cd /var/lib/folio && exec $4 --model /models/stories260K" >"$5/container.log" 2>&1 &
+    sh -c "cd $7 && exec $4 --model /models/stories260K" >"$5/container.log" 2>&1 &
   pid=$!
   for i in $(seq 1 600); do
     grep -q "listening on" "$5/container.log" && break
@@ -298,7 +300,7 @@ unshare --net -- bash -c '
   curl -s -o /dev/null -w "admin=%{http_code}\n" http://127.0.0.1:8000/admin/
   kill -TERM "$pid"
   wait "$pid"; echo "exit=$?"
-' container "$img_user" "$R" "$(tr '\n' ' ' <<<"$img_env")" "$img_entry" "$W" "$img_health" >"$W/container.out" 2>&1
+' container "$img_user" "$R" "$img_env" "$img_entry" "$W" "$img_health" "$img_wd" >"$W/container.out" 2>&1
 grep -qx 'health=0' "$W/container.out"
 check "in the chroot, as $img_user with the image's ENV, the HEALTHCHECK command passes" $? "$(cat "$W/container.out" "$W/container.log")"
 got=$(jq_py 'd["choices"][0]["text"]' <"$W/container-completion.json")
