@@ -47,7 +47,6 @@ case "${DEB_CUDA:-auto}" in
   0) cuda=0 ;;
   *) if [ -n "${NVCC:-}" ] || command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then cuda=1; fi ;;
 esac
-if [ "$cuda" = 1 ] && ! command -v nvcc >/dev/null; then export PATH="$PATH:/usr/local/cuda/bin"; fi
 
 stage_root=$out/stage
 stage=$stage_root/folio-$version
