@@ -3,6 +3,7 @@
 #   make run        install deps if missing, build, start foliod serving stories260K on :8000
 #   make test       install deps if missing, build, run the whole CPU suite
 #   make bench      CPU decode/prefill benchmark against the measured memory roofline
+#   make soak       foliod under 64 misbehaving clients and injected faults for SOAK_SECONDS (600), then the checks
 #   make test-gpu   each CUDA kernel against its CPU reference (needs nvcc and a CUDA device)
 #   make bench-gpu  decode paged_attention bandwidth against a device memcpy (CUDA device)
 #   make test-gpu-engine  folio-engine built with CUDA=1, end to end on the GPU
@@ -206,6 +207,10 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(FOLIOD_BIN) $(TOOL_BIN)
 	@FOLIO_TEST_MODELS=$(MODELS) tests/bench/run_bench.sh
+
+soak: deps
+	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(FOLIOD_BIN)
+	@SOAK_SECONDS=$${SOAK_SECONDS:-600} FOLIO_ENGINE=$(ENGINE_BIN) FOLIO_TEST_MODELS=$(MODELS) tests/abuse/soak.sh
 
 fuzz: deps
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} FOLIO_TEST_MODELS=$(MODELS) tests/fuzz/run.sh

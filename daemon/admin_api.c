@@ -11,12 +11,16 @@
  *   GET|POST /api/keys, DELETE /api/keys/{id}
  *   GET  /api/events (JSON, ?since=&limit=; or an SSE stream with Accept: text/event-stream)
  * Everything but login needs a session cookie or the admin token. {id} is a model's id or
- * its name. */
+ * its name. Before any of it (guard.h): a cross-origin Origin is a 403, a body that is not
+ * application/json a 415; a state change authenticated by the cookie needs a same-origin
+ * Origin (or Sec-Fetch-Site: same-origin), else 403; wrong passwords and admin tokens back
+ * the client's address off (429 with Retry-After). */
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,13 +32,16 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "audit.h"
 #include "foliod.h"
+#include "guard.h"
 #include "gpu.h"
 #include "model.h"
 #include "hub.h"
 #include "proxy.h"
 #include "pull.h"
 #include "upstream.h"
+#include "validate.h"
 #include "util.h"
 
 #define COOKIE "folio_session"
@@ -69,24 +76,66 @@ static int session_token(struct mg_connection *c, char *tok, size_t cap) {
     return ck && mg_get_cookie(ck, COOKIE, tok, cap) > 0;
 }
 
+int admin_session_gen(struct foliod *d, char gen[AUTH_GEN_HEX]) {
+    char hash[256];
+    int rc = store_admin_get(d->store, hash, sizeof hash);
+    if (!rc) rc = auth_sha256_hex(hash, strlen(hash), gen);
+    memset(hash, 0, sizeof hash);
+    return rc;
+}
+
+/* A live session whose password is still the current one. slide: extend its idle expiry. */
+static int session_live(struct foliod *d, const char *tok, int slide) {
+    char gen[AUTH_GEN_HEX];
+    if (admin_session_gen(d, gen)) return 0;
+    return auth_session_check_gen(d->sessions, tok, gen, slide);
+}
+
 int admin_session_ok(struct foliod *d, struct mg_connection *c) {
     char tok[128];
-    return session_token(c, tok, sizeof tok) && auth_session_check(d->sessions, tok);
+    return session_token(c, tok, sizeof tok) && session_live(d, tok, 1);
 }
 
-static int authorized(struct foliod *d, struct mg_connection *c) {
-    char tok[128];
-    if (session_token(c, tok, sizeof tok) && auth_session_check(d->sessions, tok)) return 1;
+enum { AUTHN_NONE, AUTHN_SESSION, AUTHN_TOKEN, AUTHN_ANSWERED };
+
+/* How the request is authenticated. An admin token (Authorization: Bearer) is checked when
+ * one is configured, under the per-address back-off (AUTHN_ANSWERED: a 429 was sent);
+ * otherwise the session cookie. */
+static int authorized(struct foliod *d, struct mg_connection *c, char *tok, size_t cap) {
     const char *h = mg_get_header(c, "Authorization");
-    if (d->cfg.admin_token && *d->cfg.admin_token && h && !strncasecmp(h, "Bearer ", 7))
-        return auth_equal(h + 7, strlen(h + 7), d->cfg.admin_token, strlen(d->cfg.admin_token));
-    return 0;
+    tok[0] = '\0';
+    if (d->cfg.admin_token && *d->cfg.admin_token && h && !strncasecmp(h, "Bearer ", 7)) {
+        if (guard_throttled(d, c)) return AUTHN_ANSWERED;
+        h += 7;
+        while (*h == ' ') h++;
+        size_t n = strlen(h);
+        while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\r')) n--;
+        if (auth_equal(h, n, d->cfg.admin_token, strlen(d->cfg.admin_token))) {
+            guard_succeeded(d, c);
+            return AUTHN_TOKEN;
+        }
+        guard_failed(d, c);
+        return AUTHN_NONE;
+    }
+    if (session_token(c, tok, cap) && session_live(d, tok, 1)) return AUTHN_SESSION;
+    return AUTHN_NONE;
 }
 
-static cJSON *read_json(struct foliod *d, struct mg_connection *c) {
+#define ADMIN_MAX_JSON_VALUES 100000
+
+static cJSON *read_json_max(struct foliod *d, struct mg_connection *c, size_t max) {
     char *body = NULL;
     size_t len = 0;
-    if (http_read_body(d, c, &body, &len)) return NULL;
+    if (http_read_body(d, c, max, &body, &len)) return NULL;
+    /* Checked before cJSON builds a tree: its recursion would overflow a 100 KiB handler
+     * stack on a few thousand '[', and each value costs ~80 bytes. Admin bodies are small. */
+    if (folio_json_max_depth(body, len, FOLIO_JSON_MAX_DEPTH) > FOLIO_JSON_MAX_DEPTH ||
+        folio_json_count_values(body, len, ADMIN_MAX_JSON_VALUES) > ADMIN_MAX_JSON_VALUES) {
+        free(body);
+        bad(c, 400, "the request body nests more than %d levels or holds more than %d JSON values",
+            FOLIO_JSON_MAX_DEPTH, ADMIN_MAX_JSON_VALUES);
+        return NULL;
+    }
     cJSON *j = cJSON_ParseWithLength(body, len);
     free(body);
     if (!j || !cJSON_IsObject(j)) {
@@ -97,23 +146,35 @@ static cJSON *read_json(struct foliod *d, struct mg_connection *c) {
     return j;
 }
 
+static cJSON *read_json(struct foliod *d, struct mg_connection *c) { return read_json_max(d, c, 0); }
+
+/* Login bodies are small: a bigger one is refused before it is buffered. */
+#define LOGIN_MAX_BODY 4096
+
 static void login(struct foliod *d, struct mg_connection *c) {
-    cJSON *j = read_json(d, c);
+    /* An address in its back-off wait is not even checked (nor its body read). */
+    if (guard_throttled(d, c)) return;
+    cJSON *j = read_json_max(d, c, LOGIN_MAX_BODY);
     if (!j) return;
     const cJSON *pw = cJSON_GetObjectItemCaseSensitive(j, "password");
-    char hash[256];
+    char hash[256], gen[AUTH_GEN_HEX];
     int ok = cJSON_IsString(pw) && store_admin_get(d->store, hash, sizeof hash) == 0 &&
              auth_password_check(pw->valuestring, hash);
+    if (ok) auth_sha256_hex(hash, strlen(hash), gen);
+    memset(hash, 0, sizeof hash);
     cJSON_Delete(j);
     if (!ok) {
-        /* A fixed delay per failure blunts online guessing without locking the admin out. */
-        usleep(250 * 1000);
-        store_event_add(d->store, "warn", "admin.login_failed", 0, "a login with a wrong password");
+        /* The address backs off (guard.c) instead of an HTTP thread sleeping; the event log
+         * gets at most one aggregated entry a minute (audit.c). */
+        guard_failed(d, c);
+        audit_login_failed(d->audit, guard_addr(c), folio_now());
         bad(c, 401, "wrong password");
         return;
     }
+    guard_succeeded(d, c);
+    audit_flush(d->audit, folio_now());
     char tok[AUTH_SESSION_HEX], hdr[256];
-    if (auth_session_new(d->sessions, tok)) {
+    if (auth_session_new_gen(d->sessions, tok, gen)) {
         bad(c, 500, "%s", folio_last_error());
         return;
     }
@@ -190,13 +251,6 @@ static cJSON *model_json(struct foliod *d, const struct store_model *m) {
     return o;
 }
 
-static int valid_name(const char *s) {
-    if (!*s || strlen(s) > 127 || !strcmp(s, "default")) return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr("._:/-", *s)) return 0;
-    return 1;
-}
-
 /* Copies the fields a request sets onto m, validating each; a message names the first bad
  * one. */
 static int apply_fields(const cJSON *j, struct store_model *m, char *why, size_t cap) {
@@ -229,8 +283,7 @@ static int apply_fields(const cJSON *j, struct store_model *m, char *why, size_t
 #undef NUM
     if (!strcmp(m->dtype, "auto")) m->dtype[0] = '\0';
     if (!strcmp(m->device, "auto")) m->device[0] = '\0';
-    if (!valid_name(m->name))
-        return snprintf(why, cap, "name must be 1-127 characters of letters, digits and ._:/- (not 'default')"), -1;
+    if (validate_model_name(m->name)) return snprintf(why, cap, "%s", folio_last_error()), -1;
     static const char *const dtypes[] = {"", "float32", "float", "fp32", "float16", "half", "fp16", "bfloat16", "bf16"};
     int ok = 0;
     for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++) ok |= !strcmp(m->dtype, dtypes[i]);
@@ -239,21 +292,30 @@ static int apply_fields(const cJSON *j, struct store_model *m, char *why, size_t
         return snprintf(why, cap, "device must be auto, cpu or cuda"), -1;
     if (m->block_size && (m->block_size & (m->block_size - 1)))
         return snprintf(why, cap, "block_size must be a power of two"), -1;
-    if (m->chat_template[0] && access(m->chat_template, R_OK) != 0)
-        return snprintf(why, cap, "chat_template %.200s is not a readable file", m->chat_template), -1;
+    /* A Hub model's path is where its pull put the files: never the client's to give. */
+    const cJSON *pj = cJSON_GetObjectItemCaseSensitive(j, "path");
+    const int path_given = cJSON_IsString(pj) && pj->valuestring[0];
+    if (path_given && m->repo_id[0])
+        return snprintf(why, cap, "give a local path or a repo_id, not both (a Hub model's files are pulled)"), -1;
     if (m->repo_id[0]) { /* a Hub model; its path is where a pull put the files */
         if (!hub_valid_repo(m->repo_id))
             return snprintf(why, cap, "repo_id \"%.200s\" is not a Hub repo id (org/name)", m->repo_id), -1;
         snprintf(m->source, sizeof m->source, "hf");
         if (!m->revision[0]) snprintf(m->revision, sizeof m->revision, "main");
     } else if (m->path[0]) {
-        char cfg[1100];
-        snprintf(cfg, sizeof cfg, "%s/config.json", m->path);
-        if (m->path[0] != '/') return snprintf(why, cap, "path must be absolute"), -1;
-        if (access(cfg, R_OK) != 0) return snprintf(why, cap, "path %.200s has no readable config.json", m->path), -1;
+        char real[PATH_MAX];
+        if (validate_model_dir(m->path, real, sizeof m->path)) return snprintf(why, cap, "%s", folio_last_error()), -1;
+        memcpy(m->path, real, strlen(real) + 1); /* fits: validate_model_dir checked */
         snprintf(m->source, sizeof m->source, "local");
     } else {
         return snprintf(why, cap, "give a local path (a model directory) or a repo_id"), -1;
+    }
+    /* Inline text, or a file inside the model directory (checked again at spawn, where a Hub
+     * model's directory is first known). */
+    if (m->chat_template[0] && !validate_template_inline(m->chat_template) && m->path[0]) {
+        char real[PATH_MAX];
+        if (validate_template_file(m->chat_template, m->path, real, sizeof real))
+            return snprintf(why, cap, "%s", folio_last_error()), -1;
     }
     return 0;
 }
@@ -402,7 +464,9 @@ static void model_logs(struct foliod *d, struct mg_connection *c, const struct s
             while (p > buf && seen <= lines)
                 if (*--p == '\n') seen++;
             if (*p == '\n') p++;
-            for (char *line = strtok(p, "\n"); line; line = strtok(NULL, "\n")) cJSON_AddItemToArray(arr, cJSON_CreateString(line));
+            char *save = NULL; /* strtok_r: concurrent HTTP threads */
+            for (char *line = strtok_r(p, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+                cJSON_AddItemToArray(arr, cJSON_CreateString(line));
         }
         free(buf);
         fclose(f);
@@ -742,6 +806,12 @@ static cJSON *status_json(struct foliod *d) {
             cJSON_AddNumberToObject(x, "waiting", cJSON_GetNumberValue(cJSON_GetObjectItem(req, "waiting")));
             cJSON_AddNumberToObject(x, "preempted", cJSON_GetNumberValue(cJSON_GetObjectItem(req, "preempted_waiting")));
             cJSON_AddNumberToObject(x, "kv_usage", cJSON_GetNumberValue(cJSON_GetObjectItem(kv, "usage")));
+            /* The part of the KV pool ever written: on the CPU its pages become resident then. */
+            const double blocks = cJSON_GetNumberValue(cJSON_GetObjectItem(kv, "blocks"));
+            const double kv_bytes = cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "memory"), "kv_cache_bytes"));
+            if (blocks > 0 && kv_bytes > 0)
+                cJSON_AddNumberToObject(x, "kv_touched_bytes",
+                                        kv_bytes * cJSON_GetNumberValue(cJSON_GetObjectItem(kv, "touched")) / blocks);
             cJSON_AddNumberToObject(x, "tokens_per_s", cJSON_GetNumberValue(cJSON_GetObjectItem(tk, "generation_per_s")));
             cJSON_AddNumberToObject(x, "prefix_hit_rate", cJSON_GetNumberValue(cJSON_GetObjectItem(pc, "hit_rate")));
             const cJSON *ttft = cJSON_GetObjectItem(s, "ttft_s");
@@ -844,10 +914,27 @@ static void events_json(struct foliod *d, struct mg_connection *c) {
 }
 
 /* An SSE stream: a `status` event at once and then every second (or at once on a change),
- * and an `event` for each new log entry, until the client leaves. */
-static void events_stream(struct foliod *d, struct mg_connection *c) {
+ * and an `event` for each new log entry, until the client leaves or its session (when it
+ * came with one) ends. */
+/* One SSE message as one chunk; > 0 when sent. */
+static int sse_send(struct mg_connection *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int sse_send(struct mg_connection *c, const char *fmt, ...) {
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (n <= 0) return -1;
+    int rc = mg_send_chunk(c, msg, (unsigned)n);
+    free(msg);
+    return rc;
+}
+
+static void events_stream(struct foliod *d, struct mg_connection *c, const char *session) {
+    /* Chunked, so that foliod can end the stream (its session ended) and the client sees the
+     * end at once, whatever keep-alive says. */
     mg_printf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
-                 "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n");
+                 "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
     struct store_event *last = NULL;
     int n = 0;
     int64_t since = 0;
@@ -858,7 +945,7 @@ static void events_stream(struct foliod *d, struct mg_connection *c) {
         cJSON *st = status_json(d);
         char *s = cJSON_PrintUnformatted(st);
         cJSON_Delete(st);
-        int ok = s && mg_printf(c, "event: status\ndata: %s\n\n", s) > 0;
+        int ok = s && sse_send(c, "event: status\ndata: %s\n\n", s) > 0;
         free(s);
         struct store_event *ev = NULL;
         if (ok && store_event_list(d->store, since, 100, &ev, &n) == 0) {
@@ -871,13 +958,14 @@ static void events_stream(struct foliod *d, struct mg_connection *c) {
                 cJSON_AddStringToObject(x, "message", ev[i].message);
                 char *e = cJSON_PrintUnformatted(x);
                 cJSON_Delete(x);
-                ok = e && mg_printf(c, "event: event\nid: %lld\ndata: %s\n\n", (long long)ev[i].id, e) > 0;
+                ok = e && sse_send(c, "event: event\nid: %lld\ndata: %s\n\n", (long long)ev[i].id, e) > 0;
                 free(e);
                 since = ev[i].id;
             }
             free(ev);
         }
-        if (!ok) break;
+        /* A stream opened with a session ends with it (logout, expiry, a password reset). */
+        if (!ok || (session && !session_live(d, session, 0))) break;
         pthread_mutex_lock(&d->ev_mu);
         if (d->stopping) {
             pthread_mutex_unlock(&d->ev_mu);
@@ -892,20 +980,45 @@ static void events_stream(struct foliod *d, struct mg_connection *c) {
         seen = d->ev_version;
         pthread_mutex_unlock(&d->ev_mu);
     }
+    mg_send_chunk(c, "", 0); /* the last chunk: the stream is over */
 }
 
 void admin_handle(struct foliod *d, struct mg_connection *c, const char *method, const char *path) {
     const char *p = path + 4; /* after "/api" */
+    /* A page of another origin (another port of this host included) gets nothing here, with
+     * whatever credentials; bodies must be JSON, which no form or simple fetch can send. */
+    if (guard_cross_origin(c)) {
+        bad(c, 403, "cross-origin request refused: Origin %.200s does not match Host %.200s", mg_get_header(c, "Origin"),
+            mg_get_header(c, "Host") ? mg_get_header(c, "Host") : "(none)");
+        return;
+    }
+    if (guard_has_body(c) && !guard_json_type(c)) {
+        bad(c, 415, "the request body must be sent as Content-Type: application/json");
+        return;
+    }
     if (!strcmp(p, "/login")) {
         if (strcmp(method, "POST")) bad(c, 405, "use POST");
         else login(d, c);
         return;
     }
-    if (!authorized(d, c)) {
+    char tok[128];
+    const int how = authorized(d, c, tok, sizeof tok);
+    if (how == AUTHN_ANSWERED) return;
+    if (how == AUTHN_NONE) {
         pthread_mutex_lock(&d->stats_mu);
         d->unauthorized++;
         pthread_mutex_unlock(&d->stats_mu);
         bad(c, 401, "log in first (POST /api/login)");
+        return;
+    }
+    /* The cookie rides along with any request a browser sends to this host: a state change
+     * it authenticates must show that it comes from the console's own origin. */
+    const int changes = strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "OPTIONS");
+    if (how == AUTHN_SESSION && changes && !guard_same_origin(c)) {
+        bad(c, 403,
+            "a %s with the session cookie needs an Origin header matching Host (or Sec-Fetch-Site: same-origin); "
+            "scripts use Authorization: Bearer with the admin token",
+            method);
         return;
     }
     if (!strcmp(p, "/logout")) logout(d, c);
@@ -915,7 +1028,7 @@ void admin_handle(struct foliod *d, struct mg_connection *c, const char *method,
     else if (!strcmp(p, "/settings")) settings_route(d, c, method);
     else if (!strcmp(p, "/events")) {
         const char *acc = mg_get_header(c, "Accept");
-        if (acc && strstr(acc, "text/event-stream")) events_stream(d, c);
+        if (acc && strstr(acc, "text/event-stream")) events_stream(d, c, how == AUTHN_SESSION ? tok : NULL);
         else events_json(d, c);
     } else bad(c, 404, "no route %s %s", method, path);
 }

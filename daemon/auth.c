@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -171,12 +172,14 @@ out:
 
 struct auth_session {
     char token[AUTH_SESSION_HEX]; /* "" when the slot is free */
-    double expires;               /* folio_now() seconds */
+    double expires;               /* folio_now() seconds: idle expiry */
+    double deadline;              /* absolute expiry, or 0 */
+    char gen[AUTH_GEN_HEX];       /* the credential generation it was created under */
 };
 
 struct auth_sessions {
     pthread_mutex_t mu;
-    double ttl;
+    double ttl, max_age;
     struct auth_session slot[AUTH_SESSIONS_MAX];
 };
 
@@ -224,7 +227,16 @@ static int session_token_ok(const char *token) {
     return token && strnlen(token, AUTH_SESSION_HEX) == AUTH_SESSION_HEX - 1;
 }
 
-int auth_session_new(struct auth_sessions *s, char token[AUTH_SESSION_HEX]) {
+void auth_sessions_set_max_age(struct auth_sessions *s, double max_age_seconds) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->max_age = max_age_seconds > 0 && isfinite(max_age_seconds) ? max_age_seconds : 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int auth_session_new(struct auth_sessions *s, char token[AUTH_SESSION_HEX]) { return auth_session_new_gen(s, token, ""); }
+
+int auth_session_new_gen(struct auth_sessions *s, char token[AUTH_SESSION_HEX], const char *gen) {
     unsigned char raw[AUTH_SESSION_BYTES];
     int rc;
     if (!s || !token) return folio_err(FOLIO_EINVAL, "session: NULL argument");
@@ -246,13 +258,17 @@ int auth_session_new(struct auth_sessions *s, char token[AUTH_SESSION_HEX]) {
     }
     memcpy(s->slot[victim].token, token, AUTH_SESSION_HEX);
     s->slot[victim].expires = now + s->ttl;
+    s->slot[victim].deadline = s->max_age > 0 ? now + s->max_age : 0;
+    snprintf(s->slot[victim].gen, sizeof s->slot[victim].gen, "%s", gen ? gen : "");
     pthread_mutex_unlock(&s->mu);
 out:
     OPENSSL_cleanse(raw, sizeof raw);
     return rc;
 }
 
-int auth_session_check(struct auth_sessions *s, const char *token) {
+int auth_session_check(struct auth_sessions *s, const char *token) { return auth_session_check_gen(s, token, NULL, 1); }
+
+int auth_session_check_gen(struct auth_sessions *s, const char *token, const char *gen, int slide) {
     int live = 0;
     if (!s || !session_token_ok(token)) return 0;
     pthread_mutex_lock(&s->mu);
@@ -260,8 +276,9 @@ int auth_session_check(struct auth_sessions *s, const char *token) {
     if (i >= 0) {
         struct auth_session *e = &s->slot[i];
         double now = folio_now();
-        if (e->expires > now) {
-            e->expires = now + s->ttl;
+        const int gen_ok = !gen || auth_equal(e->gen, strlen(e->gen), gen, strlen(gen));
+        if (e->expires > now && (e->deadline <= 0 || e->deadline > now) && gen_ok) {
+            if (slide) e->expires = now + s->ttl;
             live = 1;
         } else {
             OPENSSL_cleanse(e, sizeof *e);
@@ -277,4 +294,112 @@ void auth_session_end(struct auth_sessions *s, const char *token) {
     int i = session_find(s, token);
     if (i >= 0) OPENSSL_cleanse(&s->slot[i], sizeof s->slot[i]);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- back-off on failures ---- */
+
+struct throttle_entry {
+    char addr[AUTH_THROTTLE_ADDR]; /* "" when free */
+    int fails;
+    double until;                  /* may try again at (0: now) */
+    double last;                   /* the last failure: the LRU order */
+};
+
+struct auth_throttle {
+    pthread_mutex_t mu;
+    struct auth_throttle_params p;
+    int n;                         /* entries in use: e[0..n) */
+    struct throttle_entry *e;
+};
+
+struct auth_throttle_params auth_throttle_default_params(void) {
+    return (struct auth_throttle_params){.capacity = 4096, .free_failures = 5, .base_s = 1, .cap_s = 300};
+}
+
+struct auth_throttle *auth_throttle_create(const struct auth_throttle_params *p) {
+    struct auth_throttle_params d = p ? *p : auth_throttle_default_params();
+    if (d.capacity < 1 || d.free_failures < 1 || !(d.base_s > 0) || !(d.cap_s >= d.base_s)) {
+        folio_err(FOLIO_EINVAL, "throttle: bad parameters");
+        return NULL;
+    }
+    struct auth_throttle *t = calloc(1, sizeof *t);
+    if (t) t->e = calloc((size_t)d.capacity, sizeof *t->e);
+    if (!t || !t->e || pthread_mutex_init(&t->mu, NULL) != 0) {
+        if (t) free(t->e);
+        free(t);
+        folio_err(FOLIO_ENOMEM, "throttle: out of memory");
+        return NULL;
+    }
+    t->p = d;
+    return t;
+}
+
+void auth_throttle_free(struct auth_throttle *t) {
+    if (!t) return;
+    pthread_mutex_destroy(&t->mu);
+    free(t->e);
+    free(t);
+}
+
+/* The entry of addr, or -1. Caller holds t->mu. */
+static int throttle_find(struct auth_throttle *t, const char *addr) {
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->e[i].addr, addr)) return i;
+    return -1;
+}
+
+double auth_throttle_wait(struct auth_throttle *t, const char *addr, double now) {
+    if (!t || !addr) return 0;
+    double w = 0;
+    pthread_mutex_lock(&t->mu);
+    int i = throttle_find(t, addr);
+    if (i >= 0 && t->e[i].until > now) w = t->e[i].until - now;
+    pthread_mutex_unlock(&t->mu);
+    return w;
+}
+
+double auth_throttle_fail(struct auth_throttle *t, const char *addr, double now) {
+    if (!t || !addr) return 0;
+    pthread_mutex_lock(&t->mu);
+    int i = throttle_find(t, addr);
+    if (i < 0) {
+        if (t->n < t->p.capacity) {
+            i = t->n++;
+        } else { /* evict the least recently failed address */
+            i = 0;
+            for (int k = 1; k < t->n; k++)
+                if (t->e[k].last < t->e[i].last) i = k;
+        }
+        memset(&t->e[i], 0, sizeof t->e[i]);
+        snprintf(t->e[i].addr, sizeof t->e[i].addr, "%s", addr);
+    }
+    struct throttle_entry *e = &t->e[i];
+    if (e->fails < 1000000) e->fails++;
+    e->last = now;
+    double w = 0;
+    /* The free_failures-th failure starts the wait: after 5 wrong passwords the 6th try waits. */
+    if (e->fails >= t->p.free_failures) {
+        w = t->p.base_s;
+        for (int k = e->fails - t->p.free_failures; k > 0 && w < t->p.cap_s; k--) w *= 2;
+        if (w > t->p.cap_s) w = t->p.cap_s;
+        e->until = now + w;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return w;
+}
+
+void auth_throttle_ok(struct auth_throttle *t, const char *addr) {
+    if (!t || !addr) return;
+    pthread_mutex_lock(&t->mu);
+    int i = throttle_find(t, addr);
+    if (i >= 0) t->e[i] = t->e[--t->n];
+    pthread_mutex_unlock(&t->mu);
+}
+
+int auth_throttle_size(struct auth_throttle *t) {
+    if (!t) return 0;
+    pthread_mutex_lock(&t->mu);
+    int n = t->n;
+    pthread_mutex_unlock(&t->mu);
+    return n;
 }

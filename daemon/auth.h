@@ -38,15 +38,53 @@ int auth_password_hash(const char *password, char *out, size_t cap);
  * legacy-DES stored hash). */
 int auth_password_check(const char *password, const char *hash);
 
-/* In-memory admin sessions; every call is thread-safe. */
+/* In-memory admin sessions; every call is thread-safe. A session ends when it has been idle
+ * for ttl_seconds (sliding), at max_age seconds after its login whatever its use (absolute;
+ * auth_sessions_set_max_age, default none), or once the credential generation it was created
+ * under changes (e.g. a hash of the stored admin password hash: another process's
+ * --reset-admin-password ends every session at its next use). */
+#define AUTH_GEN_HEX 65
 struct auth_sessions;
 /* NULL unless ttl_seconds > 0. The caller frees with auth_sessions_free (NULL is a no-op). */
 struct auth_sessions *auth_sessions_create(double ttl_seconds);
 void auth_sessions_free(struct auth_sessions *s);
-/* A new session token (hex). */
+/* The absolute lifetime of sessions created from now on (<= 0: none). */
+void auth_sessions_set_max_age(struct auth_sessions *s, double max_age_seconds);
+/* A new session token (hex); gen ("" or NULL for none) is remembered with it. */
 int auth_session_new(struct auth_sessions *s, char token[AUTH_SESSION_HEX]);
+int auth_session_new_gen(struct auth_sessions *s, char token[AUTH_SESSION_HEX], const char *gen);
 /* 1 when the token is a live session (its expiry slides forward), else 0. */
 int auth_session_check(struct auth_sessions *s, const char *token);
+/* Same, also 0 (and the session ends) when gen differs from the session's; slide = 0 checks
+ * without extending the idle expiry (a long-lived stream re-checking its session). */
+int auth_session_check_gen(struct auth_sessions *s, const char *token, const char *gen, int slide);
 void auth_session_end(struct auth_sessions *s, const char *token);
+
+/* Per-address back-off on failed authentication (logins, admin tokens, API keys). A bounded
+ * table keyed by the client address: an address may fail `free_failures` times; that
+ * failure and each one after it make the address wait base_s, 2 base_s, 4 base_s ... capped
+ * at cap_s before its next attempt is even checked (with 5: the sixth try waits 1 s). A success forgets the address. Past `capacity`
+ * addresses the least recently failed one is evicted. Every call is thread-safe; `now` is
+ * seconds on any monotonic clock (folio_now()). */
+#define AUTH_THROTTLE_ADDR 64
+struct auth_throttle_params {
+    int capacity;      /* 4096 */
+    int free_failures; /* 5 (at least 1) */
+    double base_s;     /* 1 */
+    double cap_s;      /* 300 */
+};
+struct auth_throttle_params auth_throttle_default_params(void);
+struct auth_throttle;
+/* NULL on bad params or no memory. The caller frees with auth_throttle_free (NULL: no-op). */
+struct auth_throttle *auth_throttle_create(const struct auth_throttle_params *p);
+void auth_throttle_free(struct auth_throttle *t);
+/* 0 when addr may try now, else the seconds it must still wait (> 0). */
+double auth_throttle_wait(struct auth_throttle *t, const char *addr, double now);
+/* Records a failure; returns the wait it imposes (0 while failures are still free). */
+double auth_throttle_fail(struct auth_throttle *t, const char *addr, double now);
+/* A success: the address starts over. */
+void auth_throttle_ok(struct auth_throttle *t, const char *addr);
+/* Addresses tracked now (for tests). */
+int auth_throttle_size(struct auth_throttle *t);
 
 #endif

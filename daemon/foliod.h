@@ -23,14 +23,17 @@ struct foliod_config {
     const char *engine_bin;
     const char *db_dir;
     const char *admin_ui_dir;
-    const char *api_key;        /* --api-key / FOLIO_API_KEY: accepted besides the stored keys */
-    const char *admin_token;    /* --admin-token / FOLIO_ADMIN_TOKEN: /api/ without a session */
+    const char *api_key;        /* api_key[_file] / FOLIO_API_KEY (32+): accepted besides the stored keys */
+    const char *admin_token;    /* admin_token[_file] / FOLIO_ADMIN_TOKEN (32+): /api/ without a session */
     const char *models[16];     /* --model: registered (if new), loaded, the first made default */
     int num_models;
     int threads;                /* HTTP threads = concurrent connections (256) */
     const char *hf_endpoint;    /* HF_ENDPOINT ("https://huggingface.co") */
     const char *hf_token;       /* HF_TOKEN, or NULL: the stored setting */
     size_t max_body;            /* bytes (16 MiB) */
+    int header_timeout;         /* seconds (20): headers, and a stalled body or response (http_conn.h) */
+    int max_conns_per_client;   /* per client address (128); 0: no cap */
+    const char *server_names;   /* comma-separated Host names allowed on a loopback bind, or NULL */
 };
 
 struct foliod {
@@ -39,6 +42,8 @@ struct foliod {
     struct supervisor *sup;
     struct pulls *pulls;
     struct auth_sessions *sessions;
+    struct auth_throttle *throttle; /* back-off per client address on failed credentials */
+    struct audit *audit;            /* failed logins, aggregated into the event log */
     double t_start;
     int gpus;
 
@@ -73,14 +78,19 @@ struct http;
 int http_start(struct foliod *d, struct http **out);
 void http_stop(struct http *h);
 int http_port(const struct http *h);
-/* Reads the request body (at most cfg.max_body); caller frees. On error the client has been
- * answered. */
-int http_read_body(struct foliod *d, struct mg_connection *c, char **out, size_t *len);
+/* Reads the request body (at most max bytes; 0 means cfg.max_body), NUL-terminated; caller
+ * frees. A declared Content-Length over max is refused (413) before anything is read, a
+ * chunked body as soon as it passes max; a declared length is allocated exactly. On error
+ * the client has been answered. */
+int http_read_body(struct foliod *d, struct mg_connection *c, size_t max, char **out, size_t *len);
 void http_send_json(struct mg_connection *c, int status, const char *json, const char *extra_headers);
 
 /* ---- admin_api.c: everything under /api/ ---- */
 void admin_handle(struct foliod *d, struct mg_connection *c, const char *method, const char *path);
 /* Whether the request carries a live console session (the playground uses /v1 with it). */
 int admin_session_ok(struct foliod *d, struct mg_connection *c);
+/* The credential generation sessions are bound to: a hash of the stored admin password hash,
+ * so that a password reset (also by another process) ends every session. */
+int admin_session_gen(struct foliod *d, char gen[AUTH_GEN_HEX]);
 
 #endif

@@ -16,16 +16,18 @@
 #include <unistd.h>
 
 #include "foliod.h"
+#include "guard.h"
 #include "http_conn.h"
+#include "json_model.h"
 #include "proxy.h"
 #include "upstream.h"
 #include "util.h"
 
 struct http {
     struct foliod *d;
-    struct mg_context *ctx;
+    struct http_server *srv;
     struct http_route route; /* handle(), this */
-    int port;
+    char names[1024];        /* cfg.server_names, split in place */
 };
 
 void http_send_json(struct mg_connection *c, int status, const char *json, const char *extra_headers) {
@@ -36,13 +38,13 @@ void http_send_json(struct mg_connection *c, int status, const char *json, const
     mg_write(c, json, n);
 }
 
-int http_read_body(struct foliod *d, struct mg_connection *c, char **out, size_t *len) {
+int http_read_body(struct foliod *d, struct mg_connection *c, size_t max, char **out, size_t *len) {
     const struct mg_request_info *ri = mg_get_request_info(c);
-    if (ri->content_length > (long long)d->cfg.max_body) {
-        proxy_send_error(c, 413, "invalid_request_error", "the request body exceeds %zu MiB", d->cfg.max_body >> 20);
-        return FOLIO_EINVAL;
-    }
-    size_t cap = ri->content_length > 0 ? (size_t)ri->content_length + 1 : 65536, n = 0;
+    if (max == 0) max = d->cfg.max_body;
+    /* Refused before anything is buffered when the length is declared; a chunked body is
+     * counted as it arrives and never grows a buffer past max. */
+    if (ri->content_length > (long long)max) goto too_big;
+    size_t cap = ri->content_length >= 0 ? (size_t)ri->content_length + 1 : (max < 65536 ? max + 1 : 65536), n = 0;
     char *buf = malloc(cap);
     if (!buf) {
         proxy_send_error(c, 500, "server_error", "out of memory");
@@ -50,20 +52,23 @@ int http_read_body(struct foliod *d, struct mg_connection *c, char **out, size_t
     }
     for (;;) {
         if (n + 1 >= cap) {
-            if (cap > d->cfg.max_body) {
+            if (ri->content_length >= 0) break; /* all that was declared */
+            if (n >= max) {                     /* one byte more than allowed arrived */
+                char probe;
+                if (mg_read(c, &probe, 1) <= 0) break;
                 free(buf);
-                proxy_send_error(c, 413, "invalid_request_error", "the request body exceeds %zu MiB",
-                                 d->cfg.max_body >> 20);
-                return FOLIO_EINVAL;
+                goto too_big;
             }
-            char *nb = realloc(buf, cap * 2);
+            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            if (ncap <= cap) ncap = cap + 1;
+            char *nb = realloc(buf, ncap);
             if (!nb) {
                 free(buf);
                 proxy_send_error(c, 500, "server_error", "out of memory");
                 return FOLIO_ENOMEM;
             }
             buf = nb;
-            cap *= 2;
+            cap = ncap;
         }
         int r = mg_read(c, buf + n, cap - 1 - n);
         if (r <= 0) break;
@@ -73,6 +78,12 @@ int http_read_body(struct foliod *d, struct mg_connection *c, char **out, size_t
     *out = buf;
     *len = n;
     return 0;
+too_big:
+    if (max >= (1u << 20))
+        proxy_send_error(c, 413, "invalid_request_error", "the request body exceeds %zu MiB", max >> 20);
+    else
+        proxy_send_error(c, 413, "invalid_request_error", "the request body exceeds %zu KiB", max >> 10);
+    return FOLIO_EINVAL;
 }
 
 /* ---- API keys on the OpenAI routes ---- */
@@ -88,7 +99,9 @@ static int bearer(struct mg_connection *c, const char **tok, size_t *len) {
     return *len > 0;
 }
 
-/* 1 when the request may use the OpenAI routes: no key exists, or it presents one. */
+/* 1 when the request may use the OpenAI routes: no key exists, or it presents one; 0 when
+ * not (the caller answers 401); -1 when it has been answered already: 429 while the client's
+ * address backs off after wrong keys, 403 for a cookie-only POST from another origin. */
 static int api_authorized(struct foliod *d, struct mg_connection *c) {
     pthread_mutex_lock(&d->keys_mu);
     const int need = d->num_keys > 0 || d->env_key_hash[0];
@@ -96,8 +109,20 @@ static int api_authorized(struct foliod *d, struct mg_connection *c) {
     if (!need) return 1;
     const char *tok;
     size_t len;
-    /* The console's playground: its session (HttpOnly, SameSite=Strict) stands for a key. */
-    if (!bearer(c, &tok, &len)) return admin_session_ok(d, c);
+    /* The console's playground: its session (HttpOnly, SameSite=Strict) stands for a key.
+     * SameSite does not separate this host's other ports, so a POST it authorizes must come
+     * from the console's own origin (guard.h). */
+    if (!bearer(c, &tok, &len)) {
+        if (!admin_session_ok(d, c)) return 0;
+        if (strcmp(mg_get_request_info(c)->request_method, "GET") != 0 && !guard_same_origin(c)) {
+            proxy_send_error(c, 403, "PermissionDeniedError",
+                             "a request authorized by the console's session needs an Origin header matching Host "
+                             "(or Sec-Fetch-Site: same-origin); API clients send Authorization: Bearer <key>");
+            return -1;
+        }
+        return 1;
+    }
+    if (guard_throttled(d, c)) return -1;
     char hash[AUTH_HASH_HEX];
     if (auth_sha256_hex(tok, len, hash)) return 0;
     pthread_mutex_lock(&d->keys_mu);
@@ -106,6 +131,8 @@ static int api_authorized(struct foliod *d, struct mg_connection *c) {
     int ok = idx >= 0 || (d->env_key_hash[0] && auth_equal(hash, 64, d->env_key_hash, 64));
     pthread_mutex_unlock(&d->keys_mu);
     if (id) store_key_touch(d->store, id, (int64_t)time(NULL));
+    if (ok) guard_succeeded(d, c);
+    else guard_failed(d, c);
     return ok;
 }
 
@@ -124,21 +151,16 @@ static int resolve(struct foliod *d, const char *name, struct store_model *m) {
 static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *method, const char *uri) {
     char *body = NULL;
     size_t len = 0;
-    if (http_read_body(d, c, &body, &len)) return;
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        free(body);
-        proxy_send_error(c, 400, "invalid_request_error", "the request body is not a JSON object");
-        return;
-    }
-    const cJSON *mj = cJSON_GetObjectItemCaseSensitive(j, "model");
+    if (http_read_body(d, c, 0, &body, &len)) return;
+    /* Only the top-level "model" is needed: a scan, not a tree of a 16 MiB body. */
+    size_t ms = 0, me = 0;
+    const int kind = json_model_find(body, len, &ms, &me);
     char name[256] = "";
-    if (cJSON_IsString(mj)) snprintf(name, sizeof name, "%s", mj->valuestring);
-    else if (mj && !cJSON_IsNull(mj)) {
-        cJSON_Delete(j);
+    if (kind < 0 || kind == JSON_MODEL_OTHER ||
+        (kind == JSON_MODEL_STRING && json_model_decode(body, ms, me, name, sizeof name))) {
         free(body);
-        proxy_send_error(c, 400, "invalid_request_error", "model must be a string");
+        proxy_send_error(c, 400, "invalid_request_error", "%s",
+                         kind == JSON_MODEL_OTHER ? "model must be a string" : folio_last_error());
         return;
     }
     /* The `default` alias may move while the request is routed (a switch): then the old
@@ -153,18 +175,18 @@ static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *
             else proxy_send_error(c, 404, "NotFoundError", "The model `%s` does not exist.", name);
             break;
         }
-        /* The engine knows the model by its served name: rewrite an alias to it. */
+        /* The engine knows the model by its served name: rewrite an alias to it, in a copy
+         * with only the member's value replaced. */
         if (out != body) free(out);
         out = body;
         out_len = len;
-        if (strcmp(name, m.name) != 0) {
-            cJSON_DeleteItemFromObjectCaseSensitive(j, "model");
-            cJSON_AddStringToObject(j, "model", m.name);
-            out = cJSON_PrintUnformatted(j);
-            out_len = out ? strlen(out) : 0;
+        int rc = 0;
+        if (strcmp(name, m.name) != 0 && json_model_splice(body, len, kind, ms, me, m.name, &out, &out_len)) {
+            out = NULL;
+            rc = FOLIO_ENOMEM;
         }
         struct sup_route r;
-        int rc = out ? sup_route(d->sup, m.id, &r) : FOLIO_ENOMEM;
+        if (!rc) rc = sup_route(d->sup, m.id, &r);
         const int retry = alias && attempt < 20;
         if ((rc == FOLIO_ENOTFOUND || rc == FOLIO_EBUSY) && retry && foliod_default_model(d) != m.id) continue;
         if (rc == FOLIO_ENOTFOUND)
@@ -187,8 +209,7 @@ static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *
         }
         break;
     }
-    cJSON_Delete(j);
-    if (out != body) free(out);
+    if (out && out != body) free(out);
     free(body);
 }
 
@@ -291,7 +312,9 @@ static void handle_metrics(struct foliod *d, struct mg_connection *c) {
         if (sup_route(d->sup, es[i].model_id, &r) || up_get(r.port, "/metrics", r.secret, 2000, &status, body, 1 << 16) ||
             status != 200)
             continue;
-        for (char *line = strtok(body, "\n"); line; line = strtok(NULL, "\n")) {
+        /* strtok_r: HTTP threads run this concurrently, and strtok's state is global. */
+        char *save = NULL;
+        for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             if (line[0] == '#') {
                 /* "# HELP name ..." / "# TYPE name ...": keep the first of each. */
                 if (strstr(seen, line)) continue;
@@ -422,7 +445,10 @@ static int handle(struct mg_connection *c, void *ud) {
     } else if (!strcmp(uri, "/v1/models") || !strncmp(uri, "/v1/models/", 11) ||
                !strcmp(uri, "/v1/chat/completions") || !strcmp(uri, "/v1/completions") || !strcmp(uri, "/tokenize") ||
                !strcmp(uri, "/detokenize")) {
-        if (!api_authorized(d, c)) {
+        const int az = api_authorized(d, c);
+        if (az < 0) {
+            /* answered: 403 or 429 */
+        } else if (!az) {
             pthread_mutex_lock(&d->stats_mu);
             d->unauthorized++;
             pthread_mutex_unlock(&d->stats_mu);
@@ -446,8 +472,14 @@ int http_start(struct foliod *d, struct http **out) {
     if (!h) return folio_err(FOLIO_ENOMEM, "out of memory");
     h->d = d;
     h->route = (struct http_route){handle, h};
-    int rc = http_conn_listen(d->cfg.host, d->cfg.port, d->cfg.threads > 0 ? d->cfg.threads : 256, &h->route, &h->ctx,
-                              &h->port);
+    struct http_conn_params hp = {.host = d->cfg.host, .port = d->cfg.port, .threads = d->cfg.threads > 0 ? d->cfg.threads : 256,
+                                  .timeout_s = d->cfg.header_timeout, .max_conns_per_client = d->cfg.max_conns_per_client};
+    snprintf(h->names, sizeof h->names, "%s", d->cfg.server_names ? d->cfg.server_names : "");
+    char *save = NULL;
+    for (char *t = strtok_r(h->names, ", ", &save); t && hp.num_server_names < HTTP_MAX_SERVER_NAMES;
+         t = strtok_r(NULL, ", ", &save))
+        hp.server_names[hp.num_server_names++] = t;
+    int rc = http_server_start(&hp, &h->route, &h->srv);
     if (rc) {
         free(h);
         return rc;
@@ -456,11 +488,10 @@ int http_start(struct foliod *d, struct http **out) {
     return 0;
 }
 
-int http_port(const struct http *h) { return h->port; }
+int http_port(const struct http *h) { return http_server_port(h->srv); }
 
 void http_stop(struct http *h) {
     if (!h) return;
-    mg_stop(h->ctx);
-    mg_exit_library();
+    http_server_stop(h->srv);
     free(h);
 }

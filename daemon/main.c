@@ -4,10 +4,15 @@
  * Configuration, highest first: flags, the config file (--config, default
  * /etc/folio/foliod.conf when it exists; `key = value` lines, # comments), then environment
  * variables (FOLIO_HOST, FOLIO_PORT, FOLIO_DATA_DIR, FOLIO_ENGINE_BIN, FOLIO_API_KEY,
- * FOLIO_ADMIN_TOKEN, FOLIO_ADMIN_PASSWORD). */
+ * FOLIO_ADMIN_TOKEN, FOLIO_ADMIN_PASSWORD). Secrets never come from a flag (ps shows flags):
+ * --api-key-file / --admin-token-file and the file keys api_key_file, admin_token_file,
+ * hf_token_file and admin_password_file name a file holding one. API keys and admin tokens
+ * need 32+ characters, the admin password 12+. */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "conf.h"
 #include "foliod.h"
 #include "gpu.h"
@@ -23,6 +29,7 @@
 #include "pull.h"
 #include "sdnotify.h"
 #include "util.h"
+#include "validate.h"
 
 static const char usage[] =
     "usage: foliod [options]\n"
@@ -32,31 +39,50 @@ static const char usage[] =
     "  --engine-bin PATH     folio-engine (next to foliod, else on PATH)\n"
     "  --model DIR|ORG/NAME  register (if new), load and make `default` at start (repeatable); a Hub\n"
     "                        repo id is pulled first (HF_ENDPOINT, HF_TOKEN), with a progress bar\n"
-    "  --api-key KEY         accepted on /v1/* besides the keys created in the console\n"
-    "  --admin-token TOKEN   accepted on /api/* instead of a login session\n"
+    "  --api-key-file FILE   a key (the file's contents, 32+ characters) accepted on /v1/* besides the\n"
+    "                        keys created in the console (or FOLIO_API_KEY; never a flag: ps shows flags)\n"
+    "  --admin-token-file FILE  a token (32+ characters) accepted on /api/* as Authorization: Bearer\n"
+    "                        instead of a login session (or FOLIO_ADMIN_TOKEN)\n"
     "  --config FILE         (/etc/folio/foliod.conf)\n"
     "  --db-dir DIR          schema and migrations (db/ beside the build, else /usr/share/folio/db)\n"
     "  --admin-ui DIR        the console's files (admin-ui/ beside the build, else /usr/share/folio/admin-ui)\n"
     "  --threads N           concurrent HTTP connections (256)\n"
+    "  --max-body MIB        the largest request body (16; /api/login takes 4 KiB)\n"
+    "  --header-timeout S    a client's time to send its headers; also the longest stall in sending a\n"
+    "                        body or in reading a response, after which a stream is aborted (20)\n"
+    "  --max-connections-per-client N  connections from one address at once (128; 0: no cap; raise it\n"
+    "                        behind a reverse proxy, where every client has the proxy's address)\n"
+    "  --server-name NAMES   host names (comma-separated) this server answers to when it listens on a\n"
+    "                        loopback address, besides localhost and IP addresses (DNS rebinding)\n"
     "  --hf-endpoint URL     the Hugging Face Hub (HF_ENDPOINT; https://huggingface.co); the token\n"
     "                        comes from HF_TOKEN, the config file's hf_token or the console, never a flag\n"
-    "  --reset-admin-password  set a new admin password (FOLIO_ADMIN_PASSWORD, else a random one,\n"
-    "                        printed), then exit; run it as the user foliod runs as\n"
+    "  --reset-admin-password  set a new admin password (FOLIO_ADMIN_PASSWORD, 12+ characters, else a\n"
+    "                        random one, printed and written to DATA/admin-password), then exit; run it\n"
+    "                        as the user foliod runs as. A running foliod's sessions end with it\n"
     "  --version             print the version and exit\n";
 
 /* Settings by name, as strings: flags first win, then the file, then the environment. */
-#define NKEYS 14
+#define NKEYS 22
 static const char *const key_names[NKEYS] = {"host",      "port",    "data_dir",    "engine_bin",
                                              "api_key",   "admin_token", "db_dir",  "admin_ui_dir",
                                              "threads",   "admin_password", "config", "model",
-                                             "hf_endpoint", "hf_token"};
+                                             "hf_endpoint", "hf_token", "header_timeout",
+                                             "max_connections_per_client", "server_name",
+                                             "api_key_file", "admin_token_file", "hf_token_file",
+                                             "admin_password_file", "max_body"};
 static const char *const env_names[NKEYS] = {"FOLIO_HOST",       "FOLIO_PORT",         "FOLIO_DATA_DIR",
                                              "FOLIO_ENGINE_BIN", "FOLIO_API_KEY",      "FOLIO_ADMIN_TOKEN",
                                              "FOLIO_DB_DIR",     "FOLIO_ADMIN_UI_DIR", "FOLIO_THREADS",
                                              "FOLIO_ADMIN_PASSWORD", "FOLIO_CONFIG", NULL,
-                                             "HF_ENDPOINT", "HF_TOKEN"};
+                                             "HF_ENDPOINT", "HF_TOKEN", "FOLIO_HEADER_TIMEOUT",
+                                             "FOLIO_MAX_CONNECTIONS_PER_CLIENT", "FOLIO_SERVER_NAME",
+                                             NULL, NULL, NULL, NULL, "FOLIO_MAX_BODY"};
+/* Where a setting came from: its rank decides between a secret and its *_file twin. */
+enum { SRC_NONE, SRC_FLAG, SRC_FILE, SRC_ENV };
 struct settings {
     char *v[NKEYS];
+    int src[NKEYS];
+    const char *conf_path;
     const char *models[16];
     int num_models, models_from_flags;
     char *owned[16];          /* models strdup'd from the file, freed at exit */
@@ -69,8 +95,11 @@ static int key_index(const char *k) {
     return -1;
 }
 
-static void set_once(struct settings *s, int i, const char *v) {
-    if (i >= 0 && !s->v[i]) s->v[i] = strdup(v);
+static void set_once(struct settings *s, int i, const char *v, int src) {
+    if (i >= 0 && !s->v[i]) {
+        s->v[i] = strdup(v);
+        s->src[i] = src;
+    }
 }
 
 struct conf_ctx {
@@ -92,7 +121,7 @@ static int conf_set(void *ud, const char *k, const char *v, int line) {
             c->s->models[c->s->num_models++] = m;
         }
     } else {
-        set_once(c->s, i, v);
+        set_once(c->s, i, v, SRC_FILE);
     }
     return 0;
 }
@@ -114,6 +143,85 @@ static int read_conf(struct settings *s, const char *path, int must_exist) {
     }
     free(text);
     return rc;
+}
+
+/* A secret's file: its contents with the trailing newline(s) stripped. */
+static int read_secret_file(const char *setting, const char *path, char **out) {
+    FILE *f = fopen(path, "r");
+    if (!f) return folio_err(FOLIO_EIO, "%s: cannot read %s: %s", setting, path, strerror(errno));
+    char *buf = malloc(65537);
+    size_t n = buf ? fread(buf, 1, 65536, f) : 0;
+    const int err = ferror(f);
+    fclose(f);
+    if (!buf) return folio_err(FOLIO_ENOMEM, "out of memory");
+    if (err || n == 65536) {
+        free(buf);
+        return folio_err(FOLIO_EIO, "%s: cannot read %s%s", setting, path, err ? "" : ": larger than 64 KiB");
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+    buf[n] = '\0';
+    *out = buf;
+    return 0;
+}
+
+/* Where a setting came from, for messages: "--api-key-file", "api_key in FILE", "FOLIO_API_KEY". */
+static void setting_origin(const struct settings *s, int i, const char *env, char *out, size_t cap) {
+    if (s->src[i] == SRC_FLAG) {
+        snprintf(out, cap, "--%s", key_names[i]);
+        for (char *c = out + 2; *c; c++)
+            if (*c == '_') *c = '-';
+    } else if (s->src[i] == SRC_FILE) {
+        snprintf(out, cap, "%s in %s", key_names[i], s->conf_path);
+    } else {
+        snprintf(out, cap, "%s", env);
+    }
+}
+
+/* NAME and NAME_file: the one from the higher-ranked source wins (flags, then the config
+ * file, then the environment); a file's contents become the value. Both in one source is
+ * an error. */
+static int resolve_secret(struct settings *s, const char *name, const char *env) {
+    char fname[64], where[PATH_MAX + 64];
+    snprintf(fname, sizeof fname, "%s_file", name);
+    const int i = key_index(name), f = key_index(fname);
+    if (!s->v[f]) return 0;
+    if (s->v[i] && s->src[i] == s->src[f]) return folio_err(FOLIO_EINVAL, "give %s or %s, not both", name, fname);
+    if (s->v[i] && s->src[i] < s->src[f]) return 0;
+    setting_origin(s, f, env, where, sizeof where);
+    char *v = NULL;
+    int rc = read_secret_file(where, s->v[f], &v);
+    if (rc) return rc;
+    free(s->v[i]);
+    s->v[i] = v;
+    s->src[i] = s->src[f] == SRC_FLAG ? SRC_FLAG : s->src[f];
+    return 0;
+}
+
+/* Configured secrets need a minimum length: API keys and admin tokens are used as they are,
+ * the admin password is yescrypt-hashed and guarded by the per-address back-off. Empty means
+ * unset. */
+static int check_secret_lengths(const struct settings *s) {
+    static const struct {
+        const char *name, *env, *what;
+        size_t min;
+    } req[] = {{"api_key", "FOLIO_API_KEY", "the API key", 32},
+               {"admin_token", "FOLIO_ADMIN_TOKEN", "the admin token", 32},
+               {"admin_password", "FOLIO_ADMIN_PASSWORD", "the admin password", 12}};
+    for (size_t k = 0; k < sizeof req / sizeof *req; k++) {
+        const int i = key_index(req[k].name);
+        const size_t n = s->v[i] ? strlen(s->v[i]) : 0;
+        if (n == 0 || n >= req[k].min) continue;
+        char where[PATH_MAX + 64];
+        setting_origin(s, i, req[k].env, where, sizeof where);
+        if (req[k].min == 12)
+            return folio_err(FOLIO_EINVAL,
+                             "%s (%s) has %zu characters: at least 12 are required (it is stored yescrypt-hashed "
+                             "and failed logins back off per address, but a short password is still guessable)",
+                             req[k].what, where, n);
+        return folio_err(FOLIO_EINVAL, "%s (%s) has %zu characters: at least 32 are required (e.g. openssl rand -hex 32)",
+                         req[k].what, where, n);
+    }
+    return 0;
 }
 
 static int parse_flags(int argc, char **argv, struct settings *s) {
@@ -139,7 +247,15 @@ static int parse_flags(int argc, char **argv, struct settings *s) {
             if (*c == '-') *c = '_';
         if (!strcmp(k, "admin_ui")) snprintf(k, sizeof k, "admin_ui_dir");
         int idx = key_index(k);
-        if (idx < 0 || !strcmp(k, "admin_password") || !strcmp(k, "hf_token")) /* secrets stay out of ps */
+        /* Secrets stay out of ps: a command line is world-readable in /proc. */
+        if (!strcmp(k, "api_key") || !strcmp(k, "admin_token"))
+            return folio_err(FOLIO_EINVAL,
+                             "%s is refused: a flag shows in ps; use --%s-file FILE (the file's contents), %s in "
+                             "the config file, or the environment variable %s",
+                             a, !strcmp(k, "api_key") ? "api-key" : "admin-token", k,
+                             !strcmp(k, "api_key") ? "FOLIO_API_KEY" : "FOLIO_ADMIN_TOKEN");
+        if (idx < 0 || !strcmp(k, "admin_password") || !strcmp(k, "hf_token") || !strcmp(k, "hf_token_file") ||
+            !strcmp(k, "admin_password_file"))
             return folio_err(FOLIO_EINVAL, "unknown option '%s' (foliod --help lists them)", a);
         const char *v = argv[++i];
         if (!strcmp(k, "model")) {
@@ -148,6 +264,7 @@ static int parse_flags(int argc, char **argv, struct settings *s) {
         } else {
             free(s->v[idx]);
             s->v[idx] = strdup(v);
+            s->src[idx] = SRC_FLAG;
         }
     }
     return 0;
@@ -305,24 +422,38 @@ int foliod_set_default_model(struct foliod *d, int64_t id) {
     return store_setting_set(d->store, "default_model", v);
 }
 
-/* The first start (or --reset-admin-password) sets the admin password: FOLIO_ADMIN_PASSWORD,
- * or a generated one printed once on stderr (the only place it ever appears). */
+/* The first start (or --reset-admin-password) sets the admin password: FOLIO_ADMIN_PASSWORD
+ * (admin_password[_file]), or a generated one, printed once on stderr and kept in
+ * DATA/admin-password (0600) until a password is set explicitly. */
 static int admin_bootstrap(struct foliod *d, const char *given, int reset) {
-    char hash[256];
+    char hash[256], file[PATH_MAX + 32];
+    snprintf(file, sizeof file, "%s/admin-password", d->cfg.data_dir);
     if (!reset && store_admin_get(d->store, hash, sizeof hash) == 0) return 0;
+    const int explicit_pw = given && *given;
     char pw[64];
-    if (given && *given) {
-        snprintf(pw, sizeof pw, "%s", given);
-    } else {
+    if (!explicit_pw) {
         char key[AUTH_KEY_LEN + 1], unused[AUTH_HASH_HEX];
         int rc = auth_key_new(key, unused);
         if (rc) return rc;
         snprintf(pw, sizeof pw, "%.20s", key + 6);
+        memset(key, 0, sizeof key);
     }
-    int rc = auth_password_hash(pw, hash, sizeof hash);
+    int rc = auth_password_hash(explicit_pw ? given : pw, hash, sizeof hash);
     if (!rc) rc = store_admin_set(d->store, hash);
-    if (!rc && !(given && *given))
-        fprintf(stderr, "foliod: the admin password is %s (shown once; log in at /admin/ and keep it)\n", pw);
+    if (!rc && explicit_pw) {
+        if (unlink(file) != 0 && errno != ENOENT)
+            fprintf(stderr, "foliod: warning: cannot remove %s: %s\n", file, strerror(errno));
+    } else if (!rc) {
+        /* O_EXCL after the unlink: never write through a link someone left there. */
+        unlink(file);
+        int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        const size_t n = strlen(pw);
+        const int saved = fd >= 0 && write(fd, pw, n) == (ssize_t)n && write(fd, "\n", 1) == 1;
+        if (fd >= 0) close(fd);
+        if (!saved) fprintf(stderr, "foliod: warning: cannot write %s: %s\n", file, strerror(errno));
+        fprintf(stderr, "foliod: the admin password is %s (%s%s; log in at /admin/ and keep it)\n", pw,
+                saved ? "also in " : "shown once", saved ? file : "");
+    }
     memset(pw, 0, sizeof pw);
     return rc;
 }
@@ -337,6 +468,11 @@ static int start_model(struct foliod *d, const char *dir, int first) {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", real);
     const char *name = basename(tmp);
+    if (validate_model_name(name)) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", folio_last_error());
+        return folio_err(FOLIO_EINVAL, "--model %s: the directory's name becomes the model's: %s", dir, why);
+    }
     int rc = store_model_find(d->store, name, &m);
     if (rc == FOLIO_ENOTFOUND) {
         memset(&m, 0, sizeof m);
@@ -355,6 +491,11 @@ static int start_model(struct foliod *d, const char *dir, int first) {
 }
 
 int main(int argc, char **argv) {
+    /* Request bodies of up to 16 MiB come and go: above 128 KiB they are mmap'd, so freeing
+     * one gives it back to the OS, and few arenas keep the threads' free lists from pinning
+     * memory (four 15 MiB bodies once left foliod at 2.5 GB RSS). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_ARENA_MAX, 4);
     struct settings s = {0};
     struct foliod d = {0};
     struct http *http = NULL;
@@ -368,7 +509,12 @@ int main(int argc, char **argv) {
     const char *conf = s.v[key_index("config")] ? s.v[key_index("config")] : getenv("FOLIO_CONFIG");
     if ((rc = read_conf(&s, conf ? conf : "/etc/folio/foliod.conf", conf != NULL))) goto out;
     for (int i = 0; i < NKEYS; i++)
-        if (env_names[i] && getenv(env_names[i])) set_once(&s, i, getenv(env_names[i]));
+        if (env_names[i] && getenv(env_names[i])) set_once(&s, i, getenv(env_names[i]), SRC_ENV);
+    s.conf_path = conf ? conf : "/etc/folio/foliod.conf";
+    if ((rc = resolve_secret(&s, "api_key", "FOLIO_API_KEY")) ||
+        (rc = resolve_secret(&s, "admin_token", "FOLIO_ADMIN_TOKEN")) || (rc = resolve_secret(&s, "hf_token", "HF_TOKEN")) ||
+        (rc = resolve_secret(&s, "admin_password", "FOLIO_ADMIN_PASSWORD")) || (rc = check_secret_lengths(&s)))
+        goto out;
 
     char exe[PATH_MAX] = ".", exe_dir[PATH_MAX], db_dir[PATH_MAX + 16], ui_dir[PATH_MAX + 16], engine[PATH_MAX + 16];
     ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -389,11 +535,27 @@ int main(int argc, char **argv) {
     d.cfg.api_key = V("api_key", NULL);
     d.cfg.admin_token = V("admin_token", NULL);
     d.cfg.threads = atoi(V("threads", "256"));
-    d.cfg.max_body = (size_t)16 << 20;
+    const int max_body_mib = atoi(V("max_body", "16"));
+    d.cfg.max_body = (size_t)max_body_mib << 20;
+    d.cfg.header_timeout = atoi(V("header_timeout", "20"));
+    d.cfg.max_conns_per_client = atoi(V("max_connections_per_client", "128"));
+    d.cfg.server_names = V("server_name", NULL);
     d.cfg.hf_endpoint = V("hf_endpoint", "https://huggingface.co");
     d.cfg.hf_token = V("hf_token", NULL);
     const char *admin_pw = V("admin_password", NULL);
 #undef V
+    if (max_body_mib < 1 || max_body_mib > 1024) {
+        rc = folio_err(FOLIO_EINVAL, "--max-body must be 1-1024 MiB");
+        goto out;
+    }
+    if (d.cfg.header_timeout < 1 || d.cfg.header_timeout > 3600) {
+        rc = folio_err(FOLIO_EINVAL, "--header-timeout must be 1-3600 seconds");
+        goto out;
+    }
+    if (d.cfg.max_conns_per_client < 0) {
+        rc = folio_err(FOLIO_EINVAL, "--max-connections-per-client must be 0 (no cap) or more");
+        goto out;
+    }
     if (d.cfg.port < 0 || d.cfg.port > 65535) {
         rc = folio_err(FOLIO_EINVAL, "--port must be in [0, 65535]");
         goto out;
@@ -415,10 +577,13 @@ int main(int argc, char **argv) {
     if (d.cfg.api_key && *d.cfg.api_key && (rc = auth_sha256_hex(d.cfg.api_key, strlen(d.cfg.api_key), d.env_key_hash)))
         goto out;
     if ((rc = foliod_keys_reload(&d))) goto out;
-    if (!(d.sessions = auth_sessions_create(12 * 3600.0))) {
+    /* Sessions: 12 h idle, 24 h at most from the login (auth.h). */
+    if (!(d.sessions = auth_sessions_create(12 * 3600.0)) || !(d.throttle = auth_throttle_create(NULL)) ||
+        !(d.audit = audit_create(d.store, 60))) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto out;
     }
+    auth_sessions_set_max_age(d.sessions, 24 * 3600.0);
     struct gpu_info gi[GPU_MAX];
     d.gpus = gpu_query(gi, GPU_MAX, NULL);
 
@@ -433,8 +598,12 @@ int main(int argc, char **argv) {
     struct sup_params sp = sup_default_params();
     sp.engine_bin = d.cfg.engine_bin;
     sp.log_dir = logs;
+    char templates[PATH_MAX + 32];
+    snprintf(templates, sizeof templates, "%s/templates", d.cfg.data_dir);
+    sp.template_dir = templates;
     sp.store = d.store;
     sp.gpus = d.gpus;
+    sp.engine_connections = (d.cfg.threads > 0 ? d.cfg.threads : 256) + 16; /* + health, metrics, status */
     sp.on_change = on_change;
     sp.ud = &d;
     if ((rc = sup_create(&sp, &d.sup))) goto out;
@@ -475,11 +644,14 @@ out:
     d.stopping = 1;
     pthread_cond_broadcast(&d.ev_cv);
     pthread_mutex_unlock(&d.ev_mu);
-    pulls_free(d.pulls); /* running pulls stop where they are, resumed at the next start */
+    pulls_shutdown(d.pulls); /* running pulls stop where they are, resumed at the next start */
     sup_shutdown(d.sup);
     http_stop(http);
+    pulls_free(d.pulls); /* after the HTTP handlers, which may still query it */
     sup_free(d.sup);
     auth_sessions_free(d.sessions);
+    auth_throttle_free(d.throttle);
+    audit_free(d.audit); /* writes the failed logins still pending */
     store_close(d.store);
     free(d.key_hash);
     free(d.key_id);

@@ -157,7 +157,7 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
         for (;;) {
             size_t take = have;
             if (want >= 0 && (long long)take > want - sent) take = (size_t)(want - sent);
-            if (take && mg_write(c, buf, take) <= 0) {
+            if (take && mg_write(c, buf, take) != (int)take) { /* a stalled client: CivetWeb's timeout */
                 rc = FOLIO_EIO;
                 break;
             }
@@ -184,7 +184,7 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
         }
         if (k == 1) {
             mg_printf(c, "%zx\r\n", plen);
-            if (mg_write(c, payload, plen) <= 0 || mg_printf(c, "\r\n") <= 0) {
+            if (mg_write(c, payload, plen) != (int)plen || mg_printf(c, "\r\n") != 2) {
                 rc = FOLIO_EIO;
                 break;
             }

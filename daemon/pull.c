@@ -44,6 +44,7 @@ struct pull {
 struct pulls {
     struct pull_params p;
     pthread_mutex_t mu;
+    int stopped;                /* pulls_shutdown ran: nothing new starts */
     struct pull slot[MAX_PULLS];
 };
 
@@ -352,6 +353,10 @@ int pulls_start(struct pulls *ps, int64_t model_id, int load_after) {
     if (strcmp(m.source, "hf") != 0 || !m.repo_id[0])
         return folio_err(FOLIO_EINVAL, "model %s is not from the Hub (no repo_id): nothing to pull", m.name);
     pthread_mutex_lock(&ps->mu);
+    if (ps->stopped) {
+        pthread_mutex_unlock(&ps->mu);
+        return folio_err(FOLIO_EBUSY, "foliod is stopping: pull %s after its restart", m.name);
+    }
     reap(ps);
     struct pull *pl = find(ps, model_id);
     if (pl) {
@@ -435,17 +440,33 @@ int pulls_rate(struct pulls *ps, int64_t model_id, double *rate, double *eta) {
     return 0;
 }
 
+void pulls_shutdown(struct pulls *ps) {
+    if (!ps) return;
+    pthread_t th[MAX_PULLS];
+    int idx[MAX_PULLS], n = 0;
+    pthread_mutex_lock(&ps->mu);
+    ps->stopped = 1;
+    for (int i = 0; i < MAX_PULLS; i++) {
+        struct pull *pl = &ps->slot[i];
+        if (!pl->used || pl->joining) continue; /* a pulls_cancel joins those itself */
+        if (pl->running) {
+            pl->why = SHUTDOWN;
+            __atomic_store_n(&pl->cancel, 1, __ATOMIC_RELAXED);
+        }
+        pl->joining = 1;
+        th[n] = pl->thread;
+        idx[n++] = i;
+    }
+    pthread_mutex_unlock(&ps->mu);
+    for (int k = 0; k < n; k++) pthread_join(th[k], NULL);
+    pthread_mutex_lock(&ps->mu);
+    for (int k = 0; k < n; k++) ps->slot[idx[k]].used = ps->slot[idx[k]].joining = 0;
+    pthread_mutex_unlock(&ps->mu);
+}
+
 void pulls_free(struct pulls *ps) {
     if (!ps) return;
-    pthread_mutex_lock(&ps->mu);
-    for (int i = 0; i < MAX_PULLS; i++)
-        if (ps->slot[i].used && ps->slot[i].running) {
-            ps->slot[i].why = SHUTDOWN;
-            __atomic_store_n(&ps->slot[i].cancel, 1, __ATOMIC_RELAXED);
-        }
-    pthread_mutex_unlock(&ps->mu);
-    for (int i = 0; i < MAX_PULLS; i++)
-        if (ps->slot[i].used && !ps->slot[i].joining) pthread_join(ps->slot[i].thread, NULL);
+    pulls_shutdown(ps);
     pthread_mutex_destroy(&ps->mu);
     free(ps);
 }

@@ -32,7 +32,11 @@ struct pull_params {
 struct pulls;
 
 int pulls_create(const struct pull_params *p, struct pulls **out);
-/* Stops every pull, keeping its files and its "downloading" row for the next start. */
+/* Stops every pull, keeping its files and its "downloading" row for the next start, and
+ * refuses new ones (FOLIO_EBUSY); queries keep working, so HTTP handlers still running at
+ * shutdown may call them. Idempotent. */
+void pulls_shutdown(struct pulls *p);
+/* pulls_shutdown, then frees. */
 void pulls_free(struct pulls *p);
 
 /* Starts pulling the model (source "hf"). 0 also when it is already being pulled (load_after

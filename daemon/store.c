@@ -1028,11 +1028,21 @@ int store_event_add(struct store *s, const char *level, const char *kind, int64_
                          STORE_ARGS(A_INT(store_now_ms()), A_TEXT(level), A_TEXT(kind), A_INT(model_id), A_TEXT(msg)),
                          NULL, NULL, "add event", &d);
     if (rc) goto out_rollback;
-    /* AUTOINCREMENT ids have no gaps here (nothing else deletes events, and a rolled-back
+    /* AUTOINCREMENT ids have no gaps but those of trimmed failed logins (below; a rolled-back
      * insert takes its sequence number back), so an id bound is the newest N, on the index. */
     rc = store_stmt_held(s, "DELETE FROM events WHERE id <= ?1", STORE_ARGS(A_INT(d.rowid - STORE_MAX_EVENTS)), NULL,
                          NULL, "trim events", NULL);
     if (rc) goto out_rollback;
+    /* Failed logins (already aggregated per minute by audit.c) keep only their newest
+     * STORE_MAX_LOGIN_FAILED, so that guessing cannot push the rest of the log out. The
+     * gaps this leaves only make the id bound above keep fewer than STORE_MAX_EVENTS. */
+    if (!strcmp(kind, "admin.login_failed")) {
+        rc = store_stmt_held(s,
+                             "DELETE FROM events WHERE kind = 'admin.login_failed' AND id <= "
+                             "(SELECT id FROM events WHERE kind = 'admin.login_failed' ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                             STORE_ARGS(A_INT(STORE_MAX_LOGIN_FAILED)), NULL, NULL, "trim failed logins", NULL);
+        if (rc) goto out_rollback;
+    }
     rc = store_exec(s, "COMMIT", "commit event");
     if (rc) goto out_rollback;
     goto out;

@@ -40,7 +40,7 @@ struct store_model {
     int max_num_seqs;
     double kv_cache_space;
     char device[8];             /* "", "cpu", "cuda" */
-    char chat_template[1024];   /* a file path, or "" */
+    char chat_template[1024];   /* inline template text, a file in the model dir, or "" */
     char state[16];             /* registered, loading, ready, draining, stopped, failed */
     int want_loaded;            /* 1: should run (reloaded when foliod starts) */
     char last_error[512];
@@ -120,6 +120,8 @@ int store_setting_set(struct store *s, const char *key, const char *val);
  * The one exception to "truncation is an error": a formatted message longer than the field is
  * cut (at a UTF-8 boundary, ending in "...") rather than losing the event. A model_id that no
  * longer exists is stored as 0, so logging never fails on a race with a delete. */
+/* admin.login_failed events kept at most (older ones are pruned on insert). */
+#define STORE_MAX_LOGIN_FAILED 100
 struct store_event {
     int64_t id;
     int64_t ts;                 /* unix milliseconds */

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "upstream.h"
+#include "validate.h"
 #include "util.h"
 
 extern char **environ;
@@ -60,7 +61,7 @@ struct eng {
 
 struct supervisor {
     struct sup_params p;
-    char engine_bin[PATH_MAX], log_dir[PATH_MAX];
+    char engine_bin[PATH_MAX], log_dir[PATH_MAX], template_dir[PATH_MAX];
     pthread_t thread;
     int started;
     pthread_mutex_t mu;
@@ -188,13 +189,71 @@ static void secret_new(char out[65]) {
 #define MAX_ARGS 40
 #define MAX_ENV 512
 
+/* What of foliod's environment an engine gets: the system's basics, the CUDA/NVIDIA, BLAS,
+ * OpenMP and malloc tuning, the sanitizers' options, and FOLIO_CPU_ISA; never foliod's own
+ * secrets (FOLIO_ADMIN_PASSWORD, FOLIO_ADMIN_TOKEN, FOLIO_API_KEY, HF_TOKEN) nor anything
+ * else. The engine's FOLIO_API_KEY is its own secret, added by spawn. */
+static int env_allowed(const char *kv) {
+    static const char *const exact[] = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "ASAN_OPTIONS",
+                                        "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "FOLIO_CPU_ISA"};
+    static const char *const prefix[] = {"LC_", "CUDA_", "NVIDIA_", "OMP_", "OPENBLAS_", "MKL_", "MALLOC_"};
+    const char *eq = strchr(kv, '=');
+    if (!eq) return 0;
+    const size_t n = (size_t)(eq - kv);
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
+        if (strlen(exact[i]) == n && !strncmp(kv, exact[i], n)) return 1;
+    for (size_t i = 0; i < sizeof prefix / sizeof *prefix; i++)
+        if (!strncmp(kv, prefix[i], strlen(prefix[i])) && n > strlen(prefix[i])) return 1;
+    return 0;
+}
+
+/* The model's chat template for the engine: inline text is written to
+ * template_dir/<model id>.jinja (the engine only ever gets a file foliod wrote); a path must
+ * still be a file inside the model directory (validate.h; a Hub model's directory is first
+ * known here). *out is "" when the model has no template. */
+static int template_arg(struct supervisor *s, const struct eng *e, char *out, size_t cap) {
+    out[0] = '\0';
+    if (!e->m.chat_template[0]) return 0;
+    if (!validate_template_inline(e->m.chat_template)) {
+        if (validate_template_file(e->m.chat_template, e->m.path, out, cap)) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", folio_last_error()); /* folio_err reuses its buffer */
+            return folio_err(FOLIO_EINVAL, "refusing to start: %s", why);
+        }
+        return 0;
+    }
+    char tmp[PATH_MAX + 64];
+    if (mkdir(s->template_dir, 0750) != 0 && errno != EEXIST)
+        return folio_err(FOLIO_EIO, "cannot create %s: %s", s->template_dir, strerror(errno));
+    snprintf(out, cap, "%.3900s/%lld.jinja", s->template_dir, (long long)e->m.id);
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+    const size_t n = strlen(e->m.chat_template);
+    const int ok = fd >= 0 && write(fd, e->m.chat_template, n) == (ssize_t)n;
+    if (fd >= 0) close(fd);
+    if (!ok || rename(tmp, out) != 0) {
+        unlink(tmp);
+        return folio_err(FOLIO_EIO, "cannot write the chat template %s: %s", out, strerror(errno));
+    }
+    return 0;
+}
+
 /* Spawns the engine for e (supervisor thread only). Everything the child needs is built
  * before fork: between fork and exec a threaded process may only make async-signal-safe
  * calls. */
 static int spawn(struct supervisor *s, struct eng *e) {
-    char num[8][32], secret_env[96];
+    char num[8][32], secret_env[96], tmpl[PATH_MAX];
     const char *argv[MAX_ARGS];
     int a = 0, k = 0;
+    /* The name becomes an argv value: it must not read as a flag (validate.h). */
+    char why[512];
+    if (validate_model_name(e->m.name)) {
+        snprintf(why, sizeof why, "%s", folio_last_error()); /* folio_err reuses its buffer */
+        return folio_err(FOLIO_EINVAL, "refusing to start: %s", why);
+    }
+    int rc = template_arg(s, e, tmpl, sizeof tmpl);
+    if (rc) return rc;
     int port = up_free_port();
     if (port < 0) return port;
     e->port = port;
@@ -209,6 +268,14 @@ static int spawn(struct supervisor *s, struct eng *e) {
     argv[a++] = num[k++];
     argv[a++] = "--served-model-name";
     argv[a++] = e->m.name;
+    /* Every connection to an engine comes from foliod's address: foliod caps clients itself. */
+    argv[a++] = "--max-connections-per-client";
+    argv[a++] = "0";
+    if (s->p.engine_connections > 0) {
+        argv[a++] = "--max-connections";
+        snprintf(num[k], sizeof num[k], "%d", s->p.engine_connections);
+        argv[a++] = num[k++];
+    }
     if (e->m.max_model_len > 0) {
         argv[a++] = "--max-model-len";
         snprintf(num[k], sizeof num[k], "%d", e->m.max_model_len);
@@ -242,16 +309,16 @@ static int spawn(struct supervisor *s, struct eng *e) {
         argv[a++] = "--device";
         argv[a++] = e->m.device;
     }
-    if (e->m.chat_template[0]) {
+    if (tmpl[0]) {
         argv[a++] = "--chat-template";
-        argv[a++] = e->m.chat_template;
+        argv[a++] = tmpl;
     }
     argv[a] = NULL;
     /* The secret travels in the environment: a command line is world-readable in /proc. */
     const char *envp[MAX_ENV];
     int ne = 0;
     for (char **ev = environ; *ev && ne < MAX_ENV - 2; ev++)
-        if (strncmp(*ev, "FOLIO_API_KEY=", 14) != 0 && strncmp(*ev, "HF_TOKEN=", 9) != 0) envp[ne++] = *ev;
+        if (env_allowed(*ev)) envp[ne++] = *ev;
     snprintf(secret_env, sizeof secret_env, "FOLIO_API_KEY=%s", e->secret);
     envp[ne++] = secret_env;
     envp[ne] = NULL;
@@ -557,6 +624,10 @@ int sup_create(const struct sup_params *p, struct supervisor **out) {
     snprintf(s->log_dir, sizeof s->log_dir, "%s", p->log_dir);
     s->p.engine_bin = s->engine_bin;
     s->p.log_dir = s->log_dir;
+    /* Inline chat templates: beside the logs unless given (DATA/templates in foliod). */
+    if (p->template_dir) snprintf(s->template_dir, sizeof s->template_dir, "%s", p->template_dir);
+    else snprintf(s->template_dir, sizeof s->template_dir, "%.4000s/../templates", s->log_dir);
+    s->p.template_dir = s->template_dir;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

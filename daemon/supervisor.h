@@ -20,12 +20,17 @@ struct supervisor;
 struct sup_params {
     const char *engine_bin;   /* folio-engine */
     const char *log_dir;      /* one <model name>.log per engine */
+    const char *template_dir; /* inline chat templates, written as <model id>.jinja at spawn
+                                 (NULL: log_dir/../templates) */
     size_t log_cap;           /* bytes per log before it rotates to .1 (8 MiB) */
     double ready_timeout;     /* seconds from spawn to a 200 from /health (600) */
     double stop_timeout;      /* seconds from SIGTERM to SIGKILL (30) */
     double health_interval;   /* seconds between /health checks of a ready engine (2) */
     int crash_loop;           /* this many crashes in a row without staying up ends in failed (5) */
     int gpus;                 /* GPUs present: engines on them share memory (sum of shares <= 1) */
+    int engine_connections;   /* an engine's --max-connections (0: its default, 512). foliod opens
+                                 at most one upstream per HTTP thread, and each engine connection
+                                 thread costs stack and malloc cache once used */
     struct store *store;
     /* Called (on the supervisor thread) after any engine changes state. */
     void (*on_change)(void *ud);

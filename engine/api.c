@@ -18,7 +18,8 @@
 
 struct api_params api_default_params(void) {
     return (struct api_params){
-        .host = "127.0.0.1", .port = 8000, .max_body = 16u << 20, .num_threads = 512};
+        .host = "127.0.0.1", .port = 8000, .max_body = 16u << 20, .num_threads = 512, .timeout_s = 20,
+        .max_conns_per_client = 0};
 }
 
 const char *api_error_type(int status) {
@@ -162,19 +163,22 @@ static int read_body(struct api *a, struct mg_connection *c, char **out, size_t 
     }
     for (;;) {
         if (n + 1 >= cap) {
-            if (cap > a->p.max_body) {
+            /* A chunked body grows by doubling, but never past the limit plus the one byte
+             * that shows it is over: the buffer is at most max_body + 2 bytes. */
+            if (n > a->p.max_body) {
                 free(buf);
                 api_send_error_msg(a, c, 413, NULL, "the request body exceeds the limit of %zu bytes", a->p.max_body);
                 return -1;
             }
-            char *nb = realloc(buf, cap * 2);
+            size_t ncap = cap * 2 < a->p.max_body + 2 ? cap * 2 : a->p.max_body + 2;
+            char *nb = realloc(buf, ncap);
             if (!nb) {
                 free(buf);
                 api_send_error_msg(a, c, 500, NULL, "out of memory");
                 return -1;
             }
             buf = nb;
-            cap *= 2;
+            cap = ncap;
         }
         int r = mg_read(c, buf + n, cap - 1 - n);
         if (r < 0) {
@@ -334,7 +338,12 @@ int api_create(const struct api_params *p, struct api **out) {
     if (a->p.num_threads <= 0) a->p.num_threads = api_default_params().num_threads;
 
     a->route = (struct http_route){handle, a};
-    if ((rc = http_conn_listen(p->host, p->port, a->p.num_threads, &a->route, &a->ctx, &a->port))) goto fail;
+    struct http_conn_params hp = {.host = p->host, .port = p->port, .threads = a->p.num_threads,
+                                  .timeout_s = p->timeout_s, .max_conns_per_client = p->max_conns_per_client};
+    for (int i = 0; i < p->num_server_names && i < HTTP_MAX_SERVER_NAMES; i++)
+        hp.server_names[hp.num_server_names++] = p->server_names[i];
+    if ((rc = http_server_start(&hp, &a->route, &a->srv))) goto fail;
+    a->port = http_server_port(a->srv);
     *out = a;
     return 0;
 nomem:
@@ -367,10 +376,7 @@ int api_drain(struct api *a) {
 void api_free(struct api *a) {
     if (!a) return;
     atomic_store(&a->stopping, 1);
-    if (a->ctx) {
-        mg_stop(a->ctx);
-        mg_exit_library();
-    }
+    http_server_stop(a->srv);
     for (int i = 0; i < a->num_names; i++) free(a->names[i]);
     for (int i = 0; i < a->num_origins; i++) free(a->origins[i]);
     free(a->origins);

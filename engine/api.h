@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "api_request.h"
 #include "version.h"
 
 #define API_MAX_NAMES 8
@@ -24,6 +25,11 @@ struct api_params {
     const char *chat_template;      /* --chat-template file or text; NULL: the model's */
     size_t max_body;                /* bytes; larger bodies get 413 (16 MiB) */
     int num_threads;                /* HTTP worker threads = concurrent connections (512) */
+    struct api_limits limits;       /* per-request limits (api_request.h); zeros: the defaults */
+    int timeout_s;                  /* client timeout: headers, body and write stalls (20; http_conn.h) */
+    int max_conns_per_client;       /* connections per client address; 0 (the default): no cap */
+    const char *server_names[API_MAX_NAMES]; /* Host names allowed on a loopback bind besides localhost */
+    int num_server_names;
 };
 
 struct api_params api_default_params(void);

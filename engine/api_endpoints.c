@@ -99,6 +99,7 @@ void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, cons
     cJSON_AddNumberToObject(kv, "used", st.kv_used);
     cJSON_AddNumberToObject(kv, "cached", st.kv_cached);
     cJSON_AddNumberToObject(kv, "free", st.kv_free);
+    cJSON_AddNumberToObject(kv, "touched", st.kv_touched);
     cJSON_AddNumberToObject(kv, "block_size", st.block_size);
     cJSON_AddNumberToObject(kv, "usage", st.kv_usage);
     cJSON_AddNumberToObject(kv, "waste", st.waste);
@@ -206,8 +207,9 @@ void api_ep_tokenize(struct api *a, struct mg_connection *c, struct engine *e, c
     int32_t *ids = NULL;
     int n = 0;
     const struct tokenizer *tok = engine_tokenizer(e);
-    if (api_request_parse(API_TOKENIZE, body, len, &r, &err)) {
+    if (api_request_parse(API_TOKENIZE, body, len, &a->p.limits, &r, &err)) {
         api_send_error(a, c, &err);
+        if (len >= API_TRIM_BODY_BYTES) folio_malloc_release();
         return;
     }
     if (api_check_model(a, r.model, &err)) goto fail;
@@ -234,11 +236,13 @@ void api_ep_tokenize(struct api *a, struct mg_connection *c, struct engine *e, c
     api_send_json(a, c, 200, j);
     free(ids);
     api_request_free(&r);
+    if (len >= API_TRIM_BODY_BYTES) folio_malloc_release(); /* its parse tree and answer */
     return;
 fail:
     api_send_error(a, c, &err);
     free(ids);
     api_request_free(&r);
+    if (len >= API_TRIM_BODY_BYTES) folio_malloc_release(); /* its parse tree and answer */
 }
 
 void api_ep_detokenize(struct api *a, struct mg_connection *c, struct engine *e, const char *body, size_t len) {
@@ -247,8 +251,9 @@ void api_ep_detokenize(struct api *a, struct mg_connection *c, struct engine *e,
     char *text = NULL;
     size_t n = 0;
     const struct tokenizer *tok = engine_tokenizer(e);
-    if (api_request_parse(API_DETOKENIZE, body, len, &r, &err)) {
+    if (api_request_parse(API_DETOKENIZE, body, len, &a->p.limits, &r, &err)) {
         api_send_error(a, c, &err);
+        if (len >= API_TRIM_BODY_BYTES) folio_malloc_release();
         return;
     }
     if (api_check_model(a, r.model, &err)) goto fail;
@@ -267,8 +272,10 @@ void api_ep_detokenize(struct api *a, struct mg_connection *c, struct engine *e,
     api_send_json(a, c, 200, j);
     free(text);
     api_request_free(&r);
+    if (len >= API_TRIM_BODY_BYTES) folio_malloc_release(); /* its parse tree and answer */
     return;
 fail:
     api_send_error(a, c, &err);
     api_request_free(&r);
+    if (len >= API_TRIM_BODY_BYTES) folio_malloc_release(); /* its parse tree and answer */
 }

@@ -466,18 +466,39 @@ static int build_prompts(struct gen *g, struct api_error *err) {
     return 0;
 }
 
+/* Prompt p's engine request: the body's sampling, with generation_config.json's defaults. */
+static struct engine_request prompt_request(const struct gen *g, int p, const struct model_config *cfg, int L) {
+    struct engine_request rq = {.prompt = g->ids[p], .num_prompt = g->num_ids[p], .params = g->r->sp,
+                                .priority = g->r->priority};
+    apply_defaults(cfg, g->r, &rq.params);
+    rq.params.logprobs = g->r->logprobs;
+    if (g->chat && !(g->r->set & API_SET_MAX_TOKENS) && cfg->default_max_new_tokens > 0) {
+        const int room = L - g->num_ids[p];
+        rq.params.max_tokens = cfg->default_max_new_tokens < room ? cfg->default_max_new_tokens : room;
+    }
+    return rq;
+}
+
+/* The most output tokens all the choices can produce: n per prompt, each up to max_tokens or,
+ * left out (or over it, which the engine refuses), the context the prompt leaves. */
+static long long max_output_tokens(const struct gen *g, const struct model_config *cfg, int L) {
+    long long total = 0;
+    for (int p = 0; p < g->np; p++) {
+        const int mt = prompt_request(g, p, cfg, L).params.max_tokens, room = L - g->num_ids[p];
+        total += (long long)g->n * (mt > 0 && mt < room ? mt : room > 0 ? room : 0);
+    }
+    return total;
+}
+
 static int submit_all(struct gen *g, struct api_error *err) {
     const struct model_config *cfg = engine_model_config(g->e);
     const int L = engine_max_model_len(g->e);
+    /* The parser checked what it could; without max_tokens the bound needs the prompts'
+     * lengths. Before the first submit, so that nothing runs for a refused request. */
+    int rc = api_check_logprob_entries(g->r, max_output_tokens(g, cfg, L), &g->a->p.limits, err);
+    if (rc) return rc;
     for (int p = 0; p < g->np; p++) {
-        struct engine_request rq = {.prompt = g->ids[p], .num_prompt = g->num_ids[p], .params = g->r->sp,
-                                    .priority = g->r->priority};
-        apply_defaults(cfg, g->r, &rq.params);
-        rq.params.logprobs = g->r->logprobs;
-        if (g->chat && !(g->r->set & API_SET_MAX_TOKENS) && cfg->default_max_new_tokens > 0) {
-            const int room = L - g->num_ids[p];
-            rq.params.max_tokens = cfg->default_max_new_tokens < room ? cfg->default_max_new_tokens : room;
-        }
+        struct engine_request rq = prompt_request(g, p, cfg, L);
         /* The sampler's messages start with the parameter's name: report it as `param`. */
         if (sampler_check_params(&rq.params, tok_vocab_size(g->tok))) {
             const char *m = folio_last_error();
@@ -486,11 +507,23 @@ static int submit_all(struct gen *g, struct api_error *err) {
             snprintf(param, sizeof param, "%.*s", (int)(k < sizeof param ? k : sizeof param - 1), m);
             return api_error_set(err, 400, k && m[k] == ' ' ? param : NULL, "%s", m);
         }
-        int rc = engine_submit(g->e, &rq, &g->h[p]);
+        rc = engine_submit(g->e, &rq, &g->h[p]);
         if (rc == FOLIO_EBUSY) return api_error_set(err, 503, NULL, "%s", folio_last_error());
         if (rc) return api_error_set(err, rc == FOLIO_ENOMEM ? 500 : 400, NULL, "%s", folio_last_error());
     }
     return 0;
+}
+
+/* Whether this request held enough memory that its freed heap is worth handing back now
+ * (glibc keeps it otherwise, see folio_malloc_release): a big body (its parse tree), many
+ * samples (each has engine-side buffers), or a big collected response. A small request
+ * skips the trim, which walks the heaps. */
+static int was_big(const struct gen *g, size_t len) {
+    if (len >= API_TRIM_BODY_BYTES || (long long)g->np * g->n >= API_TRIM_SEQS) return 1;
+    size_t held = 0;
+    for (int i = 0; g->ch && i < g->np * g->n; i++)
+        held += g->ch[i].text_cap + (size_t)g->ch[i].cap * (sizeof(int32_t) + sizeof(struct sampler_logprobs));
+    return held >= API_TRIM_HELD_BYTES;
 }
 
 void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *e, enum api_kind kind,
@@ -498,8 +531,12 @@ void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *
     struct api_request r;
     struct api_error err;
     struct gen g = {.a = a, .c = c, .e = e, .tok = engine_tokenizer(e), .r = &r, .chat = kind == API_CHAT};
-    if (api_request_parse(kind, body, len, &r, &err)) {
+    /* The engine's own sequence limit, which may differ from the flag's default. */
+    struct api_limits lim = a->p.limits;
+    lim.max_num_seqs = engine_max_num_seqs(e);
+    if (api_request_parse(kind, body, len, &lim, &r, &err)) {
         api_send_error(a, c, &err);
+        if (len >= API_TRIM_BODY_BYTES) folio_malloc_release();
         return;
     }
     int rc = api_check_model(a, r.model, &err);
@@ -540,7 +577,8 @@ void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *
     else respond(&g);
 out:
     if (rc) api_send_error(a, c, &err);
-release:
+release:;
+    const int big = was_big(&g, len); /* before the choices it reads are freed */
     for (int p = 0; g.h && p < g.np; p++) engine_release(g.h[p]); /* aborts what still runs */
     for (int p = 0; g.ids && p < g.np; p++) free(g.ids[p]);
     for (int i = 0; g.ch && i < g.np * g.n; i++) {
@@ -555,4 +593,5 @@ release:
     free(g.ch);
     free(g.dec_work);
     api_request_free(&r);
+    if (big) folio_malloc_release();
 }

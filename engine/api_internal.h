@@ -22,7 +22,7 @@ struct api {
     char *api_key;
     char **origins;            /* [num_origins]; "*" allows any */
     int num_origins;
-    struct mg_context *ctx;
+    struct http_server *srv;
     struct http_route route;         /* handle(), a */
     int port;
     _Atomic(struct engine *) engine; /* NULL while the model loads */
@@ -55,6 +55,13 @@ int api_check_model(struct api *a, const char *model, struct api_error *err);
  * *ids is malloc'd. */
 int api_chat_prompt(struct api *a, struct engine *e, const struct api_request *r, int32_t **ids, int *n,
                     struct api_error *err);
+
+/* After a request this big, its handler returns the freed heap to the OS (malloc_trim): a
+ * body of 256 KiB or more (its parse tree was up to ~40x that), 16 or more sequences, or
+ * 1 MiB of collected output. */
+#define API_TRIM_BODY_BYTES ((size_t)256 << 10)
+#define API_TRIM_SEQS 16
+#define API_TRIM_HELD_BYTES ((size_t)1 << 20)
 
 /* POST /v1/completions and /v1/chat/completions. */
 void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *e, enum api_kind kind,

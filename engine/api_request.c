@@ -2,7 +2,11 @@
  * /detokenize bodies. The rules follow vLLM's pydantic models: unknown fields are ignored,
  * null means "not set", integers may be written as integral floats, and a value of the wrong
  * type or out of range is a 400 that names the parameter. Sampling ranges are checked again
- * by sampler_check_params when the engine takes the request. */
+ * by sampler_check_params when the engine takes the request.
+ *
+ * The limits (api_limits) bound what one body can make the engine hold: the JSON values are
+ * counted before cJSON builds a tree of them, and the sizes of the arrays a request copies
+ * into every sample are checked before they are copied. */
 #include "api_request.h"
 
 #include <math.h>
@@ -21,6 +25,39 @@ int api_error_set(struct api_error *err, int status, const char *param, const ch
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
     return FOLIO_EINVAL;
+}
+
+struct api_limits api_default_limits(void) {
+    return (struct api_limits){.max_stop_bytes = 16384, .max_stop_token_ids = 1024, .max_logit_bias = 1024,
+                               .max_num_seqs = 256, .max_json_values = 1000000, .max_logprob_entries = 262144};
+}
+
+/* The caller's limits with its zeros (and a NULL) read as the defaults. */
+static struct api_limits effective_limits(const struct api_limits *l) {
+    struct api_limits d = api_default_limits();
+    if (!l) return d;
+    if (l->max_stop_bytes) d.max_stop_bytes = l->max_stop_bytes;
+    if (l->max_stop_token_ids) d.max_stop_token_ids = l->max_stop_token_ids;
+    if (l->max_logit_bias) d.max_logit_bias = l->max_logit_bias;
+    if (l->max_num_seqs) d.max_num_seqs = l->max_num_seqs;
+    if (l->max_json_values) d.max_json_values = l->max_json_values;
+    if (l->max_logprob_entries) d.max_logprob_entries = l->max_logprob_entries;
+    return d;
+}
+
+int api_check_logprob_entries(const struct api_request *r, long long tokens, const struct api_limits *limits,
+                              struct api_error *err) {
+    if (r->logprobs < 0 || r->stream) return 0;
+    const struct api_limits lim = effective_limits(limits);
+    /* tokens <= 256 prompts x n 1024 x INT32_MAX and 1 + logprobs <= 21: no overflow */
+    const long long entries = tokens * (1 + r->logprobs);
+    if (entries <= lim.max_logprob_entries) return 0;
+    const int chat = r->kind == API_CHAT;
+    return api_error_set(err, 400, "logprobs",
+                         "this request could return %lld logprob entries (%s x max_tokens x (1 + %s)); at most %lld "
+                         "(--max-logprob-entries): lower max_tokens, n or %s, or set stream=true",
+                         entries, !chat && r->num_prompts > 1 ? "prompts x n" : "n",
+                         chat ? "top_logprobs" : "logprobs", lim.max_logprob_entries, chat ? "top_logprobs" : "logprobs");
 }
 
 static int is_unset(const cJSON *v) { return !v || cJSON_IsNull(v); }
@@ -203,18 +240,28 @@ static int parse_messages(cJSON *body, struct api_request *r, struct api_error *
     return 0;
 }
 
-static int parse_stop(const cJSON *body, struct api_request *r, struct api_error *err) {
+static int parse_stop(const cJSON *body, struct api_request *r, const struct api_limits *lim, struct api_error *err) {
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(body, "stop");
     if (is_unset(s)) return 0;
     int cnt = cJSON_IsString(s) ? 1 : cJSON_IsArray(s) ? cJSON_GetArraySize(s) : -1;
     if (cnt < 0) return api_error_set(err, 400, "stop", "'stop' must be a string or a list of strings");
     if (cnt > API_MAX_STOPS) return api_error_set(err, 400, "stop", "at most %d stop strings, got %d", API_MAX_STOPS, cnt);
     if (cnt == 0) return 0;
-    if (!(r->stops = calloc((size_t)cnt, sizeof *r->stops))) return api_error_set(err, 500, NULL, "out of memory");
+    /* Every byte costs the engine 5 (the string and its KMP table) plus a held-back buffer
+     * and stream room per sample for the longest: bound the total before copying any. */
+    size_t total = 0;
     const cJSON *x = cJSON_IsString(s) ? s : s->child;
     for (int i = 0; i < cnt; i++, x = x->next) {
         if (!cJSON_IsString(x)) return api_error_set(err, 400, "stop", "'stop' must be a string or a list of strings");
         if (!x->valuestring[0]) return api_error_set(err, 400, "stop", "stop strings must not be empty");
+        total += strlen(x->valuestring);
+    }
+    if (total > lim->max_stop_bytes)
+        return api_error_set(err, 400, "stop", "the stop strings add up to %zu bytes; at most %zu (--max-stop-bytes)",
+                             total, lim->max_stop_bytes);
+    if (!(r->stops = calloc((size_t)cnt, sizeof *r->stops))) return api_error_set(err, 500, NULL, "out of memory");
+    x = cJSON_IsString(s) ? s : s->child;
+    for (int i = 0; i < cnt; i++, x = x->next) {
         if (!(r->stops[i] = strdup(x->valuestring))) return api_error_set(err, 500, NULL, "out of memory");
         r->sp.num_stop = i + 1;
     }
@@ -222,13 +269,16 @@ static int parse_stop(const cJSON *body, struct api_request *r, struct api_error
     return 0;
 }
 
-static int parse_logit_bias(const cJSON *body, struct api_request *r, struct api_error *err) {
+static int parse_logit_bias(const cJSON *body, struct api_request *r, const struct api_limits *lim,
+                            struct api_error *err) {
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(body, "logit_bias");
     if (is_unset(b)) return 0;
     if (!cJSON_IsObject(b)) return api_error_set(err, 400, "logit_bias", "'logit_bias' must map token ids to numbers");
     int cnt = cJSON_GetArraySize(b);
     if (cnt == 0) return 0;
-    if (cnt > 1024) return api_error_set(err, 400, "logit_bias", "at most 1024 logit_bias entries, got %d", cnt);
+    if (cnt > lim->max_logit_bias)
+        return api_error_set(err, 400, "logit_bias", "logit_bias has %d entries; at most %d (--max-logit-bias)", cnt,
+                             lim->max_logit_bias);
     if (!(r->bias = calloc((size_t)cnt, sizeof *r->bias))) return api_error_set(err, 500, NULL, "out of memory");
     int i = 0;
     for (const cJSON *x = b->child; x; x = x->next, i++) {
@@ -248,7 +298,8 @@ static int parse_logit_bias(const cJSON *body, struct api_request *r, struct api
 }
 
 /* Everything the sampler and the engine take, shared by completions and chat. */
-static int parse_sampling(const cJSON *body, struct api_request *r, struct api_error *err) {
+static int parse_sampling(const cJSON *body, struct api_request *r, const struct api_limits *lim,
+                          struct api_error *err) {
     struct sampling_params *sp = &r->sp;
     int rc, set = 0;
     long long v;
@@ -264,6 +315,14 @@ static int parse_sampling(const cJSON *body, struct api_request *r, struct api_e
     sp->top_k = (int)v;
     if (set) r->set |= API_SET_TOP_K;
     if ((rc = get_i(body, "n", 1, 1024, &sp->n, err))) return rc;
+    /* Each prompt is a request of n samples, all of which must run at once (they share the
+     * prompt's blocks and are forked together): more than the engine's sequences never runs. */
+    const int np = r->kind == API_CHAT ? 1 : r->num_prompts;
+    if ((long long)np * sp->n > lim->max_num_seqs)
+        return api_error_set(err, 400, "n",
+                             "%d prompt%s x n=%d is %lld sequences, but this engine runs at most %d at once "
+                             "(--max-num-seqs)",
+                             np, np == 1 ? "" : "s", sp->n, (long long)np * sp->n, lim->max_num_seqs);
     const cJSON *best_of = cJSON_GetObjectItemCaseSensitive(body, "best_of");
     if (!is_unset(best_of) && !(cJSON_IsNumber(best_of) && best_of->valuedouble == sp->n))
         return api_error_set(err, 400, "best_of", "best_of is not supported (vLLM's V1 engine dropped it too); use n");
@@ -288,11 +347,15 @@ static int parse_sampling(const cJSON *body, struct api_request *r, struct api_e
         (rc = get_bool(body, "skip_special_tokens", &sp->skip_special_tokens, err)) ||
         (rc = get_bool(body, "include_stop_str_in_output", &sp->include_stop_str_in_output, err)) ||
         (rc = get_i(body, "priority", INT32_MIN / 2, INT32_MAX / 2, &r->priority, err)) ||
-        (rc = parse_stop(body, r, err)) || (rc = parse_logit_bias(body, r, err)))
+        (rc = parse_stop(body, r, lim, err)) || (rc = parse_logit_bias(body, r, lim, err)))
         return rc;
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "stop_token_ids");
     if (!is_unset(ids)) {
         if (!cJSON_IsArray(ids)) return api_error_set(err, 400, "stop_token_ids", "'stop_token_ids' must be a list of token ids");
+        const int cnt = cJSON_GetArraySize(ids);
+        if (cnt > lim->max_stop_token_ids)
+            return api_error_set(err, 400, "stop_token_ids", "stop_token_ids has %d ids; at most %d (--max-stop-token-ids)",
+                                 cnt, lim->max_stop_token_ids);
         if ((rc = parse_ids(ids, "stop_token_ids", &r->stop_ids, &sp->num_stop_token_ids, err))) return rc;
         sp->stop_token_ids = r->stop_ids;
     }
@@ -318,11 +381,11 @@ static int parse_sampling(const cJSON *body, struct api_request *r, struct api_e
     return 0;
 }
 
-static int parse_completions(cJSON *body, struct api_request *r, struct api_error *err) {
+static int parse_completions(cJSON *body, struct api_request *r, const struct api_limits *lim, struct api_error *err) {
     int rc;
     r->add_special_tokens = 1;
     r->sp.max_tokens = 16; /* the OpenAI default for completions */
-    if ((rc = parse_prompt(body, r, err)) || (rc = parse_sampling(body, r, err)) ||
+    if ((rc = parse_prompt(body, r, err)) || (rc = parse_sampling(body, r, lim, err)) ||
         (rc = get_bool(body, "echo", &r->echo, err)) ||
         (rc = get_bool(body, "add_special_tokens", &r->add_special_tokens, err)))
         return rc;
@@ -331,6 +394,9 @@ static int parse_completions(cJSON *body, struct api_request *r, struct api_erro
     r->logprobs = (int)lp;
     if (r->echo && r->logprobs >= 0)
         return api_error_set(err, 400, "logprobs", "echo with logprobs (prompt logprobs) is not supported");
+    /* max_tokens is always known here (16 when left out): refuse before anything is tokenized */
+    if ((rc = api_check_logprob_entries(r, (long long)r->num_prompts * r->sp.n * r->sp.max_tokens, lim, err)))
+        return rc;
     const cJSON *suffix = cJSON_GetObjectItemCaseSensitive(body, "suffix");
     if (!is_unset(suffix)) return api_error_set(err, 400, "suffix", "suffix is not currently supported");
     return 0;
@@ -348,11 +414,11 @@ static int parse_chat_flags(const cJSON *body, struct api_request *r, struct api
     return 0;
 }
 
-static int parse_chat(cJSON *body, struct api_request *r, struct api_error *err) {
+static int parse_chat(cJSON *body, struct api_request *r, const struct api_limits *lim, struct api_error *err) {
     int rc;
     r->add_generation_prompt = 1;
     r->sp.max_tokens = -1; /* the rest of the context */
-    if ((rc = parse_chat_flags(body, r, err)) || (rc = parse_sampling(body, r, err))) return rc;
+    if ((rc = parse_chat_flags(body, r, err)) || (rc = parse_sampling(body, r, lim, err))) return rc;
     int want = 0;
     long long top = 0;
     if ((rc = get_bool(body, "logprobs", &want, err)) ||
@@ -362,6 +428,10 @@ static int parse_chat(cJSON *body, struct api_request *r, struct api_error *err)
     if (!is_unset(t) && top > 0 && !want)
         return api_error_set(err, 400, "top_logprobs", "when using `top_logprobs`, `logprobs` must be set to true.");
     r->logprobs = want ? (int)top : -1;
+    /* Left out, max_tokens is the rest of the context: api_generate checks once the prompt is built. */
+    if ((r->set & API_SET_MAX_TOKENS) &&
+        (rc = api_check_logprob_entries(r, (long long)r->sp.n * r->sp.max_tokens, lim, err)))
+        return rc;
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(body, "tool_choice");
     if (!is_unset(tc) && !(cJSON_IsString(tc) && (!strcmp(tc->valuestring, "none") || !strcmp(tc->valuestring, "auto"))))
         return api_error_set(err, 400, "tool_choice",
@@ -391,16 +461,31 @@ static int parse_detokenize(const cJSON *body, struct api_request *r, struct api
     return parse_ids(t, "tokens", &r->tokens, &r->num_tokens, err);
 }
 
-int api_request_parse(enum api_kind kind, const char *text, size_t len, struct api_request *r,
-                      struct api_error *err) {
+int api_request_parse(enum api_kind kind, const char *text, size_t len, const struct api_limits *limits,
+                      struct api_request *r, struct api_error *err) {
     int rc;
+    const struct api_limits lim = effective_limits(limits);
+    cJSON *body = NULL;
     memset(r, 0, sizeof *r);
     memset(err, 0, sizeof *err);
     r->kind = kind;
     r->sp = sampler_default_params();
     r->logprobs = -1;
+    /* cJSON spends ~64-80 bytes on each value: a 16 MiB body of `[1,1,...]` would become a
+     * tree of ~600 MB. Counting first is a byte scan and allocates nothing. */
+    const long long values = folio_json_count_values(text, len, lim.max_json_values);
+    if (values > lim.max_json_values) {
+        rc = api_error_set(err, 413, NULL, "the request body holds more than %lld JSON values (--max-json-values)",
+                           lim.max_json_values);
+        goto out;
+    }
+    if (folio_json_max_depth(text, len, FOLIO_JSON_MAX_DEPTH) > FOLIO_JSON_MAX_DEPTH) {
+        rc = api_error_set(err, 400, NULL, "the request body nests arrays and objects more than %d levels deep",
+                           FOLIO_JSON_MAX_DEPTH);
+        goto out;
+    }
     const char *end = NULL;
-    cJSON *body = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    body = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     /* Only whitespace may follow the value: `{...} junk` is malformed, not a request. */
     while (body && end < text + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')) end++;
     if (body && end < text + len && !(*end == '\0' && end + 1 == text + len)) {
@@ -427,8 +512,8 @@ int api_request_parse(enum api_kind kind, const char *text, size_t len, struct a
         }
     }
     switch (kind) {
-    case API_COMPLETIONS: rc = parse_completions(body, r, err); break;
-    case API_CHAT: rc = parse_chat(body, r, err); break;
+    case API_COMPLETIONS: rc = parse_completions(body, r, &lim, err); break;
+    case API_CHAT: rc = parse_chat(body, r, &lim, err); break;
     case API_TOKENIZE: rc = parse_tokenize(body, r, err); break;
     default: rc = parse_detokenize(body, r, err); break;
     }

@@ -498,6 +498,7 @@ static void publish_stats(struct engine *e) {
         .kv_used = ks.used,
         .kv_cached = ks.cached,
         .kv_free = ks.free,
+        .kv_touched = ks.touched,
         .block_size = e->bs,
         .kv_usage = (double)ks.used / ks.num_blocks,
         .kv_allocated_slots = ks.allocated_slots,

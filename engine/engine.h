@@ -65,6 +65,8 @@ const struct tokenizer *engine_tokenizer(const struct engine *e);
 int engine_max_model_len(const struct engine *e);
 int engine_num_blocks(const struct engine *e);
 int engine_block_size(const struct engine *e);
+/* Sequences the engine runs at once (--max-num-seqs): a request's prompts x n must fit. */
+int engine_max_num_seqs(const struct engine *e);
 /* One line on what runs where: architecture, layers, weight dtype and size, backend, KV
  * cache. */
 void engine_describe(const struct engine *e, char *buf, size_t cap);
@@ -138,6 +140,7 @@ struct engine_stats {
     long long num_preemptions;
     int num_requests;           /* requests not finished */
     int kv_blocks, kv_used, kv_cached, kv_free, block_size;
+    int kv_touched;             /* blocks ever written (kv_cache_stats.touched) */
     double kv_usage;            /* used / total */
     long long kv_allocated_slots, kv_stored_tokens; /* now */
     double waste;               /* now: 1 - stored / allocated slots */

@@ -25,6 +25,7 @@ struct threadpool;
 struct sampler;
 struct detok;
 struct stop;
+struct stop_set;
 
 /* Tokens a sample's stream holds before its reader must drain it; one step adds at most one. */
 #define STREAM_TOKENS 64
@@ -36,7 +37,7 @@ struct sample {
     int32_t *tokens;      /* [num_prompt + max_tokens] prompt, then outputs */
     int32_t *blocks;      /* [max_blocks_per_seq] */
     struct detok *dt;
-    struct stop *stop;    /* NULL without stop strings */
+    struct stop *stop;    /* NULL without stop strings; reads req->stop_set */
     int num_output;
     int done;             /* engine side: finished, output recorded */
     int out_count;        /* num_output as of the last emit, under req->mu */
@@ -66,7 +67,8 @@ struct engine_req {
     int n, num_prompt, max_tokens, priority;
     int32_t *prompt;       /* [num_prompt] */
     struct sampling_params sp; /* its pointers lead into the copies below */
-    char **stops;
+    struct stop_set *stop_set; /* NULL without stop strings; its samples' stop streams share it */
+    const char **stops;    /* [sp.num_stop] the strings, inside stop_set */
     int32_t *stop_ids;
     struct sampler_logit_bias *bias;
     uint64_t seed;

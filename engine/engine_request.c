@@ -29,9 +29,8 @@ static void req_free(struct engine_req *r) {
         }
         free(r->samples);
     }
-    if (r->stops)
-        for (int i = 0; i < r->sp.num_stop; i++) free(r->stops[i]);
     free(r->stops);
+    stop_set_free(r->stop_set);
     free(r->stop_ids);
     free(r->bias);
     free(r->prompt);
@@ -48,6 +47,8 @@ static void req_free(struct engine_req *r) {
 void engine_req_unref(struct engine_req *r) {
     if (atomic_fetch_sub(&r->refs, 1) == 1) req_free(r);
 }
+
+int engine_max_num_seqs(const struct engine *e) { return e->max_seqs; }
 
 static int blocks_for(int tokens, int bs) { return (tokens + bs - 1) / bs; }
 
@@ -90,13 +91,15 @@ static int check_request(struct engine *e, const struct engine_request *rq) {
 
 static int copy_params(struct engine_req *r, const struct sampling_params *sp) {
     r->sp = *sp;
+    /* The stop set holds the request's only copy of the strings: its samples share it, and
+     * sp.stop points into it. */
     if (sp->num_stop > 0) {
+        r->stop_set = stop_set_create(sp->stop, sp->num_stop, sp->include_stop_str_in_output);
         r->stops = calloc((size_t)sp->num_stop, sizeof *r->stops);
-        if (!r->stops) return FOLIO_ENOMEM;
-        for (int i = 0; i < sp->num_stop; i++)
-            if (!(r->stops[i] = strdup(sp->stop[i] ? sp->stop[i] : ""))) return FOLIO_ENOMEM;
+        if (!r->stop_set || !r->stops) return FOLIO_ENOMEM;
+        for (int i = 0; i < sp->num_stop; i++) r->stops[i] = stop_set_string(r->stop_set, i);
     }
-    r->sp.stop = (const char *const *)r->stops;
+    r->sp.stop = r->stops;
     if (sp->num_stop_token_ids > 0) {
         if (!(r->stop_ids = malloc(sizeof(int32_t) * (size_t)sp->num_stop_token_ids))) return FOLIO_ENOMEM;
         memcpy(r->stop_ids, sp->stop_token_ids, sizeof(int32_t) * (size_t)sp->num_stop_token_ids);
@@ -122,9 +125,9 @@ static int alloc_sample(struct engine *e, struct engine_req *r, int i) {
     s->p_ids = malloc(sizeof(int32_t) * STREAM_TOKENS);
     s->p_text = malloc(r->text_cap);
     if (r->sp.logprobs >= 0) s->p_lps = malloc(sizeof *s->p_lps * STREAM_TOKENS);
-    if (r->sp.num_stop > 0) s->stop = stop_create(r->sp.stop, r->sp.num_stop, r->sp.include_stop_str_in_output);
+    if (r->stop_set) s->stop = stop_open(r->stop_set);
     if (!s->tokens || !s->blocks || !s->dt || !s->p_ids || !s->p_text || (r->sp.logprobs >= 0 && !s->p_lps) ||
-        (r->sp.num_stop > 0 && !s->stop))
+        (r->stop_set && !s->stop))
         return FOLIO_ENOMEM;
     memcpy(s->tokens, r->prompt, sizeof(int32_t) * (size_t)r->num_prompt);
     struct sched_seq *q = &s->seq;

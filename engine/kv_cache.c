@@ -19,6 +19,7 @@ struct kv_cache {
     uint64_t *parent;     /* [num_blocks] the parent block's chain hash, to confirm hits */
     int32_t *toks;        /* [num_blocks, block_size] the tokens of hashed blocks */
     int32_t *free_stack;  /* [num_blocks] */
+    int min_free;         /* the fewest free blocks ever: the rest have been written at least once */
     int num_free;
     int32_t *prev, *next; /* [num_blocks] LRU list of cached blocks, head = evicted first */
     int32_t lru_head, lru_tail;
@@ -64,7 +65,7 @@ struct kv_cache *kv_cache_create(const struct kv_cache_params *p) {
     memset(kv->table, 0xff, cap * sizeof *kv->table);
     /* Pop order 0, 1, 2, ...: deterministic layouts make failures reproducible. */
     for (int i = 0; i < p->num_blocks; i++) kv->free_stack[i] = p->num_blocks - 1 - i;
-    kv->num_free = p->num_blocks;
+    kv->num_free = kv->min_free = p->num_blocks;
     kv->lru_head = kv->lru_tail = -1;
     return kv;
 }
@@ -145,6 +146,7 @@ static int32_t take_block(struct kv_cache *kv) {
     int32_t b;
     if (kv->num_free > 0) {
         b = kv->free_stack[--kv->num_free];
+        if (kv->num_free < kv->min_free) kv->min_free = kv->num_free;
     } else if (kv->lru_head >= 0) {
         b = kv->lru_head;
         lru_remove(kv, b);
@@ -305,5 +307,6 @@ void kv_cache_get_stats(const struct kv_cache *kv, struct kv_cache_stats *out) {
         .prefix_hits = kv->hits,
         .cow_copies = kv->copies,
         .evictions = kv->evictions,
+        .touched = kv->num_blocks - kv->min_free,
     };
 }

@@ -51,6 +51,8 @@ struct kv_cache_stats {
     long long prefix_hits;     /* of those, tokens found cached */
     long long cow_copies;      /* blocks copied because a shared block was written */
     long long evictions;       /* cached blocks reused for other content */
+    int touched;               /* blocks ever taken: on the CPU the pool's pages are committed
+                                * on first write, so this is how much of it is resident */
 };
 
 static inline void kv_seq_init(struct kv_seq *s, int32_t *blocks, int cap) {

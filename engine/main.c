@@ -75,6 +75,12 @@ static const char usage[] =
     "          --api-key KEY (or FOLIO_API_KEY)  --allowed-origins '[\"http://a\"]'  --chat-template FILE\n"
     "          --max-waiting N (0: no limit)  --max-request-body MiB (16)  --max-connections N (512)\n"
     "          --drain-timeout S (30)  --seed S\n"
+    "          --header-timeout S (20: to send the headers; also the longest stall in a body or in reading a response)\n"
+    "          --max-connections-per-client N (0: no cap)  --server-name NAME (a Host allowed on loopback)\n"
+    "          per request: --max-stop-bytes N (16384: the stop strings, all together)  --max-stop-token-ids N (1024)\n"
+    "          --max-logit-bias N (1024)  --max-json-values N (1000000: values in a body, or 413)\n"
+    "          --max-logprob-entries N (262144: logprobs a non-streaming answer could hold, all choices together)\n"
+    "          (prompts x n may not exceed --max-num-seqs)\n"
     "common:   --device auto|cpu|cuda (auto: the GPU when built with CUDA=1 and one is present)\n"
     "          --dtype auto|float32|float16|bfloat16  --block-size N (16)  --threads N (all CPUs)\n"
     "          --max-num-batched-tokens N (2048: the prefill chunk)\n";
@@ -86,6 +92,7 @@ static int parse_args(int argc, char **argv, struct opts *o) {
     o->sp.max_tokens = 64;
     o->sp.stop = o->stops;
     o->api = api_default_params();
+    o->api.limits = api_default_limits();
     o->api.api_key = getenv("FOLIO_API_KEY");
     if (argc < 2) return folio_err(FOLIO_EINVAL, "no command (folio-engine --help lists them)");
     /* Like `vllm serve`, serving is the default: `folio-engine --model DIR --port 8000`. */
@@ -141,6 +148,30 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         else if (serving && strcmp(a, "--chat-template") == 0) o->api.chat_template = v;
         else if (serving && strcmp(a, "--max-waiting") == 0) rc = parse_int(a, v, 0, 1 << 24, &o->max_waiting);
         else if (serving && strcmp(a, "--max-connections") == 0) rc = parse_int(a, v, 1, 1 << 16, &o->api.num_threads);
+        else if (serving && strcmp(a, "--header-timeout") == 0) rc = parse_int(a, v, 1, 3600, &o->api.timeout_s);
+        else if (serving && strcmp(a, "--max-connections-per-client") == 0)
+            rc = parse_int(a, v, 0, 1 << 16, &o->api.max_conns_per_client);
+        else if (serving && strcmp(a, "--server-name") == 0) {
+            if (o->api.num_server_names >= API_MAX_NAMES) rc = folio_err(FOLIO_EINVAL, "at most %d --server-name", API_MAX_NAMES);
+            else o->api.server_names[o->api.num_server_names++] = v;
+        }
+        else if (serving && strcmp(a, "--max-stop-bytes") == 0) {
+            int b = 0;
+            rc = parse_int(a, v, 1, 1 << 30, &b);
+            o->api.limits.max_stop_bytes = (size_t)b;
+        } else if (serving && strcmp(a, "--max-stop-token-ids") == 0)
+            rc = parse_int(a, v, 1, 1 << 24, &o->api.limits.max_stop_token_ids);
+        else if (serving && strcmp(a, "--max-logit-bias") == 0)
+            rc = parse_int(a, v, 1, 1 << 24, &o->api.limits.max_logit_bias);
+        else if (serving && strcmp(a, "--max-json-values") == 0) {
+            int nv = 0;
+            rc = parse_int(a, v, 1, 1 << 30, &nv);
+            o->api.limits.max_json_values = nv;
+        } else if (serving && strcmp(a, "--max-logprob-entries") == 0) {
+            int ne = 0;
+            rc = parse_int(a, v, 1, 1 << 30, &ne);
+            o->api.limits.max_logprob_entries = ne;
+        }
         else if (serving && strcmp(a, "--drain-timeout") == 0) rc = parse_float(a, v, &o->drain_timeout);
         else if (serving && strcmp(a, "--max-request-body") == 0) {
             int mib = 0;
@@ -517,6 +548,7 @@ static int cmd_serve(struct opts *o) {
 
 int main(int argc, char **argv) {
     struct opts o;
+    folio_malloc_tune(); /* before any thread: big buffers mmapped, freed memory returned */
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)) {
         fputs(usage, stdout);
         return 0;

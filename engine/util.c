@@ -2,6 +2,9 @@
 #include "util.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,4 +174,66 @@ float folio_widen(const void *src, enum folio_dtype dt, size_t i) {
     uint16_t h;
     memcpy(&h, (const char *)src + 2 * i, 2);
     return dt == FOLIO_F16 ? folio_f16_to_f32(h) : folio_bf16_to_f32(h);
+}
+
+long long folio_json_count_values(const char *s, size_t n, long long max) {
+    long long count = 0;
+    int in_scalar = 0; /* inside a number or literal: its bytes after the first count nothing */
+    for (size_t i = 0; i < n && count <= max; i++) {
+        const char c = s[i];
+        if (c == '"') {
+            count++;
+            in_scalar = 0;
+            for (i++; i < n && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            count++;
+            in_scalar = 0;
+        } else if (c == '}' || c == ']' || c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\n' ||
+                   c == '\r') {
+            in_scalar = 0;
+        } else if (!in_scalar) {
+            count++;
+            in_scalar = 1;
+        }
+    }
+    return count;
+}
+
+int folio_json_max_depth(const char *s, size_t n, int limit) {
+    int depth = 0, deepest = 0;
+    for (size_t i = 0; i < n && deepest <= limit; i++) {
+        const char c = s[i];
+        if (c == '"') {
+            for (i++; i < n && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+        } else if (c == '{' || c == '[') {
+            if (++depth > deepest) deepest = depth;
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+        }
+    }
+    return deepest;
+}
+
+/* 256 KiB: above the per-request buffers of an ordinary request, below a big request's
+ * arrays (a parse tree's strings, long token lists, a large response). */
+#define FOLIO_MMAP_THRESHOLD (256 << 10)
+/* The engine's step loop does not allocate; HTTP handlers do, briefly. A few arenas keep
+ * their contention low while bounding how many heaps hold freed memory at once. */
+#define FOLIO_ARENA_MAX 4
+
+void folio_malloc_tune(void) {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, FOLIO_MMAP_THRESHOLD);
+    mallopt(M_ARENA_MAX, FOLIO_ARENA_MAX);
+#endif
+}
+
+void folio_malloc_release(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }

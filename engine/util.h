@@ -54,6 +54,31 @@ static inline uint64_t folio_mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+/* Counts the values in a JSON text without building it, stopping once the count passes max:
+ * every scalar, string, array and object counts one, and so does every object key (cJSON
+ * allocates each). Strings and their escapes are skipped byte by byte, so brackets or commas
+ * inside them count nothing. Malformed text is counted as well as it goes (the parser rejects
+ * it later). A parse tree costs ~64-80 bytes per value, so this bounds a body's tree before
+ * it is built. */
+long long folio_json_count_values(const char *s, size_t n, long long max);
+
+/* The deepest nesting of arrays and objects in a JSON text, scanned like the count above,
+ * stopping once it passes limit. HTTP handler threads run on CivetWeb's 100 KiB stacks and
+ * cJSON (like the chat template's value conversion) recurses per level, so a body of a few
+ * thousand '[' would overflow one: bodies are checked with this before they are parsed. */
+int folio_json_max_depth(const char *s, size_t n, int limit);
+/* The nesting every JSON body may have (requests need a handful of levels). */
+#define FOLIO_JSON_MAX_DEPTH 64
+
+/* Memory: glibc raises its mmap threshold whenever a large mmapped block is freed, so later
+ * large buffers come from the heap, and keeps what a request freed in its arenas: after one
+ * big request RSS stays at the high-water mark. folio_malloc_tune (once, at startup, before
+ * any thread) fixes the mmap threshold, so buffers of 256 KiB or more are mmapped and unmapped
+ * on free, and caps the arenas; folio_malloc_release returns the heaps' free pages to the OS
+ * (malloc_trim), for after a request that allocated a lot. No-ops without glibc. */
+void folio_malloc_tune(void);
+void folio_malloc_release(void);
+
 /* Monotonic clock in seconds. */
 double folio_now(void);
 

@@ -58,6 +58,7 @@ run_suite "OpenAI API (openai SDK, real server)" env FOLIO_ENGINE=$REL/folio-eng
 run_suite "OpenAI API (ASan/UBSan)" env FOLIO_ENGINE=$ASAN/folio-engine tests/api/run.sh
 run_suite "foliod (daemon, engines, openai SDK)" env FOLIO_ENGINE=$REL/folio-engine tests/daemon/run.sh
 run_suite "foliod (ASan/UBSan)" env FOLIO_ENGINE=$ASAN/folio-engine FOLIO_API_SLOW=3 tests/daemon/run.sh
+run_suite "abuse (attacks replayed on foliod and engines)" env FOLIO_ENGINE=$REL/folio-engine tests/abuse/run.sh
 run_suite "admin console (Chromium)" env FOLIO_ENGINE=$REL/folio-engine tests/ui/run.sh
 # The store's and the sessions' threads, under ThreadSanitizer.
 run_suite "foliod store and auth (TSan)" env TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} build/tsan/unit-tests store_ auth_

@@ -81,7 +81,7 @@ export function mountForm(ctx, { existingNames, onAdded }) {
       field('kv_cache_space', 'KV cache space (GiB)', number('4', '0.25'), 'The KV pool on the CPU'),
       field('block_size', 'Block size', number('16', '1'), 'Tokens per KV block, a power of two'),
       field('max_num_seqs', 'Max sequences', number('default', '1'), 'Requests batched at once'),
-      field('chat_template', 'Chat template', text('/path/to/template.jinja'), 'A Jinja file, when the model has no template of its own', 'span-2')),
+      field('chat_template', 'Chat template', text('{% for m in messages %}… or template.jinja'), 'Jinja template text, or a file inside the model directory, when the model has no template of its own', 'span-2')),
     fitBox,
     formError,
     h('div', { class: 'form-actions' },
@@ -113,7 +113,9 @@ export function mountForm(ctx, { existingNames, onAdded }) {
         if (v && repo) return 'Give either a repo id or a local path, not both';
         return '';
       case 'chat_template':
-        return v && !v.startsWith('/') ? 'The template path must be absolute' : '';
+        // Text with {{ or {% is the template itself; anything else names a file inside the
+        // model directory (foliod checks it stays there).
+        return v && !/\{[{%]/.test(v) && v.split('/').includes('..') ? 'The template file must be inside the model directory' : '';
       default:
         return NUMERIC[name] ? NUMERIC[name](v) : '';
     }

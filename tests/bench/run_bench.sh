@@ -221,7 +221,7 @@ if [ "$PROXY" != 0 ]; then
   pdata=$(mktemp -d /tmp/folio-bench-proxy.XXXXXX)
   plog=$pdata/foliod.log
   fport=$(/usr/bin/python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
-  FOLIO_ADMIN_TOKEN=bench-token FOLIO_ADMIN_PASSWORD=bench "$FOLIOD" --host 127.0.0.1 --port "$fport" \
+  FOLIO_ADMIN_TOKEN=bench-token-0123456789abcdef0123456789 FOLIO_ADMIN_PASSWORD=bench-password-0123 "$FOLIOD" --host 127.0.0.1 --port "$fport" \
     --data-dir "$pdata" --config /dev/null --model "$FOLIO_TEST_MODELS/stories260K" 2>"$plog" &
   fpid=$!
   trap 'kill -TERM "$fpid" 2>/dev/null; wait "$fpid" 2>/dev/null; rm -rf "$pdata"' EXIT
@@ -229,7 +229,7 @@ if [ "$PROXY" != 0 ]; then
     curl -sf "http://127.0.0.1:$fport/ready" >/dev/null && break
     sleep 0.1
   done
-  st=$(curl -sf -H 'Authorization: Bearer bench-token' "http://127.0.0.1:$fport/api/status") || {
+  st=$(curl -sf -H 'Authorization: Bearer bench-token-0123456789abcdef0123456789' "http://127.0.0.1:$fport/api/status") || {
     echo "run_bench.sh: foliod did not come up:" >&2; cat "$plog" >&2; exit 1; }
   read -r epid eport < <(/usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin)['engines'][0]; print(e['pid'], e['port'])" <<<"$st")
   secret=$(tr '\0' '\n' <"/proc/$epid/environ" | sed -n 's/^FOLIO_API_KEY=//p')

@@ -65,9 +65,15 @@ export async function stopFoliod(s, ms = 40000 * SLOW) {
   assert.equal(s.code, 0, `foliod exit code ${s.code}\n${s.log.slice(-3000)}`);
 }
 
-// HTTP to foliod: the API suite's http() with a session cookie.
-export function req(s, method, p, { cookie, headers = {}, timeout = 60000 * SLOW, ...rest } = {}) {
-  return http(s, method, p, { ...rest, timeout, headers: cookie ? { ...headers, cookie } : headers });
+// HTTP to foliod: the API suite's http() with a session cookie. A browser sends Origin with
+// the cookie on every state-changing request, and foliod requires it there (CSRF): so do we,
+// unless the caller sets its own (origin: null sends none).
+export function req(s, method, p, { cookie, headers = {}, timeout = 60000 * SLOW, origin, ...rest } = {}) {
+  const h = { ...headers };
+  if (cookie) h.cookie = cookie;
+  const o = origin === undefined ? (cookie ? s.url : undefined) : origin;
+  if (o && !Object.keys(h).some((k) => k.toLowerCase() === 'origin')) h.origin = o;
+  return http(s, method, p, { ...rest, timeout, headers: h });
 }
 
 // Logs in; returns the session cookie ("folio_session=...").

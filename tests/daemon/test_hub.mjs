@@ -12,7 +12,8 @@ import {
   dataDir, here, login, modelInfo, readEvents, req, sdk, startFoliod, status, stopFoliod, waitState,
 } from './lib.mjs';
 
-const TEMPLATE = path.join(here, '../api/templates/story.jinja');
+// Inline template text: a file outside the model directory is refused (it could be read back).
+const TEMPLATE = readFileSync(path.join(here, '../api/templates/story.jinja'), 'utf8').trim();
 const TOKEN = 'hf_folio_test_token';
 const REPOS = {
   'folio-test/stories260K': path.join(MODELS, 'stories260K'),

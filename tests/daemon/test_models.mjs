@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 // Registering, loading and chatting through foliod; routing errors; the default alias.
 import {
   assert, MODELS, sleep, STORY, test,
@@ -7,7 +8,8 @@ import {
 } from './lib.mjs';
 import path from 'node:path';
 
-const TEMPLATE = path.join(here, '../api/templates/story.jinja');
+// Inline template text: a file outside the model directory is refused (it could be read back).
+const TEMPLATE = readFileSync(path.join(here, '../api/templates/story.jinja'), 'utf8').trim();
 
 test('foliod: register and load two models, chat with each through :8000 (SDK, streamed and not)', async () => {
   const s = await startFoliod();

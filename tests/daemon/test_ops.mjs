@@ -44,18 +44,26 @@ test('foliod: configuration precedence: flags, then the config file, then the en
   const s0 = await startFoliod();
   const conf = path.join(s0.data, 'foliod.conf');
   await stopFoliod(s0);
-  writeFileSync(conf, '# a comment\nadmin-token = from-file\n\napi_key = key-from-file\n');
-  const s = await startFoliod({ data: s0.data, args: ['--config', conf], env: { FOLIO_ADMIN_TOKEN: 'from-env' } });
+  // Tokens and keys need 32+ characters (a startup error names the setting otherwise).
+  const FILE_TOK = 'from-file-0123456789abcdef0123456789';
+  const ENV_TOK = 'from-env-0123456789abcdef0123456789';
+  const FLAG_TOK = 'from-flag-0123456789abcdef0123456789';
+  const FILE_KEY = 'key-from-file-0123456789abcdef0123456789';
+  writeFileSync(conf, `# a comment\nadmin-token = ${FILE_TOK}\n\napi_key = ${FILE_KEY}\n`);
+  const s = await startFoliod({ data: s0.data, args: ['--config', conf], env: { FOLIO_ADMIN_TOKEN: ENV_TOK } });
   const as = (tok) => req(s, 'GET', '/api/status', { headers: { authorization: `Bearer ${tok}` } });
-  assert.equal((await as('from-file')).status, 200);
-  assert.equal((await as('from-env')).status, 401);
+  assert.equal((await as(FILE_TOK)).status, 200);
+  assert.equal((await as(ENV_TOK)).status, 401);
   // The file's api_key guards /v1 (no stored key exists).
   assert.equal((await req(s, 'GET', '/v1/models')).status, 401);
-  assert.equal((await req(s, 'GET', '/v1/models', { headers: { authorization: 'Bearer key-from-file' } })).status, 200);
+  assert.equal((await req(s, 'GET', '/v1/models', { headers: { authorization: `Bearer ${FILE_KEY}` } })).status, 200);
   await stopFoliod(s);
-  const t = await startFoliod({ data: s0.data, args: ['--config', conf, '--admin-token', 'from-flag'], env: { FOLIO_ADMIN_TOKEN: 'from-env' } });
-  assert.equal((await req(t, 'GET', '/api/status', { headers: { authorization: 'Bearer from-flag' } })).status, 200);
-  assert.equal((await req(t, 'GET', '/api/status', { headers: { authorization: 'Bearer from-file' } })).status, 401);
+  // A token file given as a flag (the flag with the secret itself is refused: ps shows it).
+  const tokFile = path.join(s0.data, 'admin-token');
+  writeFileSync(tokFile, `${FLAG_TOK}\n`);
+  const t = await startFoliod({ data: s0.data, args: ['--config', conf, '--admin-token-file', tokFile], env: { FOLIO_ADMIN_TOKEN: ENV_TOK } });
+  assert.equal((await req(t, 'GET', '/api/status', { headers: { authorization: `Bearer ${FLAG_TOK}` } })).status, 200);
+  assert.equal((await req(t, 'GET', '/api/status', { headers: { authorization: `Bearer ${FILE_TOK}` } })).status, 401);
   await stopFoliod(t);
   // A bad file is refused at start with its line number.
   writeFileSync(conf, 'port = 1\nno equals sign here\n');

@@ -2,7 +2,10 @@
  * how it is cut into deltas; the streamed output must equal the one-shot rule (earliest match
  * in the whole text, lowest index at one place, truncated there), each push must fit in
  * stop_max_output (buffers are allocated to exactly that size, so ASan sees an overrun), and
- * nothing may come out after a match.
+ * nothing may come out after a match. The text runs through a stream with its own set
+ * (stop_create), then through several streams over one shared set (stop_set_create +
+ * stop_open), pushed in turn with different cuts, as a request's samples are: each must
+ * give the one-shot result on its own.
  *
  * Input: byte 0 = number of stop strings (low 3 bits, mod 5) | include_stop_str_in_output
  * (bit 3) | seed for the delta lengths (high 4 bits); then that many NUL-terminated stop
@@ -19,6 +22,7 @@
 #include <string.h>
 
 #define MAX_STOPS 4
+#define STREAMS 3
 
 /* The one-shot rule by brute force: the matched index (or -1) and the output length. */
 static int one_shot(const uint8_t *t, size_t n, const char *const *stops, int ns, int include,
@@ -33,6 +37,55 @@ static int one_shot(const uint8_t *t, size_t n, const char *const *stops, int ns
         }
     *out_n = n;
     return -1;
+}
+
+/* One stream over the text, cut by its own generator. */
+struct run {
+    struct stop *s;
+    uint32_t rng;
+    size_t a;      /* text consumed */
+    uint8_t *acc;  /* [n] output so far */
+    size_t acc_n;
+    int r, done;
+};
+
+/* Pushes the run's next delta (the last push is an empty one at the end of the text). */
+static void step(struct run *u, const uint8_t *text, size_t n, size_t want_n) {
+    /* mostly short deltas, sometimes empty ones, now and then a long one */
+    u->rng = u->rng * 1664525u + 1013904223u;
+    uint32_t x = u->rng >> 8;
+    size_t len = x % 16 == 0 ? x % 1024 : x % 6;
+    if (len > n - u->a) len = n - u->a;
+    size_t cap = stop_max_output(u->s, len), got = (size_t)-1;
+    char *out = malloc(cap ? cap : 1);
+    if (!out) abort();
+    int was = u->r;
+    u->r = stop_push(u->s, (const char *)text + u->a, len, out, cap, &got);
+    if (got > cap || u->acc_n + got > n) abort();
+    if (was >= 0 && (u->r != was || got != 0)) abort();
+    if (u->r != stop_matched(u->s)) abort();
+    memcpy(u->acc + u->acc_n, out, got);
+    u->acc_n += got;
+    free(out);
+    if (u->acc_n > want_n || memcmp(u->acc, text, u->acc_n) != 0) abort();
+    u->a += len;
+    if (u->a == n && len == 0) u->done = 1;
+}
+
+/* The end of the stream: flush, then the whole output against the one-shot rule. */
+static void finish_run(struct run *u, const uint8_t *text, size_t n, int want_k, size_t want_n,
+                       const char *const *stops, int ns) {
+    size_t cap = stop_max_output(u->s, 0), got = (size_t)-1;
+    char *out = malloc(cap ? cap : 1);
+    if (!out) abort();
+    stop_flush(u->s, out, cap, &got);
+    if (got > cap || u->acc_n + got > n) abort();
+    memcpy(u->acc + u->acc_n, out, got);
+    u->acc_n += got;
+    free(out);
+    if (stop_matched(u->s) != want_k || u->acc_n != want_n || memcmp(u->acc, text, u->acc_n) != 0) abort();
+    for (int k = 0; k < ns; k++)
+        if (strcmp(stop_string(u->s, k), stops[k]) != 0) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -56,45 +109,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t want_n;
     int want_k = one_shot(text, n, stops, ns, include, &want_n);
 
-    struct stop *s = stop_create(stops, ns, include);
-    if (!s) return 0;
-    uint8_t *acc = malloc(n + 1);
-    if (!acc) abort();
-    size_t acc_n = 0;
-    int r = -1;
-    for (size_t a = 0; a <= n;) {
-        /* mostly short deltas, sometimes empty ones, now and then a long one */
-        rng = rng * 1664525u + 1013904223u;
-        uint32_t x = rng >> 8;
-        size_t len = x % 16 == 0 ? x % 1024 : x % 6;
-        if (len > n - a) len = n - a;
-        size_t cap = stop_max_output(s, len), got = (size_t)-1;
-        char *out = malloc(cap ? cap : 1);
-        if (!out) abort();
-        int was = r;
-        r = stop_push(s, (const char *)text + a, len, out, cap, &got);
-        if (got > cap || acc_n + got > n) abort();
-        if (was >= 0 && (r != was || got != 0)) abort();
-        if (r != stop_matched(s)) abort();
-        memcpy(acc + acc_n, out, got);
-        acc_n += got;
-        free(out);
-        if (acc_n > want_n || memcmp(acc, text, acc_n) != 0) abort();
-        a += len;
-        if (a == n && len == 0) break;
+    /* A stream with a set of its own. */
+    struct run one = {.s = stop_create(stops, ns, include), .rng = rng, .acc = malloc(n + 1), .r = -1};
+    if (!one.s || !one.acc) abort();
+    while (!one.done) step(&one, text, n, want_n);
+    finish_run(&one, text, n, want_k, want_n, stops, ns);
+    stop_free(one.s);
+    free(one.acc);
+
+    /* Several streams over one set, pushed in turn, each cut differently. */
+    struct stop_set *set = stop_set_create(stops, ns, include);
+    if (!set) abort();
+    struct run u[STREAMS];
+    for (int k = 0; k < STREAMS; k++) {
+        u[k] = (struct run){.s = stop_open(set), .rng = rng ^ (0x85EBCA6Bu * (uint32_t)(k + 1)), .acc = malloc(n + 1),
+                            .r = -1};
+        if (!u[k].s || !u[k].acc) abort();
     }
-    size_t cap = stop_max_output(s, 0), got = (size_t)-1;
-    char *out = malloc(cap ? cap : 1);
-    if (!out) abort();
-    stop_flush(s, out, cap, &got);
-    if (got > cap || acc_n + got > n) abort();
-    memcpy(acc + acc_n, out, got);
-    acc_n += got;
-    free(out);
-    if (stop_matched(s) != want_k || acc_n != want_n || memcmp(acc, text, acc_n) != 0) abort();
-    for (int k = 0; k < ns; k++)
-        if (strcmp(stop_string(s, k), stops[k]) != 0) abort();
-    free(acc);
-    stop_free(s);
+    for (int left = STREAMS; left > 0;) {
+        left = 0;
+        for (int k = 0; k < STREAMS; k++)
+            if (!u[k].done) {
+                step(&u[k], text, n, want_n);
+                left += !u[k].done;
+            }
+    }
+    for (int k = 0; k < STREAMS; k++) {
+        finish_run(&u[k], text, n, want_k, want_n, stops, ns);
+        if (stop_string(u[k].s, 0) != stop_set_string(set, 0)) abort(); /* shared, not copied */
+        stop_free(u[k].s);
+        free(u[k].acc);
+    }
+    stop_set_free(set);
     return 0;
 }

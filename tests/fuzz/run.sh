@@ -12,7 +12,7 @@ LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc libcurl libcrypto) -lc
 MODELS=$(cd "${FOLIO_TEST_MODELS:-../shared/models}" && pwd)
 ENGINE_SRC=$(ls engine/*.c | grep -v -e engine/main.c -e engine/backend_cuda.c)
 # foliod's parsers that need no database: linked into every target.
-DAEMON_SRC="daemon/relay.c daemon/conf.c daemon/hub.c"
+DAEMON_SRC="daemon/relay.c daemon/conf.c daemon/hub.c daemon/json_model.c"
 CFLAGS="$CFLAGS -Idaemon $(pkg-config --cflags libcurl)"
 pass=0
 fail=0
@@ -60,6 +60,12 @@ seed_corpus() { # target dir
       ;;
     fuzz_hub) # the Hub's revision API answer
       printf '%s' '{"_id":"0123456789abcdef01234567","id":"org/m","sha":"0123456789abcdef0123456789abcdef01234567","siblings":[{"rfilename":"config.json","blobId":"0123456789abcdef0123456789abcdef01234567","size":485},{"rfilename":"model.safetensors","size":9,"lfs":{"sha256":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","size":1044984,"pointerSize":134}},{"rfilename":"onnx/model.onnx","size":3},{"rfilename":"pytorch_model.bin","size":3}]}' >"$d/seed1"
+      ;;
+    fuzz_json_model) # /v1 request bodies: the alias, escapes, nesting, no model
+      printf '%s' '{"model":"default","messages":[{"role":"user","content":"a \"model\": {x}"}],"max_tokens":5}' >"$d/seed1"
+      printf '%s' ' {"prompt":[1,2,{"model":null}],"stream":true,"n":-1.5e-3} ' >"$d/seed2"
+      printf '%s' '{"model":"st\u00f6ries\ud83d\ude00","x":[[],{},"",true,false,null]}' >"$d/seed3"
+      printf '%s' '{}' >"$d/seed4"
       ;;
     fuzz_foliod_conf)
       printf '# foliod.conf\nhost = 0.0.0.0\nport=8000\n  data-dir =  /var/lib/folio  \nmodel = /srv/models/a\n\napi_key = k = v\n' >"$d/seed1"

@@ -176,7 +176,8 @@ login() { curl -s -c "$W/cookies" -o /dev/null -w '%{http_code}' -H 'Content-Typ
   -d "{\"password\":\"$PW\"}" "$BASE/api/login"; }
 [ -n "$PW" ] && [ "$(login)" = 200 ]
 check "the first start prints the admin password once, and it logs in" $? "$(head -5 "$W/foliod-n.log")"
-api() { curl -s -b "$W/cookies" -H 'Content-Type: application/json' "$@"; }
+# A browser sends Origin with the cookie; foliod refuses a state change without it (CSRF).
+api() { curl -s -b "$W/cookies" -H 'Content-Type: application/json' -H "Origin: $BASE" "$@"; }
 code=$(api -o "$W/add.json" -w '%{http_code}' \
   -d "{\"name\":\"stories260K\",\"path\":\"$T/models/stories260K\",\"kv_cache_space\":0.25}" "$BASE/api/models")
 [ "$code" = 201 ]

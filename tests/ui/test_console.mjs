@@ -4,7 +4,7 @@
 // escaping of what the server sends, reconnecting after a foliod restart; a screenshot of
 // each page.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, symlinkSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { assert, MODELS, sleep, SLOW, STORY, test } from '../api/lib.mjs';
@@ -15,7 +15,8 @@ import {
 import { openConsole, shot, SHOTS } from './browser.mjs';
 import { launchFirefox, until } from './firefox.mjs';
 
-const TEMPLATE = path.join(here, '../api/templates/story.jinja');
+// Inline template text: a file outside the model directory is refused (it could be read back).
+const TEMPLATE = readFileSync(path.join(here, '../api/templates/story.jinja'), 'utf8').trim();
 const T = 15000 * SLOW; // a UI wait
 
 async function signIn(page, password = PASSWORD) {

@@ -8,7 +8,7 @@
 #include "util.h"
 
 static int parse(enum api_kind k, const char *body, struct api_request *r, struct api_error *e) {
-    return api_request_parse(k, body, strlen(body), r, e);
+    return api_request_parse(k, body, strlen(body), NULL, r, e);
 }
 
 TEST(api_completions_prompt_forms) {
@@ -186,4 +186,237 @@ TEST(api_metrics_text_and_quantiles) {
     char small[64];
     CHECK_EQ_INT(metrics_prometheus(m, &st, &mem, "my\"model", small, sizeof small), n);
     metrics_free(m);
+}
+
+/* --- per-request limits ---------------------------------------------------------------------- */
+
+static int parse_lim(enum api_kind k, const char *body, const struct api_limits *lim, struct api_request *r,
+                     struct api_error *e) {
+    int rc = api_request_parse(k, body, strlen(body), lim, r, e);
+    if (rc == 0) api_request_free(r);
+    return rc;
+}
+
+/* A body of one JSON string per stop string, `len` bytes each. */
+static char *stops_body(int count, size_t len) {
+    char *b = malloc((size_t)count * (len + 3) + 64), *w = b;
+    if (!b) return NULL;
+    w += sprintf(w, "{\"prompt\":\"x\",\"stop\":[");
+    for (int i = 0; i < count; i++) {
+        if (i) *w++ = ',';
+        *w++ = '"';
+        memset(w, 'a' + i % 26, len);
+        w += len;
+        *w++ = '"';
+    }
+    strcpy(w, "]}");
+    return b;
+}
+
+TEST(api_limits_defaults) {
+    struct api_limits d = api_default_limits();
+    CHECK_EQ_INT(d.max_stop_bytes, 16384);
+    CHECK_EQ_INT(d.max_stop_token_ids, 1024);
+    CHECK_EQ_INT(d.max_logit_bias, 1024);
+    CHECK_EQ_INT(d.max_num_seqs, 256);
+    CHECK_EQ_INT(d.max_json_values, 1000000);
+    CHECK_EQ_INT(d.max_logprob_entries, 262144);
+    /* zeros read as the defaults: 16 x 1024 stop bytes pass, one more byte does not */
+    struct api_limits zero = {0};
+    struct api_request r;
+    struct api_error e;
+    char *b = stops_body(16, 1024);
+    CHECK_EQ_INT(parse_lim(API_COMPLETIONS, b, &zero, &r, &e), 0);
+    free(b);
+    b = stops_body(16, 1024);
+    b[strlen(b) - 3] = '\0'; /* drop the last stop's closing quote and the list's end ... */
+    strcat(b, "a\"]}");      /* ... and make it one byte longer */
+    CHECK(parse_lim(API_COMPLETIONS, b, NULL, &r, &e) != 0);
+    CHECK_EQ_INT(e.status, 400);
+    CHECK_STR(e.param, "stop");
+    CHECK_STR(e.message, "the stop strings add up to 16385 bytes; at most 16384 (--max-stop-bytes)");
+    free(b);
+}
+
+TEST(api_limits_each_names_its_param) {
+    struct api_limits lim = {.max_stop_bytes = 10, .max_stop_token_ids = 3, .max_logit_bias = 2, .max_num_seqs = 8,
+                             .max_json_values = 40};
+    static const struct {
+        enum api_kind kind;
+        const char *body; /* NULL param: accepted */
+        const char *param, *message;
+        int status;
+    } cases[] = {
+        /* at each limit: accepted */
+        {API_COMPLETIONS, "{\"prompt\":\"x\",\"stop\":[\"abcde\",\"fghij\"]}", NULL, NULL, 0},
+        {API_COMPLETIONS, "{\"prompt\":\"x\",\"stop_token_ids\":[1,2,3]}", NULL, NULL, 0},
+        {API_COMPLETIONS, "{\"prompt\":\"x\",\"logit_bias\":{\"1\":1,\"2\":2}}", NULL, NULL, 0},
+        {API_COMPLETIONS, "{\"prompt\":[\"a\",\"b\"],\"n\":4}", NULL, NULL, 0},
+        {API_COMPLETIONS, "{\"prompt\":[1,2,3,4,5,6,7,8,9],\"n\":8}", NULL, NULL, 0},
+        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":8}", NULL, NULL, 0},
+        /* one over: a 400 that names the parameter and the flag */
+        {API_COMPLETIONS, "{\"prompt\":\"x\",\"stop\":[\"abcde\",\"fghijk\"]}", "stop",
+         "the stop strings add up to 11 bytes; at most 10 (--max-stop-bytes)", 400},
+        {API_COMPLETIONS, "{\"prompt\":\"x\",\"stop\":\"abcdefghijk\"}", "stop",
+         "the stop strings add up to 11 bytes; at most 10 (--max-stop-bytes)", 400},
+        {API_COMPLETIONS, "{\"prompt\":\"x\",\"stop_token_ids\":[1,2,3,4]}", "stop_token_ids",
+         "stop_token_ids has 4 ids; at most 3 (--max-stop-token-ids)", 400},
+        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop_token_ids\":[1,2,3,4]}",
+         "stop_token_ids", "stop_token_ids has 4 ids; at most 3 (--max-stop-token-ids)", 400},
+        {API_COMPLETIONS, "{\"prompt\":\"x\",\"logit_bias\":{\"1\":1,\"2\":2,\"3\":3}}", "logit_bias",
+         "logit_bias has 3 entries; at most 2 (--max-logit-bias)", 400},
+        {API_COMPLETIONS, "{\"prompt\":[\"a\",\"b\",\"c\"],\"n\":3}", "n",
+         "3 prompts x n=3 is 9 sequences, but this engine runs at most 8 at once (--max-num-seqs)", 400},
+        {API_COMPLETIONS, "{\"prompt\":[[1],[2]],\"n\":5}", "n",
+         "2 prompts x n=5 is 10 sequences, but this engine runs at most 8 at once (--max-num-seqs)", 400},
+        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":9}", "n",
+         "1 prompt x n=9 is 9 sequences, but this engine runs at most 8 at once (--max-num-seqs)", 400},
+        /* 41 values: the object, "prompt", its list and 38 ids */
+        {API_COMPLETIONS,
+         "{\"prompt\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,"
+         "36,37,38]}",
+         "", "the request body holds more than 40 JSON values (--max-json-values)", 413},
+        {API_TOKENIZE,
+         "{\"prompt\":\"x\",\"a\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,"
+         "32,33,34,35,36]}",
+         "", "the request body holds more than 40 JSON values (--max-json-values)", 413},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct api_request r;
+        struct api_error e;
+        int rc = parse_lim(cases[i].kind, cases[i].body, &lim, &r, &e);
+        if (!cases[i].param) {
+            if (rc) test_fail(__FILE__, __LINE__, "rejected %s: %s", cases[i].body, e.message);
+            continue;
+        }
+        if (!rc) {
+            test_fail(__FILE__, __LINE__, "accepted %s", cases[i].body);
+            continue;
+        }
+        CHECK_EQ_INT(e.status, cases[i].status);
+        CHECK_STR(e.param, cases[i].param);
+        CHECK_STR(e.message, cases[i].message);
+    }
+    /* 37 ids make 40 values: at the limit */
+    struct api_request r;
+    struct api_error e;
+    CHECK_EQ_INT(parse_lim(API_COMPLETIONS,
+                           "{\"prompt\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,"
+                           "29,30,31,32,33,34,35,36,37]}",
+                           &lim, &r, &e),
+                 0);
+}
+
+/* A non-streaming answer with logprobs is built whole: choices x max_tokens x (1 + alternatives)
+ * entries at most, checked at parse time when max_tokens is known and, when it is not (chat),
+ * by api_generate through api_check_logprob_entries once the prompt's length is. */
+TEST(api_limits_logprob_entries) {
+    const struct api_limits lim = {.max_logprob_entries = 1000};
+#define MSG_C(k) "this request could return " k " logprob entries (n x max_tokens x (1 + logprobs)); at most 1000 " \
+                 "(--max-logprob-entries): lower max_tokens, n or logprobs, or set stream=true"
+    static const struct {
+        enum api_kind kind;
+        const char *body, *message; /* NULL message: accepted */
+    } cases[] = {
+        /* 2 prompts x n=2 x 50 x (1 + 4) = 1000: at the limit */
+        {API_COMPLETIONS, "{\"prompt\":[\"a\",\"b\"],\"n\":2,\"max_tokens\":50,\"logprobs\":4}", NULL},
+        {API_COMPLETIONS, "{\"prompt\":[\"a\",\"b\"],\"n\":2,\"max_tokens\":51,\"logprobs\":4}",
+         "this request could return 1020 logprob entries (prompts x n x max_tokens x (1 + logprobs)); at most 1000 "
+         "(--max-logprob-entries): lower max_tokens, n or logprobs, or set stream=true"},
+        /* a stream holds one event at a time; without logprobs there is nothing to count */
+        {API_COMPLETIONS, "{\"prompt\":[\"a\",\"b\"],\"n\":2,\"max_tokens\":51,\"logprobs\":4,\"stream\":true}", NULL},
+        {API_COMPLETIONS, "{\"prompt\":[\"a\",\"b\"],\"n\":2,\"max_tokens\":100000}", NULL},
+        /* max_tokens left out is completions' 16: 4 x 16 x 21 */
+        {API_COMPLETIONS, "{\"prompt\":\"x\",\"n\":4,\"logprobs\":20}", MSG_C("1344")},
+        {API_COMPLETIONS, "{\"prompt\":[[1,2]],\"max_tokens\":1000,\"logprobs\":0}", NULL},
+        {API_COMPLETIONS, "{\"prompt\":[[1,2]],\"max_tokens\":1001,\"logprobs\":0}", MSG_C("1001")},
+        /* chat: n=2 x 100 x (1 + 4) = 1000 */
+        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2,\"max_tokens\":100,"
+                   "\"logprobs\":true,\"top_logprobs\":4}", NULL},
+        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2,\"max_completion_tokens\":100,"
+                   "\"logprobs\":true,\"top_logprobs\":5}",
+         "this request could return 1200 logprob entries (n x max_tokens x (1 + top_logprobs)); at most 1000 "
+         "(--max-logprob-entries): lower max_tokens, n or top_logprobs, or set stream=true"},
+        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1001,\"logprobs\":true}",
+         "this request could return 1001 logprob entries (n x max_tokens x (1 + top_logprobs)); at most 1000 "
+         "(--max-logprob-entries): lower max_tokens, n or top_logprobs, or set stream=true"},
+        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1001,\"logprobs\":true,"
+                   "\"stream\":true}", NULL},
+        /* chat without max_tokens: the rest of the context, unknown until the prompt is built */
+        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":8,\"logprobs\":true,\"top_logprobs\":20}",
+         NULL},
+    };
+#undef MSG_C
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct api_request r;
+        struct api_error e;
+        int rc = parse_lim(cases[i].kind, cases[i].body, &lim, &r, &e);
+        if (!cases[i].message) {
+            if (rc) test_fail(__FILE__, __LINE__, "rejected %s: %s", cases[i].body, e.message);
+            continue;
+        }
+        if (!rc) {
+            test_fail(__FILE__, __LINE__, "accepted %s", cases[i].body);
+            continue;
+        }
+        CHECK_EQ_INT(e.status, 400);
+        CHECK_STR(e.param, "logprobs");
+        CHECK_STR(e.message, cases[i].message);
+    }
+    /* The second check, as api_generate makes it: n=8 chat choices of up to 8192 - 100 tokens */
+    struct api_request r;
+    struct api_error e;
+    const char *chat = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":8,\"logprobs\":true,\"top_logprobs\":20}";
+    CHECK_EQ_INT(api_request_parse(API_CHAT, chat, strlen(chat), NULL, &r, &e), 0);
+    CHECK(api_check_logprob_entries(&r, 8LL * 8092, NULL, &e) != 0);
+    CHECK_EQ_INT(e.status, 400);
+    CHECK_STR(e.param, "logprobs");
+    CHECK_STR(e.message, "this request could return 1359456 logprob entries (n x max_tokens x (1 + top_logprobs)); at "
+                         "most 262144 (--max-logprob-entries): lower max_tokens, n or top_logprobs, or set stream=true");
+    CHECK_EQ_INT(api_check_logprob_entries(&r, 262144 / 21, NULL, &e), 0);
+    CHECK(api_check_logprob_entries(&r, 262144 / 21 + 1, NULL, &e) != 0);
+    CHECK(api_check_logprob_entries(&r, 48, &lim, &e) != 0); /* 48 x 21 = 1008 */
+    CHECK_EQ_INT(api_check_logprob_entries(&r, 48, &(struct api_limits){.max_logprob_entries = 1008}, &e), 0);
+    CHECK(api_check_logprob_entries(&r, 48, &(struct api_limits){.max_logprob_entries = 1007}, &e) != 0);
+    r.stream = 1;
+    CHECK_EQ_INT(api_check_logprob_entries(&r, 1LL << 40, NULL, &e), 0);
+    r.stream = 0;
+    r.logprobs = -1;
+    CHECK_EQ_INT(api_check_logprob_entries(&r, 1LL << 40, NULL, &e), 0);
+    api_request_free(&r);
+}
+
+/* The precheck counts values the way cJSON allocates them, skipping strings and escapes. */
+TEST(api_json_count_values) {
+    const char *t = "{\"a\":\"[1,2,\\\"]x,{\",\"b\":[1,2.5e3,true,null,[],{}],\"c\\\\\":-0}";
+    /* object, "a", its string, "b", the list, 1, 2.5e3, true, null, [], {}, "c\\", -0 */
+    CHECK_EQ_INT(folio_json_count_values(t, strlen(t), 1000), 13);
+    CHECK_EQ_INT(folio_json_count_values(t, strlen(t), 5), 6); /* stops once past the limit */
+    CHECK_EQ_INT(folio_json_count_values("", 0, 10), 0);
+    CHECK_EQ_INT(folio_json_count_values(" [ 1 , 2 ] ", 11, 10), 3);
+    CHECK_EQ_INT(folio_json_count_values("\"abc", 4, 10), 1); /* unterminated: the parser rejects it */
+    /* a long prompt of token ids passes the default limit; a body of a million ones does not */
+    const int n = 131072;
+    char *b = malloc((size_t)n * 7 + 64), *w = b;
+    w += sprintf(w, "{\"prompt\":[");
+    for (int i = 0; i < n; i++) w += sprintf(w, i ? ",%d" : "%d", 3 + i % 500);
+    strcpy(w, "],\"max_tokens\":1}");
+    struct api_request r;
+    struct api_error e;
+    CHECK_EQ_INT(api_request_parse(API_COMPLETIONS, b, strlen(b), NULL, &r, &e), 0);
+    CHECK_EQ_INT(r.prompts[0].num_ids, n);
+    api_request_free(&r);
+    free(b);
+    const int m = 1000000;
+    b = malloc((size_t)m * 2 + 64);
+    w = b + sprintf(b, "{\"prompt\":[");
+    for (int i = 0; i < m; i++) {
+        *w++ = '1';
+        *w++ = ',';
+    }
+    strcpy(w - 1, "]}");
+    CHECK(api_request_parse(API_COMPLETIONS, b, strlen(b), NULL, &r, &e) != 0);
+    CHECK_EQ_INT(e.status, 413);
+    CHECK_STR(e.message, "the request body holds more than 1000000 JSON values (--max-json-values)");
+    free(b);
 }

@@ -363,3 +363,88 @@ TEST(gpu_query_threads) {
     for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
     for (int i = 1; i < T; i++) CHECK_EQ_INT(n[i], n[0]);
 }
+
+/* Sessions end at their absolute lifetime even while used, and when the credential
+ * generation they were created under changes (a password reset by another process). */
+TEST(auth_sessions_max_age_and_gen) {
+    struct auth_sessions *s = auth_sessions_create(60);
+    CHECK(s != NULL);
+    if (!s) return;
+    auth_sessions_set_max_age(s, 0.3);
+    char a[AUTH_SESSION_HEX], b[AUTH_SESSION_HEX];
+    CHECK_EQ_INT(auth_session_new_gen(s, a, "gen1"), 0);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(auth_session_check_gen(s, a, "gen1", 1), 1);
+        sleep_s(0.05);
+    }
+    sleep_s(0.2);
+    CHECK_EQ_INT(auth_session_check_gen(s, a, "gen1", 1), 0); /* past 0.3 s, though never idle */
+    auth_sessions_set_max_age(s, 0);
+    CHECK_EQ_INT(auth_session_new_gen(s, b, "gen1"), 0);
+    CHECK_EQ_INT(auth_session_check_gen(s, b, "gen1", 0), 1);
+    CHECK_EQ_INT(auth_session_check_gen(s, b, "gen2", 1), 0); /* the password changed */
+    CHECK_EQ_INT(auth_session_check_gen(s, b, "gen1", 1), 0); /* and it stays ended */
+    auth_sessions_free(s);
+}
+
+TEST(auth_throttle_backoff) {
+    struct auth_throttle_params p = auth_throttle_default_params();
+    CHECK_EQ_INT(p.capacity, 4096);
+    CHECK_EQ_INT(p.free_failures, 5);
+    struct auth_throttle *t = auth_throttle_create(&p);
+    CHECK(t != NULL);
+    if (!t) return;
+    double now = 1000;
+    for (int i = 0; i < 4; i++) {
+        CHECK_NEAR(auth_throttle_wait(t, "10.0.0.1", now), 0, 0);
+        CHECK_NEAR(auth_throttle_fail(t, "10.0.0.1", now), 0, 0); /* four cost nothing */
+    }
+    CHECK_NEAR(auth_throttle_fail(t, "10.0.0.1", now), 1, 1e-9); /* the fifth starts the wait */
+    CHECK_NEAR(auth_throttle_wait(t, "10.0.0.1", now + 0.25), 0.75, 1e-9);
+    CHECK_NEAR(auth_throttle_wait(t, "10.0.0.2", now), 0, 0); /* per address */
+    now += 1;
+    CHECK_NEAR(auth_throttle_wait(t, "10.0.0.1", now), 0, 0);
+    CHECK_NEAR(auth_throttle_fail(t, "10.0.0.1", now), 2, 1e-9);
+    CHECK_NEAR(auth_throttle_fail(t, "10.0.0.1", now), 4, 1e-9);
+    CHECK_NEAR(auth_throttle_fail(t, "10.0.0.1", now), 8, 1e-9);
+    double w = 0;
+    for (int i = 0; i < 100; i++) w = auth_throttle_fail(t, "10.0.0.1", now);
+    CHECK_NEAR(w, 300, 1e-9); /* capped at 5 minutes */
+    CHECK_NEAR(auth_throttle_wait(t, "10.0.0.1", now), 300, 1e-9);
+    auth_throttle_ok(t, "10.0.0.1"); /* a success starts over */
+    CHECK_NEAR(auth_throttle_wait(t, "10.0.0.1", now), 0, 0);
+    CHECK_NEAR(auth_throttle_fail(t, "10.0.0.1", now), 0, 0);
+    CHECK_EQ_INT(auth_throttle_size(t), 1);
+    auth_throttle_free(t);
+    auth_throttle_free(NULL);
+    p.capacity = 0;
+    CHECK(auth_throttle_create(&p) == NULL);
+}
+
+TEST(auth_throttle_bounded_lru) {
+    struct auth_throttle_params p = auth_throttle_default_params();
+    p.capacity = 8;
+    p.free_failures = 1; /* every failure waits */
+    struct auth_throttle *t = auth_throttle_create(&p);
+    CHECK(t != NULL);
+    if (!t) return;
+    char a[32];
+    for (int i = 0; i < 8; i++) {
+        snprintf(a, sizeof a, "10.0.0.%d", i);
+        CHECK_NEAR(auth_throttle_fail(t, a, 100 + i), 1, 1e-9);
+    }
+    CHECK_EQ_INT(auth_throttle_size(t), 8);
+    auth_throttle_fail(t, "10.0.0.0", 200); /* refreshed: now the newest */
+    auth_throttle_fail(t, "10.9.9.9", 201); /* evicts 10.0.0.1, the least recently failed */
+    CHECK_EQ_INT(auth_throttle_size(t), 8);
+    CHECK_NEAR(auth_throttle_wait(t, "10.0.0.1", 101.5), 0, 0);
+    CHECK(auth_throttle_wait(t, "10.0.0.0", 200.5) > 0);
+    CHECK(auth_throttle_wait(t, "10.0.0.2", 102.5) > 0);
+    CHECK(auth_throttle_wait(t, "10.9.9.9", 201.5) > 0);
+    for (int i = 0; i < 10000; i++) {
+        snprintf(a, sizeof a, "fd00::%d", i);
+        auth_throttle_fail(t, a, 300 + i);
+    }
+    CHECK_EQ_INT(auth_throttle_size(t), 8);
+    auth_throttle_free(t);
+}

@@ -414,6 +414,16 @@ TEST(engine_stop_strings_and_tokens) {
     CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
     CHECK_STR(r.text[0], ", there was a little girl named Lily. She");
     rq.params.include_stop_str_in_output = 0;
+    /* n samples share the request's one stop set, each with its own state: greedy, each
+     * stops where one sample alone does. */
+    rq.params.n = 3;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+    for (int k = 0; k < 3; k++) {
+        CHECK_STR(r.text[k], ", there was a little girl named ");
+        CHECK_EQ_INT(r.finish[k], ENGINE_FINISH_STOP);
+        CHECK_STR(r.stop_str[k], "Lily. She");
+    }
+    rq.params.n = 1;
     rq.params.num_stop = 0;
     /* Token 426 is the 11th greedy token: it stops there, its text left out. */
     int32_t stop_ids[] = {426};

@@ -574,3 +574,102 @@ TEST(stop_random_utf8_matches_one_shot) {
         if (!run_case(&c)) return;
     }
 }
+
+/* --- one set, several streams ---------------------------------------------------------------- */
+
+TEST(stop_set_basics) {
+    const char *stops[] = {"abc", "", "xy"};
+    struct stop_set *set = stop_set_create(stops, 3, 0);
+    CHECK(set != NULL);
+    if (!set) return;
+    CHECK_EQ_INT(stop_set_count(set), 3);
+    CHECK_EQ_INT(stop_set_max_len(set), 3);
+    CHECK_STR(stop_set_string(set, 0), "abc");
+    CHECK_STR(stop_set_string(set, 1), "");
+    CHECK(stop_set_string(set, 3) == NULL && stop_set_string(set, -1) == NULL);
+    /* one block: the strings and 4-byte failure tables, not 8 bytes per byte */
+    size_t bytes = stop_set_bytes(set);
+    CHECK(bytes >= (3 + 1 + 0 + 1 + 2 + 1) * 5 && bytes < 256);
+    struct stop *a = stop_open(set), *b = stop_open(set);
+    CHECK(a && b);
+    char got[64];
+    /* the streams' strings are the set's, not copies */
+    CHECK(stop_string(a, 2) == stop_set_string(set, 2) && stop_string(b, 0) == stop_set_string(set, 0));
+    CHECK_EQ_INT(stop_max_output(a, 5), 7);
+    CHECK_EQ_INT(push(a, "zzab", got), -1);
+    CHECK_STR(got, "zz");
+    CHECK_EQ_INT(push(b, "qqx", got), -1); /* b's state is its own */
+    CHECK_STR(got, "qq");
+    CHECK_EQ_INT(push(a, "c!", got), 0);
+    CHECK_STR(got, "");
+    CHECK_EQ_INT(push(b, "ab", got), -1);
+    CHECK_STR(got, "x");
+    CHECK_EQ_INT(push(b, "y", got), -1); /* "aby": neither can start in it any more */
+    CHECK_STR(got, "aby");
+    CHECK_EQ_INT(push(b, "a", got), -1);
+    CHECK_STR(got, "");
+    flush(b, got);
+    CHECK_STR(got, "a");
+    CHECK_EQ_INT(stop_matched(a), 0);
+    CHECK_EQ_INT(stop_matched(b), -1);
+    stop_free(a);
+    stop_free(b);
+    stop_set_free(set);
+    stop_set_free(NULL);
+    /* an empty set passes text through */
+    set = stop_set_create(NULL, 0, 1);
+    CHECK(set != NULL);
+    a = set ? stop_open(set) : NULL;
+    if (a) {
+        CHECK_EQ_INT(push(a, "hello", got), -1);
+        CHECK_STR(got, "hello");
+    }
+    stop_free(a);
+    stop_set_free(set);
+}
+
+/* Several streams over one set, pushed in turn, each give what a stream with its own set gives
+ * for the same deltas: the shared part holds no per-stream state. */
+TEST(stop_shared_set_matches_separate) {
+    static const char *const units[] = {"a", "b", "c"};
+    enum { STREAMS = 4 };
+    struct rcase c[STREAMS];
+    for (int iter = 0; iter < 20000; iter++) {
+        for (int k = 0; k < STREAMS; k++) gen_case(&c[k], units, 3);
+        struct stop_set *set = stop_set_create(c[0].stops, c[0].ns, c[0].include);
+        struct stop *shared[STREAMS], *own[STREAMS];
+        for (int k = 0; k < STREAMS; k++) {
+            shared[k] = set ? stop_open(set) : NULL;
+            own[k] = stop_create(c[0].stops, c[0].ns, c[0].include);
+        }
+        char got_s[512], got_o[512];
+        int ok = set != NULL;
+        /* round-robin: delta d of every stream, then delta d + 1 */
+        for (int d = 0; d < 64 && ok; d++)
+            for (int k = 0; k < STREAMS && ok; k++) {
+                if (!shared[k] || !own[k]) {
+                    ok = 0;
+                    break;
+                }
+                if (d >= c[k].nd) continue;
+                const char *t = c[k].text + c[k].cut[d];
+                size_t len = c[k].cut[d + 1] - c[k].cut[d];
+                int rs = push_n(shared[k], t, len, got_s), ro = push_n(own[k], t, len, got_o);
+                if (rs != ro || strcmp(got_s, got_o) != 0) ok = 0;
+            }
+        for (int k = 0; k < STREAMS && ok; k++) {
+            flush(shared[k], got_s);
+            flush(own[k], got_o);
+            if (strcmp(got_s, got_o) != 0 || stop_matched(shared[k]) != stop_matched(own[k])) ok = 0;
+        }
+        for (int k = 0; k < STREAMS; k++) {
+            stop_free(shared[k]);
+            stop_free(own[k]);
+        }
+        stop_set_free(set);
+        if (!ok) {
+            test_fail(__FILE__, __LINE__, "iteration %d: a stream over the shared set differs", iter);
+            return;
+        }
+    }
+}

@@ -2,6 +2,7 @@
  * reopening, both schema routes (schema.sql vs every migration) giving the same schema,
  * refusal of newer, foreign and corrupt files, every table's calls, event trimming, threads
  * sharing the store, and a writer killed mid-way leaving no half-written row. */
+#include "audit.h"
 #include "store.h"
 #include "test.h"
 #include "util.h"
@@ -703,6 +704,59 @@ TEST(store_events_trimmed_to_newest_10000) {
     char path[512];
     store_tpath(path, sizeof path, "trim.db");
     CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM events"), 10000);
+}
+
+/* Failed logins keep only their newest STORE_MAX_LOGIN_FAILED events, and pruning them
+ * leaves every other event alone. */
+TEST(store_login_failed_pruned_to_newest_100) {
+    struct store *s = NULL;
+    CHECK_EQ_INT(open_new("loginfail.db", &s), 0);
+    if (!s) return;
+    CHECK_EQ_INT(store_event_add(s, "info", "model.added", 0, "keep me"), 0);
+    for (int i = 1; i <= 150; i++) {
+        CHECK_EQ_INT(store_event_add(s, "warn", "admin.login_failed", 0, "fail %d", i), 0);
+        if (i % 50 == 0) CHECK_EQ_INT(store_event_add(s, "info", "other", 0, "other %d", i), 0);
+    }
+    store_close(s);
+    char path[512];
+    store_tpath(path, sizeof path, "loginfail.db");
+    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM events WHERE kind = 'admin.login_failed'"), STORE_MAX_LOGIN_FAILED);
+    CHECK_EQ_INT(raw_int(path, "SELECT min(CAST(substr(message, 6) AS INTEGER)) FROM events WHERE kind = 'admin.login_failed'"), 51);
+    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM events WHERE kind != 'admin.login_failed'"), 4);
+}
+
+/* audit: one event per window; later failures are counted, not lost, and written at the next
+ * failure past the window, at a successful login (audit_flush) or at audit_free. */
+TEST(store_audit_login_failed_aggregated) {
+    struct store *s = NULL;
+    CHECK_EQ_INT(open_new("audit.db", &s), 0);
+    if (!s) return;
+    struct audit *a = audit_create(s, 60);
+    CHECK(a != NULL);
+    audit_login_failed(a, "10.0.0.1", 1000); /* the first: written at once */
+    for (int i = 0; i < 500; i++) audit_login_failed(a, i % 5 ? "10.0.0.2" : "10.0.0.3", 1001 + i * 0.1);
+    char path[512];
+    store_tpath(path, sizeof path, "audit.db");
+    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM events WHERE kind = 'admin.login_failed'"), 1);
+    audit_login_failed(a, "10.0.0.4", 1061); /* past the window: the 501 pending ones, with this */
+    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM events WHERE kind = 'admin.login_failed'"), 2);
+    audit_login_failed(a, "10.0.0.1", 1062);
+    audit_flush(a, 1063); /* a successful login */
+    audit_login_failed(a, "10.0.0.9", 1064);
+    audit_free(a); /* shutdown */
+    struct store_event *ev = NULL;
+    int n = 0;
+    CHECK_EQ_INT(store_event_list(s, 0, 0, &ev, &n), 0);
+    CHECK_EQ_INT(n, 4);
+    if (n == 4) {
+        CHECK_STR(ev[0].message, "1 failed admin login (wrong password) from 10.0.0.1 (1)");
+        CHECK_STR(ev[1].message,
+                  "501 failed admin logins (wrong password) from 10.0.0.2 (400), 10.0.0.3 (100), 10.0.0.4 (1)");
+        CHECK_STR(ev[2].message, "1 failed admin login (wrong password) from 10.0.0.1 (1)");
+        CHECK_STR(ev[3].message, "1 failed admin login (wrong password) from 10.0.0.9 (1)");
+    }
+    free(ev);
+    store_close(s);
 }
 
 struct store_thread_arg {

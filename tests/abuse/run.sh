@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The attacks of issue 17 (hardening), replayed against real foliod and folio-engine processes
+# on loopback: oversized and amplifying bodies (peak RSS measured from /proc), cross-origin and
+# DNS-rebinding requests, template paths outside the model, slow and stalled clients, secrets
+# in engine environments, login floods, and /metrics under concurrency.
+#   FOLIO_ENGINE=build/release/folio-engine tests/abuse/run.sh [--only SUBSTR]... [--skip SUBSTR]...
+# foliod is taken from FOLIO_ENGINE's directory; the models from FOLIO_TEST_MODELS (default
+# ../shared/models). The last line is "N passed, M failed".
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+engine="${FOLIO_ENGINE:-build/release/folio-engine}"
+case "$engine" in /*) ;; *) engine="$root/$engine" ;; esac
+models="${FOLIO_TEST_MODELS:-$root/../shared/models}"
+case "$models" in /*) ;; *) models="$root/$models" ;; esac
+if [ ! -x "$engine" ]; then
+    echo "abuse: $engine not found (run: make ${engine#"$root"/})" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+"$root/tests/npm_deps.sh" "$root/tests/api"
+# 600 slow connections and their server ends need file descriptors.
+ulimit -n 4096 2>/dev/null || true
+export FOLIO_ENGINE="$engine" FOLIO_TEST_MODELS="$models"
+exec node "$here/main.mjs" "$@"
