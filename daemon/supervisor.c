@@ -195,7 +195,8 @@ static void secret_new(char out[65]) {
  * else. The engine's FOLIO_API_KEY is its own secret, added by spawn. */
 static int env_allowed(const char *kv) {
     static const char *const exact[] = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "ASAN_OPTIONS",
-                                        "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "FOLIO_CPU_ISA"};
+                                        "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "FOLIO_CPU_ISA",
+                                        "GLIBC_TUNABLES"};
     static const char *const prefix[] = {"LC_", "CUDA_", "NVIDIA_", "OMP_", "OPENBLAS_", "MKL_", "MALLOC_"};
     const char *eq = strchr(kv, '=');
     if (!eq) return 0;
@@ -317,8 +318,18 @@ static int spawn(struct supervisor *s, struct eng *e) {
     /* The secret travels in the environment: a command line is world-readable in /proc. */
     const char *envp[MAX_ENV];
     int ne = 0;
-    for (char **ev = environ; *ev && ne < MAX_ENV - 2; ev++)
-        if (env_allowed(*ev)) envp[ne++] = *ev;
+    int tunables = 0;
+    for (char **ev = environ; *ev && ne < MAX_ENV - 3; ev++)
+        if (env_allowed(*ev)) {
+            envp[ne++] = *ev;
+            tunables |= !strncmp(*ev, "GLIBC_TUNABLES=", 15);
+        }
+    /* No per-thread malloc cache: each of an engine's connection threads would otherwise keep
+     * up to ~236 KB of freed chunks once it has served a few kinds of request, and they take
+     * connections in turn, so RSS climbed for thousands of requests (measured: +6 MiB over
+     * 4,800 requests at 512 threads, flat without the cache). The step loop allocates
+     * nothing, so nothing hot pays for the shared arenas. An operator's own setting wins. */
+    if (!tunables) envp[ne++] = "GLIBC_TUNABLES=glibc.malloc.tcache_count=0";
     snprintf(secret_env, sizeof secret_env, "FOLIO_API_KEY=%s", e->secret);
     envp[ne++] = secret_env;
     envp[ne] = NULL;

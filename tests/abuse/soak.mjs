@@ -859,17 +859,11 @@ function report() {
   if (D >= 120) {
     check('foliod RSS flat after warm-up (within 10% + 2 MiB)', checkedRss.some((r) => r.role === 'foliod') &&
       checkedRss.filter((r) => r.role === 'foliod').every((r) => r.ok), 'foliod');
-    // An engine's warm-up is longer than foliod's: each of its connection threads (foliod's
-    // threads + 16, taken in turn) touches its own stack and malloc cache as it first serves
-    // each kind of request, which a short run does not finish. Measured standalone: with 16
-    // threads the RSS is flat within 0.1 MiB per 800 requests; with 512 it climbs for
-    // thousands. So a run under 5 minutes shows the engines' RSS without judging it.
-    if (D >= 300) {
-      check('engine RSS flat after warm-up (within 10% + 2 MiB, plus KV pages first written)', checkedRss.some((r) => r.role.startsWith('engine')) &&
-        checkedRss.filter((r) => r.role.startsWith('engine')).every((r) => r.ok), 'engines');
-    } else {
-      console.log('  note: SOAK_SECONDS < 300 is shorter than an engine\'s warm-up: its RSS is shown, not checked');
-    }
+    // Engines run without a per-thread malloc cache (foliod sets GLIBC_TUNABLES): with it,
+    // each connection thread kept freed chunks as it took its turn, and RSS climbed for
+    // thousands of requests.
+    check('engine RSS flat after warm-up (within 10% + 2 MiB, plus KV pages first written)', checkedRss.some((r) => r.role.startsWith('engine')) &&
+      checkedRss.filter((r) => r.role.startsWith('engine')).every((r) => r.ok), 'engines');
   } else {
     console.log('  note: SOAK_SECONDS < 120 leaves no window after warm-up: RSS is shown, not checked');
   }

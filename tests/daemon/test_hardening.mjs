@@ -303,6 +303,8 @@ test('hardening: secrets: engines get an allow-listed environment; secret flags 
   for (const bad of ['FOLIO_ADMIN_PASSWORD', 'FOLIO_ADMIN_TOKEN', 'HF_TOKEN', 'SOME_OTHER_SECRET']) assert.ok(!names.includes(bad), `${bad} reached the engine`);
   for (const good of ['PATH', 'OMP_NUM_THREADS', 'LC_ALL', 'FOLIO_API_KEY']) assert.ok(names.includes(good), `${good} missing: ${names}`);
   assert.ok(!env.includes(`FOLIO_API_KEY=${KEY}`), 'foliod\'s key reached the engine');
+  // No per-thread malloc cache in engines: it kept their RSS climbing under load.
+  assert.ok(env.includes('GLIBC_TUNABLES=glibc.malloc.tcache_count=0'), `GLIBC_TUNABLES: ${names}`);
   // The key from the file guards /v1.
   assert.equal((await req(s, 'GET', '/v1/models', { headers: { authorization: `Bearer ${KEY}` } })).status, 200);
   await stopFoliod(s);
