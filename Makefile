@@ -38,7 +38,7 @@ else
   BUILD  := build/release
   OPT    := -O2
 endif
-# CUDA=1 links the CUDA backend (engine/backend_cuda.c, kernels/, cuBLAS) into folio-engine.
+# CUDA=1 links the CUDA backend (engine/backend/cuda/backend_cuda.c, kernels/, cuBLAS) into folio-engine.
 ifeq ($(CUDA),1)
   BUILD  := $(BUILD)-cuda
 endif
@@ -52,8 +52,20 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  := $(CFLAGS_BASE) $(OPT) $(PKG_CFLAGS) -Iengine $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lcivetweb -lm -pthread $(LDOPT) $(EXTRA_LDFLAGS)
 
-ENGINE_SRC := $(filter-out engine/main.c engine/backend_cuda.c,$(wildcard engine/*.c))
-ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+# engine/ is built as one archive per layer (engine/README.md), linked top-down, so that a
+# reference from a lower layer up to a higher one fails to link. Bottom to top:
+LAYERS := base backend model text chat_template core server
+# What each layer may use (tests/layers/check.sh links every layer against exactly these).
+LAYER_DEPS_base          :=
+LAYER_DEPS_backend       := base
+LAYER_DEPS_model         := backend base
+LAYER_DEPS_text          := base
+LAYER_DEPS_chat_template := base
+LAYER_DEPS_core          := model text backend base
+LAYER_DEPS_server        := core chat_template text model backend base
+layer_src = $(wildcard engine/$(1)/*.c) $(if $(filter backend,$(1)),$(wildcard engine/backend/cpu/*.c))
+layer_lib = $(BUILD)/engine/libfolio_$(1).a
+ENGINE_SRC := $(foreach l,$(LAYERS),$(call layer_src,$(l)))
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CU_SRC := $(wildcard kernels/*.cu)
@@ -63,13 +75,22 @@ ifeq ($(CUDA),1)
     $(error CUDA=1 needs nvcc (on PATH or /usr/local/cuda/bin))
   endif
   CUDA_HOME ?= $(abspath $(dir $(realpath $(NVCC)))..)
-  ENGINE_SRC += engine/backend_cuda.c
-  ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
+  CUDA_BACKEND_OBJ := $(BUILD)/engine/backend/cuda/backend_cuda.o $(CU_OBJ)
   CFLAGS     += -DFOLIO_CUDA -DFOLIO_CUDA_LIB_DIR='"$(CUDA_HOME)/lib64"' -isystem $(CUDA_HOME)/include -Ikernels
   # The runtime statically, cuBLAS by dlopen (see backend_cuda.c): the binary starts without
   # CUDA libraries, and HTTP threads carry no cuBLAS TLS.
   CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
 endif
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+layer_obj = $(patsubst %.c,$(BUILD)/%.o,$(call layer_src,$(1))) $(if $(filter backend,$(1)),$(CUDA_BACKEND_OBJ))
+define layer_rule
+$(call layer_lib,$(1)): $(call layer_obj,$(1))
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
+# Top-down: a layer's archive comes before those it uses.
+ENGINE_LIBS := $(foreach l,server core chat_template text model backend base,$(call layer_lib,$(l)))
 # foliod: daemon/*.c plus the engine's util (errors, files); its own libraries.
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
@@ -83,7 +104,6 @@ TOOL_SRC   := $(wildcard tests/tools/*.c)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/%)
 
 ENGINE_BIN := $(BUILD)/folio-engine
-LIBFOLIO   := $(BUILD)/libfolio.a
 UNIT_BIN   := $(BUILD)/unit-tests
 
 .PHONY: all deps run test bench fuzz kernels-check clean help install deb docker test-packaging bins
@@ -95,25 +115,21 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(LIBFOLIO): $(ENGINE_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
-
-$(ENGINE_BIN): $(BUILD)/engine/main.o $(LIBFOLIO)
+$(ENGINE_BIN): $(BUILD)/engine/main.o $(ENGINE_LIBS)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
 $(DAEMON_LIB): $(DAEMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(FOLIOD_BIN): $(BUILD)/daemon/main.o $(DAEMON_LIB) $(LIBFOLIO)
+$(FOLIOD_BIN): $(BUILD)/daemon/main.o $(DAEMON_LIB) $(ENGINE_LIBS)
 	$(CC) $(OPT) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS) $(CUDA_LIBS)
 
 $(UNIT_OBJ): CFLAGS += -Idaemon
-$(UNIT_BIN): $(UNIT_OBJ) $(DAEMON_LIB) $(LIBFOLIO)
+$(UNIT_BIN): $(UNIT_OBJ) $(DAEMON_LIB) $(ENGINE_LIBS)
 	$(CC) $(OPT) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS) $(CUDA_LIBS)
 
-$(BUILD)/%: $(BUILD)/tests/tools/%.o $(LIBFOLIO)
+$(BUILD)/%: $(BUILD)/tests/tools/%.o $(ENGINE_LIBS)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
 # CUDA kernels: compile-checked by every build where nvcc exists; linked into folio-engine with CUDA=1.
@@ -140,14 +156,14 @@ GPU_OBJ := $(GPU_SRC:%.c=$(BUILD)/%.o)
 GPU_BIN := $(BUILD)/gpu-tests
 # Only the CPU backend and the modules it uses, not all of libfolio.a, so that a GPU machine
 # without the cJSON/PCRE2/utf8proc dev packages still builds the test.
-GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend_cpu.o cpu_kernels.o threadpool.o util.o)
+GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend/cpu/backend_cpu.o backend/cpu/cpu_kernels.o base/threadpool.o base/util.o)
 # The CUDA backend itself (its cuBLAS products, argmax, reserve), compiled for the test binary.
 GPU_BACKEND_OBJ := $(BUILD)/gpu/backend_cuda.o
 .PHONY: test-gpu bench-gpu test-gpu-engine test-gpu-models bench-gpu-e2e cuda-check
 ifneq ($(NVCC),)
 CUDA_HOME ?= $(abspath $(dir $(realpath $(NVCC)))..)
 $(GPU_OBJ): CFLAGS += -isystem $(CUDA_HOME)/include -Ikernels
-$(GPU_BACKEND_OBJ): engine/backend_cuda.c
+$(GPU_BACKEND_OBJ): engine/backend/cuda/backend_cuda.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DFOLIO_CUDA -DFOLIO_CUDA_LIB_DIR='"$(CUDA_HOME)/lib64"' -isystem $(CUDA_HOME)/include -Ikernels \
 	  -c $< -o $@

@@ -31,18 +31,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "model/config.h"
 #include "audit.h"
 #include "foliod.h"
 #include "guard.h"
 #include "gpu.h"
-#include "model.h"
+#include "model/model.h"
 #include "hub.h"
 #include "proxy.h"
 #include "pull.h"
 #include "upstream.h"
 #include "validate.h"
-#include "util.h"
+#include "base/util.h"
 
 #define COOKIE "folio_session"
 
@@ -201,7 +201,7 @@ static cJSON *download_json(struct foliod *d, int64_t model_id) {
     }
     cJSON *o = cJSON_CreateObject();
     double rate = 0, eta = -1;
-    const int active = d->pulls && pulls_rate(d->pulls, model_id, &rate, &eta) == 0;
+    const int active = d->pulls && pull_rate(d->pulls, model_id, &rate, &eta) == 0;
     cJSON_AddNumberToObject(o, "model_id", (double)model_id);
     cJSON_AddStringToObject(o, "state", row->state);
     cJSON_AddBoolToObject(o, "active", active);
@@ -394,10 +394,10 @@ static void model_action(struct foliod *d, struct mg_connection *c, struct store
     int rc = 0;
     if (!strcmp(action, "load")) {
         /* A Hub model without its files yet: pull, then load (pull.c's on_done). */
-        rc = m->source[0] == 'h' && !m->path[0] ? pulls_start(d->pulls, m->id, 1) : sup_load(d->sup, m->id);
+        rc = m->source[0] == 'h' && !m->path[0] ? pull_start(d->pulls, m->id, 1) : supervisor_load(d->sup, m->id);
     } else if (!strcmp(action, "unload")) {
         if (foliod_default_model(d) == m->id) foliod_set_default_model(d, 0);
-        rc = sup_unload(d->sup, m->id);
+        rc = supervisor_unload(d->sup, m->id);
     } else if (!strcmp(action, "activate")) {
         /* The zero-downtime switch: the new engine must be ready before `default` moves;
          * the old one then drains its in-flight requests and stops. */
@@ -407,8 +407,8 @@ static void model_action(struct foliod *d, struct mg_connection *c, struct store
                 (long long)m->id);
             return;
         }
-        if ((rc = sup_load(d->sup, m->id)) == 0) {
-            int r = sup_wait_ready(d->sup, m->id, 900);
+        if ((rc = supervisor_load(d->sup, m->id)) == 0) {
+            int r = supervisor_wait_ready(d->sup, m->id, 900);
             if (r != 1) {
                 struct store_model now;
                 store_model_get(d->store, m->id, &now);
@@ -418,7 +418,7 @@ static void model_action(struct foliod *d, struct mg_connection *c, struct store
             }
             foliod_set_default_model(d, m->id);
             store_event_add(d->store, "info", "model.activated", m->id, "`default` is now %s", m->name);
-            if (old && old != m->id) sup_unload(d->sup, old);
+            if (old && old != m->id) supervisor_unload(d->sup, old);
         }
     } else {
         bad(c, 404, "no action %s", action);
@@ -435,7 +435,7 @@ static void model_action(struct foliod *d, struct mg_connection *c, struct store
 
 static void model_logs(struct foliod *d, struct mg_connection *c, const struct store_model *m) {
     int n = 0;
-    struct sup_engine_info *es = sup_list_all(d->sup, &n);
+    struct supervisor_engine_info *es = supervisor_list_all(d->sup, &n);
     char log_path[1024] = "";
     for (int i = 0; i < n; i++)
         if (es[i].model_id == m->id) snprintf(log_path, sizeof log_path, "%s", es[i].log_path);
@@ -518,7 +518,7 @@ static void model_estimate(struct foliod *d, struct mg_connection *c) {
     }
     if (m.source[0] == 'h') {
         char token[1024], err[512] = "";
-        pulls_token(d->pulls, token, sizeof token);
+        pull_token(d->pulls, token, sizeof token);
         const struct hub_conn conn = {.endpoint = d->cfg.hf_endpoint, .token = token, .stall_s = 20, .max_attempts = 2};
         struct hub_repo *r = malloc(sizeof *r);
         char *json = NULL;
@@ -601,9 +601,9 @@ static void model_pull(struct foliod *d, struct mg_connection *c, const char *me
             bad(c, 400, "%s is a local model (%s): only Hub models (repo_id) are pulled", m->name, m->path);
             return;
         }
-        rc = pulls_start(d->pulls, m->id, 0);
+        rc = pull_start(d->pulls, m->id, 0);
     } else if (!strcmp(method, "DELETE")) {
-        rc = pulls_cancel(d->pulls, m->id);
+        rc = pull_cancel(d->pulls, m->id);
     } else if (strcmp(method, "GET") != 0) {
         bad(c, 405, "use GET, POST or DELETE");
         return;
@@ -666,12 +666,12 @@ static void models_route(struct foliod *d, struct mg_connection *c, const char *
     else if (!strcmp(method, "PATCH")) model_patch(d, c, &m);
     else if (!strcmp(method, "DELETE")) {
         if (foliod_default_model(d) == m.id) foliod_set_default_model(d, 0);
-        pulls_cancel(d->pulls, m.id); /* FOLIO_ENOTFOUND when none runs: nothing to stop */
-        sup_unload(d->sup, m.id);
+        pull_cancel(d->pulls, m.id); /* FOLIO_ENOTFOUND when none runs: nothing to stop */
+        supervisor_unload(d->sup, m.id);
         /* The engine drains before the row goes: wait for it (bounded by its stop timeout). */
         for (int i = 0; i < 400; i++) {
-            struct sup_route r;
-            if (sup_route(d->sup, m.id, &r) == FOLIO_ENOTFOUND && sup_wait_ready(d->sup, m.id, 0.05) == 0) break;
+            struct supervisor_route r;
+            if (supervisor_route(d->sup, m.id, &r) == FOLIO_ENOTFOUND && supervisor_wait_ready(d->sup, m.id, 0.05) == 0) break;
             usleep(100 * 1000);
         }
         if ((rc = store_model_delete(d->store, m.id))) {
@@ -780,7 +780,7 @@ static cJSON *status_json(struct foliod *d) {
     if (did && store_model_get(d->store, did, &def) == 0) cJSON_AddStringToObject(o, "default_model", def.name);
     else cJSON_AddNullToObject(o, "default_model");
     int n = 0;
-    struct sup_engine_info *es = sup_list_all(d->sup, &n);
+    struct supervisor_engine_info *es = supervisor_list_all(d->sup, &n);
     cJSON *ea = cJSON_AddArrayToObject(o, "engines");
     char *body = malloc(1 << 16);
     for (int i = 0; i < n; i++) {
@@ -793,11 +793,11 @@ static cJSON *status_json(struct foliod *d) {
         cJSON_AddNumberToObject(x, "uptime_s", es[i].uptime);
         cJSON_AddNumberToObject(x, "restarts", es[i].restarts);
         if (es[i].last_error[0]) cJSON_AddStringToObject(x, "last_error", es[i].last_error);
-        struct sup_route r;
+        struct supervisor_route r;
         int st = 0;
         cJSON *s = NULL;
-        if (body && sup_route(d->sup, es[i].model_id, &r) == 0 &&
-            up_get(r.port, "/stats", r.secret, 1000, &st, body, 1 << 16) == 0 && st == 200)
+        if (body && supervisor_route(d->sup, es[i].model_id, &r) == 0 &&
+            upstream_get(r.port, "/stats", r.secret, 1000, &st, body, 1 << 16) == 0 && st == 200)
             s = cJSON_Parse(body);
         if (s) {
             const cJSON *req = cJSON_GetObjectItem(s, "requests"), *kv = cJSON_GetObjectItem(s, "kv_cache"),

@@ -6,7 +6,7 @@
  * buffer of ours are wiped before the buffer is released. */
 #include "auth.h"
 
-#include "util.h"
+#include "base/util.h"
 
 #include <crypt.h>
 #include <errno.h>

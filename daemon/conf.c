@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "base/util.h"
 
 /* Drops blanks around [*s, *e). */
 static void trim(const char **s, const char **e) {

@@ -10,7 +10,7 @@
 #include "auth.h"
 #include "store.h"
 #include "supervisor.h"
-#include "version.h"
+#include "base/version.h"
 
 struct mg_connection;
 

@@ -8,7 +8,7 @@
 #include <strings.h>
 
 #include "foliod.h"
-#include "util.h"
+#include "base/util.h"
 
 /* Origin "scheme://host[:port]" against Host "host[:port]": equal ignoring the scheme and
  * case. "null" (a sandboxed or file: page) never matches. */

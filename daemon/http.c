@@ -17,11 +17,11 @@
 
 #include "foliod.h"
 #include "guard.h"
-#include "http_conn.h"
+#include "base/http_conn.h"
 #include "json_model.h"
 #include "proxy.h"
 #include "upstream.h"
-#include "util.h"
+#include "base/util.h"
 
 struct http {
     struct foliod *d;
@@ -185,8 +185,8 @@ static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *
             out = NULL;
             rc = FOLIO_ENOMEM;
         }
-        struct sup_route r;
-        if (!rc) rc = sup_route(d->sup, m.id, &r);
+        struct supervisor_route r;
+        if (!rc) rc = supervisor_route(d->sup, m.id, &r);
         const int retry = alias && attempt < 20;
         if ((rc == FOLIO_ENOTFOUND || rc == FOLIO_EBUSY) && retry && foliod_default_model(d) != m.id) continue;
         if (rc == FOLIO_ENOTFOUND)
@@ -241,8 +241,8 @@ static void handle_models(struct foliod *d, struct mg_connection *c, const char 
         data = cJSON_AddArrayToObject(root, "data");
     }
     for (int i = 0; i < n; i++) {
-        struct sup_route r;
-        if (sup_route(d->sup, ms[i].id, &r) != 0) continue;
+        struct supervisor_route r;
+        if (supervisor_route(d->sup, ms[i].id, &r) != 0) continue;
         if (!id) cJSON_AddItemToArray(data, model_card(&ms[i], ms[i].name));
         else if (!strcmp(id, ms[i].name)) found = model_card(&ms[i], ms[i].name);
         if (ms[i].id == def) {
@@ -269,7 +269,7 @@ static void handle_models(struct foliod *d, struct mg_connection *c, const char 
 
 static void handle_ready(struct foliod *d, struct mg_connection *c) {
     int n = 0, ready = 0;
-    struct sup_engine_info *es = sup_list_all(d->sup, &n);
+    struct supervisor_engine_info *es = supervisor_list_all(d->sup, &n);
     for (int i = 0; i < n; i++) ready += !strcmp(es[i].state, "ready");
     free(es);
     char body[96];
@@ -297,7 +297,7 @@ static void handle_metrics(struct foliod *d, struct mg_connection *c) {
                           d->proxied, d->proxy_errors, d->unauthorized);
     pthread_mutex_unlock(&d->stats_mu);
     int ne = 0, ready = 0;
-    struct sup_engine_info *es = sup_list_all(d->sup, &ne);
+    struct supervisor_engine_info *es = supervisor_list_all(d->sup, &ne);
     for (int i = 0; i < ne; i++) ready += !strcmp(es[i].state, "ready");
     n += (size_t)snprintf(out + n, cap - n,
                           "# HELP foliod:engines Engines by state.\n# TYPE foliod:engines gauge\n"
@@ -307,9 +307,9 @@ static void handle_metrics(struct foliod *d, struct mg_connection *c) {
     size_t seen_len = 0;
     char *body = malloc(1 << 16);
     for (int i = 0; body && seen && i < ne; i++) {
-        struct sup_route r;
+        struct supervisor_route r;
         int status = 0;
-        if (sup_route(d->sup, es[i].model_id, &r) || up_get(r.port, "/metrics", r.secret, 2000, &status, body, 1 << 16) ||
+        if (supervisor_route(d->sup, es[i].model_id, &r) || upstream_get(r.port, "/metrics", r.secret, 2000, &status, body, 1 << 16) ||
             status != 200)
             continue;
         /* strtok_r: HTTP threads run this concurrently, and strtok's state is global. */

@@ -1,6 +1,6 @@
 /* hub: see hub.h. */
 #include "hub.h"
-#include "version.h"
+#include "base/version.h"
 
 #include <cJSON.h>
 #include <curl/curl.h>
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #define USER_AGENT "folio/" FOLIO_VERSION " (foliod; libcurl)"
 #define MAX_REDIRECTS 5

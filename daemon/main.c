@@ -28,7 +28,7 @@
 #include "hub.h"
 #include "pull.h"
 #include "sdnotify.h"
-#include "util.h"
+#include "base/util.h"
 #include "validate.h"
 
 static const char usage[] =
@@ -325,7 +325,7 @@ static void on_change(void *ud) { foliod_notify(ud); }
 /* A pull finished: load the model when that was asked for. */
 static void on_pulled(void *ud, int64_t model_id, int load_after) {
     struct foliod *d = ud;
-    if (load_after && sup_load(d->sup, model_id))
+    if (load_after && supervisor_load(d->sup, model_id))
         store_event_add(d->store, "error", "model.load_failed", model_id, "cannot load after the pull: %s",
                         folio_last_error());
     foliod_notify(d);
@@ -359,8 +359,8 @@ static int start_hub_model(struct foliod *d, const char *repo, int first, int64_
     }
     *id = m.id;
     if (first) foliod_set_default_model(d, m.id);
-    if (m.path[0]) return sup_load(d->sup, m.id);
-    return pulls_start(d->pulls, m.id, 1);
+    if (m.path[0]) return supervisor_load(d->sup, m.id);
+    return pull_start(d->pulls, m.id, 1);
 }
 
 /* The terminal progress bar of the --model pulls: redrawn in place on a terminal, a line
@@ -388,7 +388,7 @@ static void *progress_bar(void *arg) {
                 continue; /* not started yet */
             const int running = !strcmp(row->state, "downloading") || !strcmp(row->state, "queued");
             double rate = 0, eta = -1;
-            pulls_rate(b->d->pulls, b->ids[i], &rate, &eta);
+            pull_rate(b->d->pulls, b->ids[i], &rate, &eta);
             const double frac = row->bytes_total ? (double)row->bytes_done / (double)row->bytes_total : 0;
             char bar[31];
             for (int k = 0; k < 30; k++) bar[k] = k < (int)(frac * 30 + 0.5) ? '#' : '.';
@@ -485,7 +485,7 @@ static int start_model(struct foliod *d, const char *dir, int first) {
     } else if (rc) {
         return rc;
     }
-    if ((rc = sup_load(d->sup, m.id))) return rc;
+    if ((rc = supervisor_load(d->sup, m.id))) return rc;
     if (first) foliod_set_default_model(d, m.id);
     return 0;
 }
@@ -595,7 +595,7 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct sup_params sp = sup_default_params();
+    struct supervisor_params sp = supervisor_default_params();
     sp.engine_bin = d.cfg.engine_bin;
     sp.log_dir = logs;
     char templates[PATH_MAX + 32];
@@ -606,15 +606,15 @@ int main(int argc, char **argv) {
     sp.engine_connections = (d.cfg.threads > 0 ? d.cfg.threads : 256) + 16; /* + health, metrics, status */
     sp.on_change = on_change;
     sp.ud = &d;
-    if ((rc = sup_create(&sp, &d.sup))) goto out;
+    if ((rc = supervisor_create(&sp, &d.sup))) goto out;
     char models_dir[PATH_MAX + 32];
     snprintf(models_dir, sizeof models_dir, "%s/models", d.cfg.data_dir);
     const struct pull_params pp = {.store = d.store, .models_dir = models_dir, .endpoint = d.cfg.hf_endpoint,
                                    .env_token = d.cfg.hf_token, .stall_s = 30, .max_attempts = 6, .parallel = 4,
                                    .on_change = on_change, .on_done = on_pulled, .ud = &d};
-    if ((rc = hub_global_init()) || (rc = pulls_create(&pp, &d.pulls))) goto out;
+    if ((rc = hub_global_init()) || (rc = pull_create(&pp, &d.pulls))) goto out;
     if ((rc = http_start(&d, &http))) goto out;
-    pulls_resume_all(d.pulls);
+    pull_resume_all(d.pulls);
     struct bar_ctx bar = {.d = &d};
     for (int i = 0; i < s.num_models; i++) {
         if (hub_ref(s.models[i])) rc = start_hub_model(&d, s.models[i], i == 0, &bar.ids[bar.n++]);
@@ -644,11 +644,11 @@ out:
     d.stopping = 1;
     pthread_cond_broadcast(&d.ev_cv);
     pthread_mutex_unlock(&d.ev_mu);
-    pulls_shutdown(d.pulls); /* running pulls stop where they are, resumed at the next start */
-    sup_shutdown(d.sup);
+    pull_shutdown(d.pulls); /* running pulls stop where they are, resumed at the next start */
+    supervisor_shutdown(d.sup);
     http_stop(http);
-    pulls_free(d.pulls); /* after the HTTP handlers, which may still query it */
-    sup_free(d.sup);
+    pull_free(d.pulls); /* after the HTTP handlers, which may still query it */
+    supervisor_free(d.sup);
     auth_sessions_free(d.sessions);
     auth_throttle_free(d.throttle);
     audit_free(d.audit); /* writes the failed logins still pending */

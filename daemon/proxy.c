@@ -13,10 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "http_conn.h"
+#include "base/http_conn.h"
 #include "relay.h"
 #include "upstream.h"
-#include "util.h"
+#include "base/util.h"
 
 #define HEAD_CAP 16384
 #define BUF_CAP 65536
@@ -96,7 +96,7 @@ static void stream_error(struct mg_connection *c, const char *model) {
 int proxy_forward(struct mg_connection *c, int port, const char *secret, const char *method, const char *uri,
                   const char *body, size_t len, const char *model, int may_retry) {
     const int client_fd = http_conn_fd(c);
-    int up = up_connect(port, 2000);
+    int up = upstream_connect(port, 2000);
     if (up < 0) {
         proxy_send_error(c, 502, "server_error", "the engine serving %s is not answering", model);
         return up;
@@ -112,7 +112,7 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
                      method, uri, port, secret, len);
-    if (n <= 0 || n >= BUF_CAP || up_write_all(up, buf, (size_t)n) || (len && up_write_all(up, body, len))) {
+    if (n <= 0 || n >= BUF_CAP || upstream_write_all(up, buf, (size_t)n) || (len && upstream_write_all(up, body, len))) {
         proxy_send_error(c, 502, "server_error", "the engine serving %s is not answering", model);
         rc = FOLIO_EIO;
         goto out;

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "hub.h"
-#include "util.h"
+#include "base/util.h"
 
 #define MAX_PULLS 32
 #define RATE_SAMPLES 16          /* about 3 s of progress at 200 ms */
@@ -24,7 +24,7 @@
 enum stop_why { GOING = 0, CANCELLED_BY_USER, SHUTDOWN };
 
 struct pull {
-    int used, running, joining; /* joining: pulls_cancel joins it, not reap */
+    int used, running, joining; /* joining: pull_cancel joins it, not reap */
     int64_t model_id;
     int load_after;
     int cancel;                  /* atomic: read by hub_download's loop */
@@ -44,7 +44,7 @@ struct pull {
 struct pulls {
     struct pull_params p;
     pthread_mutex_t mu;
-    int stopped;                /* pulls_shutdown ran: nothing new starts */
+    int stopped;                /* pull_shutdown ran: nothing new starts */
     struct pull slot[MAX_PULLS];
 };
 
@@ -196,7 +196,7 @@ static void *pull_main(void *arg) {
     notify(ps);
     store_event_add(st, "info", "model.pull", m->id, "pulling %s at %s", m->repo_id, m->revision[0] ? m->revision : "main");
 
-    pulls_token(ps, token, sizeof token);
+    pull_token(ps, token, sizeof token);
     const struct hub_conn conn = {.endpoint = ps->p.endpoint, .token = token, .stall_s = ps->p.stall_s,
                                   .max_attempts = ps->p.max_attempts};
     hs = hub_resolve(&conn, m->repo_id, m->revision, repo, err, sizeof err);
@@ -310,12 +310,12 @@ out_free:
     return NULL;
 }
 
-void pulls_token(struct pulls *ps, char *out, size_t cap) {
+void pull_token(struct pulls *ps, char *out, size_t cap) {
     if (ps->p.env_token && *ps->p.env_token) snprintf(out, cap, "%s", ps->p.env_token);
     else if (store_setting_get(ps->p.store, "hf_token", out, cap)) out[0] = '\0';
 }
 
-int pulls_create(const struct pull_params *p, struct pulls **out) {
+int pull_create(const struct pull_params *p, struct pulls **out) {
     struct pulls *ps = calloc(1, sizeof *ps);
     if (!ps) return folio_err(FOLIO_ENOMEM, "out of memory");
     ps->p = *p;
@@ -346,7 +346,7 @@ static struct pull *find(struct pulls *ps, int64_t id) {
     return NULL;
 }
 
-int pulls_start(struct pulls *ps, int64_t model_id, int load_after) {
+int pull_start(struct pulls *ps, int64_t model_id, int load_after) {
     struct store_model m;
     int rc = store_model_get(ps->p.store, model_id, &m);
     if (rc) return rc;
@@ -390,7 +390,7 @@ int pulls_start(struct pulls *ps, int64_t model_id, int load_after) {
     return 0;
 }
 
-int pulls_cancel(struct pulls *ps, int64_t model_id) {
+int pull_cancel(struct pulls *ps, int64_t model_id) {
     pthread_mutex_lock(&ps->mu);
     struct pull *pl = find(ps, model_id);
     if (!pl) {
@@ -410,12 +410,12 @@ int pulls_cancel(struct pulls *ps, int64_t model_id) {
     return 0;
 }
 
-int pulls_resume_all(struct pulls *ps) {
+int pull_resume_all(struct pulls *ps) {
     struct store_download *rows = NULL;
     int n = 0, rc = store_download_list(ps->p.store, &rows, &n);
     for (int i = 0; !rc && i < n; i++)
         if (!strcmp(rows[i].state, "downloading") || !strcmp(rows[i].state, "queued")) {
-            if (pulls_start(ps, rows[i].model_id, rows[i].load_after))
+            if (pull_start(ps, rows[i].model_id, rows[i].load_after))
                 fprintf(stderr, "foliod: cannot resume the pull of model %lld: %s\n", (long long)rows[i].model_id,
                         folio_last_error());
         }
@@ -423,7 +423,7 @@ int pulls_resume_all(struct pulls *ps) {
     return rc;
 }
 
-int pulls_rate(struct pulls *ps, int64_t model_id, double *rate, double *eta) {
+int pull_rate(struct pulls *ps, int64_t model_id, double *rate, double *eta) {
     pthread_mutex_lock(&ps->mu);
     struct pull *pl = find(ps, model_id);
     if (!pl) {
@@ -440,7 +440,7 @@ int pulls_rate(struct pulls *ps, int64_t model_id, double *rate, double *eta) {
     return 0;
 }
 
-void pulls_shutdown(struct pulls *ps) {
+void pull_shutdown(struct pulls *ps) {
     if (!ps) return;
     pthread_t th[MAX_PULLS];
     int idx[MAX_PULLS], n = 0;
@@ -448,7 +448,7 @@ void pulls_shutdown(struct pulls *ps) {
     ps->stopped = 1;
     for (int i = 0; i < MAX_PULLS; i++) {
         struct pull *pl = &ps->slot[i];
-        if (!pl->used || pl->joining) continue; /* a pulls_cancel joins those itself */
+        if (!pl->used || pl->joining) continue; /* a pull_cancel joins those itself */
         if (pl->running) {
             pl->why = SHUTDOWN;
             __atomic_store_n(&pl->cancel, 1, __ATOMIC_RELAXED);
@@ -464,9 +464,9 @@ void pulls_shutdown(struct pulls *ps) {
     pthread_mutex_unlock(&ps->mu);
 }
 
-void pulls_free(struct pulls *ps) {
+void pull_free(struct pulls *ps) {
     if (!ps) return;
-    pulls_shutdown(ps);
+    pull_shutdown(ps);
     pthread_mutex_destroy(&ps->mu);
     free(ps);
 }

@@ -31,29 +31,29 @@ struct pull_params {
 
 struct pulls;
 
-int pulls_create(const struct pull_params *p, struct pulls **out);
+int pull_create(const struct pull_params *p, struct pulls **out);
 /* Stops every pull, keeping its files and its "downloading" row for the next start, and
  * refuses new ones (FOLIO_EBUSY); queries keep working, so HTTP handlers still running at
  * shutdown may call them. Idempotent. */
-void pulls_shutdown(struct pulls *p);
-/* pulls_shutdown, then frees. */
-void pulls_free(struct pulls *p);
+void pull_shutdown(struct pulls *p);
+/* pull_shutdown, then frees. */
+void pull_free(struct pulls *p);
 
 /* Starts pulling the model (source "hf"). 0 also when it is already being pulled (load_after
  * then only ever turns on). */
-int pulls_start(struct pulls *p, int64_t model_id, int load_after);
+int pull_start(struct pulls *p, int64_t model_id, int load_after);
 /* Cancels the model's pull and deletes what it downloaded. FOLIO_ENOTFOUND when none runs. */
-int pulls_cancel(struct pulls *p, int64_t model_id);
+int pull_cancel(struct pulls *p, int64_t model_id);
 /* At start: resumes the pulls the store says were running. */
-int pulls_resume_all(struct pulls *p);
+int pull_resume_all(struct pulls *p);
 
 /* The live transfer rate (bytes/s, over the last few seconds) and the seconds left at that
  * rate (-1: unknown). 0 when the model is being pulled, FOLIO_ENOTFOUND when not. */
-int pulls_rate(struct pulls *p, int64_t model_id, double *rate, double *eta);
+int pull_rate(struct pulls *p, int64_t model_id, double *rate, double *eta);
 
 /* The Hub token: HF_TOKEN (env_token) first, else the stored setting "hf_token"; "" when
  * neither. The caller wipes it after use. */
-void pulls_token(struct pulls *p, char *out, size_t cap);
+void pull_token(struct pulls *p, char *out, size_t cap);
 
 /* Deletes dir and everything under it (also used for a model's downloaded files). */
 int pull_remove_tree(const char *dir);

@@ -8,7 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 int sdnotify(const char *state) {
     const char *path = getenv("NOTIFY_SOCKET");

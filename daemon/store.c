@@ -7,7 +7,7 @@
  * older one forward, each migration in its own transaction with its PRAGMA user_version. */
 #include "store.h"
 
-#include "util.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>

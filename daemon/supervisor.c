@@ -27,7 +27,7 @@
 
 #include "upstream.h"
 #include "validate.h"
-#include "util.h"
+#include "base/util.h"
 
 extern char **environ;
 
@@ -60,7 +60,7 @@ struct eng {
 };
 
 struct supervisor {
-    struct sup_params p;
+    struct supervisor_params p;
     char engine_bin[PATH_MAX], log_dir[PATH_MAX], template_dir[PATH_MAX];
     pthread_t thread;
     int started;
@@ -70,8 +70,8 @@ struct supervisor {
     struct eng eng[SUP_MAX];
 };
 
-struct sup_params sup_default_params(void) {
-    return (struct sup_params){.engine_bin = "folio-engine", .log_dir = "logs", .log_cap = 8u << 20,
+struct supervisor_params supervisor_default_params(void) {
+    return (struct supervisor_params){.engine_bin = "folio-engine", .log_dir = "logs", .log_cap = 8u << 20,
                                .ready_timeout = 600, .stop_timeout = 30, .health_interval = 2, .crash_loop = 5};
 }
 
@@ -255,7 +255,7 @@ static int spawn(struct supervisor *s, struct eng *e) {
     }
     int rc = template_arg(s, e, tmpl, sizeof tmpl);
     if (rc) return rc;
-    int port = up_free_port();
+    int port = upstream_free_port();
     if (port < 0) return port;
     e->port = port;
     secret_new(e->secret);
@@ -554,7 +554,7 @@ static void *sup_main(void *arg) {
         int status[SUP_MAX];
         for (int i = 0; i < nc; i++) {
             status[i] = 0;
-            if (up_get(checks[i].port, "/health", NULL, 1000, &status[i], NULL, 0) != 0) status[i] = 0;
+            if (upstream_get(checks[i].port, "/health", NULL, 1000, &status[i], NULL, 0) != 0) status[i] = 0;
         }
         /* Engine output, or the next tick. */
         poll(pf, (nfds_t)np, nc ? 0 : 100);
@@ -615,7 +615,7 @@ static int reconcile(struct supervisor *s) {
     for (int i = 0; i < nm; i++) {
         const char *st = ms[i].state;
         if (ms[i].want_loaded) {
-            if ((rc = sup_load(s, ms[i].id)) != 0)
+            if ((rc = supervisor_load(s, ms[i].id)) != 0)
                 store_model_set_state(s->p.store, ms[i].id, "failed", 0, folio_last_error());
         } else if (strcmp(st, "registered") != 0 && strcmp(st, "failed") != 0 && strcmp(st, "stopped") != 0) {
             store_model_set_state(s->p.store, ms[i].id, "stopped", 0, NULL);
@@ -627,7 +627,7 @@ static int reconcile(struct supervisor *s) {
 
 /* ---- API ---- */
 
-int sup_create(const struct sup_params *p, struct supervisor **out) {
+int supervisor_create(const struct supervisor_params *p, struct supervisor **out) {
     struct supervisor *s = calloc(1, sizeof *s);
     if (!s) return folio_err(FOLIO_ENOMEM, "out of memory");
     s->p = *p;
@@ -663,11 +663,11 @@ int sup_create(const struct sup_params *p, struct supervisor **out) {
     *out = s;
     return 0;
 fail:
-    sup_free(s);
+    supervisor_free(s);
     return rc;
 }
 
-void sup_shutdown(struct supervisor *s) {
+void supervisor_shutdown(struct supervisor *s) {
     if (!s) return;
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
@@ -676,9 +676,9 @@ void sup_shutdown(struct supervisor *s) {
     s->started = 0;
 }
 
-void sup_free(struct supervisor *s) {
+void supervisor_free(struct supervisor *s) {
     if (!s) return;
-    sup_shutdown(s);
+    supervisor_shutdown(s);
     for (int i = 0; i < SUP_MAX; i++) {
         if (s->eng[i].log_in >= 0 && s->eng[i].used) close(s->eng[i].log_in);
         if (s->eng[i].log_fd >= 0 && s->eng[i].used) close(s->eng[i].log_fd);
@@ -696,7 +696,7 @@ static int on_gpu(const struct supervisor *s, const struct store_model *m) {
     return s->p.gpus > 0 && strcmp(m->device, "cpu") != 0;
 }
 
-int sup_load(struct supervisor *s, int64_t model_id) {
+int supervisor_load(struct supervisor *s, int64_t model_id) {
     struct store_model m;
     int rc = store_model_get(s->p.store, model_id, &m);
     if (rc) return rc;
@@ -757,7 +757,7 @@ int sup_load(struct supervisor *s, int64_t model_id) {
     return 0;
 }
 
-int sup_unload(struct supervisor *s, int64_t model_id) {
+int supervisor_unload(struct supervisor *s, int64_t model_id) {
     pthread_mutex_lock(&s->mu);
     struct eng *e = find(s, model_id);
     if (e) e->want = 0;
@@ -767,7 +767,7 @@ int sup_unload(struct supervisor *s, int64_t model_id) {
     return 0;
 }
 
-int sup_wait_ready(struct supervisor *s, int64_t model_id, double timeout) {
+int supervisor_wait_ready(struct supervisor *s, int64_t model_id, double timeout) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     double end = (double)ts.tv_sec + ts.tv_nsec / 1e9 + timeout;
@@ -790,7 +790,7 @@ int sup_wait_ready(struct supervisor *s, int64_t model_id, double timeout) {
     return r;
 }
 
-int sup_route(struct supervisor *s, int64_t model_id, struct sup_route *r) {
+int supervisor_route(struct supervisor *s, int64_t model_id, struct supervisor_route *r) {
     pthread_mutex_lock(&s->mu);
     struct eng *e = find(s, model_id);
     int rc = 0;
@@ -804,14 +804,14 @@ int sup_route(struct supervisor *s, int64_t model_id, struct sup_route *r) {
     return rc;
 }
 
-int sup_list(struct supervisor *s, struct sup_engine_info *out, int max) {
+int supervisor_list(struct supervisor *s, struct supervisor_engine_info *out, int max) {
     pthread_mutex_lock(&s->mu);
     int n = 0;
     const double now = now_s();
     for (int i = 0; i < SUP_MAX && n < max; i++) {
         const struct eng *e = &s->eng[i];
         if (!e->used) continue;
-        struct sup_engine_info *o = &out[n++];
+        struct supervisor_engine_info *o = &out[n++];
         memset(o, 0, sizeof *o);
         o->model_id = e->m.id;
         snprintf(o->name, sizeof o->name, "%s", e->m.name);
@@ -827,8 +827,8 @@ int sup_list(struct supervisor *s, struct sup_engine_info *out, int max) {
     return n;
 }
 
-struct sup_engine_info *sup_list_all(struct supervisor *s, int *n) {
-    struct sup_engine_info *out = malloc(sizeof *out * SUP_MAX);
-    *n = out ? sup_list(s, out, SUP_MAX) : 0;
+struct supervisor_engine_info *supervisor_list_all(struct supervisor *s, int *n) {
+    struct supervisor_engine_info *out = malloc(sizeof *out * SUP_MAX);
+    *n = out ? supervisor_list(s, out, SUP_MAX) : 0;
     return out;
 }

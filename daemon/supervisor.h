@@ -6,7 +6,7 @@
  *
  * All forks happen on the supervisor's own thread: PR_SET_PDEATHSIG fires when the thread
  * that forked exits, so children must come from a thread that lives as long as foliod.
- * Other threads ask through sup_load/sup_unload and read through sup_route/sup_list. */
+ * Other threads ask through supervisor_load/supervisor_unload and read through supervisor_route/supervisor_list. */
 #ifndef FOLIO_SUPERVISOR_H
 #define FOLIO_SUPERVISOR_H
 
@@ -17,7 +17,7 @@
 
 struct supervisor;
 
-struct sup_params {
+struct supervisor_params {
     const char *engine_bin;   /* folio-engine */
     const char *log_dir;      /* one <model name>.log per engine */
     const char *template_dir; /* inline chat templates, written as <model id>.jinja at spawn
@@ -36,35 +36,35 @@ struct sup_params {
     void (*on_change)(void *ud);
     void *ud;
 };
-struct sup_params sup_default_params(void);
+struct supervisor_params supervisor_default_params(void);
 
 /* Starts the supervisor thread. First it reconciles the store with reality: engine processes
  * left by an earlier foliod are killed, and models that were loaded are loaded again. */
-int sup_create(const struct sup_params *p, struct supervisor **out);
+int supervisor_create(const struct supervisor_params *p, struct supervisor **out);
 /* Stops every engine (SIGTERM, drain, SIGKILL) and the thread; queries keep working (nothing
  * routes any more), so HTTP handlers still running may call them. Idempotent. */
-void sup_shutdown(struct supervisor *s);
-/* sup_shutdown, then frees. */
-void sup_free(struct supervisor *s);
+void supervisor_shutdown(struct supervisor *s);
+/* supervisor_shutdown, then frees. */
+void supervisor_free(struct supervisor *s);
 
 /* Asks for the model to run (an engine is spawned on the supervisor thread). Refused when the
  * GPU memory shares would exceed 1, with a message that says who holds what. */
-int sup_load(struct supervisor *s, int64_t model_id);
+int supervisor_load(struct supervisor *s, int64_t model_id);
 /* Asks for the model's engine to stop (drain first). */
-int sup_unload(struct supervisor *s, int64_t model_id);
+int supervisor_unload(struct supervisor *s, int64_t model_id);
 /* Waits until the model's engine is ready (1), has failed or stopped (0), or timeout (-1). */
-int sup_wait_ready(struct supervisor *s, int64_t model_id, double timeout);
+int supervisor_wait_ready(struct supervisor *s, int64_t model_id, double timeout);
 
 /* Where to send a request for model_id: its port and secret, when ready. */
-struct sup_route {
+struct supervisor_route {
     int port;
     char secret[65];
 };
 /* 0 and *r when ready; FOLIO_ENOTFOUND when no engine runs; FOLIO_EBUSY while it starts. */
-int sup_route(struct supervisor *s, int64_t model_id, struct sup_route *r);
+int supervisor_route(struct supervisor *s, int64_t model_id, struct supervisor_route *r);
 
 /* A snapshot of one engine, for /api/status. */
-struct sup_engine_info {
+struct supervisor_engine_info {
     int64_t model_id;
     char name[128];
     char state[16];           /* starting, ready, draining, stopped, failed, backoff */
@@ -75,9 +75,9 @@ struct sup_engine_info {
     char last_error[512];
 };
 /* Snapshots of all engines into out (at most max); returns how many. */
-int sup_list(struct supervisor *s, struct sup_engine_info *out, int max);
+int supervisor_list(struct supervisor *s, struct supervisor_engine_info *out, int max);
 /* The same into a malloc'd array (the caller frees it; NULL and *n = 0 when out of memory).
  * HTTP handlers use this: their threads' stacks are too small for the array. */
-struct sup_engine_info *sup_list_all(struct supervisor *s, int *n);
+struct supervisor_engine_info *supervisor_list_all(struct supervisor *s, int *n);
 
 #endif

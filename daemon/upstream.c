@@ -13,9 +13,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
-int up_connect(int port, int timeout_ms) {
+int upstream_connect(int port, int timeout_ms) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return folio_err(FOLIO_EIO, "socket: %s", strerror(errno));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -40,7 +40,7 @@ int up_connect(int port, int timeout_ms) {
     return fd;
 }
 
-int up_write_all(int fd, const void *buf, size_t n) {
+int upstream_write_all(int fd, const void *buf, size_t n) {
     const char *p = buf;
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
@@ -52,13 +52,13 @@ int up_write_all(int fd, const void *buf, size_t n) {
     return 0;
 }
 
-int up_get(int port, const char *path, const char *secret, int timeout_ms, int *status, char *body, size_t cap) {
-    int fd = up_connect(port, timeout_ms);
+int upstream_get(int port, const char *path, const char *secret, int timeout_ms, int *status, char *body, size_t cap) {
+    int fd = upstream_connect(port, timeout_ms);
     if (fd < 0) return fd;
     char req[1024];
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s%s%sConnection: close\r\n\r\n", path,
                      port, secret ? "Authorization: Bearer " : "", secret ? secret : "", secret ? "\r\n" : "");
-    int rc = (n > 0 && (size_t)n < sizeof req) ? up_write_all(fd, req, (size_t)n) : folio_err(FOLIO_EINVAL, "path too long");
+    int rc = (n > 0 && (size_t)n < sizeof req) ? upstream_write_all(fd, req, (size_t)n) : folio_err(FOLIO_EINVAL, "path too long");
     /* On the heap: this runs on HTTP worker threads, whose stacks are small. */
     const size_t cap_buf = 65536;
     char *buf = malloc(cap_buf);
@@ -100,7 +100,7 @@ int up_get(int port, const char *path, const char *secret, int timeout_ms, int *
     return 0;
 }
 
-int up_free_port(void) {
+int upstream_free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return folio_err(FOLIO_EIO, "socket: %s", strerror(errno));
     struct sockaddr_in a = {.sin_family = AF_INET};

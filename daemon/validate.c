@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "util.h"
+#include "base/util.h"
 
 int validate_model_name(const char *s) {
     if (!s || !*s || strlen(s) > 127 || !strcmp(s, "default") || !isalnum((unsigned char)s[0]))

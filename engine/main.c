@@ -16,13 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "engine.h"
-#include "kv_cache.h"
-#include "model.h"
-#include "serve.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "backend/backend.h"
+#include "core/engine.h"
+#include "core/kv_cache.h"
+#include "model/model.h"
+#include "server/serve.h"
+#include "text/tokenizer.h"
+#include "base/util.h"
 
 #define MAX_SEQS 64
 
@@ -458,7 +458,7 @@ static int cmd_generate(const struct opts *o) {
             goto out;
         }
         n_prompt = offsets[1];
-    } else if ((rc = tok_encode(engine_tokenizer(e), o->prompt, strlen(o->prompt), 1, &prompt, &n_prompt))) {
+    } else if ((rc = tokenizer_encode(engine_tokenizer(e), o->prompt, strlen(o->prompt), 1, &prompt, &n_prompt))) {
         goto out;
     }
     struct engine_request rq = {.prompt = prompt, .num_prompt = n_prompt, .params = o->sp};

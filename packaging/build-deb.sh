@@ -6,7 +6,7 @@
 #   packaging/build-deb.sh [--out DIR] [--version V]
 #
 # --version V builds the same sources as version V (a new top changelog entry and
-# engine/version.h, in the staged copy only): the upgrade test's "version N+1".
+# engine/base/version.h, in the staged copy only): the upgrade test's "version N+1".
 # DEB_CUDA=auto|1|0: folio-engine with the CUDA backend (auto: where nvcc is found).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +22,9 @@ while [ $# -gt 0 ]; do
 done
 
 changelog_version=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)
-header_version=$(sed -n 's/^#define FOLIO_VERSION "\(.*\)"$/\1/p' engine/version.h)
+header_version=$(sed -n 's/^#define FOLIO_VERSION "\(.*\)"$/\1/p' engine/base/version.h)
 if [ "$changelog_version" != "$header_version" ]; then
-  echo "make deb: engine/version.h says $header_version but packaging/debian/changelog says" \
+  echo "make deb: engine/base/version.h says $header_version but packaging/debian/changelog says" \
        "$changelog_version; make them agree" >&2
   exit 1
 fi
@@ -55,7 +55,7 @@ mkdir -p "$stage"
 cp -a Makefile engine daemon kernels admin-ui db "$stage/"
 cp -a packaging/debian "$stage/debian"
 if [ -n "$version_override" ]; then
-  sed -i "s/^#define FOLIO_VERSION \".*\"$/#define FOLIO_VERSION \"$version_override\"/" "$stage/engine/version.h"
+  sed -i "s/^#define FOLIO_VERSION \".*\"$/#define FOLIO_VERSION \"$version_override\"/" "$stage/engine/base/version.h"
   { printf 'folio (%s) unstable; urgency=medium\n\n  * Rebuilt as %s.\n\n -- %s  %s\n\n' \
       "$version_override" "$version_override" \
       "$(dpkg-parsechangelog -l packaging/debian/changelog -S Maintainer)" "$(date -R)"

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_template.h"
+#include "chat_template/chat_template.h"
 
 static const char *FIXED_CONTEXT =
     "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"

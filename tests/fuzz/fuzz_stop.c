@@ -15,7 +15,7 @@
  *   clang -g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -Iengine tests/fuzz/fuzz_stop.c \
  *     engine/stop.c -o build/fuzz_stop
  *   build/fuzz_stop -max_total_time=60 */
-#include "stop.h"
+#include "text/stop.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* libFuzzer target for the tokenizer and the detokenizer: arbitrary bytes go to tok_encode
+/* libFuzzer target for the tokenizer and the detokenizer: arbitrary bytes go to tokenizer_encode
  * (invalid UTF-8 must be a clean error), the resulting ids round-trip through tok_decode, and
  * the input read as token ids streams through a detok whose deltas must concatenate to
  * tok_decode and stay valid UTF-8. The tokenizer comes from FOLIO_FUZZ_TOKENIZER (a directory
@@ -10,9 +10,9 @@
  *     engine/tokenizer.c engine/detok.c engine/util.c \
  *     $(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lpthread -o build/fuzz_tokenizer
  *   FOLIO_FUZZ_TOKENIZER=../shared/models/tokenizers/llama2 build/fuzz_tokenizer -max_total_time=60 */
-#include "detok.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "text/detok.h"
+#include "text/tokenizer.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -24,7 +24,7 @@ static struct tokenizer *tok;
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *dir = getenv("FOLIO_FUZZ_TOKENIZER");
     if (!dir) dir = "../shared/models/tokenizers/llama2";
-    if (tok_load(dir, &tok)) {
+    if (tokenizer_load(dir, &tok)) {
         fprintf(stderr, "fuzz_tokenizer: %s\n", folio_last_error());
         abort();
     }
@@ -34,7 +34,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int32_t *ids = NULL;
     int n = 0;
-    if (tok_encode(tok, (const char *)data, size, 1, &ids, &n) == 0) {
+    if (tokenizer_encode(tok, (const char *)data, size, 1, &ids, &n) == 0) {
         char *text = NULL;
         size_t len;
         if (tok_decode(tok, ids, n, 0, &text, &len) != 0) abort();
@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int m = (int)(size / 2);
     int32_t *seq = malloc(sizeof *seq * (size_t)(m + 1));
     if (!seq) return 0;
-    int vs = tok_vocab_size(tok);
+    int vs = tokenizer_vocab_size(tok);
     for (int i = 0; i < m; i++) seq[i] = (int32_t)((data[2 * i] | (data[2 * i + 1] << 8)) % (vs + 8)) - 4;
     char *want = NULL;
     size_t wn;

@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 CFLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iengine $(pkg-config --cflags libcjson libpcre2-8 libutf8proc)"
 LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc libcurl libcrypto) -lcivetweb -lm -pthread"
 MODELS=$(cd "${FOLIO_TEST_MODELS:-../shared/models}" && pwd)
-ENGINE_SRC=$(ls engine/*.c | grep -v -e engine/main.c -e engine/backend_cuda.c)
+ENGINE_SRC=$(ls engine/*/*.c engine/backend/cpu/*.c)
 # foliod's parsers that need no database: linked into every target.
 DAEMON_SRC="daemon/relay.c daemon/conf.c daemon/hub.c daemon/json_model.c"
 CFLAGS="$CFLAGS -Idaemon $(pkg-config --cflags libcurl)"

@@ -141,7 +141,7 @@ static void test_matmul(struct backend *cpu, struct backend *gpu, enum folio_dty
     snprintf(name, sizeof name, "backend matmul %s T=%d K=%d N=%d x%d%s", folio_dtype_name(dt), T, K, N, n_mm,
              with_bias ? " +bias" : "");
     double err = 0.0;
-    struct bk_weight wc[3] = {{0}}, wg[3] = {{0}};
+    struct backend_weight wc[3] = {{0}}, wg[3] = {{0}};
     float *src[3] = {0}, *h_out[3] = {0}, *g_out[3] = {0}, *d_out[3] = {0};
     float *h_x = malloc(sizeof(float) * (size_t)T * K), *h_bias = malloc(sizeof(float) * (N + 64));
     float *d_x = NULL, *d_bias = NULL;
@@ -152,12 +152,12 @@ static void test_matmul(struct backend *cpu, struct backend *gpu, enum folio_dty
     }
     fill(h_x, (size_t)T * K, -1.0f, 1.0f);
     fill(h_bias, (size_t)N, -0.5f, 0.5f);
-    const struct bk_reserve r = {.max_tokens = T, .max_cols = K, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
+    const struct backend_reserve r = {.max_tokens = T, .max_cols = K, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
     if (gpu->iface->reserve(gpu, &r)) {
         snprintf(detail, sizeof detail, "reserve: %s", folio_last_error());
         goto out;
     }
-    struct bk_matmul mc[3], mg[3];
+    struct backend_matmul mc[3], mg[3];
     for (int i = 0; i < n_mm; i++) {
         const int Ni = N + 17 * i;
         if (!(src[i] = malloc(sizeof(float) * (size_t)Ni * K)) || !(h_out[i] = malloc(sizeof(float) * (size_t)T * Ni)) ||
@@ -177,8 +177,8 @@ static void test_matmul(struct backend *cpu, struct backend *gpu, enum folio_dty
             goto out;
         }
         CK(dev_alloc(&d_out[i], (size_t)T * Ni, (size_t)Ni));
-        mc[i] = (struct bk_matmul){&wc[i], with_bias && i == 0 ? h_bias : NULL, h_out[i]};
-        mg[i] = (struct bk_matmul){&wg[i], NULL, d_out[i]};
+        mc[i] = (struct backend_matmul){&wc[i], with_bias && i == 0 ? h_bias : NULL, h_out[i]};
+        mg[i] = (struct backend_matmul){&wg[i], NULL, d_out[i]};
     }
     CK(dev_alloc(&d_x, (size_t)T * K, 0));
     CK(up(d_x, h_x, sizeof(float) * (size_t)T * K));
@@ -230,12 +230,12 @@ static void test_backend_argmax_and_mem(struct backend *gpu, int n, int vocab) {
     snprintf(name, sizeof name, "backend argmax n=%d vocab=%d, reserve, mem_info", n, vocab);
     float *h = malloc(sizeof(float) * (size_t)n * vocab), *d = NULL;
     int32_t *ids = malloc(sizeof(int32_t) * n);
-    struct bk_mem mem = {0};
+    struct backend_mem mem = {0};
     if (!h || !ids) {
         snprintf(detail, sizeof detail, "out of host memory");
         goto out;
     }
-    const struct bk_reserve r = {.max_tokens = n, .max_cols = 64, .num_heads = 32, .num_kv_heads = 8, .head_dim = 128};
+    const struct backend_reserve r = {.max_tokens = n, .max_cols = 64, .num_heads = 32, .num_kv_heads = 8, .head_dim = 128};
     if (gpu->iface->reserve(gpu, &r) || gpu->iface->mem_info(gpu, &mem)) {
         snprintf(detail, sizeof detail, "%s", folio_last_error());
         goto out;
@@ -312,7 +312,7 @@ int gpu_bench_matmul(double copy_gbs) {
         fprintf(stderr, "bench: %s\n", folio_last_error());
         return 1;
     }
-    const struct bk_reserve r = {.max_tokens = 8, .max_cols = 8192, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
+    const struct backend_reserve r = {.max_tokens = 8, .max_cols = 8192, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
     if (gpu->iface->reserve(gpu, &r)) goto out;
     printf("\n%-44s %4s %10s %10s %7s  (bf16 weights, fp32 activations; GB/s of weight read)\n", "product", "T",
            "path", "us/iter", "GB/s");
@@ -322,7 +322,7 @@ int gpu_bench_matmul(double copy_gbs) {
         const size_t nw = (size_t)N * K;
         uint16_t *h_w = malloc(2 * nw);
         float *d_x = NULL, *d_out = NULL;
-        struct bk_weight w = {0};
+        struct backend_weight w = {0};
         if (!h_w) {
             rc = 1;
             break;
@@ -335,7 +335,7 @@ int gpu_bench_matmul(double copy_gbs) {
         free(h_w);
         for (size_t t = 0; ok && t < sizeof Ts / sizeof Ts[0]; t++) {
             const int T = Ts[t], reps = 50;
-            const struct bk_matmul mm = {&w, NULL, d_out};
+            const struct backend_matmul mm = {&w, NULL, d_out};
             for (int i = 0; i < 3; i++) gpu->iface->matmul(gpu, d_x, T, &mm, 1);
             gpu->iface->sync(gpu);
             const double t0 = folio_now();

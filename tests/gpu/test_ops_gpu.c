@@ -57,7 +57,7 @@ static void test_embed(struct backend *cpu, cudaStream_t st, enum folio_dtype dt
     CK(dev_alloc(&d_out, no, g));
     CK(embed(d_table, (enum kernel_dtype)dt, rows, cols, d_tok, n, d_out, st));
     CK(cudaStreamSynchronize(st));
-    struct bk_weight w = {.dtype = dt, .data = h_table, .rows = rows, .cols = cols};
+    struct backend_weight w = {.dtype = dt, .data = h_table, .rows = rows, .cols = cols};
     cpu->iface->embed(cpu, &w, h_tok, n, h_out);
     CK(down(g_out, d_out, sizeof(float) * no));
     if (compare("out", g_out, h_out, no, &err, detail, sizeof detail)) goto out;

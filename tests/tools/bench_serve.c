@@ -37,8 +37,8 @@
  * The last line of stdout is machine-readable for scripts; --json FILE writes the same
  * numbers as a JSON object. */
 #include "tool_util.h"
-#include "engine.h"
-#include "util.h"
+#include "core/engine.h"
+#include "base/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,7 +58,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "config.h"
+#include "model/config.h"
 
 struct opts {
     const char *host, *model, *endpoint, *api_key, *json_path;

@@ -17,10 +17,10 @@
  * With both, the tokens of every request must match between the modes (exit 1 otherwise).
  * The batched run also reports KV waste, peak KV usage, prefix-cache hits and preemptions,
  * from engine_get_stats after every step. The last line is machine-readable for scripts. */
-#include "config.h"
+#include "model/config.h"
 #include "tool_util.h"
-#include "engine.h"
-#include "util.h"
+#include "core/engine.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -9,8 +9,8 @@
  *               "cases": [{"template": "NAME", "context": {...}}, ...]}
  *       prints one JSON array, an element per case: {"ok": true, "out": "TEXT"} or
  *       {"ok": false, "error": "MESSAGE"}. Each template is parsed once. */
-#include "chat_template.h"
-#include "util.h"
+#include "chat_template/chat_template.h"
+#include "base/util.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_kernels.h"
-#include "threadpool.h"
-#include "util.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "base/threadpool.h"
+#include "base/util.h"
 
 #define CHUNK (1 << 20) /* bytes per read task */
 
@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--mib") == 0) mib = atoi(argv[i + 1]);
     }
-    struct threadpool *tp = tp_create(threads);
+    struct threadpool *tp = threadpool_create(threads);
     const struct cpu_kernels *k = cpu_kernels_get();
     size_t bytes = (size_t)mib << 20;
     float *buf = aligned_alloc(64, bytes);
@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
     double best_bw = 0;
     for (int rep = 0; rep < 7; rep++) {
         double t0 = folio_now();
-        tp_run(tp, tasks, bw_task, &bj);
+        threadpool_run(tp, tasks, bw_task, &bj);
         double dt = folio_now() - t0;
         if (bytes / dt > best_bw) best_bw = bytes / dt;
     }
@@ -94,13 +94,13 @@ int main(int argc, char **argv) {
     double best_fl = 0;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = folio_now();
-        tp_run(tp, tp_size(tp), avx512 ? flops_task512 : flops_task256, sink);
+        threadpool_run(tp, threadpool_size(tp), avx512 ? flops_task512 : flops_task256, sink);
         double dt = folio_now() - t0;
-        double fl = (double)tp_size(tp) * FMA_ITERS * FMA_PER_ITER * (avx512 ? 16 : 8) * 2 / dt;
+        double fl = (double)threadpool_size(tp) * FMA_ITERS * FMA_PER_ITER * (avx512 ? 16 : 8) * 2 / dt;
         if (fl > best_fl) best_fl = fl;
     }
-    printf("bandwidth_gbs=%.2f flops_g=%.1f isa=%s threads=%d\n", best_bw / 1e9, best_fl / 1e9, k->isa, tp_size(tp));
+    printf("bandwidth_gbs=%.2f flops_g=%.1f isa=%s threads=%d\n", best_bw / 1e9, best_fl / 1e9, k->isa, threadpool_size(tp));
     free(buf);
-    tp_free(tp);
+    threadpool_free(tp);
     return 0;
 }

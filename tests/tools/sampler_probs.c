@@ -14,8 +14,8 @@
  *   end
  * or "error MESSAGE" and "end" when sampler_check_params rejects the case. Exits 1 on
  * malformed input. */
-#include "sampler.h"
-#include "util.h"
+#include "core/sampler.h"
+#include "base/util.h"
 
 #include <inttypes.h>
 #include <stdint.h>

@@ -12,9 +12,9 @@
  *     that no delta holds invalid or partial UTF-8.
  *   tok_dump DIR --text STRING   prints the ids and the pieces (debugging)
  *   tok_dump DIR --bench FILE [N] encodes FILE N times, prints ms per encode */
-#include "detok.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "text/detok.h"
+#include "text/tokenizer.h"
+#include "base/util.h"
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
@@ -159,7 +159,7 @@ static int handle(const struct tokenizer *tok, const char *line) {
             printf("{\"error\":\"bad hex\"}\n");
             goto out;
         }
-        if (tok_encode(tok, text, text_n, 1, &ids, &n) || tok_encode(tok, text, text_n, 0, &ids_ns, &n_ns)) {
+        if (tokenizer_encode(tok, text, text_n, 1, &ids, &n) || tokenizer_encode(tok, text, text_n, 0, &ids_ns, &n_ns)) {
             cJSON *e = cJSON_CreateString(folio_last_error());
             char *es = cJSON_PrintUnformatted(e);
             printf("{\"error\":%s}\n", es);
@@ -217,7 +217,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     double t0 = folio_now();
-    if (tok_load(argv[1], &tok)) {
+    if (tokenizer_load(argv[1], &tok)) {
         fprintf(stderr, "tok_dump: %s\n", folio_last_error());
         return 1;
     }
@@ -225,12 +225,12 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[2], "--text")) {
         int32_t *ids;
         int n;
-        if (tok_encode(tok, argv[3], strlen(argv[3]), 1, &ids, &n)) {
+        if (tokenizer_encode(tok, argv[3], strlen(argv[3]), 1, &ids, &n)) {
             fprintf(stderr, "tok_dump: %s\n", folio_last_error());
-            tok_free(tok);
+            tokenizer_free(tok);
             return 1;
         }
-        for (int i = 0; i < n; i++) printf("%d\t%s\n", ids[i], tok_id_to_piece(tok, ids[i]));
+        for (int i = 0; i < n; i++) printf("%d\t%s\n", ids[i], tokenizer_id_to_piece(tok, ids[i]));
         free(ids);
     } else if (argc >= 4 && !strcmp(argv[2], "--bench")) {
         char *text;
@@ -238,14 +238,14 @@ int main(int argc, char **argv) {
         int iters = argc >= 5 ? atoi(argv[4]) : 20;
         if (folio_read_file(argv[3], &text, &len)) {
             fprintf(stderr, "tok_dump: %s\n", folio_last_error());
-            tok_free(tok);
+            tokenizer_free(tok);
             return 1;
         }
         int n = 0;
         double t1 = folio_now();
         for (int i = 0; i < iters; i++) {
             int32_t *ids;
-            if (tok_encode(tok, text, len, 1, &ids, &n)) {
+            if (tokenizer_encode(tok, text, len, 1, &ids, &n)) {
                 fprintf(stderr, "tok_dump: %s\n", folio_last_error());
                 break;
             }
@@ -265,6 +265,6 @@ int main(int argc, char **argv) {
         }
         free(line);
     }
-    tok_free(tok);
+    tokenizer_free(tok);
     return 0;
 }

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "util.h"
+#include "base/util.h"
 
 static inline int parse_int(const char *flag, const char *s, int lo, int *out) {
     char *end;

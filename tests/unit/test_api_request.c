@@ -1,11 +1,11 @@
 /* The OpenAI request parser (api_request.c) and the Prometheus text (metrics.c). */
 #include <stdlib.h>
 
-#include "api_request.h"
-#include "engine.h"
-#include "metrics.h"
+#include "server/api_request.h"
+#include "core/engine.h"
+#include "core/metrics.h"
 #include "test.h"
-#include "util.h"
+#include "base/util.h"
 
 static int parse(enum api_kind k, const char *body, struct api_request *r, struct api_error *e) {
     return api_request_parse(k, body, strlen(body), NULL, r, e);

@@ -3,9 +3,9 @@
  * hostile template (steps, recursion, nesting, output size), cycles and escaped `caller`s
  * (run under ASan for leaks), loading a model's template, and concurrent renders of one
  * parsed template. */
-#include "chat_template.h"
+#include "chat_template/chat_template.h"
 #include "test.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* config.json / generation_config.json parsing, and the RoPE frequency scalings. */
-#include "config.h"
+#include "model/config.h"
 #include "test.h"
 
 static const char *llama =

@@ -1,10 +1,10 @@
 /* Detokenizer unit tests: streamed deltas concatenate to tok_decode, never carry partial
  * UTF-8, and respect prompt context; over the shared SentencePiece tokenizers (byte fallback)
  * and a synthetic byte-level one (with the clean-up of spaces before punctuation). */
-#include "detok.h"
+#include "text/detok.h"
 #include "test.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "text/tokenizer.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -60,7 +60,7 @@ static struct tokenizer *load_model_tok(const char *sub) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", test_models_dir(), sub);
     struct tokenizer *tok = NULL;
-    if (tok_load(dir, &tok)) test_fail(__FILE__, __LINE__, "tok_load(%s): %s", dir, folio_last_error());
+    if (tokenizer_load(dir, &tok)) test_fail(__FILE__, __LINE__, "tokenizer_load(%s): %s", dir, folio_last_error());
     return tok;
 }
 
@@ -75,7 +75,7 @@ static uint32_t rnd(void) {
 /* Checks n_seq random sequences built from `pool` (ids of real text, split characters) and
  * from uniformly random ids. */
 static void random_streams(const struct tokenizer *tok, const int32_t *pool, int npool, int n_seq) {
-    int vocab = tok_vocab_size(tok);
+    int vocab = tokenizer_vocab_size(tok);
     int32_t seq[64];
     for (int s = 0; s < n_seq; s++) {
         int n = 1 + (int)(rnd() % 60);
@@ -147,7 +147,7 @@ TEST(detok_stories260k_generation) {
     got = stream(tok, NULL, 0, prompt + 1, 4, 1, 64);
     CHECK_STR(got, "Once upon a time");
     free(got);
-    tok_free(tok);
+    tokenizer_free(tok);
 }
 
 TEST(detok_llama2_random_with_byte_fallback) {
@@ -158,7 +158,7 @@ TEST(detok_llama2_random_with_byte_fallback) {
                        "<s> done </s>  x \xEA\xB0\x81 \xE0\xA4\xA8\xE0\xA4\xAE\xE0\xA4\xB8\xE0\xA5\x8D\xE0\xA4\xA4\xE0\xA5\x87";
     int32_t *pool = NULL;
     int np = 0;
-    CHECK_EQ_INT(tok_encode(tok, text, strlen(text), 1, &pool, &np), 0);
+    CHECK_EQ_INT(tokenizer_encode(tok, text, strlen(text), 1, &pool, &np), 0);
     /* the whole text streams back exactly */
     char *want = NULL;
     size_t wn;
@@ -169,7 +169,7 @@ TEST(detok_llama2_random_with_byte_fallback) {
     free(want);
     random_streams(tok, pool, np, 300);
     free(pool);
-    tok_free(tok);
+    tokenizer_free(tok);
 }
 
 /* A byte-level tokenizer: the 256 byte characters, a few merges, one special token, and the
@@ -211,7 +211,7 @@ static struct tokenizer *byte_level_tok(void) {
         if (f) {
             fputs(json, f);
             fclose(f);
-            if (tok_load(dir, &tok)) test_fail(__FILE__, __LINE__, "byte-level load: %s", folio_last_error());
+            if (tokenizer_load(dir, &tok)) test_fail(__FILE__, __LINE__, "byte-level load: %s", folio_last_error());
         }
     }
     free(json);
@@ -225,7 +225,7 @@ TEST(detok_byte_level_and_cleanup) {
     const char *text = "the cat 's hat . It isn 't , is it ? \xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80<|end|> ok ' s";
     int32_t *ids = NULL;
     int n = 0;
-    CHECK_EQ_INT(tok_encode(tok, text, strlen(text), 0, &ids, &n), 0);
+    CHECK_EQ_INT(tokenizer_encode(tok, text, strlen(text), 0, &ids, &n), 0);
     char *want = NULL;
     size_t wn;
     CHECK_EQ_INT(tok_decode(tok, ids, n, 0, &want, &wn), 0);
@@ -236,7 +236,7 @@ TEST(detok_byte_level_and_cleanup) {
     free(want);
     random_streams(tok, ids, n, 400);
     free(ids);
-    tok_free(tok);
+    tokenizer_free(tok);
 }
 
 TEST(detok_bad_arguments) {
@@ -259,5 +259,5 @@ TEST(detok_bad_arguments) {
         detok_free(d);
     }
     detok_free(NULL);
-    tok_free(tok);
+    tokenizer_free(tok);
 }

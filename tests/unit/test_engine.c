@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "../tools/utf8_check.h"
-#include "engine.h"
+#include "core/engine.h"
 #include "test.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "text/tokenizer.h"
+#include "base/util.h"
 
 #define MAXG 512
 #define MAXN 4
@@ -457,8 +457,8 @@ TEST(engine_multibyte_stream) {
     struct engine *e = make_engine(16, 0, 8, 2048, 0);
     if (!e) return;
     const struct tokenizer *tok = engine_tokenizer(e);
-    int32_t b_e2 = tok_token_to_id(tok, "<0xE2>"), b_82 = tok_token_to_id(tok, "<0x82>"),
-            b_ac = tok_token_to_id(tok, "<0xAC>");
+    int32_t b_e2 = tokenizer_token_to_id(tok, "<0xE2>"), b_82 = tokenizer_token_to_id(tok, "<0x82>"),
+            b_ac = tokenizer_token_to_id(tok, "<0xAC>");
     CHECK(b_e2 >= 0 && b_82 >= 0 && b_ac >= 0);
     struct sampler_logit_bias bias[3] = {{b_e2, 100}, {b_82, 100}, {b_ac, 100}};
     struct engine_request rq = story_request(60);

@@ -2,7 +2,7 @@
  * with a per-client connection cap and a short client timeout: idle connections from one
  * address beyond the cap are shut at once, the others time out, and a second address is
  * served all along. */
-#include "http_conn.h"
+#include "base/http_conn.h"
 #include "test.h"
 
 #include <arpa/inet.h>

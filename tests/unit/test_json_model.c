@@ -2,7 +2,7 @@
  * daemon/validate (model names, directories, chat template paths). */
 #include "json_model.h"
 #include "test.h"
-#include "util.h"
+#include "base/util.h"
 #include "validate.h"
 
 #include <limits.h>

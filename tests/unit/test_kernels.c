@@ -3,9 +3,9 @@
  * multiple of the 4-row tile, token counts not a multiple of the token tile). */
 #include <stdlib.h>
 
-#include "cpu_kernels.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "test.h"
-#include "threadpool.h"
+#include "base/threadpool.h"
 
 static unsigned rng_state = 12345;
 static float frand(void) {
@@ -207,7 +207,7 @@ struct count_job {
 static void count_task(void *p, int task, int thread) { __atomic_fetch_add(&((struct count_job *)p)->hits[task], 1, __ATOMIC_RELAXED); }
 
 TEST(threadpool_runs_each_task_once) {
-    struct threadpool *tp = tp_create(3);
+    struct threadpool *tp = threadpool_create(3);
     CHECK(tp != NULL);
     if (!tp) return;
     int hits[1000];
@@ -215,7 +215,7 @@ TEST(threadpool_runs_each_task_once) {
         int n = 1 + (round * 37) % 1000;
         memset(hits, 0, sizeof hits);
         struct count_job j = {hits};
-        tp_run(tp, n, count_task, &j);
+        threadpool_run(tp, n, count_task, &j);
         for (int i = 0; i < n; i++)
             if (hits[i] != 1) {
                 test_fail(__FILE__, __LINE__, "round %d task %d ran %d times", round, i, hits[i]);
@@ -223,5 +223,5 @@ TEST(threadpool_runs_each_task_once) {
                 break;
             }
     }
-    tp_free(tp);
+    threadpool_free(tp);
 }

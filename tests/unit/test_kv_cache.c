@@ -4,7 +4,7 @@
  * run checking the pool's invariants against a model of who holds what. */
 #include <stdlib.h>
 
-#include "kv_cache.h"
+#include "core/kv_cache.h"
 #include "test.h"
 
 static struct kv_cache *make(int blocks, int bs, int prefix) {

@@ -3,9 +3,9 @@
  * what would fit. Pure arithmetic, so it runs without a GPU. */
 #include <string.h>
 
-#include "mem_plan.h"
+#include "core/mem_plan.h"
 #include "test.h"
-#include "util.h"
+#include "base/util.h"
 
 #define GiB ((size_t)1 << 30)
 #define MiB ((size_t)1 << 20)

@@ -3,9 +3,9 @@
  * with several sequences, chunked prefill and small KV blocks. */
 #include <stdlib.h>
 
-#include "backend.h"
-#include "kv_cache.h"
-#include "model.h"
+#include "backend/backend.h"
+#include "core/kv_cache.h"
+#include "model/model.h"
 #include "test.h"
 
 static const int32_t stories_prompt[] = {1, 403, 407, 261, 378};

@@ -2,7 +2,7 @@
  * error, and a valid file must give exact pointers, shapes and dtypes. */
 #include <stdlib.h>
 
-#include "safetensors.h"
+#include "model/safetensors.h"
 #include "test.h"
 
 /* Builds header + data into buf; returns the total length. */
@@ -19,12 +19,12 @@ TEST(safetensors_valid) {
     size_t len = image(buf, "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],"
                             "\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[24,32]}}",
                        32);
-    struct st_set *s = NULL;
-    CHECK_EQ_INT(st_open_buffer(buf, len, &s), 0);
+    struct safetensors_set *s = NULL;
+    CHECK_EQ_INT(safetensors_open_buffer(buf, len, &s), 0);
     if (!s) return;
-    CHECK_EQ_INT(st_num_tensors(s), 2);
-    const struct st_tensor *a = st_find(s, "a"), *b = st_find(s, "b");
-    CHECK(a && b && !st_find(s, "c"));
+    CHECK_EQ_INT(safetensors_num_tensors(s), 2);
+    const struct safetensors_tensor *a = safetensors_find(s, "a"), *b = safetensors_find(s, "b");
+    CHECK(a && b && !safetensors_find(s, "c"));
     if (a && b) {
         CHECK_EQ_INT(a->dtype, FOLIO_F32);
         CHECK_EQ_INT(a->ndim, 2);
@@ -33,19 +33,19 @@ TEST(safetensors_valid) {
         CHECK_EQ_INT(b->dtype, FOLIO_BF16);
         CHECK_EQ_INT((const char *)b->data - buf, len - 8);
     }
-    st_free(s);
+    safetensors_free(s);
 }
 
 static void expect_error(const char *header, size_t data_len, const char *keyword) {
     char buf[1024];
     size_t len = image(buf, header, data_len);
-    struct st_set *s = NULL;
-    int rc = st_open_buffer(buf, len, &s);
+    struct safetensors_set *s = NULL;
+    int rc = safetensors_open_buffer(buf, len, &s);
     CHECK(rc < 0);
     CHECK(s == NULL);
     if (rc < 0 && !strstr(folio_last_error(), keyword))
         test_fail(__FILE__, __LINE__, "message '%s' lacks '%s'", folio_last_error(), keyword);
-    st_free(s);
+    safetensors_free(s);
 }
 
 TEST(safetensors_lies_are_errors) {
@@ -65,27 +65,27 @@ TEST(safetensors_lies_are_errors) {
 TEST(safetensors_truncated_header) {
     char buf[256];
     size_t len = image(buf, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
-    struct st_set *s = NULL;
-    CHECK(st_open_buffer(buf, 20, &s) < 0); /* header length exceeds what is there */
+    struct safetensors_set *s = NULL;
+    CHECK(safetensors_open_buffer(buf, 20, &s) < 0); /* header length exceeds what is there */
     CHECK(strstr(folio_last_error(), "exceeds") != NULL);
-    CHECK(st_open_buffer(buf, 5, &s) < 0);
-    CHECK(st_open_buffer(buf, len, &s) == 0);
-    st_free(s);
-    st_free(NULL);
+    CHECK(safetensors_open_buffer(buf, 5, &s) < 0);
+    CHECK(safetensors_open_buffer(buf, len, &s) == 0);
+    safetensors_free(s);
+    safetensors_free(NULL);
 }
 
 TEST(safetensors_shared_model_dir) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/stories260K", test_models_dir());
-    struct st_set *s = NULL;
-    CHECK_EQ_INT(st_open_dir(dir, &s), 0);
+    struct safetensors_set *s = NULL;
+    CHECK_EQ_INT(safetensors_open_dir(dir, &s), 0);
     if (!s) return;
-    const struct st_tensor *t = st_find(s, "model.embed_tokens.weight");
+    const struct safetensors_tensor *t = safetensors_find(s, "model.embed_tokens.weight");
     CHECK(t != NULL);
     if (t) {
         CHECK_EQ_INT(t->shape[0], 512);
         CHECK_EQ_INT(t->shape[1], 64);
     }
-    st_free(s);
-    CHECK(st_open_dir("/nonexistent-dir", &s) < 0);
+    safetensors_free(s);
+    CHECK(safetensors_open_dir("/nonexistent-dir", &s) < 0);
 }

@@ -2,9 +2,9 @@
  * at their boundaries, penalties, bias, min_tokens, logprobs), the selections against a
  * sort-based oracle on large rows, determinism of the counter-based draw, the empirical
  * distribution of the draws against sampler_probs, and the parameter checks. */
-#include "sampler.h"
+#include "core/sampler.h"
 #include "test.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * deltas, earliest match, same-place ties, UTF-8), and a randomized check that any cutting of
  * a text into deltas gives the one-shot result (earliest match in the whole text, truncated),
  * released as early as the rule allows. */
-#include "stop.h"
+#include "text/stop.h"
 #include "test.h"
 
 #include <stdint.h>

@@ -5,7 +5,7 @@
 #include "audit.h"
 #include "store.h"
 #include "test.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -12,7 +12,7 @@
 #include "store.h"
 #include "supervisor.h"
 #include "test.h"
-#include "util.h"
+#include "base/util.h"
 
 static void engine_path(char *out, size_t cap) {
     char exe[PATH_MAX] = "";
@@ -34,8 +34,8 @@ static int64_t add(struct store *st, const char *name, double share) {
 
 static const char *state_of(struct supervisor *s, int64_t id) {
     static char state[16];
-    struct sup_engine_info es[8];
-    int n = sup_list(s, es, 8);
+    struct supervisor_engine_info es[8];
+    int n = supervisor_list(s, es, 8);
     snprintf(state, sizeof state, "none");
     for (int i = 0; i < n; i++)
         if (es[i].model_id == id) snprintf(state, sizeof state, "%s", es[i].state);
@@ -52,41 +52,41 @@ TEST(supervisor_gpu_shares_load_unload) {
     CHECK_EQ_INT(store_open(db, dbdir, &st), 0);
     if (!st) return;
     const int64_t a = add(st, "a", 0.6), b = add(st, "b", 0.5), c = add(st, "c", 0.4);
-    struct sup_params p = sup_default_params();
+    struct supervisor_params p = supervisor_default_params();
     p.engine_bin = engine;
     p.log_dir = logs;
     p.store = st;
     p.gpus = 1; /* as if on a GPU: the shares must fit in one */
     struct supervisor *s = NULL;
-    CHECK_EQ_INT(sup_create(&p, &s), 0);
+    CHECK_EQ_INT(supervisor_create(&p, &s), 0);
     if (!s) {
         store_close(st);
         return;
     }
-    CHECK_EQ_INT(sup_load(s, a), 0);
-    CHECK_EQ_INT(sup_load(s, b), FOLIO_EBUSY); /* 0.6 + 0.5 > 1 */
+    CHECK_EQ_INT(supervisor_load(s, a), 0);
+    CHECK_EQ_INT(supervisor_load(s, b), FOLIO_EBUSY); /* 0.6 + 0.5 > 1 */
     CHECK(strstr(folio_last_error(), "not enough GPU memory for b") != NULL);
     CHECK(strstr(folio_last_error(), "a (0.60) already hold 0.60") != NULL);
-    CHECK_EQ_INT(sup_load(s, c), 0); /* 0.6 + 0.4 fits */
-    CHECK_EQ_INT(sup_wait_ready(s, a, 30), 1);
-    CHECK_EQ_INT(sup_wait_ready(s, c, 30), 1);
-    struct sup_route r;
-    CHECK_EQ_INT(sup_route(s, a, &r), 0);
+    CHECK_EQ_INT(supervisor_load(s, c), 0); /* 0.6 + 0.4 fits */
+    CHECK_EQ_INT(supervisor_wait_ready(s, a, 30), 1);
+    CHECK_EQ_INT(supervisor_wait_ready(s, c, 30), 1);
+    struct supervisor_route r;
+    CHECK_EQ_INT(supervisor_route(s, a, &r), 0);
     CHECK(r.port > 0 && strlen(r.secret) == 64);
-    CHECK_EQ_INT(sup_route(s, b, &r), FOLIO_ENOTFOUND);
+    CHECK_EQ_INT(supervisor_route(s, b, &r), FOLIO_ENOTFOUND);
     struct store_model m;
     CHECK_EQ_INT(store_model_get(st, a, &m), 0);
     CHECK_STR(m.state, "ready");
     CHECK_EQ_INT(m.want_loaded, 1);
     /* Unloading routes nothing more to it at once, and frees the share once it has exited. */
-    CHECK_EQ_INT(sup_unload(s, a), 0);
-    CHECK_EQ_INT(sup_route(s, a, &r), FOLIO_ENOTFOUND);
-    CHECK_EQ_INT(sup_load(s, b), FOLIO_EBUSY); /* a still drains: its memory is not free yet */
+    CHECK_EQ_INT(supervisor_unload(s, a), 0);
+    CHECK_EQ_INT(supervisor_route(s, a, &r), FOLIO_ENOTFOUND);
+    CHECK_EQ_INT(supervisor_load(s, b), FOLIO_EBUSY); /* a still drains: its memory is not free yet */
     for (int i = 0; i < 500 && strcmp(state_of(s, a), "stopped") != 0; i++) usleep(20000);
     CHECK_STR(state_of(s, a), "stopped");
-    CHECK_EQ_INT(sup_load(s, b), 0);
-    CHECK_EQ_INT(sup_wait_ready(s, b, 30), 1);
-    sup_free(s);
+    CHECK_EQ_INT(supervisor_load(s, b), 0);
+    CHECK_EQ_INT(supervisor_wait_ready(s, b, 30), 1);
+    supervisor_free(s);
     /* A stop of foliod keeps want_loaded for the next start; unload cleared it. */
     CHECK_EQ_INT(store_model_get(st, a, &m), 0);
     CHECK_EQ_INT(m.want_loaded, 0);
@@ -107,22 +107,22 @@ TEST(supervisor_log_is_capped) {
     CHECK_EQ_INT(store_open(db, getenv("FOLIO_DB_DIR") ? getenv("FOLIO_DB_DIR") : "db", &st), 0);
     if (!st) return;
     const int64_t a = add(st, "a", 0);
-    struct sup_params p = sup_default_params();
+    struct supervisor_params p = supervisor_default_params();
     p.engine_bin = engine;
     p.log_dir = logs;
     p.store = st;
     p.log_cap = 200; /* the engine's start-up lines alone pass it */
     struct supervisor *s = NULL;
-    CHECK_EQ_INT(sup_create(&p, &s), 0);
+    CHECK_EQ_INT(supervisor_create(&p, &s), 0);
     if (!s) {
         store_close(st);
         return;
     }
-    CHECK_EQ_INT(sup_load(s, a), 0);
-    CHECK_EQ_INT(sup_wait_ready(s, a, 30), 1);
-    struct sup_engine_info es[4];
-    CHECK_EQ_INT(sup_list(s, es, 4), 1);
-    sup_free(s);
+    CHECK_EQ_INT(supervisor_load(s, a), 0);
+    CHECK_EQ_INT(supervisor_wait_ready(s, a, 30), 1);
+    struct supervisor_engine_info es[4];
+    CHECK_EQ_INT(supervisor_list(s, es, 4), 1);
+    supervisor_free(s);
     char old[PATH_MAX + 8];
     snprintf(old, sizeof old, "%s.1", es[0].log_path);
     struct stat cur, prev;

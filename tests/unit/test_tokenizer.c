@@ -3,8 +3,8 @@
  * (Split behaviors, Metaspace, lstrip/rstrip, ignore_merges, fuse_unk, merge pairs). The
  * exhaustive comparison with Hugging Face lives in tests/tokenizer/. */
 #include "test.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "text/tokenizer.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -15,8 +15,8 @@ static struct tokenizer *load_model_tok(const char *sub) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", test_models_dir(), sub);
     struct tokenizer *tok = NULL;
-    int rc = tok_load(dir, &tok);
-    if (rc) test_fail(__FILE__, __LINE__, "tok_load(%s): %s", dir, folio_last_error());
+    int rc = tokenizer_load(dir, &tok);
+    if (rc) test_fail(__FILE__, __LINE__, "tokenizer_load(%s): %s", dir, folio_last_error());
     return tok;
 }
 
@@ -24,7 +24,7 @@ static int encode_eq(const struct tokenizer *tok, const char *text, int add_spec
                      const int32_t *want, int n_want) {
     int32_t *ids = NULL;
     int n = 0;
-    if (tok_encode(tok, text, strlen(text), add_special, &ids, &n)) {
+    if (tokenizer_encode(tok, text, strlen(text), add_special, &ids, &n)) {
         fprintf(stderr, "    encode(%s): %s\n", text, folio_last_error());
         return 0;
     }
@@ -58,26 +58,26 @@ TEST(tok_stories260k_known_ids) {
     s = decode(tok, IDS(1, 403, 407, 261, 378), 1);
     CHECK_STR(s, "Once upon a time");
     free(s);
-    CHECK_EQ_INT(tok_vocab_size(tok), 512);
-    CHECK_EQ_INT(tok_bos_id(tok), 1);
-    CHECK_EQ_INT(tok_eos_id(tok), 2);
-    CHECK(tok_is_special(tok, 1));
-    CHECK(tok_is_special(tok, 2));
-    CHECK(!tok_is_special(tok, 403));
-    CHECK(!tok_is_special(tok, -1));
-    CHECK_EQ_INT(tok_token_to_id(tok, "<s>"), 1);
-    CHECK_EQ_INT(tok_token_to_id(tok, "\xE2\x96\x81Once"), 403);
-    CHECK_EQ_INT(tok_token_to_id(tok, "no such piece"), -1);
-    CHECK_STR(tok_id_to_piece(tok, 403), "\xE2\x96\x81Once");
-    CHECK(tok_id_to_piece(tok, 512) == NULL);
-    CHECK(tok_id_to_piece(tok, -1) == NULL);
-    tok_free(tok);
+    CHECK_EQ_INT(tokenizer_vocab_size(tok), 512);
+    CHECK_EQ_INT(tokenizer_bos_id(tok), 1);
+    CHECK_EQ_INT(tokenizer_eos_id(tok), 2);
+    CHECK(tokenizer_is_special(tok, 1));
+    CHECK(tokenizer_is_special(tok, 2));
+    CHECK(!tokenizer_is_special(tok, 403));
+    CHECK(!tokenizer_is_special(tok, -1));
+    CHECK_EQ_INT(tokenizer_token_to_id(tok, "<s>"), 1);
+    CHECK_EQ_INT(tokenizer_token_to_id(tok, "\xE2\x96\x81Once"), 403);
+    CHECK_EQ_INT(tokenizer_token_to_id(tok, "no such piece"), -1);
+    CHECK_STR(tokenizer_id_to_piece(tok, 403), "\xE2\x96\x81Once");
+    CHECK(tokenizer_id_to_piece(tok, 512) == NULL);
+    CHECK(tokenizer_id_to_piece(tok, -1) == NULL);
+    tokenizer_free(tok);
 }
 
 TEST(tok_llama2_bytes_and_specials) {
     struct tokenizer *tok = load_model_tok("tokenizers/llama2");
     if (!tok) return;
-    CHECK_EQ_INT(tok_vocab_size(tok), 32000);
+    CHECK_EQ_INT(tokenizer_vocab_size(tok), 32000);
     CHECK(encode_eq(tok, "Hello world", 1, IDS(1, 15043, 3186)));
     /* emoji: not in the vocabulary, so byte fallback */
     CHECK(encode_eq(tok, "\xF0\x9F\x98\x80", 0, IDS(29871, 243, 162, 155, 131)));
@@ -101,7 +101,7 @@ TEST(tok_llama2_bytes_and_specials) {
     s = decode(tok, IDS(1, 15043, 99999, 3186), 0); /* out-of-range ids are skipped */
     CHECK_STR(s, "<s> Hello world");
     free(s);
-    tok_free(tok);
+    tokenizer_free(tok);
 }
 
 TEST(tok_llama2_long_input_roundtrip_and_speed) {
@@ -121,7 +121,7 @@ TEST(tok_llama2_long_input_roundtrip_and_speed) {
     int32_t *ids = NULL;
     int nids = 0;
     double t0 = folio_now();
-    CHECK_EQ_INT(tok_encode(tok, text, n, 0, &ids, &nids), 0);
+    CHECK_EQ_INT(tokenizer_encode(tok, text, n, 0, &ids, &nids), 0);
     double dt = folio_now() - t0;
     CHECK(nids > 1000);
     CHECK(dt < 1.0); /* typically ~2 ms; generous for sanitizer builds */
@@ -130,7 +130,7 @@ TEST(tok_llama2_long_input_roundtrip_and_speed) {
     free(back);
     free(ids);
     free(text);
-    tok_free(tok);
+    tokenizer_free(tok);
 }
 
 static const char *write_tok(const char *name, const char *json, const char *config) {
@@ -160,56 +160,56 @@ TEST(tok_errors_are_clean) {
     struct tokenizer *tok = (struct tokenizer *)1;
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/does-not-exist", test_tmp_dir());
-    CHECK_EQ_INT(tok_load(dir, &tok), FOLIO_EIO);
+    CHECK_EQ_INT(tokenizer_load(dir, &tok), FOLIO_EIO);
     CHECK(tok == NULL);
     CHECK(strstr(folio_last_error(), "tokenizer.json") != NULL);
 
-    CHECK_EQ_INT(tok_load(write_tok("bad-json", "{\"model\": {", NULL), &tok), FOLIO_EINVAL);
+    CHECK_EQ_INT(tokenizer_load(write_tok("bad-json", "{\"model\": {", NULL), &tok), FOLIO_EINVAL);
     CHECK(tok == NULL);
-    CHECK_EQ_INT(tok_load(write_tok("not-object", "[1, 2]", NULL), &tok), FOLIO_EINVAL);
-    CHECK_EQ_INT(tok_load(write_tok("no-model", "{\"version\": \"1.0\"}", NULL), &tok), FOLIO_EINVAL);
-    CHECK_EQ_INT(tok_load(write_tok("wordpiece", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", NULL), &tok),
+    CHECK_EQ_INT(tokenizer_load(write_tok("not-object", "[1, 2]", NULL), &tok), FOLIO_EINVAL);
+    CHECK_EQ_INT(tokenizer_load(write_tok("no-model", "{\"version\": \"1.0\"}", NULL), &tok), FOLIO_EINVAL);
+    CHECK_EQ_INT(tokenizer_load(write_tok("wordpiece", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", NULL), &tok),
                  FOLIO_EUNSUP);
     CHECK(strstr(folio_last_error(), "WordPiece") != NULL);
-    CHECK_EQ_INT(tok_load(write_tok("unigram", "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", NULL), &tok),
+    CHECK_EQ_INT(tokenizer_load(write_tok("unigram", "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", NULL), &tok),
                  FOLIO_EUNSUP);
-    CHECK_EQ_INT(tok_load(write_tok("bad-norm",
+    CHECK_EQ_INT(tokenizer_load(write_tok("bad-norm",
                                     "{\"normalizer\": {\"type\": \"BertNormalizer\"}, \"model\": {\"type\": "
                                     "\"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", NULL), &tok),
                  FOLIO_EUNSUP);
     CHECK(strstr(folio_last_error(), "BertNormalizer") != NULL);
-    CHECK_EQ_INT(tok_load(write_tok("bad-pre",
+    CHECK_EQ_INT(tokenizer_load(write_tok("bad-pre",
                                     "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": "
                                     "\"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", NULL), &tok),
                  FOLIO_EUNSUP);
     CHECK(strstr(folio_last_error(), "Whitespace") != NULL);
-    CHECK_EQ_INT(tok_load(write_tok("bad-dec",
+    CHECK_EQ_INT(tokenizer_load(write_tok("bad-dec",
                                     "{\"decoder\": {\"type\": \"WordPiece\"}, \"model\": {\"type\": "
                                     "\"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", NULL), &tok),
                  FOLIO_EUNSUP);
-    CHECK_EQ_INT(tok_load(write_tok("bad-merge",
+    CHECK_EQ_INT(tokenizer_load(write_tok("bad-merge",
                                     "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [5]}}", NULL),
                           &tok),
                  FOLIO_EINVAL);
-    CHECK_EQ_INT(tok_load(write_tok("bad-regex",
+    CHECK_EQ_INT(tokenizer_load(write_tok("bad-regex",
                                     "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
                                     "\"behavior\": \"Isolated\"}, \"model\": {\"type\": \"BPE\", \"vocab\": "
                                     "{\"a\": 0}, \"merges\": []}}", NULL), &tok),
                  FOLIO_EUNSUP);
     CHECK(tok == NULL);
-    tok_free(NULL);
+    tokenizer_free(NULL);
 
     /* bad input to a good tokenizer */
     struct tokenizer *st = load_model_tok("stories260K");
     if (!st) return;
     int32_t *ids = NULL;
     int n = 0;
-    CHECK_EQ_INT(tok_encode(st, "\xC3\x28", 2, 1, &ids, &n), FOLIO_EINVAL);
-    CHECK_EQ_INT(tok_encode(st, "\xED\xA0\x80", 3, 1, &ids, &n), FOLIO_EINVAL); /* surrogate */
+    CHECK_EQ_INT(tokenizer_encode(st, "\xC3\x28", 2, 1, &ids, &n), FOLIO_EINVAL);
+    CHECK_EQ_INT(tokenizer_encode(st, "\xED\xA0\x80", 3, 1, &ids, &n), FOLIO_EINVAL); /* surrogate */
     CHECK(ids == NULL);
-    CHECK_EQ_INT(tok_encode(st, "a\0b", 3, 0, &ids, &n), 0); /* NUL is text like any other */
+    CHECK_EQ_INT(tokenizer_encode(st, "a\0b", 3, 0, &ids, &n), 0); /* NUL is text like any other */
     free(ids);
-    tok_free(st);
+    tokenizer_free(st);
 }
 
 /* A tiny BPE over single characters; {PRE} and {EXTRA} are spliced in. */
@@ -227,7 +227,7 @@ TEST(tok_bpe_rules) {
     char json[4096];
     struct tokenizer *tok = NULL;
     /* ranks decide, ties go left; merges as pairs; unknown characters fuse into one unk */
-    int rc = tok_load(write_tok("bpe1", tiny(json, sizeof json, "null", "\"unk_token\": \"<unk>\", \"fuse_unk\": true,", "",
+    int rc = tokenizer_load(write_tok("bpe1", tiny(json, sizeof json, "null", "\"unk_token\": \"<unk>\", \"fuse_unk\": true,", "",
                                              "\"a\":0,\"b\":1,\"c\":2,\"ab\":3,\"bc\":4,\"abc\":5,\"<unk>\":6,\"aa\":7",
                                              "[\"b\",\"c\"], \"a b\", \"a bc\", \"a a\""), NULL), &tok);
     CHECK_EQ_INT(rc, 0);
@@ -236,26 +236,26 @@ TEST(tok_bpe_rules) {
         CHECK(encode_eq(tok, "aaa", 0, IDS(7, 0))); /* leftmost of equal pairs */
         CHECK(encode_eq(tok, "xyab", 0, IDS(6, 3)));
         CHECK(encode_eq(tok, "x\xC3\xA9z", 0, IDS(6)));
-        tok_free(tok);
+        tokenizer_free(tok);
         tok = NULL;
     }
     /* ignore_merges: a pre-token that is itself in the vocabulary skips BPE */
     const char *v2 = "\"a\":0,\"b\":1,\"c\":2,\"abc\":3";
-    rc = tok_load(write_tok("bpe2", tiny(json, sizeof json, "null", "\"ignore_merges\": true,", "", v2, ""), NULL), &tok);
+    rc = tokenizer_load(write_tok("bpe2", tiny(json, sizeof json, "null", "\"ignore_merges\": true,", "", v2, ""), NULL), &tok);
     CHECK_EQ_INT(rc, 0);
     if (tok) {
         CHECK(encode_eq(tok, "abc", 0, IDS(3)));
         CHECK(encode_eq(tok, "abca", 0, IDS(0, 1, 2, 0)));
-        tok_free(tok);
+        tokenizer_free(tok);
         tok = NULL;
     }
-    rc = tok_load(write_tok("bpe3", tiny(json, sizeof json, "null", "", "", v2, ""), NULL), &tok);
+    rc = tokenizer_load(write_tok("bpe3", tiny(json, sizeof json, "null", "", "", v2, ""), NULL), &tok);
     CHECK_EQ_INT(rc, 0);
     if (tok) {
         CHECK(encode_eq(tok, "abc", 0, IDS(0, 1, 2)));
         /* no unk token and no byte fallback: unknown characters vanish, as in the JS port */
         CHECK(encode_eq(tok, "azb", 0, IDS(0, 1)));
-        tok_free(tok);
+        tokenizer_free(tok);
     }
 }
 
@@ -286,12 +286,12 @@ TEST(tok_split_behaviors) {
         struct tokenizer *tok = NULL;
         char name[32];
         snprintf(name, sizeof name, "split%zu", i);
-        int rc = tok_load(write_tok(name, tiny(json, sizeof json, pre, "", "", vocab, merges), NULL), &tok);
+        int rc = tokenizer_load(write_tok(name, tiny(json, sizeof json, pre, "", "", vocab, merges), NULL), &tok);
         CHECK_EQ_INT(rc, 0);
         if (!tok) continue;
         if (!encode_eq(tok, cases[i].text, 0, cases[i].want, cases[i].n))
             test_fail(__FILE__, __LINE__, "Split %s invert=%d", cases[i].behavior, cases[i].invert);
-        tok_free(tok);
+        tokenizer_free(tok);
     }
 }
 
@@ -301,7 +301,7 @@ TEST(tok_added_token_strip_and_metaspace) {
     const char *added =
         "{\"id\": 3, \"content\": \"<m>\", \"special\": true, \"lstrip\": true, \"rstrip\": true, \"normalized\": false},"
         "{\"id\": 4, \"content\": \"<k>\", \"special\": false, \"normalized\": false}";
-    int rc = tok_load(write_tok("strip", tiny(json, sizeof json, "null", "", added, "\"a\":0,\" \":1,\"b\":2", ""), NULL),
+    int rc = tokenizer_load(write_tok("strip", tiny(json, sizeof json, "null", "", added, "\"a\":0,\" \":1,\"b\":2", ""), NULL),
                       &tok);
     CHECK_EQ_INT(rc, 0);
     if (tok) {
@@ -311,7 +311,7 @@ TEST(tok_added_token_strip_and_metaspace) {
         char *s = decode(tok, IDS(0, 3, 4, 2), 1); /* <m> is special, <k> is not */
         CHECK_STR(s, "a<k>b");
         free(s);
-        tok_free(tok);
+        tokenizer_free(tok);
         tok = NULL;
     }
     /* Metaspace pre-tokenizer and decoder (Mistral-style tokenizer.json) */
@@ -322,7 +322,7 @@ TEST(tok_added_token_strip_and_metaspace) {
              "\"prepend_scheme\": \"always\", \"split\": true}, \"model\": {\"type\": \"BPE\", \"vocab\": "
              "{\"\\u2581\": 0, \"a\": 1, \"\\u2581a\": 2, \"b\": 3, \"\\u2581b\": 4}, \"merges\": "
              "[\"\\u2581 a\", \"\\u2581 b\"]}}");
-    rc = tok_load(write_tok("metaspace", json, "{\"add_bos_token\": false}"), &tok);
+    rc = tokenizer_load(write_tok("metaspace", json, "{\"add_bos_token\": false}"), &tok);
     CHECK_EQ_INT(rc, 0);
     if (tok) {
         CHECK(encode_eq(tok, "a b", 0, IDS(2, 4)));
@@ -330,7 +330,7 @@ TEST(tok_added_token_strip_and_metaspace) {
         char *s = decode(tok, IDS(2, 4, 3), 0);
         CHECK_STR(s, "a bb");
         free(s);
-        tok_free(tok);
+        tokenizer_free(tok);
     }
 }
 
@@ -339,16 +339,16 @@ TEST(tok_config_bos_without_post_processor) {
     struct tokenizer *tok = NULL;
     const char *added = "{\"id\": 5, \"content\": \"<s>\", \"special\": true, \"normalized\": false},"
                         "{\"id\": 6, \"content\": \"</s>\", \"special\": true, \"normalized\": false}";
-    int rc = tok_load(write_tok("cfgbos", tiny(json, sizeof json, "null", "", added, "\"a\":0", ""),
+    int rc = tokenizer_load(write_tok("cfgbos", tiny(json, sizeof json, "null", "", added, "\"a\":0", ""),
                                 "{\"add_bos_token\": true, \"add_eos_token\": true, \"bos_token\": "
                                 "{\"content\": \"<s>\"}, \"eos_token\": \"</s>\"}"),
                       &tok);
     CHECK_EQ_INT(rc, 0);
     if (tok) {
-        CHECK_EQ_INT(tok_bos_id(tok), 5);
-        CHECK_EQ_INT(tok_eos_id(tok), 6);
+        CHECK_EQ_INT(tokenizer_bos_id(tok), 5);
+        CHECK_EQ_INT(tokenizer_eos_id(tok), 6);
         CHECK(encode_eq(tok, "a", 1, IDS(5, 0, 6)));
         CHECK(encode_eq(tok, "a", 0, IDS(0)));
-        tok_free(tok);
+        tokenizer_free(tok);
     }
 }

@@ -1,0 +1,154 @@
+/* backend: the device a model runs on, as a vtable of memory management and the ops of a
+ * Llama-family forward pass (in the style of ggml's ggml_backend_i). model.c drives a forward
+ * through these slots only, so the CPU backend (backend_cpu.c) and the CUDA backend run the
+ * same code path, and the CPU backend doubles as the CUDA backend's test oracle.
+ *
+ * All pointers passed to ops are device pointers returned by alloc (or weights from
+ * load_weight). Activations are fp32; weights keep their dtype. Ops may run asynchronously;
+ * download and sync wait for them. */
+#ifndef FOLIO_BACKEND_H
+#define FOLIO_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/util.h"
+
+struct backend;
+
+/* A weight matrix resident on the backend: [rows, cols] row-major (HF Linear layout, so that
+ * y = x W^T reads W rows contiguously). */
+struct backend_weight {
+    enum folio_dtype dtype;
+    const void *data;
+    int64_t rows, cols;
+    void *owned; /* backend allocation to release, or NULL when borrowed (CPU: the mmap) */
+};
+
+/* One of several products sharing an input: out[T, w->rows] = x[T, w->cols] W^T + bias. */
+struct backend_matmul {
+    const struct backend_weight *w;
+    const float *bias; /* [w->rows] or NULL */
+    float *out;        /* [T, w->rows] */
+};
+
+/* Attention over the paged KV cache for a flattened batch. Token t belongs to sequence
+ * seq_idx[t], sits at positions[t], and attends to positions [max(0, pos - window + 1), pos]
+ * of its sequence, found through block_tables. Its own K/V must already be cached. */
+struct backend_attention {
+    const float *q;              /* [T, num_heads, head_dim] */
+    const float *k_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
+    const float *v_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
+    const int32_t *block_tables; /* [num_seqs, max_blocks_per_seq] */
+    const int32_t *seq_idx;      /* [T] */
+    const int32_t *positions;    /* [T] */
+    float *out;                  /* [T, num_heads, head_dim] */
+    int num_tokens, num_heads, num_kv_heads, head_dim;
+    int block_size, max_blocks_per_seq;
+    int sliding_window;          /* 0 = unlimited */
+    float scale;                 /* 1/sqrt(head_dim) */
+    int max_context;             /* host-known bound on positions[t] + 1 (sizes split-K); 0 = none */
+};
+
+/* The largest batch the backend will see, announced once at load (after the weights) so that
+ * it can allocate its own scratch then rather than in the step loop. */
+struct backend_reserve {
+    int max_tokens;                       /* rows of any matmul input */
+    int64_t max_cols;                     /* widest matmul input (K) */
+    int num_heads, num_kv_heads, head_dim; /* attention's shape */
+};
+
+/* Device memory as the backend sees it. */
+struct backend_mem {
+    size_t total, free; /* the device's, now */
+    size_t reserved;    /* the backend's own scratch (reserve), in bytes */
+};
+
+struct backend_i {
+    const char *name;
+    void (*free)(struct backend *b);
+
+    /* Device memory, zeroed. Only at load time: the step loop never allocates. */
+    void *(*alloc)(struct backend *b, size_t nbytes);
+    void (*release)(struct backend *b, void *p);
+    int (*upload)(struct backend *b, void *dst, const void *src, size_t n);
+    int (*download)(struct backend *b, void *dst, const void *src, size_t n);
+    /* Makes a [rows, cols] host matrix of src_dtype resident as `dtype` (converting if they
+     * differ). The host memory may be an mmap that outlives the weight (CPU borrows it). */
+    int (*load_weight)(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows,
+                       int64_t cols, enum folio_dtype dtype, struct backend_weight *out);
+    void (*free_weight)(struct backend *b, struct backend_weight *w);
+
+    /* out[t] = table[tokens[t]] widened to fp32. tokens: [n]; out: [n, table->cols] */
+    void (*embed)(struct backend *b, const struct backend_weight *table, const int32_t *tokens, int n, float *out);
+    /* residual[r] += delta[r] (when delta != NULL); out[r] = rmsnorm(residual[r]) * w.
+     * residual, delta, out: [rows, dim]; w: [dim] */
+    void (*add_rms_norm)(struct backend *b, float *residual, const float *delta, const float *w, float *out,
+                         int rows, int dim, float eps);
+    /* n products of one input x: [T, K], all computed in one parallel launch. */
+    void (*matmul)(struct backend *b, const float *x, int T, const struct backend_matmul *mm, int n);
+    /* Rotate-half RoPE in place. q: [T, q_stride] holding nh heads, k: [T, k_stride] holding
+     * nkv heads; positions: [T]; inv_freq: [head_dim / 2] */
+    void (*rope)(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
+                 const float *inv_freq, int T, int nh, int nkv, int head_dim);
+    /* Writes token t's K/V to slot_mapping[t] (-1 = skip). k, v: [T, stride] holding
+     * [nkv, head_dim]; caches: [num_blocks, nkv, block_size, head_dim] */
+    void (*reshape_and_cache)(struct backend *b, const float *k, const float *v, int stride,
+                              const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
+                              int head_dim, int block_size);
+    void (*attention)(struct backend *b, const struct backend_attention *p);
+    /* out[t, i] = silu(gate[t, i]) * up[t, i]. All [T, n]. */
+    void (*silu_mul)(struct backend *b, const float *gate, const float *up, float *out, int T, int n);
+    /* Copy-on-write of KV blocks: for each (src, dst) pair, block dst of every cache becomes
+     * a copy of block src. The num_caches caches lie back to back in pool, cache_elems floats
+     * apart, each [num_blocks, block_elems]. pairs: [n, 2] */
+    void (*copy_blocks)(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+                        const int32_t *pairs, int n);
+    /* out[i] = x[idx[i]]. x: [*, dim]; idx: [n]; out: [n, dim] */
+    void (*gather_rows)(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out);
+    int (*sync)(struct backend *b);
+
+    /* Optional (NULL on the CPU): */
+    int (*reserve)(struct backend *b, const struct backend_reserve *r);
+    int (*mem_info)(struct backend *b, struct backend_mem *out);
+    /* ids[r] = argmax_i logits[r, i], the lowest index on ties. logits: [n, vocab]; ids: [n]
+     * host memory. Only the ids cross to the host. */
+    int (*argmax)(struct backend *b, const float *logits, int n, int vocab, int32_t *ids);
+    /* Recording: the ops enqueued between graph_begin and graph_end (which must neither sync
+     * nor allocate) become a graph that graph_launch replays with one call, on the same
+     * buffers and shapes. graph_end returns it in *graph; graph_free drops it. */
+    int (*graph_begin)(struct backend *b);
+    int (*graph_end)(struct backend *b, void **graph);
+    int (*graph_launch)(struct backend *b, void *graph);
+    void (*graph_free)(struct backend *b, void *graph);
+};
+
+struct backend {
+    const struct backend_i *iface;
+    void *ctx;
+};
+
+struct backend_cpu_params {
+    int n_threads; /* <= 0: all online CPUs */
+};
+
+/* The CPU backend (threads + AVX-512/AVX2 kernels). Free with backend_free. */
+int backend_cpu_create(const struct backend_cpu_params *p, struct backend **out);
+/* The CPU backend's thread pool, so that host work between forward passes (sampling) runs on
+ * the same threads rather than competing with them. */
+struct threadpool *backend_cpu_threadpool(const struct backend *b);
+/* Name of the CPU kernel variant in use ("avx512", "avx2", "scalar"). */
+const char *backend_cpu_isa(const struct backend *b);
+
+/* The CUDA backend (kernels/ + cuBLAS), only in builds made with CUDA=1 (FOLIO_CUDA). Free
+ * with backend_free. */
+int backend_cuda_create(int device, struct backend **out);
+int backend_cuda_available(void);
+/* "cuda:0 NVIDIA H200 (sm_90, 139.8 GiB)" */
+const char *backend_cuda_name(const struct backend *b);
+
+static inline void backend_free(struct backend *b) {
+    if (b) b->iface->free(b);
+}
+
+#endif

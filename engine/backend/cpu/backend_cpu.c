@@ -1,0 +1,338 @@
+/* backend_cpu: the CPU implementation of backend.h. Ops split their work into tasks over a
+ * spinning thread pool (threadpool.h); the inner loops are cpu_kernels.h. Weights in the
+ * requested dtype are borrowed straight from the safetensors mmap, so loading a model costs
+ * no copy and its pages are shared between processes. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "base/threadpool.h"
+
+/* Below this much work an op runs on the calling thread: waking the pool would cost more. */
+#define SERIAL_FLOPS 65536
+/* Weight rows per GEMM task: enough to amortize task dispatch, few enough to balance. */
+#define GEMM_ROWS_PER_TASK 16
+
+struct cpu_ctx {
+    struct threadpool *tp;
+    const struct cpu_kernels *k;
+};
+
+static struct cpu_ctx *ctx_of(struct backend *b) { return b->ctx; }
+
+/* calloc rather than malloc + memset: large blocks come fresh from mmap, already zero, so a
+ * multi-GiB KV pool costs no memory until its pages are written. The 64-byte alignment is
+ * carved out of the block, with the original pointer stored just below it. */
+static void *cpu_alloc(struct backend *b, size_t nbytes) {
+    char *raw = calloc(1, nbytes + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
+    ((void **)p)[-1] = raw;
+    return (void *)p;
+}
+
+static void cpu_release(struct backend *b, void *p) {
+    if (p) free(((void **)p)[-1]);
+}
+
+static int cpu_copy(struct backend *b, void *dst, const void *src, size_t n) {
+    if (n) memcpy(dst, src, n);
+    return 0;
+}
+
+static int cpu_load_weight(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows,
+                           int64_t cols, enum folio_dtype dtype, struct backend_weight *out) {
+    size_t es = folio_dtype_size(dtype), n = (size_t)rows * (size_t)cols;
+    memset(out, 0, sizeof *out);
+    out->dtype = dtype;
+    out->rows = rows;
+    out->cols = cols;
+    /* Borrow the mapping when no conversion is needed and element access is aligned. */
+    if (src_dtype == dtype && ((uintptr_t)src % es) == 0) {
+        out->data = src;
+        return 0;
+    }
+    void *dst = cpu_alloc(b, n * es);
+    if (!dst) return folio_err(FOLIO_ENOMEM, "out of memory for a %lldx%lld weight", (long long)rows, (long long)cols);
+    if (src_dtype == dtype) {
+        memcpy(dst, src, n * es);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float f = folio_widen(src, src_dtype, i);
+            switch (dtype) {
+            case FOLIO_F32: ((float *)dst)[i] = f; break;
+            case FOLIO_F16: ((uint16_t *)dst)[i] = folio_f32_to_f16(f); break;
+            case FOLIO_BF16: ((uint16_t *)dst)[i] = folio_f32_to_bf16(f); break;
+            }
+        }
+    }
+    out->data = dst;
+    out->owned = dst;
+    return 0;
+}
+
+static void cpu_free_weight(struct backend *b, struct backend_weight *w) {
+    cpu_release(b, w->owned);
+    memset(w, 0, sizeof *w);
+}
+
+static void cpu_embed(struct backend *b, const struct backend_weight *table, const int32_t *tokens, int n, float *out) {
+    const size_t cols = (size_t)table->cols, es = folio_dtype_size(table->dtype);
+    for (int t = 0; t < n; t++) {
+        const char *row = (const char *)table->data + (size_t)tokens[t] * cols * es;
+        for (size_t i = 0; i < cols; i++) out[(size_t)t * cols + i] = folio_widen(row, table->dtype, i);
+    }
+}
+
+struct norm_job {
+    const struct cpu_kernels *k;
+    float *residual;
+    const float *delta, *w;
+    float *out;
+    int dim;
+    float eps;
+};
+
+static void norm_task(void *p, int r, int thread) {
+    const struct norm_job *j = p;
+    float *x = j->residual + (size_t)r * j->dim;
+    if (j->delta) {
+        const float *d = j->delta + (size_t)r * j->dim;
+        for (int i = 0; i < j->dim; i++) x[i] += d[i];
+    }
+    float inv = 1.0f / sqrtf(j->k->sumsq(x, j->dim) / (float)j->dim + j->eps);
+    float *o = j->out + (size_t)r * j->dim;
+    for (int i = 0; i < j->dim; i++) o[i] = x[i] * inv * j->w[i];
+}
+
+static void cpu_add_rms_norm(struct backend *b, float *residual, const float *delta, const float *w, float *out,
+                             int rows, int dim, float eps) {
+    struct norm_job j = {ctx_of(b)->k, residual, delta, w, out, dim, eps};
+    if ((size_t)rows * dim < SERIAL_FLOPS) {
+        for (int r = 0; r < rows; r++) norm_task(&j, r, 0);
+    } else {
+        threadpool_run(ctx_of(b)->tp, rows, norm_task, &j);
+    }
+}
+
+#define MAX_FUSED 4
+struct mm_job {
+    const struct cpu_kernels *k;
+    const float *x;
+    int T;
+    const struct backend_matmul *mm;
+    int n;
+    int task_start[MAX_FUSED + 1]; /* first task of each product */
+};
+
+static void mm_task(void *p, int task, int thread) {
+    const struct mm_job *j = p;
+    int i = 0;
+    while (task >= j->task_start[i + 1]) i++;
+    const struct backend_matmul *m = &j->mm[i];
+    int n0 = (task - j->task_start[i]) * GEMM_ROWS_PER_TASK;
+    int n1 = n0 + GEMM_ROWS_PER_TASK;
+    if (n1 > m->w->rows) n1 = (int)m->w->rows;
+    j->k->gemm[m->w->dtype](j->x, j->T, (int)m->w->cols, m->w->data, n0, n1, m->out, (int)m->w->rows, m->bias);
+}
+
+static void cpu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul *mm, int n) {
+    struct mm_job j = {ctx_of(b)->k, x, T, mm, n, {0}};
+    size_t flops = 0;
+    for (int i = 0; i < n; i++) {
+        j.task_start[i + 1] = j.task_start[i] + (int)((mm[i].w->rows + GEMM_ROWS_PER_TASK - 1) / GEMM_ROWS_PER_TASK);
+        flops += (size_t)T * (size_t)mm[i].w->rows * (size_t)mm[i].w->cols;
+    }
+    if (flops < SERIAL_FLOPS) {
+        for (int t = 0; t < j.task_start[n]; t++) mm_task(&j, t, 0);
+    } else {
+        threadpool_run(ctx_of(b)->tp, j.task_start[n], mm_task, &j);
+    }
+}
+
+static void rotate(float *h, const float *cs, const float *sn, int half) {
+    for (int i = 0; i < half; i++) {
+        float x0 = h[i], x1 = h[i + half];
+        h[i] = x0 * cs[i] - x1 * sn[i];
+        h[i + half] = x1 * cs[i] + x0 * sn[i];
+    }
+}
+
+static void cpu_rope(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
+                     const float *inv_freq, int T, int nh, int nkv, int head_dim) {
+    const int half = head_dim / 2;
+    float cs[512], sn[512]; /* head_dim <= 1024, checked at load */
+    for (int t = 0; t < T; t++) {
+        /* Angles in double: at position 1e5 a float product would already be off by ~1e-2 rad. */
+        for (int i = 0; i < half; i++) {
+            double a = (double)positions[t] * (double)inv_freq[i];
+            cs[i] = (float)cos(a);
+            sn[i] = (float)sin(a);
+        }
+        for (int h = 0; h < nh; h++) rotate(q + (size_t)t * q_stride + (size_t)h * head_dim, cs, sn, half);
+        for (int h = 0; h < nkv; h++) rotate(k + (size_t)t * k_stride + (size_t)h * head_dim, cs, sn, half);
+    }
+}
+
+static void cpu_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
+                                  const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
+                                  int head_dim, int block_size) {
+    for (int t = 0; t < T; t++) {
+        int32_t slot = slot_mapping[t];
+        if (slot < 0) continue;
+        size_t blk = (size_t)(slot / block_size), off = (size_t)(slot % block_size);
+        for (int h = 0; h < nkv; h++) {
+            size_t dst = ((blk * nkv + h) * block_size + off) * head_dim;
+            memcpy(k_cache + dst, k + (size_t)t * stride + (size_t)h * head_dim, sizeof(float) * head_dim);
+            memcpy(v_cache + dst, v + (size_t)t * stride + (size_t)h * head_dim, sizeof(float) * head_dim);
+        }
+    }
+}
+
+/* Per-task scratch bound (floats): a task's heads x head_dim and heads x block_size. */
+#define ATTN_SCRATCH 8192
+
+struct attn_job {
+    const struct cpu_kernels *k;
+    const struct backend_attention *p;
+    int group;     /* query heads per KV head */
+    int per_task;  /* query heads one task handles (all of a group unless scratch is short) */
+    int subtasks;  /* tasks per (token, KV head) */
+};
+
+/* One token and the query heads of one KV head (or a slice of them): a single pass over the
+ * context, a KV block at a time, with an online softmax, so no buffer grows with the context
+ * and each K/V row is read once for all the heads that share it. */
+static void attn_task(void *vj, int task, int thread) {
+    const struct attn_job *j = vj;
+    const struct backend_attention *p = j->p;
+    const int hd = p->head_dim, bs = p->block_size;
+    const int per_tok = p->num_kv_heads * j->subtasks;
+    const int t = task / per_tok, kvh = (task % per_tok) / j->subtasks, sub = task % j->subtasks;
+    const int h0 = kvh * j->group + sub * j->per_task;
+    const int g = j->group - sub * j->per_task < j->per_task ? j->group - sub * j->per_task : j->per_task;
+    const int pos = p->positions[t];
+    const int start = p->sliding_window > 0 && pos - p->sliding_window + 1 > 0 ? pos - p->sliding_window + 1 : 0;
+    const int32_t *table = p->block_tables + (size_t)p->seq_idx[t] * p->max_blocks_per_seq;
+    float q[ATTN_SCRATCH], acc[ATTN_SCRATCH], s[ATTN_SCRATCH], m[ATTN_HEADS_MAX], l[ATTN_HEADS_MAX];
+    const float *qt = p->q + ((size_t)t * p->num_heads + h0) * hd;
+    for (int i = 0; i < g * hd; i++) q[i] = qt[i] * p->scale;
+    memset(acc, 0, sizeof(float) * (size_t)g * hd);
+    for (int i = 0; i < g; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+    }
+    for (int p0 = start - start % bs; p0 <= pos; p0 += bs) {
+        const size_t base = ((size_t)table[p0 / bs] * p->num_kv_heads + kvh) * bs * hd;
+        const int lo = p0 < start ? start - p0 : 0;
+        const int hi = pos - p0 + 1 < bs ? pos - p0 + 1 : bs;
+        j->k->attn_block(q, g, p->k_cache + base + (size_t)lo * hd, p->v_cache + base + (size_t)lo * hd, hi - lo, hd,
+                         m, l, acc, s);
+    }
+    float *out = p->out + ((size_t)t * p->num_heads + h0) * hd;
+    for (int h = 0; h < g; h++)
+        for (int d = 0; d < hd; d++) out[(size_t)h * hd + d] = acc[(size_t)h * hd + d] / l[h];
+}
+
+static void cpu_attention(struct backend *b, const struct backend_attention *p) {
+    struct attn_job j = {ctx_of(b)->k, p, p->num_heads / p->num_kv_heads, 0, 0};
+    const int widest = p->head_dim > p->block_size ? p->head_dim : p->block_size;
+    j.per_task = ATTN_SCRATCH / widest;
+    if (j.per_task > ATTN_HEADS_MAX) j.per_task = ATTN_HEADS_MAX;
+    if (j.per_task > j.group) j.per_task = j.group;
+    j.subtasks = (j.group + j.per_task - 1) / j.per_task;
+    const int tasks = p->num_tokens * p->num_kv_heads * j.subtasks;
+    /* Rough work: each task reads its context; a short context is not worth a wake-up. */
+    if ((size_t)p->num_tokens * p->num_heads * (p->positions[p->num_tokens - 1] + 1) * p->head_dim < SERIAL_FLOPS) {
+        for (int t = 0; t < tasks; t++) attn_task(&j, t, 0);
+    } else {
+        threadpool_run(ctx_of(b)->tp, tasks, attn_task, &j);
+    }
+}
+
+struct silu_job {
+    const struct cpu_kernels *k;
+    const float *gate, *up;
+    float *out;
+    size_t n;
+};
+
+#define SILU_CHUNK 4096
+static void silu_task(void *vj, int task, int thread) {
+    const struct silu_job *j = vj;
+    size_t i0 = (size_t)task * SILU_CHUNK, i1 = i0 + SILU_CHUNK < j->n ? i0 + SILU_CHUNK : j->n;
+    j->k->silu_mul(j->gate + i0, j->up + i0, j->out + i0, i1 - i0);
+}
+
+static void cpu_silu_mul(struct backend *b, const float *gate, const float *up, float *out, int T, int n) {
+    struct silu_job j = {ctx_of(b)->k, gate, up, out, (size_t)T * n};
+    threadpool_run(ctx_of(b)->tp, (int)((j.n + SILU_CHUNK - 1) / SILU_CHUNK), silu_task, &j);
+}
+
+static void cpu_gather_rows(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out) {
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, x + (size_t)idx[i] * dim, sizeof(float) * dim);
+}
+
+static void cpu_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+                            const int32_t *pairs, int n) {
+    for (int c = 0; c < num_caches; c++) {
+        float *cache = pool + (size_t)c * cache_elems;
+        for (int i = 0; i < n; i++)
+            memcpy(cache + (size_t)pairs[2 * i + 1] * block_elems, cache + (size_t)pairs[2 * i] * block_elems,
+                   sizeof(float) * block_elems);
+    }
+}
+
+static int cpu_sync(struct backend *b) { return 0; }
+
+static void cpu_free(struct backend *b) {
+    if (!b) return;
+    struct cpu_ctx *c = b->ctx;
+    if (c) threadpool_free(c->tp);
+    free(c);
+    free(b);
+}
+
+static const struct backend_i cpu_iface = {
+    .name = "cpu",
+    .free = cpu_free,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .load_weight = cpu_load_weight,
+    .free_weight = cpu_free_weight,
+    .embed = cpu_embed,
+    .add_rms_norm = cpu_add_rms_norm,
+    .matmul = cpu_matmul,
+    .rope = cpu_rope,
+    .reshape_and_cache = cpu_reshape_and_cache,
+    .attention = cpu_attention,
+    .silu_mul = cpu_silu_mul,
+    .copy_blocks = cpu_copy_blocks,
+    .gather_rows = cpu_gather_rows,
+    .sync = cpu_sync,
+};
+
+int backend_cpu_create(const struct backend_cpu_params *p, struct backend **out) {
+    struct backend *b = calloc(1, sizeof *b);
+    struct cpu_ctx *c = calloc(1, sizeof *c);
+    if (!b || !c) goto fail;
+    c->k = cpu_kernels_get();
+    c->tp = threadpool_create(p ? p->n_threads : 0);
+    if (!c->tp) goto fail;
+    b->iface = &cpu_iface;
+    b->ctx = c;
+    *out = b;
+    return 0;
+fail:
+    free(c);
+    free(b);
+    return folio_err(FOLIO_ENOMEM, "cannot create the CPU backend");
+}
+
+const char *backend_cpu_isa(const struct backend *b) { return ((const struct cpu_ctx *)b->ctx)->k->isa; }
+
+struct threadpool *backend_cpu_threadpool(const struct backend *b) { return ((const struct cpu_ctx *)b->ctx)->tp; }

@@ -1,0 +1,460 @@
+/* backend_cuda: the backend vtable on an NVIDIA GPU: device buffers, one stream, the kernels/
+ * launchers for every op, and cuBLAS for the products. Built only with `make CUDA=1`.
+ *
+ * The CUDA runtime is linked statically and cuBLAS is opened with dlopen when a CUDA backend
+ * is created. Linked normally, cuBLAS(Lt) would put ~110 KiB of static TLS into every thread
+ * of the process, more than the stacks CivetWeb gives its HTTP workers, which then fail to
+ * start; opened later, its TLS is allocated only in the threads that call it.
+ *
+ * Weights keep the model's dtype (--dtype): fp32 products run through cublasSgemm in pedantic
+ * math (no TF32), so fp32 results match the CPU backend to rounding; bf16/f16 weights meet
+ * activations narrowed to their type (kernels/convert.cu) in cublasGemmEx with fp32
+ * accumulation and fp32 output, on tensor cores, except for batches of up to GEMV_MAX_T rows,
+ * whose products stream the weight once through kernels/gemv.cu on the fp32 activations (at
+ * such sizes a GEMM's tiles waste most of the bandwidth). Every op enqueues on the backend's stream;
+ * download and sync wait for it. The scratch the ops need (the narrowed input, the bias ones
+ * vector, split-K attention partials, argmax ids) is allocated once by reserve, so the step
+ * loop never allocates. */
+#include "backend/backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "base/util.h"
+
+/* The cuBLAS entry points this backend uses, resolved once. */
+static struct {
+    void *lib;
+    __typeof__(cublasCreate_v2) *create;
+    __typeof__(cublasDestroy_v2) *destroy;
+    __typeof__(cublasSetStream_v2) *set_stream;
+    __typeof__(cublasSetMathMode) *set_math_mode;
+    __typeof__(cublasSgemm_v2) *sgemm;
+    __typeof__(cublasSger_v2) *sger;
+    __typeof__(cublasGemmEx) *gemm_ex;
+    __typeof__(cublasSetWorkspace_v2) *set_workspace; /* NULL in an old cuBLAS */
+    char error[256];
+} blas;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_open(void) {
+    static const char *const names[] = {FOLIO_CUDA_LIB_DIR "/libcublas.so.13", FOLIO_CUDA_LIB_DIR "/libcublas.so.12",
+                                        "libcublas.so.13", "libcublas.so.12", "libcublas.so"};
+    for (size_t i = 0; i < sizeof names / sizeof *names && !blas.lib; i++) blas.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!blas.lib) {
+        snprintf(blas.error, sizeof blas.error, "cannot load cuBLAS (libcublas.so.13/.12): %s", dlerror());
+        return;
+    }
+    *(void **)&blas.create = dlsym(blas.lib, "cublasCreate_v2");
+    *(void **)&blas.destroy = dlsym(blas.lib, "cublasDestroy_v2");
+    *(void **)&blas.set_stream = dlsym(blas.lib, "cublasSetStream_v2");
+    *(void **)&blas.set_math_mode = dlsym(blas.lib, "cublasSetMathMode");
+    *(void **)&blas.sgemm = dlsym(blas.lib, "cublasSgemm_v2");
+    *(void **)&blas.sger = dlsym(blas.lib, "cublasSger_v2");
+    *(void **)&blas.gemm_ex = dlsym(blas.lib, "cublasGemmEx");
+    *(void **)&blas.set_workspace = dlsym(blas.lib, "cublasSetWorkspace_v2");
+    if (!blas.create || !blas.destroy || !blas.set_stream || !blas.set_math_mode || !blas.sgemm || !blas.sger ||
+        !blas.gemm_ex) {
+        snprintf(blas.error, sizeof blas.error, "cuBLAS lacks an entry point this build needs");
+        dlclose(blas.lib);
+        blas.lib = NULL;
+    }
+}
+
+struct cuda_ctx {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cudaError_t err;          /* the first launch error, reported at the next sync */
+    cublasMath_t math;        /* the handle's math mode now */
+    /* reserve's scratch: */
+    struct backend_reserve r;
+    void *xcast;              /* [r.max_tokens, r.max_cols] 16-bit: matmul input narrowed */
+    float *ones;              /* [r.max_tokens] of 1.0 for bias rows (cublasSger) */
+    void *attn_ws;            /* split-K partials */
+    size_t attn_ws_bytes;
+    int32_t *ids;             /* [r.max_tokens] argmax results */
+    void *blas_ws;            /* cuBLAS's workspace, ours so that no call allocates during a capture */
+    size_t blas_ws_bytes;
+    size_t reserved;          /* bytes of the above */
+    char name[320];
+};
+
+static struct cuda_ctx *ctx_of(struct backend *b) { return b->ctx; }
+
+static void note(struct cuda_ctx *c, cudaError_t e) {
+    if (e != cudaSuccess && c->err == cudaSuccess) c->err = e;
+}
+
+static void cu_free(struct backend *b) {
+    struct cuda_ctx *c = ctx_of(b);
+    if (c) {
+        cudaFree(c->xcast);
+        cudaFree(c->ones);
+        cudaFree(c->attn_ws);
+        cudaFree(c->ids);
+        if (c->blas) blas.destroy(c->blas);
+        cudaFree(c->blas_ws);
+        if (c->stream) cudaStreamDestroy(c->stream);
+        free(c);
+    }
+    free(b);
+}
+
+static void *cu_alloc(struct backend *b, size_t n) {
+    void *p = NULL;
+    if (cudaMalloc(&p, n ? n : 1) != cudaSuccess) return NULL;
+    if (cudaMemsetAsync(p, 0, n, ctx_of(b)->stream) != cudaSuccess) {
+        cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_release(struct backend *b, void *p) {
+    cudaStreamSynchronize(ctx_of(b)->stream);
+    cudaFree(p);
+}
+
+static int cu_upload(struct backend *b, void *dst, const void *src, size_t n) {
+    /* Host memory is pageable and reused at once by the caller, so the copy must finish. */
+    cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, ctx_of(b)->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(ctx_of(b)->stream);
+    return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cuda upload: %s", cudaGetErrorString(e));
+}
+
+static int cu_download(struct backend *b, void *dst, const void *src, size_t n) {
+    struct cuda_ctx *c = ctx_of(b);
+    cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e == cudaSuccess && c->err != cudaSuccess) e = c->err;
+    return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cuda: %s", cudaGetErrorString(e));
+}
+
+/* Weights become `dtype` on the device: fp32, or a 16-bit type that the GEMMs take as is. A
+ * checkpoint already in that dtype is copied straight; otherwise it is converted on the host
+ * in slices of up to 64 MiB, so that a 1B model's conversion never holds a second copy. */
+static int cu_load_weight(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows,
+                          int64_t cols, enum folio_dtype dtype, struct backend_weight *out) {
+    const size_t n = (size_t)rows * (size_t)cols, es = folio_dtype_size(dtype), ses = folio_dtype_size(src_dtype);
+    void *dev = cu_alloc(b, es * n);
+    if (!dev)
+        return folio_err(FOLIO_ENOMEM, "out of GPU memory for a %lld x %lld %s weight (%.1f MiB)", (long long)rows,
+                         (long long)cols, folio_dtype_name(dtype), (double)(es * n) / (1 << 20));
+    int rc = 0;
+    if (src_dtype == dtype) {
+        rc = cu_upload(b, dev, src, es * n);
+    } else {
+        const size_t slice = ((size_t)64 << 20) / es;
+        void *host = malloc(es * (n < slice ? n : slice));
+        if (!host) rc = folio_err(FOLIO_ENOMEM, "out of memory converting a weight");
+        for (size_t at = 0; !rc && at < n; at += slice) {
+            const size_t m = n - at < slice ? n - at : slice;
+            const char *s = (const char *)src + at * ses;
+            for (size_t i = 0; i < m; i++) {
+                const float f = folio_widen(s, src_dtype, i);
+                switch (dtype) {
+                case FOLIO_F32: ((float *)host)[i] = f; break;
+                case FOLIO_F16: ((uint16_t *)host)[i] = folio_f32_to_f16(f); break;
+                case FOLIO_BF16: ((uint16_t *)host)[i] = folio_f32_to_bf16(f); break;
+                }
+            }
+            rc = cu_upload(b, (char *)dev + at * es, host, es * m);
+        }
+        free(host);
+    }
+    if (rc) {
+        cu_release(b, dev);
+        return rc;
+    }
+    *out = (struct backend_weight){.dtype = dtype, .data = dev, .rows = rows, .cols = cols, .owned = dev};
+    return 0;
+}
+
+static void cu_free_weight(struct backend *b, struct backend_weight *w) {
+    if (w->owned) cu_release(b, w->owned);
+    w->owned = NULL;
+    w->data = NULL;
+}
+
+static void cu_embed(struct backend *b, const struct backend_weight *t, const int32_t *tokens, int n, float *out) {
+    note(ctx_of(b), embed(t->data, (enum kernel_dtype)t->dtype, t->rows, t->cols, tokens, n, out, ctx_of(b)->stream));
+}
+
+static void cu_add_rms_norm(struct backend *b, float *residual, const float *delta, const float *w, float *out,
+                            int rows, int dim, float eps) {
+    note(ctx_of(b), add_rms_norm(residual, delta, w, out, rows, dim, eps, ctx_of(b)->stream));
+}
+
+static void set_math(struct cuda_ctx *c, cublasMath_t m) {
+    if (c->math != m && blas.set_math_mode(c->blas, m) == CUBLAS_STATUS_SUCCESS) c->math = m;
+}
+
+static cudaDataType_t cuda_type(enum folio_dtype d) { return d == FOLIO_BF16 ? CUDA_R_16BF : CUDA_R_16F; }
+
+/* out[T, N] = x[T, K] W^T + bias. Row-major out is column-major N x T, and W [N, K] row-major
+ * is column-major K x N, so C(N x T) = op(Wc)^T (N x K) * xc (K x T) with no transposed copy.
+ * The products of one call share x, so a 16-bit x is narrowed once for all of them. */
+static void cu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul *mm, int n) {
+    struct cuda_ctx *c = ctx_of(b);
+    const float one = 1.0f, zero = 0.0f;
+    enum folio_dtype narrowed = FOLIO_F32;
+    for (int i = 0; i < n; i++) {
+        const struct backend_weight *w = mm[i].w;
+        const int N = (int)w->rows, K = (int)w->cols;
+        cublasStatus_t st;
+        if (w->dtype != FOLIO_F32 && gemv_supported((enum kernel_dtype)w->dtype, T, K, w->data, x)) {
+            /* A few rows: our weight-streaming kernel, on the fp32 activations as they are. */
+            note(c, gemv(w->data, (enum kernel_dtype)w->dtype, x, mm[i].out, T, N, K, c->stream));
+            st = CUBLAS_STATUS_SUCCESS;
+        } else if (w->dtype == FOLIO_F32) {
+            set_math(c, CUBLAS_PEDANTIC_MATH);
+            st = blas.sgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w->data, K, x, K, &zero, mm[i].out, N);
+        } else {
+            if (T > c->r.max_tokens || K > c->r.max_cols) { /* a caller bug: reserve was not told */
+                note(c, cudaErrorInvalidValue);
+                continue;
+            }
+            if (narrowed != w->dtype) {
+                note(c, cast_f32(x, c->xcast, (enum kernel_dtype)w->dtype, (size_t)T * K, c->stream));
+                narrowed = w->dtype;
+            }
+            set_math(c, CUBLAS_DEFAULT_MATH);
+            st = blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w->data, cuda_type(w->dtype), K,
+                              c->xcast, cuda_type(w->dtype), K, &zero, mm[i].out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT);
+        }
+        if (st != CUBLAS_STATUS_SUCCESS) note(c, cudaErrorLaunchFailure);
+        if (mm[i].bias) {
+            if (T > c->r.max_tokens) {
+                note(c, cudaErrorInvalidValue);
+                continue;
+            }
+            /* A bias row per token: a rank-1 update with the ones vector. */
+            if (blas.sger(c->blas, N, T, &one, mm[i].bias, 1, c->ones, 1, mm[i].out, N) != CUBLAS_STATUS_SUCCESS)
+                note(c, cudaErrorLaunchFailure);
+        }
+    }
+}
+
+static void cu_rope(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
+                    const float *inv_freq, int T, int nh, int nkv, int head_dim) {
+    note(ctx_of(b), rope(q, q_stride, k, k_stride, positions, inv_freq, T, nh, nkv, head_dim, ctx_of(b)->stream));
+}
+
+static void cu_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
+                                 const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
+                                 int head_dim, int block_size) {
+    note(ctx_of(b), reshape_and_cache(k, v, stride, slot_mapping, k_cache, v_cache, T, nkv, head_dim, block_size,
+                                      ctx_of(b)->stream));
+}
+
+static void cu_attention(struct backend *b, const struct backend_attention *p) {
+    const struct paged_attention_params pa = {
+        .q = p->q, .k_cache = p->k_cache, .v_cache = p->v_cache, .block_tables = p->block_tables,
+        .seq_idx = p->seq_idx, .positions = p->positions, .out = p->out, .num_tokens = p->num_tokens,
+        .num_heads = p->num_heads, .num_kv_heads = p->num_kv_heads, .head_dim = p->head_dim,
+        .block_size = p->block_size, .max_blocks_per_seq = p->max_blocks_per_seq,
+        .sliding_window = p->sliding_window, .scale = p->scale, .max_context = p->max_context,
+        .max_splits = 0, .workspace = ctx_of(b)->attn_ws, .workspace_bytes = ctx_of(b)->attn_ws_bytes};
+    note(ctx_of(b), paged_attention(&pa, ctx_of(b)->stream));
+}
+
+static void cu_silu_mul(struct backend *b, const float *gate, const float *up, float *out, int T, int n) {
+    note(ctx_of(b), silu_mul(gate, up, out, T, n, ctx_of(b)->stream));
+}
+
+static void cu_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+                           const int32_t *pairs, int n) {
+    note(ctx_of(b), copy_blocks(pool, num_caches, cache_elems, block_elems, pairs, n, ctx_of(b)->stream));
+}
+
+static void cu_gather_rows(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out) {
+    note(ctx_of(b), gather_rows(x, idx, n, dim, out, ctx_of(b)->stream));
+}
+
+static int cu_sync(struct backend *b) {
+    struct cuda_ctx *c = ctx_of(b);
+    cudaError_t e = cudaStreamSynchronize(c->stream);
+    if (e == cudaSuccess && c->err != cudaSuccess) e = c->err;
+    return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cuda: %s", cudaGetErrorString(e));
+}
+
+/* Allocates the ops' scratch for the largest batch; called once at load, before the
+ * profiling pass, and again only if the model's limits grow. */
+static int cu_reserve(struct backend *b, const struct backend_reserve *r) {
+    struct cuda_ctx *c = ctx_of(b);
+    if (r->max_tokens <= c->r.max_tokens && r->max_cols <= c->r.max_cols && r->num_heads <= c->r.num_heads &&
+        r->num_kv_heads == c->r.num_kv_heads && r->head_dim == c->r.head_dim)
+        return 0;
+    cudaStreamSynchronize(c->stream);
+    cudaFree(c->xcast);
+    cudaFree(c->ones);
+    cudaFree(c->attn_ws);
+    cudaFree(c->ids);
+    c->xcast = c->attn_ws = NULL;
+    c->ones = NULL;
+    c->ids = NULL;
+    c->r = (struct backend_reserve){0};
+    c->reserved = 0;
+    const size_t T = (size_t)(r->max_tokens > 0 ? r->max_tokens : 1);
+    const size_t xcast_bytes = T * (size_t)(r->max_cols > 0 ? r->max_cols : 1) * 2;
+    const size_t ws = paged_attention_workspace_size(r->max_tokens, r->num_heads, r->num_kv_heads, r->head_dim);
+    float *ones_h = malloc(sizeof(float) * T);
+    int rc = 0;
+    if (!ones_h || !(c->xcast = cu_alloc(b, xcast_bytes)) || !(c->ones = cu_alloc(b, sizeof(float) * T)) ||
+        !(c->ids = cu_alloc(b, sizeof(int32_t) * T)) || (ws && !(c->attn_ws = cu_alloc(b, ws)))) {
+        rc = folio_err(FOLIO_ENOMEM, "out of GPU memory for the activation scratch of %zu-token batches", T);
+    } else {
+        for (size_t i = 0; i < T; i++) ones_h[i] = 1.0f;
+        rc = cu_upload(b, c->ones, ones_h, sizeof(float) * T);
+    }
+    free(ones_h);
+    if (rc) return rc;
+    c->r = *r;
+    c->attn_ws_bytes = ws;
+    c->reserved = xcast_bytes + sizeof(float) * T + sizeof(int32_t) * T + ws;
+    return 0;
+}
+
+static int cu_mem_info(struct backend *b, struct backend_mem *out) {
+    cudaError_t e = cudaMemGetInfo(&out->free, &out->total);
+    out->reserved = ctx_of(b)->reserved + ctx_of(b)->blas_ws_bytes;
+    return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cudaMemGetInfo: %s", cudaGetErrorString(e));
+}
+
+static int cu_argmax(struct backend *b, const float *logits, int n, int vocab, int32_t *ids) {
+    struct cuda_ctx *c = ctx_of(b);
+    if (n > c->r.max_tokens) return folio_err(FOLIO_EINVAL, "argmax of %d rows exceeds the reserved %d", n, c->r.max_tokens);
+    note(c, argmax_rows(logits, n, vocab, c->ids, c->stream));
+    return cu_download(b, ids, c->ids, sizeof(int32_t) * (size_t)n);
+}
+
+static int cu_graph_begin(struct backend *b) {
+    struct cuda_ctx *c = ctx_of(b);
+    /* Thread-local: only this thread's unsafe calls (a sync, a malloc) break the capture. */
+    cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+    return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cuda graph capture: %s", cudaGetErrorString(e));
+}
+
+static int cu_graph_end(struct backend *b, void **graph) {
+    struct cuda_ctx *c = ctx_of(b);
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    if (e == cudaSuccess && c->err != cudaSuccess) e = c->err;
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, g, 0);
+    if (g) cudaGraphDestroy(g);
+    c->err = cudaSuccess; /* a failed capture launched nothing: the stream goes on eagerly */
+    cudaGetLastError();
+    if (e != cudaSuccess) return folio_err(FOLIO_EIO, "cuda graph capture: %s", cudaGetErrorString(e));
+    *graph = exec;
+    return 0;
+}
+
+static int cu_graph_launch(struct backend *b, void *graph) {
+    note(ctx_of(b), cudaGraphLaunch((cudaGraphExec_t)graph, ctx_of(b)->stream));
+    return 0;
+}
+
+static void cu_graph_free(struct backend *b, void *graph) {
+    cudaStreamSynchronize(ctx_of(b)->stream);
+    cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
+static const struct backend_i cuda_iface = {
+    .name = "cuda",
+    .free = cu_free,
+    .alloc = cu_alloc,
+    .release = cu_release,
+    .upload = cu_upload,
+    .download = cu_download,
+    .load_weight = cu_load_weight,
+    .free_weight = cu_free_weight,
+    .embed = cu_embed,
+    .add_rms_norm = cu_add_rms_norm,
+    .matmul = cu_matmul,
+    .rope = cu_rope,
+    .reshape_and_cache = cu_reshape_and_cache,
+    .attention = cu_attention,
+    .silu_mul = cu_silu_mul,
+    .copy_blocks = cu_copy_blocks,
+    .gather_rows = cu_gather_rows,
+    .sync = cu_sync,
+    .reserve = cu_reserve,
+    .mem_info = cu_mem_info,
+    .argmax = cu_argmax,
+    .graph_begin = cu_graph_begin,
+    .graph_end = cu_graph_end,
+    .graph_launch = cu_graph_launch,
+    .graph_free = cu_graph_free,
+};
+
+int backend_cuda_available(void) {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+int backend_cuda_create(int device, struct backend **out) {
+    struct backend *b = calloc(1, sizeof *b);
+    struct cuda_ctx *c = calloc(1, sizeof *c);
+    int n = 0;
+    if (!b || !c) {
+        free(b);
+        free(c);
+        return folio_err(FOLIO_ENOMEM, "out of memory");
+    }
+    b->iface = &cuda_iface;
+    b->ctx = c;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        cu_free(b);
+        return folio_err(FOLIO_EUNSUP, "no CUDA device (%s); use --device cpu",
+                         e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+    }
+    if (device < 0 || device >= n) {
+        cu_free(b);
+        return folio_err(FOLIO_EINVAL, "CUDA device %d does not exist (%d found)", device, n);
+    }
+    struct cudaDeviceProp prop;
+    if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        cu_free(b);
+        return folio_err(FOLIO_EIO, "cuda device %d: %s", device, cudaGetErrorString(e));
+    }
+    c->device = device;
+    pthread_once(&blas_once, blas_open);
+    if (!blas.lib) {
+        cu_free(b);
+        return folio_err(FOLIO_EUNSUP, "%s", blas.error);
+    }
+    if (blas.create(&c->blas) != CUBLAS_STATUS_SUCCESS || blas.set_stream(c->blas, c->stream) != CUBLAS_STATUS_SUCCESS ||
+        blas.set_math_mode(c->blas, CUBLAS_PEDANTIC_MATH) != CUBLAS_STATUS_SUCCESS) {
+        cu_free(b);
+        return folio_err(FOLIO_EIO, "cuBLAS could not start on device %d", device);
+    }
+    c->math = CUBLAS_PEDANTIC_MATH;
+    /* cuBLAS would otherwise allocate its workspace on first use, which a graph capture
+     * cannot contain; 32 MiB is what NVIDIA suggests for Hopper. */
+    if (blas.set_workspace) {
+        const size_t ws = (size_t)32 << 20;
+        if (cudaMalloc(&c->blas_ws, ws) != cudaSuccess ||
+            blas.set_workspace(c->blas, c->blas_ws, ws) != CUBLAS_STATUS_SUCCESS) {
+            cu_free(b);
+            return folio_err(FOLIO_ENOMEM, "cuBLAS workspace: out of GPU memory on device %d", device);
+        }
+        c->blas_ws_bytes = ws;
+    }
+    snprintf(c->name, sizeof c->name, "cuda:%d %.200s (sm_%d%d, %.1f GiB)", device, prop.name, prop.major, prop.minor,
+             (double)prop.totalGlobalMem / (1 << 30));
+    *out = b;
+    return 0;
+}
+
+const char *backend_cuda_name(const struct backend *b) { return ((const struct cuda_ctx *)b->ctx)->name; }

@@ -1,0 +1,644 @@
+/* model: see model.h. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/safetensors.h"
+
+#define MAX_HEAD_DIM 1024
+#define MAX_BLOCK_SIZE 1024
+/* CUDA graphs: batch sizes recorded (a batch pads up to the next), and the longest context a
+ * replay serves: attention's split-K plan is fixed at capture, for this bound. */
+#define MAX_GRAPHS 16
+#define GRAPH_MAX_CONTEXT 8192
+static const int graph_sizes[MAX_GRAPHS] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 384, 512};
+
+struct layer {
+    struct backend_weight q, k, v, o, gate, up, down;
+    float *q_bias, *k_bias, *v_bias; /* [q_dim], [kv_dim], [kv_dim] or NULL */
+    float *attn_norm, *mlp_norm;     /* [hidden] */
+    float *k_cache, *v_cache;        /* [num_blocks, nkv, block_size, head_dim] */
+};
+
+struct model {
+    struct model_config cfg;
+    struct model_params p;
+    struct backend *b;
+    struct safetensors_set *st;
+    enum folio_dtype dtype;          /* of the big matrices */
+    int q_dim, kv_dim, max_blocks_per_seq, num_blocks;
+    struct backend_weight embed, lm_head; /* lm_head aliases embed when tied */
+    float *final_norm;               /* [hidden] */
+    float *inv_freq;                 /* [head_dim / 2] */
+    struct layer *layers;
+    float *kv_pool;                  /* every layer's K and V blocks, one allocation */
+
+    /* device scratch, sized for the params' limits */
+    int32_t *d_tokens, *d_positions, *d_seq_idx, *d_slots; /* [max_tokens] */
+    int32_t *d_block_tables;                               /* [max_seqs, max_blocks_per_seq] */
+    int32_t *d_logits_idx;                                 /* [max_logits] */
+    int32_t *d_copies;                                     /* [max_seqs, 2] */
+    float *x, *xn, *delta;                                 /* [max_tokens, hidden] */
+    float *q, *k, *v, *attn;                               /* [max_tokens, q_dim / kv_dim] */
+    float *gate, *up;                                      /* [max_tokens, intermediate] */
+    float *rows;                                           /* [max_logits, hidden] */
+    float *logits;                                         /* [max_logits, vocab] */
+    int32_t *seq_max_pos;                                  /* host [max_seqs], for validation */
+    int max_context;                                       /* of the batch being run */
+    size_t scratch_bytes;                                  /* of the device scratch above */
+
+    /* Recorded forward passes (model_capture_graphs): graph[i] runs graph_T[i] tokens. */
+    int num_graphs, graph_context;
+    int graph_T[MAX_GRAPHS];
+    void *graph[MAX_GRAPHS];
+    int graph_width;                                       /* block table width the graphs read */
+    int32_t *graph_host;                                   /* [5, largest graph_T]: padded inputs */
+    int32_t *graph_tables;                                 /* [max_seqs, graph_width] */
+    long long graph_replays;
+};
+
+struct model_params model_default_params(void) {
+    return (struct model_params){
+        .dtype_auto = 1,
+        .dtype = FOLIO_F32,
+        .max_num_batched_tokens = 512,
+        .max_num_seqs = 64,
+        .max_num_logits = 64,
+        .max_model_len = 0,
+        .block_size = 16,
+    };
+}
+
+const struct model_config *model_config(const struct model *m) { return &m->cfg; }
+const struct model_params *model_params(const struct model *m) { return &m->p; }
+int model_max_blocks_per_seq(const struct model *m) { return m->max_blocks_per_seq; }
+enum folio_dtype model_dtype(const struct model *m) { return m->dtype; }
+
+static size_t weight_bytes(const struct backend_weight *w) {
+    return (size_t)w->rows * (size_t)w->cols * folio_dtype_size(w->dtype);
+}
+
+size_t model_weight_bytes(const struct model *m) {
+    /* Per token, decode reads every layer matrix and the LM head; the embedding table is only
+     * gathered from (one row), so it counts only when it doubles as the head. */
+    size_t n = weight_bytes(&m->lm_head);
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const struct layer *L = &m->layers[l];
+        n += weight_bytes(&L->q) + weight_bytes(&L->k) + weight_bytes(&L->v) + weight_bytes(&L->o) +
+             weight_bytes(&L->gate) + weight_bytes(&L->up) + weight_bytes(&L->down);
+    }
+    return n;
+}
+
+size_t model_weight_bytes_for(const struct model_config *c, enum folio_dtype dtype) {
+    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    const size_t qd = (size_t)c->num_heads * c->head_dim, kvd = (size_t)c->num_kv_heads * c->head_dim;
+    const size_t per_layer = H * qd * 2 + H * kvd * 2 + 3 * H * I;
+    size_t n = (size_t)c->num_layers * per_layer + V * H * (c->tie_word_embeddings ? 1 : 2);
+    size_t vec = H + (size_t)c->num_layers * (2 * H + (c->attention_bias ? qd + 2 * kvd : 0));
+    return n * folio_dtype_size(dtype) + vec * sizeof(float);
+}
+
+size_t model_kv_block_bytes_for(const struct model_config *c, int block_size) {
+    return 2 * (size_t)c->num_layers * c->num_kv_heads * c->head_dim * (size_t)block_size * sizeof(float);
+}
+
+size_t model_kv_block_bytes(const struct model *m) { return model_kv_block_bytes_for(&m->cfg, m->p.block_size); }
+
+static const char *shape_str(const struct safetensors_tensor *t, char *buf, size_t cap) {
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, cap - n, "[");
+    for (int i = 0; i < t->ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+/* Finds a tensor and checks its shape: [d0] when d1 == 0, else [d0, d1]. */
+static int find_tensor(struct model *m, const char *name, int64_t d0, int64_t d1, const struct safetensors_tensor **out) {
+    const struct safetensors_tensor *t = safetensors_find(m->st, name);
+    if (!t) return folio_err(FOLIO_EINVAL, "checkpoint is missing tensor %s", name);
+    int ok = d1 ? (t->ndim == 2 && t->shape[0] == d0 && t->shape[1] == d1) : (t->ndim == 1 && t->shape[0] == d0);
+    if (!ok) {
+        char got[128];
+        if (d1)
+            return folio_err(FOLIO_EINVAL, "tensor %s has shape %s, expected [%lld, %lld]", name,
+                             shape_str(t, got, sizeof got), (long long)d0, (long long)d1);
+        return folio_err(FOLIO_EINVAL, "tensor %s has shape %s, expected [%lld]", name, shape_str(t, got, sizeof got),
+                         (long long)d0);
+    }
+    *out = t;
+    return 0;
+}
+
+static int load_matrix(struct model *m, const char *name, int64_t rows, int64_t cols, struct backend_weight *w) {
+    const struct safetensors_tensor *t;
+    int rc = find_tensor(m, name, rows, cols, &t);
+    if (rc) return rc;
+    return m->b->iface->load_weight(m->b, t->data, t->dtype, rows, cols, m->dtype, w);
+}
+
+/* Vectors (norms, biases) are tiny, so they live in fp32 whatever the matrices use. */
+static int load_vector(struct model *m, const char *name, int64_t n, float **out) {
+    const struct safetensors_tensor *t;
+    int rc = find_tensor(m, name, n, 0, &t);
+    if (rc) return rc;
+    float *host = malloc(sizeof(float) * (size_t)n);
+    float *dev = m->b->iface->alloc(m->b, sizeof(float) * (size_t)n);
+    if (!host || !dev) {
+        free(host);
+        if (dev) m->b->iface->release(m->b, dev);
+        return folio_err(FOLIO_ENOMEM, "out of memory loading %s", name);
+    }
+    for (int64_t i = 0; i < n; i++) host[i] = folio_widen(t->data, t->dtype, (size_t)i);
+    rc = m->b->iface->upload(m->b, dev, host, sizeof(float) * (size_t)n);
+    free(host);
+    *out = dev;
+    return rc;
+}
+
+static void *scratch(struct model *m, size_t elems, size_t es, int *rc) {
+    if (*rc) return NULL;
+    void *p = m->b->iface->alloc(m->b, elems * es);
+    if (p) m->scratch_bytes += elems * es;
+    if (!p) *rc = folio_err(FOLIO_ENOMEM, "out of memory for activation scratch (%zu bytes)", elems * es);
+    return p;
+}
+
+static int alloc_scratch(struct model *m) {
+    const size_t T = (size_t)m->p.max_num_batched_tokens, S = (size_t)m->p.max_num_seqs;
+    const size_t L = (size_t)m->p.max_num_logits, H = (size_t)m->cfg.hidden_size;
+    int rc = 0;
+    m->d_tokens = scratch(m, T, 4, &rc);
+    m->d_positions = scratch(m, T, 4, &rc);
+    m->d_seq_idx = scratch(m, T, 4, &rc);
+    m->d_slots = scratch(m, T, 4, &rc);
+    m->d_block_tables = scratch(m, S * (size_t)m->max_blocks_per_seq, 4, &rc);
+    m->d_logits_idx = scratch(m, L, 4, &rc);
+    m->d_copies = scratch(m, 2 * S, 4, &rc);
+    m->x = scratch(m, T * H, 4, &rc);
+    m->xn = scratch(m, T * H, 4, &rc);
+    m->delta = scratch(m, T * H, 4, &rc);
+    m->q = scratch(m, T * (size_t)m->q_dim, 4, &rc);
+    m->attn = scratch(m, T * (size_t)m->q_dim, 4, &rc);
+    m->k = scratch(m, T * (size_t)m->kv_dim, 4, &rc);
+    m->v = scratch(m, T * (size_t)m->kv_dim, 4, &rc);
+    m->gate = scratch(m, T * (size_t)m->cfg.intermediate_size, 4, &rc);
+    m->up = scratch(m, T * (size_t)m->cfg.intermediate_size, 4, &rc);
+    m->rows = scratch(m, L * H, 4, &rc);
+    m->logits = scratch(m, L * (size_t)m->cfg.vocab_size, 4, &rc);
+    if (!rc && !(m->seq_max_pos = malloc(S * sizeof(int32_t))))
+        rc = folio_err(FOLIO_ENOMEM, "out of memory");
+    /* The backend's own scratch for the same limits (a device's narrowed GEMM inputs, split-K
+     * partials), so that nothing is allocated once steps run. */
+    if (!rc && m->b->iface->reserve) {
+        int64_t widest = H;
+        if (m->q_dim > widest) widest = m->q_dim;
+        if (m->cfg.intermediate_size > widest) widest = m->cfg.intermediate_size;
+        const struct backend_reserve r = {.max_tokens = (int)(T > L ? T : L), .max_cols = widest,
+                                     .num_heads = m->cfg.num_heads, .num_kv_heads = m->cfg.num_kv_heads,
+                                     .head_dim = m->cfg.head_dim};
+        rc = m->b->iface->reserve(m->b, &r);
+    }
+    return rc;
+}
+
+static int load_weights(struct model *m) {
+    const struct model_config *c = &m->cfg;
+    const int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    char name[256];
+    int rc;
+    if ((rc = load_matrix(m, "model.embed_tokens.weight", V, H, &m->embed))) return rc;
+    if (c->tie_word_embeddings) {
+        m->lm_head = m->embed;
+        m->lm_head.owned = NULL; /* freed once, through embed */
+    } else if ((rc = load_matrix(m, "lm_head.weight", V, H, &m->lm_head))) {
+        return rc;
+    }
+    if ((rc = load_vector(m, "model.norm.weight", H, &m->final_norm))) return rc;
+    for (int l = 0; l < c->num_layers; l++) {
+        struct layer *L = &m->layers[l];
+#define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
+        if ((rc = load_matrix(m, NAME("self_attn.q_proj.weight"), m->q_dim, H, &L->q)) ||
+            (rc = load_matrix(m, NAME("self_attn.k_proj.weight"), m->kv_dim, H, &L->k)) ||
+            (rc = load_matrix(m, NAME("self_attn.v_proj.weight"), m->kv_dim, H, &L->v)) ||
+            (rc = load_matrix(m, NAME("self_attn.o_proj.weight"), H, m->q_dim, &L->o)) ||
+            (rc = load_matrix(m, NAME("mlp.gate_proj.weight"), I, H, &L->gate)) ||
+            (rc = load_matrix(m, NAME("mlp.up_proj.weight"), I, H, &L->up)) ||
+            (rc = load_matrix(m, NAME("mlp.down_proj.weight"), H, I, &L->down)) ||
+            (rc = load_vector(m, NAME("input_layernorm.weight"), H, &L->attn_norm)) ||
+            (rc = load_vector(m, NAME("post_attention_layernorm.weight"), H, &L->mlp_norm)))
+            return rc;
+        if (c->attention_bias &&
+            ((rc = load_vector(m, NAME("self_attn.q_proj.bias"), m->q_dim, &L->q_bias)) ||
+             (rc = load_vector(m, NAME("self_attn.k_proj.bias"), m->kv_dim, &L->k_bias)) ||
+             (rc = load_vector(m, NAME("self_attn.v_proj.bias"), m->kv_dim, &L->v_bias))))
+            return rc;
+#undef NAME
+    }
+    return 0;
+}
+
+/* The checkpoint's dtype is that of its embedding table; with dtype auto every matrix keeps
+ * it, so a bf16 checkpoint stays bf16 in memory. */
+static enum folio_dtype checkpoint_dtype(const struct safetensors_set *st, const struct model_config *c) {
+    const struct safetensors_tensor *t = safetensors_find(st, "model.embed_tokens.weight");
+    return t ? t->dtype : c->torch_dtype;
+}
+
+int model_load(const char *dir, const struct model_params *p, struct backend *b, struct model **out) {
+    int rc;
+    struct model *m = calloc(1, sizeof *m);
+    if (!m) return folio_err(FOLIO_ENOMEM, "out of memory");
+    m->b = b;
+    m->p = p ? *p : model_default_params();
+    if ((rc = config_load(dir, &m->cfg))) goto fail;
+    const struct model_config *c = &m->cfg;
+    if (c->head_dim > MAX_HEAD_DIM) {
+        rc = folio_err(FOLIO_EUNSUP, "head_dim %d exceeds %d", c->head_dim, MAX_HEAD_DIM);
+        goto fail;
+    }
+    if (m->p.block_size < 1 || m->p.block_size > MAX_BLOCK_SIZE || m->p.max_num_batched_tokens < 1 ||
+        m->p.max_num_seqs < 1 || m->p.max_num_logits < 1) {
+        rc = folio_err(FOLIO_EINVAL, "block size must be in [1, %d] and batch limits positive", MAX_BLOCK_SIZE);
+        goto fail;
+    }
+    if (m->p.max_model_len <= 0) m->p.max_model_len = c->max_position_embeddings;
+    m->q_dim = c->num_heads * c->head_dim;
+    m->kv_dim = c->num_kv_heads * c->head_dim;
+    m->max_blocks_per_seq = (m->p.max_model_len + m->p.block_size - 1) / m->p.block_size;
+    if ((rc = safetensors_open_dir(dir, &m->st))) goto fail;
+    m->dtype = m->p.dtype_auto ? checkpoint_dtype(m->st, c) : m->p.dtype;
+    m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
+    if (!m->layers) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = load_weights(m))) goto fail;
+
+    double inv[MAX_HEAD_DIM / 2];
+    float invf[MAX_HEAD_DIM / 2];
+    config_rope_inv_freq(c, inv);
+    for (int i = 0; i < c->head_dim / 2; i++) invf[i] = (float)inv[i];
+    rc = 0;
+    m->inv_freq = scratch(m, (size_t)c->head_dim / 2, sizeof(float), &rc);
+    if (rc || (rc = b->iface->upload(b, m->inv_freq, invf, sizeof(float) * (size_t)(c->head_dim / 2)))) goto fail;
+    if ((rc = alloc_scratch(m))) goto fail;
+    *out = m;
+    return 0;
+fail:
+    model_free(m);
+    return rc;
+}
+
+int model_alloc_kv(struct model *m, int num_blocks) {
+    if (m->kv_pool) return folio_err(FOLIO_EINVAL, "KV cache already allocated");
+    if (num_blocks < 1) return folio_err(FOLIO_EINVAL, "the KV cache needs at least one block");
+    size_t per_layer = (size_t)num_blocks * m->p.block_size * m->kv_dim; /* floats, K or V */
+    m->kv_pool = m->b->iface->alloc(m->b, 2 * per_layer * m->cfg.num_layers * sizeof(float));
+    if (!m->kv_pool)
+        return folio_err(FOLIO_ENOMEM, "out of memory for %d KV blocks (%zu MiB)", num_blocks,
+                         (2 * per_layer * m->cfg.num_layers * sizeof(float)) >> 20);
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        m->layers[l].k_cache = m->kv_pool + (2 * (size_t)l) * per_layer;
+        m->layers[l].v_cache = m->kv_pool + (2 * (size_t)l + 1) * per_layer;
+    }
+    m->num_blocks = num_blocks;
+    return 0;
+}
+
+void model_free(struct model *m) {
+    if (!m) return;
+    const struct backend_i *bi = m->b->iface;
+    if (m->layers) {
+        for (int l = 0; l < m->cfg.num_layers; l++) {
+            struct layer *L = &m->layers[l];
+            struct backend_weight *ws[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) bi->free_weight(m->b, ws[i]);
+            float *vs[] = {L->q_bias, L->k_bias, L->v_bias, L->attn_norm, L->mlp_norm};
+            for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++)
+                if (vs[i]) bi->release(m->b, vs[i]);
+        }
+        free(m->layers);
+    }
+    bi->free_weight(m->b, &m->embed);
+    bi->free_weight(m->b, &m->lm_head);
+    for (int i = 0; i < m->num_graphs; i++) bi->graph_free(m->b, m->graph[i]);
+    free(m->graph_host);
+    free(m->graph_tables);
+    void *bufs[] = {m->final_norm, m->inv_freq, m->kv_pool, m->d_tokens, m->d_positions, m->d_seq_idx,
+                    m->d_slots, m->d_block_tables, m->d_logits_idx, m->d_copies, m->x, m->xn, m->delta, m->q, m->k, m->v,
+                    m->attn, m->gate, m->up, m->rows, m->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) bi->release(m->b, bufs[i]);
+    free(m->seq_max_pos);
+    safetensors_free(m->st);
+    free(m);
+}
+
+/* A bad batch is a caller bug, but it would read or write outside the KV pool, so it is
+ * rejected rather than trusted. */
+static int check_batch(struct model *m, const struct model_batch *bt) {
+    const int T = bt->num_tokens, S = bt->num_seqs, bs = m->p.block_size;
+    if (!m->kv_pool) return folio_err(FOLIO_EINVAL, "no KV cache allocated");
+    if (T < 1 || T > m->p.max_num_batched_tokens || S < 1 || S > m->p.max_num_seqs || bt->num_logits < 0 ||
+        bt->num_logits > m->p.max_num_logits)
+        return folio_err(FOLIO_EINVAL, "batch of %d tokens, %d seqs, %d logits exceeds the limits (%d, %d, %d)",
+                         T, S, bt->num_logits, m->p.max_num_batched_tokens, m->p.max_num_seqs,
+                         m->p.max_num_logits);
+    const int W = bt->block_table_width ? bt->block_table_width : m->max_blocks_per_seq;
+    if (W < 1 || W > m->max_blocks_per_seq)
+        return folio_err(FOLIO_EINVAL, "block table width %d is outside [1, %d]", W, m->max_blocks_per_seq);
+    for (int s = 0; s < S; s++) m->seq_max_pos[s] = -1;
+    for (int t = 0; t < T; t++) {
+        if (bt->tokens[t] < 0 || bt->tokens[t] >= m->cfg.vocab_size)
+            return folio_err(FOLIO_EINVAL, "token id %d is outside the vocabulary (%d)", bt->tokens[t],
+                             m->cfg.vocab_size);
+        if (bt->positions[t] < 0 || bt->positions[t] >= m->p.max_model_len)
+            return folio_err(FOLIO_EINVAL, "position %d is outside the model length %d", bt->positions[t],
+                             m->p.max_model_len);
+        if (bt->seq_idx[t] < 0 || bt->seq_idx[t] >= S) return folio_err(FOLIO_EINVAL, "bad sequence index");
+        if (bt->slot_mapping[t] < -1 || bt->slot_mapping[t] >= m->num_blocks * bs)
+            return folio_err(FOLIO_EINVAL, "slot %d is outside the KV cache", bt->slot_mapping[t]);
+        if (bt->positions[t] > m->seq_max_pos[bt->seq_idx[t]]) m->seq_max_pos[bt->seq_idx[t]] = bt->positions[t];
+    }
+    m->max_context = 0;
+    for (int s = 0; s < S; s++)
+        if (m->seq_max_pos[s] + 1 > m->max_context) m->max_context = m->seq_max_pos[s] + 1;
+    if ((m->max_context + bs - 1) / bs > W)
+        return folio_err(FOLIO_EINVAL, "block table width %d does not reach position %d", W, m->max_context - 1);
+    for (int s = 0; s < S; s++)
+        for (int i = 0; i <= m->seq_max_pos[s] / bs && m->seq_max_pos[s] >= 0; i++) {
+            int32_t blk = bt->block_tables[(size_t)s * W + i];
+            if (blk < 0 || blk >= m->num_blocks) return folio_err(FOLIO_EINVAL, "block table holds block %d", blk);
+        }
+    for (int i = 0; i < bt->num_logits; i++)
+        if (bt->logits_idx[i] < 0 || bt->logits_idx[i] >= T) return folio_err(FOLIO_EINVAL, "bad logits index");
+    if (bt->num_copies < 0 || bt->num_copies > m->p.max_num_seqs)
+        return folio_err(FOLIO_EINVAL, "%d block copies exceed the limit %d", bt->num_copies, m->p.max_num_seqs);
+    for (int i = 0; i < 2 * bt->num_copies; i++)
+        if (bt->block_copies[i] < 0 || bt->block_copies[i] >= m->num_blocks)
+            return folio_err(FOLIO_EINVAL, "block copy names block %d", bt->block_copies[i]);
+    return 0;
+}
+
+static int table_width(const struct model *m, const struct model_batch *bt) {
+    return bt->block_table_width ? bt->block_table_width : m->max_blocks_per_seq;
+}
+
+/* Everything the forward pass reads from the host, into the device scratch. */
+static int upload_batch(struct model *m, const struct model_batch *bt) {
+    struct backend *b = m->b;
+    const struct backend_i *bi = b->iface;
+    const size_t n4 = sizeof(int32_t) * (size_t)bt->num_tokens;
+    int rc;
+    if ((rc = bi->upload(b, m->d_tokens, bt->tokens, n4)) || (rc = bi->upload(b, m->d_positions, bt->positions, n4)) ||
+        (rc = bi->upload(b, m->d_seq_idx, bt->seq_idx, n4)) || (rc = bi->upload(b, m->d_slots, bt->slot_mapping, n4)) ||
+        (rc = bi->upload(b, m->d_block_tables, bt->block_tables,
+                         sizeof(int32_t) * (size_t)bt->num_seqs * table_width(m, bt))) ||
+        (rc = bi->upload(b, m->d_logits_idx, bt->logits_idx, sizeof(int32_t) * (size_t)bt->num_logits)))
+        return rc;
+    if (bt->num_copies > 0) {
+        if ((rc = bi->upload(b, m->d_copies, bt->block_copies, sizeof(int32_t) * 2 * (size_t)bt->num_copies)))
+            return rc;
+        const size_t block_elems = (size_t)m->p.block_size * m->kv_dim;
+        bi->copy_blocks(b, m->kv_pool, 2 * m->cfg.num_layers, block_elems * m->num_blocks, block_elems, m->d_copies,
+                        bt->num_copies);
+    }
+    return 0;
+}
+
+/* Enqueues the forward pass of T uploaded tokens up to the LM head's output for their first
+ * num_logits rows (m->logits). It never syncs, so that it can be recorded as a graph. */
+static void enqueue_forward(struct model *m, int T, int num_logits, int max_context, int table_width) {
+    struct backend *b = m->b;
+    const struct backend_i *bi = b->iface;
+    const struct model_config *c = &m->cfg;
+    const int H = c->hidden_size, I = c->intermediate_size;
+    bi->embed(b, &m->embed, m->d_tokens, T, m->x);
+    const float *pending = NULL; /* sublayer output not yet added to the residual stream x */
+    for (int l = 0; l < c->num_layers; l++) {
+        const struct layer *L = &m->layers[l];
+        bi->add_rms_norm(b, m->x, pending, L->attn_norm, m->xn, T, H, c->rms_norm_eps);
+        const struct backend_matmul qkv[3] = {
+            {&L->q, L->q_bias, m->q}, {&L->k, L->k_bias, m->k}, {&L->v, L->v_bias, m->v}};
+        bi->matmul(b, m->xn, T, qkv, 3);
+        bi->rope(b, m->q, m->q_dim, m->k, m->kv_dim, m->d_positions, m->inv_freq, T, c->num_heads, c->num_kv_heads,
+                 c->head_dim);
+        bi->reshape_and_cache(b, m->k, m->v, m->kv_dim, m->d_slots, L->k_cache, L->v_cache, T, c->num_kv_heads,
+                              c->head_dim, m->p.block_size);
+        const struct backend_attention ap = {
+            .q = m->q, .k_cache = L->k_cache, .v_cache = L->v_cache, .block_tables = m->d_block_tables,
+            .seq_idx = m->d_seq_idx, .positions = m->d_positions, .out = m->attn, .num_tokens = T,
+            .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
+            .block_size = m->p.block_size, .max_blocks_per_seq = table_width,
+            .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim),
+            .max_context = max_context};
+        bi->attention(b, &ap);
+        const struct backend_matmul o = {&L->o, NULL, m->delta};
+        bi->matmul(b, m->attn, T, &o, 1);
+        bi->add_rms_norm(b, m->x, m->delta, L->mlp_norm, m->xn, T, H, c->rms_norm_eps);
+        const struct backend_matmul gu[2] = {{&L->gate, NULL, m->gate}, {&L->up, NULL, m->up}};
+        bi->matmul(b, m->xn, T, gu, 2);
+        bi->silu_mul(b, m->gate, m->up, m->gate, T, I);
+        const struct backend_matmul down = {&L->down, NULL, m->delta};
+        bi->matmul(b, m->gate, T, &down, 1);
+        pending = m->delta;
+    }
+    if (num_logits == 0) return;
+    /* The final norm is per row, so only the rows whose logits are wanted need it; the
+     * residual add must still cover them, and gathering first keeps it to those rows. */
+    bi->gather_rows(b, m->x, m->d_logits_idx, num_logits, H, m->rows);
+    bi->gather_rows(b, m->delta, m->d_logits_idx, num_logits, H, m->xn);
+    bi->add_rms_norm(b, m->rows, m->xn, m->final_norm, m->rows, num_logits, H, c->rms_norm_eps);
+    const struct backend_matmul head = {&m->lm_head, NULL, m->logits};
+    bi->matmul(b, m->rows, num_logits, &head, 1);
+}
+
+/* The recorded graph that serves bt (the smallest that holds it), or -1: it needs every
+ * token's logits in order and a context within the graphs' bound. */
+static int graph_for(const struct model *m, const struct model_batch *bt) {
+    const int T = bt->num_tokens;
+    if (m->num_graphs == 0 || bt->num_logits != T || m->max_context > m->graph_context ||
+        T > m->graph_T[m->num_graphs - 1])
+        return -1;
+    for (int i = 0; i < T; i++)
+        if (bt->logits_idx[i] != i) return -1;
+    int g = 0;
+    while (m->graph_T[g] < T) g++;
+    return g;
+}
+
+/* bt padded to graph g's size: the extra tokens are token 0 at position 0 of sequence 0 with
+ * no KV slot, so they write nothing and read one cached position. */
+static int run_graph(struct model *m, const struct model_batch *bt, int g) {
+    const int T = bt->num_tokens, Tg = m->graph_T[g], cap = m->graph_T[m->num_graphs - 1];
+    int32_t *tok = m->graph_host, *pos = tok + cap, *seq = pos + cap, *slot = seq + cap, *idx = slot + cap;
+    memcpy(tok, bt->tokens, sizeof(int32_t) * (size_t)T);
+    memcpy(pos, bt->positions, sizeof(int32_t) * (size_t)T);
+    memcpy(seq, bt->seq_idx, sizeof(int32_t) * (size_t)T);
+    memcpy(slot, bt->slot_mapping, sizeof(int32_t) * (size_t)T);
+    for (int i = T; i < Tg; i++) {
+        tok[i] = pos[i] = seq[i] = 0;
+        slot[i] = -1;
+    }
+    /* The graphs read tables graph_width wide (the widest their context bound needs). */
+    const int W = table_width(m, bt), Wg = m->graph_width;
+    for (int s = 0; s < bt->num_seqs; s++)
+        memcpy(m->graph_tables + (size_t)s * Wg, bt->block_tables + (size_t)s * W,
+               sizeof(int32_t) * (size_t)(W < Wg ? W : Wg));
+    struct model_batch padded = *bt;
+    padded.block_tables = m->graph_tables;
+    padded.block_table_width = Wg;
+    padded.num_tokens = padded.num_logits = Tg;
+    padded.tokens = tok;
+    padded.positions = pos;
+    padded.seq_idx = seq;
+    padded.slot_mapping = slot;
+    padded.logits_idx = idx;
+    int rc = upload_batch(m, &padded);
+    if (rc) return rc;
+    m->graph_replays++;
+    return m->b->iface->graph_launch(m->b, m->graph[g]);
+}
+
+/* The forward pass up to the LM head's output, left on the device in m->logits. */
+static int run(struct model *m, const struct model_batch *bt) {
+    int rc;
+    if ((rc = check_batch(m, bt))) return rc;
+    const int g = graph_for(m, bt);
+    if (g >= 0) return run_graph(m, bt, g);
+    if ((rc = upload_batch(m, bt))) return rc;
+    enqueue_forward(m, bt->num_tokens, bt->num_logits, m->max_context, table_width(m, bt));
+    return bt->num_logits == 0 ? m->b->iface->sync(m->b) : 0;
+}
+
+int model_capture_graphs(struct model *m, int max_batch) {
+    const struct backend_i *bi = m->b->iface;
+    if (!bi->graph_begin || !m->kv_pool || m->num_graphs) return 0;
+    int limit = max_batch;
+    if (limit > m->p.max_num_seqs) limit = m->p.max_num_seqs;
+    if (limit > m->p.max_num_batched_tokens) limit = m->p.max_num_batched_tokens;
+    if (limit > m->p.max_num_logits) limit = m->p.max_num_logits;
+    int n = 0;
+    while (n < MAX_GRAPHS && graph_sizes[n] <= limit) n++;
+    if (n == 0) return 0;
+    const int cap = graph_sizes[n - 1];
+    m->graph_context = m->p.max_model_len < GRAPH_MAX_CONTEXT ? m->p.max_model_len : GRAPH_MAX_CONTEXT;
+    m->graph_width = (m->graph_context + m->p.block_size - 1) / m->p.block_size;
+    int32_t *host = calloc(5 * (size_t)cap + (size_t)m->graph_width, sizeof(int32_t));
+    m->graph_tables = calloc((size_t)m->p.max_num_seqs * m->graph_width, sizeof(int32_t));
+    if (!host || !m->graph_tables) {
+        free(host);
+        return folio_err(FOLIO_ENOMEM, "out of memory");
+    }
+    int rc = 0;
+    m->graph_host = host;
+    int32_t *idx = host + 4 * (size_t)cap, *table = host + 5 * (size_t)cap;
+    for (int i = 0; i < cap; i++) idx[i] = i;
+    for (int i = 1; i < m->graph_width; i++) table[i] = -1;
+    for (int i = 0; i < cap; i++) host[3 * (size_t)cap + i] = -1; /* no KV slot */
+    for (int i = 0; i < n && !rc; i++) {
+        const int T = graph_sizes[i];
+        /* A warm-up pass of the same shape first: cuBLAS picks and loads its kernels outside
+         * the recording. Sequence 0 at position 0, reading block 0, writing nothing. */
+        const struct model_batch warm = {
+            .num_tokens = T, .tokens = host, .positions = host + cap, .seq_idx = host + 2 * (size_t)cap,
+            .slot_mapping = host + 3 * (size_t)cap, .num_seqs = 1, .block_tables = table,
+            .block_table_width = m->graph_width, .num_logits = T, .logits_idx = idx};
+        if ((rc = check_batch(m, &warm)) || (rc = upload_batch(m, &warm))) break;
+        enqueue_forward(m, T, T, m->max_context, m->graph_width);
+        if ((rc = bi->sync(m->b)) || (rc = bi->graph_begin(m->b))) break;
+        enqueue_forward(m, T, T, m->graph_context, m->graph_width);
+        if ((rc = bi->graph_end(m->b, &m->graph[i]))) break;
+        m->graph_T[i] = T;
+        m->num_graphs = i + 1;
+    }
+    if (rc) {
+        for (int i = 0; i < m->num_graphs; i++) bi->graph_free(m->b, m->graph[i]);
+        m->num_graphs = 0;
+        return rc;
+    }
+    return m->num_graphs;
+}
+
+int model_num_graphs(const struct model *m, int *largest) {
+    if (largest) *largest = m->num_graphs ? m->graph_T[m->num_graphs - 1] : 0;
+    return m->num_graphs;
+}
+
+long long model_graph_replays(const struct model *m) { return m->graph_replays; }
+
+int model_forward(struct model *m, const struct model_batch *bt, float *logits) {
+    int rc = run(m, bt);
+    if (rc || bt->num_logits == 0) return rc;
+    return m->b->iface->download(m->b, logits, m->logits, sizeof(float) * (size_t)bt->num_logits * m->cfg.vocab_size);
+}
+
+int model_has_device_argmax(const struct model *m) { return m->b->iface->argmax != NULL; }
+
+int model_forward_argmax(struct model *m, const struct model_batch *bt, int32_t *ids) {
+    if (!m->b->iface->argmax) return folio_err(FOLIO_EUNSUP, "this backend has no device argmax");
+    int rc = run(m, bt);
+    if (rc || bt->num_logits == 0) return rc;
+    return m->b->iface->argmax(m->b, m->logits, bt->num_logits, m->cfg.vocab_size, ids);
+}
+
+size_t model_activation_bytes(const struct model *m) {
+    struct backend_mem mem = {0};
+    if (m->b->iface->mem_info && m->b->iface->mem_info(m->b, &mem)) mem.reserved = 0;
+    return m->scratch_bytes + mem.reserved;
+}
+
+void model_set_max_model_len(struct model *m, int len) {
+    if (len > 0 && len < m->p.max_model_len) m->p.max_model_len = len;
+}
+
+void model_free_kv(struct model *m) {
+    if (m->kv_pool) m->b->iface->release(m->b, m->kv_pool);
+    m->kv_pool = NULL;
+    m->num_blocks = 0;
+    for (int l = 0; l < m->cfg.num_layers; l++) m->layers[l].k_cache = m->layers[l].v_cache = NULL;
+}
+
+/* Tokens spread over as many sequences as the limits allow, each at positions 0.. (wrapped at
+ * max_model_len), every block-table entry block 0 and no slot written: the pass computes at
+ * full size and leaves the cache as it was. */
+int model_profile(struct model *m) {
+    const int T = m->p.max_num_batched_tokens;
+    int S = m->p.max_num_seqs < T ? m->p.max_num_seqs : T;
+    const int L = m->p.max_num_logits < S ? m->p.max_num_logits : S;
+    int rc = 0, own_kv = !m->kv_pool;
+    int32_t *buf = calloc((size_t)4 * T + (size_t)S * m->max_blocks_per_seq + (size_t)L, sizeof(int32_t));
+    float *logits = NULL;
+    if (!buf) return folio_err(FOLIO_ENOMEM, "out of memory");
+    int32_t *tokens = buf, *positions = tokens + T, *seq_idx = positions + T, *slots = seq_idx + T;
+    int32_t *tables = slots + T, *logits_idx = tables + (size_t)S * m->max_blocks_per_seq;
+    const int per = T / S;
+    for (int t = 0; t < T; t++) {
+        const int s = t / per < S ? t / per : S - 1;
+        seq_idx[t] = s;
+        positions[t] = (t - s * per) % m->p.max_model_len;
+        slots[t] = -1;
+    }
+    for (int i = 0; i < L; i++) logits_idx[i] = (i + 1) * per - 1;
+    const struct model_batch bt = {.num_tokens = T, .tokens = tokens, .positions = positions, .seq_idx = seq_idx,
+                                   .slot_mapping = slots, .num_seqs = S, .block_tables = tables,
+                                   .num_logits = L, .logits_idx = logits_idx};
+    if (own_kv && (rc = model_alloc_kv(m, 1))) goto out;
+    if (model_has_device_argmax(m)) {
+        rc = model_forward_argmax(m, &bt, logits_idx); /* the ids land over the indices, now used */
+    } else if (!(logits = malloc(sizeof(float) * (size_t)L * m->cfg.vocab_size))) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory");
+    } else {
+        rc = model_forward(m, &bt, logits);
+    }
+out:
+    if (own_kv) model_free_kv(m);
+    free(logits);
+    free(buf);
+    return rc;
+}

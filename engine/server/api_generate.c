@@ -1,0 +1,597 @@
+/* api_generate: POST /v1/completions and /v1/chat/completions. Builds the prompts (chat
+ * template, tokenizer), submits one engine request per prompt, and answers either with one
+ * JSON body or as a server-sent event stream that writes each text delta as soon as the
+ * engine hands it over. A client that goes away aborts its requests, whose KV blocks the
+ * engine frees at its next step. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "server/api_internal.h"
+#include "base/http_conn.h"
+#include "core/engine.h"
+#include "text/tokenizer.h"
+#include "base/util.h"
+
+/* One choice of the response: sample k of prompt p is choice p * n + k. */
+struct choice {
+    char *text;                     /* non-streaming: the text so far */
+    size_t text_len, text_cap;
+    int32_t *ids;                   /* non-streaming with logprobs: [num] */
+    struct sampler_logprobs *lps;   /* [num] */
+    int num, cap;
+    size_t offset;                  /* completions logprobs: text_offset of the next token */
+    int num_output;
+    enum engine_finish finish;
+    const char *stop_str;           /* borrowed from the engine request */
+    int32_t stop_token;
+};
+
+struct gen {
+    struct api *a;
+    struct mg_connection *c;
+    struct engine *e;
+    const struct tokenizer *tok;
+    const struct api_request *r;
+    int chat, np, n, fd;
+    char id[48];
+    long long created;
+    const char *model;
+    struct engine_req **h;          /* [np] */
+    int32_t **ids;                  /* [np] prompt token ids */
+    int *num_ids;                   /* [np] */
+    int *cached;                    /* [np] prompt tokens served from the prefix cache */
+    struct choice *ch;              /* [np * n] */
+    void *dec_work;                 /* [dec_cap] token_text's decode scratch */
+    size_t dec_cap;
+    char error[512];                /* an engine failure, for the response */
+};
+
+/* ---- small helpers ---- */
+
+static int buf_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t nc = *cap ? *cap : 256;
+        while (nc < *len + n + 1) nc *= 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) return FOLIO_ENOMEM;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
+static void make_id(char *out, size_t cap, const char *prefix) {
+    uint64_t r[2] = {0, 0};
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        r[0] = folio_mix64((uint64_t)(folio_now() * 1e9));
+        r[1] = folio_mix64(r[0]);
+    }
+    snprintf(out, cap, "%s%016llx%016llx", prefix, (unsigned long long)r[0], (unsigned long long)r[1]);
+}
+
+/* The text of one token as it reads inside a text, which is what OpenAI's logprobs show
+ * (" there", not "there"). Decoding it alone would drop what a decoder strips at the start
+ * of a text (SentencePiece's leading space), so decode it twice in a row and keep the second
+ * copy. Caller frees. */
+static char *token_text(const struct gen *g, int32_t id) {
+    const int32_t two[2] = {id, id};
+    const char *t1, *t2;
+    size_t n1 = 0, n2 = 0;
+    char *out = NULL;
+    int inc;
+    if (g->dec_work && !tok_decode_window(g->tok, two, 1, 0, g->dec_work, g->dec_cap, &t1, &n1, &inc) &&
+        !tok_decode_window(g->tok, two, 2, 0, g->dec_work, g->dec_cap, &t2, &n2, &inc) && n2 >= n1)
+        out = strndup(t2 + n1, n2 - n1);
+    return out ? out : strdup("");
+}
+
+/* The echo of prompt p: its text as sent, or its ids decoded. Caller frees; NULL when out of
+ * memory. */
+static char *echo_text(const struct gen *g, int p, size_t *len) {
+    const struct api_prompt *pr = &g->r->prompts[p];
+    char *t = NULL;
+    if (pr->text) {
+        *len = pr->text_len;
+        return strndup(pr->text, pr->text_len);
+    }
+    if (tok_decode(g->tok, pr->ids, pr->num_ids, 0, &t, len)) return NULL;
+    return t;
+}
+
+static double lp_value(float lp) { return lp < -9999.0f ? -9999.0 : (double)lp; } /* -inf is not JSON */
+
+static cJSON *bytes_array(const char *s) {
+    cJSON *a = cJSON_CreateArray();
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) cJSON_AddItemToArray(a, cJSON_CreateNumber(*p));
+    return a;
+}
+
+/* Chat: [{"token","logprob","bytes","top_logprobs":[...]}] for these tokens. */
+static cJSON *chat_logprobs(const struct gen *g, const int32_t *ids, const struct sampler_logprobs *lps, int n) {
+    cJSON *o = cJSON_CreateObject(), *content = cJSON_AddArrayToObject(o, "content");
+    for (int i = 0; i < n; i++) {
+        cJSON *t = cJSON_CreateObject();
+        char *s = token_text(g, ids[i]);
+        cJSON_AddStringToObject(t, "token", s ? s : "");
+        cJSON_AddNumberToObject(t, "logprob", lp_value(lps[i].logprob));
+        cJSON_AddItemToObject(t, "bytes", bytes_array(s ? s : ""));
+        free(s);
+        cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
+        for (int k = 0; k < lps[i].num_top && k < g->r->logprobs; k++) {
+            cJSON *x = cJSON_CreateObject();
+            char *ts = token_text(g, lps[i].top_ids[k]);
+            cJSON_AddStringToObject(x, "token", ts ? ts : "");
+            cJSON_AddNumberToObject(x, "logprob", lp_value(lps[i].top_logprobs[k]));
+            cJSON_AddItemToObject(x, "bytes", bytes_array(ts ? ts : ""));
+            free(ts);
+            cJSON_AddItemToArray(top, x);
+        }
+        cJSON_AddItemToArray(content, t);
+    }
+    return o;
+}
+
+/* Completions: {"text_offset","token_logprobs","tokens","top_logprobs"}; the top dict holds
+ * the sampled token too, as OpenAI's and vLLM's do. */
+static cJSON *completion_logprobs(const struct gen *g, struct choice *ch, const int32_t *ids,
+                                  const struct sampler_logprobs *lps, int n) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *offs = cJSON_AddArrayToObject(o, "text_offset"), *tlp = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *toks = cJSON_AddArrayToObject(o, "tokens"), *tops = cJSON_AddArrayToObject(o, "top_logprobs");
+    for (int i = 0; i < n; i++) {
+        char *s = token_text(g, ids[i]);
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)ch->offset));
+        ch->offset += s ? strlen(s) : 0;
+        cJSON_AddItemToArray(tlp, cJSON_CreateNumber(lp_value(lps[i].logprob)));
+        cJSON_AddItemToArray(toks, cJSON_CreateString(s ? s : ""));
+        cJSON *top = cJSON_CreateObject();
+        for (int k = 0; k < lps[i].num_top && k < g->r->logprobs; k++) {
+            char *ts = token_text(g, lps[i].top_ids[k]);
+            if (ts && !cJSON_GetObjectItemCaseSensitive(top, ts))
+                cJSON_AddNumberToObject(top, ts, lp_value(lps[i].top_logprobs[k]));
+            free(ts);
+        }
+        if (s && !cJSON_GetObjectItemCaseSensitive(top, s)) cJSON_AddNumberToObject(top, s, lp_value(lps[i].logprob));
+        cJSON_AddItemToArray(tops, top);
+        free(s);
+    }
+    return o;
+}
+
+static cJSON *usage_object(const struct gen *g) {
+    long long prompt = 0, cached = 0, completion = 0;
+    for (int p = 0; p < g->np; p++) {
+        prompt += g->num_ids[p];
+        cached += g->cached[p];
+    }
+    for (int i = 0; i < g->np * g->n; i++) completion += g->ch[i].num_output;
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)prompt);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(prompt + completion));
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)completion);
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", (double)cached);
+    return u;
+}
+
+static void add_stop_reason(cJSON *choice, const struct choice *ch) {
+    if (ch->stop_str) cJSON_AddStringToObject(choice, "stop_reason", ch->stop_str);
+    else if (ch->stop_token >= 0) cJSON_AddNumberToObject(choice, "stop_reason", ch->stop_token);
+    else cJSON_AddNullToObject(choice, "stop_reason");
+}
+
+static cJSON *response_base(const struct gen *g, const char *object) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "id", g->id);
+    cJSON_AddStringToObject(j, "object", object);
+    cJSON_AddNumberToObject(j, "created", (double)g->created);
+    cJSON_AddStringToObject(j, "model", g->model);
+    return j;
+}
+
+/* ---- streaming ---- */
+
+/* Writes one SSE event as one HTTP chunk in one write: mg_send_chunk would write the size
+ * line, the data and the CRLF separately, three TCP segments per token with TCP_NODELAY.
+ * -1 when the client is gone. */
+static int sse_raw(struct gen *g, const char *s, size_t n) {
+    char *ev = malloc(n + 40);
+    if (!ev) return -1;
+    int k = snprintf(ev, 32, "%zx\r\ndata: ", n + 8);
+    memcpy(ev + k, s, n);
+    memcpy(ev + k + n, "\n\n\r\n", 4);
+    const size_t total = (size_t)k + n + 4;
+    int rc = mg_write(g->c, ev, total) == (int)total ? 0 : -1;
+    free(ev);
+    return rc;
+}
+
+static int sse(struct gen *g, cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!s) return -1;
+    int rc = sse_raw(g, s, strlen(s));
+    free(s);
+    return rc;
+}
+
+static int sse_error(struct gen *g, int status, const char *msg) {
+    struct api_error err = {.status = status};
+    snprintf(err.message, sizeof err.message, "%s", msg);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "error", api_error_object(&err));
+    return sse(g, j);
+}
+
+static cJSON *chunk(struct gen *g, int index, cJSON **choice_out) {
+    cJSON *j = response_base(g, g->chat ? "chat.completion.chunk" : "text_completion");
+    cJSON *choices = cJSON_AddArrayToObject(j, "choices");
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "index", index);
+    cJSON_AddItemToArray(choices, c);
+    *choice_out = c;
+    return j;
+}
+
+static int stream_start(struct gen *g) {
+    char cors[512];
+    api_cors_headers(g->a, g->c, cors, sizeof cors);
+    mg_printf(g->c,
+              "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
+              "Transfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n%s\r\n",
+              cors);
+    for (int p = 0; p < g->np; p++)
+        for (int k = 0; k < g->n; k++) {
+            const int index = p * g->n + k;
+            cJSON *c, *j;
+            if (g->chat) {
+                /* The first chunk of each choice carries the role. */
+                j = chunk(g, index, &c);
+                cJSON *d = cJSON_AddObjectToObject(c, "delta");
+                cJSON_AddStringToObject(d, "role", "assistant");
+                cJSON_AddStringToObject(d, "content", "");
+                cJSON_AddNullToObject(c, "logprobs");
+                cJSON_AddNullToObject(c, "finish_reason");
+            } else if (g->r->echo) {
+                size_t tn = 0;
+                char *t = echo_text(g, p, &tn);
+                j = chunk(g, index, &c);
+                cJSON_AddStringToObject(c, "text", t ? t : "");
+                g->ch[index].offset = tn;
+                free(t);
+                cJSON_AddNullToObject(c, "logprobs");
+                cJSON_AddNullToObject(c, "finish_reason");
+            } else {
+                continue;
+            }
+            if (sse(g, j)) return -1;
+        }
+    return 0;
+}
+
+static int stream_output(struct gen *g, int index, const struct engine_output *o) {
+    struct choice *ch = &g->ch[index];
+    const int finished = o->finish != ENGINE_FINISH_NONE;
+    if (!finished && o->text_len == 0 && !(o->logprobs && o->num_tokens > 0)) return 0;
+    cJSON *c, *j = chunk(g, index, &c);
+    if (g->chat) {
+        cJSON *d = cJSON_AddObjectToObject(c, "delta");
+        if (o->text_len > 0 || !finished) cJSON_AddStringToObject(d, "content", o->text);
+    } else {
+        cJSON_AddStringToObject(c, "text", o->text);
+    }
+    if (o->logprobs && o->num_tokens > 0)
+        cJSON_AddItemToObject(c, "logprobs",
+                              g->chat ? chat_logprobs(g, o->token_ids, o->logprobs, o->num_tokens)
+                                      : completion_logprobs(g, ch, o->token_ids, o->logprobs, o->num_tokens));
+    else cJSON_AddNullToObject(c, "logprobs");
+    if (finished) {
+        cJSON_AddStringToObject(c, "finish_reason", engine_finish_name(o->finish));
+        add_stop_reason(c, ch);
+    } else {
+        cJSON_AddNullToObject(c, "finish_reason");
+    }
+    return sse(g, j);
+}
+
+static int stream_end(struct gen *g) {
+    if (g->r->include_usage) {
+        cJSON *j = response_base(g, g->chat ? "chat.completion.chunk" : "text_completion");
+        cJSON_AddArrayToObject(j, "choices");
+        cJSON_AddItemToObject(j, "usage", usage_object(g));
+        if (sse(g, j)) return -1;
+    }
+    if (sse_raw(g, "[DONE]", 6)) return -1;
+    return mg_write(g->c, "0\r\n\r\n", 5) == 5 ? 0 : -1;
+}
+
+/* ---- non-streaming ---- */
+
+static int collect_output(struct gen *g, int index, const struct engine_output *o) {
+    struct choice *ch = &g->ch[index];
+    if (buf_append(&ch->text, &ch->text_len, &ch->text_cap, o->text, o->text_len)) return FOLIO_ENOMEM;
+    if (o->logprobs && o->num_tokens > 0) {
+        if (ch->num + o->num_tokens > ch->cap) {
+            int nc = ch->cap ? ch->cap * 2 : 64;
+            while (nc < ch->num + o->num_tokens) nc *= 2;
+            int32_t *ni = realloc(ch->ids, sizeof *ni * (size_t)nc);
+            if (ni) ch->ids = ni;
+            struct sampler_logprobs *nl = realloc(ch->lps, sizeof *nl * (size_t)nc);
+            if (nl) ch->lps = nl;
+            if (!ni || !nl) return FOLIO_ENOMEM;
+            ch->cap = nc;
+        }
+        memcpy(ch->ids + ch->num, o->token_ids, sizeof(int32_t) * (size_t)o->num_tokens);
+        memcpy(ch->lps + ch->num, o->logprobs, sizeof *ch->lps * (size_t)o->num_tokens);
+        ch->num += o->num_tokens;
+    }
+    return 0;
+}
+
+static void respond(struct gen *g) {
+    cJSON *j = response_base(g, g->chat ? "chat.completion" : "text_completion");
+    cJSON *choices = cJSON_AddArrayToObject(j, "choices");
+    for (int i = 0; i < g->np * g->n; i++) {
+        struct choice *ch = &g->ch[i];
+        const int p = i / g->n;
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddNumberToObject(c, "index", i);
+        if (g->chat) {
+            cJSON *m = cJSON_AddObjectToObject(c, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            cJSON_AddStringToObject(m, "content", ch->text ? ch->text : "");
+            cJSON_AddArrayToObject(m, "tool_calls");
+        } else {
+            char *echo = NULL, *full = NULL;
+            size_t en = 0, fl = 0, fc = 0;
+            if (g->r->echo && (echo = echo_text(g, p, &en))) {
+                buf_append(&full, &fl, &fc, echo, en);
+                ch->offset = fl;
+            }
+            buf_append(&full, &fl, &fc, ch->text ? ch->text : "", ch->text_len);
+            cJSON_AddStringToObject(c, "text", full ? full : "");
+            free(echo);
+            free(full);
+        }
+        if (g->r->logprobs >= 0)
+            cJSON_AddItemToObject(c, "logprobs",
+                                  g->chat ? chat_logprobs(g, ch->ids, ch->lps, ch->num)
+                                          : completion_logprobs(g, ch, ch->ids, ch->lps, ch->num));
+        else cJSON_AddNullToObject(c, "logprobs");
+        cJSON_AddStringToObject(c, "finish_reason", engine_finish_name(ch->finish) ? engine_finish_name(ch->finish) : "stop");
+        add_stop_reason(c, ch);
+        cJSON_AddItemToArray(choices, c);
+    }
+    cJSON_AddItemToObject(j, "usage", usage_object(g));
+    api_send_json(g->a, g->c, 200, j);
+}
+
+/* ---- the request ---- */
+
+static int on_output(struct gen *g, int p, const struct engine_output *o) {
+    const int index = p * g->n + o->index;
+    struct choice *ch = &g->ch[index];
+    ch->num_output = o->num_output_tokens;
+    g->cached[p] = o->num_cached_tokens;
+    if (o->finish != ENGINE_FINISH_NONE) {
+        ch->finish = o->finish;
+        ch->stop_str = o->stop_str;
+        ch->stop_token = o->stop_token;
+        if (o->finish == ENGINE_FINISH_ABORT && !g->error[0])
+            snprintf(g->error, sizeof g->error, "%s", o->error ? o->error : "the request was aborted");
+    }
+    if (g->error[0]) return 0; /* the response will be an error */
+    if (g->r->stream) return stream_output(g, index, o);
+    return collect_output(g, index, o) ? -1 : 0;
+}
+
+/* Reads every request's outputs until all are done. -1: the client went away (or the
+ * server is stopping), and the requests must be aborted. */
+static int pump(struct gen *g) {
+    int *done = calloc((size_t)g->np, sizeof *done), remaining = g->np;
+    if (!done) return -1;
+    int rc = 0;
+    double last_check = folio_now();
+    while (remaining > 0 && !rc) {
+        int progressed = 0, first = -1;
+        struct engine_output o;
+        for (int p = 0; p < g->np && !rc; p++) {
+            while (!done[p] && !rc) {
+                int rr = engine_read(g->h[p], &o, 0);
+                if (rr == ENGINE_READ_OUTPUT) {
+                    rc = on_output(g, p, &o);
+                    progressed = 1;
+                } else {
+                    if (rr == ENGINE_READ_DONE) {
+                        done[p] = 1;
+                        remaining--;
+                    }
+                    break;
+                }
+            }
+            if (!done[p] && first < 0) first = p;
+        }
+        if (rc || remaining == 0) break;
+        if (!progressed) {
+            /* Several prompts are polled; one waits on its own stream. */
+            int rr = engine_read(g->h[first], &o, g->np > 1 ? 5 : 100);
+            if (rr == ENGINE_READ_OUTPUT) {
+                rc = on_output(g, first, &o);
+            } else if (rr == ENGINE_READ_DONE) {
+                done[first] = 1;
+                remaining--;
+            }
+        }
+        /* A busy request makes progress every step, so the client is checked on a clock, not
+         * only when its stream goes quiet. */
+        if (!rc && folio_now() - last_check > 0.05) {
+            last_check = folio_now();
+            if (atomic_load(&g->a->stopping) || http_client_gone(g->fd)) rc = -1;
+        }
+    }
+    free(done);
+    return rc;
+}
+
+/* Sampling defaults from generation_config.json, for what the request left out (vLLM). */
+static void apply_defaults(const struct model_config *cfg, const struct api_request *r, struct sampling_params *sp) {
+    if (!(r->set & API_SET_TEMPERATURE) && cfg->default_temperature >= 0) sp->temperature = cfg->default_temperature;
+    if (!(r->set & API_SET_TOP_P) && cfg->default_top_p >= 0) sp->top_p = cfg->default_top_p;
+    if (!(r->set & API_SET_TOP_K) && cfg->default_top_k >= 0) sp->top_k = cfg->default_top_k;
+    if (!(r->set & API_SET_REPETITION) && cfg->default_repetition_penalty >= 0)
+        sp->repetition_penalty = cfg->default_repetition_penalty;
+}
+
+static int build_prompts(struct gen *g, struct api_error *err) {
+    const struct api_request *r = g->r;
+    if (g->chat) return api_chat_prompt(g->a, g->e, r, &g->ids[0], &g->num_ids[0], err);
+    for (int p = 0; p < g->np; p++) {
+        const struct api_prompt *pr = &r->prompts[p];
+        if (pr->text) {
+            if (tokenizer_encode(g->tok, pr->text, pr->text_len, r->add_special_tokens, &g->ids[p], &g->num_ids[p]))
+                return api_error_set(err, 400, "prompt", "%s", folio_last_error());
+        } else {
+            if (!(g->ids[p] = malloc(sizeof(int32_t) * (size_t)pr->num_ids)))
+                return api_error_set(err, 500, NULL, "out of memory");
+            memcpy(g->ids[p], pr->ids, sizeof(int32_t) * (size_t)pr->num_ids);
+            g->num_ids[p] = pr->num_ids;
+        }
+    }
+    return 0;
+}
+
+/* Prompt p's engine request: the body's sampling, with generation_config.json's defaults. */
+static struct engine_request prompt_request(const struct gen *g, int p, const struct model_config *cfg, int L) {
+    struct engine_request rq = {.prompt = g->ids[p], .num_prompt = g->num_ids[p], .params = g->r->sp,
+                                .priority = g->r->priority};
+    apply_defaults(cfg, g->r, &rq.params);
+    rq.params.logprobs = g->r->logprobs;
+    if (g->chat && !(g->r->set & API_SET_MAX_TOKENS) && cfg->default_max_new_tokens > 0) {
+        const int room = L - g->num_ids[p];
+        rq.params.max_tokens = cfg->default_max_new_tokens < room ? cfg->default_max_new_tokens : room;
+    }
+    return rq;
+}
+
+/* The most output tokens all the choices can produce: n per prompt, each up to max_tokens or,
+ * left out (or over it, which the engine refuses), the context the prompt leaves. */
+static long long max_output_tokens(const struct gen *g, const struct model_config *cfg, int L) {
+    long long total = 0;
+    for (int p = 0; p < g->np; p++) {
+        const int mt = prompt_request(g, p, cfg, L).params.max_tokens, room = L - g->num_ids[p];
+        total += (long long)g->n * (mt > 0 && mt < room ? mt : room > 0 ? room : 0);
+    }
+    return total;
+}
+
+static int submit_all(struct gen *g, struct api_error *err) {
+    const struct model_config *cfg = engine_model_config(g->e);
+    const int L = engine_max_model_len(g->e);
+    /* The parser checked what it could; without max_tokens the bound needs the prompts'
+     * lengths. Before the first submit, so that nothing runs for a refused request. */
+    int rc = api_check_logprob_entries(g->r, max_output_tokens(g, cfg, L), &g->a->p.limits, err);
+    if (rc) return rc;
+    for (int p = 0; p < g->np; p++) {
+        struct engine_request rq = prompt_request(g, p, cfg, L);
+        /* The sampler's messages start with the parameter's name: report it as `param`. */
+        if (sampler_check_params(&rq.params, tokenizer_vocab_size(g->tok))) {
+            const char *m = folio_last_error();
+            char param[64];
+            const size_t k = strspn(m, "abcdefghijklmnopqrstuvwxyz_");
+            snprintf(param, sizeof param, "%.*s", (int)(k < sizeof param ? k : sizeof param - 1), m);
+            return api_error_set(err, 400, k && m[k] == ' ' ? param : NULL, "%s", m);
+        }
+        rc = engine_submit(g->e, &rq, &g->h[p]);
+        if (rc == FOLIO_EBUSY) return api_error_set(err, 503, NULL, "%s", folio_last_error());
+        if (rc) return api_error_set(err, rc == FOLIO_ENOMEM ? 500 : 400, NULL, "%s", folio_last_error());
+    }
+    return 0;
+}
+
+/* Whether this request held enough memory that its freed heap is worth handing back now
+ * (glibc keeps it otherwise, see folio_malloc_release): a big body (its parse tree), many
+ * samples (each has engine-side buffers), or a big collected response. A small request
+ * skips the trim, which walks the heaps. */
+static int was_big(const struct gen *g, size_t len) {
+    if (len >= API_TRIM_BODY_BYTES || (long long)g->np * g->n >= API_TRIM_SEQS) return 1;
+    size_t held = 0;
+    for (int i = 0; g->ch && i < g->np * g->n; i++)
+        held += g->ch[i].text_cap + (size_t)g->ch[i].cap * (sizeof(int32_t) + sizeof(struct sampler_logprobs));
+    return held >= API_TRIM_HELD_BYTES;
+}
+
+void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *e, enum api_kind kind,
+                         const char *body, size_t len) {
+    struct api_request r;
+    struct api_error err;
+    struct gen g = {.a = a, .c = c, .e = e, .tok = engine_tokenizer(e), .r = &r, .chat = kind == API_CHAT};
+    /* The engine's own sequence limit, which may differ from the flag's default. */
+    struct api_limits lim = a->p.limits;
+    lim.max_num_seqs = engine_max_num_seqs(e);
+    if (api_request_parse(kind, body, len, &lim, &r, &err)) {
+        api_send_error(a, c, &err);
+        if (len >= API_TRIM_BODY_BYTES) folio_malloc_release();
+        return;
+    }
+    int rc = api_check_model(a, r.model, &err);
+    if (rc) goto out;
+    g.model = a->names[0];
+    g.created = (long long)time(NULL);
+    make_id(g.id, sizeof g.id, g.chat ? "chatcmpl-" : "cmpl-");
+    g.np = g.chat ? 1 : r.num_prompts;
+    g.n = r.sp.n;
+    g.h = calloc((size_t)g.np, sizeof *g.h);
+    g.ids = calloc((size_t)g.np, sizeof *g.ids);
+    g.num_ids = calloc((size_t)g.np, sizeof *g.num_ids);
+    g.cached = calloc((size_t)g.np, sizeof *g.cached);
+    g.ch = calloc((size_t)g.np * (size_t)g.n, sizeof *g.ch);
+    if (r.logprobs >= 0) {
+        g.dec_cap = tok_decode_work_size(g.tok, 2);
+        g.dec_work = malloc(g.dec_cap);
+    }
+    if (!g.h || !g.ids || !g.num_ids || !g.cached || !g.ch || (r.logprobs >= 0 && !g.dec_work)) {
+        rc = api_error_set(&err, 500, NULL, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < g.np * g.n; i++) g.ch[i].stop_token = -1;
+    if ((rc = build_prompts(&g, &err)) || (rc = submit_all(&g, &err))) goto out;
+    g.fd = http_conn_fd(c);
+    if (r.stream) {
+        if (stream_start(&g) == 0 && pump(&g) == 0) {
+            if (g.error[0]) {
+                if (sse_error(&g, 500, g.error) == 0 && sse_raw(&g, "[DONE]", 6) == 0) mg_write(c, "0\r\n\r\n", 5);
+            } else {
+                stream_end(&g);
+            }
+        }
+        goto release; /* the status line has gone: errors went out as events */
+    }
+    if (pump(&g) != 0) goto release; /* nobody to answer */
+    if (g.error[0]) api_error_set(&err, 500, NULL, "%s", g.error), rc = FOLIO_EIO;
+    else respond(&g);
+out:
+    if (rc) api_send_error(a, c, &err);
+release:;
+    const int big = was_big(&g, len); /* before the choices it reads are freed */
+    for (int p = 0; g.h && p < g.np; p++) engine_release(g.h[p]); /* aborts what still runs */
+    for (int p = 0; g.ids && p < g.np; p++) free(g.ids[p]);
+    for (int i = 0; g.ch && i < g.np * g.n; i++) {
+        free(g.ch[i].text);
+        free(g.ch[i].ids);
+        free(g.ch[i].lps);
+    }
+    free(g.h);
+    free(g.ids);
+    free(g.num_ids);
+    free(g.cached);
+    free(g.ch);
+    free(g.dec_work);
+    api_request_free(&r);
+    if (big) folio_malloc_release();
+}
