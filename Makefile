@@ -21,7 +21,7 @@ MODELS  ?= $(or $(FOLIO_TEST_MODELS),$(abspath ../shared/models))
 
 # WERROR= for package builds: a newer compiler's new warning must not break an install.
 WERROR  ?= -Werror
-CFLAGS_BASE := -std=c11 -Wall -Wextra $(WERROR) -Wshadow -Wno-unused-parameter \
+CFLAGS_BASE := -std=c11 -Wall -Wextra $(WERROR) -Wshadow -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes \
                -D_GNU_SOURCE -MMD -MP -g -pthread
 ifeq ($(ASAN),1)
   BUILD  := build/asan

@@ -80,7 +80,7 @@ cudaError_t copy_blocks(float *pool, int num_caches, size_t cache_elems, size_t 
 /* paged_attention's most splits of one token's context (split-K, see attention.cu). */
 #define PAGED_ATTENTION_MAX_SPLITS 64
 
-/* The fields of struct bk_attention (engine/backend.h), plus what only the host knows. Token t
+/* The fields of struct backend_attention (engine/backend.h), plus what only the host knows. Token t
  * of sequence seq_idx[t] at positions[t] attends to positions
  * [max(0, pos - sliding_window + 1), pos] of its sequence through block_tables. */
 struct paged_attention_params {

@@ -225,14 +225,6 @@ struct route {
     void (*fn)(struct api *a, struct mg_connection *c, struct engine *e, const char *body, size_t len);
 };
 
-void api_ep_health(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
-void api_ep_version(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
-void api_ep_metrics(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
-void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
-void api_ep_models(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
-void api_ep_tokenize(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
-void api_ep_detokenize(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
-
 static void ep_chat(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n) {
     api_handle_generate(a, c, e, API_CHAT, b, n);
 }

@@ -67,4 +67,13 @@ int api_chat_prompt(struct api *a, struct engine *e, const struct api_request *r
 void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *e, enum api_kind kind,
                          const char *body, size_t len);
 
+/* The small endpoints (api_endpoints.c), routed by api.c's table. */
+void api_ep_health(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
+void api_ep_version(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
+void api_ep_metrics(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
+void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
+void api_ep_models(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
+void api_ep_tokenize(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
+void api_ep_detokenize(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);
+
 #endif
