@@ -156,7 +156,7 @@ GPU_OBJ := $(GPU_SRC:%.c=$(BUILD)/%.o)
 GPU_BIN := $(BUILD)/gpu-tests
 # Only the CPU backend and the modules it uses, not all of libfolio.a, so that a GPU machine
 # without the cJSON/PCRE2/utf8proc dev packages still builds the test.
-GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend/cpu/backend_cpu.o backend/cpu/cpu_kernels.o base/threadpool.o base/util.o)
+GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend/backend.o backend/cpu/backend_cpu.o backend/cpu/cpu_kernels.o base/threadpool.o base/util.o)
 # The CUDA backend itself (its cuBLAS products, argmax, reserve), compiled for the test binary.
 GPU_BACKEND_OBJ := $(BUILD)/gpu/backend_cuda.o
 .PHONY: test-gpu bench-gpu test-gpu-engine test-gpu-models bench-gpu-e2e cuda-check

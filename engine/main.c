@@ -330,7 +330,7 @@ static int load_model(const struct opts *o, struct model_params *mp, struct back
  * line on stderr. */
 static void print_banner(const struct opts *o, struct model *m, struct backend *b) {
     const struct model_config *c = model_config(m);
-    const int gpu = !strcmp(b->iface->name, "cuda");
+    const int gpu = !strcmp(backend_name(b), "cuda");
     const char *name = "";
 #ifdef FOLIO_CUDA
     if (gpu) name = backend_cuda_name(b);

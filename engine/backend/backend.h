@@ -14,6 +14,7 @@
 
 #include "base/util.h"
 
+/* Opaque: implementers see its vtable in backend_impl.h. */
 struct backend;
 
 /* A weight matrix resident on the backend: [rows, cols] row-major (HF Linear layout, so that
@@ -26,7 +27,7 @@ struct backend_weight {
 };
 
 /* One of several products sharing an input: out[T, w->rows] = x[T, w->cols] W^T + bias. */
-struct backend_matmul {
+struct backend_matmul_args {
     const struct backend_weight *w;
     const float *bias; /* [w->rows] or NULL */
     float *out;        /* [T, w->rows] */
@@ -35,7 +36,7 @@ struct backend_matmul {
 /* Attention over the paged KV cache for a flattened batch. Token t belongs to sequence
  * seq_idx[t], sits at positions[t], and attends to positions [max(0, pos - window + 1), pos]
  * of its sequence, found through block_tables. Its own K/V must already be cached. */
-struct backend_attention {
+struct backend_attention_args {
     const float *q;              /* [T, num_heads, head_dim] */
     const float *k_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
     const float *v_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
@@ -52,7 +53,7 @@ struct backend_attention {
 
 /* The largest batch the backend will see, announced once at load (after the weights) so that
  * it can allocate its own scratch then rather than in the step loop. */
-struct backend_reserve {
+struct backend_reserve_args {
     int max_tokens;                       /* rows of any matmul input */
     int64_t max_cols;                     /* widest matmul input (K) */
     int num_heads, num_kv_heads, head_dim; /* attention's shape */
@@ -64,69 +65,66 @@ struct backend_mem {
     size_t reserved;    /* the backend's own scratch (reserve), in bytes */
 };
 
-struct backend_i {
-    const char *name;
-    void (*free)(struct backend *b);
+/* The ops, in the order a forward pass uses them. Each forwards to the backend's slot
+ * (backend_impl.h); the optional ones say so. */
+const char *backend_name(const struct backend *b); /* "cpu", "cuda" */
+/* Device memory, zeroed. Only at load time: the step loop never allocates. */
+void *backend_alloc(struct backend *b, size_t nbytes);
+void backend_release(struct backend *b, void *p);
+int backend_upload(struct backend *b, void *dst, const void *src, size_t n);
+int backend_download(struct backend *b, void *dst, const void *src, size_t n);
+/* Makes a [rows, cols] host matrix of src_dtype resident as `dtype` (converting if they
+ * differ). The host memory may be an mmap that outlives the weight (CPU borrows it). */
+int backend_load_weight(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows, int64_t cols,
+                        enum folio_dtype dtype, struct backend_weight *out);
+void backend_free_weight(struct backend *b, struct backend_weight *w);
+/* out[t] = table[tokens[t]] widened to fp32. tokens: [n]; out: [n, table->cols] */
+void backend_embed(struct backend *b, const struct backend_weight *table, const int32_t *tokens, int n, float *out);
+/* residual[r] += delta[r] (when delta != NULL); out[r] = rmsnorm(residual[r]) * w.
+ * residual, delta, out: [rows, dim]; w: [dim] */
+void backend_add_rms_norm(struct backend *b, float *residual, const float *delta, const float *w, float *out, int rows,
+                          int dim, float eps);
+/* n products of one input x: [T, K], all computed in one parallel launch. */
+void backend_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n);
+/* Rotate-half RoPE in place. q: [T, q_stride] holding nh heads, k: [T, k_stride] holding
+ * nkv heads; positions: [T]; inv_freq: [head_dim / 2] */
+void backend_rope(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
+                  const float *inv_freq, int T, int nh, int nkv, int head_dim);
+/* Writes token t's K/V to slot_mapping[t] (-1 = skip). k, v: [T, stride] holding
+ * [nkv, head_dim]; caches: [num_blocks, nkv, block_size, head_dim] */
+void backend_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
+                               const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
+                               int head_dim, int block_size);
+void backend_attention(struct backend *b, const struct backend_attention_args *p);
+/* out[t, i] = silu(gate[t, i]) * up[t, i]. All [T, n]. */
+void backend_silu_mul(struct backend *b, const float *gate, const float *up, float *out, int T, int n);
+/* Copy-on-write of KV blocks: for each (src, dst) pair, block dst of every cache becomes a
+ * copy of block src. The num_caches caches lie back to back in pool, cache_elems floats
+ * apart, each [num_blocks, block_elems]. pairs: [n, 2] */
+void backend_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+                         const int32_t *pairs, int n);
+/* out[i] = x[idx[i]]. x: [*, dim]; idx: [n]; out: [n, dim] */
+void backend_gather_rows(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out);
+int backend_sync(struct backend *b);
 
-    /* Device memory, zeroed. Only at load time: the step loop never allocates. */
-    void *(*alloc)(struct backend *b, size_t nbytes);
-    void (*release)(struct backend *b, void *p);
-    int (*upload)(struct backend *b, void *dst, const void *src, size_t n);
-    int (*download)(struct backend *b, void *dst, const void *src, size_t n);
-    /* Makes a [rows, cols] host matrix of src_dtype resident as `dtype` (converting if they
-     * differ). The host memory may be an mmap that outlives the weight (CPU borrows it). */
-    int (*load_weight)(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows,
-                       int64_t cols, enum folio_dtype dtype, struct backend_weight *out);
-    void (*free_weight)(struct backend *b, struct backend_weight *w);
-
-    /* out[t] = table[tokens[t]] widened to fp32. tokens: [n]; out: [n, table->cols] */
-    void (*embed)(struct backend *b, const struct backend_weight *table, const int32_t *tokens, int n, float *out);
-    /* residual[r] += delta[r] (when delta != NULL); out[r] = rmsnorm(residual[r]) * w.
-     * residual, delta, out: [rows, dim]; w: [dim] */
-    void (*add_rms_norm)(struct backend *b, float *residual, const float *delta, const float *w, float *out,
-                         int rows, int dim, float eps);
-    /* n products of one input x: [T, K], all computed in one parallel launch. */
-    void (*matmul)(struct backend *b, const float *x, int T, const struct backend_matmul *mm, int n);
-    /* Rotate-half RoPE in place. q: [T, q_stride] holding nh heads, k: [T, k_stride] holding
-     * nkv heads; positions: [T]; inv_freq: [head_dim / 2] */
-    void (*rope)(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
-                 const float *inv_freq, int T, int nh, int nkv, int head_dim);
-    /* Writes token t's K/V to slot_mapping[t] (-1 = skip). k, v: [T, stride] holding
-     * [nkv, head_dim]; caches: [num_blocks, nkv, block_size, head_dim] */
-    void (*reshape_and_cache)(struct backend *b, const float *k, const float *v, int stride,
-                              const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
-                              int head_dim, int block_size);
-    void (*attention)(struct backend *b, const struct backend_attention *p);
-    /* out[t, i] = silu(gate[t, i]) * up[t, i]. All [T, n]. */
-    void (*silu_mul)(struct backend *b, const float *gate, const float *up, float *out, int T, int n);
-    /* Copy-on-write of KV blocks: for each (src, dst) pair, block dst of every cache becomes
-     * a copy of block src. The num_caches caches lie back to back in pool, cache_elems floats
-     * apart, each [num_blocks, block_elems]. pairs: [n, 2] */
-    void (*copy_blocks)(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
-                        const int32_t *pairs, int n);
-    /* out[i] = x[idx[i]]. x: [*, dim]; idx: [n]; out: [n, dim] */
-    void (*gather_rows)(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out);
-    int (*sync)(struct backend *b);
-
-    /* Optional (NULL on the CPU): */
-    int (*reserve)(struct backend *b, const struct backend_reserve *r);
-    int (*mem_info)(struct backend *b, struct backend_mem *out);
-    /* ids[r] = argmax_i logits[r, i], the lowest index on ties. logits: [n, vocab]; ids: [n]
-     * host memory. Only the ids cross to the host. */
-    int (*argmax)(struct backend *b, const float *logits, int n, int vocab, int32_t *ids);
-    /* Recording: the ops enqueued between graph_begin and graph_end (which must neither sync
-     * nor allocate) become a graph that graph_launch replays with one call, on the same
-     * buffers and shapes. graph_end returns it in *graph; graph_free drops it. */
-    int (*graph_begin)(struct backend *b);
-    int (*graph_end)(struct backend *b, void **graph);
-    int (*graph_launch)(struct backend *b, void *graph);
-    void (*graph_free)(struct backend *b, void *graph);
-};
-
-struct backend {
-    const struct backend_i *iface;
-    void *ctx;
-};
+/* Optional: */
+/* Announces the largest batch (0 where the backend needs no scratch of its own). */
+int backend_reserve(struct backend *b, const struct backend_reserve_args *r);
+/* FOLIO_EUNSUP (no message recorded) where the backend cannot say: the CPU. */
+int backend_mem_info(struct backend *b, struct backend_mem *out);
+/* ids[r] = argmax_i logits[r, i], the lowest index on ties. logits: [n, vocab]; ids: [n]
+ * host memory. Only the ids cross to the host. FOLIO_EUNSUP without a device argmax. */
+int backend_has_argmax(const struct backend *b);
+int backend_argmax(struct backend *b, const float *logits, int n, int vocab, int32_t *ids);
+/* Recording: the ops enqueued between graph_begin and graph_end (which must neither sync nor
+ * allocate) become a graph that graph_launch replays with one call, on the same buffers and
+ * shapes. graph_end returns it in *graph; graph_free drops it. */
+int backend_has_graphs(const struct backend *b);
+int backend_graph_begin(struct backend *b);
+int backend_graph_end(struct backend *b, void **graph);
+int backend_graph_launch(struct backend *b, void *graph);
+void backend_graph_free(struct backend *b, void *graph);
+void backend_free(struct backend *b);
 
 struct backend_cpu_params {
     int n_threads; /* <= 0: all online CPUs */
@@ -146,9 +144,5 @@ int backend_cuda_create(int device, struct backend **out);
 int backend_cuda_available(void);
 /* "cuda:0 NVIDIA H200 (sm_90, 139.8 GiB)" */
 const char *backend_cuda_name(const struct backend *b);
-
-static inline void backend_free(struct backend *b) {
-    if (b) b->iface->free(b);
-}
 
 #endif

@@ -70,7 +70,7 @@ void engine_describe(const struct engine *e, char *buf, size_t cap) {
 void engine_memory(const struct engine *e, struct engine_memory *out) {
     *out = e->mem;
     struct backend_mem bm;
-    if (e->on_gpu && e->b->iface->mem_info && e->b->iface->mem_info(e->b, &bm) == 0) out->device_free = bm.free;
+    if (e->on_gpu && backend_mem_info(e->b, &bm) == 0) out->device_free = bm.free;
 }
 
 /* ---- creation ---- */
@@ -143,7 +143,7 @@ static int plan_gpu(struct engine *e, const struct model_config *c, struct model
         return folio_err(FOLIO_EINVAL, "--max-model-len %d exceeds the model's max_position_embeddings %d", len,
                          c->max_position_embeddings);
     struct backend_mem bm;
-    int rc = e->b->iface->mem_info(e->b, &bm);
+    int rc = backend_mem_info(e->b, &bm);
     if (rc) return rc;
     const enum folio_dtype dt = mp->dtype_auto ? c->torch_dtype : mp->dtype;
     *plan = (struct mem_plan){
@@ -161,7 +161,7 @@ static int plan_gpu(struct engine *e, const struct model_config *c, struct model
 static int size_kv_gpu(struct engine *e, struct mem_plan *plan) {
     int rc;
     struct backend_mem bm;
-    if ((rc = model_profile(e->m)) || (rc = e->b->iface->sync(e->b)) || (rc = e->b->iface->mem_info(e->b, &bm)))
+    if ((rc = model_profile(e->m)) || (rc = backend_sync(e->b)) || (rc = backend_mem_info(e->b, &bm)))
         return rc;
     plan->non_kv_bytes = plan->free > bm.free ? plan->free - bm.free : 0;
     plan->weight_bytes = model_weight_bytes_for(model_config(e->m), model_dtype(e->m));

@@ -138,7 +138,7 @@ static int load_matrix(struct model *m, const char *name, int64_t rows, int64_t 
     const struct safetensors_tensor *t;
     int rc = find_tensor(m, name, rows, cols, &t);
     if (rc) return rc;
-    return m->b->iface->load_weight(m->b, t->data, t->dtype, rows, cols, m->dtype, w);
+    return backend_load_weight(m->b, t->data, t->dtype, rows, cols, m->dtype, w);
 }
 
 /* Vectors (norms, biases) are tiny, so they live in fp32 whatever the matrices use. */
@@ -147,14 +147,14 @@ static int load_vector(struct model *m, const char *name, int64_t n, float **out
     int rc = find_tensor(m, name, n, 0, &t);
     if (rc) return rc;
     float *host = malloc(sizeof(float) * (size_t)n);
-    float *dev = m->b->iface->alloc(m->b, sizeof(float) * (size_t)n);
+    float *dev = backend_alloc(m->b, sizeof(float) * (size_t)n);
     if (!host || !dev) {
         free(host);
-        if (dev) m->b->iface->release(m->b, dev);
+        if (dev) backend_release(m->b, dev);
         return folio_err(FOLIO_ENOMEM, "out of memory loading %s", name);
     }
     for (int64_t i = 0; i < n; i++) host[i] = folio_widen(t->data, t->dtype, (size_t)i);
-    rc = m->b->iface->upload(m->b, dev, host, sizeof(float) * (size_t)n);
+    rc = backend_upload(m->b, dev, host, sizeof(float) * (size_t)n);
     free(host);
     *out = dev;
     return rc;
@@ -162,7 +162,7 @@ static int load_vector(struct model *m, const char *name, int64_t n, float **out
 
 static void *scratch(struct model *m, size_t elems, size_t es, int *rc) {
     if (*rc) return NULL;
-    void *p = m->b->iface->alloc(m->b, elems * es);
+    void *p = backend_alloc(m->b, elems * es);
     if (p) m->scratch_bytes += elems * es;
     if (!p) *rc = folio_err(FOLIO_ENOMEM, "out of memory for activation scratch (%zu bytes)", elems * es);
     return p;
@@ -194,14 +194,14 @@ static int alloc_scratch(struct model *m) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
     /* The backend's own scratch for the same limits (a device's narrowed GEMM inputs, split-K
      * partials), so that nothing is allocated once steps run. */
-    if (!rc && m->b->iface->reserve) {
+    if (!rc) {
         int64_t widest = H;
         if (m->q_dim > widest) widest = m->q_dim;
         if (m->cfg.intermediate_size > widest) widest = m->cfg.intermediate_size;
-        const struct backend_reserve r = {.max_tokens = (int)(T > L ? T : L), .max_cols = widest,
+        const struct backend_reserve_args r = {.max_tokens = (int)(T > L ? T : L), .max_cols = widest,
                                      .num_heads = m->cfg.num_heads, .num_kv_heads = m->cfg.num_kv_heads,
                                      .head_dim = m->cfg.head_dim};
-        rc = m->b->iface->reserve(m->b, &r);
+        rc = backend_reserve(m->b, &r);
     }
     return rc;
 }
@@ -285,7 +285,7 @@ int model_load(const char *dir, const struct model_params *p, struct backend *b,
     for (int i = 0; i < c->head_dim / 2; i++) invf[i] = (float)inv[i];
     rc = 0;
     m->inv_freq = scratch(m, (size_t)c->head_dim / 2, sizeof(float), &rc);
-    if (rc || (rc = b->iface->upload(b, m->inv_freq, invf, sizeof(float) * (size_t)(c->head_dim / 2)))) goto fail;
+    if (rc || (rc = backend_upload(b, m->inv_freq, invf, sizeof(float) * (size_t)(c->head_dim / 2)))) goto fail;
     if ((rc = alloc_scratch(m))) goto fail;
     *out = m;
     return 0;
@@ -298,7 +298,7 @@ int model_alloc_kv(struct model *m, int num_blocks) {
     if (m->kv_pool) return folio_err(FOLIO_EINVAL, "KV cache already allocated");
     if (num_blocks < 1) return folio_err(FOLIO_EINVAL, "the KV cache needs at least one block");
     size_t per_layer = (size_t)num_blocks * m->p.block_size * m->kv_dim; /* floats, K or V */
-    m->kv_pool = m->b->iface->alloc(m->b, 2 * per_layer * m->cfg.num_layers * sizeof(float));
+    m->kv_pool = backend_alloc(m->b, 2 * per_layer * m->cfg.num_layers * sizeof(float));
     if (!m->kv_pool)
         return folio_err(FOLIO_ENOMEM, "out of memory for %d KV blocks (%zu MiB)", num_blocks,
                          (2 * per_layer * m->cfg.num_layers * sizeof(float)) >> 20);
@@ -312,28 +312,27 @@ int model_alloc_kv(struct model *m, int num_blocks) {
 
 void model_free(struct model *m) {
     if (!m) return;
-    const struct backend_i *bi = m->b->iface;
     if (m->layers) {
         for (int l = 0; l < m->cfg.num_layers; l++) {
             struct layer *L = &m->layers[l];
             struct backend_weight *ws[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) bi->free_weight(m->b, ws[i]);
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) backend_free_weight(m->b, ws[i]);
             float *vs[] = {L->q_bias, L->k_bias, L->v_bias, L->attn_norm, L->mlp_norm};
             for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++)
-                if (vs[i]) bi->release(m->b, vs[i]);
+                if (vs[i]) backend_release(m->b, vs[i]);
         }
         free(m->layers);
     }
-    bi->free_weight(m->b, &m->embed);
-    bi->free_weight(m->b, &m->lm_head);
-    for (int i = 0; i < m->num_graphs; i++) bi->graph_free(m->b, m->graph[i]);
+    backend_free_weight(m->b, &m->embed);
+    backend_free_weight(m->b, &m->lm_head);
+    for (int i = 0; i < m->num_graphs; i++) backend_graph_free(m->b, m->graph[i]);
     free(m->graph_host);
     free(m->graph_tables);
     void *bufs[] = {m->final_norm, m->inv_freq, m->kv_pool, m->d_tokens, m->d_positions, m->d_seq_idx,
                     m->d_slots, m->d_block_tables, m->d_logits_idx, m->d_copies, m->x, m->xn, m->delta, m->q, m->k, m->v,
                     m->attn, m->gate, m->up, m->rows, m->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (bufs[i]) bi->release(m->b, bufs[i]);
+        if (bufs[i]) backend_release(m->b, bufs[i]);
     free(m->seq_max_pos);
     safetensors_free(m->st);
     free(m);
@@ -392,20 +391,19 @@ static int table_width(const struct model *m, const struct model_batch *bt) {
 /* Everything the forward pass reads from the host, into the device scratch. */
 static int upload_batch(struct model *m, const struct model_batch *bt) {
     struct backend *b = m->b;
-    const struct backend_i *bi = b->iface;
     const size_t n4 = sizeof(int32_t) * (size_t)bt->num_tokens;
     int rc;
-    if ((rc = bi->upload(b, m->d_tokens, bt->tokens, n4)) || (rc = bi->upload(b, m->d_positions, bt->positions, n4)) ||
-        (rc = bi->upload(b, m->d_seq_idx, bt->seq_idx, n4)) || (rc = bi->upload(b, m->d_slots, bt->slot_mapping, n4)) ||
-        (rc = bi->upload(b, m->d_block_tables, bt->block_tables,
+    if ((rc = backend_upload(b, m->d_tokens, bt->tokens, n4)) || (rc = backend_upload(b, m->d_positions, bt->positions, n4)) ||
+        (rc = backend_upload(b, m->d_seq_idx, bt->seq_idx, n4)) || (rc = backend_upload(b, m->d_slots, bt->slot_mapping, n4)) ||
+        (rc = backend_upload(b, m->d_block_tables, bt->block_tables,
                          sizeof(int32_t) * (size_t)bt->num_seqs * table_width(m, bt))) ||
-        (rc = bi->upload(b, m->d_logits_idx, bt->logits_idx, sizeof(int32_t) * (size_t)bt->num_logits)))
+        (rc = backend_upload(b, m->d_logits_idx, bt->logits_idx, sizeof(int32_t) * (size_t)bt->num_logits)))
         return rc;
     if (bt->num_copies > 0) {
-        if ((rc = bi->upload(b, m->d_copies, bt->block_copies, sizeof(int32_t) * 2 * (size_t)bt->num_copies)))
+        if ((rc = backend_upload(b, m->d_copies, bt->block_copies, sizeof(int32_t) * 2 * (size_t)bt->num_copies)))
             return rc;
         const size_t block_elems = (size_t)m->p.block_size * m->kv_dim;
-        bi->copy_blocks(b, m->kv_pool, 2 * m->cfg.num_layers, block_elems * m->num_blocks, block_elems, m->d_copies,
+        backend_copy_blocks(b, m->kv_pool, 2 * m->cfg.num_layers, block_elems * m->num_blocks, block_elems, m->d_copies,
                         bt->num_copies);
     }
     return 0;
@@ -415,47 +413,46 @@ static int upload_batch(struct model *m, const struct model_batch *bt) {
  * num_logits rows (m->logits). It never syncs, so that it can be recorded as a graph. */
 static void enqueue_forward(struct model *m, int T, int num_logits, int max_context, int table_width) {
     struct backend *b = m->b;
-    const struct backend_i *bi = b->iface;
     const struct model_config *c = &m->cfg;
     const int H = c->hidden_size, I = c->intermediate_size;
-    bi->embed(b, &m->embed, m->d_tokens, T, m->x);
+    backend_embed(b, &m->embed, m->d_tokens, T, m->x);
     const float *pending = NULL; /* sublayer output not yet added to the residual stream x */
     for (int l = 0; l < c->num_layers; l++) {
         const struct layer *L = &m->layers[l];
-        bi->add_rms_norm(b, m->x, pending, L->attn_norm, m->xn, T, H, c->rms_norm_eps);
-        const struct backend_matmul qkv[3] = {
+        backend_add_rms_norm(b, m->x, pending, L->attn_norm, m->xn, T, H, c->rms_norm_eps);
+        const struct backend_matmul_args qkv[3] = {
             {&L->q, L->q_bias, m->q}, {&L->k, L->k_bias, m->k}, {&L->v, L->v_bias, m->v}};
-        bi->matmul(b, m->xn, T, qkv, 3);
-        bi->rope(b, m->q, m->q_dim, m->k, m->kv_dim, m->d_positions, m->inv_freq, T, c->num_heads, c->num_kv_heads,
+        backend_matmul(b, m->xn, T, qkv, 3);
+        backend_rope(b, m->q, m->q_dim, m->k, m->kv_dim, m->d_positions, m->inv_freq, T, c->num_heads, c->num_kv_heads,
                  c->head_dim);
-        bi->reshape_and_cache(b, m->k, m->v, m->kv_dim, m->d_slots, L->k_cache, L->v_cache, T, c->num_kv_heads,
+        backend_reshape_and_cache(b, m->k, m->v, m->kv_dim, m->d_slots, L->k_cache, L->v_cache, T, c->num_kv_heads,
                               c->head_dim, m->p.block_size);
-        const struct backend_attention ap = {
+        const struct backend_attention_args ap = {
             .q = m->q, .k_cache = L->k_cache, .v_cache = L->v_cache, .block_tables = m->d_block_tables,
             .seq_idx = m->d_seq_idx, .positions = m->d_positions, .out = m->attn, .num_tokens = T,
             .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
             .block_size = m->p.block_size, .max_blocks_per_seq = table_width,
             .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim),
             .max_context = max_context};
-        bi->attention(b, &ap);
-        const struct backend_matmul o = {&L->o, NULL, m->delta};
-        bi->matmul(b, m->attn, T, &o, 1);
-        bi->add_rms_norm(b, m->x, m->delta, L->mlp_norm, m->xn, T, H, c->rms_norm_eps);
-        const struct backend_matmul gu[2] = {{&L->gate, NULL, m->gate}, {&L->up, NULL, m->up}};
-        bi->matmul(b, m->xn, T, gu, 2);
-        bi->silu_mul(b, m->gate, m->up, m->gate, T, I);
-        const struct backend_matmul down = {&L->down, NULL, m->delta};
-        bi->matmul(b, m->gate, T, &down, 1);
+        backend_attention(b, &ap);
+        const struct backend_matmul_args o = {&L->o, NULL, m->delta};
+        backend_matmul(b, m->attn, T, &o, 1);
+        backend_add_rms_norm(b, m->x, m->delta, L->mlp_norm, m->xn, T, H, c->rms_norm_eps);
+        const struct backend_matmul_args gu[2] = {{&L->gate, NULL, m->gate}, {&L->up, NULL, m->up}};
+        backend_matmul(b, m->xn, T, gu, 2);
+        backend_silu_mul(b, m->gate, m->up, m->gate, T, I);
+        const struct backend_matmul_args down = {&L->down, NULL, m->delta};
+        backend_matmul(b, m->gate, T, &down, 1);
         pending = m->delta;
     }
     if (num_logits == 0) return;
     /* The final norm is per row, so only the rows whose logits are wanted need it; the
      * residual add must still cover them, and gathering first keeps it to those rows. */
-    bi->gather_rows(b, m->x, m->d_logits_idx, num_logits, H, m->rows);
-    bi->gather_rows(b, m->delta, m->d_logits_idx, num_logits, H, m->xn);
-    bi->add_rms_norm(b, m->rows, m->xn, m->final_norm, m->rows, num_logits, H, c->rms_norm_eps);
-    const struct backend_matmul head = {&m->lm_head, NULL, m->logits};
-    bi->matmul(b, m->rows, num_logits, &head, 1);
+    backend_gather_rows(b, m->x, m->d_logits_idx, num_logits, H, m->rows);
+    backend_gather_rows(b, m->delta, m->d_logits_idx, num_logits, H, m->xn);
+    backend_add_rms_norm(b, m->rows, m->xn, m->final_norm, m->rows, num_logits, H, c->rms_norm_eps);
+    const struct backend_matmul_args head = {&m->lm_head, NULL, m->logits};
+    backend_matmul(b, m->rows, num_logits, &head, 1);
 }
 
 /* The recorded graph that serves bt (the smallest that holds it), or -1: it needs every
@@ -502,7 +499,7 @@ static int run_graph(struct model *m, const struct model_batch *bt, int g) {
     int rc = upload_batch(m, &padded);
     if (rc) return rc;
     m->graph_replays++;
-    return m->b->iface->graph_launch(m->b, m->graph[g]);
+    return backend_graph_launch(m->b, m->graph[g]);
 }
 
 /* The forward pass up to the LM head's output, left on the device in m->logits. */
@@ -513,12 +510,11 @@ static int run(struct model *m, const struct model_batch *bt) {
     if (g >= 0) return run_graph(m, bt, g);
     if ((rc = upload_batch(m, bt))) return rc;
     enqueue_forward(m, bt->num_tokens, bt->num_logits, m->max_context, table_width(m, bt));
-    return bt->num_logits == 0 ? m->b->iface->sync(m->b) : 0;
+    return bt->num_logits == 0 ? backend_sync(m->b) : 0;
 }
 
 int model_capture_graphs(struct model *m, int max_batch) {
-    const struct backend_i *bi = m->b->iface;
-    if (!bi->graph_begin || !m->kv_pool || m->num_graphs) return 0;
+    if (!backend_has_graphs(m->b) || !m->kv_pool || m->num_graphs) return 0;
     int limit = max_batch;
     if (limit > m->p.max_num_seqs) limit = m->p.max_num_seqs;
     if (limit > m->p.max_num_batched_tokens) limit = m->p.max_num_batched_tokens;
@@ -551,14 +547,14 @@ int model_capture_graphs(struct model *m, int max_batch) {
             .block_table_width = m->graph_width, .num_logits = T, .logits_idx = idx};
         if ((rc = check_batch(m, &warm)) || (rc = upload_batch(m, &warm))) break;
         enqueue_forward(m, T, T, m->max_context, m->graph_width);
-        if ((rc = bi->sync(m->b)) || (rc = bi->graph_begin(m->b))) break;
+        if ((rc = backend_sync(m->b)) || (rc = backend_graph_begin(m->b))) break;
         enqueue_forward(m, T, T, m->graph_context, m->graph_width);
-        if ((rc = bi->graph_end(m->b, &m->graph[i]))) break;
+        if ((rc = backend_graph_end(m->b, &m->graph[i]))) break;
         m->graph_T[i] = T;
         m->num_graphs = i + 1;
     }
     if (rc) {
-        for (int i = 0; i < m->num_graphs; i++) bi->graph_free(m->b, m->graph[i]);
+        for (int i = 0; i < m->num_graphs; i++) backend_graph_free(m->b, m->graph[i]);
         m->num_graphs = 0;
         return rc;
     }
@@ -575,21 +571,21 @@ long long model_graph_replays(const struct model *m) { return m->graph_replays; 
 int model_forward(struct model *m, const struct model_batch *bt, float *logits) {
     int rc = run(m, bt);
     if (rc || bt->num_logits == 0) return rc;
-    return m->b->iface->download(m->b, logits, m->logits, sizeof(float) * (size_t)bt->num_logits * m->cfg.vocab_size);
+    return backend_download(m->b, logits, m->logits, sizeof(float) * (size_t)bt->num_logits * m->cfg.vocab_size);
 }
 
-int model_has_device_argmax(const struct model *m) { return m->b->iface->argmax != NULL; }
+int model_has_device_argmax(const struct model *m) { return backend_has_argmax(m->b); }
 
 int model_forward_argmax(struct model *m, const struct model_batch *bt, int32_t *ids) {
-    if (!m->b->iface->argmax) return folio_err(FOLIO_EUNSUP, "this backend has no device argmax");
+    if (!backend_has_argmax(m->b)) return folio_err(FOLIO_EUNSUP, "this backend has no device argmax");
     int rc = run(m, bt);
     if (rc || bt->num_logits == 0) return rc;
-    return m->b->iface->argmax(m->b, m->logits, bt->num_logits, m->cfg.vocab_size, ids);
+    return backend_argmax(m->b, m->logits, bt->num_logits, m->cfg.vocab_size, ids);
 }
 
 size_t model_activation_bytes(const struct model *m) {
     struct backend_mem mem = {0};
-    if (m->b->iface->mem_info && m->b->iface->mem_info(m->b, &mem)) mem.reserved = 0;
+    if (backend_mem_info(m->b, &mem)) mem.reserved = 0;
     return m->scratch_bytes + mem.reserved;
 }
 
@@ -598,7 +594,7 @@ void model_set_max_model_len(struct model *m, int len) {
 }
 
 void model_free_kv(struct model *m) {
-    if (m->kv_pool) m->b->iface->release(m->b, m->kv_pool);
+    if (m->kv_pool) backend_release(m->b, m->kv_pool);
     m->kv_pool = NULL;
     m->num_blocks = 0;
     for (int l = 0; l < m->cfg.num_layers; l++) m->layers[l].k_cache = m->layers[l].v_cache = NULL;

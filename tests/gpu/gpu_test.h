@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "backend/backend.h"
+#include "backend/backend_impl.h"
 #include "kernels.h"
 
 #define TOL 1e-5

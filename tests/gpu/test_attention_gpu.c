@@ -97,7 +97,7 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
     splits = paged_attention_splits(&p);
     CK(paged_attention(&p, st));
     CK(cudaStreamSynchronize(st));
-    struct backend_attention a = {
+    struct backend_attention_args a = {
         .q = h_q, .k_cache = h_kc, .v_cache = h_vc, .block_tables = h_bt, .seq_idx = h_seq, .positions = h_pos,
         .out = h_out, .num_tokens = T, .num_heads = c->nh, .num_kv_heads = c->nkv, .head_dim = c->hd,
         .block_size = c->bs, .max_blocks_per_seq = mb, .sliding_window = c->window, .scale = scale,

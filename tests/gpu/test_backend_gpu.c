@@ -152,12 +152,12 @@ static void test_matmul(struct backend *cpu, struct backend *gpu, enum folio_dty
     }
     fill(h_x, (size_t)T * K, -1.0f, 1.0f);
     fill(h_bias, (size_t)N, -0.5f, 0.5f);
-    const struct backend_reserve r = {.max_tokens = T, .max_cols = K, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
+    const struct backend_reserve_args r = {.max_tokens = T, .max_cols = K, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
     if (gpu->iface->reserve(gpu, &r)) {
         snprintf(detail, sizeof detail, "reserve: %s", folio_last_error());
         goto out;
     }
-    struct backend_matmul mc[3], mg[3];
+    struct backend_matmul_args mc[3], mg[3];
     for (int i = 0; i < n_mm; i++) {
         const int Ni = N + 17 * i;
         if (!(src[i] = malloc(sizeof(float) * (size_t)Ni * K)) || !(h_out[i] = malloc(sizeof(float) * (size_t)T * Ni)) ||
@@ -177,8 +177,8 @@ static void test_matmul(struct backend *cpu, struct backend *gpu, enum folio_dty
             goto out;
         }
         CK(dev_alloc(&d_out[i], (size_t)T * Ni, (size_t)Ni));
-        mc[i] = (struct backend_matmul){&wc[i], with_bias && i == 0 ? h_bias : NULL, h_out[i]};
-        mg[i] = (struct backend_matmul){&wg[i], NULL, d_out[i]};
+        mc[i] = (struct backend_matmul_args){&wc[i], with_bias && i == 0 ? h_bias : NULL, h_out[i]};
+        mg[i] = (struct backend_matmul_args){&wg[i], NULL, d_out[i]};
     }
     CK(dev_alloc(&d_x, (size_t)T * K, 0));
     CK(up(d_x, h_x, sizeof(float) * (size_t)T * K));
@@ -235,7 +235,7 @@ static void test_backend_argmax_and_mem(struct backend *gpu, int n, int vocab) {
         snprintf(detail, sizeof detail, "out of host memory");
         goto out;
     }
-    const struct backend_reserve r = {.max_tokens = n, .max_cols = 64, .num_heads = 32, .num_kv_heads = 8, .head_dim = 128};
+    const struct backend_reserve_args r = {.max_tokens = n, .max_cols = 64, .num_heads = 32, .num_kv_heads = 8, .head_dim = 128};
     if (gpu->iface->reserve(gpu, &r) || gpu->iface->mem_info(gpu, &mem)) {
         snprintf(detail, sizeof detail, "%s", folio_last_error());
         goto out;
@@ -312,7 +312,7 @@ int gpu_bench_matmul(double copy_gbs) {
         fprintf(stderr, "bench: %s\n", folio_last_error());
         return 1;
     }
-    const struct backend_reserve r = {.max_tokens = 8, .max_cols = 8192, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
+    const struct backend_reserve_args r = {.max_tokens = 8, .max_cols = 8192, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64};
     if (gpu->iface->reserve(gpu, &r)) goto out;
     printf("\n%-44s %4s %10s %10s %7s  (bf16 weights, fp32 activations; GB/s of weight read)\n", "product", "T",
            "path", "us/iter", "GB/s");
@@ -335,7 +335,7 @@ int gpu_bench_matmul(double copy_gbs) {
         free(h_w);
         for (size_t t = 0; ok && t < sizeof Ts / sizeof Ts[0]; t++) {
             const int T = Ts[t], reps = 50;
-            const struct backend_matmul mm = {&w, NULL, d_out};
+            const struct backend_matmul_args mm = {&w, NULL, d_out};
             for (int i = 0; i < 3; i++) gpu->iface->matmul(gpu, d_x, T, &mm, 1);
             gpu->iface->sync(gpu);
             const double t0 = folio_now();

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "backend/backend_impl.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "base/threadpool.h"
 
@@ -122,7 +122,7 @@ struct mm_job {
     const struct cpu_kernels *k;
     const float *x;
     int T;
-    const struct backend_matmul *mm;
+    const struct backend_matmul_args *mm;
     int n;
     int task_start[MAX_FUSED + 1]; /* first task of each product */
 };
@@ -131,14 +131,14 @@ static void mm_task(void *p, int task, int thread) {
     const struct mm_job *j = p;
     int i = 0;
     while (task >= j->task_start[i + 1]) i++;
-    const struct backend_matmul *m = &j->mm[i];
+    const struct backend_matmul_args *m = &j->mm[i];
     int n0 = (task - j->task_start[i]) * GEMM_ROWS_PER_TASK;
     int n1 = n0 + GEMM_ROWS_PER_TASK;
     if (n1 > m->w->rows) n1 = (int)m->w->rows;
     j->k->gemm[m->w->dtype](j->x, j->T, (int)m->w->cols, m->w->data, n0, n1, m->out, (int)m->w->rows, m->bias);
 }
 
-static void cpu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul *mm, int n) {
+static void cpu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n) {
     struct mm_job j = {ctx_of(b)->k, x, T, mm, n, {0}};
     size_t flops = 0;
     for (int i = 0; i < n; i++) {
@@ -196,7 +196,7 @@ static void cpu_reshape_and_cache(struct backend *b, const float *k, const float
 
 struct attn_job {
     const struct cpu_kernels *k;
-    const struct backend_attention *p;
+    const struct backend_attention_args *p;
     int group;     /* query heads per KV head */
     int per_task;  /* query heads one task handles (all of a group unless scratch is short) */
     int subtasks;  /* tasks per (token, KV head) */
@@ -207,7 +207,7 @@ struct attn_job {
  * and each K/V row is read once for all the heads that share it. */
 static void attn_task(void *vj, int task, int thread) {
     const struct attn_job *j = vj;
-    const struct backend_attention *p = j->p;
+    const struct backend_attention_args *p = j->p;
     const int hd = p->head_dim, bs = p->block_size;
     const int per_tok = p->num_kv_heads * j->subtasks;
     const int t = task / per_tok, kvh = (task % per_tok) / j->subtasks, sub = task % j->subtasks;
@@ -236,7 +236,7 @@ static void attn_task(void *vj, int task, int thread) {
         for (int d = 0; d < hd; d++) out[(size_t)h * hd + d] = acc[(size_t)h * hd + d] / l[h];
 }
 
-static void cpu_attention(struct backend *b, const struct backend_attention *p) {
+static void cpu_attention(struct backend *b, const struct backend_attention_args *p) {
     struct attn_job j = {ctx_of(b)->k, p, p->num_heads / p->num_kv_heads, 0, 0};
     const int widest = p->head_dim > p->block_size ? p->head_dim : p->block_size;
     j.per_task = ATTN_SCRATCH / widest;

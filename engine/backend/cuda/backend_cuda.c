@@ -15,7 +15,7 @@
  * download and sync wait for it. The scratch the ops need (the narrowed input, the bias ones
  * vector, split-K attention partials, argmax ids) is allocated once by reserve, so the step
  * loop never allocates. */
-#include "backend/backend.h"
+#include "backend/backend_impl.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -74,7 +74,7 @@ struct cuda_ctx {
     cudaError_t err;          /* the first launch error, reported at the next sync */
     cublasMath_t math;        /* the handle's math mode now */
     /* reserve's scratch: */
-    struct backend_reserve r;
+    struct backend_reserve_args r;
     void *xcast;              /* [r.max_tokens, r.max_cols] 16-bit: matmul input narrowed */
     float *ones;              /* [r.max_tokens] of 1.0 for bias rows (cublasSger) */
     void *attn_ws;            /* split-K partials */
@@ -201,7 +201,7 @@ static cudaDataType_t cuda_type(enum folio_dtype d) { return d == FOLIO_BF16 ? C
 /* out[T, N] = x[T, K] W^T + bias. Row-major out is column-major N x T, and W [N, K] row-major
  * is column-major K x N, so C(N x T) = op(Wc)^T (N x K) * xc (K x T) with no transposed copy.
  * The products of one call share x, so a 16-bit x is narrowed once for all of them. */
-static void cu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul *mm, int n) {
+static void cu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n) {
     struct cuda_ctx *c = ctx_of(b);
     const float one = 1.0f, zero = 0.0f;
     enum folio_dtype narrowed = FOLIO_F32;
@@ -255,7 +255,7 @@ static void cu_reshape_and_cache(struct backend *b, const float *k, const float 
                                       ctx_of(b)->stream));
 }
 
-static void cu_attention(struct backend *b, const struct backend_attention *p) {
+static void cu_attention(struct backend *b, const struct backend_attention_args *p) {
     const struct paged_attention_params pa = {
         .q = p->q, .k_cache = p->k_cache, .v_cache = p->v_cache, .block_tables = p->block_tables,
         .seq_idx = p->seq_idx, .positions = p->positions, .out = p->out, .num_tokens = p->num_tokens,
@@ -288,7 +288,7 @@ static int cu_sync(struct backend *b) {
 
 /* Allocates the ops' scratch for the largest batch; called once at load, before the
  * profiling pass, and again only if the model's limits grow. */
-static int cu_reserve(struct backend *b, const struct backend_reserve *r) {
+static int cu_reserve(struct backend *b, const struct backend_reserve_args *r) {
     struct cuda_ctx *c = ctx_of(b);
     if (r->max_tokens <= c->r.max_tokens && r->max_cols <= c->r.max_cols && r->num_heads <= c->r.num_heads &&
         r->num_kv_heads == c->r.num_kv_heads && r->head_dim == c->r.head_dim)
@@ -301,7 +301,7 @@ static int cu_reserve(struct backend *b, const struct backend_reserve *r) {
     c->xcast = c->attn_ws = NULL;
     c->ones = NULL;
     c->ids = NULL;
-    c->r = (struct backend_reserve){0};
+    c->r = (struct backend_reserve_args){0};
     c->reserved = 0;
     const size_t T = (size_t)(r->max_tokens > 0 ? r->max_tokens : 1);
     const size_t xcast_bytes = T * (size_t)(r->max_cols > 0 ? r->max_cols : 1) * 2;

@@ -1,0 +1,95 @@
+/* backend: the public ops, each forwarding to the backend's vtable slot. One indirect call
+ * per op is nothing beside the op itself, and it keeps struct backend opaque to the model. */
+#include "backend/backend_impl.h"
+
+const char *backend_name(const struct backend *b) { return b->iface->name; }
+
+void backend_free(struct backend *b) {
+    if (b) b->iface->free(b);
+}
+
+void *backend_alloc(struct backend *b, size_t nbytes) { return b->iface->alloc(b, nbytes); }
+
+void backend_release(struct backend *b, void *p) { b->iface->release(b, p); }
+
+int backend_upload(struct backend *b, void *dst, const void *src, size_t n) {
+    return b->iface->upload(b, dst, src, n);
+}
+
+int backend_download(struct backend *b, void *dst, const void *src, size_t n) {
+    return b->iface->download(b, dst, src, n);
+}
+
+int backend_load_weight(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows, int64_t cols,
+                        enum folio_dtype dtype, struct backend_weight *out) {
+    return b->iface->load_weight(b, src, src_dtype, rows, cols, dtype, out);
+}
+
+void backend_free_weight(struct backend *b, struct backend_weight *w) { b->iface->free_weight(b, w); }
+
+void backend_embed(struct backend *b, const struct backend_weight *table, const int32_t *tokens, int n, float *out) {
+    b->iface->embed(b, table, tokens, n, out);
+}
+
+void backend_add_rms_norm(struct backend *b, float *residual, const float *delta, const float *w, float *out, int rows,
+                          int dim, float eps) {
+    b->iface->add_rms_norm(b, residual, delta, w, out, rows, dim, eps);
+}
+
+void backend_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n) {
+    b->iface->matmul(b, x, T, mm, n);
+}
+
+void backend_rope(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
+                  const float *inv_freq, int T, int nh, int nkv, int head_dim) {
+    b->iface->rope(b, q, q_stride, k, k_stride, positions, inv_freq, T, nh, nkv, head_dim);
+}
+
+void backend_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
+                               const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
+                               int head_dim, int block_size) {
+    b->iface->reshape_and_cache(b, k, v, stride, slot_mapping, k_cache, v_cache, T, nkv, head_dim, block_size);
+}
+
+void backend_attention(struct backend *b, const struct backend_attention_args *p) { b->iface->attention(b, p); }
+
+void backend_silu_mul(struct backend *b, const float *gate, const float *up, float *out, int T, int n) {
+    b->iface->silu_mul(b, gate, up, out, T, n);
+}
+
+void backend_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+                         const int32_t *pairs, int n) {
+    b->iface->copy_blocks(b, pool, num_caches, cache_elems, block_elems, pairs, n);
+}
+
+void backend_gather_rows(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out) {
+    b->iface->gather_rows(b, x, idx, n, dim, out);
+}
+
+int backend_sync(struct backend *b) { return b->iface->sync(b); }
+
+int backend_reserve(struct backend *b, const struct backend_reserve_args *r) {
+    return b->iface->reserve ? b->iface->reserve(b, r) : 0;
+}
+
+int backend_mem_info(struct backend *b, struct backend_mem *out) {
+    if (!b->iface->mem_info) return FOLIO_EUNSUP; /* quietly: callers fall back, and keep their error */
+    return b->iface->mem_info(b, out);
+}
+
+int backend_has_argmax(const struct backend *b) { return b->iface->argmax != NULL; }
+
+int backend_argmax(struct backend *b, const float *logits, int n, int vocab, int32_t *ids) {
+    if (!b->iface->argmax) return folio_err(FOLIO_EUNSUP, "this backend has no device argmax");
+    return b->iface->argmax(b, logits, n, vocab, ids);
+}
+
+int backend_has_graphs(const struct backend *b) { return b->iface->graph_begin != NULL; }
+
+int backend_graph_begin(struct backend *b) { return b->iface->graph_begin(b); }
+
+int backend_graph_end(struct backend *b, void **graph) { return b->iface->graph_end(b, graph); }
+
+int backend_graph_launch(struct backend *b, void *graph) { return b->iface->graph_launch(b, graph); }
+
+void backend_graph_free(struct backend *b, void *graph) { b->iface->graph_free(b, graph); }
