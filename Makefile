@@ -1,8 +1,18 @@
 # Folio build. Plain make; `make help` lists the targets.
 #   make            build folio-engine (CPU; CUDA kernels compile-checked when nvcc exists)
 #   make run        install deps if missing, build, start foliod serving stories260K on :8000
-#   make test       install deps if missing, build, run the whole CPU suite
+#   make check      the everyday loop: release build, then unit, API, daemon, generate and the engine's
+#                   layer checks side by side, no fuzzing (under 2 min on 2 cores)
+#   make test       what CI runs: release, ASan/UBSan and TSan builds, every release suite (the admin
+#                   console in Chromium too), the ASan/UBSan runs that find memory bugs, the TSan runs,
+#                   a 3 s a target fuzz smoke (about 5 min on 2 cores)
+#   make test-full  everything: make test, the ASan/UBSan re-runs it leaves out, long fuzzing (300 s a
+#                   target, as make fuzz), then make test-packaging (as root)
+#                   (tests/run_all.sh lists each tier's suites; TEST_JOBS=N processes at once, 6)
+#   make layer-check  the engine's layers: each archive links with only the layers it may use, no
+#                   upward include, every global symbol prefixed and declared once (tests/layers/check.sh)
 #   make bench      CPU decode/prefill benchmark against the measured memory roofline
+#   make bench-compare BASE=REV  make bench for REV and this tree, alternating, in one run
 #   make soak       foliod under 64 misbehaving clients and injected faults for SOAK_SECONDS (600), then the checks
 #   make test-gpu   each CUDA kernel against its CPU reference (needs nvcc and a CUDA device)
 #   make bench-gpu  decode paged_attention bandwidth against a device memcpy (CUDA device)
@@ -91,7 +101,8 @@ endef
 $(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
 # Top-down: a layer's archive comes before those it uses.
 ENGINE_LIBS := $(foreach l,server core chat_template text model backend base,$(call layer_lib,$(l)))
-# foliod: daemon/*.c plus the engine's util (errors, files); its own libraries.
+# foliod: daemon/*.c plus base/ and model/config.o from the engine (it includes only base/*.h
+# and model/config.h: tests/layers/daemon_includes.sh); never a backend, never CUDA.
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 DAEMON_LIB := $(BUILD)/libfoliod.a
@@ -122,8 +133,8 @@ $(DAEMON_LIB): $(DAEMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(FOLIOD_BIN): $(BUILD)/daemon/main.o $(DAEMON_LIB) $(ENGINE_LIBS)
-	$(CC) $(OPT) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS) $(CUDA_LIBS)
+$(FOLIOD_BIN): $(BUILD)/daemon/main.o $(DAEMON_LIB) $(call layer_lib,model) $(call layer_lib,base)
+	$(CC) $(OPT) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS)
 
 $(UNIT_OBJ): CFLAGS += -Idaemon
 $(UNIT_BIN): $(UNIT_OBJ) $(DAEMON_LIB) $(ENGINE_LIBS)
@@ -158,7 +169,7 @@ GPU_BIN := $(BUILD)/gpu-tests
 # without the cJSON/PCRE2/utf8proc dev packages still builds the test.
 GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend/backend.o backend/cpu/backend_cpu.o backend/cpu/cpu_kernels.o base/threadpool.o base/util.o)
 # The CUDA backend itself (its cuBLAS products, argmax, reserve), compiled for the test binary.
-GPU_BACKEND_OBJ := $(BUILD)/gpu/backend_cuda.o
+GPU_BACKEND_OBJ := $(BUILD)/tests/gpu/backend_cuda.o
 .PHONY: test-gpu bench-gpu test-gpu-engine test-gpu-models bench-gpu-e2e cuda-check
 ifneq ($(NVCC),)
 CUDA_HOME ?= $(abspath $(dir $(realpath $(NVCC)))..)
@@ -175,21 +186,21 @@ bench-gpu: $(GPU_BIN)
 	$(GPU_BIN) --bench
 # The engine end to end on the GPU: folio-engine built with CUDA=1 (build/*-cuda).
 test-gpu-engine:
-	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine
+	@$(MAKE) --no-print-directory CUDA=1 O=$(BUILD)-cuda $(BUILD)-cuda/folio-engine
 	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_TEST_MODELS=$(MODELS) tests/gpu/engine_gpu.sh
 # Generated checkpoints' logits and greedy tokens on the GPU vs the PyTorch reference and vs
 # --device cpu (bf16 3e-2, f16 5e-3, fp32 1e-4 of the logits' scale).
 test-gpu-models:
-	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine
+	@$(MAKE) --no-print-directory CUDA=1 O=$(BUILD)-cuda $(BUILD)-cuda/folio-engine
 	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_TEST_MODELS=$(MODELS) tests/gpu/check_models_gpu.sh
 # Offline throughput on the GPU, folio vs a transformers-style PyTorch loop (Llama-3.2-1B shape, bf16).
 bench-gpu-e2e:
-	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine $(BUILD)-cuda/bench_serve
+	@$(MAKE) --no-print-directory CUDA=1 O=$(BUILD)-cuda $(BUILD)-cuda/folio-engine $(BUILD)-cuda/bench_serve
 	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_BENCH_SERVE=$(BUILD)-cuda/bench_serve tests/gpu/bench_e2e.sh
 # CI has nvcc but no GPU: compile the GPU test binary and the CUDA=1 engine, and check that
 # the CUDA build falls back to the CPU (the CPU suite itself never depends on CUDA).
 cuda-check: $(GPU_BIN)
-	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)-cuda/folio-engine
+	@$(MAKE) --no-print-directory CUDA=1 O=$(BUILD)-cuda $(BUILD)-cuda/folio-engine
 	FOLIO_ENGINE=$(BUILD)-cuda/folio-engine FOLIO_TEST_MODELS=$(MODELS) tests/gpu/cpu_fallback.sh
 else
 cuda-check:
@@ -214,15 +225,51 @@ run: deps
 	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(FOLIOD_BIN)
 	$(FOLIOD_BIN) --host $(HOST) --port $(PORT) --data-dir $(RUN_DATA) --model $(MODEL)
 
+# The test tiers (tests/run_all.sh runs a tier's suites side by side; the header lists them).
+# The builds run under one -j (nproc, unless make was given -j): release, then for test and
+# test-full the ASan/UBSan and TSan builds beside it. With O=DIR they go to DIR, DIR-asan, DIR-tsan
+# (and the fuzz targets to DIR-fuzz).
+TEST_ASAN := $(if $(O),$(O)-asan,build/asan)
+TEST_TSAN := $(if $(O),$(O)-tsan,build/tsan)
+TEST_J     = $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(shell nproc))
+RUN_TIER   = FOLIO_TEST_MODELS=$(MODELS) FOLIO_REL=$(BUILD) FOLIO_ASAN=$(TEST_ASAN) FOLIO_TSAN=$(TEST_TSAN) \
+             FUZZ_OUT=$(if $(O),$(O)-fuzz,build/fuzz) tests/run_all.sh
+.PHONY: check test-full layer-check test-build-rel test-build-asan test-build-tsan
+check: deps
+	@$(MAKE) --no-print-directory $(TEST_J) test-build-rel
+	@$(RUN_TIER) check
 test: deps
+	@$(MAKE) --no-print-directory $(TEST_J) test-build-rel test-build-asan test-build-tsan
+	@$(RUN_TIER) test
+test-full: deps
+	@$(MAKE) --no-print-directory $(TEST_J) test-build-rel test-build-asan test-build-tsan
+	@$(RUN_TIER) full; rc=$$?; $(MAKE) --no-print-directory test-packaging && exit $$rc
+test-build-rel:
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory ASAN=1 $(patsubst build/release/%,build/asan/%,$(ENGINE_BIN) $(FOLIOD_BIN) $(UNIT_BIN) $(TOOL_BIN))
-	@$(MAKE) --no-print-directory TSAN=1 build/tsan/unit-tests
-	@FOLIO_TEST_MODELS=$(MODELS) tests/run_all.sh
+test-build-asan:
+	@$(MAKE) --no-print-directory ASAN=1 O=$(TEST_ASAN) \
+	  $(patsubst $(BUILD)/%,$(TEST_ASAN)/%,$(ENGINE_BIN) $(FOLIOD_BIN) $(UNIT_BIN) $(TOOL_BIN))
+test-build-tsan:
+	@$(MAKE) --no-print-directory TSAN=1 O=$(TEST_TSAN) $(TEST_TSAN)/unit-tests
+# make layer-check: tests/layers/check.sh on this build's archives (make check runs it too).
+layer-check: $(foreach l,$(LAYERS),$(call layer_lib,$(l))) $(BUILD)/engine/main.o
+	@tests/layers/check.sh
+layer-check check test test-full: export LAYERS := $(LAYERS)
+layer-check check test test-full: export LAYER_BUILD := $(BUILD)
+layer-check check test test-full: export LAYER_CFLAGS := $(filter-out -MMD -MP,$(CFLAGS))
+layer-check check test test-full: export LAYER_LDLIBS := $(LDLIBS) $(CUDA_LIBS)
+$(foreach l,$(LAYERS),$(eval layer-check check test test-full: export LAYER_DEPS_$(l) := $(LAYER_DEPS_$(l))))
+$(foreach l,$(LAYERS),$(eval layer-check check test test-full: export LAYER_SRC_$(l) := $(call layer_src,$(l))))
 
 bench: deps
 	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(FOLIOD_BIN) $(TOOL_BIN)
 	@FOLIO_TEST_MODELS=$(MODELS) tests/bench/run_bench.sh
+
+# make bench-compare BASE=REV: the same benchmark for REV (built in build/bench-base/) and for this
+# tree, alternating in one run (tests/bench/compare.sh).
+bench-compare: deps
+	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(FOLIOD_BIN) $(TOOL_BIN)
+	@FOLIO_TEST_MODELS=$(MODELS) tests/bench/compare.sh
 
 soak: deps
 	@$(MAKE) --no-print-directory $(ENGINE_BIN) $(FOLIOD_BIN)

@@ -31,25 +31,26 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model/config.h"
+#include "admin_api.h"
 #include "audit.h"
 #include "foliod.h"
-#include "guard.h"
 #include "gpu.h"
-#include "model/model.h"
+#include "guard.h"
 #include "hub.h"
-#include "proxy.h"
 #include "pull.h"
 #include "upstream.h"
 #include "validate.h"
+#include "wire.h"
+#include "base/openai_error.h"
 #include "base/util.h"
+#include "model/config.h"
 
 #define COOKIE "folio_session"
 
 static void send_obj(struct mg_connection *c, int status, cJSON *j, const char *headers) {
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    http_send_json(c, status, s ? s : "{}", headers);
+    wire_send_json(c, status, s ? s : "{}", headers);
     free(s);
 }
 
@@ -62,7 +63,7 @@ static void bad(struct mg_connection *c, int status, const char *fmt, ...) {
     va_end(ap);
     const char *type = status == 401 ? "AuthenticationError" : status == 404 ? "NotFoundError"
                      : status == 409 ? "ConflictError" : status >= 500 ? "server_error" : "invalid_request_error";
-    proxy_send_error(c, status, type, "%s", msg);
+    openai_error_send(c, status, type, "%s", msg);
 }
 
 static int status_of(int rc) {
@@ -76,7 +77,9 @@ static int session_token(struct mg_connection *c, char *tok, size_t cap) {
     return ck && mg_get_cookie(ck, COOKIE, tok, cap) > 0;
 }
 
-int admin_session_gen(struct foliod *d, char gen[AUTH_GEN_HEX]) {
+/* The credential generation sessions are bound to: a hash of the stored admin password hash,
+ * so that a password reset (also by another process) ends every session. */
+static int session_gen(struct foliod *d, char gen[AUTH_GEN_HEX]) {
     char hash[256];
     int rc = store_admin_get(d->store, hash, sizeof hash);
     if (!rc) rc = auth_sha256_hex(hash, strlen(hash), gen);
@@ -87,7 +90,7 @@ int admin_session_gen(struct foliod *d, char gen[AUTH_GEN_HEX]) {
 /* A live session whose password is still the current one. slide: extend its idle expiry. */
 static int session_live(struct foliod *d, const char *tok, int slide) {
     char gen[AUTH_GEN_HEX];
-    if (admin_session_gen(d, gen)) return 0;
+    if (session_gen(d, gen)) return 0;
     return auth_session_check_gen(d->sessions, tok, gen, slide);
 }
 
@@ -97,6 +100,18 @@ int admin_session_ok(struct foliod *d, struct mg_connection *c) {
 }
 
 enum { AUTHN_NONE, AUTHN_SESSION, AUTHN_TOKEN, AUTHN_ANSWERED };
+
+/* One routed request, as the table's handlers get it (admin_handle). */
+struct admin_req {
+    const char *method;
+    const char *path;         /* the whole path: "/api/models/3/load" */
+    const char *id;           /* what {id} matched (its length in id_len); NUL-terminated when
+                                 {id} ends the pattern */
+    size_t id_len;
+    struct store_model model; /* ADMIN_MODEL routes: the model {id} names */
+    int how;                  /* AUTHN_SESSION or AUTHN_TOKEN (AUTHN_NONE on open routes) */
+    const char *session;      /* the session's token when how is AUTHN_SESSION */
+};
 
 /* How the request is authenticated. An admin token (Authorization: Bearer) is checked when
  * one is configured, under the per-address back-off (AUTHN_ANSWERED: a 429 was sent);
@@ -126,7 +141,7 @@ static int authorized(struct foliod *d, struct mg_connection *c, char *tok, size
 static cJSON *read_json_max(struct foliod *d, struct mg_connection *c, size_t max) {
     char *body = NULL;
     size_t len = 0;
-    if (http_read_body(d, c, max, &body, &len)) return NULL;
+    if (wire_read_body(c, max ? max : d->cfg.max_body, &body, &len)) return NULL;
     /* Checked before cJSON builds a tree: its recursion would overflow a 100 KiB handler
      * stack on a few thousand '[', and each value costs ~80 bytes. Admin bodies are small. */
     if (folio_json_max_depth(body, len, FOLIO_JSON_MAX_DEPTH) > FOLIO_JSON_MAX_DEPTH ||
@@ -151,7 +166,7 @@ static cJSON *read_json(struct foliod *d, struct mg_connection *c) { return read
 /* Login bodies are small: a bigger one is refused before it is buffered. */
 #define LOGIN_MAX_BODY 4096
 
-static void login(struct foliod *d, struct mg_connection *c) {
+static void login(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
     /* An address in its back-off wait is not even checked (nor its body read). */
     if (guard_throttled(d, c)) return;
     cJSON *j = read_json_max(d, c, LOGIN_MAX_BODY);
@@ -179,13 +194,13 @@ static void login(struct foliod *d, struct mg_connection *c) {
         return;
     }
     snprintf(hdr, sizeof hdr, "Set-Cookie: " COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict\r\n", tok);
-    http_send_json(c, 200, "{\"ok\":true}", hdr);
+    wire_send_json(c, 200, "{\"ok\":true}", hdr);
 }
 
-static void logout(struct foliod *d, struct mg_connection *c) {
+static void logout(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
     char tok[128];
     if (session_token(c, tok, sizeof tok)) auth_session_end(d->sessions, tok);
-    http_send_json(c, 200, "{\"ok\":true}",
+    wire_send_json(c, 200, "{\"ok\":true}",
                    "Set-Cookie: " COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0\r\n");
 }
 
@@ -328,7 +343,7 @@ static int find_model(struct foliod *d, const char *ref, struct store_model *m) 
     return store_model_find(d->store, ref, m);
 }
 
-static void models_list(struct foliod *d, struct mg_connection *c) {
+static void models_list(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
     struct store_model *ms = NULL;
     int n = 0;
     if (store_model_list(d->store, &ms, &n)) {
@@ -343,7 +358,7 @@ static void models_list(struct foliod *d, struct mg_connection *c) {
     send_obj(c, 200, o, NULL);
 }
 
-static void model_create(struct foliod *d, struct mg_connection *c) {
+static void model_create(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
     cJSON *j = read_json(d, c);
     if (!j) return;
     struct store_model m = {0};
@@ -366,7 +381,12 @@ static void model_create(struct foliod *d, struct mg_connection *c) {
     send_obj(c, 201, model_json(d, &m), NULL);
 }
 
-static void model_patch(struct foliod *d, struct mg_connection *c, struct store_model *m) {
+static void model_get(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    send_obj(c, 200, model_json(d, &r->model), NULL);
+}
+
+static void model_patch(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    struct store_model *m = &r->model;
     cJSON *j = read_json(d, c);
     if (!j) return;
     char why[512], repo[sizeof m->repo_id], rev[sizeof m->revision];
@@ -390,50 +410,81 @@ static void model_patch(struct foliod *d, struct mg_connection *c, struct store_
     send_obj(c, 200, model_json(d, m), NULL);
 }
 
-static void model_action(struct foliod *d, struct mg_connection *c, struct store_model *m, const char *action) {
-    int rc = 0;
-    if (!strcmp(action, "load")) {
-        /* A Hub model without its files yet: pull, then load (pull.c's on_done). */
-        rc = m->source[0] == 'h' && !m->path[0] ? pull_start(d->pulls, m->id, 1) : supervisor_load(d->sup, m->id);
-    } else if (!strcmp(action, "unload")) {
-        if (foliod_default_model(d) == m->id) foliod_set_default_model(d, 0);
-        rc = supervisor_unload(d->sup, m->id);
-    } else if (!strcmp(action, "activate")) {
-        /* The zero-downtime switch: the new engine must be ready before `default` moves;
-         * the old one then drains its in-flight requests and stops. */
-        const int64_t old = foliod_default_model(d);
-        if (m->source[0] == 'h' && !m->path[0]) {
-            bad(c, 409, "%s is not downloaded yet: pull it (POST /api/models/%lld/pull) or load it first", m->name,
-                (long long)m->id);
-            return;
-        }
-        if ((rc = supervisor_load(d->sup, m->id)) == 0) {
-            int r = supervisor_wait_ready(d->sup, m->id, 900);
-            if (r != 1) {
-                struct store_model now;
-                store_model_get(d->store, m->id, &now);
-                bad(c, 409, "%s did not become ready (%s)%s%s", m->name, r < 0 ? "timed out" : now.state,
-                    now.last_error[0] ? ": " : "", now.last_error);
-                return;
-            }
-            foliod_set_default_model(d, m->id);
-            store_event_add(d->store, "info", "model.activated", m->id, "`default` is now %s", m->name);
-            if (old && old != m->id) supervisor_unload(d->sup, old);
-        }
-    } else {
-        bad(c, 404, "no action %s", action);
-        return;
-    }
+/* The end of load, unload and activate: the error for rc, else the model as it is now. */
+static void model_changed(struct foliod *d, struct mg_connection *c, struct store_model *m, int rc, int status) {
     if (rc) {
         bad(c, status_of(rc), "%s", folio_last_error());
         return;
     }
     foliod_notify(d);
     store_model_get(d->store, m->id, m);
-    send_obj(c, !strcmp(action, "activate") ? 200 : 202, model_json(d, m), NULL);
+    send_obj(c, status, model_json(d, m), NULL);
 }
 
-static void model_logs(struct foliod *d, struct mg_connection *c, const struct store_model *m) {
+static void model_load(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    struct store_model *m = &r->model;
+    /* A Hub model without its files yet: pull, then load (pull.c's on_done). */
+    const int rc = m->source[0] == 'h' && !m->path[0] ? pull_start(d->pulls, m->id, 1) : supervisor_load(d->sup, m->id);
+    model_changed(d, c, m, rc, 202);
+}
+
+static void model_unload(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    struct store_model *m = &r->model;
+    if (foliod_default_model(d) == m->id) foliod_set_default_model(d, 0);
+    model_changed(d, c, m, supervisor_unload(d->sup, m->id), 202);
+}
+
+/* The zero-downtime switch: the new engine must be ready before `default` moves; the old one
+ * then drains its in-flight requests and stops. */
+static void model_activate(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    struct store_model *m = &r->model;
+    const int64_t old = foliod_default_model(d);
+    if (m->source[0] == 'h' && !m->path[0]) {
+        bad(c, 409, "%s is not downloaded yet: pull it (POST /api/models/%lld/pull) or load it first", m->name,
+            (long long)m->id);
+        return;
+    }
+    int rc = supervisor_load(d->sup, m->id);
+    if (rc == 0) {
+        int ready = supervisor_wait_ready(d->sup, m->id, 900);
+        if (ready != 1) {
+            struct store_model now;
+            store_model_get(d->store, m->id, &now);
+            bad(c, 409, "%s did not become ready (%s)%s%s", m->name, ready < 0 ? "timed out" : now.state,
+                now.last_error[0] ? ": " : "", now.last_error);
+            return;
+        }
+        foliod_set_default_model(d, m->id);
+        store_event_add(d->store, "info", "model.activated", m->id, "`default` is now %s", m->name);
+        if (old && old != m->id) supervisor_unload(d->sup, old);
+    }
+    model_changed(d, c, m, rc, 200);
+}
+
+static void model_delete(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    const struct store_model *m = &r->model;
+    if (foliod_default_model(d) == m->id) foliod_set_default_model(d, 0);
+    pull_cancel(d->pulls, m->id); /* FOLIO_ENOTFOUND when none runs: nothing to stop */
+    supervisor_unload(d->sup, m->id);
+    /* The engine drains before the row goes: wait for it (bounded by its stop timeout). */
+    for (int i = 0; i < 400; i++) {
+        struct supervisor_route sr;
+        if (supervisor_route(d->sup, m->id, &sr) == FOLIO_ENOTFOUND && supervisor_wait_ready(d->sup, m->id, 0.05) == 0)
+            break;
+        usleep(100 * 1000);
+    }
+    int rc = store_model_delete(d->store, m->id);
+    if (rc) {
+        bad(c, status_of(rc), "%s", folio_last_error());
+        return;
+    }
+    store_event_add(d->store, "info", "model.deleted", 0, "deleted %s", m->name);
+    foliod_notify(d);
+    wire_send_json(c, 200, "{\"deleted\":true}", NULL);
+}
+
+static void model_logs(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    const struct store_model *m = &r->model;
     int n = 0;
     struct supervisor_engine_info *es = supervisor_list_all(d->sup, &n);
     char log_path[1024] = "";
@@ -499,7 +550,7 @@ static int64_t safetensors_bytes(const char *dir) {
  * (a local dir, or the Hub's config.json) and the device's free memory: the weights in the
  * chosen dtype plus the KV cache for max_model_len, against the GPU share (or the CPU's KV
  * space), and the longest max_model_len the rest could hold. */
-static void model_estimate(struct foliod *d, struct mg_connection *c) {
+static void model_estimate(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
     cJSON *j = read_json(d, c);
     if (!j) return;
     struct store_model m = {0};
@@ -520,15 +571,15 @@ static void model_estimate(struct foliod *d, struct mg_connection *c) {
         char token[1024], err[512] = "";
         pull_token(d->pulls, token, sizeof token);
         const struct hub_conn conn = {.endpoint = d->cfg.hf_endpoint, .token = token, .stall_s = 20, .max_attempts = 2};
-        struct hub_repo *r = malloc(sizeof *r);
+        struct hub_repo *repo = malloc(sizeof *repo);
         char *json = NULL;
-        enum hub_status st = r ? hub_resolve(&conn, m.repo_id, m.revision, r, err, sizeof err) : HUB_TRANSIENT;
-        if (!st) st = hub_fetch(&conn, m.repo_id, r->sha, "config.json", &json, err, sizeof err);
-        for (int i = 0; !st && i < r->num_files; i++)
-            if (strstr(r->files[i].name, ".safetensors") && !strstr(r->files[i].name, ".index.json"))
-                ckpt_bytes += r->files[i].size;
+        enum hub_status st = repo ? hub_resolve(&conn, m.repo_id, m.revision, repo, err, sizeof err) : HUB_TRANSIENT;
+        if (!st) st = hub_fetch(&conn, m.repo_id, repo->sha, "config.json", &json, err, sizeof err);
+        for (int i = 0; !st && i < repo->num_files; i++)
+            if (strstr(repo->files[i].name, ".safetensors") && !strstr(repo->files[i].name, ".index.json"))
+                ckpt_bytes += repo->files[i].size;
         memset(token, 0, sizeof token);
-        free(r);
+        free(repo);
         if (st || config_parse(json, cfg)) {
             free(json);
             bad(c, st == HUB_NOT_FOUND ? 404 : 422, "%s", st ? err : folio_last_error());
@@ -548,9 +599,9 @@ static void model_estimate(struct foliod *d, struct mg_connection *c) {
     if (!strcmp(m.dtype, "float32")) dt = FOLIO_F32;
     else if (!strcmp(m.dtype, "float16")) dt = FOLIO_F16;
     else if (!strcmp(m.dtype, "bfloat16")) dt = FOLIO_BF16;
-    const double weights = m.dtype[0] && strcmp(m.dtype, "auto") ? (double)model_weight_bytes_for(cfg, dt)
-                                                                  : (double)(ckpt_bytes ? ckpt_bytes : (int64_t)model_weight_bytes_for(cfg, dt));
-    const double per_token = (double)model_kv_block_bytes_for(cfg, bs) / bs;
+    const double weights = m.dtype[0] && strcmp(m.dtype, "auto") ? (double)config_weight_bytes(cfg, dt)
+                                                                  : (double)(ckpt_bytes ? ckpt_bytes : (int64_t)config_weight_bytes(cfg, dt));
+    const double per_token = (double)config_kv_block_bytes(cfg, bs) / bs;
     struct gpu_info g[GPU_MAX];
     const int ng = strcmp(m.device, "cpu") ? gpu_query(g, GPU_MAX, NULL) : 0;
     double budget, free_bytes;
@@ -594,7 +645,9 @@ out:
 
 /* GET: the download's progress; POST: start (or join) the pull; DELETE: cancel it, deleting
  * its files. */
-static void model_pull(struct foliod *d, struct mg_connection *c, const char *method, struct store_model *m) {
+static void model_pull(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    struct store_model *m = &r->model;
+    const char *method = r->method;
     int rc = 0;
     if (!strcmp(method, "POST")) {
         if (m->source[0] != 'h') {
@@ -604,9 +657,6 @@ static void model_pull(struct foliod *d, struct mg_connection *c, const char *me
         rc = pull_start(d->pulls, m->id, 0);
     } else if (!strcmp(method, "DELETE")) {
         rc = pull_cancel(d->pulls, m->id);
-    } else if (strcmp(method, "GET") != 0) {
-        bad(c, 405, "use GET, POST or DELETE");
-        return;
     }
     if (rc) {
         bad(c, status_of(rc), "%s", folio_last_error());
@@ -627,129 +677,73 @@ static void model_pull(struct foliod *d, struct mg_connection *c, const char *me
     send_obj(c, !strcmp(method, "POST") ? 202 : 200, o, NULL);
 }
 
-static void models_route(struct foliod *d, struct mg_connection *c, const char *method, const char *rest) {
-    if (!strcmp(rest, "estimate")) {
-        if (strcmp(method, "POST")) bad(c, 405, "use POST");
-        else model_estimate(d, c);
-        return;
-    }
-    if (!*rest) {
-        if (!strcmp(method, "GET")) models_list(d, c);
-        else if (!strcmp(method, "POST")) model_create(d, c);
-        else bad(c, 405, "use GET or POST");
-        return;
-    }
-    char ref[256];
-    const char *slash = strrchr(rest, '/');
-    const char *action = NULL;
-    static const char *const actions[] = {"load", "unload", "activate", "logs", "pull"};
-    for (size_t i = 0; slash && i < sizeof actions / sizeof *actions; i++)
-        if (!strcmp(slash + 1, actions[i])) action = actions[i];
-    size_t rl = action ? (size_t)(slash - rest) : strlen(rest);
-    if (rl == 0 || rl >= sizeof ref) {
-        bad(c, 404, "no such model");
-        return;
-    }
-    memcpy(ref, rest, rl);
-    ref[rl] = '\0';
-    struct store_model m;
-    int rc = find_model(d, ref, &m);
-    if (rc) {
-        bad(c, 404, "no model %s", ref);
-        return;
-    }
-    if (action && !strcmp(action, "logs")) model_logs(d, c, &m);
-    else if (action && !strcmp(action, "pull")) model_pull(d, c, method, &m);
-    else if (action && strcmp(method, "POST") != 0) bad(c, 405, "use POST");
-    else if (action) model_action(d, c, &m, action);
-    else if (!strcmp(method, "GET")) send_obj(c, 200, model_json(d, &m), NULL);
-    else if (!strcmp(method, "PATCH")) model_patch(d, c, &m);
-    else if (!strcmp(method, "DELETE")) {
-        if (foliod_default_model(d) == m.id) foliod_set_default_model(d, 0);
-        pull_cancel(d->pulls, m.id); /* FOLIO_ENOTFOUND when none runs: nothing to stop */
-        supervisor_unload(d->sup, m.id);
-        /* The engine drains before the row goes: wait for it (bounded by its stop timeout). */
-        for (int i = 0; i < 400; i++) {
-            struct supervisor_route r;
-            if (supervisor_route(d->sup, m.id, &r) == FOLIO_ENOTFOUND && supervisor_wait_ready(d->sup, m.id, 0.05) == 0) break;
-            usleep(100 * 1000);
-        }
-        if ((rc = store_model_delete(d->store, m.id))) {
-            bad(c, status_of(rc), "%s", folio_last_error());
-            return;
-        }
-        store_event_add(d->store, "info", "model.deleted", 0, "deleted %s", m.name);
-        foliod_notify(d);
-        http_send_json(c, 200, "{\"deleted\":true}", NULL);
-    } else bad(c, 405, "use GET, PATCH or DELETE");
-}
-
 /* ---- keys ---- */
 
-static void keys_route(struct foliod *d, struct mg_connection *c, const char *method, const char *rest) {
-    if (!*rest && !strcmp(method, "GET")) {
-        struct store_key *ks = NULL;
-        int n = 0;
-        if (store_key_list(d->store, &ks, &n)) {
-            bad(c, 500, "%s", folio_last_error());
-            return;
-        }
-        cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "keys");
-        for (int i = 0; i < n; i++) {
-            cJSON *k = cJSON_CreateObject();
-            cJSON_AddNumberToObject(k, "id", (double)ks[i].id);
-            cJSON_AddStringToObject(k, "name", ks[i].name);
-            cJSON_AddStringToObject(k, "prefix", ks[i].prefix);
-            cJSON_AddNumberToObject(k, "created", (double)ks[i].created);
-            if (ks[i].last_used) cJSON_AddNumberToObject(k, "last_used", (double)ks[i].last_used);
-            else cJSON_AddNullToObject(k, "last_used");
-            cJSON_AddItemToArray(a, k);
-        }
-        free(ks);
-        send_obj(c, 200, o, NULL);
-    } else if (!*rest && !strcmp(method, "POST")) {
-        cJSON *j = read_json(d, c);
-        if (!j) return;
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(j, "name");
-        struct store_key k = {0};
-        if (nm && (!cJSON_IsString(nm) || strlen(nm->valuestring) >= sizeof k.name)) {
-            cJSON_Delete(j);
-            bad(c, 400, "name must be a string of at most %zu bytes", sizeof k.name - 1);
-            return;
-        }
-        snprintf(k.name, sizeof k.name, "%s", nm ? nm->valuestring : "");
-        cJSON_Delete(j);
-        char key[AUTH_KEY_LEN + 1];
-        int rc = auth_key_new(key, k.hash);
-        if (!rc) {
-            snprintf(k.prefix, sizeof k.prefix, "%.10s", key);
-            rc = store_key_add(d->store, &k);
-        }
-        if (!rc) rc = foliod_keys_reload(d);
-        if (rc) {
-            bad(c, 500, "%s", folio_last_error());
-            return;
-        }
-        store_event_add(d->store, "info", "key.created", 0, "API key %s (%s...) created", k.name, k.prefix);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "id", (double)k.id);
-        cJSON_AddStringToObject(o, "name", k.name);
-        cJSON_AddStringToObject(o, "prefix", k.prefix);
-        cJSON_AddStringToObject(o, "key", key); /* the only time it is ever shown */
-        cJSON_AddNumberToObject(o, "created", (double)k.created);
-        send_obj(c, 201, o, NULL);
-    } else if (*rest && !strcmp(method, "DELETE")) {
-        int rc = store_key_delete(d->store, atoll(rest));
-        if (!rc) rc = foliod_keys_reload(d);
-        if (rc) {
-            bad(c, status_of(rc), "%s", folio_last_error());
-            return;
-        }
-        store_event_add(d->store, "info", "key.revoked", 0, "API key %s revoked", rest);
-        http_send_json(c, 200, "{\"deleted\":true}", NULL);
-    } else {
-        bad(c, 405, "use GET or POST on /api/keys, DELETE on /api/keys/{id}");
+static void keys_list(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    struct store_key *ks = NULL;
+    int n = 0;
+    if (store_key_list(d->store, &ks, &n)) {
+        bad(c, 500, "%s", folio_last_error());
+        return;
     }
+    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "keys");
+    for (int i = 0; i < n; i++) {
+        cJSON *k = cJSON_CreateObject();
+        cJSON_AddNumberToObject(k, "id", (double)ks[i].id);
+        cJSON_AddStringToObject(k, "name", ks[i].name);
+        cJSON_AddStringToObject(k, "prefix", ks[i].prefix);
+        cJSON_AddNumberToObject(k, "created", (double)ks[i].created);
+        if (ks[i].last_used) cJSON_AddNumberToObject(k, "last_used", (double)ks[i].last_used);
+        else cJSON_AddNullToObject(k, "last_used");
+        cJSON_AddItemToArray(a, k);
+    }
+    free(ks);
+    send_obj(c, 200, o, NULL);
+}
+
+static void key_create(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    cJSON *j = read_json(d, c);
+    if (!j) return;
+    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(j, "name");
+    struct store_key k = {0};
+    if (nm && (!cJSON_IsString(nm) || strlen(nm->valuestring) >= sizeof k.name)) {
+        cJSON_Delete(j);
+        bad(c, 400, "name must be a string of at most %zu bytes", sizeof k.name - 1);
+        return;
+    }
+    snprintf(k.name, sizeof k.name, "%s", nm ? nm->valuestring : "");
+    cJSON_Delete(j);
+    char key[AUTH_KEY_LEN + 1];
+    int rc = auth_key_new(key, k.hash);
+    if (!rc) {
+        snprintf(k.prefix, sizeof k.prefix, "%.10s", key);
+        rc = store_key_add(d->store, &k);
+    }
+    if (!rc) rc = foliod_keys_reload(d);
+    if (rc) {
+        bad(c, 500, "%s", folio_last_error());
+        return;
+    }
+    store_event_add(d->store, "info", "key.created", 0, "API key %s (%s...) created", k.name, k.prefix);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)k.id);
+    cJSON_AddStringToObject(o, "name", k.name);
+    cJSON_AddStringToObject(o, "prefix", k.prefix);
+    cJSON_AddStringToObject(o, "key", key); /* the only time it is ever shown */
+    cJSON_AddNumberToObject(o, "created", (double)k.created);
+    send_obj(c, 201, o, NULL);
+}
+
+/* {id} ends the pattern: r->id is the rest of the path. */
+static void key_delete(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    int rc = store_key_delete(d->store, atoll(r->id));
+    if (!rc) rc = foliod_keys_reload(d);
+    if (rc) {
+        bad(c, status_of(rc), "%s", folio_last_error());
+        return;
+    }
+    store_event_add(d->store, "info", "key.revoked", 0, "API key %s revoked", r->id);
+    wire_send_json(c, 200, "{\"deleted\":true}", NULL);
 }
 
 /* ---- status and events ---- */
@@ -847,9 +841,9 @@ static cJSON *status_json(struct foliod *d) {
 }
 
 /* The Hub settings. The token is never sent back: only whether one is set, and from where. */
-static void settings_route(struct foliod *d, struct mg_connection *c, const char *method) {
+static void settings(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
     char tok[1024] = "";
-    if (!strcmp(method, "PUT") || !strcmp(method, "POST")) {
+    if (strcmp(r->method, "GET") != 0) { /* PUT or POST */
         cJSON *j = read_json(d, c);
         if (!j) return;
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "hf_token");
@@ -868,9 +862,6 @@ static void settings_route(struct foliod *d, struct mg_connection *c, const char
             return;
         }
         if (given) store_event_add(d->store, "info", "settings.updated", 0, "the Hub token was %s", set ? "set" : "removed");
-    } else if (strcmp(method, "GET") != 0) {
-        bad(c, 405, "use GET or PUT");
-        return;
     }
     const int stored = store_setting_get(d->store, "hf_token", tok, sizeof tok) == 0 && tok[0];
     memset(tok, 0, sizeof tok);
@@ -983,6 +974,91 @@ static void events_stream(struct foliod *d, struct mg_connection *c, const char 
     mg_send_chunk(c, "", 0); /* the last chunk: the stream is over */
 }
 
+static void status(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    send_obj(c, 200, status_json(d), NULL);
+}
+
+static void events(struct foliod *d, struct mg_connection *c, struct admin_req *r) {
+    const char *acc = mg_get_header(c, "Accept");
+    if (acc && strstr(acc, "text/event-stream")) events_stream(d, c, r->how == AUTHN_SESSION ? r->session : NULL);
+    else events_json(d, c);
+}
+
+/* ---- routing ---- */
+
+enum {
+    ADMIN_OPEN = 1,  /* no credentials: the login itself */
+    ADMIN_MODEL = 2, /* {id} names a model, looked up (404 when there is none) before the method is checked */
+};
+
+/* A route: a pattern under /api, where {id} stands for whatever lies between the text before
+ * and after it (slashes included: Hub models are named org/name), and one method (NULL: any).
+ * Rows for the same pattern are adjacent; the first pattern that matches takes the request,
+ * and a method none of its rows takes is a 405 with the first row's message. */
+struct admin_route {
+    const char *pattern, *method;
+    int flags;
+    const char *wrong_method;
+    void (*fn)(struct foliod *d, struct mg_connection *c, struct admin_req *r);
+};
+
+#define KEYS_405 "use GET or POST on /api/keys, DELETE on /api/keys/{id}"
+static const struct admin_route routes[] = {
+    {"/login", "POST", ADMIN_OPEN, "use POST", login},
+    {"/logout", NULL, 0, NULL, logout},
+    {"/status", NULL, 0, NULL, status},
+    {"/models/estimate", "POST", 0, "use POST", model_estimate},
+    {"/models", "GET", 0, "use GET or POST", models_list},
+    {"/models", "POST", 0, "use GET or POST", model_create},
+    {"/models/", "GET", 0, "use GET or POST", models_list},
+    {"/models/", "POST", 0, "use GET or POST", model_create},
+    {"/models/{id}/load", "POST", ADMIN_MODEL, "use POST", model_load},
+    {"/models/{id}/unload", "POST", ADMIN_MODEL, "use POST", model_unload},
+    {"/models/{id}/activate", "POST", ADMIN_MODEL, "use POST", model_activate},
+    {"/models/{id}/logs", NULL, ADMIN_MODEL, NULL, model_logs},
+    {"/models/{id}/pull", "GET", ADMIN_MODEL, "use GET, POST or DELETE", model_pull},
+    {"/models/{id}/pull", "POST", ADMIN_MODEL, "use GET, POST or DELETE", model_pull},
+    {"/models/{id}/pull", "DELETE", ADMIN_MODEL, "use GET, POST or DELETE", model_pull},
+    {"/models/{id}", "GET", ADMIN_MODEL, "use GET, PATCH or DELETE", model_get},
+    {"/models/{id}", "PATCH", ADMIN_MODEL, "use GET, PATCH or DELETE", model_patch},
+    {"/models/{id}", "DELETE", ADMIN_MODEL, "use GET, PATCH or DELETE", model_delete},
+    {"/keys", "GET", 0, KEYS_405, keys_list},
+    {"/keys", "POST", 0, KEYS_405, key_create},
+    {"/keys/", "GET", 0, KEYS_405, keys_list},
+    {"/keys/", "POST", 0, KEYS_405, key_create},
+    {"/keys/{id}", "DELETE", 0, KEYS_405, key_delete},
+    {"/settings", "GET", 0, "use GET or PUT", settings},
+    {"/settings", "PUT", 0, "use GET or PUT", settings},
+    {"/settings", "POST", 0, "use GET or PUT", settings},
+    {"/events", NULL, 0, NULL, events},
+};
+#define NUM_ROUTES (sizeof routes / sizeof *routes)
+
+/* 1 when p (under /api) matches pattern; {id}'s text into r. */
+static int pattern_match(const char *pattern, const char *p, struct admin_req *r) {
+    const char *brace = strstr(pattern, "{id}");
+    if (!brace) return !strcmp(pattern, p);
+    const size_t pre = (size_t)(brace - pattern), post = strlen(brace + 4), n = strlen(p);
+    if (n < pre + post || strncmp(p, pattern, pre) != 0 || strcmp(p + n - post, brace + 4) != 0) return 0;
+    r->id = p + pre;
+    r->id_len = n - pre - post;
+    return 1;
+}
+
+/* The index of the first route whose pattern matches p, or -1. */
+static int route_find(const char *p, struct admin_req *r) {
+    for (size_t i = 0; i < NUM_ROUTES; i++)
+        if (pattern_match(routes[i].pattern, p, r)) return (int)i;
+    return -1;
+}
+
+/* Among the rows of the pattern at first, the one that takes method, or -1. */
+static int route_method(int first, const char *method) {
+    for (size_t i = (size_t)first; i < NUM_ROUTES && !strcmp(routes[i].pattern, routes[first].pattern); i++)
+        if (!routes[i].method || !strcmp(routes[i].method, method)) return (int)i;
+    return -1;
+}
+
 void admin_handle(struct foliod *d, struct mg_connection *c, const char *method, const char *path) {
     const char *p = path + 4; /* after "/api" */
     /* A page of another origin (another port of this host included) gets nothing here, with
@@ -996,39 +1072,59 @@ void admin_handle(struct foliod *d, struct mg_connection *c, const char *method,
         bad(c, 415, "the request body must be sent as Content-Type: application/json");
         return;
     }
-    if (!strcmp(p, "/login")) {
-        if (strcmp(method, "POST")) bad(c, 405, "use POST");
-        else login(d, c);
+    struct admin_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        bad(c, 500, "out of memory");
         return;
     }
+    r->method = method;
+    r->path = path;
+    r->id = "";
+    const int first = route_find(p, r);
+    const struct admin_route *rt = first >= 0 ? &routes[first] : NULL;
     char tok[128];
-    const int how = authorized(d, c, tok, sizeof tok);
-    if (how == AUTHN_ANSWERED) return;
-    if (how == AUTHN_NONE) {
-        pthread_mutex_lock(&d->stats_mu);
-        d->unauthorized++;
-        pthread_mutex_unlock(&d->stats_mu);
-        bad(c, 401, "log in first (POST /api/login)");
-        return;
+    if (!rt || !(rt->flags & ADMIN_OPEN)) {
+        r->how = authorized(d, c, tok, sizeof tok);
+        if (r->how == AUTHN_ANSWERED) goto out;
+        if (r->how == AUTHN_NONE) {
+            pthread_mutex_lock(&d->stats_mu);
+            d->unauthorized++;
+            pthread_mutex_unlock(&d->stats_mu);
+            bad(c, 401, "log in first (POST /api/login)");
+            goto out;
+        }
+        r->session = r->how == AUTHN_SESSION ? tok : NULL;
+        /* The cookie rides along with any request a browser sends to this host: a state
+         * change it authenticates must show that it comes from the console's own origin. */
+        const int changes = strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "OPTIONS");
+        if (r->how == AUTHN_SESSION && changes && !guard_same_origin(c)) {
+            bad(c, 403,
+                "a %s with the session cookie needs an Origin header matching Host (or Sec-Fetch-Site: same-origin); "
+                "scripts use Authorization: Bearer with the admin token",
+                method);
+            goto out;
+        }
     }
-    /* The cookie rides along with any request a browser sends to this host: a state change
-     * it authenticates must show that it comes from the console's own origin. */
-    const int changes = strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "OPTIONS");
-    if (how == AUTHN_SESSION && changes && !guard_same_origin(c)) {
-        bad(c, 403,
-            "a %s with the session cookie needs an Origin header matching Host (or Sec-Fetch-Site: same-origin); "
-            "scripts use Authorization: Bearer with the admin token",
-            method);
-        return;
+    if (!rt) {
+        bad(c, 404, "no route %s %s", method, path);
+        goto out;
     }
-    if (!strcmp(p, "/logout")) logout(d, c);
-    else if (!strcmp(p, "/status")) send_obj(c, 200, status_json(d), NULL);
-    else if (!strcmp(p, "/models") || !strncmp(p, "/models/", 8)) models_route(d, c, method, p[7] ? p + 8 : "");
-    else if (!strcmp(p, "/keys") || !strncmp(p, "/keys/", 6)) keys_route(d, c, method, p[5] ? p + 6 : "");
-    else if (!strcmp(p, "/settings")) settings_route(d, c, method);
-    else if (!strcmp(p, "/events")) {
-        const char *acc = mg_get_header(c, "Accept");
-        if (acc && strstr(acc, "text/event-stream")) events_stream(d, c, how == AUTHN_SESSION ? tok : NULL);
-        else events_json(d, c);
-    } else bad(c, 404, "no route %s %s", method, path);
+    if (rt->flags & ADMIN_MODEL) {
+        char ref[256];
+        if (r->id_len == 0 || r->id_len >= sizeof ref) {
+            bad(c, 404, "no such model");
+            goto out;
+        }
+        memcpy(ref, r->id, r->id_len);
+        ref[r->id_len] = '\0';
+        if (find_model(d, ref, &r->model)) {
+            bad(c, 404, "no model %s", ref);
+            goto out;
+        }
+    }
+    const int i = route_method(first, method);
+    if (i < 0) bad(c, 405, "%s", rt->wrong_method);
+    else routes[i].fn(d, c, r);
+out:
+    free(r);
 }

@@ -1,5 +1,6 @@
-/* foliod: the state the daemon's HTTP modules share (http.c routes, admin_api.c, main.c).
- * Not a public API: one struct, set up by main and read by the handlers. */
+/* foliod: the daemon's shared state (foliod.c): one struct, configured by main.c, opened
+ * and closed here, and read by the HTTP front (front.c), the admin API (admin_api.c) and the
+ * request checks (guard.c). Not a public API. */
 #ifndef FOLIO_FOLIOD_H
 #define FOLIO_FOLIOD_H
 
@@ -11,8 +12,6 @@
 #include "store.h"
 #include "supervisor.h"
 #include "base/version.h"
-
-struct mg_connection;
 
 #define FOLIOD_MAX_KEYS 4096
 
@@ -65,32 +64,25 @@ struct foliod {
     long long proxied, proxy_errors, unauthorized;
 };
 
+/* Sets up the locks; d->cfg is filled by the caller. */
+void foliod_init(struct foliod *d);
+/* Opens DATA/folio.db (the schema from cfg.db_dir), hashes cfg.api_key, loads the stored
+ * keys' hashes, and creates the sessions (12 h idle, 24 h at most), the per-address back-off
+ * and the login audit. On failure what was opened stays for foliod_close. */
+int foliod_open(struct foliod *d);
+/* Frees what foliod_open made (the audit writes what is pending) and the locks; after the
+ * HTTP front and everything else that reads d has stopped. */
+void foliod_close(struct foliod *d);
+
 /* Reloads the key hashes from the store. */
 int foliod_keys_reload(struct foliod *d);
 /* Wakes /api/events streams. */
 void foliod_notify(struct foliod *d);
+/* foliod is shutting down: event streams end, and foliod_stopping says so from now on. */
+void foliod_stop(struct foliod *d);
+int foliod_stopping(struct foliod *d);
 /* The model currently behind the `default` alias (0 = none). */
 int64_t foliod_default_model(struct foliod *d);
 int foliod_set_default_model(struct foliod *d, int64_t id);
-
-/* ---- http.c ---- */
-struct http;
-int http_start(struct foliod *d, struct http **out);
-void http_stop(struct http *h);
-int http_port(const struct http *h);
-/* Reads the request body (at most max bytes; 0 means cfg.max_body), NUL-terminated; caller
- * frees. A declared Content-Length over max is refused (413) before anything is read, a
- * chunked body as soon as it passes max; a declared length is allocated exactly. On error
- * the client has been answered. */
-int http_read_body(struct foliod *d, struct mg_connection *c, size_t max, char **out, size_t *len);
-void http_send_json(struct mg_connection *c, int status, const char *json, const char *extra_headers);
-
-/* ---- admin_api.c: everything under /api/ ---- */
-void admin_handle(struct foliod *d, struct mg_connection *c, const char *method, const char *path);
-/* Whether the request carries a live console session (the playground uses /v1 with it). */
-int admin_session_ok(struct foliod *d, struct mg_connection *c);
-/* The credential generation sessions are bound to: a hash of the stored admin password hash,
- * so that a password reset (also by another process) ends every session. */
-int admin_session_gen(struct foliod *d, char gen[AUTH_GEN_HEX]);
 
 #endif

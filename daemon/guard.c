@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "foliod.h"
+#include "base/openai_error.h"
 #include "base/util.h"
 
 /* Origin "scheme://host[:port]" against Host "host[:port]": equal ignoring the scheme and
@@ -63,13 +64,10 @@ int guard_throttled(struct foliod *d, struct mg_connection *c) {
     const double w = auth_throttle_wait(d->throttle, addr, folio_now());
     if (w <= 0) return 0;
     const long secs = (long)ceil(w);
-    char body[384], hdr[64];
-    snprintf(body, sizeof body,
-             "{\"error\":{\"message\":\"too many failed attempts from %.60s: retry in %ld s\","
-             "\"type\":\"RateLimitError\",\"param\":null,\"code\":429}}",
-             addr, secs);
+    char msg[160], hdr[64];
+    snprintf(msg, sizeof msg, "too many failed attempts from %.60s: retry in %ld s", addr, secs);
     snprintf(hdr, sizeof hdr, "Retry-After: %ld\r\n", secs);
-    http_send_json(c, 429, body, hdr);
+    openai_error_write(c, 429, "RateLimitError", NULL, hdr, msg);
     pthread_mutex_lock(&d->stats_mu);
     d->unauthorized++;
     pthread_mutex_unlock(&d->stats_mu);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/sbuf.h"
 #include "base/util.h"
 
 #define USER_AGENT "folio/" FOLIO_VERSION " (foliod; libcurl)"
@@ -161,32 +162,18 @@ static int max_attempts(const struct hub_conn *c) { return c->max_attempts > 0 ?
 
 /* ---- the revision API ---- */
 
-struct membuf {
-    char *p;
-    size_t n, cap;
-};
-
+/* A revision listing or config.json, into an sbuf; no revision listing is 64 MiB. */
 static size_t mem_write(char *data, size_t sz, size_t nm, void *ud) {
-    struct membuf *m = ud;
-    size_t n = sz * nm;
-    if (m->n + n + 1 > m->cap) {
-        size_t cap = (m->n + n + 1) * 2;
-        if (cap > ((size_t)64 << 20)) return 0; /* no revision listing is this big */
-        char *p = realloc(m->p, cap);
-        if (!p) return 0;
-        m->p = p;
-        m->cap = cap;
-    }
-    memcpy(m->p + m->n, data, n);
-    m->n += n;
-    m->p[m->n] = '\0';
+    struct sbuf *m = ud;
+    const size_t n = sz * nm;
+    if (m->n + n > ((size_t)64 << 20) || sbuf_put(m, data, n)) return 0;
     return n;
 }
 
 /* One GET of url into body (the token only to the endpoint's origin, no redirect followed):
  * the curl result, *code the HTTP status, *loc (owned by h) a redirect's target or NULL. */
 static CURLcode get_to_memory(CURL *h, const struct hub_conn *c, const char *base, const char *url, long timeout_s,
-                              struct membuf *body, char cerr[CURL_ERROR_SIZE], long *code, char **loc) {
+                              struct sbuf *body, char cerr[CURL_ERROR_SIZE], long *code, char **loc) {
     struct curl_slist *hdrs = auth_header(c, url, base);
     cerr[0] = '\0';
     curl_easy_reset(h);
@@ -239,7 +226,7 @@ enum hub_status hub_resolve(const struct hub_conn *c, const char *repo, const ch
     curl_free(erev);
     enum hub_status st = HUB_TRANSIENT;
     for (int attempt = 1;; attempt++) {
-        struct membuf body = {0};
+        struct sbuf body = {0};
         char cerr[CURL_ERROR_SIZE], *loc;
         long code;
         const CURLcode cr = get_to_memory(h, c, base, url, 120, &body, cerr, &code, &loc);
@@ -279,7 +266,7 @@ enum hub_status hub_fetch(const struct hub_conn *c, const char *repo, const char
     CURL *h = curl_easy_init();
     enum hub_status st = HUB_TRANSIENT;
     for (int hop = 0; h && hop <= MAX_REDIRECTS; hop++) {
-        struct membuf body = {0};
+        struct sbuf body = {0};
         char cerr[CURL_ERROR_SIZE], *loc;
         long code;
         const CURLcode cr = get_to_memory(h, c, base, url, 60, &body, cerr, &code, &loc);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
 #include "base/util.h"
 
 struct scan {
@@ -23,26 +24,6 @@ static int hexval(unsigned char c) {
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
-}
-
-/* The length of a well-formed UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t n) {
-    unsigned c = p[0];
-    size_t l;
-    uint32_t cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) l = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef) l = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4) l = 4, cp = c & 0x07;
-    else return 0;
-    if (n < l) return 0;
-    for (size_t i = 1; i < l; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((l == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (l == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return l;
 }
 
 /* A string at s->p (the opening quote); on success s->p is past the closing quote. */
@@ -71,7 +52,8 @@ static int string(struct scan *s) {
             }
             continue;
         }
-        size_t l = utf8_len(s->p, (size_t)(s->end - s->p));
+        uint32_t cp;
+        size_t l = utf8_decode((const char *)s->p, (size_t)(s->end - s->p), &cp, NULL, NULL);
         if (!l) return s->why = "invalid UTF-8 in a string", -1;
         s->p += l;
     }
@@ -237,22 +219,6 @@ bad:
                      (size_t)(s.p - s.base));
 }
 
-static size_t put_utf8(uint32_t cp, char *o) {
-    if (cp < 0x80) return o[0] = (char)cp, 1;
-    if (cp < 0x800) return o[0] = (char)(0xc0 | (cp >> 6)), o[1] = (char)(0x80 | (cp & 0x3f)), 2;
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 static uint32_t hex4(const char *p) {
     uint32_t v = 0;
     for (int i = 0; i < 4; i++) v = v << 4 | (uint32_t)hexval((unsigned char)p[i]);
@@ -284,7 +250,7 @@ int json_model_decode(const char *text, size_t start, size_t end, char *out, siz
                 }
                 if (cp == 0) return folio_err(FOLIO_EINVAL, "model holds a NUL character");
                 if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xfffd; /* a lone surrogate */
-                tl = put_utf8(cp, tmp);
+                tl = utf8_encode(cp, tmp);
             } else {
                 const char *map = strchr("\"\"\\\\//b\bf\fn\nr\rt\t", e);
                 if (!e || !map || ((map - "\"\"\\\\//b\bf\fn\nr\rt\t") & 1))

@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "audit.h"
 #include "conf.h"
 #include "foliod.h"
+#include "front.h"
 #include "gpu.h"
 #include "hub.h"
 #include "pull.h"
@@ -284,42 +284,6 @@ static void beside(const char *exe_dir, const char *rel, const char *probe, cons
     snprintf(out, cap, "%s", installed);
 }
 
-/* ---- shared state (foliod.h) ---- */
-
-int foliod_keys_reload(struct foliod *d) {
-    struct store_key *ks = NULL;
-    int n = 0, rc = store_key_list(d->store, &ks, &n);
-    if (rc) return rc;
-    char(*h)[AUTH_HASH_HEX] = calloc((size_t)n + 1, sizeof *h);
-    int64_t *ids = calloc((size_t)n + 1, sizeof *ids);
-    if (!h || !ids) {
-        free(h);
-        free(ids);
-        free(ks);
-        return folio_err(FOLIO_ENOMEM, "out of memory");
-    }
-    for (int i = 0; i < n; i++) {
-        memcpy(h[i], ks[i].hash, AUTH_HASH_HEX);
-        ids[i] = ks[i].id;
-    }
-    free(ks);
-    pthread_mutex_lock(&d->keys_mu);
-    free(d->key_hash);
-    free(d->key_id);
-    d->key_hash = h;
-    d->key_id = ids;
-    d->num_keys = n;
-    pthread_mutex_unlock(&d->keys_mu);
-    return 0;
-}
-
-void foliod_notify(struct foliod *d) {
-    pthread_mutex_lock(&d->ev_mu);
-    d->ev_version++;
-    pthread_cond_broadcast(&d->ev_cv);
-    pthread_mutex_unlock(&d->ev_mu);
-}
-
 static void on_change(void *ud) { foliod_notify(ud); }
 
 /* A pull finished: load the model when that was asked for. */
@@ -377,10 +341,7 @@ static void *progress_bar(void *arg) {
     const int tty = isatty(2);
     double last_line = 0;
     while (row && b->n > 0) {
-        pthread_mutex_lock(&b->d->ev_mu);
-        const int stopping = b->d->stopping;
-        pthread_mutex_unlock(&b->d->ev_mu);
-        if (stopping) break;
+        if (foliod_stopping(b->d)) break;
         const int line_due = folio_now() - last_line >= 5;
         for (int i = 0; i < b->n; i++) {
             struct store_model m;
@@ -408,18 +369,6 @@ static void *progress_bar(void *arg) {
     }
     free(row);
     return NULL;
-}
-
-int64_t foliod_default_model(struct foliod *d) {
-    char v[32];
-    if (store_setting_get(d->store, "default_model", v, sizeof v) != 0) return 0;
-    return atoll(v);
-}
-
-int foliod_set_default_model(struct foliod *d, int64_t id) {
-    char v[32];
-    snprintf(v, sizeof v, "%lld", (long long)id);
-    return store_setting_set(d->store, "default_model", v);
 }
 
 /* The first start (or --reset-admin-password) sets the admin password: FOLIO_ADMIN_PASSWORD
@@ -498,11 +447,8 @@ int main(int argc, char **argv) {
     mallopt(M_ARENA_MAX, 4);
     struct settings s = {0};
     struct foliod d = {0};
-    struct http *http = NULL;
-    pthread_mutex_init(&d.keys_mu, NULL);
-    pthread_mutex_init(&d.ev_mu, NULL);
-    pthread_mutex_init(&d.stats_mu, NULL);
-    pthread_cond_init(&d.ev_cv, NULL);
+    struct front *front = NULL;
+    foliod_init(&d);
     int rc = parse_flags(argc, argv, &s);
     if (rc) goto out;
     s.models_from_flags = s.num_models > 0;
@@ -564,26 +510,14 @@ int main(int argc, char **argv) {
         rc = folio_err(FOLIO_EIO, "cannot create the data dir %s: %s", d.cfg.data_dir, strerror(errno));
         goto out;
     }
-    d.t_start = folio_now();
-    char db[PATH_MAX + 32], logs[PATH_MAX + 32];
-    snprintf(db, sizeof db, "%s/folio.db", d.cfg.data_dir);
+    char logs[PATH_MAX + 32];
     snprintf(logs, sizeof logs, "%s/logs", d.cfg.data_dir);
-    if ((rc = store_open(db, d.cfg.db_dir, &d.store))) goto out;
+    if ((rc = foliod_open(&d))) goto out;
     if ((rc = admin_bootstrap(&d, admin_pw, s.reset_admin_password))) goto out;
     if (s.reset_admin_password) {
         fprintf(stderr, "foliod: the admin password is reset%s\n", admin_pw && *admin_pw ? " to FOLIO_ADMIN_PASSWORD" : "");
         goto out;
     }
-    if (d.cfg.api_key && *d.cfg.api_key && (rc = auth_sha256_hex(d.cfg.api_key, strlen(d.cfg.api_key), d.env_key_hash)))
-        goto out;
-    if ((rc = foliod_keys_reload(&d))) goto out;
-    /* Sessions: 12 h idle, 24 h at most from the login (auth.h). */
-    if (!(d.sessions = auth_sessions_create(12 * 3600.0)) || !(d.throttle = auth_throttle_create(NULL)) ||
-        !(d.audit = audit_create(d.store, 60))) {
-        rc = folio_err(FOLIO_ENOMEM, "out of memory");
-        goto out;
-    }
-    auth_sessions_set_max_age(d.sessions, 24 * 3600.0);
     struct gpu_info gi[GPU_MAX];
     d.gpus = gpu_query(gi, GPU_MAX, NULL);
 
@@ -613,7 +547,7 @@ int main(int argc, char **argv) {
                                    .env_token = d.cfg.hf_token, .stall_s = 30, .max_attempts = 6, .parallel = 4,
                                    .on_change = on_change, .on_done = on_pulled, .ud = &d};
     if ((rc = hub_global_init()) || (rc = pull_create(&pp, &d.pulls))) goto out;
-    if ((rc = http_start(&d, &http))) goto out;
+    if ((rc = front_start(&d, &front))) goto out;
     pull_resume_all(d.pulls);
     struct bar_ctx bar = {.d = &d};
     for (int i = 0; i < s.num_models; i++) {
@@ -622,9 +556,9 @@ int main(int argc, char **argv) {
         if (rc) goto out;
     }
     fprintf(stderr, "foliod %s: listening on http://%s:%d (data %s, engine %s)\n", FOLIO_VERSION, d.cfg.host,
-            http_port(http), d.cfg.data_dir, d.cfg.engine_bin);
+            front_port(front), d.cfg.data_dir, d.cfg.engine_bin);
     char ready[PATH_MAX + 128];
-    snprintf(ready, sizeof ready, "READY=1\nSTATUS=listening on %s:%d", d.cfg.host, http_port(http));
+    snprintf(ready, sizeof ready, "READY=1\nSTATUS=listening on %s:%d", d.cfg.host, front_port(front));
     if (sdnotify(ready)) fprintf(stderr, "foliod: %s\n", folio_last_error());
     pthread_t bar_thread;
     const int bar_running = bar.n > 0 && pthread_create(&bar_thread, NULL, progress_bar, &bar) == 0;
@@ -632,29 +566,19 @@ int main(int argc, char **argv) {
     sigwait(&sigs, &sig);
     fprintf(stderr, "foliod: %s: stopping engines\n", strsignal(sig));
     sdnotify("STOPPING=1\nSTATUS=stopping engines");
-    pthread_mutex_lock(&d.ev_mu);
-    d.stopping = 1;
-    pthread_mutex_unlock(&d.ev_mu);
+    foliod_stop(&d);
     if (bar_running) pthread_join(bar_thread, NULL);
 out:
     if (rc) fprintf(stderr, "foliod: error: %s\n", folio_last_error());
     /* Engines first: each drains its requests (their relays then end), bounded by the stop
      * timeout; event streams end at once. Then the HTTP server, whose handlers are done. */
-    pthread_mutex_lock(&d.ev_mu);
-    d.stopping = 1;
-    pthread_cond_broadcast(&d.ev_cv);
-    pthread_mutex_unlock(&d.ev_mu);
+    foliod_stop(&d);
     pull_shutdown(d.pulls); /* running pulls stop where they are, resumed at the next start */
     supervisor_shutdown(d.sup);
-    http_stop(http);
+    front_stop(front);
     pull_free(d.pulls); /* after the HTTP handlers, which may still query it */
     supervisor_free(d.sup);
-    auth_sessions_free(d.sessions);
-    auth_throttle_free(d.throttle);
-    audit_free(d.audit); /* writes the failed logins still pending */
-    store_close(d.store);
-    free(d.key_hash);
-    free(d.key_id);
+    foliod_close(&d); /* the audit writes the failed logins still pending */
     for (int i = 0; i < NKEYS; i++) free(s.v[i]);
     for (int i = 0; i < 16; i++) free(s.owned[i]);
     if (!rc) fprintf(stderr, "foliod: stopped\n");

@@ -2,10 +2,8 @@
 #include "proxy.h"
 
 #include <civetweb.h>
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/http_conn.h"
+#include "base/openai_error.h"
 #include "relay.h"
 #include "upstream.h"
 #include "base/util.h"
@@ -36,27 +35,6 @@ static const char *reason(int status) {
     case 503: return "Service Unavailable";
     default: return "Status";
     }
-}
-
-void proxy_send_error(struct mg_connection *c, int status, const char *type, const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", type);
-    cJSON_AddNullToObject(e, "param");
-    cJSON_AddNumberToObject(e, "code", status);
-    char *body = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    size_t n = body ? strlen(body) : 0;
-    mg_printf(c,
-              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
-              status, reason(status), n);
-    if (body) mg_write(c, body, n);
-    free(body);
 }
 
 /* Reads more of the engine's answer into buf[*len..cap), waking every 50 ms to see whether
@@ -82,11 +60,12 @@ static int fill(int up, int client_fd, char *buf, size_t *len, size_t cap) {
 /* The engine stopped in the middle of a stream: close it the way the engine would have,
  * with an SSE error event and [DONE], so that SDK clients raise a clean error. */
 static void stream_error(struct mg_connection *c, const char *model) {
-    char ev[512];
-    int n = snprintf(ev, sizeof ev,
-                     "data: {\"error\":{\"message\":\"the engine serving %s stopped during the request\","
-                     "\"type\":\"server_error\",\"param\":null,\"code\":502}}\n\n",
-                     model);
+    char msg[400], ev[640];
+    snprintf(msg, sizeof msg, "the engine serving %s stopped during the request", model);
+    char *body = openai_error_json(502, "server_error", NULL, msg);
+    int n = snprintf(ev, sizeof ev, "data: %s\n\n", body ? body : "{}");
+    free(body);
+    if (n >= (int)sizeof ev) n = sizeof ev - 1;
     mg_printf(c, "%x\r\n", n);
     mg_write(c, ev, (size_t)n);
     static const char done[] = "data: [DONE]\n\n";
@@ -98,14 +77,14 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
     const int client_fd = http_conn_fd(c);
     int up = upstream_connect(port, 2000);
     if (up < 0) {
-        proxy_send_error(c, 502, "server_error", "the engine serving %s is not answering", model);
+        openai_error_send(c, 502, "server_error", "the engine serving %s is not answering", model);
         return up;
     }
     char *buf = malloc(BUF_CAP);
     int rc = 0;
     if (!buf) {
         close(up);
-        proxy_send_error(c, 500, "server_error", "out of memory");
+        openai_error_send(c, 500, "server_error", "out of memory");
         return FOLIO_ENOMEM;
     }
     int n = snprintf(buf, BUF_CAP,
@@ -113,7 +92,7 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
                      "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
                      method, uri, port, secret, len);
     if (n <= 0 || n >= BUF_CAP || upstream_write_all(up, buf, (size_t)n) || (len && upstream_write_all(up, body, len))) {
-        proxy_send_error(c, 502, "server_error", "the engine serving %s is not answering", model);
+        openai_error_send(c, 502, "server_error", "the engine serving %s is not answering", model);
         rc = FOLIO_EIO;
         goto out;
     }
@@ -129,13 +108,13 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
             goto out;
         }
         if (r == 0) {
-            proxy_send_error(c, 502, "server_error", "the engine serving %s stopped before answering", model);
+            openai_error_send(c, 502, "server_error", "the engine serving %s stopped before answering", model);
             rc = FOLIO_EIO;
             goto out;
         }
     }
     if (head_len <= 0) {
-        proxy_send_error(c, 502, "server_error", "the engine serving %s sent a malformed response", model);
+        openai_error_send(c, 502, "server_error", "the engine serving %s sent a malformed response", model);
         rc = FOLIO_EIO;
         goto out;
     }

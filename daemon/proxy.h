@@ -19,8 +19,4 @@ struct mg_connection;
 int proxy_forward(struct mg_connection *c, int port, const char *secret, const char *method, const char *uri,
                   const char *body, size_t len, const char *model, int may_retry);
 
-/* Writes an error in the OpenAI shape: {"error":{"message","type","param":null,"code"}}. */
-void proxy_send_error(struct mg_connection *c, int status, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 #endif

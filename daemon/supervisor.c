@@ -71,8 +71,11 @@ struct supervisor {
 };
 
 struct supervisor_params supervisor_default_params(void) {
+    /* FOLIO_RESTART_BACKOFF_MS: a test knob, so that the suites' crash loops do not wait seconds. */
+    const char *ms = getenv("FOLIO_RESTART_BACKOFF_MS");
     return (struct supervisor_params){.engine_bin = "folio-engine", .log_dir = "logs", .log_cap = 8u << 20,
-                               .ready_timeout = 600, .stop_timeout = 30, .health_interval = 2, .crash_loop = 5};
+                               .ready_timeout = 600, .stop_timeout = 30, .health_interval = 2, .crash_loop = 5,
+                               .restart_backoff = ms && *ms ? atof(ms) / 1000 : 0.5};
 }
 
 static double now_s(void) { return folio_now(); }
@@ -420,7 +423,7 @@ static void reap(struct supervisor *s, struct eng *e, int status) {
         set_state(s, e, E_FAILED);
         return;
     }
-    double delay = 0.5;
+    double delay = s->p.restart_backoff;
     for (int i = 1; i < e->crashes && delay < 30; i++) delay *= 2;
     if (delay > 30) delay = 30;
     e->backoff_until = now + delay;

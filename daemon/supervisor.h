@@ -27,6 +27,8 @@ struct supervisor_params {
     double stop_timeout;      /* seconds from SIGTERM to SIGKILL (30) */
     double health_interval;   /* seconds between /health checks of a ready engine (2) */
     int crash_loop;           /* this many crashes in a row without staying up ends in failed (5) */
+    double restart_backoff;   /* seconds before the first restart after a crash, doubling per crash up
+                                 to 30 (0.5; FOLIO_RESTART_BACKOFF_MS, a test knob, sets the default) */
     int gpus;                 /* GPUs present: engines on them share memory (sum of shares <= 1) */
     int engine_connections;   /* an engine's --max-connections (0: its default, 512). foliod opens
                                  at most one upstream per HTTP thread, and each engine connection

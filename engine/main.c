@@ -17,11 +17,13 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "core/batch.h"
 #include "core/engine.h"
 #include "core/kv_cache.h"
 #include "model/model.h"
 #include "server/serve.h"
 #include "text/tokenizer.h"
+#include "base/sbuf.h"
 #include "base/util.h"
 
 #define MAX_SEQS 64
@@ -269,37 +271,30 @@ static int parse_id_lists(const char *s, int32_t **ids_out, int *offsets, int *n
 struct run_state {
     struct model *m;
     struct kv_cache *kv;
-    int32_t *tokens, *positions, *seq_idx, *slots, *tables, *logits_idx;
+    struct batch *batch;
+    int32_t *blocks; /* [max_num_seqs, max_blocks_per_seq] the sequences' block tables */
 };
 
 static int run_state_init(struct run_state *r, struct model *m, int num_blocks) {
     const struct model_params *p = model_params(m);
+    const int mb = model_max_blocks_per_seq(m);
     int rc;
     memset(r, 0, sizeof *r);
     r->m = m;
     if ((rc = model_alloc_kv(m, num_blocks))) return rc;
     r->kv = kv_cache_create(&(struct kv_cache_params){num_blocks, p->block_size, 0});
-    size_t T = (size_t)p->max_num_batched_tokens;
-    r->tokens = malloc(4 * T);
-    r->positions = malloc(4 * T);
-    r->seq_idx = malloc(4 * T);
-    r->slots = malloc(4 * T);
-    r->logits_idx = malloc(4 * T);
-    r->tables = malloc(4 * (size_t)p->max_num_seqs * model_max_blocks_per_seq(m));
-    if (!r->kv || !r->tokens || !r->positions || !r->seq_idx || !r->slots || !r->logits_idx || !r->tables)
-        return folio_err(FOLIO_ENOMEM, "out of memory");
-    for (size_t i = 0; i < (size_t)p->max_num_seqs * model_max_blocks_per_seq(m); i++) r->tables[i] = -1;
+    r->batch = batch_create(&(struct batch_params){.max_tokens = p->max_num_batched_tokens, .max_seqs = p->max_num_seqs,
+                                                   .max_logits = p->max_num_logits, .max_blocks_per_seq = mb,
+                                                   .block_size = p->block_size});
+    r->blocks = malloc(sizeof(int32_t) * (size_t)p->max_num_seqs * (size_t)mb);
+    if (!r->kv || !r->batch || !r->blocks) return folio_err(FOLIO_ENOMEM, "out of memory");
     return 0;
 }
 
 static void run_state_free(struct run_state *r) {
     kv_cache_free(r->kv);
-    free(r->tokens);
-    free(r->positions);
-    free(r->seq_idx);
-    free(r->slots);
-    free(r->logits_idx);
-    free(r->tables);
+    batch_free(r->batch);
+    free(r->blocks);
 }
 
 static int blocks_for(int tokens, int block_size) { return (tokens + block_size - 1) / block_size; }
@@ -374,27 +369,22 @@ static int cmd_logits(const struct opts *o) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto out;
     }
-    /* Each sequence grows its row of the batch block-table array in place. */
-    for (int s = 0; s < ns; s++) kv_seq_init(&seqs[s], r.tables + (size_t)s * mb, mb);
+    for (int s = 0; s < ns; s++) kv_seq_init(&seqs[s], r.blocks + (size_t)s * mb, mb);
     for (int finished = 0; finished < total;) {
         int T = 0;
+        batch_clear(r.batch);
         for (int s = 0; s < ns; s++) {
             int len = offsets[s + 1] - offsets[s], n = len - done[s] < chunk ? len - done[s] : chunk;
             if (n <= 0) continue;
             int no_copies = 0;
-            if ((rc = kv_cache_reserve(r.kv, &seqs[s], done[s] + n, NULL, &no_copies))) goto out;
-            for (int i = 0; i < n; i++, T++) {
-                int pos = done[s] + i;
-                r.tokens[T] = ids[offsets[s] + pos];
-                r.positions[T] = pos;
-                r.seq_idx[T] = s;
-                r.slots[T] = kv_seq_slot(&seqs[s], pos, bs);
-                r.logits_idx[T] = T;
-                dst_row[T] = offsets[s] + pos;
-            }
+            if ((rc = kv_cache_reserve(r.kv, &seqs[s], done[s] + n, NULL, &no_copies)) ||
+                (rc = batch_add(r.batch, &seqs[s], ids + offsets[s], done[s], n, BATCH_LOGITS_ALL)))
+                goto out;
+            for (int i = 0; i < n; i++) dst_row[T++] = offsets[s] + done[s] + i; /* logits row T's token */
             done[s] += n;
         }
-        struct model_batch batch = {T, r.tokens, r.positions, r.seq_idx, r.slots, ns, r.tables, T, r.logits_idx, 0, NULL, 0};
+        struct model_batch batch;
+        batch_finish(r.batch, NULL, 0, &batch);
         if ((rc = model_forward(m, &batch, step_logits))) goto out;
         for (int s = 0; s < ns; s++) kv_cache_commit(r.kv, &seqs[s], ids + offsets[s], done[s]);
         for (int t = 0; t < T; t++)
@@ -443,8 +433,7 @@ static int cmd_generate(const struct opts *o) {
     int rc, n_prompt = 0;
     int32_t *prompt = NULL, **ids = NULL;
     int *n_ids = NULL;
-    char **texts = NULL;
-    size_t *text_len = NULL;
+    struct sbuf *texts = NULL; /* [n] each sample's text, when there are several */
     struct engine *e = NULL;
     struct engine_req *h = NULL;
     struct engine_params ep = engine_params_from(o);
@@ -469,8 +458,7 @@ static int cmd_generate(const struct opts *o) {
     ids = calloc((size_t)n, sizeof *ids);
     n_ids = calloc((size_t)n, sizeof *n_ids);
     texts = calloc((size_t)n, sizeof *texts);
-    text_len = calloc((size_t)n, sizeof *text_len);
-    if (!ids || !n_ids || !texts || !text_len) {
+    if (!ids || !n_ids || !texts) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto out;
     }
@@ -493,16 +481,8 @@ static int cmd_generate(const struct opts *o) {
         if (n == 1) {
             fwrite(out.text, 1, out.text_len, stdout);
             fflush(stdout);
-        } else if (out.text_len > 0) {
-            char *t = realloc(texts[out.index], text_len[out.index] + out.text_len + 1);
-            if (!t) {
-                rc = folio_err(FOLIO_ENOMEM, "out of memory");
-                goto out;
-            }
-            memcpy(t + text_len[out.index], out.text, out.text_len);
-            text_len[out.index] += out.text_len;
-            t[text_len[out.index]] = '\0';
-            texts[out.index] = t;
+        } else if (out.text_len > 0 && (rc = sbuf_put(&texts[out.index], out.text, out.text_len))) {
+            goto out;
         }
         if (out.error) {
             rc = folio_err(FOLIO_EIO, "%s", out.error);
@@ -510,7 +490,7 @@ static int cmd_generate(const struct opts *o) {
         }
     }
     if (n == 1) printf("\n");
-    for (int i = 0; i < n && n > 1; i++) printf("[%d] %s\n", i, texts[i] ? texts[i] : "");
+    for (int i = 0; i < n && n > 1; i++) printf("[%d] %s\n", i, texts[i].p ? texts[i].p : "");
     if (o->show_ids)
         for (int i = 0; i < n; i++) {
             if (n == 1) printf("ids: ");
@@ -530,11 +510,10 @@ out:
     engine_free(e);
     free(prompt);
     for (int i = 0; ids && i < o->sp.n; i++) free(ids[i]);
-    for (int i = 0; texts && i < o->sp.n; i++) free(texts[i]);
+    for (int i = 0; texts && i < o->sp.n; i++) sbuf_free(&texts[i]);
     free(ids);
     free(n_ids);
     free(texts);
-    free(text_len);
     return rc;
 }
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/openai_error.h"
 #include "base/util.h"
 
 struct http_server {
@@ -76,17 +77,6 @@ int http_host_allowed(const char *host, const char *const *names, int n) {
     return 0;
 }
 
-static void send_error(struct mg_connection *c, int status, const char *reason, const char *msg) {
-    char body[512];
-    int n = snprintf(body, sizeof body,
-                     "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":%d}}",
-                     msg, status);
-    mg_printf(c,
-              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nCache-Control: no-store\r\n"
-              "Connection: close\r\n\r\n%s",
-              status, reason, n, body);
-}
-
 /* Every request, through the callback CivetWeb takes before it starts: mg_start2 listens at
  * once, so a handler registered after it would leave a window in which CivetWeb answers 404
  * (a client polling /health from the spawn saw it). Called after URL decoding and dot-segment
@@ -95,9 +85,9 @@ static int route_request(struct mg_connection *c) {
     struct http_server *s = mg_get_user_data(mg_get_context(c));
     if (s->loopback &&
         !http_host_allowed(mg_get_header(c, "Host"), (const char *const *)s->p.server_names, s->p.num_server_names)) {
-        send_error(c, 421, "Misdirected Request",
-                   "this server answers only to localhost names on a loopback address; add the host name you use "
-                   "with --server-name");
+        openai_error_write(c, 421, "invalid_request_error", NULL, "Connection: close\r\n",
+                           "this server answers only to localhost names on a loopback address; add the host name you "
+                           "use with --server-name");
         return 421;
     }
     return s->route->handler(c, s->route->ud);

@@ -28,7 +28,7 @@ int chat_template_create(const char *src, size_t len, struct chat_template **out
 
 void chat_template_free(struct chat_template *t) {
     if (!t) return;
-    ct_arena_free(&t->arena);
+    arena_free(&t->arena);
     free(t);
 }
 
@@ -219,7 +219,7 @@ int chat_template_render(const struct chat_template *t, const cJSON *ctx, char *
     int rc;
     struct ct_render r = {0};
     struct ct_env global = {0};
-    struct ct_buf buf = {0};
+    struct sbuf buf = {0};
     *out = NULL;
     if (out_len) *out_len = 0;
     if (!t) return folio_err(FOLIO_EINVAL, "chat template: no template");
@@ -270,6 +270,6 @@ out:
         buf.p[0] = '\0';
     }
     *out = buf.p;
-    if (out_len) *out_len = buf.len;
+    if (out_len) *out_len = buf.n;
     return 0;
 }

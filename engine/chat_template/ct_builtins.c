@@ -1,4 +1,4 @@
-/* chat_template_builtins: filters, tests, string and dict methods, and the global functions
+/* ct_builtins: filters, tests, string and dict methods, and the global functions
  * (raise_exception, range, namespace, strftime_now), each as @huggingface/jinja defines it.
  *
  * The set is the reference's, not Python Jinja's: filters that the reference lacks (d, count,
@@ -80,7 +80,7 @@ static int is_word_ascii(unsigned char c) {
 
 /* value.replace(/\b\w/g, c => c.toUpperCase()): ASCII word starts only, the rest untouched. */
 static int str_title(struct ct_render *r, const struct ct_str *s, struct ct_value *out) {
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     int rc;
     if ((rc = ct_buf_put(r, &b, s->s, s->len))) { free(b.p); return rc; }
     for (size_t i = 0; i < s->len; i++) {
@@ -92,7 +92,7 @@ static int str_title(struct ct_render *r, const struct ct_str *s, struct ct_valu
 
 /* charAt(0).toUpperCase() + slice(1) */
 static int str_capitalize(struct ct_render *r, const struct ct_str *s, struct ct_value *out) {
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     int rc = 0;
     if (s->len == 0) return ct_mkstr(r, "", 0, out);
     size_t i = 0;
@@ -105,7 +105,7 @@ static int str_capitalize(struct ct_render *r, const struct ct_str *s, struct ct
 }
 
 static int str_case(struct ct_render *r, const struct ct_str *s, int upper, struct ct_value *out) {
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     int rc = ct_case_map(r, s->s, s->len, upper, &b);
     if (rc) { free(b.p); return rc; }
     return ct_mkstr_buf(r, &b, out);
@@ -223,7 +223,7 @@ static int str_replace(struct ct_render *r, const struct ct_node *at, const stru
     if (count.t == V_INT && count.u.n == 0) return ct_mkstr(r, s->s, s->len, out);
     double remaining = count.t == V_NULL || count.u.n < 0 ? INFINITY : count.u.n;
     const struct ct_str *o = ov->u.s, *nw = nv->u.s;
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     if (o->len == 0) {
         /* /(?=)/gu: every code point boundary, both ends included */
         size_t i = 0;
@@ -267,7 +267,7 @@ static int str_indent(struct ct_render *r, const struct ct_node *at, const struc
     if (isnan(width)) width = 0;
     if (width < 0) return ct_fail(at, "invalid indent width");
     if (width > 4096) return ct_fail(at, "indent width too large");
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     size_t line = 0, st = 0;
     for (size_t i = 0; i <= s->len; i++) {
         if (i < s->len && s->s[i] != '\n') continue;
@@ -501,7 +501,7 @@ static int builtin_strftime(struct ct_render *r, const struct ct_node *at, const
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     int rc = 0;
     const char *s = f->u.s->s;
     size_t n = f->u.s->len;
@@ -591,7 +591,7 @@ int ct_call_builtin(struct ct_render *r, const struct ct_node *at, const struct 
         case B_RAISE: {
             /* new Error(String(first argument)); no argument: an empty message */
             const struct ct_value *m = arg_js(a, 0);
-            struct ct_buf b = {0};
+            struct sbuf b = {0};
             if (m && m->t != V_UNDEF && (rc = ct_raw(r, *m, &b))) { free(b.p); return rc; }
             rc = folio_err(FOLIO_EINVAL, "%s", b.p ? b.p : "");
             free(b.p);
@@ -661,10 +661,10 @@ int ct_run_test(const struct ct_node *at, const char *name, size_t len, struct c
     else if (IS("lower") || IS("upper")) {
         *res = 0;
         if (a.t == V_STR) {
-            struct ct_buf m = {0};
+            struct sbuf m = {0};
             int rc = ct_case_map(NULL, a.u.s->s, a.u.s->len, IS("upper"), &m);
             if (rc) { free(m.p); return rc; }
-            *res = m.len == a.u.s->len && !memcmp(m.p ? m.p : "", a.u.s->s, m.len);
+            *res = m.n == a.u.s->len && !memcmp(m.p ? m.p : "", a.u.s->s, m.n);
             free(m.p);
         }
     } else if (IS("defined")) *res = a.t != V_UNDEF;
@@ -684,14 +684,14 @@ int ct_run_test(const struct ct_node *at, const char *name, size_t len, struct c
 
 static int to_json_str(struct ct_render *r, struct ct_value v, const struct ct_json_opts *o, int undef_to_null,
                        struct ct_value *out) {
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     int rc = ct_json(r, v, o, 0, undef_to_null, &b);
     if (rc) { free(b.p); return rc; }
     return ct_mkstr_buf(r, &b, out);
 }
 
 static int join_values(struct ct_render *r, struct ct_value arr, const char *sep, size_t sl, struct ct_value *out) {
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     int rc = 0;
     for (size_t i = 0; i < arr.u.a->n && !rc; i++) {
         struct ct_value x = arr.u.a->it[i];
@@ -703,7 +703,7 @@ static int join_values(struct ct_render *r, struct ct_value arr, const char *sep
 }
 
 static int join_chars(struct ct_render *r, const struct ct_str *s, const char *sep, size_t sl, struct ct_value *out) {
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     int rc = 0;
     size_t i = 0;
     while (i < s->len && !rc) {
@@ -913,7 +913,7 @@ static int filter_ident(struct ct_render *r, const struct ct_node *at, struct ct
         if (IS("int")) { *out = ct_int(floor(v.u.n)); return 0; }
         if (IS("float")) { *out = ct_float(v.u.n); return 0; }
         if (IS("string")) {
-            struct ct_buf b = {0};
+            struct sbuf b = {0};
             if ((rc = ct_display(r, v, &b))) { free(b.p); return rc; }
             return ct_mkstr_buf(r, &b, out);
         }

@@ -1,4 +1,4 @@
-/* chat_template_eval: the interpreter, a port of @huggingface/jinja's Interpreter.
+/* ct_eval: the interpreter, a port of @huggingface/jinja's Interpreter.
  *
  * Semantics kept from the reference because outputs depend on them:
  *   - scopes: `for` opens one scope for the whole loop (a `set` in the body survives into the
@@ -250,7 +250,7 @@ out:
 
 static int render_body(struct ct_render *r, struct ct_node *const *body, size_t n, struct ct_env *env,
                        struct ct_value *out) {
-    struct ct_buf b = {0};
+    struct sbuf b = {0};
     int rc = ct_exec_block(r, body, n, env, &b);
     if (rc) {
         free(b.p);
@@ -425,7 +425,7 @@ static int eval_slice(struct ct_render *r, const struct ct_node *sl, struct ct_v
             for (double i = start; dir * i < dir * stop; i += step) out->u.a->it[k++] = ct_ref(obj.u.a->it[(size_t)i]);
         out->u.a->depth = obj.u.a->depth;
     } else {
-        struct ct_buf b = {0};
+        struct sbuf b = {0};
         if (nout)
             for (double i = start; dir * i < dir * stop; i += step) {
                 size_t ci = (size_t)i;
@@ -491,7 +491,7 @@ out:
 }
 
 static int str_concat(struct ct_render *r, struct ct_value a, struct ct_value b, struct ct_value *out) {
-    struct ct_buf buf = {0};
+    struct sbuf buf = {0};
     int rc;
     if ((rc = ct_raw(r, a, &buf)) || (rc = ct_raw(r, b, &buf))) {
         free(buf.p);
@@ -742,7 +742,7 @@ static int make_loop(struct ct_render *r, struct ct_value *items, size_t n, size
     return 0;
 }
 
-static int exec_for(struct ct_render *r, const struct ct_node *n, struct ct_env *env, struct ct_buf *buf) {
+static int exec_for(struct ct_render *r, const struct ct_node *n, struct ct_env *env, struct sbuf *buf) {
     int rc;
     struct ct_env scope = {.parent = env};
     struct ct_value it = ct_undef();
@@ -801,11 +801,11 @@ static int exec_for(struct ct_render *r, const struct ct_node *n, struct ct_env 
         if ((rc = ct_charge(r, 1)) || (rc = make_loop(r, items, nitems, i, &loop))) goto out;
         if ((rc = ct_env_set(r, &scope, "loop", 4, loop))) goto out;
         if ((rc = bind_target(r, n, n->a, items[i], &scope))) goto out;
-        size_t mark = buf->len;
+        size_t mark = buf->n;
         rc = ct_exec_block(r, n->v, n->nv, &scope, buf);
         if (rc == CT_CONTINUE || rc == CT_BREAK) {
             /* the reference throws: the iteration's partial output is lost */
-            buf->len = mark;
+            buf->n = mark;
             if (buf->p) buf->p[mark] = '\0';
             if (rc == CT_BREAK) { rc = 0; break; }
             rc = 0;
@@ -857,7 +857,7 @@ out:
     return rc;
 }
 
-static int exec_stmt(struct ct_render *r, const struct ct_node *n, struct ct_env *env, struct ct_buf *buf) {
+static int exec_stmt(struct ct_render *r, const struct ct_node *n, struct ct_env *env, struct sbuf *buf) {
     int rc;
     struct ct_value v = ct_undef(), t;
     switch (n->kind) {
@@ -907,7 +907,7 @@ out:
 }
 
 int ct_exec_block(struct ct_render *r, struct ct_node *const *body, size_t n, struct ct_env *env,
-                  struct ct_buf *out) {
+                  struct sbuf *out) {
     int rc;
     for (size_t i = 0; i < n; i++)
         if ((rc = exec_stmt(r, body[i], env, out))) return rc;

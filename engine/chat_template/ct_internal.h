@@ -1,10 +1,10 @@
-/* chat_template_internal.h: types shared by the chat-template modules.
+/* ct_internal.h: types shared by the chat-template modules.
  *
- *   chat_template_lex.c      preprocessing (trim/lstrip blocks, {% generation %}) and tokens
- *   chat_template_parse.c    tokens -> AST (struct ct_node), owned by the template's arena
- *   chat_template_value.c    runtime values, refcounting, JS-exact printing and JSON
- *   chat_template_eval.c     the interpreter: statements, expressions, scopes, limits
- *   chat_template_builtins.c filters, tests, string/dict methods and global functions
+ *   ct_lex.c                 preprocessing (trim/lstrip blocks, {% generation %}) and tokens
+ *   ct_parse.c               tokens -> AST (struct ct_node), owned by the template's arena
+ *   ct_value.c               runtime values, refcounting, JS-exact printing and JSON
+ *   ct_eval.c                the interpreter: statements, expressions, scopes, limits
+ *   ct_builtins.c            filters, tests, string/dict methods and global functions
  *   chat_template.c          the public API: create/free/load/render
  *
  * Everything mirrors @huggingface/jinja's lexer, parser and runtime, including its departures
@@ -14,6 +14,9 @@
 #define FOLIO_CHAT_TEMPLATE_INTERNAL_H
 
 #include "chat_template/chat_template.h"
+#include "base/arena.h"
+#include "base/sbuf.h"
+#include "base/utf8.h"
 #include "base/util.h"
 
 #include <stdarg.h>
@@ -31,15 +34,6 @@
 #define CT_MAX_ITEMS (1u << 20)       /* elements of one array or object */
 
 /* ------------------------------------------------------------------------------------------
- * Arena: the template's tokens and AST live here and go away with chat_template_free. */
-struct ct_chunk;
-struct ct_arena {
-    struct ct_chunk *head;
-};
-void *ct_arena_alloc(struct ct_arena *a, size_t n); /* zeroed; NULL when out of memory */
-void ct_arena_free(struct ct_arena *a);
-
-/* ------------------------------------------------------------------------------------------
  * Tokens (the @huggingface/jinja lexer's types) */
 enum ct_tok_type {
     T_TEXT, T_NUM, T_STR, T_IDENT, T_EQUALS, T_LPAREN, T_RPAREN, T_OPEN_STMT, T_CLOSE_STMT,
@@ -53,7 +47,7 @@ struct ct_tok {
     size_t len;
 };
 /* Preprocesses and tokenizes src. Tokens and their text live in a. */
-int ct_tokenize(struct ct_arena *a, const char *src, size_t len, struct ct_tok **toks,
+int ct_tokenize(struct arena *a, const char *src, size_t len, struct ct_tok **toks,
                 size_t *ntoks);
 
 /* ------------------------------------------------------------------------------------------
@@ -101,8 +95,9 @@ struct ct_node {
     size_t nw;
 };
 
+/* The template's tokens and AST live in its arena and go away with chat_template_free. */
 struct chat_template {
-    struct ct_arena arena;
+    struct arena arena;
     struct ct_node **body;
     size_t nbody;
 };
@@ -174,11 +169,6 @@ struct ct_env {
     size_t hcap;
 };
 
-struct ct_buf {
-    char *p;
-    size_t len, cap;
-};
-
 /* A live {% call %} block, so that a `caller` that escaped its block is refused. */
 struct ct_call_frame {
     uint64_t serial;
@@ -224,9 +214,9 @@ static inline int ct_is_ns(struct ct_value v) { return v.t == V_OBJ && v.u.o->ki
 static inline int ct_is_objval(struct ct_value v) { return v.t == V_OBJ && v.u.o->kind != O_NAMESPACE; }
 
 struct ct_str *ct_str_new(const char *s, size_t len); /* rc 1; NULL if out of memory */
-struct ct_str *ct_str_immortal(struct ct_arena *a, const char *s, size_t len);
+struct ct_str *ct_str_immortal(struct arena *a, const char *s, size_t len);
 int ct_mkstr(struct ct_render *r, const char *s, size_t len, struct ct_value *out);
-int ct_mkstr_buf(struct ct_render *r, struct ct_buf *b, struct ct_value *out); /* takes b */
+int ct_mkstr_buf(struct ct_render *r, struct sbuf *b, struct ct_value *out); /* takes b */
 void ct_retain(struct ct_value v);
 void ct_release(struct ct_value v);
 struct ct_value ct_ref(struct ct_value v); /* ct_retain, returning v */
@@ -247,14 +237,14 @@ int ct_truthy(struct ct_value v);
 const char *ct_type_name(struct ct_value v);
 
 /* --- buffers (bounded by CT_MAX_OUTPUT) */
-int ct_buf_put(struct ct_render *r, struct ct_buf *b, const char *s, size_t n);
-int ct_buf_puts(struct ct_render *r, struct ct_buf *b, const char *s);
+int ct_buf_put(struct ct_render *r, struct sbuf *b, const char *s, size_t n);
+int ct_buf_puts(struct ct_render *r, struct sbuf *b, const char *s);
 
 /* --- printing, exactly as the reference's toString/String()/toJSON */
 void ct_js_number(double x, char out[40]);                 /* String(x) */
-int ct_print(struct ct_render *r, struct ct_value v, struct ct_buf *b);   /* {{ v }} */
-int ct_display(struct ct_render *r, struct ct_value v, struct ct_buf *b); /* v.toString() */
-int ct_raw(struct ct_render *r, struct ct_value v, struct ct_buf *b);     /* String(v.value) */
+int ct_print(struct ct_render *r, struct ct_value v, struct sbuf *b);   /* {{ v }} */
+int ct_display(struct ct_render *r, struct ct_value v, struct sbuf *b); /* v.toString() */
+int ct_raw(struct ct_render *r, struct ct_value v, struct sbuf *b);     /* String(v.value) */
 struct ct_json_opts {
     int indent; /* 0: none */
     int ensure_ascii, sort_keys;
@@ -262,7 +252,7 @@ struct ct_json_opts {
     size_t item_sep_len, key_sep_len;
 };
 int ct_json(struct ct_render *r, struct ct_value v, const struct ct_json_opts *o, int depth,
-            int undef_to_null, struct ct_buf *b);
+            int undef_to_null, struct sbuf *b);
 /* JS `==` on .value, `===` on .value, and compareRuntimeValues. */
 int ct_loose_eq(struct ct_render *r, struct ct_value a, struct ct_value b);
 int ct_strict_eq(struct ct_value a, struct ct_value b);
@@ -272,16 +262,23 @@ int ct_compare(const struct ct_node *n, struct ct_value a, struct ct_value b, in
 /* --- JS string helpers over UTF-8 */
 size_t ct_js_space(const char *p, const char *end); /* bytes of a JS \s char at p, or 0 */
 size_t ct_utf16_len(const char *s, size_t n);
-int ct_utf8_next(const char *s, size_t n, size_t *i); /* code point at *i, advances; bad -> byte */
-int ct_put_cp(struct ct_render *r, struct ct_buf *b, uint32_t cp);
+/* The code point at s[*i], moving *i past it; an ill-formed byte gives -1 and moves by one,
+ * so that each bad byte is one unit to the callers. */
+static inline int ct_utf8_next(const char *s, size_t n, size_t *i) {
+    uint32_t cp;
+    size_t k = utf8_decode(s + *i, n - *i, &cp, NULL, NULL);
+    *i += k ? k : 1;
+    return k ? (int)cp : -1;
+}
+int ct_put_cp(struct ct_render *r, struct sbuf *b, uint32_t cp);
 double ct_parse_int(const char *s, size_t n);   /* parseInt(s, 10), NaN on failure */
 double ct_parse_float(const char *s, size_t n); /* parseFloat(s) */
-int ct_case_map(struct ct_render *r, const char *s, size_t n, int upper, struct ct_buf *b);
+int ct_case_map(struct ct_render *r, const char *s, size_t n, int upper, struct sbuf *b);
 
-/* --- evaluation (chat_template_eval.c) */
+/* --- evaluation (ct_eval.c) */
 int ct_eval(struct ct_render *r, const struct ct_node *n, struct ct_env *env, struct ct_value *out);
 int ct_exec_block(struct ct_render *r, struct ct_node *const *body, size_t n, struct ct_env *env,
-                  struct ct_buf *out);
+                  struct sbuf *out);
 struct ct_value ct_lookup(struct ct_env *env, const char *name, size_t len);
 int ct_env_set(struct ct_render *r, struct ct_env *env, const char *name, size_t len,
                struct ct_value v); /* takes the reference */
@@ -298,7 +295,7 @@ void ct_args_free(struct ct_args *a);
 int ct_call(struct ct_render *r, const struct ct_node *at, struct ct_value fn, struct ct_args *args,
             struct ct_env *env, struct ct_value *out);
 
-/* --- builtins (chat_template_builtins.c) */
+/* --- builtins (ct_builtins.c) */
 enum ct_builtin { B_RAISE, B_RANGE, B_STRFTIME, B_NAMESPACE };
 enum ct_method {
     M_UPPER, M_LOWER, M_STRIP, M_TITLE, M_CAPITALIZE, M_RSTRIP, M_LSTRIP, M_STARTSWITH,

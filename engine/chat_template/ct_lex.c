@@ -1,4 +1,4 @@
-/* chat_template_lex: the template arena, source preprocessing and the tokenizer.
+/* ct_lex: source preprocessing and the tokenizer.
  *
  * A port of @huggingface/jinja's preprocess() and tokenize(). Preprocessing is done as that
  * code does it, with whole-text regular expressions (drop one trailing newline; lstrip_blocks:
@@ -9,43 +9,6 @@
 #include "chat_template/ct_internal.h"
 
 #include <stdio.h>
-
-/* ------------------------------------------------------------------------------------------
- * Arena */
-
-struct ct_chunk {
-    struct ct_chunk *next;
-    size_t used, cap;
-    _Alignas(16) unsigned char data[];
-};
-
-void *ct_arena_alloc(struct ct_arena *a, size_t n) {
-    n = (n + 15) & ~(size_t)15;
-    struct ct_chunk *c = a->head;
-    if (!c || c->cap - c->used < n) {
-        size_t cap = n > 16384 ? n : 16384;
-        c = malloc(sizeof(*c) + cap);
-        if (!c) return NULL;
-        c->next = a->head;
-        c->used = 0;
-        c->cap = cap;
-        a->head = c;
-    }
-    void *p = c->data + c->used;
-    c->used += n;
-    memset(p, 0, n);
-    return p;
-}
-
-void ct_arena_free(struct ct_arena *a) {
-    struct ct_chunk *c = a->head;
-    while (c) {
-        struct ct_chunk *next = c->next;
-        free(c);
-        c = next;
-    }
-    a->head = NULL;
-}
 
 /* ------------------------------------------------------------------------------------------
  * Preprocessing: text plus the source line of each byte */
@@ -187,15 +150,13 @@ out:
  * Tokenizer */
 
 struct lex {
-    struct ct_arena *arena;
+    struct arena *arena;
     const char *s;
     const uint32_t *line;
     size_t n, pos;
     struct ct_tok *toks;
     size_t ntoks, cap;
-    /* the token being built (strings with escapes) */
-    char *tmp;
-    size_t tmp_len, tmp_cap;
+    struct sbuf tmp; /* the token being built (strings with escapes) */
 };
 
 static int lex_err(struct lex *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -227,42 +188,17 @@ static int push_tok(struct lex *l, int type, const char *s, size_t len, size_t a
 
 /* Copies s into the arena (token text must outlive the source buffer). */
 static int push_tok_copy(struct lex *l, int type, const char *s, size_t len, size_t at) {
-    char *c = ct_arena_alloc(l->arena, len + 1);
+    char *c = arena_dup(l->arena, s, len);
     if (!c) return FOLIO_ENOMEM;
-    if (len) memcpy(c, s, len);
     return push_tok(l, type, c, len, at);
 }
 
 static int last_type(const struct lex *l) { return l->ntoks ? l->toks[l->ntoks - 1].type : -1; }
 
-static int tmp_put(struct lex *l, const char *s, size_t n) {
-    if (l->tmp_len + n > l->tmp_cap) {
-        size_t cap = l->tmp_cap ? l->tmp_cap : 64;
-        while (cap < l->tmp_len + n) cap *= 2;
-        char *nt = realloc(l->tmp, cap);
-        if (!nt) return FOLIO_ENOMEM;
-        l->tmp = nt;
-        l->tmp_cap = cap;
-    }
-    memcpy(l->tmp + l->tmp_len, s, n);
-    l->tmp_len += n;
-    return 0;
-}
-
 static int tmp_put_cp(struct lex *l, uint32_t cp) {
     char u[4];
-    size_t n;
     if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD; /* a lone surrogate has no UTF-8 form */
-    if (cp < 0x80) { u[0] = (char)cp; n = 1; }
-    else if (cp < 0x800) { u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 63)); n = 2; }
-    else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12)); u[1] = (char)(0x80 | ((cp >> 6) & 63));
-        u[2] = (char)(0x80 | (cp & 63)); n = 3;
-    } else {
-        u[0] = (char)(0xF0 | (cp >> 18)); u[1] = (char)(0x80 | ((cp >> 12) & 63));
-        u[2] = (char)(0x80 | ((cp >> 6) & 63)); u[3] = (char)(0x80 | (cp & 63)); n = 4;
-    }
-    return tmp_put(l, u, n);
+    return sbuf_put(&l->tmp, u, utf8_encode(cp, u));
 }
 
 static int hexval(char c) {
@@ -286,11 +222,16 @@ static int pred(struct lex *l, int what, char quote) {
     }
 }
 
+/* The reference's ESCAPE_CHARACTERS: the character after a backslash, and what it stands for. */
+static const char ESCAPES[][2] = {
+    {'n', '\n'}, {'t', '\t'}, {'r', '\r'}, {'b', '\b'}, {'f', '\f'}, {'v', '\v'}, {'\'', '\''}, {'"', '"'}, {'\\', '\\'},
+};
+
 /* consumeWhile(): collects into l->tmp, decoding backslash escapes; reaching the end of the
  * source while consuming is an error, as in the reference. */
 static int consume_while(struct lex *l, int what, char quote) {
     int rc;
-    l->tmp_len = 0;
+    l->tmp.n = 0;
     while (pred(l, what, quote)) {
         if (l->pos >= l->n) return lex_err(l, "unexpected end of template");
         if (l->s[l->pos] == '\\') {
@@ -325,23 +266,14 @@ static int consume_while(struct lex *l, int what, char quote) {
                 if ((rc = tmp_put_cp(l, cp))) return rc;
                 continue;
             }
-            char c;
-            switch (e) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'v': c = '\v'; break;
-            case '\'': c = '\''; break;
-            case '"': c = '"'; break;
-            case '\\': c = '\\'; break;
-            default: return lex_err(l, "unexpected escaped character '%c'", e);
-            }
-            if ((rc = tmp_put(l, &c, 1))) return rc;
+            const size_t ne = sizeof(ESCAPES) / sizeof(ESCAPES[0]);
+            size_t k = 0;
+            while (k < ne && ESCAPES[k][0] != e) k++;
+            if (k == ne) return lex_err(l, "unexpected escaped character '%c'", e);
+            if ((rc = sbuf_put(&l->tmp, &ESCAPES[k][1], 1))) return rc;
             continue;
         }
-        if ((rc = tmp_put(l, l->s + l->pos, 1))) return rc;
+        if ((rc = sbuf_put(&l->tmp, l->s + l->pos, 1))) return rc;
         l->pos++;
         if (l->pos >= l->n) return lex_err(l, "unexpected end of template");
     }
@@ -456,21 +388,21 @@ static int lex_all(struct lex *l) {
                 size_t at = l->pos;
                 ++l->pos;
                 if ((rc = consume_while(l, W_DIGIT, 0))) return rc;
-                size_t intlen = l->tmp_len;
+                size_t intlen = l->tmp.n;
                 if (intlen > 0 && l->pos + 1 < l->n && l->s[l->pos] == '.' && l->s[l->pos + 1] >= '0' &&
                     l->s[l->pos + 1] <= '9') {
                     char *ip = malloc(intlen ? intlen : 1);
                     if (!ip) return FOLIO_ENOMEM;
-                    memcpy(ip, l->tmp, intlen);
+                    memcpy(ip, l->tmp.p, intlen);
                     ++l->pos;
                     if ((rc = consume_while(l, W_DIGIT, 0))) { free(ip); return rc; }
-                    size_t fl = l->tmp_len;
-                    char *num = ct_arena_alloc(l->arena, intlen + fl + 3);
+                    size_t fl = l->tmp.n;
+                    char *num = arena_alloc(l->arena, intlen + fl + 3);
                     if (!num) { free(ip); return FOLIO_ENOMEM; }
                     num[0] = c;
                     memcpy(num + 1, ip, intlen);
                     num[1 + intlen] = '.';
-                    memcpy(num + 2 + intlen, l->tmp, fl);
+                    memcpy(num + 2 + intlen, l->tmp.p, fl);
                     free(ip);
                     if ((rc = push_tok(l, T_NUM, num, intlen + fl + 2, at))) return rc;
                     continue;
@@ -479,10 +411,10 @@ static int lex_all(struct lex *l) {
                     if ((rc = push_tok(l, T_UNARY, c == '-' ? "-" : "+", 1, at))) return rc;
                     continue;
                 }
-                char *num = ct_arena_alloc(l->arena, intlen + 2);
+                char *num = arena_alloc(l->arena, intlen + 2);
                 if (!num) return FOLIO_ENOMEM;
                 num[0] = c;
-                memcpy(num + 1, l->tmp, intlen);
+                memcpy(num + 1, l->tmp.p, intlen);
                 if ((rc = push_tok(l, T_NUM, num, intlen + 1, at))) return rc;
                 continue;
             }
@@ -505,7 +437,7 @@ static int lex_all(struct lex *l) {
             size_t at = l->pos;
             ++l->pos;
             if ((rc = consume_while(l, W_QUOTE, c))) return rc;
-            if ((rc = push_tok_copy(l, T_STR, l->tmp, l->tmp_len, at))) return rc;
+            if ((rc = push_tok_copy(l, T_STR, l->tmp.p, l->tmp.n, at))) return rc;
             ++l->pos;
             continue;
         }
@@ -515,30 +447,30 @@ static int lex_all(struct lex *l) {
             if (last_type(l) != T_DOT && l->pos + 1 < l->n && l->s[l->pos] == '.' &&
                 l->s[l->pos + 1] >= '0' && l->s[l->pos + 1] <= '9') {
                 ++l->pos;
-                if ((rc = tmp_put(l, ".", 1))) return rc;
+                if ((rc = sbuf_put(&l->tmp, ".", 1))) return rc;
                 /* the fraction digits follow in the source; collect them after the '.' */
-                size_t keep = l->tmp_len;
+                size_t keep = l->tmp.n;
                 char *save = malloc(keep);
                 if (!save) return FOLIO_ENOMEM;
-                memcpy(save, l->tmp, keep);
+                memcpy(save, l->tmp.p, keep);
                 rc = consume_while(l, W_DIGIT, 0);
                 if (rc) { free(save); return rc; }
-                char *num = ct_arena_alloc(l->arena, keep + l->tmp_len + 1);
+                char *num = arena_alloc(l->arena, keep + l->tmp.n + 1);
                 if (!num) { free(save); return FOLIO_ENOMEM; }
                 memcpy(num, save, keep);
-                memcpy(num + keep, l->tmp, l->tmp_len);
-                size_t nl = keep + l->tmp_len;
+                memcpy(num + keep, l->tmp.p, l->tmp.n);
+                size_t nl = keep + l->tmp.n;
                 free(save);
                 if ((rc = push_tok(l, T_NUM, num, nl, at))) return rc;
                 continue;
             }
-            if ((rc = push_tok_copy(l, T_NUM, l->tmp, l->tmp_len, at))) return rc;
+            if ((rc = push_tok_copy(l, T_NUM, l->tmp.p, l->tmp.n, at))) return rc;
             continue;
         }
         if (pred(l, W_WORD, 0)) {
             size_t at = l->pos;
             if ((rc = consume_while(l, W_WORD, 0))) return rc;
-            if ((rc = push_tok_copy(l, T_IDENT, l->tmp, l->tmp_len, at))) return rc;
+            if ((rc = push_tok_copy(l, T_IDENT, l->tmp.p, l->tmp.n, at))) return rc;
             continue;
         }
         if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f)
@@ -548,7 +480,7 @@ static int lex_all(struct lex *l) {
     return 0;
 }
 
-int ct_tokenize(struct ct_arena *a, const char *src, size_t len, struct ct_tok **toks,
+int ct_tokenize(struct arena *a, const char *src, size_t len, struct ct_tok **toks,
                 size_t *ntoks) {
     struct pp p = {0};
     int rc = preprocess(src, len, &p);
@@ -560,7 +492,7 @@ int ct_tokenize(struct ct_arena *a, const char *src, size_t len, struct ct_tok *
     rc = lex_all(&l);
     if (rc) goto out;
     /* the parser keeps tokens for the template's lifetime: move them into the arena */
-    *toks = ct_arena_alloc(a, (l.ntoks + 1) * sizeof(struct ct_tok));
+    *toks = arena_alloc(a, (l.ntoks + 1) * sizeof(struct ct_tok));
     if (!*toks) { rc = FOLIO_ENOMEM; goto out; }
     if (l.ntoks) memcpy(*toks, l.toks, l.ntoks * sizeof(struct ct_tok));
     *ntoks = l.ntoks;
@@ -569,7 +501,7 @@ int ct_tokenize(struct ct_arena *a, const char *src, size_t len, struct ct_tok *
     (*toks)[l.ntoks].type = T_TEXT;
 out:
     free(l.toks);
-    free(l.tmp);
+    sbuf_free(&l.tmp);
     pp_free(&p);
     return rc;
 }

@@ -1,4 +1,4 @@
-/* chat_template_parse: tokens -> AST, a port of @huggingface/jinja's recursive-descent parser.
+/* ct_parse: tokens -> AST, a port of @huggingface/jinja's recursive-descent parser.
  *
  * The grammar and its precedence are the reference's, not Python Jinja's: `|` and `is` bind
  * tighter than `*` and `+`, `not` looser than comparisons, commas inside [...] are optional,
@@ -88,7 +88,7 @@ static int expect_ident(struct parser *p, const char *w) {
 }
 
 static struct ct_node *new_node(struct parser *p, int kind, uint32_t line) {
-    struct ct_node *n = ct_arena_alloc(&p->t->arena, sizeof(*n));
+    struct ct_node *n = arena_alloc(&p->t->arena, sizeof(*n));
     if (n) {
         n->kind = (uint8_t)kind;
         n->line = line;
@@ -115,7 +115,7 @@ static int nl_finish(struct parser *p, struct nlist *l, struct ct_node ***v, siz
     *v = NULL;
     *n = l->n;
     if (l->n) {
-        *v = ct_arena_alloc(&p->t->arena, l->n * sizeof(**v));
+        *v = arena_alloc(&p->t->arena, l->n * sizeof(**v));
         if (!*v) return FOLIO_ENOMEM;
         memcpy(*v, l->v, l->n * sizeof(**v));
     }

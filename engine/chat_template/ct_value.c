@@ -1,4 +1,4 @@
-/* chat_template_value: runtime values, their lifetimes, and how they print.
+/* ct_value: runtime values, their lifetimes, and how they print.
  *
  * Values are small tagged structs; strings, arrays, objects and functions are refcounted heap
  * objects owned by one render (never shared between threads), except the template's literal
@@ -47,8 +47,8 @@ struct ct_str *ct_str_new(const char *s, size_t len) {
     return p;
 }
 
-struct ct_str *ct_str_immortal(struct ct_arena *a, const char *s, size_t len) {
-    struct ct_str *p = ct_arena_alloc(a, sizeof(*p) + len + 1);
+struct ct_str *ct_str_immortal(struct arena *a, const char *s, size_t len) {
+    struct ct_str *p = arena_alloc(a, sizeof(*p) + len + 1);
     if (!p) return NULL;
     p->rc = CT_IMMORTAL;
     p->len = len;
@@ -68,10 +68,9 @@ int ct_mkstr(struct ct_render *r, const char *s, size_t len, struct ct_value *ou
     return 0;
 }
 
-int ct_mkstr_buf(struct ct_render *r, struct ct_buf *b, struct ct_value *out) {
-    int rc = ct_mkstr(r, b->p ? b->p : "", b->len, out);
-    free(b->p);
-    memset(b, 0, sizeof(*b));
+int ct_mkstr_buf(struct ct_render *r, struct sbuf *b, struct ct_value *out) {
+    int rc = ct_mkstr(r, b->p ? b->p : "", b->n, out);
+    sbuf_free(b);
     return rc;
 }
 
@@ -340,26 +339,15 @@ const char *ct_type_name(struct ct_value v) {
 /* ------------------------------------------------------------------------------------------
  * Buffers */
 
-int ct_buf_put(struct ct_render *r, struct ct_buf *b, const char *s, size_t n) {
+int ct_buf_put(struct ct_render *r, struct sbuf *b, const char *s, size_t n) {
     int rc;
-    if (n > CT_MAX_OUTPUT || b->len + n > CT_MAX_OUTPUT)
+    if (n > CT_MAX_OUTPUT || b->n + n > CT_MAX_OUTPUT)
         return ct_fail(NULL, "output exceeds %u bytes", CT_MAX_OUTPUT);
     if ((rc = ct_charge(r, n / 16))) return rc;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) return FOLIO_ENOMEM;
-        b->p = np;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
+    return sbuf_put(b, s, n);
 }
 
-int ct_buf_puts(struct ct_render *r, struct ct_buf *b, const char *s) {
+int ct_buf_puts(struct ct_render *r, struct sbuf *b, const char *s) {
     return ct_buf_put(r, b, s, strlen(s));
 }
 
@@ -422,13 +410,13 @@ static void float_display(double x, char out[64]) {
 
 #define CT_MAX_PRINT_DEPTH (2 * CT_MAX_VALUE_DEPTH)
 
-static int display_d(struct ct_render *r, struct ct_value v, struct ct_buf *b, int depth);
+static int display_d(struct ct_render *r, struct ct_value v, struct sbuf *b, int depth);
 
-int ct_display(struct ct_render *r, struct ct_value v, struct ct_buf *b) {
+int ct_display(struct ct_render *r, struct ct_value v, struct sbuf *b) {
     return display_d(r, v, b, 0);
 }
 
-static int display_d(struct ct_render *r, struct ct_value v, struct ct_buf *b, int depth) {
+static int display_d(struct ct_render *r, struct ct_value v, struct sbuf *b, int depth) {
     char num[64];
     switch (v.t) {
     case V_UNDEF: return ct_buf_puts(r, b, "undefined");
@@ -442,13 +430,13 @@ static int display_d(struct ct_render *r, struct ct_value v, struct ct_buf *b, i
     }
 }
 
-int ct_print(struct ct_render *r, struct ct_value v, struct ct_buf *b) {
+int ct_print(struct ct_render *r, struct ct_value v, struct sbuf *b) {
     if (v.t == V_UNDEF || v.t == V_NULL) return 0;
     return ct_display(r, v, b);
 }
 
 /* String(value.value): what `~`, string `+` and `join` see. */
-int ct_raw(struct ct_render *r, struct ct_value v, struct ct_buf *b) {
+int ct_raw(struct ct_render *r, struct ct_value v, struct sbuf *b) {
     char num[40];
     int rc;
     switch (v.t) {
@@ -464,7 +452,7 @@ int ct_raw(struct ct_render *r, struct ct_value v, struct ct_buf *b) {
     }
 }
 
-static int json_string(struct ct_render *r, const char *s, size_t n, int ascii, struct ct_buf *b) {
+static int json_string(struct ct_render *r, const char *s, size_t n, int ascii, struct sbuf *b) {
     int rc;
     char esc[16];
     if ((rc = ct_buf_put(r, b, "\"", 1))) return rc;
@@ -539,7 +527,7 @@ static int locale_compare(const struct ct_str *a, const struct ct_str *b) {
     return 0;
 }
 
-static int json_pad(struct ct_render *r, struct ct_buf *b, int indent, int depth) {
+static int json_pad(struct ct_render *r, struct sbuf *b, int indent, int depth) {
     int rc;
     if ((rc = ct_buf_put(r, b, "\n", 1))) return rc;
     for (long i = 0; i < (long)indent * depth; i++)
@@ -548,7 +536,7 @@ static int json_pad(struct ct_render *r, struct ct_buf *b, int indent, int depth
 }
 
 int ct_json(struct ct_render *r, struct ct_value v, const struct ct_json_opts *o, int depth,
-            int undef_to_null, struct ct_buf *b) {
+            int undef_to_null, struct sbuf *b) {
     static const struct ct_json_opts defaults = {0};
     int rc;
     char num[40];
@@ -708,13 +696,13 @@ int ct_loose_eq(struct ct_render *r, struct ct_value a, struct ct_value b) {
     if (an && b.t == V_STR) return a.u.n == js_to_number(b.u.s->s, b.u.s->len);
     if (bn && a.t == V_STR) return b.u.n == js_to_number(a.u.s->s, a.u.s->len);
     /* one object, one number or string: compare with the object's String() */
-    struct ct_buf buf = {0};
+    struct sbuf buf = {0};
     struct ct_value obj = aobj ? a : b, prim = aobj ? b : a;
     int eq = 0;
     if (obj.t != V_FN && ct_raw(r, obj, &buf) == 0) {
         const char *s = buf.p ? buf.p : "";
-        if (prim.t == V_STR) eq = buf.len == prim.u.s->len && !memcmp(s, prim.u.s->s, buf.len);
-        else eq = prim.u.n == js_to_number(s, buf.len);
+        if (prim.t == V_STR) eq = buf.n == prim.u.s->len && !memcmp(s, prim.u.s->s, buf.n);
+        else eq = prim.u.n == js_to_number(s, buf.n);
     }
     free(buf.p);
     return eq;
@@ -763,10 +751,10 @@ int ct_compare(const struct ct_node *n, struct ct_value a, struct ct_value b, in
         *out = utf16_cmp(a.u.s->s, a.u.s->len, b.u.s->s, b.u.s->len);
         return 0;
     }
-    struct ct_buf la = {0}, lb = {0};
+    struct sbuf la = {0}, lb = {0};
     if (!(rc = ct_case_map(NULL, a.u.s->s, a.u.s->len, 0, &la)) &&
         !(rc = ct_case_map(NULL, b.u.s->s, b.u.s->len, 0, &lb)))
-        *out = utf16_cmp(la.p ? la.p : "", la.len, lb.p ? lb.p : "", lb.len);
+        *out = utf16_cmp(la.p ? la.p : "", la.n, lb.p ? lb.p : "", lb.n);
     free(la.p);
     free(lb.p);
     return rc;
@@ -793,27 +781,6 @@ size_t ct_js_space(const char *p, const char *end) {
     return 0;
 }
 
-int ct_utf8_next(const char *str, size_t n, size_t *i) {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t p = *i;
-    unsigned c = s[p];
-    if (c < 0x80) { *i = p + 1; return (int)c; }
-    size_t len = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
-    if (c >= 0xF5) len = 0;
-    if (len == 0 || p + len > n) { *i = p + 1; return -1; }
-    unsigned cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
-    for (size_t k = 1; k < len; k++) {
-        if ((s[p + k] & 0xC0) != 0x80) { *i = p + 1; return -1; }
-        cp = (cp << 6) | (s[p + k] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) {
-        *i = p + 1;
-        return -1;
-    }
-    *i = p + len;
-    return (int)cp;
-}
-
 size_t ct_utf16_len(const char *s, size_t n) {
     size_t i = 0, units = 0;
     while (i < n) {
@@ -823,19 +790,9 @@ size_t ct_utf16_len(const char *s, size_t n) {
     return units;
 }
 
-int ct_put_cp(struct ct_render *r, struct ct_buf *b, uint32_t cp) {
+int ct_put_cp(struct ct_render *r, struct sbuf *b, uint32_t cp) {
     char u[4];
-    size_t n;
-    if (cp < 0x80) { u[0] = (char)cp; n = 1; }
-    else if (cp < 0x800) { u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 63)); n = 2; }
-    else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12)); u[1] = (char)(0x80 | ((cp >> 6) & 63));
-        u[2] = (char)(0x80 | (cp & 63)); n = 3;
-    } else {
-        u[0] = (char)(0xF0 | (cp >> 18)); u[1] = (char)(0x80 | ((cp >> 12) & 63));
-        u[2] = (char)(0x80 | ((cp >> 6) & 63)); u[3] = (char)(0x80 | (cp & 63)); n = 4;
-    }
-    return ct_buf_put(r, b, u, n);
+    return ct_buf_put(r, b, u, utf8_encode(cp, u));
 }
 
 static size_t skip_js_space(const char *s, size_t n) {
@@ -886,7 +843,7 @@ double ct_parse_float(const char *s, size_t n) {
     return strtod_n(s + st, i - st);
 }
 
-int ct_case_map(struct ct_render *r, const char *s, size_t n, int upper, struct ct_buf *b) {
+int ct_case_map(struct ct_render *r, const char *s, size_t n, int upper, struct sbuf *b) {
     int rc;
     size_t i = 0;
     while (i < n) {

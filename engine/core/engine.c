@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "text/detok.h"
+#include "core/batch.h"
 #include "core/engine_internal.h"
 #include "core/kv_cache.h"
 #include "core/mem_plan.h"
@@ -81,7 +82,7 @@ void engine_memory(const struct engine *e, struct engine_memory *out) {
  * it is lowered to what fits (vLLM would refuse to start); when it was, the error says the
  * largest length that would fit. */
 static int size_kv(struct engine *e, const struct model_config *c, int *max_len, int *num_blocks) {
-    const size_t block_bytes = model_kv_block_bytes_for(c, e->p.block_size);
+    const size_t block_bytes = config_kv_block_bytes(c, e->p.block_size);
     const double gib = 1024.0 * 1024.0 * 1024.0;
     const int bs = e->p.block_size;
     int len = e->p.max_model_len > 0 ? e->p.max_model_len : c->max_position_embeddings;
@@ -148,8 +149,8 @@ static int plan_gpu(struct engine *e, const struct model_config *c, struct model
     const enum folio_dtype dt = mp->dtype_auto ? c->torch_dtype : mp->dtype;
     *plan = (struct mem_plan){
         .total = bm.total, .free = bm.free, .utilization = e->p.gpu_memory_utilization,
-        .weight_bytes = model_weight_bytes_for(c, dt), .dtype = folio_dtype_name(dt),
-        .block_bytes = model_kv_block_bytes_for(c, e->p.block_size), .block_size = e->p.block_size,
+        .weight_bytes = config_weight_bytes(c, dt), .dtype = folio_dtype_name(dt),
+        .block_bytes = config_kv_block_bytes(c, e->p.block_size), .block_size = e->p.block_size,
         .max_model_len = len, .len_given = e->p.max_model_len > 0, .max_num_seqs = e->p.max_num_seqs};
     mp->max_model_len = len;
     return mem_plan_check(plan);
@@ -164,7 +165,7 @@ static int size_kv_gpu(struct engine *e, struct mem_plan *plan) {
     if ((rc = model_profile(e->m)) || (rc = backend_sync(e->b)) || (rc = backend_mem_info(e->b, &bm)))
         return rc;
     plan->non_kv_bytes = plan->free > bm.free ? plan->free - bm.free : 0;
-    plan->weight_bytes = model_weight_bytes_for(model_config(e->m), model_dtype(e->m));
+    plan->weight_bytes = config_weight_bytes(model_config(e->m), model_dtype(e->m));
     plan->dtype = folio_dtype_name(model_dtype(e->m));
     if (e->p.num_blocks > 0) {
         const long long need = ((long long)plan->max_model_len + plan->block_size - 1) / plan->block_size;
@@ -246,7 +247,7 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
         if (g < 0) fprintf(stderr, "folio-engine: CUDA graphs off (%s)\n", folio_last_error());
     }
     e->mem.device = e->on_gpu ? "cuda" : "cpu";
-    e->mem.weights = model_weight_bytes_for(e->cfg, model_dtype(e->m));
+    e->mem.weights = config_weight_bytes(e->cfg, model_dtype(e->m));
     e->mem.kv_cache = (size_t)e->num_blocks * model_kv_block_bytes(e->m);
     e->mem.activations = model_activation_bytes(e->m);
     if (e->on_gpu) {
@@ -269,21 +270,18 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
             rc = folio_err(FOLIO_ENOMEM, "out of memory");
             goto fail;
         }
-    const size_t T = (size_t)e->max_tokens_step, S = (size_t)e->max_seqs;
-    e->tokens = malloc(T * 4);
-    e->positions = malloc(T * 4);
-    e->seq_idx = malloc(T * 4);
-    e->slots = malloc(T * 4);
-    e->logits_idx = malloc(S * 4);
-    e->tables = malloc(S * (size_t)e->mbps * 4);
+    const size_t S = (size_t)e->max_seqs;
+    e->batch = batch_create(&(struct batch_params){.max_tokens = e->max_tokens_step, .max_seqs = e->max_seqs,
+                                                    .max_logits = e->max_seqs, .max_blocks_per_seq = e->mbps,
+                                                    .block_size = e->bs});
     e->logit_sample = malloc(S * sizeof *e->logit_sample);
     e->sampled = malloc(S * sizeof *e->sampled);
     e->sampled_lp = malloc(S * sizeof *e->sampled_lp);
     e->drop = malloc(S * sizeof *e->drop);
     e->logits = malloc(S * (size_t)e->V * sizeof(float));
     e->row = malloc((size_t)e->V * sizeof(float));
-    if (!e->kv || !e->sched || !e->samplers || !e->sampled || !e->sampled_lp || !e->tokens || !e->positions || !e->seq_idx || !e->slots ||
-        !e->logits_idx || !e->tables || !e->logit_sample || !e->drop || !e->logits || !e->row) {
+    if (!e->kv || !e->sched || !e->samplers || !e->sampled || !e->sampled_lp || !e->batch || !e->logit_sample ||
+        !e->drop || !e->logits || !e->row) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto fail;
     }
@@ -543,31 +541,19 @@ int engine_step(struct engine *e) {
         publish_stats(e);
         return 0;
     }
-    /* Block tables as wide as this batch needs, not max_model_len: at 128k positions a full
-     * table is 32 KiB per sequence to move every step. */
-    int T = 0, L = 0, W = 1;
-    for (int i = 0; i < ns; i++)
-        if (o->seqs[i]->kv.num_blocks > W) W = o->seqs[i]->kv.num_blocks;
-    for (int i = 0; i < ns; i++) {
+    int rc = 0, L = 0;
+    batch_clear(e->batch);
+    for (int i = 0; i < ns && !rc; i++) {
         struct scheduler_seq *q = o->seqs[i];
-        const int start = q->kv.num_computed, n = o->num_new[i];
-        for (int j = 0; j < n; j++, T++) {
-            e->tokens[T] = q->tokens[start + j];
-            e->positions[T] = start + j;
-            e->seq_idx[T] = i;
-            e->slots[T] = kv_seq_slot(&q->kv, start + j, e->bs);
-            if (start + j < q->num_prompt) e->prompt_tokens++;
-        }
-        memcpy(e->tables + (size_t)i * W, q->kv.blocks, sizeof(int32_t) * (size_t)q->kv.num_blocks);
-        if (start + n == q->num_tokens) {
-            e->logits_idx[L] = T - 1;
-            e->logit_sample[L++] = (struct sample *)q; /* seq is the sample's first member */
-        }
+        const int start = q->kv.num_computed, end = start + o->num_new[i];
+        /* A sequence whose prompt is all computed by this step samples from its last token. */
+        const int last = end == q->num_tokens;
+        if (start < q->num_prompt) e->prompt_tokens += (end < q->num_prompt ? end : q->num_prompt) - start;
+        rc = batch_add(e->batch, &q->kv, q->tokens, start, end - start, last ? BATCH_LOGITS_LAST : BATCH_LOGITS_NONE);
+        if (last) e->logit_sample[L++] = (struct sample *)q; /* seq is the sample's first member */
     }
-    struct model_batch batch = {
-        .num_tokens = T, .tokens = e->tokens, .positions = e->positions, .seq_idx = e->seq_idx,
-        .slot_mapping = e->slots, .num_seqs = ns, .block_tables = e->tables, .block_table_width = W, .num_logits = L,
-        .logits_idx = e->logits_idx, .num_copies = o->num_copies, .block_copies = o->copies};
+    struct model_batch batch;
+    batch_finish(e->batch, o->copies, o->num_copies, &batch);
     /* When every row is plain greedy, the device takes the argmax and only ids come back. */
     int device_argmax = L > 0 && model_has_device_argmax(e->m);
     for (int i = 0; i < L && device_argmax; i++) {
@@ -575,7 +561,7 @@ int engine_step(struct engine *e) {
         device_argmax = s->req->n == 1 && sampler_is_plain_greedy(&s->req->sp, s->num_output);
     }
     const double t0 = folio_now();
-    int rc = device_argmax ? model_forward_argmax(e->m, &batch, e->sampled) : model_forward(e->m, &batch, e->logits);
+    if (!rc) rc = device_argmax ? model_forward_argmax(e->m, &batch, e->sampled) : model_forward(e->m, &batch, e->logits);
     const double t1 = folio_now();
     e->forward_s += t1 - t0;
     if (rc) {
@@ -663,12 +649,7 @@ void engine_free(struct engine *e) {
     backend_free(e->b);
     threadpool_free(e->own_tp);
     tokenizer_free(e->tok);
-    free(e->tokens);
-    free(e->positions);
-    free(e->seq_idx);
-    free(e->slots);
-    free(e->logits_idx);
-    free(e->tables);
+    batch_free(e->batch);
     free(e->logit_sample);
     free(e->drop);
     free(e->logits);

@@ -20,6 +20,7 @@ struct backend;
 struct model;
 struct tokenizer;
 struct kv_cache;
+struct batch;
 struct sched;
 struct threadpool;
 struct sampler;
@@ -111,10 +112,8 @@ struct engine {
     struct engine_memory mem;    /* settled in engine_create (device_free is re-read) */
 
     /* The batch. */
-    int32_t *tokens, *positions, *seq_idx, *slots; /* [max_tokens_step] */
-    int32_t *logits_idx;                           /* [max_seqs] */
-    int32_t *tables;                               /* [max_seqs, mbps] */
-    struct sample **logit_sample;                  /* [max_seqs] */
+    struct batch *batch;
+    struct sample **logit_sample;                  /* [max_seqs] the sample of each logits row */
     int32_t *sampled;                              /* [max_seqs] the token drawn from each row */
     struct sampler_logprobs *sampled_lp;           /* [max_seqs] */
     struct engine_req **drop;                      /* [max_seqs] */

@@ -277,3 +277,16 @@ void config_rope_inv_freq(const struct model_config *cfg, double *out) {
         out[i] = f;
     }
 }
+
+size_t config_weight_bytes(const struct model_config *c, enum folio_dtype dtype) {
+    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    const size_t qd = (size_t)c->num_heads * c->head_dim, kvd = (size_t)c->num_kv_heads * c->head_dim;
+    const size_t per_layer = H * qd * 2 + H * kvd * 2 + 3 * H * I;
+    size_t n = (size_t)c->num_layers * per_layer + V * H * (c->tie_word_embeddings ? 1 : 2);
+    size_t vec = H + (size_t)c->num_layers * (2 * H + (c->attention_bias ? qd + 2 * kvd : 0));
+    return n * folio_dtype_size(dtype) + vec * sizeof(float);
+}
+
+size_t config_kv_block_bytes(const struct model_config *c, int block_size) {
+    return 2 * (size_t)c->num_layers * c->num_kv_heads * c->head_dim * (size_t)block_size * sizeof(float);
+}

@@ -5,6 +5,7 @@
 #ifndef FOLIO_CONFIG_H
 #define FOLIO_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/util.h"
@@ -59,5 +60,13 @@ int config_parse_generation(const char *json, struct model_config *cfg);
 
 /* Inverse RoPE frequencies with the config's scaling applied: out[i] for i < head_dim/2. */
 void config_rope_inv_freq(const struct model_config *cfg, double *out);
+
+/* Resident bytes of every matrix and vector (the embedding included) that a model of this
+ * config takes in dtype: what must fit before loading. Arithmetic only, so that foliod can
+ * estimate a model without the engine. */
+size_t config_weight_bytes(const struct model_config *c, enum folio_dtype dtype);
+/* Bytes one KV block of block_size tokens takes across all layers (K and V): sizes the cache
+ * and max_model_len before loading. */
+size_t config_kv_block_bytes(const struct model_config *c, int block_size);
 
 #endif

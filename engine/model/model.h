@@ -51,10 +51,9 @@ void model_free(struct model *m);
 
 /* Allocates the paged KV cache: num_blocks blocks of params.block_size tokens. */
 int model_alloc_kv(struct model *m, int num_blocks);
-/* Bytes one KV block takes across all layers (K and V). */
+/* Bytes one KV block takes across all layers (K and V); before loading, from the config:
+ * config_kv_block_bytes. */
 size_t model_kv_block_bytes(const struct model *m);
-/* The same before loading, from the config (to size the cache and max_model_len first). */
-size_t model_kv_block_bytes_for(const struct model_config *c, int block_size);
 
 const struct model_config *model_config(const struct model *m);
 const struct model_params *model_params(const struct model *m);
@@ -62,10 +61,6 @@ int model_max_blocks_per_seq(const struct model *m);
 /* Bytes of weights read once per forward (what bounds single-stream decode). */
 size_t model_weight_bytes(const struct model *m);
 enum folio_dtype model_dtype(const struct model *m);
-
-/* Resident bytes of every matrix and vector (the embedding included) that a model of this
- * config takes in dtype: what must fit before loading. */
-size_t model_weight_bytes_for(const struct model_config *c, enum folio_dtype dtype);
 /* Device bytes of activation scratch: the model's buffers and the backend's reserve. */
 size_t model_activation_bytes(const struct model *m);
 /* Lowers max_model_len after load (when the KV cache turns out smaller than planned). */

@@ -2,7 +2,10 @@
  * bodies and the shape of every response and error. The endpoints live in api_endpoints.c
  * (everything but generation) and api_generate.c (completions and chat). */
 #include "server/api_internal.h"
+#include "base/http_body.h"
 #include "base/http_conn.h"
+#include "base/openai_error.h"
+#include "base/openai_paths.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -33,16 +36,6 @@ const char *api_error_type(int status) {
     case 503: return "ServiceUnavailableError";
     default: return "InternalServerError";
     }
-}
-
-cJSON *api_error_object(const struct api_error *err) {
-    cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "message", err->message);
-    cJSON_AddStringToObject(e, "type", api_error_type(err->status));
-    if (err->param[0]) cJSON_AddStringToObject(e, "param", err->param);
-    else cJSON_AddNullToObject(e, "param");
-    cJSON_AddNumberToObject(e, "code", err->status);
-    return e;
 }
 
 /* ---- CORS ---- */
@@ -110,19 +103,23 @@ void api_send_json(struct api *a, struct mg_connection *c, int status, cJSON *bo
     char *s = body ? cJSON_PrintUnformatted(body) : NULL;
     cJSON_Delete(body);
     if (!s) {
-        static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"InternalServerError\","
-                                  "\"param\":null,\"code\":500}}";
-        send_body(a, c, 500, "application/json", NULL, oom, sizeof oom - 1);
+        api_send_error_msg(a, c, 500, NULL, "out of memory");
         return;
     }
     send_body(a, c, status, "application/json", status == 503 ? "Retry-After: 1\r\n" : NULL, s, strlen(s));
     free(s);
 }
 
+/* The error body (base/openai_error.h) after the CORS headers and `extra`. */
+static void send_error_with(struct api *a, struct mg_connection *c, const struct api_error *err, const char *extra) {
+    char cors[512], headers[640];
+    api_cors_headers(a, c, cors, sizeof cors);
+    snprintf(headers, sizeof headers, "%s%s", cors, extra ? extra : "");
+    openai_error_write(c, err->status, api_error_type(err->status), err->param, headers, err->message);
+}
+
 void api_send_error(struct api *a, struct mg_connection *c, const struct api_error *err) {
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddItemToObject(root, "error", api_error_object(err));
-    api_send_json(a, c, err->status, root);
+    send_error_with(a, c, err, err->status == 503 ? "Retry-After: 1\r\n" : NULL);
 }
 
 void api_send_error_msg(struct api *a, struct mg_connection *c, int status, const char *param, const char *fmt, ...) {
@@ -147,56 +144,18 @@ int api_check_model(struct api *a, const char *model, struct api_error *err) {
 
 /* ---- routing ---- */
 
-/* Reads the whole body, up to max_body. 0, or 413/400 sent (returns -1). */
+/* Reads the whole body, up to max_body (base/http_body.h). 0, or -1 when it has been answered
+ * (413, 500) or the client is gone. */
 static int read_body(struct api *a, struct mg_connection *c, char **out, size_t *len) {
-    const struct mg_request_info *ri = mg_get_request_info(c);
-    if (ri->content_length > (long long)a->p.max_body) {
-        api_send_error_msg(a, c, 413, NULL, "the request body is %lld bytes; the limit is %zu", ri->content_length,
-                           a->p.max_body);
-        return -1;
-    }
-    size_t cap = ri->content_length >= 0 ? (size_t)ri->content_length + 1 : 65536, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        api_send_error_msg(a, c, 500, NULL, "out of memory");
-        return -1;
-    }
-    for (;;) {
-        if (n + 1 >= cap) {
-            /* A chunked body grows by doubling, but never past the limit plus the one byte
-             * that shows it is over: the buffer is at most max_body + 2 bytes. */
-            if (n > a->p.max_body) {
-                free(buf);
-                api_send_error_msg(a, c, 413, NULL, "the request body exceeds the limit of %zu bytes", a->p.max_body);
-                return -1;
-            }
-            size_t ncap = cap * 2 < a->p.max_body + 2 ? cap * 2 : a->p.max_body + 2;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                free(buf);
-                api_send_error_msg(a, c, 500, NULL, "out of memory");
-                return -1;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        int r = mg_read(c, buf + n, cap - 1 - n);
-        if (r < 0) {
-            free(buf);
-            return -1; /* the client is gone: nobody to answer */
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    if (n > a->p.max_body) {
-        free(buf);
+    const int rc = http_body_read(c, a->p.max_body, out, len);
+    const long long declared = mg_get_request_info(c)->content_length;
+    if (rc == HTTP_BODY_TOO_LARGE && declared > (long long)a->p.max_body)
+        api_send_error_msg(a, c, 413, NULL, "the request body is %lld bytes; the limit is %zu", declared, a->p.max_body);
+    else if (rc == HTTP_BODY_TOO_LARGE)
         api_send_error_msg(a, c, 413, NULL, "the request body exceeds the limit of %zu bytes", a->p.max_body);
-        return -1;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
+    else if (rc == HTTP_BODY_NO_MEMORY)
+        api_send_error_msg(a, c, 500, NULL, "out of memory");
+    return rc == HTTP_BODY_OK ? 0 : -1;
 }
 
 /* Compares in time that depends only on the presented key's length, so that timing does not
@@ -238,11 +197,16 @@ static const struct route routes[] = {
     {"/version", "GET", 1, 0, 0, api_ep_version},
     {"/metrics", "GET", 1, 1, 0, api_ep_metrics},
     {"/stats", "GET", 0, 1, 0, api_ep_stats},
-    {"/v1/models", "GET", 0, 1, 0, api_ep_models},
-    {"/v1/chat/completions", "POST", 0, 1, 1, ep_chat},
-    {"/v1/completions", "POST", 0, 1, 1, ep_completions},
-    {"/tokenize", "POST", 0, 1, 1, api_ep_tokenize},
-    {"/detokenize", "POST", 0, 1, 1, api_ep_detokenize},
+};
+
+/* The OpenAI paths (base/openai_paths.h, the list foliod relays): their path and method come
+ * from there. */
+static const struct route openai_routes[OPENAI_NUM_PATHS] = {
+    [OPENAI_MODELS] = {NULL, NULL, 0, 1, 0, api_ep_models},
+    [OPENAI_CHAT_COMPLETIONS] = {NULL, NULL, 0, 1, 1, ep_chat},
+    [OPENAI_COMPLETIONS] = {NULL, NULL, 0, 1, 1, ep_completions},
+    [OPENAI_TOKENIZE] = {NULL, NULL, 0, 1, 1, api_ep_tokenize},
+    [OPENAI_DETOKENIZE] = {NULL, NULL, 0, 1, 1, api_ep_detokenize},
 };
 
 static int handle(struct mg_connection *c, void *arg) {
@@ -252,10 +216,20 @@ static int handle(struct mg_connection *c, void *arg) {
     /* Model ids may be paths ("/models/x" by default): take the id from the uncleaned URI. */
     const char *raw = ri->local_uri_raw ? ri->local_uri_raw : path;
     const struct route *rt = NULL;
+    struct route openai;
     /* /v1/models/{id} (the SDK's models.retrieve) is /v1/models answered for one id. */
-    const int model_by_id = !strncmp(raw, "/v1/models/", 11) && raw[11];
+    const char *item = NULL, *exact_item = NULL;
+    const int item_of = openai_paths_find(raw, &item);
+    const int model_by_id = item_of >= 0 && item && *item;
     for (size_t i = 0; i < sizeof routes / sizeof *routes && !rt; i++)
-        if (!strcmp(path, routes[i].path) || (model_by_id && !strcmp(routes[i].path, "/v1/models"))) rt = &routes[i];
+        if (!strcmp(path, routes[i].path)) rt = &routes[i];
+    const int k = rt ? -1 : model_by_id ? item_of : openai_paths_find(path, &exact_item);
+    if (k >= 0 && (model_by_id || !exact_item)) {
+        openai = openai_routes[k];
+        openai.path = openai_paths[k].path;
+        openai.method = openai_paths[k].method;
+        rt = &openai;
+    }
     if (!strcmp(ri->request_method, "OPTIONS")) {
         /* A CORS preflight: allowed origins get the methods and headers they ask for. */
         char cors[512], extra[1024];
@@ -278,12 +252,7 @@ static int handle(struct mg_connection *c, void *arg) {
         snprintf(allow, sizeof allow, "Allow: %s\r\n", rt->method);
         struct api_error err = {.status = 405};
         snprintf(err.message, sizeof err.message, "%s takes %s, not %s", rt->path, rt->method, ri->request_method);
-        cJSON *root = cJSON_CreateObject();
-        cJSON_AddItemToObject(root, "error", api_error_object(&err));
-        char *s = cJSON_PrintUnformatted(root);
-        cJSON_Delete(root);
-        send_body(a, c, 405, "application/json", allow, s ? s : "", s ? strlen(s) : 0);
-        free(s);
+        send_error_with(a, c, &err, allow);
         return 405;
     }
     if (!rt->open && !authorized(a, c)) {
@@ -303,7 +272,7 @@ static int handle(struct mg_connection *c, void *arg) {
     size_t len = 0;
     atomic_fetch_add(&a->in_flight, 1);
     if (!rt->body || read_body(a, c, &body, &len) == 0)
-        rt->fn(a, c, e, model_by_id ? raw + 11 : body, model_by_id ? strlen(raw + 11) : len);
+        rt->fn(a, c, e, model_by_id ? item : body, model_by_id ? strlen(item) : len);
     atomic_fetch_sub(&a->in_flight, 1);
     free(body);
     return 200;

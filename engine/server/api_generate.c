@@ -11,14 +11,15 @@
 
 #include "server/api_internal.h"
 #include "base/http_conn.h"
+#include "base/openai_error.h"
+#include "base/sbuf.h"
 #include "core/engine.h"
 #include "text/tokenizer.h"
 #include "base/util.h"
 
 /* One choice of the response: sample k of prompt p is choice p * n + k. */
 struct choice {
-    char *text;                     /* non-streaming: the text so far */
-    size_t text_len, text_cap;
+    struct sbuf text;               /* non-streaming: the text so far */
     int32_t *ids;                   /* non-streaming with logprobs: [num] */
     struct sampler_logprobs *lps;   /* [num] */
     int num, cap;
@@ -50,21 +51,6 @@ struct gen {
 };
 
 /* ---- small helpers ---- */
-
-static int buf_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
-    if (*len + n + 1 > *cap) {
-        size_t nc = *cap ? *cap : 256;
-        while (nc < *len + n + 1) nc *= 2;
-        char *nb = realloc(*buf, nc);
-        if (!nb) return FOLIO_ENOMEM;
-        *buf = nb;
-        *cap = nc;
-    }
-    memcpy(*buf + *len, s, n);
-    *len += n;
-    (*buf)[*len] = '\0';
-    return 0;
-}
 
 static void make_id(char *out, size_t cap, const char *prefix) {
     uint64_t r[2] = {0, 0};
@@ -222,11 +208,11 @@ static int sse(struct gen *g, cJSON *j) {
 }
 
 static int sse_error(struct gen *g, int status, const char *msg) {
-    struct api_error err = {.status = status};
-    snprintf(err.message, sizeof err.message, "%s", msg);
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddItemToObject(j, "error", api_error_object(&err));
-    return sse(g, j);
+    char *s = openai_error_json(status, api_error_type(status), NULL, msg);
+    if (!s) return -1;
+    int rc = sse_raw(g, s, strlen(s));
+    free(s);
+    return rc;
 }
 
 static cJSON *chunk(struct gen *g, int index, cJSON **choice_out) {
@@ -315,7 +301,7 @@ static int stream_end(struct gen *g) {
 
 static int collect_output(struct gen *g, int index, const struct engine_output *o) {
     struct choice *ch = &g->ch[index];
-    if (buf_append(&ch->text, &ch->text_len, &ch->text_cap, o->text, o->text_len)) return FOLIO_ENOMEM;
+    if (sbuf_put(&ch->text, o->text, o->text_len)) return FOLIO_ENOMEM;
     if (o->logprobs && o->num_tokens > 0) {
         if (ch->num + o->num_tokens > ch->cap) {
             int nc = ch->cap ? ch->cap * 2 : 64;
@@ -345,19 +331,20 @@ static void respond(struct gen *g) {
         if (g->chat) {
             cJSON *m = cJSON_AddObjectToObject(c, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", ch->text ? ch->text : "");
+            cJSON_AddStringToObject(m, "content", ch->text.p ? ch->text.p : "");
             cJSON_AddArrayToObject(m, "tool_calls");
         } else {
-            char *echo = NULL, *full = NULL;
-            size_t en = 0, fl = 0, fc = 0;
+            char *echo = NULL;
+            size_t en = 0;
+            struct sbuf full = {0};
             if (g->r->echo && (echo = echo_text(g, p, &en))) {
-                buf_append(&full, &fl, &fc, echo, en);
-                ch->offset = fl;
+                sbuf_put(&full, echo, en);
+                ch->offset = full.n;
             }
-            buf_append(&full, &fl, &fc, ch->text ? ch->text : "", ch->text_len);
-            cJSON_AddStringToObject(c, "text", full ? full : "");
+            sbuf_put(&full, ch->text.p ? ch->text.p : "", ch->text.n);
+            cJSON_AddStringToObject(c, "text", full.p ? full.p : "");
             free(echo);
-            free(full);
+            sbuf_free(&full);
         }
         if (g->r->logprobs >= 0)
             cJSON_AddItemToObject(c, "logprobs",
@@ -522,7 +509,7 @@ static int was_big(const struct gen *g, size_t len) {
     if (len >= API_TRIM_BODY_BYTES || (long long)g->np * g->n >= API_TRIM_SEQS) return 1;
     size_t held = 0;
     for (int i = 0; g->ch && i < g->np * g->n; i++)
-        held += g->ch[i].text_cap + (size_t)g->ch[i].cap * (sizeof(int32_t) + sizeof(struct sampler_logprobs));
+        held += g->ch[i].text.cap + (size_t)g->ch[i].cap * (sizeof(int32_t) + sizeof(struct sampler_logprobs));
     return held >= API_TRIM_HELD_BYTES;
 }
 
@@ -582,7 +569,7 @@ release:;
     for (int p = 0; g.h && p < g.np; p++) engine_release(g.h[p]); /* aborts what still runs */
     for (int p = 0; g.ids && p < g.np; p++) free(g.ids[p]);
     for (int i = 0; g.ch && i < g.np * g.n; i++) {
-        free(g.ch[i].text);
+        sbuf_free(&g.ch[i].text);
         free(g.ch[i].ids);
         free(g.ch[i].lps);
     }

@@ -37,7 +37,8 @@ struct api {
 
 /* Writes a complete response with a JSON body (cJSON is printed and deleted). */
 void api_send_json(struct api *a, struct mg_connection *c, int status, cJSON *body);
-/* Writes {"error":{"message","type","param","code"}}. */
+/* Writes {"error":{"message","type","param","code"}} (base/openai_error.h) with the CORS
+ * headers, and Retry-After on a 503. */
 void api_send_error(struct api *a, struct mg_connection *c, const struct api_error *err);
 void api_send_error_msg(struct api *a, struct mg_connection *c, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -45,8 +46,6 @@ void api_send_error_msg(struct api *a, struct mg_connection *c, int status, cons
 void api_cors_headers(struct api *a, struct mg_connection *c, char *buf, size_t cap);
 /* The OpenAI error type for an HTTP status ("BadRequestError", ...). */
 const char *api_error_type(int status);
-/* The error object {"message","type","param","code"} (caller owns it). */
-cJSON *api_error_object(const struct api_error *err);
 
 /* The served model's id, or fills err (404) when `model` names another. */
 int api_check_model(struct api *a, const char *model, struct api_error *err);

@@ -40,7 +40,7 @@ static struct pmap_slot *pmap_slot(const struct pmap *m, uint64_t key) {
  * vocabulary so that merges through them still apply (the JS port merges strings). */
 static int merge_id(struct tokenizer *t, const char *s, size_t n, int32_t *id) {
     if (tok_smap_get(&t->vocab, s, n, id)) return 0;
-    const char *copy = tok_arena_dup(&t->arena, s, n);
+    const char *copy = arena_dup(&t->arena, s, n);
     if (!copy) return folio_err(FOLIO_ENOMEM, "tokenizer: out of memory");
     *id = t->n_ids++;
     return tok_smap_set(&t->vocab, copy, n, *id);
@@ -81,7 +81,7 @@ int tok_bpe_load_merges(struct tokenizer *t, const cJSON *merges) {
         int32_t ia, ib, im;
         cat.n = 0;
         if ((rc = merge_id(t, a, an, &ia)) || (rc = merge_id(t, b, bn, &ib)) ||
-            (rc = tok_sbuf_put(&cat, a, an)) || (rc = tok_sbuf_put(&cat, b, bn)) ||
+            (rc = sbuf_put(&cat, a, an)) || (rc = sbuf_put(&cat, b, bn)) ||
             (rc = merge_id(t, cat.p, cat.n, &im)))
             goto out;
         struct pmap_slot *sl = pmap_slot(&t->merges, pair_key(ia, ib));
@@ -183,7 +183,7 @@ int tok_bpe_encode_word(const struct tokenizer *t, struct enc *e, const char *w,
     }
     /* one symbol per character */
     int ns = 0;
-    for (size_t i = 0; i < n; ns++) i += tok_utf8_len_at(w + i);
+    for (size_t i = 0; i < n; ns++) i += utf8_len_valid(w + i);
     if (ns > e->symcap) {
         struct sym *v = realloc(e->syms, (size_t)ns * sizeof *v);
         if (!v) return folio_err(FOLIO_ENOMEM, "tokenizer: out of memory");
@@ -193,7 +193,7 @@ int tok_bpe_encode_word(const struct tokenizer *t, struct enc *e, const char *w,
     struct sym *s = e->syms;
     size_t off = 0;
     for (int k = 0; k < ns; k++) {
-        size_t l = tok_utf8_len_at(w + off);
+        size_t l = utf8_len_valid(w + off);
         if (off + l > n) l = n - off;
         s[k].start = (uint32_t)off;
         s[k].len = (uint32_t)l;

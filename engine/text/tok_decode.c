@@ -42,8 +42,8 @@ int tok_parse_decoder(struct tokenizer *t, const cJSON *j) {
         d->type = DEC_REPLACE;
         d->patn = strlen(s);
         d->contentn = c ? strlen(c) : 0;
-        if (!(d->pat = tok_arena_dup(&t->arena, s, d->patn)) ||
-            !(d->content = tok_arena_dup(&t->arena, c ? c : "", d->contentn)))
+        if (!(d->pat = arena_dup(&t->arena, s, d->patn)) ||
+            !(d->content = arena_dup(&t->arena, c ? c : "", d->contentn)))
             return FOLIO_ENOMEM;
         size_t g = (d->contentn + d->patn - 1) / d->patn;
         if (g > 1) t->growth *= g;
@@ -58,8 +58,8 @@ int tok_parse_decoder(struct tokenizer *t, const cJSON *j) {
         /* JS compares one UTF-16 unit with the content string: only one-character contents
          * ever match. */
         d->strip_cp = UINT32_MAX;
-        if (c && *c && tok_utf8_valid(c, strlen(c))) {
-            uint32_t cp = tok_utf8_cp(c, &adv);
+        if (c && *c && utf8_valid(c, strlen(c))) {
+            uint32_t cp = utf8_cp_valid(c, &adv);
             if (adv == strlen(c) && cp < 0x10000) d->strip_cp = cp;
         }
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "start");
@@ -114,7 +114,7 @@ static void dl_add(struct dlist *d, const char *s, size_t n) {
 static void emit_bytes(struct dlist *b, const unsigned char *raw, size_t nr, int stream, int at_end,
                        int *incomplete) {
     size_t st = b->len;
-    b->len += tok_utf8_lossy(raw, nr, b->buf + b->len, stream && at_end, at_end ? incomplete : NULL);
+    b->len += utf8_lossy((const char *)raw, nr, b->buf + b->len, stream && at_end, at_end ? incomplete : NULL);
     b->v[b->n].off = st;
     b->v[b->n].len = b->len - st;
     b->n++;
@@ -198,14 +198,14 @@ static int decode_step(const struct tokenizer *t, const struct dec_step *d, cons
             size_t n = a->v[i].len, lo = 0, hi = n;
             for (int k = 0; k < d->start && lo < n; k++) {
                 size_t adv;
-                if (tok_utf8_cp(s + lo, &adv) != d->strip_cp) break;
+                if (utf8_cp_valid(s + lo, &adv) != d->strip_cp) break;
                 lo += adv;
             }
             for (int k = 0; k < d->stop && hi > lo; k++) {
                 size_t st = hi - 1;
                 while (st > lo && ((unsigned char)s[st] & 0xC0) == 0x80) st--;
                 size_t adv;
-                if (tok_utf8_cp(s + st, &adv) != d->strip_cp) break;
+                if (utf8_cp_valid(s + st, &adv) != d->strip_cp) break;
                 hi = st;
             }
             dl_add(b, s + lo, hi - lo);
@@ -232,14 +232,14 @@ static int decode_step(const struct tokenizer *t, const struct dec_step *d, cons
                 bool mapped = true;
                 for (size_t k = 0; k < n;) {
                     size_t adv;
-                    uint32_t cp = tok_utf8_cp(s + k, &adv);
+                    uint32_t cp = utf8_cp_valid(s + k, &adv);
                     if (cp >= 324 || tok_cp_to_byte[cp] < 0) { mapped = false; break; }
                     k += adv;
                 }
                 if (mapped) {
                     for (size_t k = 0; k < n;) {
                         size_t adv;
-                        uint32_t cp = tok_utf8_cp(s + k, &adv);
+                        uint32_t cp = utf8_cp_valid(s + k, &adv);
                         raw[nr++] = (unsigned char)tok_cp_to_byte[cp];
                         k += adv;
                     }

@@ -2,9 +2,9 @@
  * (tokenizer.c, tok_normalize.c, tok_bpe.c, tok_decode.c, tok_util.c, tok_utf8.c).
  * Not a public header: nothing outside engine/tok*.c may include it; the API is tokenizer.h.
  * It exists so that the tokenizer can live in several files (one job each) while keeping
- * struct tokenizer's fields in one place. The tiny helpers on the encode hot path (buffer
- * pushes, map lookups, UTF-8 stepping) are static inline here so that splitting the files
- * costs no calls across translation units. */
+ * struct tokenizer's fields in one place. The tiny helpers on the encode hot path (map
+ * lookups here, buffer pushes in base/sbuf.h, UTF-8 stepping in base/utf8.h) are static inline
+ * so that splitting the files costs no calls across translation units. */
 #ifndef FOLIO_TOK_INTERNAL_H
 #define FOLIO_TOK_INTERNAL_H
 
@@ -13,6 +13,9 @@
 #endif
 #include "text/tokenizer.h"
 
+#include "base/arena.h"
+#include "base/sbuf.h"
+#include "base/utf8.h"
 #include "base/util.h"
 
 #include <cjson/cJSON.h>
@@ -24,31 +27,6 @@
 
 /* ------------------------------------------------------------------------------------------
  * Small containers (tok_util.c has the rest) */
-
-struct sbuf {
-    char *p;
-    size_t n, cap;
-};
-
-static inline int tok_sbuf_reserve(struct sbuf *b, size_t extra) {
-    if (b->n + extra + 1 <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->n + extra + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return folio_err(FOLIO_ENOMEM, "tokenizer: out of memory");
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static inline int tok_sbuf_put(struct sbuf *b, const char *s, size_t n) {
-    int rc = tok_sbuf_reserve(b, n);
-    if (rc) return rc;
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return 0;
-}
 
 struct ivec {
     int32_t *v;
@@ -79,16 +57,9 @@ struct plist {
     int n, cap;
 };
 
-/* Strings that live as long as the tokenizer: allocated in blocks that never move. */
-struct arena_block {
-    struct arena_block *next;
-    size_t used, cap;
-    char data[];
-};
-
-struct arena {
-    struct arena_block *head;
-};
+/* Strings that live as long as the tokenizer (vocabulary, added tokens, patterns) go in its
+ * arena, in blocks of this size: a 128k vocabulary fills a few. */
+#define TOK_ARENA_BLOCK (1u << 20)
 
 /* ------------------------------------------------------------------------------------------
  * Hash maps: string -> int32 (vocabulary, added tokens) and id pair -> merge (tok_bpe.c). */
@@ -140,28 +111,6 @@ struct pmap {
     struct pmap_slot *slots;
     size_t cap;
 };
-
-/* ------------------------------------------------------------------------------------------
- * UTF-8 (tok_utf8.c has the rest) */
-
-static inline size_t tok_utf8_len_at(const char *s) {
-    unsigned char c = (unsigned char)*s;
-    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-}
-
-/* Decodes one code point of known-valid UTF-8. */
-static inline uint32_t tok_utf8_cp(const char *s, size_t *adv) {
-    const unsigned char *u = (const unsigned char *)s;
-    if (u[0] < 0x80) { *adv = 1; return u[0]; }
-    if (u[0] < 0xE0) { *adv = 2; return ((uint32_t)(u[0] & 0x1F) << 6) | (u[1] & 0x3F); }
-    if (u[0] < 0xF0) {
-        *adv = 3;
-        return ((uint32_t)(u[0] & 0x0F) << 12) | ((uint32_t)(u[1] & 0x3F) << 6) | (u[2] & 0x3F);
-    }
-    *adv = 4;
-    return ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3F) << 12) |
-           ((uint32_t)(u[2] & 0x3F) << 6) | (u[3] & 0x3F);
-}
 
 /* ------------------------------------------------------------------------------------------
  * Pipeline components parsed from tokenizer.json. */
@@ -297,18 +246,12 @@ struct enc {
 int tok_plist_push(struct plist *l, const char *s, size_t n);
 void tok_plist_clear(struct plist *l);
 void tok_plist_free(struct plist *l);
-char *tok_arena_dup(struct arena *a, const char *s, size_t n); /* NULL when out of memory */
-void tok_arena_free(struct arena *a);
 int tok_smap_init(struct smap *m, size_t expect);
 int tok_smap_set(struct smap *m, const char *s, size_t n, int32_t val);
 const char *tok_jstr(const cJSON *o, const char *k);
 int tok_jbool(const cJSON *o, const char *k, int dflt);
 
 /* tok_utf8.c */
-size_t tok_utf8_put(uint32_t cp, char *out);
-bool tok_utf8_valid(const char *s, size_t n);
-size_t tok_utf8_lossy(const unsigned char *s, size_t n, char *out, int omit_tail,
-                      int *incomplete);
 size_t tok_trim_start_len(const char *s, size_t n);
 size_t tok_trim_end_len(const char *s, size_t n);
 

@@ -32,30 +32,30 @@ static int regex_compile(const char *pat, struct regex **out) {
             char e = pat[i + 1];
             i++;
             if (e == 's')
-                rc = in_class ? tok_sbuf_put(&b, WS_CLASS_BODY, strlen(WS_CLASS_BODY))
-                              : tok_sbuf_put(&b, "[" WS_CLASS_BODY "]", strlen(WS_CLASS_BODY) + 2);
+                rc = in_class ? sbuf_put(&b, WS_CLASS_BODY, strlen(WS_CLASS_BODY))
+                              : sbuf_put(&b, "[" WS_CLASS_BODY "]", strlen(WS_CLASS_BODY) + 2);
             else if (e == 'S' && !in_class)
-                rc = tok_sbuf_put(&b, "[^" WS_CLASS_BODY "]", strlen(WS_CLASS_BODY) + 3);
+                rc = sbuf_put(&b, "[^" WS_CLASS_BODY "]", strlen(WS_CLASS_BODY) + 3);
             else {
                 char two[2] = {'\\', e};
-                rc = tok_sbuf_put(&b, two, 2);
+                rc = sbuf_put(&b, two, 2);
             }
         } else {
             if (c == '[' && !in_class) {
                 in_class = 1;
-                rc = tok_sbuf_put(&b, &c, 1);
+                rc = sbuf_put(&b, &c, 1);
                 /* a ']' (or '^]') right after '[' is a literal */
-                if (!rc && pat[i + 1] == '^') rc = tok_sbuf_put(&b, &pat[++i], 1);
-                if (!rc && pat[i + 1] == ']') rc = tok_sbuf_put(&b, &pat[++i], 1);
+                if (!rc && pat[i + 1] == '^') rc = sbuf_put(&b, &pat[++i], 1);
+                if (!rc && pat[i + 1] == ']') rc = sbuf_put(&b, &pat[++i], 1);
                 if (rc) goto out;
                 continue;
             }
             if (c == ']' && in_class) in_class = 0;
-            rc = tok_sbuf_put(&b, &c, 1);
+            rc = sbuf_put(&b, &c, 1);
         }
         if (rc) goto out;
     }
-    if (!b.p && (rc = tok_sbuf_put(&b, "", 0))) goto out;
+    if (!b.p && (rc = sbuf_put(&b, "", 0))) goto out;
     re = calloc(1, sizeof *re);
     if (!re) {
         rc = folio_err(FOLIO_ENOMEM, "tokenizer: out of memory");
@@ -109,7 +109,7 @@ static int pattern_parse(const cJSON *j, struct arena *a, struct pattern *p, con
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "Regex");
     if (cJSON_IsString(s)) {
         p->litn = strlen(s->valuestring);
-        p->lit = tok_arena_dup(a, s->valuestring, p->litn);
+        p->lit = arena_dup(a, s->valuestring, p->litn);
         if (!p->lit) return folio_err(FOLIO_ENOMEM, "tokenizer: out of memory");
         if (p->litn == 0) return folio_err(FOLIO_EUNSUP, "tokenizer: empty %s pattern", what);
         return 0;
@@ -148,7 +148,7 @@ static int pattern_matches(const struct pattern *p, pcre2_match_data *md, const 
             pos = me;
         } else {
             if (ms >= n) break;
-            pos = ms + tok_utf8_len_at(s + ms);
+            pos = ms + utf8_len_valid(s + ms);
         }
     }
     return 0;
@@ -162,10 +162,10 @@ static int pattern_replace_all(const struct pattern *p, pcre2_match_data *md, co
     size_t prev = 0;
     for (int i = 0; i < scratch->n; i += 2) {
         size_t ms = (size_t)scratch->v[i], me = (size_t)scratch->v[i + 1];
-        if ((rc = tok_sbuf_put(out, s + prev, ms - prev)) || (rc = tok_sbuf_put(out, content, cn))) return rc;
+        if ((rc = sbuf_put(out, s + prev, ms - prev)) || (rc = sbuf_put(out, content, cn))) return rc;
         prev = me;
     }
-    return tok_sbuf_put(out, s + prev, n - prev);
+    return sbuf_put(out, s + prev, n - prev);
 }
 
 static void pattern_free(struct pattern *p) { regex_free(p->re); }
@@ -189,7 +189,7 @@ static void bytes_to_unicode_init(void) {
     }
     for (int b = 0; b < 256; b++) {
         tok_cp_to_byte[byte_to_cp[b]] = (int16_t)b;
-        byte_strlen[b] = (uint8_t)tok_utf8_put(byte_to_cp[b], byte_str[b]);
+        byte_strlen[b] = (uint8_t)utf8_encode(byte_to_cp[b], byte_str[b]);
     }
 }
 
@@ -221,12 +221,12 @@ int tok_parse_normalizer(struct tokenizer *t, const cJSON *j, struct normalizer 
         if (!p) return folio_err(FOLIO_EINVAL, "tokenizer: Prepend normalizer without prepend");
         n->type = NRM_PREPEND;
         n->strn = strlen(p);
-        if (!(n->str = tok_arena_dup(&t->arena, p, n->strn))) return FOLIO_ENOMEM;
+        if (!(n->str = arena_dup(&t->arena, p, n->strn))) return FOLIO_ENOMEM;
     } else if (!strcmp(type, "Replace")) {
         const char *c = tok_jstr(j, "content");
         n->type = NRM_REPLACE;
         n->strn = c ? strlen(c) : 0;
-        if (!(n->str = tok_arena_dup(&t->arena, c ? c : "", n->strn))) return FOLIO_ENOMEM;
+        if (!(n->str = arena_dup(&t->arena, c ? c : "", n->strn))) return FOLIO_ENOMEM;
         if ((rc = pattern_parse(cJSON_GetObjectItemCaseSensitive(j, "pattern"), &t->arena, &n->pat,
                                 "Replace normalizer")))
             return rc;
@@ -260,7 +260,7 @@ int tok_parse_replacement(const cJSON *j, char *repl, size_t *repln) {
     if (!r) r = "\xE2\x96\x81"; /* U+2581 */
     size_t n = strlen(r);
     size_t adv;
-    if (n == 0 || n >= 8 || !tok_utf8_valid(r, n) || (tok_utf8_cp(r, &adv), adv != n))
+    if (n == 0 || n >= 8 || !utf8_valid(r, n) || (utf8_cp_valid(r, &adv), adv != n))
         return folio_err(FOLIO_EUNSUP, "tokenizer: Metaspace replacement must be one character");
     memcpy(repl, r, n + 1);
     *repln = n;
@@ -345,7 +345,7 @@ static int utf8proc_form(const char *s, size_t n, utf8proc_option_t opt, struct 
                                       opt | UTF8PROC_STABLE);
     if (r < 0) return folio_err(FOLIO_EINVAL, "tokenizer: unicode normalization failed: %s",
                                 utf8proc_errmsg(r));
-    int rc = tok_sbuf_put(out, (const char *)res, (size_t)r);
+    int rc = sbuf_put(out, (const char *)res, (size_t)r);
     free(res);
     return rc;
 }
@@ -357,24 +357,24 @@ int tok_normalize(const struct normalizer *nm, const char *s, size_t n, struct s
     switch (nm->type) {
     case NRM_SEQ: {
         struct sbuf a = {0}, b = {0};
-        if ((rc = tok_sbuf_put(&a, s, n))) goto seq_out;
+        if ((rc = sbuf_put(&a, s, n))) goto seq_out;
         for (int i = 0; i < nm->nkids; i++) {
             b.n = 0;
-            if ((rc = tok_sbuf_put(&b, "", 0)) || (rc = tok_normalize(&nm->kids[i], a.p, a.n, &b, md, scratch)))
+            if ((rc = sbuf_put(&b, "", 0)) || (rc = tok_normalize(&nm->kids[i], a.p, a.n, &b, md, scratch)))
                 goto seq_out;
             struct sbuf t = a;
             a = b;
             b = t;
         }
-        rc = tok_sbuf_put(out, a.p, a.n);
+        rc = sbuf_put(out, a.p, a.n);
     seq_out:
         free(a.p);
         free(b.p);
         return rc;
     }
     case NRM_PREPEND:
-        if ((rc = tok_sbuf_put(out, nm->str, nm->strn))) return rc;
-        return tok_sbuf_put(out, s, n);
+        if ((rc = sbuf_put(out, nm->str, nm->strn))) return rc;
+        return sbuf_put(out, s, n);
     case NRM_REPLACE:
         return pattern_replace_all(&nm->pat, md, s, n, nm->str, nm->strn, scratch, out);
     case NRM_NFC: return utf8proc_form(s, n, UTF8PROC_COMPOSE, out);
@@ -384,7 +384,7 @@ int tok_normalize(const struct normalizer *nm, const char *s, size_t n, struct s
     case NRM_STRIP: {
         size_t a = nm->strip_left ? tok_trim_start_len(s, n) : 0;
         size_t z = nm->strip_right ? tok_trim_end_len(s + a, n - a) : 0;
-        return tok_sbuf_put(out, s + a, n - a - z);
+        return sbuf_put(out, s + a, n - a - z);
     }
     }
     return 0;
@@ -475,8 +475,8 @@ static int pretok_piece(const struct tokenizer *t, const struct pretok *p, struc
     case PT_BYTELEVEL: {
         struct sbuf *src = &e->tmp;
         src->n = 0;
-        if (p->add_prefix_space && (n == 0 || s[0] != ' ') && (rc = tok_sbuf_put(src, " ", 1))) return rc;
-        if ((rc = tok_sbuf_put(src, s, n))) return rc;
+        if (p->add_prefix_space && (n == 0 || s[0] != ' ') && (rc = sbuf_put(src, " ", 1))) return rc;
+        if ((rc = sbuf_put(src, s, n))) return rc;
         const char *x = src->p;
         size_t xn = src->n;
         size_t pos = 0;
@@ -487,7 +487,7 @@ static int pretok_piece(const struct tokenizer *t, const struct pretok *p, struc
                 if (r < 0) return r;
                 if (r == 0) break;
                 if (me == ms) { /* the GPT-2 pattern never matches empty; be safe */
-                    pos = ms + tok_utf8_len_at(x + ms);
+                    pos = ms + utf8_len_valid(x + ms);
                     continue;
                 }
             } else {
@@ -496,7 +496,7 @@ static int pretok_piece(const struct tokenizer *t, const struct pretok *p, struc
             /* JS: text.match() keeps matches only */
             size_t need = (me - ms) * 2;
             size_t off = out->buf.n;
-            if ((rc = tok_sbuf_reserve(&out->buf, need))) return rc;
+            if ((rc = sbuf_reserve(&out->buf, need))) return rc;
             char *d = out->buf.p + off;
             size_t k = 0;
             for (size_t i = ms; i < me; i++) {
@@ -526,16 +526,16 @@ static int pretok_piece(const struct tokenizer *t, const struct pretok *p, struc
     case PT_METASPACE: {
         struct sbuf *b = &e->tmp;
         b->n = 0;
-        if ((rc = tok_sbuf_put(b, "", 0))) return rc;
+        if ((rc = sbuf_put(b, "", 0))) return rc;
         int starts = 0;
         if (n > 0 && s[0] == ' ') starts = 1;
         else if (n >= p->repln && memcmp(s, p->repl, p->repln) == 0) starts = 1;
         if (!starts && (p->prepend == PS_ALWAYS || (p->prepend == PS_FIRST && section_index == 0)) &&
-            (rc = tok_sbuf_put(b, p->repl, p->repln)))
+            (rc = sbuf_put(b, p->repl, p->repln)))
             return rc;
         for (size_t i = 0; i < n; i++) {
-            if (s[i] == ' ') rc = tok_sbuf_put(b, p->repl, p->repln);
-            else rc = tok_sbuf_put(b, s + i, 1);
+            if (s[i] == ' ') rc = sbuf_put(b, p->repl, p->repln);
+            else rc = sbuf_put(b, s + i, 1);
             if (rc) return rc;
         }
         if (!p->split) return tok_plist_push(out, b->p, b->n);

@@ -1,7 +1,7 @@
 /* tok_util: the tokenizer's small containers, out of line: the string list that
- * pre-tokenizers pass along, the arena that keeps vocabulary strings for the tokenizer's
- * lifetime, the string map's insert side, and the tokenizer.json getters. The hot lookups
- * are static inline in tok_internal.h; what is here runs at load time or grows a buffer. */
+ * pre-tokenizers pass along, the string map's insert side, and the tokenizer.json getters.
+ * The hot lookups are static inline in tok_internal.h; what is here runs at load time or
+ * grows a buffer. */
 #include "text/tok_internal.h"
 
 int tok_plist_push(struct plist *l, const char *s, size_t n) {
@@ -13,7 +13,7 @@ int tok_plist_push(struct plist *l, const char *s, size_t n) {
         l->cap = cap;
     }
     size_t off = l->buf.n;
-    int rc = tok_sbuf_put(&l->buf, s, n);
+    int rc = sbuf_put(&l->buf, s, n);
     if (rc) return rc;
     l->v[l->n].off = off;
     l->v[l->n].len = n;
@@ -29,34 +29,6 @@ void tok_plist_clear(struct plist *l) {
 void tok_plist_free(struct plist *l) {
     free(l->buf.p);
     free(l->v);
-}
-
-char *tok_arena_dup(struct arena *a, const char *s, size_t n) {
-    struct arena_block *b = a->head;
-    if (!b || b->cap - b->used < n + 1) {
-        size_t cap = n + 1 > (1u << 20) ? n + 1 : (1u << 20);
-        b = malloc(sizeof *b + cap);
-        if (!b) return NULL;
-        b->next = a->head;
-        b->used = 0;
-        b->cap = cap;
-        a->head = b;
-    }
-    char *p = b->data + b->used;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    b->used += n + 1;
-    return p;
-}
-
-void tok_arena_free(struct arena *a) {
-    struct arena_block *b = a->head;
-    while (b) {
-        struct arena_block *next = b->next;
-        free(b);
-        b = next;
-    }
-    a->head = NULL;
 }
 
 int tok_smap_init(struct smap *m, size_t expect) {

@@ -154,7 +154,7 @@ static int load_added(struct tokenizer *t, const cJSON *arr, pcre2_match_data *m
             goto out;
         }
         a->len = strlen(content);
-        if (!(a->content = tok_arena_dup(&t->arena, content, a->len))) {
+        if (!(a->content = arena_dup(&t->arena, content, a->len))) {
             rc = FOLIO_ENOMEM;
             goto out;
         }
@@ -171,9 +171,9 @@ static int load_added(struct tokenizer *t, const cJSON *arr, pcre2_match_data *m
         if (a->normalized && t->norm) {
             nb.n = 0;
             if ((rc = tok_normalize(t->norm, a->content, a->len, &nb, md, &scratch))) goto out;
-            if ((rc = tok_sbuf_put(&nb, "", 0))) goto out;
+            if ((rc = sbuf_put(&nb, "", 0))) goto out;
             a->normlen = nb.n;
-            if (!(a->norm = tok_arena_dup(&t->arena, nb.p, nb.n))) {
+            if (!(a->norm = arena_dup(&t->arena, nb.p, nb.n))) {
                 rc = FOLIO_ENOMEM;
                 goto out;
             }
@@ -233,6 +233,7 @@ int tokenizer_load(const char *dir, struct tokenizer **out) {
     }
     t->unk_id = t->bos_id = t->eos_id = -1;
     t->growth = 1;
+    t->arena.block_size = TOK_ARENA_BLOCK;
 
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const char *mtype = tok_jstr(model, "type");
@@ -279,7 +280,7 @@ int tokenizer_load(const char *dir, struct tokenizer **out) {
             goto out;
         }
         size_t n = strlen(it->string);
-        const char *s = tok_arena_dup(&t->arena, it->string, n);
+        const char *s = arena_dup(&t->arena, it->string, n);
         if (!s) {
             rc = folio_err(FOLIO_ENOMEM, "tokenizer: out of memory");
             goto out;
@@ -413,7 +414,7 @@ void tokenizer_free(struct tokenizer *t) {
     tok_free_pretok(t->pre);
     free(t->pre);
     free(t->dec);
-    tok_arena_free(&t->arena);
+    arena_free(&t->arena);
     free(t);
 }
 
@@ -516,10 +517,10 @@ static int encode_text(const struct tokenizer *t, struct enc *e, const char *tex
             continue;
         }
         e->nbuf.n = 0;
-        if ((rc = tok_sbuf_put(&e->nbuf, "", 0))) goto out;
+        if ((rc = sbuf_put(&e->nbuf, "", 0))) goto out;
         if (t->norm) {
             if ((rc = tok_normalize(t->norm, s, n, &e->nbuf, e->md, &e->matches))) goto out;
-        } else if ((rc = tok_sbuf_put(&e->nbuf, s, n))) {
+        } else if ((rc = sbuf_put(&e->nbuf, s, n))) {
             goto out;
         }
         if (e->nbuf.n == 0) continue;
@@ -561,7 +562,7 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
     *n_out = 0;
     if (!t || (!text && len)) return folio_err(FOLIO_EINVAL, "tokenizer_encode: NULL argument");
     if (len > (size_t)INT32_MAX / 4) return folio_err(FOLIO_EINVAL, "tokenizer_encode: text too long");
-    if (!tok_utf8_valid(text, len))
+    if (!utf8_valid(text, len))
         return folio_err(FOLIO_EINVAL, "tokenizer_encode: text is not valid UTF-8");
     if (!(e.md = pcre2_match_data_create(1, NULL))) {
         rc = folio_err(FOLIO_ENOMEM, "tokenizer: out of memory");

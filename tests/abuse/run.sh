@@ -6,18 +6,9 @@
 #   FOLIO_ENGINE=build/release/folio-engine tests/abuse/run.sh [--only SUBSTR]... [--skip SUBSTR]...
 # foliod is taken from FOLIO_ENGINE's directory; the models from FOLIO_TEST_MODELS (default
 # ../shared/models). The last line is "N passed, M failed".
-set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-engine="${FOLIO_ENGINE:-build/release/folio-engine}"
-case "$engine" in /*) ;; *) engine="$root/$engine" ;; esac
-models="${FOLIO_TEST_MODELS:-$root/../shared/models}"
-case "$models" in /*) ;; *) models="$root/$models" ;; esac
-if [ ! -x "$engine" ]; then
-    echo "abuse: $engine not found (run: make ${engine#"$root"/})" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
+# shellcheck source=tests/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+need_bins abuse "$engine"
 "$root/tests/npm_deps.sh" "$root/tests/api"
 # 600 slow connections and their server ends need file descriptors.
 ulimit -n 4096 2>/dev/null || true

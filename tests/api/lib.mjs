@@ -51,17 +51,27 @@ function withTimeout(promise, ms, what) {
 }
 export { withTimeout };
 
+// FOLIO_TEST_SHARD=I/N (tests/run_all.sh): of the tests --only and --skip leave, run every
+// Nth from the Ith (0-based), so that N processes run a suite side by side.
+function shardOf() {
+  const m = /^(\d+)\/(\d+)$/.exec(process.env.FOLIO_TEST_SHARD || '0/1');
+  if (!m || Number(m[1]) >= Number(m[2])) throw new Error(`FOLIO_TEST_SHARD=${process.env.FOLIO_TEST_SHARD}: want I/N, I < N`);
+  return { index: Number(m[1]), count: Number(m[2]) };
+}
+
 export async function runAll({ only = [], skip = [] } = {}) {
   let pass = 0;
   let fail = 0;
   const failed = [];
   const t0 = Date.now();
+  const shard = shardOf();
+  const selected = tests.filter((t) => (!only.length || only.some((o) => t.name.includes(o)))
+    && !skip.some((o) => t.name.includes(o)));
   // A test's servers drain (CivetWeb takes ~2 s to stop) while the next test runs: its
   // result is printed, in order, once their exits have been checked.
   let chain = Promise.resolve();
-  for (const t of tests) {
-    if (only.length && !only.some((o) => t.name.includes(o))) continue;
-    if (skip.some((o) => t.name.includes(o))) continue;
+  for (const [i, t] of selected.entries()) {
+    if (i % shard.count !== shard.index) continue;
     const ctx = { servers: [], cleanups: [], tails: [] };
     current = ctx;
     const start = Date.now();

@@ -5,19 +5,9 @@
 # FOLIO_ENGINE (relative to the repo root, or absolute) is the binary; FOLIO_TEST_MODELS the
 # shared models (default ../shared/models). Needs node >= 18, npm (registry reachable once) and
 # curl. Every test starts and stops its own servers. The last line is "N passed, M failed".
-set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-engine="${FOLIO_ENGINE:-build/release/folio-engine}"
-case "$engine" in /*) ;; *) engine="$root/$engine" ;; esac
-models="${FOLIO_TEST_MODELS:-$root/../shared/models}"
-case "$models" in /*) ;; *) models="$root/$models" ;; esac
-
-if [ ! -x "$engine" ]; then
-    echo "api: $engine not found (run: make ${engine#"$root"/})" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
+# shellcheck source=tests/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+need_bins api "$engine"
 "$root/tests/npm_deps.sh" "$here"
 export FOLIO_ENGINE="$engine" FOLIO_TEST_MODELS="$models"
 exec node "$here/main.mjs" "$@"

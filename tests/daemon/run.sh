@@ -3,13 +3,12 @@
 # SDK and raw HTTP as clients.
 #   FOLIO_ENGINE=build/release/folio-engine tests/daemon/run.sh [--only SUBSTR]... [--skip SUBSTR]...
 # foliod is taken from FOLIO_ENGINE's directory. The last line is "N passed, M failed".
-set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-engine="${FOLIO_ENGINE:-build/release/folio-engine}"
-case "$engine" in /*) ;; *) engine="$root/$engine" ;; esac
-models="${FOLIO_TEST_MODELS:-$root/../shared/models}"
-case "$models" in /*) ;; *) models="$root/$models" ;; esac
+# shellcheck source=tests/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+need_bins daemon "$engine" "$(dirname "$engine")/foliod"
+# The supervisor's restart back-off (0.5 s, doubling) scaled down, so that the crash tests do
+# not wait it out in real time (FOLIO_RESTART_BACKOFF_MS, daemon/supervisor.h).
+export FOLIO_RESTART_BACKOFF_MS="${FOLIO_RESTART_BACKOFF_MS:-50}"
 "$root/tests/npm_deps.sh" "$root/tests/api"
 export FOLIO_ENGINE="$engine" FOLIO_TEST_MODELS="$models"
 exec node "$here/main.mjs" "$@"

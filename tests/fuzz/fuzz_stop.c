@@ -13,7 +13,7 @@
  *
  * Build and run (from the repo root):
  *   clang -g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -Iengine tests/fuzz/fuzz_stop.c \
- *     engine/stop.c -o build/fuzz_stop
+ *     engine/text/stop.c -o build/fuzz_stop
  *   build/fuzz_stop -max_total_time=60 */
 #include "text/stop.h"
 

@@ -7,8 +7,8 @@
  * Build and run (from the repo root):
  *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iengine \
  *     $(pkg-config --cflags libcjson libpcre2-8 libutf8proc) tests/fuzz/fuzz_tokenizer.c \
- *     engine/tokenizer.c engine/detok.c engine/util.c \
- *     $(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lpthread -o build/fuzz_tokenizer
+ *     engine/text/*.c engine/base/*.c \
+ *     $(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lcivetweb -lm -lpthread -o build/fuzz_tokenizer
  *   FOLIO_FUZZ_TOKENIZER=../shared/models/tokenizers/llama2 build/fuzz_tokenizer -max_total_time=60 */
 #include "text/detok.h"
 #include "text/tokenizer.h"

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds every tests/fuzz/fuzz_*.c with clang's libFuzzer + ASan/UBSan against the engine
 # sources it needs, seeds a corpus, and runs each target for FUZZ_SECONDS (make test: a short
-# smoke run; make fuzz: longer). A crash, leak or sanitizer report fails the target.
+# smoke run; make fuzz: longer) in FUZZ_OUT (build/fuzz). A crash, leak or sanitizer report
+# fails the target. FOLIO_TEST_SHARD=I/N (tests/run_all.sh): every Nth target from the Ith,
+# in FUZZ_OUT/shard-I.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FUZZ_SECONDS:-15}
-OUT=build/fuzz
+OUT=${FUZZ_OUT:-build/fuzz}
+IFS=/ read -r shard shards <<<"${FOLIO_TEST_SHARD:-0/1}"
+[ "$shards" -gt 1 ] && OUT=$OUT/shard-$shard
 mkdir -p "$OUT"
 CFLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iengine $(pkg-config --cflags libcjson libpcre2-8 libutf8proc)"
 LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc libcurl libcrypto) -lcivetweb -lm -pthread"
@@ -89,8 +93,10 @@ if ! printf '%s\n' $ENGINE_SRC $DAEMON_SRC |
   echo "0 passed, 1 failed"
   exit 1
 fi
+nth=0
 for src in tests/fuzz/fuzz_*.c; do
   t=$(basename "$src" .c)
+  [ $((nth++ % shards)) -eq "$shard" ] || continue
   # shellcheck disable=SC2086
   if ! clang $CFLAGS -o "$OUT/$t" "$src" "$OUT/libdeps.a" $LIBS 2>"$OUT/$t.build.log"; then
     echo "FAIL $t: build failed"; cat "$OUT/$t.build.log"; fail=$((fail + 1)); continue

@@ -1,5 +1,5 @@
 /* gpu-tests cases for the conversion and sampling kernels (cast_f32, argmax_rows) and for the
- * CUDA backend's own slots (engine/backend_cuda.c): matmul through cuBLAS in fp32, bf16 and
+ * CUDA backend's own slots (engine/backend/cuda/backend_cuda.c): matmul through cuBLAS in fp32, bf16 and
  * f16 against the CPU backend's matmul on the same weights, bias rows, several products
  * sharing one narrowed input, the backend argmax, reserve and mem_info.
  *

@@ -1,4 +1,4 @@
-/* gpu-tests: every CUDA op in kernels/ against its CPU reference in engine/backend_cpu.c.
+/* gpu-tests: every CUDA op in kernels/ against its CPU reference in engine/backend/cpu/backend_cpu.c.
  *
  * `make test-gpu` builds this file (host C, plain CC), links it with the nvcc objects of the
  * kernels/ .cu files, the CPU backend's objects and libcudart (plus libstdc++ for nvcc's stubs),

@@ -38,6 +38,7 @@
  * numbers as a JSON object. */
 #include "tool_util.h"
 #include "core/engine.h"
+#include "base/sbuf.h"
 #include "base/util.h"
 
 #include <arpa/inet.h>
@@ -300,8 +301,7 @@ struct conn {
     size_t chunk_left;
     char line[64];          /* a chunk-size or trailer line */
     size_t line_n;
-    char *ev;               /* SSE bytes not yet parsed into events (CRs dropped) */
-    size_t ev_n, ev_cap;
+    struct sbuf ev;         /* SSE bytes not yet parsed into events (CRs dropped) */
     int got_finish, got_usage, got_done;
     double t_io;            /* last time anything came */
 };
@@ -358,18 +358,18 @@ out:
 static void conn_close(struct conn *c) {
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
-    c->ev_n = 0;
+    c->ev.n = 0;
 }
 
 /* Starts request i on the free slot c: a non-blocking connect; the request goes out on
  * POLLOUT. A connect that fails at once fails the request, not the run. */
 static void conn_start(struct client *cl, struct conn *c, int i, double now) {
     struct result *r = &cl->res[i];
-    char *ev = c->ev;
-    size_t ev_cap = c->ev_cap;
+    struct sbuf ev = c->ev; /* the buffer is kept from request to request */
     memset(c, 0, sizeof *c);
     c->ev = ev;
-    c->ev_cap = ev_cap;
+    c->ev.n = 0;
+    if (c->ev.p) c->ev.p[0] = '\0'; /* an error answer without a body prints nothing stale */
     c->fd = -1;
     c->req = i;
     c->wbuf = cl->reqs[i];
@@ -444,17 +444,10 @@ static int on_event(struct conn *c, struct result *r, const char *data, double n
 
 /* Appends received bytes to c->ev, without CRs (so that events end in "\n\n" either way). */
 static int ev_append(struct conn *c, const char *p, size_t n) {
-    if (c->ev_n + n + 1 > c->ev_cap) {
-        size_t nc = c->ev_cap ? c->ev_cap : 4096;
-        while (nc < c->ev_n + n + 1) nc *= 2;
-        char *nb = realloc(c->ev, nc);
-        if (!nb) return folio_err(FOLIO_ENOMEM, "out of memory for an event");
-        c->ev = nb;
-        c->ev_cap = nc;
-    }
+    if (sbuf_reserve(&c->ev, n)) return folio_err(FOLIO_ENOMEM, "out of memory for an event");
     for (size_t k = 0; k < n; k++)
-        if (p[k] != '\r') c->ev[c->ev_n++] = p[k];
-    c->ev[c->ev_n] = '\0';
+        if (p[k] != '\r') c->ev.p[c->ev.n++] = p[k];
+    c->ev.p[c->ev.n] = '\0';
     return 0;
 }
 
@@ -464,10 +457,10 @@ static int sse_feed(struct conn *c, struct result *r, const char *p, size_t n, d
     if (rc) return rc;
     size_t start = 0;
     char *end;
-    while ((end = strstr(c->ev + start, "\n\n"))) {
+    while ((end = strstr(c->ev.p + start, "\n\n"))) {
         *end = '\0';
         /* One event: its data: lines, joined by newlines (the SSE rule); others ignored. */
-        char *data = NULL, *line = c->ev + start, *out = line;
+        char *data = NULL, *line = c->ev.p + start, *out = line;
         while (line && *line) {
             char *nl = strchr(line, '\n');
             if (nl) *nl = '\0';
@@ -485,10 +478,10 @@ static int sse_feed(struct conn *c, struct result *r, const char *p, size_t n, d
             *out = '\0';
             if ((rc = on_event(c, r, data, now))) return rc;
         }
-        start = (size_t)(end - c->ev) + 2;
+        start = (size_t)(end - c->ev.p) + 2;
     }
-    memmove(c->ev, c->ev + start, c->ev_n - start + 1);
-    c->ev_n -= start;
+    memmove(c->ev.p, c->ev.p + start, c->ev.n - start + 1);
+    c->ev.n -= start;
     return 0;
 }
 
@@ -588,7 +581,7 @@ static int http_feed(struct conn *c, struct result *r, const char *p, size_t n, 
             /* Not an event stream (an error answer): keep the start of it for the message. */
             size_t k = (size_t)(e - p);
             if (c->body_left >= 0 && (long long)k > c->body_left) k = (size_t)c->body_left;
-            if (c->ev_n < 400) rc = ev_append(c, p, k < 400 ? k : 400);
+            if (c->ev.n < 400) rc = ev_append(c, p, k < 400 ? k : 400);
             p += k;
             if (c->body_left >= 0 && (c->body_left -= (long long)k) == 0) c->st = ST_DONE;
             break;
@@ -605,9 +598,9 @@ static void conn_finish(struct conn *c, struct result *r, const struct workload 
     const int i = c->req;
     if (c->status && c->status != 200) {
         char msg[200];
-        for (char *q = c->ev; q && *q; q++)
+        for (char *q = c->ev.p; q && *q; q++)
             if (*q == '\n') *q = ' ';
-        snprintf(msg, sizeof msg, "HTTP %d: %.150s", c->status, c->ev ? c->ev : "");
+        snprintf(msg, sizeof msg, "HTTP %d: %.150s", c->status, c->ev.p ? c->ev.p : "");
         result_fail(r, "%s", msg);
     }
     if (c->st != ST_DONE) result_fail(r, "%s", "the connection closed before the response ended");
@@ -723,7 +716,7 @@ static int run_served(struct client *cl, double *t0_out, double *t1_out) {
 out:
     for (int s = 0; cs && s < C; s++) {
         if (cs[s].fd >= 0) close(cs[s].fd);
-        free(cs[s].ev);
+        sbuf_free(&cs[s].ev);
     }
     free(cs);
     free(pf);

@@ -14,6 +14,7 @@
  *   tok_dump DIR --bench FILE [N] encodes FILE N times, prints ms per encode */
 #include "text/detok.h"
 #include "text/tokenizer.h"
+#include "base/sbuf.h"
 #include "base/util.h"
 
 #include <cjson/cJSON.h>
@@ -66,8 +67,7 @@ static int stream_check(const struct tokenizer *tok, const int32_t *prompt, int 
                         char *msg, size_t msgcap) {
     int rc = 0;
     struct detok *d = detok_create(tok, prompt, np, skip);
-    char *acc = NULL;
-    size_t acc_n = 0, acc_cap = 0;
+    struct sbuf acc = {0};
     char buf[64];
     if (!d) {
         snprintf(msg, msgcap, "detok_create: %s", folio_last_error());
@@ -89,27 +89,20 @@ static int stream_check(const struct tokenizer *tok, const int32_t *prompt, int 
                 rc = -1;
                 goto out;
             }
-            if (acc_n + n + 1 > acc_cap) {
-                acc_cap = (acc_n + n + 1) * 2;
-                char *a2 = realloc(acc, acc_cap);
-                if (!a2) { rc = -1; goto out; }
-                acc = a2;
-            }
-            memcpy(acc + acc_n, buf, n);
-            acc_n += n;
+            if (sbuf_put(&acc, buf, n)) { rc = -1; goto out; }
             /* a full buffer may have left text queued: drain it (pushing an out-of-range id
              * adds nothing) before the next real token, or loop on flush until empty */
             if (n < sizeof buf - 8) break;
             if (i < ng && round > 1000) break;
         }
     }
-    if (acc_n != want_len || (want_len && memcmp(acc, want, want_len) != 0)) {
+    if (acc.n != want_len || (want_len && memcmp(acc.p, want, want_len) != 0)) {
         snprintf(msg, msgcap, "streamed text differs from tok_decode (skip=%d, prompt=%d): got %zu bytes, want %zu",
-                 skip, np, acc_n, want_len);
+                 skip, np, acc.n, want_len);
         rc = -1;
     }
 out:
-    free(acc);
+    sbuf_free(&acc);
     detok_free(d);
     return rc;
 }

@@ -51,10 +51,17 @@ const char *test_tmp_dir(void) {
 
 int main(int argc, char **argv) {
     int passed = 0, failed = 0;
+    /* FOLIO_TEST_SHARD=I/N (tests/run_all.sh): of the tests wanted, every Nth from the Ith. */
+    int shard = 0, shards = 1, nth = 0;
+    const char *sh = getenv("FOLIO_TEST_SHARD");
+    if (sh && (sscanf(sh, "%d/%d", &shard, &shards) != 2 || shards < 1 || shard < 0 || shard >= shards)) {
+        fprintf(stderr, "FOLIO_TEST_SHARD=%s: want I/N, 0 <= I < N\n", sh);
+        return 2;
+    }
     for (int i = 0; i < num_tests; i++) {
         int wanted = argc < 2;
         for (int a = 1; a < argc && !wanted; a++) wanted = strstr(tests[i].name, argv[a]) != NULL;
-        if (!wanted) continue;
+        if (!wanted || nth++ % shards != shard) continue;
         current_failed = 0;
         tests[i].fn();
         if (current_failed) {

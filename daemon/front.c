@@ -1,5 +1,6 @@
-/* http: foliod's port (8000). Routes: the OpenAI API (/v1/..., /tokenize, /detokenize),
- * proxied to the engine of the request's model; /health, /ready and /metrics; /api/...
+/* front: foliod's port (8000), routed by a table. Routes: the OpenAI API (the paths of
+ * base/openai_paths.h, the list the engine serves), proxied to the engine of the request's
+ * model, /v1/models answered here; /health, /ready, /metrics and /version; /api/...
  * (admin_api.c); /admin/ (the console's static files). API keys guard the OpenAI routes
  * whenever one exists. */
 #include <civetweb.h>
@@ -15,76 +16,26 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "front.h"
+#include "admin_api.h"
 #include "foliod.h"
 #include "guard.h"
-#include "base/http_conn.h"
 #include "json_model.h"
 #include "proxy.h"
 #include "upstream.h"
+#include "wire.h"
+#include "base/http_conn.h"
+#include "base/openai_error.h"
+#include "base/openai_paths.h"
+#include "base/sbuf.h"
 #include "base/util.h"
 
-struct http {
+struct front {
     struct foliod *d;
     struct http_server *srv;
     struct http_route route; /* handle(), this */
     char names[1024];        /* cfg.server_names, split in place */
 };
-
-void http_send_json(struct mg_connection *c, int status, const char *json, const char *extra_headers) {
-    size_t n = strlen(json);
-    mg_printf(c,
-              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
-              status, status == 200 ? "OK" : "Status", n, extra_headers ? extra_headers : "");
-    mg_write(c, json, n);
-}
-
-int http_read_body(struct foliod *d, struct mg_connection *c, size_t max, char **out, size_t *len) {
-    const struct mg_request_info *ri = mg_get_request_info(c);
-    if (max == 0) max = d->cfg.max_body;
-    /* Refused before anything is buffered when the length is declared; a chunked body is
-     * counted as it arrives and never grows a buffer past max. */
-    if (ri->content_length > (long long)max) goto too_big;
-    size_t cap = ri->content_length >= 0 ? (size_t)ri->content_length + 1 : (max < 65536 ? max + 1 : 65536), n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        proxy_send_error(c, 500, "server_error", "out of memory");
-        return FOLIO_ENOMEM;
-    }
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (ri->content_length >= 0) break; /* all that was declared */
-            if (n >= max) {                     /* one byte more than allowed arrived */
-                char probe;
-                if (mg_read(c, &probe, 1) <= 0) break;
-                free(buf);
-                goto too_big;
-            }
-            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-            if (ncap <= cap) ncap = cap + 1;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                free(buf);
-                proxy_send_error(c, 500, "server_error", "out of memory");
-                return FOLIO_ENOMEM;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        int r = mg_read(c, buf + n, cap - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-too_big:
-    if (max >= (1u << 20))
-        proxy_send_error(c, 413, "invalid_request_error", "the request body exceeds %zu MiB", max >> 20);
-    else
-        proxy_send_error(c, 413, "invalid_request_error", "the request body exceeds %zu KiB", max >> 10);
-    return FOLIO_EINVAL;
-}
 
 /* ---- API keys on the OpenAI routes ---- */
 
@@ -115,7 +66,7 @@ static int api_authorized(struct foliod *d, struct mg_connection *c) {
     if (!bearer(c, &tok, &len)) {
         if (!admin_session_ok(d, c)) return 0;
         if (strcmp(mg_get_request_info(c)->request_method, "GET") != 0 && !guard_same_origin(c)) {
-            proxy_send_error(c, 403, "PermissionDeniedError",
+            openai_error_send(c, 403, "PermissionDeniedError",
                              "a request authorized by the console's session needs an Origin header matching Host "
                              "(or Sec-Fetch-Site: same-origin); API clients send Authorization: Bearer <key>");
             return -1;
@@ -151,7 +102,7 @@ static int resolve(struct foliod *d, const char *name, struct store_model *m) {
 static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *method, const char *uri) {
     char *body = NULL;
     size_t len = 0;
-    if (http_read_body(d, c, 0, &body, &len)) return;
+    if (wire_read_body(c, d->cfg.max_body, &body, &len)) return;
     /* Only the top-level "model" is needed: a scan, not a tree of a 16 MiB body. */
     size_t ms = 0, me = 0;
     const int kind = json_model_find(body, len, &ms, &me);
@@ -159,7 +110,7 @@ static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *
     if (kind < 0 || kind == JSON_MODEL_OTHER ||
         (kind == JSON_MODEL_STRING && json_model_decode(body, ms, me, name, sizeof name))) {
         free(body);
-        proxy_send_error(c, 400, "invalid_request_error", "%s",
+        openai_error_send(c, 400, "invalid_request_error", "%s",
                          kind == JSON_MODEL_OTHER ? "model must be a string" : folio_last_error());
         return;
     }
@@ -171,8 +122,8 @@ static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *
     for (int attempt = 0;; attempt++) {
         struct store_model m;
         if (resolve(d, name, &m)) {
-            if (alias) proxy_send_error(c, 404, "NotFoundError", "no model is active as `default`; name a model");
-            else proxy_send_error(c, 404, "NotFoundError", "The model `%s` does not exist.", name);
+            if (alias) openai_error_send(c, 404, "NotFoundError", "no model is active as `default`; name a model");
+            else openai_error_send(c, 404, "NotFoundError", "The model `%s` does not exist.", name);
             break;
         }
         /* The engine knows the model by its served name: rewrite an alias to it, in a copy
@@ -190,11 +141,11 @@ static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *
         const int retry = alias && attempt < 20;
         if ((rc == FOLIO_ENOTFOUND || rc == FOLIO_EBUSY) && retry && foliod_default_model(d) != m.id) continue;
         if (rc == FOLIO_ENOTFOUND)
-            proxy_send_error(c, 503, "ServiceUnavailableError", "The model `%s` is registered but not loaded.", m.name);
+            openai_error_send(c, 503, "ServiceUnavailableError", "The model `%s` is registered but not loaded.", m.name);
         else if (rc == FOLIO_EBUSY)
-            proxy_send_error(c, 503, "ServiceUnavailableError", "The model `%s` is loading; retry shortly.", m.name);
+            openai_error_send(c, 503, "ServiceUnavailableError", "The model `%s` is loading; retry shortly.", m.name);
         else if (rc)
-            proxy_send_error(c, 500, "server_error", "out of memory");
+            openai_error_send(c, 500, "server_error", "out of memory");
         else {
             rc = proxy_forward(c, r.port, r.secret, method, uri, out, out_len, m.name, retry);
             if (rc == FOLIO_EBUSY) {
@@ -231,7 +182,7 @@ static void handle_models(struct foliod *d, struct mg_connection *c, const char 
     struct store_model *ms = NULL;
     int n = 0;
     if (store_model_list(d->store, &ms, &n)) {
-        proxy_send_error(c, 500, "server_error", "%s", folio_last_error());
+        openai_error_send(c, 500, "server_error", "%s", folio_last_error());
         return;
     }
     const int64_t def = foliod_default_model(d);
@@ -254,14 +205,14 @@ static void handle_models(struct foliod *d, struct mg_connection *c, const char 
     if (id) {
         cJSON_Delete(root);
         if (!found) {
-            proxy_send_error(c, 404, "NotFoundError", "The model `%s` does not exist.", id);
+            openai_error_send(c, 404, "NotFoundError", "The model `%s` does not exist.", id);
             return;
         }
         root = found;
     }
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    http_send_json(c, 200, s ? s : "{}", NULL);
+    wire_send_json(c, 200, s ? s : "{}", NULL);
     free(s);
 }
 
@@ -274,35 +225,43 @@ static void handle_ready(struct foliod *d, struct mg_connection *c) {
     free(es);
     char body[96];
     snprintf(body, sizeof body, "{\"status\":\"%s\",\"models_ready\":%d}", ready ? "ready" : "not ready", ready);
-    http_send_json(c, ready ? 200 : 503, body, NULL);
+    wire_send_json(c, ready ? 200 : 503, body, NULL);
 }
 
 /* foliod's own counters, then each ready engine's exposition (its samples carry
  * model_name); a family's HELP and TYPE lines appear once. */
 static void handle_metrics(struct foliod *d, struct mg_connection *c) {
-    size_t cap = 1 << 16, n = 0;
-    char *out = malloc(cap);
-    if (!out) {
-        proxy_send_error(c, 500, "server_error", "out of memory");
+    struct sbuf out = {0};
+    char line_buf[512];
+    if (sbuf_reserve(&out, 1 << 16)) {
+        openai_error_send(c, 500, "server_error", "out of memory");
         return;
     }
     pthread_mutex_lock(&d->stats_mu);
-    n += (size_t)snprintf(out + n, cap - n,
-                          "# HELP foliod:proxied_requests_total Requests relayed to engines.\n"
-                          "# TYPE foliod:proxied_requests_total counter\nfoliod:proxied_requests_total %lld\n"
-                          "# HELP foliod:proxy_errors_total Relayed requests that failed or were cut short.\n"
-                          "# TYPE foliod:proxy_errors_total counter\nfoliod:proxy_errors_total %lld\n"
-                          "# HELP foliod:unauthorized_total Requests refused for a missing or bad key or session.\n"
-                          "# TYPE foliod:unauthorized_total counter\nfoliod:unauthorized_total %lld\n",
-                          d->proxied, d->proxy_errors, d->unauthorized);
+    snprintf(line_buf, sizeof line_buf,
+             "# HELP foliod:proxied_requests_total Requests relayed to engines.\n"
+             "# TYPE foliod:proxied_requests_total counter\nfoliod:proxied_requests_total %lld\n",
+             d->proxied);
+    sbuf_puts(&out, line_buf);
+    snprintf(line_buf, sizeof line_buf,
+             "# HELP foliod:proxy_errors_total Relayed requests that failed or were cut short.\n"
+             "# TYPE foliod:proxy_errors_total counter\nfoliod:proxy_errors_total %lld\n",
+             d->proxy_errors);
+    sbuf_puts(&out, line_buf);
+    snprintf(line_buf, sizeof line_buf,
+             "# HELP foliod:unauthorized_total Requests refused for a missing or bad key or session.\n"
+             "# TYPE foliod:unauthorized_total counter\nfoliod:unauthorized_total %lld\n",
+             d->unauthorized);
+    sbuf_puts(&out, line_buf);
     pthread_mutex_unlock(&d->stats_mu);
     int ne = 0, ready = 0;
     struct supervisor_engine_info *es = supervisor_list_all(d->sup, &ne);
     for (int i = 0; i < ne; i++) ready += !strcmp(es[i].state, "ready");
-    n += (size_t)snprintf(out + n, cap - n,
-                          "# HELP foliod:engines Engines by state.\n# TYPE foliod:engines gauge\n"
-                          "foliod:engines{state=\"ready\"} %d\nfoliod:engines{state=\"all\"} %d\n",
-                          ready, ne);
+    snprintf(line_buf, sizeof line_buf,
+             "# HELP foliod:engines Engines by state.\n# TYPE foliod:engines gauge\n"
+             "foliod:engines{state=\"ready\"} %d\nfoliod:engines{state=\"all\"} %d\n",
+             ready, ne);
+    sbuf_puts(&out, line_buf);
     char *seen = calloc(1, 1 << 16);
     size_t seen_len = 0;
     char *body = malloc(1 << 16);
@@ -327,25 +286,15 @@ static void handle_metrics(struct foliod *d, struct mg_connection *c) {
             }
             /* Samples gain a model="..." label (the engine's own is vLLM's model_name). */
             char *brace = line[0] != '#' ? strchr(line, '{') : NULL;
-            size_t ll = strlen(line), extra = brace ? strlen(es[i].name) + 10 : 0;
-            while (n + ll + extra + 2 >= cap) {
-                char *nb = realloc(out, cap * 2);
-                if (!nb) goto done;
-                out = nb;
-                cap *= 2;
-            }
+            int rc = 0;
             if (brace) {
-                size_t pre = (size_t)(brace - line) + 1;
-                memcpy(out + n, line, pre);
-                n += pre;
-                n += (size_t)snprintf(out + n, cap - n, "model=\"%s\",", es[i].name);
-                memcpy(out + n, line + pre, ll - pre);
-                n += ll - pre;
+                const size_t pre = (size_t)(brace - line) + 1;
+                rc = sbuf_put(&out, line, pre) || sbuf_puts(&out, "model=\"") || sbuf_puts(&out, es[i].name) ||
+                     sbuf_puts(&out, "\",") || sbuf_puts(&out, line + pre);
             } else {
-                memcpy(out + n, line, ll);
-                n += ll;
+                rc = sbuf_puts(&out, line);
             }
-            out[n++] = '\n';
+            if (rc || sbuf_put(&out, "\n", 1)) goto done;
         }
     }
 done:
@@ -355,9 +304,9 @@ done:
     mg_printf(c,
               "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: %zu\r\n"
               "Cache-Control: no-store\r\n\r\n",
-              n);
-    mg_write(c, out, n);
-    free(out);
+              out.n);
+    mg_write(c, out.p, out.n);
+    sbuf_free(&out);
 }
 
 /* ---- /admin/: the console's static files ---- */
@@ -380,7 +329,7 @@ static const char *mime(const char *path) {
 static void handle_static(struct foliod *d, struct mg_connection *c, const char *rel) {
     char root[PATH_MAX], want[PATH_MAX * 2], real[PATH_MAX];
     if (!d->cfg.admin_ui_dir || !realpath(d->cfg.admin_ui_dir, root)) {
-        proxy_send_error(c, 404, "NotFoundError", "the admin console is not installed");
+        openai_error_send(c, 404, "NotFoundError", "the admin console is not installed");
         return;
     }
     if (!*rel || rel[strlen(rel) - 1] == '/') snprintf(want, sizeof want, "%s/%sindex.html", root, rel);
@@ -389,12 +338,12 @@ static void handle_static(struct foliod *d, struct mg_connection *c, const char 
     struct stat st;
     if (strstr(rel, "..") || !realpath(want, real) || strncmp(real, root, rl) != 0 || (real[rl] != '/' && real[rl]) ||
         stat(real, &st) != 0 || !S_ISREG(st.st_mode)) {
-        proxy_send_error(c, 404, "NotFoundError", "no such file");
+        openai_error_send(c, 404, "NotFoundError", "no such file");
         return;
     }
     int fd = open(real, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        proxy_send_error(c, 404, "NotFoundError", "no such file");
+        openai_error_send(c, 404, "NotFoundError", "no such file");
         return;
     }
     /* Revalidated on every use (a 304 when unchanged): the console's module URLs carry no
@@ -421,54 +370,137 @@ static void handle_static(struct foliod *d, struct mg_connection *c, const char 
 
 /* ---- routing ---- */
 
-static int handle(struct mg_connection *c, void *ud) {
-    struct http *h = ud;
-    struct foliod *d = h->d;
-    const struct mg_request_info *ri = mg_get_request_info(c);
-    const char *m = ri->request_method, *uri = ri->local_uri ? ri->local_uri : "/";
-    const int get = !strcmp(m, "GET"), post = !strcmp(m, "POST");
-    if (!strcmp(uri, "/health")) {
-        http_send_json(c, 200, "{\"status\":\"ok\"}", NULL);
-    } else if (!strcmp(uri, "/ready")) {
-        handle_ready(d, c);
-    } else if (!strcmp(uri, "/metrics") && get) {
-        handle_metrics(d, c);
-    } else if (!strcmp(uri, "/version")) {
-        http_send_json(c, 200, "{\"version\":\"" FOLIO_VERSION "\"}", NULL);
-    } else if (!strncmp(uri, "/api/", 5) || !strcmp(uri, "/api")) {
-        admin_handle(d, c, m, uri);
-    } else if (!strcmp(uri, "/admin")) {
-        mg_printf(c, "HTTP/1.1 301 Moved Permanently\r\nLocation: /admin/\r\nContent-Length: 0\r\n\r\n");
-    } else if (!strncmp(uri, "/admin/", 7)) {
-        if (!get && strcmp(m, "HEAD") != 0) proxy_send_error(c, 405, "invalid_request_error", "only GET here");
-        else handle_static(d, c, uri + 7);
-    } else if (!strcmp(uri, "/v1/models") || !strncmp(uri, "/v1/models/", 11) ||
-               !strcmp(uri, "/v1/chat/completions") || !strcmp(uri, "/v1/completions") || !strcmp(uri, "/tokenize") ||
-               !strcmp(uri, "/detokenize")) {
-        const int az = api_authorized(d, c);
-        if (az < 0) {
-            /* answered: 403 or 429 */
-        } else if (!az) {
-            pthread_mutex_lock(&d->stats_mu);
-            d->unauthorized++;
-            pthread_mutex_unlock(&d->stats_mu);
-            proxy_send_error(c, 401, "AuthenticationError", "Incorrect API key provided.");
-        } else if (!strncmp(uri, "/v1/models", 10)) {
-            if (!get) proxy_send_error(c, 405, "invalid_request_error", "only GET here");
-            else handle_models(d, c, uri[10] == '/' ? uri + 11 : NULL);
-        } else if (!post) {
-            mg_printf(c, "HTTP/1.1 405 Method Not Allowed\r\nAllow: POST\r\nContent-Length: 0\r\n\r\n");
-        } else {
-            handle_proxy(d, c, m, uri);
-        }
-    } else {
-        proxy_send_error(c, 404, "NotFoundError", "no route for %s %s", m, uri);
+/* What a handler gets besides the connection. */
+struct front_req {
+    const char *method, *uri;
+    const char *rest; /* after a prefix route's path; an OpenAI path's item (/v1/models/{id}), or NULL */
+};
+
+enum {
+    FRONT_PREFIX = 1,         /* path is a prefix: the route takes everything under it */
+    FRONT_API_KEY = 2,        /* an API key (or the console's session) whenever a key exists */
+    FRONT_METHOD_MATCHES = 4, /* another method is no route at all (404), not a 405 */
+    FRONT_ALSO_HEAD = 8,      /* HEAD is taken as well as the method */
+    FRONT_BARE_405 = 16,      /* another method: a 405 with Allow and no body (else a JSON error) */
+};
+
+struct front_route {
+    const char *path;
+    const char *method; /* the one it takes; NULL: any */
+    int flags;
+    void (*fn)(struct foliod *d, struct mg_connection *c, const struct front_req *r);
+};
+
+static void ep_health(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
+    wire_send_json(c, 200, "{\"status\":\"ok\"}", NULL);
+}
+
+static void ep_ready(struct foliod *d, struct mg_connection *c, const struct front_req *r) { handle_ready(d, c); }
+
+static void ep_metrics(struct foliod *d, struct mg_connection *c, const struct front_req *r) { handle_metrics(d, c); }
+
+static void ep_version(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
+    wire_send_json(c, 200, "{\"version\":\"" FOLIO_VERSION "\"}", NULL);
+}
+
+static void ep_admin(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
+    admin_handle(d, c, r->method, r->uri);
+}
+
+static void ep_console_dir(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
+    mg_printf(c, "HTTP/1.1 301 Moved Permanently\r\nLocation: /admin/\r\nContent-Length: 0\r\n\r\n");
+}
+
+static void ep_console(struct foliod *d, struct mg_connection *c, const struct front_req *r) { handle_static(d, c, r->rest); }
+
+static void ep_models(struct foliod *d, struct mg_connection *c, const struct front_req *r) { handle_models(d, c, r->rest); }
+
+static void ep_proxy(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
+    handle_proxy(d, c, r->method, r->uri);
+}
+
+/* In order: the first that matches takes the request. */
+static const struct front_route routes[] = {
+    {"/health", NULL, 0, ep_health},
+    {"/ready", NULL, 0, ep_ready},
+    {"/metrics", "GET", FRONT_METHOD_MATCHES, ep_metrics},
+    {"/version", NULL, 0, ep_version},
+    {"/api", NULL, 0, ep_admin},
+    {"/api/", NULL, FRONT_PREFIX, ep_admin},
+    {"/admin", NULL, 0, ep_console_dir},
+    {"/admin/", "GET", FRONT_PREFIX | FRONT_ALSO_HEAD, ep_console},
+};
+
+/* The OpenAI paths (base/openai_paths.h), after the routes above: path and method come from
+ * there. /v1/models is answered from the registry, the rest relayed to an engine. */
+static const struct front_route openai_routes[OPENAI_NUM_PATHS] = {
+    [OPENAI_MODELS] = {NULL, NULL, FRONT_API_KEY, ep_models},
+    [OPENAI_CHAT_COMPLETIONS] = {NULL, NULL, FRONT_API_KEY | FRONT_BARE_405, ep_proxy},
+    [OPENAI_COMPLETIONS] = {NULL, NULL, FRONT_API_KEY | FRONT_BARE_405, ep_proxy},
+    [OPENAI_TOKENIZE] = {NULL, NULL, FRONT_API_KEY | FRONT_BARE_405, ep_proxy},
+    [OPENAI_DETOKENIZE] = {NULL, NULL, FRONT_API_KEY | FRONT_BARE_405, ep_proxy},
+};
+
+static int method_ok(const struct front_route *rt, const char *m) {
+    return !rt->method || !strcmp(m, rt->method) || ((rt->flags & FRONT_ALSO_HEAD) && !strcmp(m, "HEAD"));
+}
+
+/* The route for uri and method into *out (and its rest); 0 when none. */
+static int find_route(const char *uri, const char *m, struct front_route *out, const char **rest) {
+    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+        const struct front_route *rt = &routes[i];
+        const size_t n = strlen(rt->path);
+        if ((rt->flags & FRONT_PREFIX) ? strncmp(uri, rt->path, n) != 0 : strcmp(uri, rt->path) != 0) continue;
+        if ((rt->flags & FRONT_METHOD_MATCHES) && !method_ok(rt, m)) continue;
+        *out = *rt;
+        *rest = rt->flags & FRONT_PREFIX ? uri + n : NULL;
+        return 1;
     }
+    const int k = openai_paths_find(uri, rest);
+    if (k < 0) return 0;
+    *out = openai_routes[k];
+    out->path = openai_paths[k].path;
+    out->method = openai_paths[k].method;
     return 1;
 }
 
-int http_start(struct foliod *d, struct http **out) {
-    struct http *h = calloc(1, sizeof *h);
+static int handle(struct mg_connection *c, void *ud) {
+    struct front *f = ud;
+    struct foliod *d = f->d;
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    const char *m = ri->request_method, *uri = ri->local_uri ? ri->local_uri : "/";
+    struct front_route rt;
+    struct front_req r = {m, uri, NULL};
+    if (!find_route(uri, m, &rt, &r.rest)) {
+        openai_error_send(c, 404, "NotFoundError", "no route for %s %s", m, uri);
+        return 1;
+    }
+    if (rt.flags & FRONT_API_KEY) {
+        const int az = api_authorized(d, c);
+        if (az < 0) return 1; /* answered: 403 or 429 */
+        if (!az) {
+            pthread_mutex_lock(&d->stats_mu);
+            d->unauthorized++;
+            pthread_mutex_unlock(&d->stats_mu);
+            openai_error_send(c, 401, "AuthenticationError", "Incorrect API key provided.");
+            return 1;
+        }
+    }
+    if (!method_ok(&rt, m)) {
+        if (rt.flags & FRONT_BARE_405)
+            mg_printf(c, "HTTP/1.1 405 Method Not Allowed\r\nAllow: %s\r\nContent-Length: 0\r\n\r\n", rt.method);
+        else
+            openai_error_send(c, 405, "invalid_request_error", "only %s here", rt.method);
+        return 1;
+    }
+    rt.fn(d, c, &r);
+    return 1;
+}
+
+int front_start(struct foliod *d, struct front **out) {
+    for (int k = 0; k < OPENAI_NUM_PATHS; k++)
+        if (!openai_routes[k].fn) return folio_err(FOLIO_EINVAL, "no route for %s", openai_paths[k].path);
+    struct front *h = calloc(1, sizeof *h);
     if (!h) return folio_err(FOLIO_ENOMEM, "out of memory");
     h->d = d;
     h->route = (struct http_route){handle, h};
@@ -488,9 +520,9 @@ int http_start(struct foliod *d, struct http **out) {
     return 0;
 }
 
-int http_port(const struct http *h) { return http_server_port(h->srv); }
+int front_port(const struct front *h) { return http_server_port(h->srv); }
 
-void http_stop(struct http *h) {
+void front_stop(struct front *h) {
     if (!h) return;
     http_server_stop(h->srv);
     free(h);
