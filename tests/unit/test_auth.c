@@ -15,6 +15,12 @@ static void sleep_s(double s) {
     while (nanosleep(&ts, &ts) != 0) {}
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int cmp_key(const void *a, const void *b) { return strcmp(a, b); }
 
 TEST(auth_random_fills) {
@@ -219,28 +225,29 @@ TEST(auth_sessions_basic) {
 }
 
 TEST(auth_sessions_expiry) {
-    struct auth_sessions *s = auth_sessions_create(0.05);
+    struct auth_sessions *s = auth_sessions_create(0.3);
     CHECK(s != NULL);
     if (!s) return;
     char a[AUTH_SESSION_HEX];
     CHECK_EQ_INT(auth_session_new(s, a), 0);
     CHECK_EQ_INT(auth_session_check(s, a), 1);
-    sleep_s(0.12);
+    sleep_s(0.5);
     CHECK_EQ_INT(auth_session_check(s, a), 0);
     CHECK_EQ_INT(auth_session_check(s, a), 0); /* stays gone */
     auth_sessions_free(s);
 
-    /* Sliding: each check pushes the expiry forward, so a session used every 0.1 s outlives
-     * a 0.3 s ttl, then lapses once left alone. */
-    s = auth_sessions_create(0.3);
+    /* Sliding: each check pushes the expiry forward, so a session used every 0.2 s outlives
+     * a 1 s ttl, then lapses once left alone. (The ttl is 5 sleeps long, so that a loaded
+     * machine running the suites side by side can oversleep without failing the test.) */
+    s = auth_sessions_create(1.0);
     CHECK(s != NULL);
     if (!s) return;
     CHECK_EQ_INT(auth_session_new(s, a), 0);
-    for (int i = 0; i < 6; i++) {
-        sleep_s(0.1);
+    for (int i = 0; i < 7; i++) {
+        sleep_s(0.2);
         CHECK_EQ_INT(auth_session_check(s, a), 1);
     }
-    sleep_s(0.45);
+    sleep_s(1.3);
     CHECK_EQ_INT(auth_session_check(s, a), 0);
     auth_sessions_free(s);
 }
@@ -370,15 +377,20 @@ TEST(auth_sessions_max_age_and_gen) {
     struct auth_sessions *s = auth_sessions_create(60);
     CHECK(s != NULL);
     if (!s) return;
-    auth_sessions_set_max_age(s, 0.3);
+    auth_sessions_set_max_age(s, 1.0);
     char a[AUTH_SESSION_HEX], b[AUTH_SESSION_HEX];
+    /* Used while the clock says it is well inside its 1 s (a loaded machine may oversleep). */
+    const double t0 = now_s();
     CHECK_EQ_INT(auth_session_new_gen(s, a, "gen1"), 0);
-    for (int i = 0; i < 4; i++) {
+    int used = 0;
+    while (now_s() - t0 < 0.6) {
         CHECK_EQ_INT(auth_session_check_gen(s, a, "gen1", 1), 1);
+        used++;
         sleep_s(0.05);
     }
-    sleep_s(0.2);
-    CHECK_EQ_INT(auth_session_check_gen(s, a, "gen1", 1), 0); /* past 0.3 s, though never idle */
+    CHECK(used >= 1);
+    sleep_s(1.2 - (now_s() - t0) > 0 ? 1.2 - (now_s() - t0) : 0);
+    CHECK_EQ_INT(auth_session_check_gen(s, a, "gen1", 1), 0); /* past 1 s, though never idle */
     auth_sessions_set_max_age(s, 0);
     CHECK_EQ_INT(auth_session_new_gen(s, b, "gen1"), 0);
     CHECK_EQ_INT(auth_session_check_gen(s, b, "gen1", 0), 1);
