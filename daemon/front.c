@@ -37,6 +37,12 @@ struct front {
     char names[1024];        /* cfg.server_names, split in place */
 };
 
+/* What a handler gets besides the connection. */
+struct front_req {
+    const char *method, *uri;
+    const char *rest; /* after a prefix route's path; an OpenAI path's item (/v1/models/{id}), or NULL */
+};
+
 /* ---- API keys on the OpenAI routes ---- */
 
 static int bearer(struct mg_connection *c, const char **tok, size_t *len) {
@@ -99,7 +105,8 @@ static int resolve(struct foliod *d, const char *name, struct store_model *m) {
     return store_model_find(d->store, name, m);
 }
 
-static void handle_proxy(struct foliod *d, struct mg_connection *c, const char *method, const char *uri) {
+static void ep_proxy(struct foliod *d, struct mg_connection *c, const struct front_req *req) {
+    const char *method = req->method, *uri = req->uri;
     char *body = NULL;
     size_t len = 0;
     if (wire_read_body(c, d->cfg.max_body, &body, &len)) return;
@@ -178,7 +185,8 @@ static cJSON *model_card(const struct store_model *m, const char *id) {
 }
 
 /* GET /v1/models: every served model (ready engines), plus `default` when one is active. */
-static void handle_models(struct foliod *d, struct mg_connection *c, const char *id) {
+static void ep_models(struct foliod *d, struct mg_connection *c, const struct front_req *req) {
+    const char *id = req->rest;
     struct store_model *ms = NULL;
     int n = 0;
     if (store_model_list(d->store, &ms, &n)) {
@@ -218,7 +226,7 @@ static void handle_models(struct foliod *d, struct mg_connection *c, const char 
 
 /* ---- ops ---- */
 
-static void handle_ready(struct foliod *d, struct mg_connection *c) {
+static void ep_ready(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
     int n = 0, ready = 0;
     struct supervisor_engine_info *es = supervisor_list_all(d->sup, &n);
     for (int i = 0; i < n; i++) ready += !strcmp(es[i].state, "ready");
@@ -230,7 +238,7 @@ static void handle_ready(struct foliod *d, struct mg_connection *c) {
 
 /* foliod's own counters, then each ready engine's exposition (its samples carry
  * model_name); a family's HELP and TYPE lines appear once. */
-static void handle_metrics(struct foliod *d, struct mg_connection *c) {
+static void ep_metrics(struct foliod *d, struct mg_connection *c, const struct front_req *req) {
     struct sbuf out = {0};
     char line_buf[512];
     if (sbuf_reserve(&out, 1 << 16)) {
@@ -326,7 +334,8 @@ static const char *mime(const char *path) {
 
 /* Serves a file under admin_ui_dir. The path is resolved with realpath and must stay inside
  * the root (no "..", no symlink out); anything else is a 404, not a hint. */
-static void handle_static(struct foliod *d, struct mg_connection *c, const char *rel) {
+static void ep_console(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
+    const char *rel = r->rest;
     char root[PATH_MAX], want[PATH_MAX * 2], real[PATH_MAX];
     if (!d->cfg.admin_ui_dir || !realpath(d->cfg.admin_ui_dir, root)) {
         openai_error_send(c, 404, "NotFoundError", "the admin console is not installed");
@@ -362,19 +371,14 @@ static void handle_static(struct foliod *d, struct mg_connection *c, const char 
               "Content-Security-Policy: default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'\r\n\r\n",
               mime(real), (long long)st.st_size, etag, "no-cache");
     char buf[16384];
-    ssize_t r;
-    while ((r = read(fd, buf, sizeof buf)) > 0)
-        if (mg_write(c, buf, (size_t)r) <= 0) break;
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof buf)) > 0)
+        if (mg_write(c, buf, (size_t)got) <= 0) break;
     close(fd);
 }
 
 /* ---- routing ---- */
 
-/* What a handler gets besides the connection. */
-struct front_req {
-    const char *method, *uri;
-    const char *rest; /* after a prefix route's path; an OpenAI path's item (/v1/models/{id}), or NULL */
-};
 
 enum {
     FRONT_PREFIX = 1,         /* path is a prefix: the route takes everything under it */
@@ -395,10 +399,6 @@ static void ep_health(struct foliod *d, struct mg_connection *c, const struct fr
     wire_send_json(c, 200, "{\"status\":\"ok\"}", NULL);
 }
 
-static void ep_ready(struct foliod *d, struct mg_connection *c, const struct front_req *r) { handle_ready(d, c); }
-
-static void ep_metrics(struct foliod *d, struct mg_connection *c, const struct front_req *r) { handle_metrics(d, c); }
-
 static void ep_version(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
     wire_send_json(c, 200, "{\"version\":\"" FOLIO_VERSION "\"}", NULL);
 }
@@ -409,14 +409,6 @@ static void ep_admin(struct foliod *d, struct mg_connection *c, const struct fro
 
 static void ep_console_dir(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
     mg_printf(c, "HTTP/1.1 301 Moved Permanently\r\nLocation: /admin/\r\nContent-Length: 0\r\n\r\n");
-}
-
-static void ep_console(struct foliod *d, struct mg_connection *c, const struct front_req *r) { handle_static(d, c, r->rest); }
-
-static void ep_models(struct foliod *d, struct mg_connection *c, const struct front_req *r) { handle_models(d, c, r->rest); }
-
-static void ep_proxy(struct foliod *d, struct mg_connection *c, const struct front_req *r) {
-    handle_proxy(d, c, r->method, r->uri);
 }
 
 /* In order: the first that matches takes the request. */

@@ -12,7 +12,7 @@ void wire_send_json(struct mg_connection *c, int status, const char *json, const
     size_t n = strlen(json);
     mg_printf(c,
               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
-              status, status == 200 ? "OK" : "Status", n, extra_headers ? extra_headers : "");
+              status, mg_get_response_code_text(c, status), n, extra_headers ? extra_headers : "");
     mg_write(c, json, n);
 }
 
