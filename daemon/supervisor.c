@@ -73,9 +73,11 @@ struct supervisor {
 struct supervisor_params supervisor_default_params(void) {
     /* FOLIO_RESTART_BACKOFF_MS: a test knob, so that the suites' crash loops do not wait seconds. */
     const char *ms = getenv("FOLIO_RESTART_BACKOFF_MS");
+    double backoff = ms && *ms ? atof(ms) / 1000 : 0.5;
+    if (!(backoff >= 0 && backoff <= 30)) backoff = 0.5; /* NaN, negative or past the 30 s cap */
     return (struct supervisor_params){.engine_bin = "folio-engine", .log_dir = "logs", .log_cap = 8u << 20,
                                .ready_timeout = 600, .stop_timeout = 30, .health_interval = 2, .crash_loop = 5,
-                               .restart_backoff = ms && *ms ? atof(ms) / 1000 : 0.5};
+                               .restart_backoff = backoff};
 }
 
 static double now_s(void) { return folio_now(); }
