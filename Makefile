@@ -150,7 +150,7 @@ CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,cod
 # The kernels' host code is C-like: no exceptions and no guarded statics (nvcc's registration
 # runs at load time), so nothing links the C++ runtime and the .deb needs no libstdc++.
 NVCC_FLAGS := -std=c++17 -Werror all-warnings -Ikernels $(CUDA_GENCODE) -Xcompiler -fno-exceptions,-fno-threadsafe-statics
-$(BUILD)/kernels/%.o: kernels/%.cu kernels/kernels.h
+$(BUILD)/kernels/%.o: kernels/%.cu kernels/kernels.h $(wildcard kernels/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
 ifneq ($(NVCC),)
@@ -167,7 +167,8 @@ GPU_OBJ := $(GPU_SRC:%.c=$(BUILD)/%.o)
 GPU_BIN := $(BUILD)/gpu-tests
 # Only the CPU backend and the modules it uses, not all of libfolio.a, so that a GPU machine
 # without the cJSON/PCRE2/utf8proc dev packages still builds the test.
-GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend/backend.o backend/cpu/backend_cpu.o backend/cpu/cpu_kernels.o base/threadpool.o base/util.o)
+GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend/backend.o backend/cpu/backend_cpu.o backend/cpu/cpu_kernels.o \
+                  backend/cpu/cpu_moe.o base/threadpool.o base/util.o)
 # The CUDA backend itself (its cuBLAS products, argmax, reserve), compiled for the test binary.
 GPU_BACKEND_OBJ := $(BUILD)/tests/gpu/backend_cuda.o
 .PHONY: test-gpu bench-gpu test-gpu-engine test-gpu-models bench-gpu-e2e cuda-check

@@ -530,6 +530,13 @@ static void human_bytes(double b, char *out, size_t cap) {
     else snprintf(out, cap, "%.1f MiB", b / (1 << 20));
 }
 
+/* A parameter count as model cards write it: 30.5B, 135M, 260K. */
+static void human_count(double n, char *out, size_t cap) {
+    if (n >= 1e9) snprintf(out, cap, "%.1fB", n / 1e9);
+    else if (n >= 1e6) snprintf(out, cap, "%.0fM", n / 1e6);
+    else snprintf(out, cap, "%.0fK", n / 1e3);
+}
+
 /* Bytes of the *.safetensors files in dir: the weights as the checkpoint stores them. */
 static int64_t safetensors_bytes(const char *dir) {
     char file[1400];
@@ -601,7 +608,13 @@ static void model_estimate(struct foliod *d, struct mg_connection *c, struct adm
     else if (!strcmp(m.dtype, "bfloat16")) dt = FOLIO_BF16;
     const double weights = m.dtype[0] && strcmp(m.dtype, "auto") ? (double)config_weight_bytes(cfg, dt)
                                                                   : (double)(ckpt_bytes ? ckpt_bytes : (int64_t)config_weight_bytes(cfg, dt));
-    const double per_token = (double)config_kv_block_bytes(cfg, bs) / bs;
+    /* A model that mixes sliding and full layers keeps the sliding ones' K/V for the window
+     * only (config_kv_split): those cost one sequence a fixed amount, not one per token. */
+    const int split = config_kv_split(cfg);
+    const double per_token = (double)(split ? config_kv_block_bytes_layers(cfg, bs, 0) : config_kv_block_bytes(cfg, bs)) / bs;
+    const double window_kv = split ? (double)config_kv_local_blocks(cfg, bs, 1, 0, len) *
+                                         (double)config_kv_block_bytes_layers(cfg, bs, 1)
+                                   : 0.0;
     struct gpu_info g[GPU_MAX];
     const int ng = strcmp(m.device, "cpu") ? gpu_query(g, GPU_MAX, NULL) : 0;
     double budget, free_bytes;
@@ -616,26 +629,39 @@ static void model_estimate(struct foliod *d, struct mg_connection *c, struct adm
         budget = free_bytes;
         device = "cpu";
     }
-    const double kv_need = per_token * len;
-    const double fits_len = budget > 0 && per_token > 0 ? floor(budget / per_token / bs) * bs : 0;
+    const double kv_need = per_token * len + window_kv;
+    const double fits_len = budget > window_kv && per_token > 0 ? floor((budget - window_kv) / per_token / bs) * bs : 0;
+    int64_t params_total, params_active;
+    config_param_counts(cfg, &params_total, &params_active);
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "device", device);
+    cJSON_AddStringToObject(o, "architecture", cfg->arch_name);
+    cJSON_AddNumberToObject(o, "params_total", (double)params_total);
+    cJSON_AddNumberToObject(o, "params_active", (double)params_active);
     cJSON_AddNumberToObject(o, "weights_bytes", weights);
     cJSON_AddNumberToObject(o, "kv_bytes_per_token", per_token);
+    cJSON_AddNumberToObject(o, "kv_window_bytes", window_kv);
     cJSON_AddNumberToObject(o, "max_model_len", len);
     cJSON_AddNumberToObject(o, "kv_bytes_needed", kv_need);
     cJSON_AddNumberToObject(o, "free_bytes", free_bytes);
     cJSON_AddBoolToObject(o, "fits", budget >= kv_need);
     cJSON_AddNumberToObject(o, "max_model_len_fits", fmin(fits_len, cfg->max_position_embeddings));
-    char note[400], wb[32], kb[32], fb[32];
+    char note[480], wb[32], kb[32], fb[32], params[96], pt[16], pa[16];
     human_bytes(weights, wb, sizeof wb);
     human_bytes(kv_need, kb, sizeof kb);
     human_bytes(free_bytes, fb, sizeof fb);
-    if (ng > 0)
-        snprintf(note, sizeof note, "weights %s + KV for %d tokens %s against %s free on %.100s", wb, len, kb, fb,
-                 g[0].name);
+    human_count((double)params_total, pt, sizeof pt);
+    human_count((double)params_active, pa, sizeof pa);
+    if (params_active < params_total)
+        snprintf(params, sizeof params, "%s parameters, %s active per token; ", pt, pa);
     else
-        snprintf(note, sizeof note, "no GPU: weights %s in RAM; KV for %d tokens %s of the %s KV space", wb, len, kb, fb);
+        snprintf(params, sizeof params, "%s parameters; ", pt);
+    if (ng > 0)
+        snprintf(note, sizeof note, "%sweights %s + KV for %d tokens %s against %s free on %.100s", params, wb, len, kb,
+                 fb, g[0].name);
+    else
+        snprintf(note, sizeof note, "%sno GPU: weights %s in RAM; KV for %d tokens %s of the %s KV space", params, wb,
+                 len, kb, fb);
     cJSON_AddStringToObject(o, "note", note);
     send_obj(c, 200, o, NULL);
 out:

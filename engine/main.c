@@ -378,7 +378,7 @@ static int cmd_logits(const struct opts *o) {
             if (n <= 0) continue;
             int no_copies = 0;
             if ((rc = kv_cache_reserve(r.kv, &seqs[s], done[s] + n, NULL, &no_copies)) ||
-                (rc = batch_add(r.batch, &seqs[s], ids + offsets[s], done[s], n, BATCH_LOGITS_ALL)))
+                (rc = batch_add(r.batch, &seqs[s], NULL, ids + offsets[s], done[s], n, len, BATCH_LOGITS_ALL)))
                 goto out;
             for (int i = 0; i < n; i++) dst_row[T++] = offsets[s] + done[s] + i; /* logits row T's token */
             done[s] += n;

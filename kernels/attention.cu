@@ -27,8 +27,10 @@
 // correct and simple, but compute-heavy for long prompts, where a query-tiled kernel would
 // share each K/V tile among query tokens.
 //
-// Numerics follow the CPU backend: q is scaled before the dot products, exp is the accurate
-// expf, everything accumulates in fp32; only the order of additions differs.
+// Numerics follow the CPU backend: q is scaled before the dot products, a soft cap (Gemma 2's
+// softcap * tanh(score / softcap), when softcap > 0) applies to each score before the softmax
+// in every path (split-K parts included, so the merge sees capped maxima), exp is the
+// accurate expf, everything accumulates in fp32; only the order of additions differs.
 #include <math.h>
 
 #include "kernels.h"
@@ -70,8 +72,8 @@ __global__ void __launch_bounds__(NT) paged_attention_kernel(
     float *__restrict__ out,                  // [T, nh, HD]; unused when splitting
     float *__restrict__ ws_acc,               // [T, nh, num_splits, HD] or nullptr (no split)
     float *__restrict__ ws_ml,                // [T, nh, num_splits, 2] (max, sum) or nullptr
-    int nh, int nkv, int bs, int bs_shift, int max_blocks, int window, float scale, int chunks, int heads_per_cta,
-    int part) {
+    int nh, int nkv, int bs, int bs_shift, int max_blocks, int window, float scale, float softcap, int chunks,
+    int heads_per_cta, int part) {
     using S = attn_shape<HD>;
     __shared__ __align__(16) float q_s[GMAX][HD];
     __shared__ float s_s[GMAX][S::TILE];
@@ -134,7 +136,10 @@ __global__ void __launch_bounds__(NT) paged_attention_kernel(
                     }
 #pragma unroll
                     for (int off = S::TPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-                    if (lg == 0) s_s[h][key] = t0 + key < hi ? d : -INFINITY;
+                    if (lg == 0) { // the soft cap (Gemma 2) as the CPU computes it
+                        if (softcap > 0.0f) d = softcap * tanhf(d / softcap);
+                        s_s[h][key] = t0 + key < hi ? d : -INFINITY;
+                    }
                 }
             }
         }
@@ -306,7 +311,8 @@ static cudaError_t launch(const struct paged_attention_params *p, int chunks, in
     paged_attention_kernel<HD><<<grid, NT, 0, stream>>>(p->q, p->k_cache, p->v_cache, p->block_tables, p->seq_idx,
                                                         p->positions, p->out, ws_acc, ws_ml, p->num_heads,
                                                         p->num_kv_heads, bs, bs_shift, p->max_blocks_per_seq,
-                                                        p->sliding_window, p->scale, chunks, hpc, part);
+                                                        p->sliding_window, p->scale, p->softcap, chunks, hpc,
+                                                        part);
     cudaError_t ce = cudaGetLastError();
     if (ce != cudaSuccess || splits == 1) return ce;
     paged_attention_reduce_kernel<HD><<<dim3((unsigned)p->num_tokens, (unsigned)p->num_heads), NT, 0, stream>>>(

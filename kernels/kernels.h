@@ -24,12 +24,24 @@ extern "C" {
 cudaError_t add_rms_norm(float *residual, const float *delta, const float *w, float *out, int rows, int dim,
                          float eps, cudaStream_t stream);
 
-/* out[t, i] = silu(gate[t, i]) * up[t, i]; all [T, n] fp32. out may alias gate. */
-cudaError_t silu_mul(const float *gate, const float *up, float *out, int T, int n, cudaStream_t stream);
-
-/* Element types of an embedding table; the values equal enum folio_dtype's (engine/util.h),
- * which this header cannot include. */
+/* Element types of weights and embedding tables; the values equal enum folio_dtype's
+ * (engine/base/util.h), which this header cannot include. */
 enum kernel_dtype { KERNEL_F32 = 0, KERNEL_F16 = 1, KERNEL_BF16 = 2 };
+
+/* Gated-MLP activations; the values equal enum backend_act's (engine/backend/backend.h).
+ * GELU is the tanh approximation (gelu_pytorch_tanh). */
+enum kernel_act { KERNEL_ACT_SILU = 0, KERNEL_ACT_GELU_TANH = 1 };
+
+/* out[t, i] = act(gate[t, i]) * up[t, i]; all [T, n] fp32. out may alias gate. An act
+ * other than the two fails with cudaErrorInvalidValue. */
+cudaError_t glu(enum kernel_act act, const float *gate, const float *up, float *out, int T, int n,
+                cudaStream_t stream);
+
+/* x[i] *= s. x: [n] fp32. */
+cudaError_t scale_f32(float *x, size_t n, float s, cudaStream_t stream);
+
+/* x[i] = cap * tanh(x[i] / cap). x: [n] fp32 (Gemma 2's final-logit soft-capping). */
+cudaError_t softcap_f32(float *x, size_t n, float cap, cudaStream_t stream);
 
 /* out[t] = table[tokens[t]] widened to fp32. table: [rows, cols] of dtype; tokens: [n], each
  * in [0, rows); out: [n, cols] fp32. */
@@ -57,11 +69,23 @@ cudaError_t argmax_rows(const float *logits, int n, int vocab, int32_t *ids, cud
 /* out[i] = x[idx[i]]. x: [*, dim] fp32; idx: [n]; out: [n, dim] fp32. */
 cudaError_t gather_rows(const float *x, const int32_t *idx, int n, int dim, float *out, cudaStream_t stream);
 
-/* Rotate-half RoPE in place, angles positions[t] * inv_freq[i] computed in double like the
- * CPU backend. q: [T, q_stride] holding nh heads of head_dim; k: [T, k_stride] holding nkv
- * heads; positions: [T]; inv_freq: [head_dim / 2]. head_dim in {8, 16, 32, 64, 80, 96, 128, 256}. */
-cudaError_t rope(float *q, int q_stride, float *k, int k_stride, const int32_t *positions, const float *inv_freq,
-                 int T, int nh, int nkv, int head_dim, cudaStream_t stream);
+/* The fields of struct backend_rope_args (engine/backend/backend.h). */
+struct rope_params {
+    float *q;                 /* [T, q_stride] holding nh heads of head_dim */
+    float *k;                 /* [T, k_stride] holding nkv heads of head_dim */
+    int q_stride, k_stride;
+    const int32_t *positions; /* [T] */
+    const float *inv_freq;    /* [rot_dim / 2], or [2, rot_dim / 2] when long_sel is set */
+    const int32_t *long_sel;  /* [T] 0/1: the inv_freq row of each token (LongRoPE), or NULL */
+    int T, nh, nkv, head_dim, rot_dim;
+    float mscale;             /* multiplies the rotated dimensions' cos and sin; 1 = none */
+};
+
+/* Rotate-half RoPE in place over the first rot_dim dimensions of each head (pairs
+ * (i, i + rot_dim / 2)); the rest pass through. Angles positions[t] * inv_freq[i] are
+ * computed in double like the CPU backend. head_dim in {8, 16, 32, 64, 80, 96, 128, 256};
+ * rot_dim even, in [2, head_dim]. */
+cudaError_t rope(const struct rope_params *p, cudaStream_t stream);
 
 /* Writes token t's K/V to slot_mapping[t] (-1 = skip). k, v: [T, stride] holding
  * [nkv, head_dim]; slot_mapping: [T]; k_cache, v_cache: [num_blocks, nkv, block_size, head_dim].
@@ -94,7 +118,8 @@ struct paged_attention_params {
     int num_tokens, num_heads, num_kv_heads, head_dim;
     int block_size, max_blocks_per_seq;
     int sliding_window; /* 0 = unlimited */
-    float scale;        /* 1/sqrt(head_dim) */
+    float scale;        /* on q.k: 1/sqrt(head_dim), or Gemma's query_pre_attn_scalar^-1/2 */
+    float softcap;      /* > 0: each scaled score becomes softcap * tanh(score / softcap) (Gemma 2) */
     /* Host side only: */
     int max_context;        /* bound on positions[t] + 1 over the batch; 0: max_blocks_per_seq * block_size */
     int max_splits;         /* 0 = choose (up to PAGED_ATTENTION_MAX_SPLITS); 1 = never split */
@@ -115,6 +140,34 @@ int paged_attention_splits(const struct paged_attention_params *p);
  * paged_attention would choose on the current device (0 when no such batch splits). The host
  * allocates it once at load. */
 size_t paged_attention_workspace_size(int max_num_tokens, int num_heads, int num_kv_heads, int head_dim);
+
+/* A sparse MoE block (backend_moe's contract in engine/backend/backend.h): per token a
+ * softmax over the router logits, the top_k experts (highest first, the lower id on a tie),
+ * renormalized when norm_topk_prob, and out[t] = sum_j w[t, j] * down_e(act(gate_e x[t]) *
+ * up_e x[t]). Tokens are grouped by expert on the device, so each active expert's weights
+ * are read once per pass and an idle expert's never (see moe.cu). No host sync and no
+ * allocation: it can be captured in a CUDA graph. */
+struct moe_params {
+    const float *x;             /* [T, hidden] */
+    const float *router_logits; /* [T, num_experts] */
+    const void *gate;           /* [num_experts * inter, hidden] of dtype */
+    const void *up;             /* [num_experts * inter, hidden] of dtype */
+    const void *down;           /* [num_experts * hidden, inter] of dtype */
+    enum kernel_dtype dtype;
+    float *out;                 /* [T, hidden]; may alias x (a pass writes its rows after reading them) */
+    int T, hidden, inter, num_experts, top_k, norm_topk_prob;
+    enum kernel_act act;
+    void *workspace;            /* moe_workspace_size(max_pairs, hidden, inter, num_experts) bytes */
+    int max_pairs;              /* (token, expert) pairs the workspace holds: larger batches run
+                                 * max_pairs / top_k tokens at a time */
+};
+
+/* Workspace bytes for passes of up to max_pairs (token, expert) pairs of this shape. */
+size_t moe_workspace_size(int max_pairs, int hidden, int inter, int num_experts);
+
+/* Enqueues the whole block. cudaErrorInvalidValue (nothing launched) for a bad act or
+ * dtype, non-positive sizes, top_k > num_experts, or max_pairs < top_k. */
+cudaError_t moe(const struct moe_params *p, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

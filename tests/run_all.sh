@@ -106,6 +106,9 @@ suite ctf "generate: known-good outputs" env FOLIO_ENGINE="$REL"/folio-engine te
 suite  tf "bad input (ASan/UBSan)" env FOLIO_ENGINE="$ASAN"/folio-engine tests/integration/test_bad_input.sh
 suite  tf "no allocation in the step loop" "$REL"/step_alloc_check "$FOLIO_TEST_MODELS/stories260K"
 suite  tf "step loop workload (ASan/UBSan)" "$ASAN"/step_alloc_check "$FOLIO_TEST_MODELS/stories260K"
+# The experts' buffers and the sliding layers' second pool (Qwen3-MoE, Gemma 3) in the step loop.
+suite  tf "no allocation in the step loop: MoE, split KV" tests/tools/with_preset.sh "qwen3-moe gemma3" "$REL"/step_alloc_check
+suite  tf "step loop workload: MoE, split KV (ASan/UBSan)" tests/tools/with_preset.sh "qwen3-moe gemma3" "$ASAN"/step_alloc_check
 
 n=${#names[@]}
 if [ "$n" -eq 0 ]; then echo "no suite matches"; exit 2; fi

@@ -40,10 +40,7 @@ void backend_matmul(struct backend *b, const float *x, int T, const struct backe
     b->iface->matmul(b, x, T, mm, n);
 }
 
-void backend_rope(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
-                  const float *inv_freq, int T, int nh, int nkv, int head_dim) {
-    b->iface->rope(b, q, q_stride, k, k_stride, positions, inv_freq, T, nh, nkv, head_dim);
-}
+void backend_rope(struct backend *b, const struct backend_rope_args *a) { b->iface->rope(b, a); }
 
 void backend_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
                                const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
@@ -53,9 +50,16 @@ void backend_reshape_and_cache(struct backend *b, const float *k, const float *v
 
 void backend_attention(struct backend *b, const struct backend_attention_args *p) { b->iface->attention(b, p); }
 
-void backend_silu_mul(struct backend *b, const float *gate, const float *up, float *out, int T, int n) {
-    b->iface->silu_mul(b, gate, up, out, T, n);
+void backend_glu(struct backend *b, enum backend_act act, const float *gate, const float *up, float *out, int T,
+                 int n) {
+    b->iface->glu(b, act, gate, up, out, T, n);
 }
+
+void backend_scale(struct backend *b, float *x, size_t n, float s) { b->iface->scale(b, x, n, s); }
+
+void backend_softcap(struct backend *b, float *x, size_t n, float cap) { b->iface->softcap(b, x, n, cap); }
+
+void backend_moe(struct backend *b, const struct backend_moe_args *a) { b->iface->moe(b, a); }
 
 void backend_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
                          const int32_t *pairs, int n) {

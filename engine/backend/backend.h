@@ -47,7 +47,8 @@ struct backend_attention_args {
     int num_tokens, num_heads, num_kv_heads, head_dim;
     int block_size, max_blocks_per_seq;
     int sliding_window;          /* 0 = unlimited */
-    float scale;                 /* 1/sqrt(head_dim) */
+    float scale;                 /* on q.k: 1/sqrt(head_dim), or Gemma's query_pre_attn_scalar^-1/2 */
+    float softcap;               /* > 0: scores become softcap * tanh(score / softcap) (Gemma 2) */
     int max_context;             /* host-known bound on positions[t] + 1 (sizes split-K); 0 = none */
 };
 
@@ -57,6 +58,43 @@ struct backend_reserve_args {
     int max_tokens;                       /* rows of any matmul input */
     int64_t max_cols;                     /* widest matmul input (K) */
     int num_heads, num_kv_heads, head_dim; /* attention's shape */
+    /* Mixture of experts (0 when the model has none): the (token, expert) pairs of a batch
+     * (max_tokens * top_k), and the experts' shape, for backend_moe's own buffers. */
+    int moe_pairs, moe_hidden, moe_inter, moe_experts;
+};
+
+/* RoPE over q and k in place. Each head's first rot_dim dimensions rotate (rotate-half
+ * pairs (i, i + rot_dim/2)); the rest pass through (Phi-3's partial_rotary_factor). */
+struct backend_rope_args {
+    float *q;                  /* [T, q_stride] holding nh heads of head_dim */
+    float *k;                  /* [T, k_stride] holding nkv heads of head_dim */
+    int q_stride, k_stride;
+    const int32_t *positions;  /* [T] */
+    const float *inv_freq;     /* [rot_dim / 2], or [2, rot_dim / 2] when long_sel is set */
+    const int32_t *long_sel;   /* [T] 0/1: the inv_freq row of each token (LongRoPE), or NULL */
+    int T, nh, nkv, head_dim, rot_dim;
+    float mscale;              /* scales the rotated dimensions (LongRoPE's attention factor); 1 = none */
+};
+
+/* Activations of a gated MLP: act(gate) * up. */
+enum backend_act { BACKEND_ACT_SILU, BACKEND_ACT_GELU_TANH };
+
+/* A sparse MoE block (Mixtral, Qwen3-MoE): each token's router logits go through a softmax,
+ * its top_k experts are kept (their weights renormalized to sum 1 when norm_topk_prob), and
+ * out[t] = sum_j w[t, j] * down_e(act(gate_e x[t]) * up_e x[t]) over its experts e. The
+ * experts' matrices are stacked: expert e's gate is rows [e * inter, (e + 1) * inter) of
+ * gate. The tokens routed to one expert are computed together, so a batch reads each
+ * active expert's weights once and never an idle expert's. */
+struct backend_moe_args {
+    const float *x;                     /* [T, hidden] */
+    const float *router_logits;         /* [T, num_experts] */
+    const struct backend_weight *gate;  /* [num_experts * inter, hidden] */
+    const struct backend_weight *up;    /* [num_experts * inter, hidden] */
+    const struct backend_weight *down;  /* [num_experts * hidden, inter] */
+    float *out;                         /* [T, hidden] */
+    int T, hidden, inter, num_experts, top_k;
+    int norm_topk_prob;
+    enum backend_act act;
 };
 
 /* Device memory as the backend sees it. */
@@ -86,18 +124,22 @@ void backend_add_rms_norm(struct backend *b, float *residual, const float *delta
                           int dim, float eps);
 /* n products of one input x: [T, K], all computed in one parallel launch. */
 void backend_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n);
-/* Rotate-half RoPE in place. q: [T, q_stride] holding nh heads, k: [T, k_stride] holding
- * nkv heads; positions: [T]; inv_freq: [head_dim / 2] */
-void backend_rope(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
-                  const float *inv_freq, int T, int nh, int nkv, int head_dim);
+void backend_rope(struct backend *b, const struct backend_rope_args *a);
 /* Writes token t's K/V to slot_mapping[t] (-1 = skip). k, v: [T, stride] holding
  * [nkv, head_dim]; caches: [num_blocks, nkv, block_size, head_dim] */
 void backend_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
                                const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
                                int head_dim, int block_size);
 void backend_attention(struct backend *b, const struct backend_attention_args *p);
-/* out[t, i] = silu(gate[t, i]) * up[t, i]. All [T, n]. */
-void backend_silu_mul(struct backend *b, const float *gate, const float *up, float *out, int T, int n);
+/* out[t, i] = act(gate[t, i]) * up[t, i]. All [T, n]; out may alias gate. GELU is the tanh
+ * approximation (gelu_pytorch_tanh, Gemma's GeGLU). */
+void backend_glu(struct backend *b, enum backend_act act, const float *gate, const float *up, float *out, int T,
+                 int n);
+/* x[i] *= s. x: [n] */
+void backend_scale(struct backend *b, float *x, size_t n, float s);
+/* x[i] = cap * tanh(x[i] / cap). x: [n] (Gemma 2's final-logit soft-capping) */
+void backend_softcap(struct backend *b, float *x, size_t n, float cap);
+void backend_moe(struct backend *b, const struct backend_moe_args *a);
 /* Copy-on-write of KV blocks: for each (src, dst) pair, block dst of every cache becomes a
  * copy of block src. The num_caches caches lie back to back in pool, cache_elems floats
  * apart, each [num_blocks, block_elems]. pairs: [n, 2] */

@@ -23,19 +23,22 @@ struct backend_i {
     void (*add_rms_norm)(struct backend *b, float *residual, const float *delta, const float *w, float *out,
                          int rows, int dim, float eps);
     void (*matmul)(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n);
-    void (*rope)(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
-                 const float *inv_freq, int T, int nh, int nkv, int head_dim);
+    void (*rope)(struct backend *b, const struct backend_rope_args *a);
     void (*reshape_and_cache)(struct backend *b, const float *k, const float *v, int stride,
                               const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
                               int head_dim, int block_size);
     void (*attention)(struct backend *b, const struct backend_attention_args *p);
-    void (*silu_mul)(struct backend *b, const float *gate, const float *up, float *out, int T, int n);
+    void (*glu)(struct backend *b, enum backend_act act, const float *gate, const float *up, float *out, int T,
+                int n);
+    void (*scale)(struct backend *b, float *x, size_t n, float s);
+    void (*softcap)(struct backend *b, float *x, size_t n, float cap);
+    void (*moe)(struct backend *b, const struct backend_moe_args *a);
     void (*copy_blocks)(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
                         const int32_t *pairs, int n);
     void (*gather_rows)(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out);
     int (*sync)(struct backend *b);
 
-    /* Optional: NULL where the backend has none (the CPU has none of them). */
+    /* Optional: NULL where the backend has none (the CPU has only reserve). */
     int (*reserve)(struct backend *b, const struct backend_reserve_args *r);
     int (*mem_info)(struct backend *b, struct backend_mem *out);
     int (*argmax)(struct backend *b, const float *logits, int n, int vocab, int32_t *ids);

@@ -22,6 +22,7 @@ struct batch_params {
     int max_seqs;           /* sequences of one batch */
     int max_logits;         /* logits rows of one batch */
     int max_blocks_per_seq; /* block-table entries of one sequence (model_max_blocks_per_seq) */
+    int split;              /* sequences come with a kv_local table too */
     int block_size;         /* KV block size in tokens */
 };
 
@@ -40,12 +41,14 @@ void batch_free(struct batch *b);
 void batch_clear(struct batch *b);
 
 /* Adds tokens[start, start + n) of one sequence as the batch's next row: their positions are
- * start.., their KV goes to the slots kv has reserved for them (kv_cache_reserve), and the
+ * start.., their KV goes to the slots kv (and kv_local, the sliding layers' table of a split
+ * cache, or NULL) has reserved for them (kv_cache_reserve), and the
  * rows of their logits follow those already added. kv is read again by batch_finish, so it
- * must stay as it is until then. FOLIO_EINVAL (the batch unchanged) when n < 1 or the batch
- * would pass one of its limits. */
-int batch_add(struct batch *b, const struct kv_seq *kv, const int32_t *tokens, int start, int n,
-              enum batch_logits logits);
+ * must stay as it is until then. prompt_len is the sequence's prompt length (LongRoPE keys
+ * on it; see model_batch). FOLIO_EINVAL (the batch unchanged) when n < 1 or the batch would
+ * pass one of its limits. */
+int batch_add(struct batch *b, const struct kv_seq *kv, const struct kv_seq *kv_local, const int32_t *tokens,
+              int start, int n, int prompt_len, enum batch_logits logits);
 
 /* The batch for model_forward, pointing into b (valid until batch_clear): the block tables
  * are copied in, packed as wide as the longest table, since at 128k positions a full-width

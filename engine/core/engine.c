@@ -55,14 +55,22 @@ static const char *engine_backend_name(const struct engine *e) {
 }
 
 void engine_describe(const struct engine *e, char *buf, size_t cap) {
-    char graphs[64] = "";
+    char graphs[64] = "", experts[64] = "", local[96] = "";
     int largest = 0;
     if (model_num_graphs(e->m, &largest) > 0) snprintf(graphs, sizeof graphs, ", CUDA graphs up to batch %d", largest);
+    if (e->cfg->num_experts)
+        snprintf(experts, sizeof experts, ", %d of %d experts a token", e->cfg->num_experts_per_tok,
+                 e->cfg->num_experts);
+    if (e->kv_local)
+        snprintf(local, sizeof local, " (+ %d for the sliding layers' %d-token windows)", e->num_local_blocks,
+                 e->cfg->sliding_window);
+    /* The MiB are what one decode token reads: a MoE's active experts, not all of them. */
     snprintf(buf, cap,
-             "(%s, %d layers, %s weights, %.1f MiB), %s backend %s, %d KV blocks of %d tokens, max_model_len %d%s%s%s%s",
-             e->cfg->arch_name, e->cfg->num_layers, folio_dtype_name(model_dtype(e->m)),
+             "(%s, %d layers%s, %s weights, %.1f MiB a token), %s backend %s, %d KV blocks of %d tokens%s, "
+             "max_model_len %d%s%s%s%s",
+             e->cfg->arch_name, e->cfg->num_layers, experts, folio_dtype_name(model_dtype(e->m)),
              (double)model_weight_bytes(e->m) / (1 << 20), e->on_gpu ? "cuda" : "cpu", engine_backend_name(e),
-             e->num_blocks, e->bs,
+             e->num_blocks, e->bs, local,
              e->max_model_len, e->p.enable_prefix_caching ? ", prefix caching" : "", graphs,
              e->notice[0] ? "; " : "",
              e->notice);
@@ -81,21 +89,40 @@ void engine_memory(const struct engine *e, struct engine_memory *out) {
  * sequences can use. It must hold one full-length sequence: when the length was not given,
  * it is lowered to what fits (vLLM would refuse to start); when it was, the error says the
  * largest length that would fit. */
+/* A split cache (config_kv_split): block_bytes becomes a block of the full layers, and
+ * local_bytes a block of the sliding ones, whose pool can use at most *local_max blocks. */
+static void split_blocks(struct engine *e, const struct model_config *c, int len, size_t *block_bytes,
+                         size_t *local_bytes, int *local_max) {
+    const int bs = e->p.block_size;
+    *block_bytes = config_kv_block_bytes(c, bs);
+    *local_bytes = 0;
+    *local_max = 0;
+    if (!config_kv_split(c)) return;
+    *block_bytes = config_kv_block_bytes_layers(c, bs, 0);
+    *local_bytes = config_kv_block_bytes_layers(c, bs, 1);
+    *local_max = config_kv_local_blocks(c, bs, e->p.max_num_seqs, e->p.max_num_batched_tokens, len);
+}
+
 static int size_kv(struct engine *e, const struct model_config *c, int *max_len, int *num_blocks) {
-    const size_t block_bytes = config_kv_block_bytes(c, e->p.block_size);
     const double gib = 1024.0 * 1024.0 * 1024.0;
     const int bs = e->p.block_size;
     int len = e->p.max_model_len > 0 ? e->p.max_model_len : c->max_position_embeddings;
     if (len > c->max_position_embeddings)
         return folio_err(FOLIO_EINVAL, "--max-model-len %d exceeds the model's max_position_embeddings %d", len,
                          c->max_position_embeddings);
+    size_t block_bytes, local_bytes;
+    int local_max;
+    split_blocks(e, c, len, &block_bytes, &local_bytes, &local_max);
     long long nb;
+    e->num_local_blocks = local_max; /* with --num-blocks, as many as it can use */
     if (e->p.num_blocks > 0) {
         nb = e->p.num_blocks;
     } else {
         if (!(e->p.kv_cache_space > 0))
             return folio_err(FOLIO_EINVAL, "--kv-cache-space must be a positive number of GiB");
         nb = (long long)(e->p.kv_cache_space * gib / (double)block_bytes);
+        if (local_bytes)
+            mem_plan_split(e->p.kv_cache_space * gib, block_bytes, local_bytes, local_max, &nb, &e->num_local_blocks);
     }
     if (nb * bs < len && e->p.max_model_len <= 0 && nb > 0) {
         len = (int)(nb * bs);
@@ -147,10 +174,15 @@ static int plan_gpu(struct engine *e, const struct model_config *c, struct model
     int rc = backend_mem_info(e->b, &bm);
     if (rc) return rc;
     const enum folio_dtype dt = mp->dtype_auto ? c->torch_dtype : mp->dtype;
+    size_t block_bytes, local_bytes;
+    int local_max;
+    split_blocks(e, c, len, &block_bytes, &local_bytes, &local_max);
+    e->num_local_blocks = local_max;
     *plan = (struct mem_plan){
         .total = bm.total, .free = bm.free, .utilization = e->p.gpu_memory_utilization,
         .weight_bytes = config_weight_bytes(c, dt), .dtype = folio_dtype_name(dt),
-        .block_bytes = config_kv_block_bytes(c, e->p.block_size), .block_size = e->p.block_size,
+        .block_bytes = block_bytes, .local_block_bytes = local_bytes, .local_blocks_max = local_max,
+        .block_size = e->p.block_size,
         .max_model_len = len, .len_given = e->p.max_model_len > 0, .max_num_seqs = e->p.max_num_seqs};
     mp->max_model_len = len;
     return mem_plan_check(plan);
@@ -180,6 +212,7 @@ static int size_kv_gpu(struct engine *e, struct mem_plan *plan) {
     }
     if ((rc = mem_plan_kv(plan))) return rc;
     e->num_blocks = plan->num_blocks;
+    if (plan->local_block_bytes) e->num_local_blocks = plan->num_local_blocks;
     model_set_max_model_len(e->m, plan->out_max_model_len);
     snprintf(e->notice, sizeof e->notice, "%s", plan->notice);
     return 0;
@@ -240,7 +273,12 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     for (int i = 0; i < e->cfg->num_eos_token_ids; i++) e->eos[e->num_eos++] = e->cfg->eos_token_ids[i];
     if (e->num_eos == 0 && tokenizer_eos_id(e->tok) >= 0) e->eos[e->num_eos++] = tokenizer_eos_id(e->tok);
 
-    if ((rc = model_alloc_kv(e->m, e->num_blocks))) goto fail;
+    if (e->num_local_blocks) {
+        rc = model_alloc_kv_split(e->m, e->num_blocks, e->num_local_blocks);
+    } else {
+        rc = model_alloc_kv(e->m, e->num_blocks);
+    }
+    if (rc) goto fail;
     if (e->on_gpu && !e->p.enforce_eager) {
         /* Graphs are a speed-up, never a requirement: a failed recording leaves the engine eager. */
         const int g = model_capture_graphs(e->m, e->max_seqs);
@@ -248,7 +286,10 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     }
     e->mem.device = e->on_gpu ? "cuda" : "cpu";
     e->mem.weights = config_weight_bytes(e->cfg, model_dtype(e->m));
-    e->mem.kv_cache = (size_t)e->num_blocks * model_kv_block_bytes(e->m);
+    e->mem.kv_cache = e->num_local_blocks
+                          ? (size_t)e->num_blocks * config_kv_block_bytes_layers(e->cfg, e->bs, 0) +
+                                (size_t)e->num_local_blocks * config_kv_block_bytes_layers(e->cfg, e->bs, 1)
+                          : (size_t)e->num_blocks * model_kv_block_bytes(e->m);
     e->mem.activations = model_activation_bytes(e->m);
     if (e->on_gpu) {
         const size_t known = e->mem.weights + e->mem.activations;
@@ -257,7 +298,19 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
         e->mem.utilization = plan.utilization;
     }
     e->kv = kv_cache_create(&(struct kv_cache_params){e->num_blocks, e->bs, e->p.enable_prefix_caching});
-    e->sched = e->kv ? scheduler_create(&(struct scheduler_params){e->max_seqs, e->max_tokens_step}, e->kv) : NULL;
+    if (e->num_local_blocks &&
+        !(e->kv_local = kv_cache_create(&(struct kv_cache_params){e->num_local_blocks, e->bs, e->p.enable_prefix_caching}))) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory");
+        goto fail;
+    }
+    /* Layers that all slide keep only their window's blocks; a split keeps the sliding ones'
+     * in kv_local. */
+    int all_sliding = e->cfg->sliding_window > 0;
+    for (int l = 0; l < e->cfg->num_layers; l++) all_sliding &= (e->cfg->layer_flags[l] & LAYER_SLIDING) != 0;
+    const struct scheduler_params sp = {.max_num_seqs = e->max_seqs, .max_num_batched_tokens = e->max_tokens_step,
+                                        .window = all_sliding ? e->cfg->sliding_window : 0,
+                                        .kv_local = e->kv_local, .local_window = e->cfg->sliding_window};
+    e->sched = e->kv ? scheduler_create(&sp, e->kv) : NULL;
     e->tp = e->on_gpu ? (e->own_tp = threadpool_create(e->p.threads)) : backend_cpu_threadpool(e->b);
     if (!e->tp) {
         rc = folio_err(FOLIO_ENOMEM, "cannot start the sampling threads");
@@ -273,7 +326,7 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     const size_t S = (size_t)e->max_seqs;
     e->batch = batch_create(&(struct batch_params){.max_tokens = e->max_tokens_step, .max_seqs = e->max_seqs,
                                                     .max_logits = e->max_seqs, .max_blocks_per_seq = e->mbps,
-                                                    .block_size = e->bs});
+                                                    .block_size = e->bs, .split = e->kv_local != NULL});
     e->logit_sample = malloc(S * sizeof *e->logit_sample);
     e->sampled = malloc(S * sizeof *e->sampled);
     e->sampled_lp = malloc(S * sizeof *e->sampled_lp);
@@ -484,6 +537,8 @@ static void publish_stats(struct engine *e) {
         e->win_t0 = now;
         e->win_gen0 = e->gen_tokens;
     }
+    struct kv_cache_stats ls = {0};
+    if (e->kv_local) kv_cache_get_stats(e->kv_local, &ls);
     pthread_mutex_lock(&e->stats_mu);
     e->last_step_t = now;
     e->stats = (struct engine_stats){
@@ -497,6 +552,8 @@ static void publish_stats(struct engine *e) {
         .kv_cached = ks.cached,
         .kv_free = ks.free,
         .kv_touched = ks.touched,
+        .kv_local_blocks = ls.num_blocks,
+        .kv_local_used = ls.used,
         .block_size = e->bs,
         .kv_usage = (double)ks.used / ks.num_blocks,
         .kv_allocated_slots = ks.allocated_slots,
@@ -549,11 +606,14 @@ int engine_step(struct engine *e) {
         /* A sequence whose prompt is all computed by this step samples from its last token. */
         const int last = end == q->num_tokens;
         if (start < q->num_prompt) e->prompt_tokens += (end < q->num_prompt ? end : q->num_prompt) - start;
-        rc = batch_add(e->batch, &q->kv, q->tokens, start, end - start, last ? BATCH_LOGITS_LAST : BATCH_LOGITS_NONE);
+        rc = batch_add(e->batch, &q->kv, e->kv_local ? &q->kv_local : NULL, q->tokens, start, end - start,
+                       q->num_prompt, last ? BATCH_LOGITS_LAST : BATCH_LOGITS_NONE);
         if (last) e->logit_sample[L++] = (struct sample *)q; /* seq is the sample's first member */
     }
     struct model_batch batch;
     batch_finish(e->batch, o->copies, o->num_copies, &batch);
+    batch.num_copies_local = o->num_copies_local;
+    batch.block_copies_local = o->copies_local;
     /* When every row is plain greedy, the device takes the argmax and only ids come back. */
     int device_argmax = L > 0 && model_has_device_argmax(e->m);
     for (int i = 0; i < L && device_argmax; i++) {
@@ -641,6 +701,7 @@ void engine_free(struct engine *e) {
     }
     scheduler_free(e->sched);
     kv_cache_free(e->kv);
+    kv_cache_free(e->kv_local);
     for (int i = 0; e->samplers && i < e->num_samplers; i++) sampler_free(e->samplers[i]);
     free(e->samplers);
     free(e->sampled);

@@ -141,6 +141,7 @@ struct engine_stats {
     int num_requests;           /* requests not finished */
     int kv_blocks, kv_used, kv_cached, kv_free, block_size;
     int kv_touched;             /* blocks ever written (kv_cache_stats.touched) */
+    int kv_local_blocks, kv_local_used; /* the sliding layers' pool of a split cache (0, 0 without) */
     double kv_usage;            /* used / total */
     long long kv_allocated_slots, kv_stored_tokens; /* now */
     double waste;               /* now: 1 - stored / allocated slots */

@@ -37,6 +37,7 @@ struct sample {
     int index;
     int32_t *tokens;      /* [num_prompt + max_tokens] prompt, then outputs */
     int32_t *blocks;      /* [max_blocks_per_seq] */
+    int32_t *blocks_local; /* [max_blocks_per_seq] in the sliding layers' cache, or NULL */
     struct detok *dt;
     struct stop *stop;    /* NULL without stop strings; reads req->stop_set */
     int num_output;
@@ -96,6 +97,8 @@ struct engine {
     struct model *m;
     struct tokenizer *tok;
     struct kv_cache *kv;
+    struct kv_cache *kv_local;   /* the sliding layers' cache (config_kv_split), or NULL */
+    int num_local_blocks;
     struct sched *sched;
     struct threadpool *tp;       /* the CPU backend's (borrowed), else own_tp */
     struct threadpool *own_tp;   /* sampling threads when the model runs on a GPU */

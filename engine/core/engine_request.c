@@ -21,6 +21,7 @@ static void req_free(struct engine_req *r) {
             struct sample *s = &r->samples[i];
             free(s->tokens);
             free(s->blocks);
+            free(s->blocks_local);
             detok_free(s->dt);
             stop_free(s->stop);
             free(s->p_ids);
@@ -121,6 +122,7 @@ static int alloc_sample(struct engine *e, struct engine_req *r, int i) {
     s->stop_idx = -1;
     s->tokens = malloc(sizeof(int32_t) * (size_t)(r->num_prompt + r->max_tokens));
     s->blocks = malloc(sizeof(int32_t) * (size_t)e->mbps);
+    if (e->kv_local && !(s->blocks_local = malloc(sizeof(int32_t) * (size_t)e->mbps))) return FOLIO_ENOMEM;
     s->dt = detok_create(e->tok, r->prompt, r->num_prompt, r->sp.skip_special_tokens);
     s->p_ids = malloc(sizeof(int32_t) * STREAM_TOKENS);
     s->p_text = malloc(r->text_cap);
@@ -136,6 +138,7 @@ static int alloc_sample(struct engine *e, struct engine_req *r, int i) {
     q->priority = r->priority;
     q->seats = i == 0 ? r->n : 1;
     kv_seq_init(&q->kv, s->blocks, e->mbps);
+    if (e->kv_local) kv_seq_init(&q->kv_local, s->blocks_local, e->mbps);
     return 0;
 }
 

@@ -204,6 +204,47 @@ int kv_cache_match_prefix(struct kv_cache *kv, struct kv_seq *s, const int32_t *
     return s->num_computed;
 }
 
+int kv_cache_match_prefix_window(struct kv_cache *kv, struct kv_seq *s, const int32_t *tokens, int n, int window) {
+    if (window <= 0) return kv_cache_match_prefix(kv, s, tokens, n);
+    if (!kv->prefix_caching || s->num_blocks != 0 || n < 1) return 0;
+    const int bs = kv->block_size;
+    const int max_nb = (n - 1) / bs < s->cap ? (n - 1) / bs : s->cap;
+    /* The chain hashes depend on the tokens only, so a block can be looked up even when the
+     * blocks before it are gone. best: the most blocks whose last window's blocks are all
+     * present (run_start: the first block of the present run ending at i). */
+    uint64_t h = 0, best_h = 0;
+    int best = 0, run_start = 0;
+    for (int i = 0; i < max_nb; i++) {
+        const int32_t *t = tokens + (size_t)i * bs;
+        const uint64_t hh = chain_hash(h, t, bs);
+        const int32_t b = table_find(kv, hh, h, t);
+        s->blocks[i] = b;
+        h = hh;
+        if (b < 0) {
+            run_start = i + 1;
+            continue;
+        }
+        const int m = (i + 1) * bs, first = (m - window + 1 > 0 ? m - window + 1 : 0) / bs;
+        if (run_start <= first) {
+            best = i + 1;
+            best_h = hh;
+        }
+    }
+    const int first = (best * bs - window + 1 > 0 ? best * bs - window + 1 : 0) / bs;
+    for (int i = 0; i < best; i++) {
+        if (i < first) {
+            s->blocks[i] = 0;
+        } else {
+            ref_block(kv, s->blocks[i]);
+        }
+    }
+    s->num_blocks = s->num_hashed = best;
+    s->num_dropped = best ? first : 0;
+    s->last_hash = best_h;
+    s->num_computed = best * bs;
+    return s->num_computed;
+}
+
 void kv_cache_count_prefix(struct kv_cache *kv, int queried, int hit) {
     kv->queries += queried;
     kv->hits += hit;
@@ -264,7 +305,7 @@ void kv_cache_commit(struct kv_cache *kv, struct kv_seq *s, const int32_t *token
         uint64_t h = chain_hash(s->last_hash, t, bs);
         /* A block computed twice (two requests prefilled the same prefix at once) stays
          * unhashed: one cached copy is enough, and the other returns to the free stack. */
-        if (!kv->hashed[b] && table_find(kv, h, s->last_hash, t) < 0) {
+        if (s->num_hashed >= s->num_dropped && !kv->hashed[b] && table_find(kv, h, s->last_hash, t) < 0) {
             kv->hashed[b] = 1;
             kv->hash[b] = h;
             kv->parent[b] = s->last_hash;
@@ -278,10 +319,11 @@ void kv_cache_commit(struct kv_cache *kv, struct kv_seq *s, const int32_t *token
 
 void kv_cache_fork(struct kv_cache *kv, const struct kv_seq *src, struct kv_seq *dst) {
     for (int i = 0; i < src->num_blocks; i++) {
-        ref_block(kv, src->blocks[i]);
+        if (i >= src->num_dropped) ref_block(kv, src->blocks[i]);
         dst->blocks[i] = src->blocks[i];
     }
     dst->num_blocks = src->num_blocks;
+    dst->num_dropped = src->num_dropped;
     dst->num_computed = src->num_computed;
     dst->num_hashed = src->num_hashed;
     dst->last_hash = src->last_hash;
@@ -290,9 +332,18 @@ void kv_cache_fork(struct kv_cache *kv, const struct kv_seq *src, struct kv_seq 
 void kv_cache_release(struct kv_cache *kv, struct kv_seq *s) {
     /* Last block first, so that a sequence's tail is evicted before its (more shareable)
      * beginning. */
-    for (int i = s->num_blocks - 1; i >= 0; i--) unref_block(kv, s->blocks[i]);
-    s->num_blocks = s->num_computed = s->num_hashed = 0;
+    for (int i = s->num_blocks - 1; i >= s->num_dropped; i--) unref_block(kv, s->blocks[i]);
+    s->num_blocks = s->num_computed = s->num_hashed = s->num_dropped = 0;
     s->last_hash = 0;
+}
+
+void kv_cache_drop_before(struct kv_cache *kv, struct kv_seq *s, int pos) {
+    int n = pos > 0 ? pos / kv->block_size : 0;
+    if (n > s->num_blocks) n = s->num_blocks;
+    for (; s->num_dropped < n; s->num_dropped++) {
+        unref_block(kv, s->blocks[s->num_dropped]);
+        s->blocks[s->num_dropped] = 0;
+    }
 }
 
 void kv_cache_get_stats(const struct kv_cache *kv, struct kv_cache_stats *out) {

@@ -38,6 +38,8 @@ struct kv_seq {
     int num_computed;    /* leading token slots whose K/V are written */
     int num_hashed;      /* leading blocks entered in (or matched from) the prefix cache */
     uint64_t last_hash;  /* hash of block num_hashed - 1 */
+    int num_dropped;     /* leading blocks given back because a sliding window passed them
+                          * (kv_cache_drop_before); their entries hold block 0, never read */
 };
 
 struct kv_cache_stats {
@@ -71,6 +73,10 @@ void kv_cache_get_stats(const struct kv_cache *kv, struct kv_cache_stats *out);
  * computed, since its logits are needed) and returns how many tokens they cover, a multiple
  * of block_size; s->num_computed is set to it. Returns 0 when prefix caching is off. */
 int kv_cache_match_prefix(struct kv_cache *kv, struct kv_seq *s, const int32_t *tokens, int n);
+/* The same for a sequence whose layers slide over window tokens (window <= 0: the plain
+ * match): a prefix is usable when the blocks of its last window tokens are cached, whatever
+ * became of those before, so the match holds only those (the rest count as dropped). */
+int kv_cache_match_prefix_window(struct kv_cache *kv, struct kv_seq *s, const int32_t *tokens, int n, int window);
 /* Adds to the hit-rate counters (the scheduler counts a lookup once the sequence is
  * admitted, so a retried admission is not counted twice). */
 void kv_cache_count_prefix(struct kv_cache *kv, int queried, int hit);
@@ -95,6 +101,12 @@ void kv_cache_fork(struct kv_cache *kv, const struct kv_seq *src, struct kv_seq 
 /* Drops s's references; blocks nobody holds return to the pool (cached ones stay cached).
  * s becomes empty (num_computed 0). */
 void kv_cache_release(struct kv_cache *kv, struct kv_seq *s);
+
+/* For the layers of a sliding window: gives back s's blocks that lie wholly before token
+ * position pos, which no later query of s reads (call after kv_cache_commit, with pos =
+ * num_computed - window + 1). A block that is also a cached prefix stays cached, so a later
+ * request can still match the chain. */
+void kv_cache_drop_before(struct kv_cache *kv, struct kv_seq *s, int pos);
 
 /* Physical slot of token position pos of s (which must be reserved). */
 static inline int32_t kv_seq_slot(const struct kv_seq *s, int pos, int block_size) {

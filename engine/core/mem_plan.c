@@ -42,11 +42,23 @@ int mem_plan_check(const struct mem_plan *p) {
     return 0;
 }
 
+void mem_plan_split(double bytes, size_t block_bytes, size_t local_block_bytes, int local_max, long long *num_blocks,
+                    int *num_local_blocks) {
+    double nl = bytes > 0 ? floor(bytes / (double)(block_bytes + local_block_bytes)) : 0;
+    if (nl > local_max) nl = local_max;
+    const double rest = bytes - nl * (double)local_block_bytes;
+    *num_local_blocks = (int)nl;
+    *num_blocks = rest > 0 ? (long long)(rest / (double)block_bytes) : 0;
+}
+
 int mem_plan_kv(struct mem_plan *p) {
     const double budget = p->utilization * (double)p->total;
     const long long bs = p->block_size;
     const double left = budget - (double)p->non_kv_bytes;
     long long nb = left > 0 ? (long long)(left / (double)p->block_bytes) : 0;
+    p->num_local_blocks = 0;
+    if (p->local_block_bytes) mem_plan_split(left, p->block_bytes, p->local_block_bytes, p->local_blocks_max, &nb,
+                                             &p->num_local_blocks);
     int len = p->max_model_len;
     const long long need = (len + bs - 1) / bs;
     p->notice[0] = '\0';

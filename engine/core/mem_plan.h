@@ -20,13 +20,16 @@ struct mem_plan {
     size_t weight_bytes;      /* the weights in the serving dtype */
     const char *dtype;        /* its name, for messages */
     size_t non_kv_bytes;      /* after profiling: all the engine allocated (weights included) */
-    size_t block_bytes;       /* one KV block across all layers */
+    size_t block_bytes;       /* one KV block across all layers (the full-attention ones, when split) */
+    size_t local_block_bytes; /* split cache (Gemma 2/3): a block of the sliding layers; 0 otherwise */
+    int local_blocks_max;     /* the most blocks their pool can use (config_kv_local_blocks) */
     int block_size;           /* tokens per block */
     int max_model_len;        /* requested, or the model's maximum */
     int len_given;            /* 1 when the user set --max-model-len */
     int max_num_seqs;
     /* out (mem_plan_kv) */
     int num_blocks;
+    int num_local_blocks;     /* split cache: the sliding layers' pool */
     int out_max_model_len;
     char notice[256];         /* when max_model_len was lowered to fit */
 };
@@ -37,5 +40,12 @@ int mem_plan_check(const struct mem_plan *p);
 /* After the profiling pass: the KV pool's size and the served max_model_len. Like the CPU
  * pool, it never exceeds what max_num_seqs full-length sequences can use. */
 int mem_plan_kv(struct mem_plan *p);
+
+/* How a split cache divides `bytes` between its pools: the sliding layers' takes the share
+ * an unsplit cache would give those layers (block bytes in proportion), but never more than
+ * it can use (local_max); the full layers' pool takes the rest. So a split cache holds at
+ * least the tokens an unsplit one would, and past the window only the full layers grow. */
+void mem_plan_split(double bytes, size_t block_bytes, size_t local_block_bytes, int local_max, long long *num_blocks,
+                    int *num_local_blocks);
 
 #endif

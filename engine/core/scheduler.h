@@ -25,6 +25,7 @@ enum scheduler_state { SCHED_NEW, SCHED_WAITING, SCHED_RUNNING, SCHED_DONE };
 
 struct scheduler_seq {
     struct kv_seq kv;
+    struct kv_seq kv_local; /* in the sliding layers' cache, when there is one (see scheduler_params) */
     const int32_t *tokens;  /* [num_tokens] prompt then outputs (caller storage) */
     int num_tokens;
     int num_prompt;
@@ -39,9 +40,15 @@ struct scheduler_seq {
     struct scheduler_seq *prev, *next; /* in the waiting or running list */
 };
 
+/* A model whose layers all slide over a window (Mistral) keeps only the window's blocks in
+ * its one cache; one that mixes sliding and full layers (Gemma 2/3) keeps its sliding layers
+ * in a second cache, kv_local, where each sequence holds only the window's blocks. */
 struct scheduler_params {
     int max_num_seqs;
     int max_num_batched_tokens;
+    int window;                /* > 0: the layers of kv all slide over this many tokens */
+    struct kv_cache *kv_local; /* NULL, or the sliding layers' cache (must outlive the scheduler) */
+    int local_window;          /* kv_local's window */
 };
 
 /* One step's work: seqs[i] computes tokens [num_computed, num_computed + num_new[i]). */
@@ -52,6 +59,8 @@ struct scheduler_output {
     int *num_new;            /* [max_num_seqs] */
     int32_t *copies;         /* [max_num_seqs, 2] (src, dst) blocks to copy before the step */
     int num_copies;
+    int32_t *copies_local;   /* [max_num_seqs, 2] the same in kv_local */
+    int num_copies_local;
     int num_preempted;       /* sequences preempted by this step */
 };
 

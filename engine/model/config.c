@@ -64,8 +64,45 @@ static int get_eos_list(const cJSON *obj, struct model_config *cfg, const char *
     return 0;
 }
 
-static int parse_rope_scaling(const cJSON *root, struct model_config *cfg) {
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+/* LongRoPE (Phi-3): short and long per-frequency factors, switched where a sequence grows past
+ * original_max_position_embeddings, and an attention factor on the rotated dims. */
+static int parse_longrope(const cJSON *root, const cJSON *rs, struct model_config *cfg) {
+    int rc, half = cfg->rotary_dim / 2;
+    const char *keys[2] = {"short_factor", "long_factor"};
+    double *dst[2] = {cfg->longrope.short_factor, cfg->longrope.long_factor};
+    for (int f = 0; f < 2; f++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(rs, keys[f]);
+        if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != half)
+            return folio_err(FOLIO_EINVAL, "config.json: rope_scaling.%s must list %d numbers (rotary dim / 2)",
+                             keys[f], half);
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, a) {
+            if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble))
+                return folio_err(FOLIO_EINVAL, "config.json: rope_scaling.%s holds a non-positive factor", keys[f]);
+            dst[f][i++] = e->valuedouble;
+        }
+    }
+    /* Phi-3 keeps the pretrained length at the top level and lets max_position_embeddings be
+     * the extended one; their ratio sets the default attention factor (transformers'
+     * _compute_longrope_parameters). */
+    int orig = 0;
+    if ((rc = get_int(root, "original_max_position_embeddings", &orig, 1, 1 << 30)) ||
+        (!orig && (rc = get_int(rs, "original_max_position_embeddings", &orig, 1, 1 << 30))))
+        return rc;
+    if (!orig) orig = 4096; /* Phi3Config's default: the attribute always exists there */
+    const double factor = (double)cfg->max_position_embeddings / orig;
+    cfg->longrope.original_max_position_embeddings = orig;
+    double af = factor <= 1.0 ? 1.0 : sqrt(1.0 + log(factor) / log((double)orig));
+    if ((rc = get_num(rs, "attention_factor", &af))) return rc;
+    if (!(af > 0)) return folio_err(FOLIO_EINVAL, "config.json: rope_scaling.attention_factor must be > 0");
+    cfg->longrope.attention_factor = af;
+    cfg->rope_scaling.type = ROPE_SCALING_LONGROPE;
+    return 0;
+}
+
+/* rs: rope_scaling, or transformers v5's rope_parameters (the same keys plus rope_theta). */
+static int parse_rope_scaling(const cJSON *root, const cJSON *rs, struct model_config *cfg) {
     if (!rs || cJSON_IsNull(rs)) return 0;
     if (!cJSON_IsObject(rs)) return folio_err(FOLIO_EINVAL, "config.json: \"rope_scaling\" must be an object");
     /* Transformers renamed "type" to "rope_type"; checkpoints carry either. */
@@ -74,6 +111,13 @@ static int parse_rope_scaling(const cJSON *root, struct model_config *cfg) {
     if (!cJSON_IsString(t)) return folio_err(FOLIO_EINVAL, "config.json: rope_scaling has no \"rope_type\"");
     int rc;
     if (strcmp(t->valuestring, "default") == 0) return 0;
+    /* "su" is LongRoPE's first name, still in early Phi-3 configs. */
+    if (strcmp(t->valuestring, "longrope") == 0 || strcmp(t->valuestring, "su") == 0) {
+        if (cfg->arch != ARCH_PHI3)
+            return folio_err(FOLIO_EUNSUP, "config.json: rope_scaling type \"%s\" is supported for Phi3ForCausalLM only",
+                             t->valuestring);
+        return parse_longrope(root, rs, cfg);
+    }
     if ((rc = get_num(rs, "factor", &cfg->rope_scaling.factor))) return rc;
     if (!(cfg->rope_scaling.factor > 0)) return folio_err(FOLIO_EINVAL, "config.json: rope_scaling.factor must be > 0");
     if (strcmp(t->valuestring, "linear") == 0) {
@@ -94,13 +138,205 @@ static int parse_rope_scaling(const cJSON *root, struct model_config *cfg) {
             return folio_err(FOLIO_EINVAL, "config.json: llama3 rope_scaling needs high_freq_factor > low_freq_factor");
         return 0;
     }
-    return folio_err(FOLIO_EUNSUP, "config.json: rope_scaling type \"%s\" is not supported (linear, llama3)",
+    return folio_err(FOLIO_EUNSUP, "config.json: rope_scaling type \"%s\" is not supported (linear, llama3, longrope)",
                      t->valuestring);
+}
+
+struct arch_info {
+    const char *name;
+    enum model_arch arch;
+};
+
+static const struct arch_info archs[] = {
+    {"LlamaForCausalLM", ARCH_LLAMA},       {"MistralForCausalLM", ARCH_MISTRAL},
+    {"MixtralForCausalLM", ARCH_MIXTRAL},   {"Qwen2ForCausalLM", ARCH_QWEN2},
+    {"Qwen3ForCausalLM", ARCH_QWEN3},       {"Qwen3MoeForCausalLM", ARCH_QWEN3_MOE},
+    {"Gemma2ForCausalLM", ARCH_GEMMA2},     {"Gemma3ForCausalLM", ARCH_GEMMA3},
+    {"Gemma3ForConditionalGeneration", ARCH_GEMMA3}, {"Phi3ForCausalLM", ARCH_PHI3},
+};
+
+static int is_gemma(const struct model_config *c) { return c->arch == ARCH_GEMMA2 || c->arch == ARCH_GEMMA3; }
+
+/* The defaults of transformers' Gemma2Config / Gemma3TextConfig: a Gemma 3 config's
+ * text_config leaves out whatever equals them. */
+static void gemma_defaults(struct model_config *c) {
+    c->vocab_size = c->arch == ARCH_GEMMA2 ? 256000 : 262208;
+    c->hidden_size = 2304;
+    c->intermediate_size = 9216;
+    c->num_layers = 26;
+    c->num_heads = 8;
+    c->num_kv_heads = 4;
+    c->head_dim = 256;
+    c->max_position_embeddings = c->arch == ARCH_GEMMA2 ? 8192 : 131072;
+    c->rope_theta = c->arch == ARCH_GEMMA2 ? 10000.0 : 1000000.0;
+    c->tie_word_embeddings = 1;
+    c->sliding_window = 4096;
+}
+
+static int parse_act(const cJSON *root, struct model_config *c) {
+    /* Gemma reads hidden_activation only (its configs carry hidden_act too, for old code). */
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, is_gemma(c) ? "hidden_activation" : "hidden_act");
+    c->act = is_gemma(c) ? MODEL_ACT_GELU_TANH : MODEL_ACT_SILU;
+    if (!cJSON_IsString(act)) return 0;
+    const char *a = act->valuestring;
+    if (!strcmp(a, "silu") || !strcmp(a, "swish")) c->act = MODEL_ACT_SILU;
+    else if (!strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_tanh")) c->act = MODEL_ACT_GELU_TANH;
+    else return folio_err(FOLIO_EUNSUP, "config.json: hidden_act \"%s\" is not supported (silu, gelu_pytorch_tanh)", a);
+    return 0;
+}
+
+/* Which layers attend through a sliding window: layer_types when the config lists them,
+ * else each family's rule. */
+static int parse_windows(const cJSON *root, struct model_config *c) {
+    int rc, use = c->arch == ARCH_MISTRAL || c->arch == ARCH_MIXTRAL || c->arch == ARCH_PHI3 || is_gemma(c);
+    if ((rc = get_bool(root, "use_sliding_window", &use))) return rc;
+    /* MistralConfig's default window is 4096 (null turns it off); the others default to none. */
+    if (c->arch == ARCH_MISTRAL && !cJSON_GetObjectItemCaseSensitive(root, "sliding_window")) c->sliding_window = 4096;
+    if (use && (rc = get_int(root, "sliding_window", &c->sliding_window, 0, 1 << 30))) return rc;
+    if (!use || c->sliding_window <= 0) {
+        c->sliding_window = 0;
+        return 0;
+    }
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+    int max_window_layers = 0, pattern = 6;
+    if (c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3 || c->arch == ARCH_QWEN3_MOE) {
+        max_window_layers = 28; /* Qwen2Config / Qwen3Config default */
+        if ((rc = get_int(root, "max_window_layers", &max_window_layers, 0, 1 << 30))) return rc;
+    }
+    if (c->arch == ARCH_GEMMA3 && (rc = get_int(root, "sliding_window_pattern", &pattern, 1, 1 << 20))) return rc;
+    if (types && !cJSON_IsNull(types) &&
+        (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != c->num_layers))
+        return folio_err(FOLIO_EINVAL, "config.json: layer_types must list one type per layer (%d)", c->num_layers);
+    for (int l = 0; l < c->num_layers; l++) {
+        int sliding;
+        if (cJSON_IsArray(types)) {
+            const cJSON *t = cJSON_GetArrayItem(types, l);
+            if (!cJSON_IsString(t) ||
+                (strcmp(t->valuestring, "sliding_attention") && strcmp(t->valuestring, "full_attention")))
+                return folio_err(FOLIO_EUNSUP, "config.json: layer_types[%d] is not supported "
+                                               "(sliding_attention, full_attention)", l);
+            sliding = !strcmp(t->valuestring, "sliding_attention");
+        } else if (c->arch == ARCH_GEMMA2) {
+            sliding = l % 2 == 0;
+        } else if (c->arch == ARCH_GEMMA3) {
+            sliding = (l + 1) % pattern != 0;
+        } else if (c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3 || c->arch == ARCH_QWEN3_MOE) {
+            sliding = l >= max_window_layers;
+        } else {
+            sliding = 1;
+        }
+        if (sliding) c->layer_flags[l] |= LAYER_SLIDING;
+    }
+    return 0;
+}
+
+static int parse_experts(const cJSON *root, struct model_config *c) {
+    int rc, step = 1;
+    if (c->arch == ARCH_MIXTRAL) {
+        c->num_experts = 8;
+        c->num_experts_per_tok = 2;
+        c->norm_topk_prob = 1; /* Mixtral always renormalizes its top-k */
+        if ((rc = get_int(root, "num_local_experts", &c->num_experts, 1, 1024))) return rc;
+        c->moe_intermediate_size = c->intermediate_size;
+    } else {
+        c->num_experts = 128;
+        c->num_experts_per_tok = 8;
+        c->moe_intermediate_size = 768;
+        if ((rc = get_int(root, "num_experts", &c->num_experts, 0, 1024)) ||
+            (rc = get_int(root, "moe_intermediate_size", &c->moe_intermediate_size, 1, 1 << 24)) ||
+            (rc = get_bool(root, "norm_topk_prob", &c->norm_topk_prob)) ||
+            (rc = get_int(root, "decoder_sparse_step", &step, 1, 4096)))
+            return rc;
+    }
+    if ((rc = get_int(root, "num_experts_per_tok", &c->num_experts_per_tok, 1, 64))) return rc;
+    if (c->num_experts == 0) return 0; /* a Qwen3-MoE config with no experts is dense */
+    if (c->num_experts_per_tok > c->num_experts)
+        return folio_err(FOLIO_EINVAL, "config.json: num_experts_per_tok (%d) exceeds the %d experts",
+                         c->num_experts_per_tok, c->num_experts);
+    for (int l = 0; l < c->num_layers; l++)
+        if ((l + 1) % step == 0) c->layer_flags[l] |= LAYER_MOE;
+    const cJSON *dense = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
+    if (dense && !cJSON_IsNull(dense)) {
+        if (!cJSON_IsArray(dense)) return folio_err(FOLIO_EINVAL, "config.json: mlp_only_layers must be a list");
+        const cJSON *e;
+        cJSON_ArrayForEach(e, dense) {
+            if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0 ||
+                e->valuedouble >= c->num_layers)
+                return folio_err(FOLIO_EINVAL, "config.json: mlp_only_layers holds a non-layer");
+            c->layer_flags[(int)e->valuedouble] &= (uint8_t)~LAYER_MOE;
+        }
+    }
+    return 0;
+}
+
+/* Soft-caps: a number, or null for none. */
+static int get_cap(const cJSON *root, const char *key, float *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v) return 0;
+    if (cJSON_IsNull(v)) {
+        *out = 0.0f;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0) || !isfinite(v->valuedouble))
+        return folio_err(FOLIO_EINVAL, "config.json: \"%s\" must be a positive number or null", key);
+    *out = (float)v->valuedouble;
+    return 0;
+}
+
+/* The family switches past the shape: norms, activation, scales, caps, windows, experts. */
+static int parse_family(const cJSON *root, struct model_config *c) {
+    int rc;
+    if ((rc = parse_act(root, c))) return rc;
+    c->qk_norm = c->arch == ARCH_QWEN3 || c->arch == ARCH_QWEN3_MOE || c->arch == ARCH_GEMMA3;
+    c->norm_plus_one = c->sandwich_norm = c->embed_scale = is_gemma(c);
+    c->fused_qkv = c->arch == ARCH_PHI3;
+    c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
+    c->rotary_dim = c->head_dim;
+    if (is_gemma(c)) {
+        double qs = 256.0;
+        if ((rc = get_num(root, "query_pre_attn_scalar", &qs))) return rc;
+        if (!(qs > 0)) return folio_err(FOLIO_EINVAL, "config.json: query_pre_attn_scalar must be > 0");
+        c->attn_scale = (float)(1.0 / sqrt(qs));
+        if (c->arch == ARCH_GEMMA2) {
+            c->attn_softcap = 50.0f;
+            c->final_softcap = 30.0f;
+        }
+        if ((rc = get_cap(root, "attn_logit_softcapping", &c->attn_softcap)) ||
+            (rc = get_cap(root, "final_logit_softcapping", &c->final_softcap)))
+            return rc;
+    }
+    if (c->arch == ARCH_GEMMA3) {
+        c->rope_local_theta = 10000.0;
+        if ((rc = get_num(root, "rope_local_base_freq", &c->rope_local_theta))) return rc;
+        if (!(c->rope_local_theta > 0)) return folio_err(FOLIO_EINVAL, "config.json: rope_local_base_freq must be > 0");
+    }
+    if (c->arch == ARCH_PHI3) {
+        double f = 1.0;
+        if ((rc = get_num(root, "partial_rotary_factor", &f))) return rc;
+        const int rd = f > 0 && f <= 1 ? (int)(c->head_dim * f) : 0; /* transformers truncates too */
+        if (rd < 2 || rd % 2)
+            return folio_err(FOLIO_EINVAL, "config.json: partial_rotary_factor %g gives no even rotary dimension", f);
+        if (rd / 2 > CONFIG_MAX_ROPE_FACTORS)
+            return folio_err(FOLIO_EUNSUP, "config.json: rotary dimension %d exceeds %d", rd, 2 * CONFIG_MAX_ROPE_FACTORS);
+        c->rotary_dim = rd;
+    }
+    if (c->arch == ARCH_MIXTRAL || c->arch == ARCH_QWEN3_MOE) {
+        if ((rc = parse_experts(root, c))) return rc;
+    }
+    return parse_windows(root, c);
+}
+
+/* Where a config keeps the language model's fields: the root, or a multimodal Gemma 3's
+ * text_config (whose vision tower Folio does not run). */
+static const cJSON *text_root(const cJSON *root, const struct model_config *c) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+    return c->arch == ARCH_GEMMA3 && cJSON_IsObject(t) ? t : root;
 }
 
 int config_parse(const char *json, struct model_config *cfg) {
     int rc = 0;
-    cJSON *root = cJSON_Parse(json);
+    cJSON *doc = cJSON_Parse(json);
+    const cJSON *root = doc, *top = doc;
     memset(cfg, 0, sizeof *cfg);
     cfg->bos_token_id = -1;
     cfg->rms_norm_eps = 1e-6f;
@@ -115,31 +351,31 @@ int config_parse(const char *json, struct model_config *cfg) {
         goto out;
     }
 
-    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
-    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    const cJSON *arch_list = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const cJSON *a0 = cJSON_IsArray(arch_list) ? cJSON_GetArrayItem(arch_list, 0) : NULL;
     if (!cJSON_IsString(a0)) {
         rc = folio_err(FOLIO_EINVAL, "config.json: missing \"architectures\"");
         goto out;
     }
     snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", a0->valuestring);
-    if (strcmp(a0->valuestring, "LlamaForCausalLM") == 0) {
-        cfg->arch = ARCH_LLAMA;
-    } else if (strcmp(a0->valuestring, "MistralForCausalLM") == 0) {
-        cfg->arch = ARCH_MISTRAL;
-    } else if (strcmp(a0->valuestring, "Qwen2ForCausalLM") == 0) {
-        cfg->arch = ARCH_QWEN2;
-        cfg->attention_bias = 1; /* Qwen2 always has q/k/v biases; its config has no key */
-    } else {
-        rc = folio_err(FOLIO_EUNSUP,
-                       "unsupported architecture \"%s\" (supported: LlamaForCausalLM, "
-                       "MistralForCausalLM, Qwen2ForCausalLM)", a0->valuestring);
+    size_t ai = 0;
+    while (ai < sizeof archs / sizeof archs[0] && strcmp(archs[ai].name, a0->valuestring)) ai++;
+    if (ai == sizeof archs / sizeof archs[0]) {
+        rc = folio_err(FOLIO_EUNSUP, "unsupported architecture \"%s\" (supported: " CONFIG_SUPPORTED_ARCHS ")",
+                       a0->valuestring);
         goto out;
     }
+    cfg->arch = archs[ai].arch;
+    if (cfg->arch == ARCH_QWEN2) cfg->attention_bias = 1; /* Qwen2 always has q/k/v biases; its config has no key */
+    if (is_gemma(cfg)) gemma_defaults(cfg);
+    if (cfg->arch == ARCH_PHI3 || cfg->arch == ARCH_MIXTRAL) cfg->rms_norm_eps = 1e-5f; /* their config classes' */
+    if (cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE) cfg->head_dim = 128;      /* Qwen3Config's */
+    root = text_root(top, cfg);
 
     const int big = 1 << 24;
     if ((rc = get_int(root, "hidden_size", &cfg->hidden_size, 1, big)) ||
         (rc = get_int(root, "intermediate_size", &cfg->intermediate_size, 1, big)) ||
-        (rc = get_int(root, "num_hidden_layers", &cfg->num_layers, 1, 4096)) ||
+        (rc = get_int(root, "num_hidden_layers", &cfg->num_layers, 1, CONFIG_MAX_LAYERS)) ||
         (rc = get_int(root, "num_attention_heads", &cfg->num_heads, 1, 4096)) ||
         (rc = get_int(root, "vocab_size", &cfg->vocab_size, 1, big)) ||
         (rc = get_int(root, "max_position_embeddings", &cfg->max_position_embeddings, 1, 1 << 30)))
@@ -149,14 +385,14 @@ int config_parse(const char *json, struct model_config *cfg) {
                                      "num_attention_heads and vocab_size are required");
         goto out;
     }
-    cfg->num_kv_heads = cfg->num_heads;
+    if (!cfg->num_kv_heads) cfg->num_kv_heads = cfg->num_heads;
     if ((rc = get_int(root, "num_key_value_heads", &cfg->num_kv_heads, 1, 4096))) goto out;
     if (cfg->num_heads % cfg->num_kv_heads) {
         rc = folio_err(FOLIO_EINVAL, "config.json: num_attention_heads (%d) is not a multiple of "
                                      "num_key_value_heads (%d)", cfg->num_heads, cfg->num_kv_heads);
         goto out;
     }
-    cfg->head_dim = cfg->hidden_size / cfg->num_heads;
+    if (!cfg->head_dim) cfg->head_dim = cfg->hidden_size / cfg->num_heads;
     if ((rc = get_int(root, "head_dim", &cfg->head_dim, 2, 4096))) goto out;
     if (cfg->head_dim % 2) {
         rc = folio_err(FOLIO_EINVAL, "config.json: head_dim must be even for RoPE");
@@ -170,43 +406,63 @@ int config_parse(const char *json, struct model_config *cfg) {
         rc = folio_err(FOLIO_EINVAL, "config.json: rope_theta must be > 0");
         goto out;
     }
-    if ((rc = get_bool(root, "tie_word_embeddings", &cfg->tie_word_embeddings)) ||
+    /* A multimodal Gemma 3 ties its head at the top level. */
+    if ((rc = get_bool(top, "tie_word_embeddings", &cfg->tie_word_embeddings)) ||
+        (rc = get_bool(root, "tie_word_embeddings", &cfg->tie_word_embeddings)) ||
         (rc = get_bool(root, "attention_bias", &cfg->attention_bias)))
         goto out;
     if (cfg->arch == ARCH_QWEN2) cfg->attention_bias = 1;
+    if (cfg->attention_bias && cfg->arch != ARCH_QWEN2 && cfg->arch != ARCH_LLAMA && cfg->arch != ARCH_MISTRAL &&
+        cfg->arch != ARCH_QWEN3 && cfg->arch != ARCH_QWEN3_MOE) {
+        rc = folio_err(FOLIO_EUNSUP, "config.json: attention_bias is not supported for %s", cfg->arch_name);
+        goto out;
+    }
     int mlp_bias = 0;
     if ((rc = get_bool(root, "mlp_bias", &mlp_bias))) goto out;
     if (mlp_bias) {
         rc = folio_err(FOLIO_EUNSUP, "config.json: mlp_bias is not supported");
         goto out;
     }
-
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
-    if (cJSON_IsString(act) && strcmp(act->valuestring, "silu") != 0) {
-        rc = folio_err(FOLIO_EUNSUP, "config.json: hidden_act \"%s\" is not supported (silu)", act->valuestring);
-        goto out;
+    if ((rc = parse_family(root, cfg))) goto out;
+    if (cfg->sliding_window >= cfg->max_position_embeddings) { /* a window past the length is none */
+        cfg->sliding_window = 0;
+        for (int l = 0; l < cfg->num_layers; l++) cfg->layer_flags[l] &= (uint8_t)~LAYER_SLIDING;
     }
 
-    /* Mistral applies its window whenever it is set; Qwen2 only with use_sliding_window. */
-    int use_window = cfg->arch == ARCH_MISTRAL;
-    if ((rc = get_bool(root, "use_sliding_window", &use_window))) goto out;
-    if (use_window && (rc = get_int(root, "sliding_window", &cfg->sliding_window, 0, 1 << 30))) goto out;
-    if (!use_window || cfg->sliding_window >= cfg->max_position_embeddings) cfg->sliding_window = 0;
-
     const cJSON *td = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (!cJSON_IsString(td)) td = cJSON_GetObjectItemCaseSensitive(top, "torch_dtype");
     if (!cJSON_IsString(td)) td = cJSON_GetObjectItemCaseSensitive(root, "dtype");
     if (cJSON_IsString(td) && folio_dtype_parse(td->valuestring, &cfg->torch_dtype) != 0) {
         rc = folio_err(FOLIO_EUNSUP, "config.json: torch_dtype \"%s\" is not supported", td->valuestring);
         goto out;
     }
 
-    if ((rc = parse_rope_scaling(root, cfg))) goto out;
+    /* transformers v5 writes rope_parameters: rope_theta and the scaling in one object, or one
+     * per layer type (Gemma 3: full_attention, sliding_attention). */
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    if (cJSON_IsObject(rp)) {
+        const cJSON *full = cJSON_GetObjectItemCaseSensitive(rp, "full_attention");
+        const cJSON *slide = cJSON_GetObjectItemCaseSensitive(rp, "sliding_attention");
+        if (cJSON_IsObject(full)) rp = full;
+        if (cJSON_IsObject(slide) && (rc = get_num(slide, "rope_theta", &cfg->rope_local_theta))) goto out;
+        if ((rc = get_num(rp, "rope_theta", &cfg->rope_theta))) goto out;
+        if (!(cfg->rope_theta > 0) || (cfg->rope_local_theta < 0)) {
+            rc = folio_err(FOLIO_EINVAL, "config.json: rope_parameters.rope_theta must be > 0");
+            goto out;
+        }
+        rc = parse_rope_scaling(root, rp, cfg);
+    } else {
+        rc = parse_rope_scaling(root, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), cfg);
+    }
+    if (rc) goto out;
     int bos = -1;
-    if ((rc = get_int(root, "bos_token_id", &bos, 0, big))) goto out;
+    if ((rc = get_int(root, "bos_token_id", &bos, 0, big)) || (bos < 0 && (rc = get_int(top, "bos_token_id", &bos, 0, big))))
+        goto out;
     cfg->bos_token_id = bos;
-    rc = get_eos_list(root, cfg, "config.json");
+    if ((rc = get_eos_list(root, cfg, "config.json"))) goto out;
+    if (!cfg->num_eos_token_ids) rc = get_eos_list(top, cfg, "config.json");
 out:
-    cJSON_Delete(root);
+    cJSON_Delete(doc);
     return rc;
 }
 
@@ -254,13 +510,18 @@ int config_load(const char *dir, struct model_config *cfg) {
     return rc;
 }
 
-void config_rope_inv_freq(const struct model_config *cfg, double *out) {
-    const int half = cfg->head_dim / 2;
+void config_rope_inv_freq_for(const struct model_config *cfg, int local, int long_factors, double *out) {
+    const int half = cfg->rotary_dim / 2;
     const double two_pi = 6.283185307179586;
+    const int plain = local && cfg->rope_local_theta > 0; /* Gemma 3's sliding layers: no scaling */
+    const double theta = plain ? cfg->rope_local_theta : cfg->rope_theta;
     for (int i = 0; i < half; i++) {
-        double f = 1.0 / pow(cfg->rope_theta, (2.0 * i) / cfg->head_dim);
-        if (cfg->rope_scaling.type == ROPE_SCALING_LINEAR) {
+        double f = 1.0 / pow(theta, (2.0 * i) / cfg->rotary_dim);
+        if (plain) {
+        } else if (cfg->rope_scaling.type == ROPE_SCALING_LINEAR) {
             f /= cfg->rope_scaling.factor;
+        } else if (cfg->rope_scaling.type == ROPE_SCALING_LONGROPE) {
+            f /= long_factors ? cfg->longrope.long_factor[i] : cfg->longrope.short_factor[i];
         } else if (cfg->rope_scaling.type == ROPE_SCALING_LLAMA3) {
             /* Long wavelengths are slowed by `factor`, short ones kept, the band between
              * interpolated: Llama 3.1's context extension. */
@@ -278,13 +539,80 @@ void config_rope_inv_freq(const struct model_config *cfg, double *out) {
     }
 }
 
+void config_rope_inv_freq(const struct model_config *cfg, double *out) { config_rope_inv_freq_for(cfg, 0, 0, out); }
+
+/* Elements of one layer's matrices: all of them, and those one token uses. */
+static void layer_params(const struct model_config *c, int l, int64_t *all, int64_t *used) {
+    const int64_t H = c->hidden_size, qd = (int64_t)c->num_heads * c->head_dim;
+    const int64_t kvd = (int64_t)c->num_kv_heads * c->head_dim;
+    const int64_t attn = 2 * H * qd + 2 * H * kvd;
+    if (c->layer_flags[l] & LAYER_MOE) {
+        const int64_t expert = 3 * H * c->moe_intermediate_size, router = (int64_t)c->num_experts * H;
+        *all = attn + router + c->num_experts * expert;
+        *used = attn + router + c->num_experts_per_tok * expert;
+    } else {
+        *all = *used = attn + 3 * H * c->intermediate_size;
+    }
+}
+
+/* Elements of the vectors (norms, biases), which live in fp32. */
+static int64_t vector_params(const struct model_config *c) {
+    const int64_t H = c->hidden_size, qd = (int64_t)c->num_heads * c->head_dim;
+    const int64_t kvd = (int64_t)c->num_kv_heads * c->head_dim;
+    const int64_t per_layer = (c->sandwich_norm ? 4 : 2) * H + (c->qk_norm ? 2 * c->head_dim : 0) +
+                              (c->attention_bias ? qd + 2 * kvd + (c->arch == ARCH_QWEN2 ? 0 : H) : 0);
+    return H + c->num_layers * per_layer;
+}
+
 size_t config_weight_bytes(const struct model_config *c, enum folio_dtype dtype) {
-    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
-    const size_t qd = (size_t)c->num_heads * c->head_dim, kvd = (size_t)c->num_kv_heads * c->head_dim;
-    const size_t per_layer = H * qd * 2 + H * kvd * 2 + 3 * H * I;
-    size_t n = (size_t)c->num_layers * per_layer + V * H * (c->tie_word_embeddings ? 1 : 2);
-    size_t vec = H + (size_t)c->num_layers * (2 * H + (c->attention_bias ? qd + 2 * kvd : 0));
-    return n * folio_dtype_size(dtype) + vec * sizeof(float);
+    const int64_t VH = (int64_t)c->vocab_size * c->hidden_size;
+    int64_t n = VH * (c->tie_word_embeddings ? 1 : 2), all, used;
+    for (int l = 0; l < c->num_layers; l++) {
+        layer_params(c, l, &all, &used);
+        n += all;
+    }
+    return (size_t)n * folio_dtype_size(dtype) + (size_t)vector_params(c) * sizeof(float);
+}
+
+size_t config_active_weight_bytes(const struct model_config *c, enum folio_dtype dtype) {
+    int64_t n = (int64_t)c->vocab_size * c->hidden_size, all, used; /* the LM head */
+    for (int l = 0; l < c->num_layers; l++) {
+        layer_params(c, l, &all, &used);
+        n += used;
+    }
+    return (size_t)n * folio_dtype_size(dtype);
+}
+
+void config_param_counts(const struct model_config *c, int64_t *total, int64_t *active) {
+    const int64_t VH = (int64_t)c->vocab_size * c->hidden_size;
+    int64_t t = VH * (c->tie_word_embeddings ? 1 : 2) + vector_params(c), a = t, all, used;
+    for (int l = 0; l < c->num_layers; l++) {
+        layer_params(c, l, &all, &used);
+        t += all;
+        a += used;
+    }
+    *total = t;
+    *active = a;
+}
+
+int config_kv_split(const struct model_config *c) {
+    int sliding = 0;
+    for (int l = 0; l < c->num_layers; l++) sliding += (c->layer_flags[l] & LAYER_SLIDING) != 0;
+    return sliding > 0 && sliding < c->num_layers;
+}
+
+size_t config_kv_block_bytes_layers(const struct model_config *c, int block_size, int sliding) {
+    size_t n = 0;
+    for (int l = 0; l < c->num_layers; l++) n += ((c->layer_flags[l] & LAYER_SLIDING) != 0) == (sliding != 0);
+    return 2 * n * c->num_kv_heads * c->head_dim * (size_t)block_size * sizeof(float);
+}
+
+int config_kv_local_blocks(const struct model_config *c, int block_size, int max_seqs, int max_tokens, int max_len) {
+    const long long bs = block_size, per_seq = (c->sliding_window - 1 + bs - 1) / bs + 2;
+    long long n = (long long)max_seqs * per_seq + (max_tokens + bs - 1) / bs;
+    const long long cap = (long long)max_seqs * ((max_len + bs - 1) / bs);
+    if (n > cap) n = cap;
+    return n > INT32_MAX / 2 ? INT32_MAX / 2 : (int)n;
 }
 
 size_t config_kv_block_bytes(const struct model_config *c, int block_size) {

@@ -1,7 +1,9 @@
-/* config: config.json and generation_config.json of a Hugging Face Llama-family checkpoint,
- * parsed once into a plain struct that the rest of the engine reads (no JSON past this
- * module). Only the fields that change the math are kept; an unsupported architecture,
- * activation or RoPE scaling is an error here rather than silently wrong output later. */
+/* config: config.json and generation_config.json of a Hugging Face checkpoint of a supported
+ * family (Llama, Mistral, Qwen2/3, Qwen3-MoE, Mixtral, Gemma 2/3, Phi-3), parsed once into a
+ * plain struct that the rest of the engine reads (no JSON past this module). The families
+ * differ in a few switches (QK-norm, norm placement, activation, soft-caps, windows, experts)
+ * that this struct spells out, so the forward pass is one piece of code. An unsupported
+ * architecture or option is an error here, naming it, rather than silently wrong output. */
 #ifndef FOLIO_CONFIG_H
 #define FOLIO_CONFIG_H
 
@@ -10,9 +12,24 @@
 
 #include "base/util.h"
 
-enum model_arch { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2 };
-enum rope_scaling_type { ROPE_SCALING_NONE, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3 };
+enum model_arch {
+    ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2, ARCH_QWEN3, ARCH_QWEN3_MOE, ARCH_MIXTRAL, ARCH_GEMMA2, ARCH_GEMMA3,
+    ARCH_PHI3
+};
+enum rope_scaling_type { ROPE_SCALING_NONE, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3, ROPE_SCALING_LONGROPE };
+enum model_act { MODEL_ACT_SILU, MODEL_ACT_GELU_TANH };
 
+/* The supported architectures, as a message lists them. */
+#define CONFIG_SUPPORTED_ARCHS                                                                                   \
+    "LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "            \
+    "Qwen3MoeForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text), "        \
+    "Phi3ForCausalLM"
+
+#define CONFIG_MAX_LAYERS 4096
+#define CONFIG_MAX_ROPE_FACTORS 512 /* LongRoPE factors: rotary dim / 2 */
+/* layer_flags bits */
+#define LAYER_SLIDING 1 /* attends over the last sliding_window positions only */
+#define LAYER_MOE 2     /* a sparse MoE block instead of the dense MLP */
 #define CONFIG_MAX_EOS 8
 
 struct model_config {
@@ -36,8 +53,29 @@ struct model_config {
     } rope_scaling;
     int tie_word_embeddings;
     int attention_bias;           /* q/k/v projections carry biases (always for Qwen2) */
-    int sliding_window;           /* 0 = full attention */
+    int sliding_window;           /* 0 = full attention; applies to the LAYER_SLIDING layers */
     enum folio_dtype torch_dtype; /* float32 when config.json does not say */
+
+    /* What sets the families apart. */
+    enum model_act act;           /* of the gated MLP */
+    int qk_norm;                  /* RMSNorm over each q and k head before RoPE (Qwen3, Gemma 3) */
+    int norm_plus_one;            /* RMSNorm scales by (1 + w) (Gemma) */
+    int sandwich_norm;            /* post-attention and post-MLP norms too: four per layer (Gemma) */
+    int embed_scale;              /* embeddings times sqrt(hidden_size), rounded to the weights' dtype */
+    int fused_qkv;                /* qkv_proj and gate_up_proj tensors (Phi-3) */
+    float attn_scale;             /* on q.k: 1/sqrt(head_dim), or query_pre_attn_scalar^-1/2 */
+    float attn_softcap;           /* 0 = none (Gemma 2: 50) */
+    float final_softcap;          /* 0 = none (Gemma 2: 30) */
+    int rotary_dim;               /* leading dims of a head that rotate (partial_rotary_factor) */
+    double rope_local_theta;      /* RoPE base of the sliding layers, unscaled (Gemma 3); 0 = same */
+    struct {                      /* rope_scaling.type longrope (Phi-3) */
+        int original_max_position_embeddings;
+        double attention_factor;  /* scales the rotated dims of q and k */
+        double short_factor[CONFIG_MAX_ROPE_FACTORS], long_factor[CONFIG_MAX_ROPE_FACTORS];
+    } longrope;
+    /* Experts (Mixtral, Qwen3-MoE); num_experts 0 for a dense model. */
+    int num_experts, num_experts_per_tok, moe_intermediate_size, norm_topk_prob;
+    uint8_t layer_flags[CONFIG_MAX_LAYERS];
 
     /* generation_config.json (falls back to config.json's ids). */
     int32_t bos_token_id;         /* -1 when unknown */
@@ -58,15 +96,35 @@ int config_load(const char *dir, struct model_config *cfg);
 int config_parse(const char *json, struct model_config *cfg);
 int config_parse_generation(const char *json, struct model_config *cfg);
 
-/* Inverse RoPE frequencies with the config's scaling applied: out[i] for i < head_dim/2. */
+/* Inverse RoPE frequencies with the config's scaling applied: out[i] for i < rotary_dim / 2.
+ * With LongRoPE, the short factors' (long = 0) or the long factors' (long = 1); for the
+ * sliding layers of a model with rope_local_theta (local = 1), that base without scaling. */
 void config_rope_inv_freq(const struct model_config *cfg, double *out);
+void config_rope_inv_freq_for(const struct model_config *cfg, int local, int long_factors, double *out);
 
 /* Resident bytes of every matrix and vector (the embedding included) that a model of this
  * config takes in dtype: what must fit before loading. Arithmetic only, so that foliod can
  * estimate a model without the engine. */
 size_t config_weight_bytes(const struct model_config *c, enum folio_dtype dtype);
+/* Parameters: all of them, and those one token's forward pass uses (a MoE uses top_k of its
+ * experts; the embedding table counts once, as in a model card's figures). */
+void config_param_counts(const struct model_config *c, int64_t *total, int64_t *active);
+/* Matrix bytes one decode token reads in dtype (the active experts only, the LM head, not
+ * the embedding gather): what bounds single-stream decode. */
+size_t config_active_weight_bytes(const struct model_config *c, enum folio_dtype dtype);
 /* Bytes one KV block of block_size tokens takes across all layers (K and V): sizes the cache
  * and max_model_len before loading. */
 size_t config_kv_block_bytes(const struct model_config *c, int block_size);
+/* Whether the model mixes sliding-window layers with full-attention ones (Gemma 2/3): then
+ * the engine keeps the sliding layers' K/V in a pool of their own, in which a sequence holds
+ * only its window's blocks. */
+int config_kv_split(const struct model_config *c);
+/* One block's bytes in the full layers (sliding = 0) or the sliding ones (sliding = 1). */
+size_t config_kv_block_bytes_layers(const struct model_config *c, int block_size, int sliding);
+/* Blocks the sliding layers' pool needs so that it never runs out before the full layers'
+ * one does: each of max_seqs sequences holds its window's blocks and a partial block or two,
+ * and a step's new tokens (max_tokens) need theirs; never more than max_seqs sequences of
+ * max_len use. */
+int config_kv_local_blocks(const struct model_config *c, int block_size, int max_seqs, int max_tokens, int max_len);
 
 #endif

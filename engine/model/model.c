@@ -17,10 +17,19 @@
 static const int graph_sizes[MAX_GRAPHS] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 384, 512};
 
 struct layer {
-    struct backend_weight q, k, v, o, gate, up, down;
-    float *q_bias, *k_bias, *v_bias; /* [q_dim], [kv_dim], [kv_dim] or NULL */
-    float *attn_norm, *mlp_norm;     /* [hidden] */
-    float *k_cache, *v_cache;        /* [num_blocks, nkv, block_size, head_dim] */
+    struct backend_weight q, k, v, o;
+    struct backend_weight gate, up, down;       /* the dense MLP, unless LAYER_MOE */
+    struct backend_weight router;               /* [num_experts, hidden] (LAYER_MOE) */
+    struct backend_weight xgate, xup, xdown;    /* experts stacked: [E * moe_inter, hidden], [E * hidden, moe_inter] */
+    void *xhost[3];                             /* host copies of the stacks the backend borrows (CPU) */
+    float *q_bias, *k_bias, *v_bias;            /* [q_dim], [kv_dim], [kv_dim] or NULL */
+    float *o_bias;                              /* [hidden] or NULL */
+    float *attn_norm, *mlp_norm;                /* [hidden]: before attention, before the MLP */
+    float *attn_post_norm, *mlp_post_norm;      /* [hidden] on each sublayer's output (Gemma), or NULL */
+    float *q_norm, *k_norm;                     /* [head_dim] per head (QK-norm), or NULL */
+    const float *inv_freq;                      /* this layer's RoPE table (model's global or local) */
+    int window;                                 /* 0 = full attention */
+    float *k_cache, *v_cache;                   /* [num_blocks, nkv, block_size, head_dim] */
 };
 
 struct model {
@@ -32,18 +41,27 @@ struct model {
     int q_dim, kv_dim, max_blocks_per_seq, num_blocks;
     struct backend_weight embed, lm_head; /* lm_head aliases embed when tied */
     float *final_norm;               /* [hidden] */
-    float *inv_freq;                 /* [head_dim / 2] */
+    float *inv_freq;                 /* [rot_dim / 2], or [2, rot_dim / 2] short then long (LongRoPE) */
+    float *inv_freq_local;           /* [rot_dim / 2] the sliding layers' (Gemma 3), or NULL */
+    float embed_scale;               /* 0 = none */
+    char prefix[32];                 /* of the language model's tensors: "model." or a multimodal one */
     struct layer *layers;
-    float *kv_pool;                  /* every layer's K and V blocks, one allocation */
+    float *kv_pool;                  /* every layer's K and V blocks, one allocation (the full
+                                      * layers' only, when split) */
+    float *kv_pool_local;            /* the sliding layers' K and V blocks, when split */
+    int num_local_blocks;            /* 0 unless split */
 
     /* device scratch, sized for the params' limits */
     int32_t *d_tokens, *d_positions, *d_seq_idx, *d_slots; /* [max_tokens] */
     int32_t *d_block_tables;                               /* [max_seqs, max_blocks_per_seq] */
     int32_t *d_logits_idx;                                 /* [max_logits] */
     int32_t *d_copies;                                     /* [max_seqs, 2] */
+    int32_t *d_slots_local, *d_block_tables_local, *d_copies_local; /* split only, as the three above */
     float *x, *xn, *delta;                                 /* [max_tokens, hidden] */
     float *q, *k, *v, *attn;                               /* [max_tokens, q_dim / kv_dim] */
     float *gate, *up;                                      /* [max_tokens, intermediate] */
+    float *router_logits;                                  /* [max_tokens, num_experts] */
+    int32_t *d_long_sel, *long_sel;                        /* [max_tokens] device / host: LongRoPE rows */
     float *rows;                                           /* [max_logits, hidden] */
     float *logits;                                         /* [max_logits, vocab] */
     int32_t *seq_max_pos;                                  /* host [max_seqs], for validation */
@@ -57,6 +75,8 @@ struct model {
     int graph_width;                                       /* block table width the graphs read */
     int32_t *graph_host;                                   /* [5, largest graph_T]: padded inputs */
     int32_t *graph_tables;                                 /* [max_seqs, graph_width] */
+    int32_t *graph_local;                                  /* split: [largest graph_T] slots, then
+                                                            * [max_seqs, graph_width] tables */
     long long graph_replays;
 };
 
@@ -82,13 +102,16 @@ static size_t weight_bytes(const struct backend_weight *w) {
 }
 
 size_t model_weight_bytes(const struct model *m) {
-    /* Per token, decode reads every layer matrix and the LM head; the embedding table is only
-     * gathered from (one row), so it counts only when it doubles as the head. */
+    /* Per token, decode reads every layer matrix (of a MoE layer, the router and top_k
+     * experts) and the LM head; the embedding table is only gathered from (one row), so it
+     * counts only when it doubles as the head. */
     size_t n = weight_bytes(&m->lm_head);
+    const int k = m->cfg.num_experts_per_tok, E = m->cfg.num_experts;
     for (int l = 0; l < m->cfg.num_layers; l++) {
         const struct layer *L = &m->layers[l];
         n += weight_bytes(&L->q) + weight_bytes(&L->k) + weight_bytes(&L->v) + weight_bytes(&L->o) +
-             weight_bytes(&L->gate) + weight_bytes(&L->up) + weight_bytes(&L->down);
+             weight_bytes(&L->gate) + weight_bytes(&L->up) + weight_bytes(&L->down) + weight_bytes(&L->router);
+        if (E) n += (weight_bytes(&L->xgate) + weight_bytes(&L->xup) + weight_bytes(&L->xdown)) / E * k;
     }
     return n;
 }
@@ -128,8 +151,9 @@ static int load_matrix(struct model *m, const char *name, int64_t rows, int64_t 
     return backend_load_weight(m->b, t->data, t->dtype, rows, cols, m->dtype, w);
 }
 
-/* Vectors (norms, biases) are tiny, so they live in fp32 whatever the matrices use. */
-static int load_vector(struct model *m, const char *name, int64_t n, float **out) {
+/* Vectors (norms, biases) are tiny, so they live in fp32 whatever the matrices use. Gemma's
+ * norms scale by (1 + w), which is folded in here once (plus_one). */
+static int load_vector_as(struct model *m, const char *name, int64_t n, int plus_one, float **out) {
     const struct safetensors_tensor *t;
     int rc = find_tensor(m, name, n, 0, &t);
     if (rc) return rc;
@@ -140,13 +164,61 @@ static int load_vector(struct model *m, const char *name, int64_t n, float **out
         if (dev) backend_release(m->b, dev);
         return folio_err(FOLIO_ENOMEM, "out of memory loading %s", name);
     }
-    for (int64_t i = 0; i < n; i++) host[i] = folio_widen(t->data, t->dtype, (size_t)i);
+    for (int64_t i = 0; i < n; i++) host[i] = (plus_one ? 1.0f : 0.0f) + folio_widen(t->data, t->dtype, (size_t)i);
     rc = backend_upload(m->b, dev, host, sizeof(float) * (size_t)n);
     free(host);
     *out = dev;
     return rc;
 }
 
+static int load_vector(struct model *m, const char *name, int64_t n, float **out) {
+    return load_vector_as(m, name, n, 0, out);
+}
+
+static int load_norm(struct model *m, const char *name, int64_t n, float **out) {
+    return load_vector_as(m, name, n, m->cfg.norm_plus_one, out);
+}
+
+/* Rows [row0, row0 + rows) of a fused [*, cols] tensor (Phi-3's qkv_proj, gate_up_proj). */
+static int load_rows(struct model *m, const struct safetensors_tensor *t, int64_t row0, int64_t rows,
+                     struct backend_weight *w) {
+    const char *src = (const char *)t->data + (size_t)row0 * (size_t)t->shape[1] * folio_dtype_size(t->dtype);
+    return backend_load_weight(m->b, src, t->dtype, rows, t->shape[1], m->dtype, w);
+}
+
+/* One projection of every expert, stacked [E * rows, cols] in one weight: the experts are
+ * separate tensors in the checkpoint, so they are copied together on the host first. When
+ * the backend borrows that copy (the CPU), the layer keeps it. */
+static int load_experts(struct model *m, struct layer *L, int slot, const char *fmt, int l, int64_t rows, int64_t cols,
+                        struct backend_weight *w) {
+    const int E = m->cfg.num_experts;
+    const struct safetensors_tensor *t0 = NULL;
+    char name[256];
+    int rc;
+    for (int e = 0; e < E; e++) {
+        const struct safetensors_tensor *t;
+        snprintf(name, sizeof name, fmt, m->prefix, l, e);
+        if ((rc = find_tensor(m, name, rows, cols, &t))) return rc;
+        if (t0 && t->dtype != t0->dtype)
+            return folio_err(FOLIO_EUNSUP, "expert tensor %s is %s, unlike expert 0's %s", name,
+                             folio_dtype_name(t->dtype), folio_dtype_name(t0->dtype));
+        if (!t0) t0 = t;
+    }
+    const size_t one = (size_t)rows * (size_t)cols * folio_dtype_size(t0->dtype);
+    char *host = malloc(one * (size_t)E);
+    if (!host) return folio_err(FOLIO_ENOMEM, "out of memory stacking the experts of layer %d", l);
+    for (int e = 0; e < E; e++) {
+        snprintf(name, sizeof name, fmt, m->prefix, l, e);
+        memcpy(host + one * (size_t)e, safetensors_find(m->st, name)->data, one);
+    }
+    rc = backend_load_weight(m->b, host, t0->dtype, rows * E, cols, m->dtype, w);
+    if (!rc && w->data == host) {
+        L->xhost[slot] = host;
+    } else {
+        free(host);
+    }
+    return rc;
+}
 static void *scratch(struct model *m, size_t elems, size_t es, int *rc) {
     if (*rc) return NULL;
     void *p = backend_alloc(m->b, elems * es);
@@ -175,6 +247,11 @@ static int alloc_scratch(struct model *m) {
     m->v = scratch(m, T * (size_t)m->kv_dim, 4, &rc);
     m->gate = scratch(m, T * (size_t)m->cfg.intermediate_size, 4, &rc);
     m->up = scratch(m, T * (size_t)m->cfg.intermediate_size, 4, &rc);
+    if (m->cfg.num_experts) m->router_logits = scratch(m, T * (size_t)m->cfg.num_experts, 4, &rc);
+    if (m->cfg.rope_scaling.type == ROPE_SCALING_LONGROPE) {
+        m->d_long_sel = scratch(m, T, 4, &rc);
+        if (!rc && !(m->long_sel = malloc(T * sizeof(int32_t)))) rc = folio_err(FOLIO_ENOMEM, "out of memory");
+    }
     m->rows = scratch(m, L * H, 4, &rc);
     m->logits = scratch(m, L * (size_t)m->cfg.vocab_size, 4, &rc);
     if (!rc && !(m->seq_max_pos = malloc(S * sizeof(int32_t))))
@@ -185,54 +262,178 @@ static int alloc_scratch(struct model *m) {
         int64_t widest = H;
         if (m->q_dim > widest) widest = m->q_dim;
         if (m->cfg.intermediate_size > widest) widest = m->cfg.intermediate_size;
-        const struct backend_reserve_args r = {.max_tokens = (int)(T > L ? T : L), .max_cols = widest,
+        if (m->cfg.moe_intermediate_size > widest) widest = m->cfg.moe_intermediate_size;
+        const int max_tokens = (int)(T > L ? T : L), E = m->cfg.num_experts;
+        const struct backend_reserve_args r = {.max_tokens = max_tokens, .max_cols = widest,
                                      .num_heads = m->cfg.num_heads, .num_kv_heads = m->cfg.num_kv_heads,
-                                     .head_dim = m->cfg.head_dim};
+                                     .head_dim = m->cfg.head_dim,
+                                     .moe_pairs = E ? (int)T * m->cfg.num_experts_per_tok : 0,
+                                     .moe_hidden = E ? (int)H : 0, .moe_inter = E ? m->cfg.moe_intermediate_size : 0,
+                                     .moe_experts = E};
         rc = backend_reserve(m->b, &r);
     }
     return rc;
 }
 
-static int load_weights(struct model *m) {
+static int load_attention(struct model *m, struct layer *L, int l) {
     const struct model_config *c = &m->cfg;
-    const int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    const int64_t H = c->hidden_size;
     char name[256];
     int rc;
-    if ((rc = load_matrix(m, "model.embed_tokens.weight", V, H, &m->embed))) return rc;
+#define NAME(suffix) (snprintf(name, sizeof name, "%slayers.%d.%s", m->prefix, l, suffix), name)
+    if (c->fused_qkv) {
+        const struct safetensors_tensor *t;
+        if ((rc = find_tensor(m, NAME("self_attn.qkv_proj.weight"), m->q_dim + 2 * (int64_t)m->kv_dim, H, &t)) ||
+            (rc = load_rows(m, t, 0, m->q_dim, &L->q)) || (rc = load_rows(m, t, m->q_dim, m->kv_dim, &L->k)) ||
+            (rc = load_rows(m, t, m->q_dim + (int64_t)m->kv_dim, m->kv_dim, &L->v)))
+            return rc;
+    } else if ((rc = load_matrix(m, NAME("self_attn.q_proj.weight"), m->q_dim, H, &L->q)) ||
+               (rc = load_matrix(m, NAME("self_attn.k_proj.weight"), m->kv_dim, H, &L->k)) ||
+               (rc = load_matrix(m, NAME("self_attn.v_proj.weight"), m->kv_dim, H, &L->v))) {
+        return rc;
+    }
+    if ((rc = load_matrix(m, NAME("self_attn.o_proj.weight"), H, m->q_dim, &L->o))) return rc;
+    if (c->attention_bias &&
+        ((rc = load_vector(m, NAME("self_attn.q_proj.bias"), m->q_dim, &L->q_bias)) ||
+         (rc = load_vector(m, NAME("self_attn.k_proj.bias"), m->kv_dim, &L->k_bias)) ||
+         (rc = load_vector(m, NAME("self_attn.v_proj.bias"), m->kv_dim, &L->v_bias))))
+        return rc;
+    /* Llama's and Qwen3's attention_bias covers o_proj too; Qwen2 biases q, k and v only. */
+    if (c->attention_bias && c->arch != ARCH_QWEN2 &&
+        (rc = load_vector(m, NAME("self_attn.o_proj.bias"), H, &L->o_bias)))
+        return rc;
+    if (c->qk_norm && ((rc = load_norm(m, NAME("self_attn.q_norm.weight"), c->head_dim, &L->q_norm)) ||
+                       (rc = load_norm(m, NAME("self_attn.k_norm.weight"), c->head_dim, &L->k_norm))))
+        return rc;
+    /* Gemma names its four norms differently: post_attention_layernorm is on the attention's
+     * output there, and pre_feedforward_layernorm is the MLP's input norm. */
+    if ((rc = load_norm(m, NAME("input_layernorm.weight"), H, &L->attn_norm))) return rc;
+    if (c->sandwich_norm)
+        return (rc = load_norm(m, NAME("post_attention_layernorm.weight"), H, &L->attn_post_norm)) ||
+                       (rc = load_norm(m, NAME("pre_feedforward_layernorm.weight"), H, &L->mlp_norm)) ||
+                       (rc = load_norm(m, NAME("post_feedforward_layernorm.weight"), H, &L->mlp_post_norm))
+                   ? rc
+                   : 0;
+    return load_norm(m, NAME("post_attention_layernorm.weight"), H, &L->mlp_norm);
+#undef NAME
+}
+
+static int load_mlp(struct model *m, struct layer *L, int l) {
+    const struct model_config *c = &m->cfg;
+    const int64_t H = c->hidden_size, I = c->intermediate_size, MI = c->moe_intermediate_size;
+    char name[256];
+    int rc;
+#define NAME(suffix) (snprintf(name, sizeof name, "%slayers.%d.%s", m->prefix, l, suffix), name)
+    if (c->layer_flags[l] & LAYER_MOE) {
+        const int mixtral = c->arch == ARCH_MIXTRAL;
+        return (rc = load_matrix(m, NAME(mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight"),
+                                 c->num_experts, H, &L->router)) ||
+                       (rc = load_experts(m, L, 0, mixtral ? "%slayers.%d.block_sparse_moe.experts.%d.w1.weight"
+                                                           : "%slayers.%d.mlp.experts.%d.gate_proj.weight",
+                                          l, MI, H, &L->xgate)) ||
+                       (rc = load_experts(m, L, 1, mixtral ? "%slayers.%d.block_sparse_moe.experts.%d.w3.weight"
+                                                           : "%slayers.%d.mlp.experts.%d.up_proj.weight",
+                                          l, MI, H, &L->xup)) ||
+                       (rc = load_experts(m, L, 2, mixtral ? "%slayers.%d.block_sparse_moe.experts.%d.w2.weight"
+                                                           : "%slayers.%d.mlp.experts.%d.down_proj.weight",
+                                          l, H, MI, &L->xdown))
+                   ? rc
+                   : 0;
+    }
+    if (c->fused_qkv) {
+        const struct safetensors_tensor *t;
+        if ((rc = find_tensor(m, NAME("mlp.gate_up_proj.weight"), 2 * I, H, &t)) ||
+            (rc = load_rows(m, t, 0, I, &L->gate)) || (rc = load_rows(m, t, I, I, &L->up)))
+            return rc;
+    } else if ((rc = load_matrix(m, NAME("mlp.gate_proj.weight"), I, H, &L->gate)) ||
+               (rc = load_matrix(m, NAME("mlp.up_proj.weight"), I, H, &L->up))) {
+        return rc;
+    }
+    return load_matrix(m, NAME("mlp.down_proj.weight"), H, I, &L->down);
+#undef NAME
+}
+
+static int load_weights(struct model *m) {
+    const struct model_config *c = &m->cfg;
+    const int64_t H = c->hidden_size, V = c->vocab_size;
+    char name[256];
+    int rc;
+    snprintf(name, sizeof name, "%sembed_tokens.weight", m->prefix);
+    if ((rc = load_matrix(m, name, V, H, &m->embed))) return rc;
     if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
         m->lm_head.owned = NULL; /* freed once, through embed */
     } else if ((rc = load_matrix(m, "lm_head.weight", V, H, &m->lm_head))) {
         return rc;
     }
-    if ((rc = load_vector(m, "model.norm.weight", H, &m->final_norm))) return rc;
+    snprintf(name, sizeof name, "%snorm.weight", m->prefix);
+    if ((rc = load_norm(m, name, H, &m->final_norm))) return rc;
+    for (int l = 0; l < c->num_layers; l++)
+        if ((rc = load_attention(m, &m->layers[l], l)) || (rc = load_mlp(m, &m->layers[l], l))) return rc;
+    return 0;
+}
+
+/* Where the language model's tensors live: "model." in a text checkpoint; a multimodal
+ * Gemma 3 nests them ("language_model.model." on the Hub, "model.language_model." as newer
+ * transformers saves them), next to a vision tower that is not loaded. */
+static void find_prefix(struct model *m) {
+    static const char *const prefixes[] = {"model.", "language_model.model.", "model.language_model."};
+    char name[64];
+    snprintf(m->prefix, sizeof m->prefix, "model.");
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        snprintf(name, sizeof name, "%sembed_tokens.weight", prefixes[i]);
+        if (safetensors_find(m->st, name)) {
+            snprintf(m->prefix, sizeof m->prefix, "%s", prefixes[i]);
+            return;
+        }
+    }
+}
+
+/* RoPE tables: the global one (short and long rows for LongRoPE) and the sliding layers'
+ * where their base differs; each layer points at its own. */
+static int upload_rope(struct model *m) {
+    const struct model_config *c = &m->cfg;
+    const int half = c->rotary_dim / 2, rows = c->rope_scaling.type == ROPE_SCALING_LONGROPE ? 2 : 1;
+    double inv[2 * (MAX_HEAD_DIM / 2)];
+    float invf[2 * (MAX_HEAD_DIM / 2)];
+    int rc = 0;
+    for (int r = 0; r < rows; r++) config_rope_inv_freq_for(c, 0, r, inv + r * half);
+    for (int i = 0; i < rows * half; i++) invf[i] = (float)inv[i];
+    m->inv_freq = scratch(m, (size_t)(rows * half), sizeof(float), &rc);
+    if (rc || (rc = backend_upload(m->b, m->inv_freq, invf, sizeof(float) * (size_t)(rows * half)))) return rc;
+    if (c->rope_local_theta > 0) {
+        config_rope_inv_freq_for(c, 1, 0, inv);
+        for (int i = 0; i < half; i++) invf[i] = (float)inv[i];
+        m->inv_freq_local = scratch(m, (size_t)half, sizeof(float), &rc);
+        if (rc || (rc = backend_upload(m->b, m->inv_freq_local, invf, sizeof(float) * (size_t)half))) return rc;
+    }
     for (int l = 0; l < c->num_layers; l++) {
-        struct layer *L = &m->layers[l];
-#define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
-        if ((rc = load_matrix(m, NAME("self_attn.q_proj.weight"), m->q_dim, H, &L->q)) ||
-            (rc = load_matrix(m, NAME("self_attn.k_proj.weight"), m->kv_dim, H, &L->k)) ||
-            (rc = load_matrix(m, NAME("self_attn.v_proj.weight"), m->kv_dim, H, &L->v)) ||
-            (rc = load_matrix(m, NAME("self_attn.o_proj.weight"), H, m->q_dim, &L->o)) ||
-            (rc = load_matrix(m, NAME("mlp.gate_proj.weight"), I, H, &L->gate)) ||
-            (rc = load_matrix(m, NAME("mlp.up_proj.weight"), I, H, &L->up)) ||
-            (rc = load_matrix(m, NAME("mlp.down_proj.weight"), H, I, &L->down)) ||
-            (rc = load_vector(m, NAME("input_layernorm.weight"), H, &L->attn_norm)) ||
-            (rc = load_vector(m, NAME("post_attention_layernorm.weight"), H, &L->mlp_norm)))
-            return rc;
-        if (c->attention_bias &&
-            ((rc = load_vector(m, NAME("self_attn.q_proj.bias"), m->q_dim, &L->q_bias)) ||
-             (rc = load_vector(m, NAME("self_attn.k_proj.bias"), m->kv_dim, &L->k_bias)) ||
-             (rc = load_vector(m, NAME("self_attn.v_proj.bias"), m->kv_dim, &L->v_bias))))
-            return rc;
-#undef NAME
+        const int sliding = (c->layer_flags[l] & LAYER_SLIDING) != 0;
+        m->layers[l].window = sliding ? c->sliding_window : 0;
+        m->layers[l].inv_freq = sliding && m->inv_freq_local ? m->inv_freq_local : m->inv_freq;
     }
     return 0;
 }
 
+/* Gemma multiplies the embeddings by sqrt(hidden) as a tensor of the activations' dtype, so
+ * the factor is rounded to that dtype first (48.0 stays, 33.94 becomes 34.0 in bf16). */
+static float embed_normalizer(const struct model *m) {
+    const float f = sqrtf((float)m->cfg.hidden_size);
+    uint16_t h;
+    switch (m->dtype) {
+    case FOLIO_BF16: h = folio_f32_to_bf16(f); return folio_widen(&h, FOLIO_BF16, 0);
+    case FOLIO_F16: h = folio_f32_to_f16(f); return folio_widen(&h, FOLIO_F16, 0);
+    default: return f;
+    }
+}
+
 /* The checkpoint's dtype is that of its embedding table; with dtype auto every matrix keeps
  * it, so a bf16 checkpoint stays bf16 in memory. */
-static enum folio_dtype checkpoint_dtype(const struct safetensors_set *st, const struct model_config *c) {
-    const struct safetensors_tensor *t = safetensors_find(st, "model.embed_tokens.weight");
+static enum folio_dtype checkpoint_dtype(const struct model *m) {
+    char name[64];
+    snprintf(name, sizeof name, "%sembed_tokens.weight", m->prefix);
+    const struct safetensors_tensor *t = safetensors_find(m->st, name);
+    const struct model_config *c = &m->cfg;
     return t ? t->dtype : c->torch_dtype;
 }
 
@@ -258,22 +459,15 @@ int model_load(const char *dir, const struct model_params *p, struct backend *b,
     m->kv_dim = c->num_kv_heads * c->head_dim;
     m->max_blocks_per_seq = (m->p.max_model_len + m->p.block_size - 1) / m->p.block_size;
     if ((rc = safetensors_open_dir(dir, &m->st))) goto fail;
-    m->dtype = m->p.dtype_auto ? checkpoint_dtype(m->st, c) : m->p.dtype;
+    find_prefix(m);
+    m->dtype = m->p.dtype_auto ? checkpoint_dtype(m) : m->p.dtype;
+    if (c->embed_scale) m->embed_scale = embed_normalizer(m);
     m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
     if (!m->layers) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = load_weights(m))) goto fail;
-
-    double inv[MAX_HEAD_DIM / 2];
-    float invf[MAX_HEAD_DIM / 2];
-    config_rope_inv_freq(c, inv);
-    for (int i = 0; i < c->head_dim / 2; i++) invf[i] = (float)inv[i];
-    rc = 0;
-    m->inv_freq = scratch(m, (size_t)c->head_dim / 2, sizeof(float), &rc);
-    if (rc || (rc = backend_upload(b, m->inv_freq, invf, sizeof(float) * (size_t)(c->head_dim / 2)))) goto fail;
-    if ((rc = alloc_scratch(m))) goto fail;
+    if ((rc = load_weights(m)) || (rc = upload_rope(m)) || (rc = alloc_scratch(m))) goto fail;
     *out = m;
     return 0;
 fail:
@@ -281,19 +475,65 @@ fail:
     return rc;
 }
 
+int model_has_local_layers(const struct model *m) {
+    int sliding = 0;
+    for (int l = 0; l < m->cfg.num_layers; l++) sliding += (m->cfg.layer_flags[l] & LAYER_SLIDING) != 0;
+    return sliding > 0 && sliding < m->cfg.num_layers;
+}
+
+/* n_layers' K and V caches of num_blocks blocks each, back to back. */
+static float *alloc_pool(struct model *m, int num_blocks, int n_layers) {
+    const size_t bytes = 2 * (size_t)num_blocks * m->p.block_size * m->kv_dim * n_layers * sizeof(float);
+    float *p = backend_alloc(m->b, bytes);
+    if (!p) folio_err(FOLIO_ENOMEM, "out of memory for %d KV blocks (%zu MiB)", num_blocks, bytes >> 20);
+    return p;
+}
+
+/* Points each layer at its K and V caches: the layers of one pool in order. */
+static void assign_caches(struct model *m, float *pool, int num_blocks, int which) {
+    const size_t per_layer = (size_t)num_blocks * m->p.block_size * m->kv_dim; /* floats, K or V */
+    size_t i = 0;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const int sliding = (m->cfg.layer_flags[l] & LAYER_SLIDING) != 0;
+        if (which >= 0 && sliding != which) continue;
+        m->layers[l].k_cache = pool + (2 * i) * per_layer;
+        m->layers[l].v_cache = pool + (2 * i + 1) * per_layer;
+        i++;
+    }
+}
+
 int model_alloc_kv(struct model *m, int num_blocks) {
     if (m->kv_pool) return folio_err(FOLIO_EINVAL, "KV cache already allocated");
     if (num_blocks < 1) return folio_err(FOLIO_EINVAL, "the KV cache needs at least one block");
-    size_t per_layer = (size_t)num_blocks * m->p.block_size * m->kv_dim; /* floats, K or V */
-    m->kv_pool = backend_alloc(m->b, 2 * per_layer * m->cfg.num_layers * sizeof(float));
-    if (!m->kv_pool)
-        return folio_err(FOLIO_ENOMEM, "out of memory for %d KV blocks (%zu MiB)", num_blocks,
-                         (2 * per_layer * m->cfg.num_layers * sizeof(float)) >> 20);
-    for (int l = 0; l < m->cfg.num_layers; l++) {
-        m->layers[l].k_cache = m->kv_pool + (2 * (size_t)l) * per_layer;
-        m->layers[l].v_cache = m->kv_pool + (2 * (size_t)l + 1) * per_layer;
-    }
+    if (!(m->kv_pool = alloc_pool(m, num_blocks, m->cfg.num_layers))) return FOLIO_ENOMEM;
+    assign_caches(m, m->kv_pool, num_blocks, -1);
     m->num_blocks = num_blocks;
+    return 0;
+}
+
+int model_alloc_kv_split(struct model *m, int num_blocks, int num_local_blocks) {
+    if (m->kv_pool) return folio_err(FOLIO_EINVAL, "KV cache already allocated");
+    if (!model_has_local_layers(m)) return folio_err(FOLIO_EINVAL, "the model has no sliding layers to split off");
+    if (num_blocks < 1 || num_local_blocks < 1) return folio_err(FOLIO_EINVAL, "each KV pool needs a block");
+    int sliding = 0, rc = 0;
+    for (int l = 0; l < m->cfg.num_layers; l++) sliding += (m->cfg.layer_flags[l] & LAYER_SLIDING) != 0;
+    const size_t T = (size_t)m->p.max_num_batched_tokens, S = (size_t)m->p.max_num_seqs;
+    if (!m->d_slots_local) { /* once: kept across re-allocations of the pools */
+        m->d_slots_local = scratch(m, T, 4, &rc);
+        m->d_block_tables_local = scratch(m, S * (size_t)m->max_blocks_per_seq, 4, &rc);
+        m->d_copies_local = scratch(m, 2 * S, 4, &rc);
+        if (rc) return rc;
+    }
+    if (!(m->kv_pool = alloc_pool(m, num_blocks, m->cfg.num_layers - sliding))) return FOLIO_ENOMEM;
+    if (!(m->kv_pool_local = alloc_pool(m, num_local_blocks, sliding))) {
+        backend_release(m->b, m->kv_pool);
+        m->kv_pool = NULL;
+        return FOLIO_ENOMEM;
+    }
+    assign_caches(m, m->kv_pool, num_blocks, 0);
+    assign_caches(m, m->kv_pool_local, num_local_blocks, 1);
+    m->num_blocks = num_blocks;
+    m->num_local_blocks = num_local_blocks;
     return 0;
 }
 
@@ -302,11 +542,14 @@ void model_free(struct model *m) {
     if (m->layers) {
         for (int l = 0; l < m->cfg.num_layers; l++) {
             struct layer *L = &m->layers[l];
-            struct backend_weight *ws[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+            struct backend_weight *ws[] = {&L->q,      &L->k,    &L->v,   &L->o,    &L->gate, &L->up,
+                                           &L->down,   &L->router, &L->xgate, &L->xup, &L->xdown};
             for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) backend_free_weight(m->b, ws[i]);
-            float *vs[] = {L->q_bias, L->k_bias, L->v_bias, L->attn_norm, L->mlp_norm};
+            float *vs[] = {L->q_bias,        L->k_bias,        L->v_bias, L->o_bias, L->attn_norm, L->mlp_norm,
+                           L->attn_post_norm, L->mlp_post_norm, L->q_norm, L->k_norm};
             for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++)
                 if (vs[i]) backend_release(m->b, vs[i]);
+            for (int i = 0; i < 3; i++) free(L->xhost[i]);
         }
         free(m->layers);
     }
@@ -315,12 +558,15 @@ void model_free(struct model *m) {
     for (int i = 0; i < m->num_graphs; i++) backend_graph_free(m->b, m->graph[i]);
     free(m->graph_host);
     free(m->graph_tables);
-    void *bufs[] = {m->final_norm, m->inv_freq, m->kv_pool, m->d_tokens, m->d_positions, m->d_seq_idx,
-                    m->d_slots, m->d_block_tables, m->d_logits_idx, m->d_copies, m->x, m->xn, m->delta, m->q, m->k, m->v,
+    free(m->graph_local);
+    void *bufs[] = {m->final_norm, m->inv_freq, m->inv_freq_local, m->router_logits, m->d_long_sel, m->kv_pool, m->d_tokens, m->d_positions, m->d_seq_idx,
+                    m->d_slots, m->d_block_tables, m->d_logits_idx, m->d_copies, m->kv_pool_local, m->d_slots_local,
+                    m->d_block_tables_local, m->d_copies_local, m->x, m->xn, m->delta, m->q, m->k, m->v,
                     m->attn, m->gate, m->up, m->rows, m->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) backend_release(m->b, bufs[i]);
     free(m->seq_max_pos);
+    free(m->long_sel);
     safetensors_free(m->st);
     free(m);
 }
@@ -330,6 +576,8 @@ void model_free(struct model *m) {
 static int check_batch(struct model *m, const struct model_batch *bt) {
     const int T = bt->num_tokens, S = bt->num_seqs, bs = m->p.block_size;
     if (!m->kv_pool) return folio_err(FOLIO_EINVAL, "no KV cache allocated");
+    if (m->num_local_blocks && (!bt->block_tables_local || !bt->slot_mapping_local))
+        return folio_err(FOLIO_EINVAL, "a split KV cache needs the sliding layers' tables and slots");
     if (T < 1 || T > m->p.max_num_batched_tokens || S < 1 || S > m->p.max_num_seqs || bt->num_logits < 0 ||
         bt->num_logits > m->p.max_num_logits)
         return folio_err(FOLIO_EINVAL, "batch of %d tokens, %d seqs, %d logits exceeds the limits (%d, %d, %d)",
@@ -349,6 +597,9 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
         if (bt->seq_idx[t] < 0 || bt->seq_idx[t] >= S) return folio_err(FOLIO_EINVAL, "bad sequence index");
         if (bt->slot_mapping[t] < -1 || bt->slot_mapping[t] >= m->num_blocks * bs)
             return folio_err(FOLIO_EINVAL, "slot %d is outside the KV cache", bt->slot_mapping[t]);
+        if (m->num_local_blocks &&
+            (bt->slot_mapping_local[t] < -1 || bt->slot_mapping_local[t] >= m->num_local_blocks * bs))
+            return folio_err(FOLIO_EINVAL, "slot %d is outside the sliding layers' KV cache", bt->slot_mapping_local[t]);
         if (bt->positions[t] > m->seq_max_pos[bt->seq_idx[t]]) m->seq_max_pos[bt->seq_idx[t]] = bt->positions[t];
     }
     m->max_context = 0;
@@ -360,6 +611,9 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
         for (int i = 0; i <= m->seq_max_pos[s] / bs && m->seq_max_pos[s] >= 0; i++) {
             int32_t blk = bt->block_tables[(size_t)s * W + i];
             if (blk < 0 || blk >= m->num_blocks) return folio_err(FOLIO_EINVAL, "block table holds block %d", blk);
+            if (m->num_local_blocks &&
+                ((blk = bt->block_tables_local[(size_t)s * W + i]) < 0 || blk >= m->num_local_blocks))
+                return folio_err(FOLIO_EINVAL, "the sliding layers' block table holds block %d", blk);
         }
     for (int i = 0; i < bt->num_logits; i++)
         if (bt->logits_idx[i] < 0 || bt->logits_idx[i] >= T) return folio_err(FOLIO_EINVAL, "bad logits index");
@@ -368,6 +622,11 @@ static int check_batch(struct model *m, const struct model_batch *bt) {
     for (int i = 0; i < 2 * bt->num_copies; i++)
         if (bt->block_copies[i] < 0 || bt->block_copies[i] >= m->num_blocks)
             return folio_err(FOLIO_EINVAL, "block copy names block %d", bt->block_copies[i]);
+    if (bt->num_copies_local < 0 || bt->num_copies_local > (m->num_local_blocks ? m->p.max_num_seqs : 0))
+        return folio_err(FOLIO_EINVAL, "%d sliding-layer block copies exceed the limit", bt->num_copies_local);
+    for (int i = 0; i < 2 * bt->num_copies_local; i++)
+        if (bt->block_copies_local[i] < 0 || bt->block_copies_local[i] >= m->num_local_blocks)
+            return folio_err(FOLIO_EINVAL, "block copy names sliding-layer block %d", bt->block_copies_local[i]);
     return 0;
 }
 
@@ -386,14 +645,97 @@ static int upload_batch(struct model *m, const struct model_batch *bt) {
                          sizeof(int32_t) * (size_t)bt->num_seqs * table_width(m, bt))) ||
         (rc = backend_upload(b, m->d_logits_idx, bt->logits_idx, sizeof(int32_t) * (size_t)bt->num_logits)))
         return rc;
+    if (m->d_long_sel) {
+        const int orig = m->cfg.longrope.original_max_position_embeddings;
+        for (int t = 0; t < bt->num_tokens; t++) {
+            const int s = bt->seq_idx[t];
+            const int len = bt->seq_prompt_len ? bt->seq_prompt_len[s] : m->seq_max_pos[s] + 1;
+            m->long_sel[t] = (len > bt->positions[t] + 1 ? len : bt->positions[t] + 1) > orig;
+        }
+        if ((rc = backend_upload(b, m->d_long_sel, m->long_sel, n4))) return rc;
+    }
+    int local_layers = 0;
+    for (int l = 0; l < m->cfg.num_layers; l++) local_layers += (m->cfg.layer_flags[l] & LAYER_SLIDING) != 0;
+    const size_t block_elems = (size_t)m->p.block_size * m->kv_dim;
+    if (m->num_local_blocks) {
+        if ((rc = backend_upload(b, m->d_slots_local, bt->slot_mapping_local, n4)) ||
+            (rc = backend_upload(b, m->d_block_tables_local, bt->block_tables_local,
+                                 sizeof(int32_t) * (size_t)bt->num_seqs * table_width(m, bt))))
+            return rc;
+        if (bt->num_copies_local > 0) {
+            if ((rc = backend_upload(b, m->d_copies_local, bt->block_copies_local,
+                                     sizeof(int32_t) * 2 * (size_t)bt->num_copies_local)))
+                return rc;
+            backend_copy_blocks(b, m->kv_pool_local, 2 * local_layers, block_elems * m->num_local_blocks, block_elems,
+                                m->d_copies_local, bt->num_copies_local);
+        }
+    } else {
+        local_layers = 0; /* one pool for every layer */
+    }
     if (bt->num_copies > 0) {
         if ((rc = backend_upload(b, m->d_copies, bt->block_copies, sizeof(int32_t) * 2 * (size_t)bt->num_copies)))
             return rc;
-        const size_t block_elems = (size_t)m->p.block_size * m->kv_dim;
-        backend_copy_blocks(b, m->kv_pool, 2 * m->cfg.num_layers, block_elems * m->num_blocks, block_elems, m->d_copies,
-                        bt->num_copies);
+        backend_copy_blocks(b, m->kv_pool, 2 * (m->cfg.num_layers - local_layers), block_elems * m->num_blocks,
+                            block_elems, m->d_copies, bt->num_copies);
     }
     return 0;
+}
+
+/* Enqueues the forward pass of T uploaded tokens up to the LM head's output for their first
+ * num_logits rows (m->logits). It never syncs, so that it can be recorded as a graph. */
+static void enqueue_attention(struct model *m, const struct layer *L, int T, int max_context, int table_width) {
+    struct backend *b = m->b;
+    const struct model_config *c = &m->cfg;
+    const struct backend_matmul_args qkv[3] = {
+        {&L->q, L->q_bias, m->q}, {&L->k, L->k_bias, m->k}, {&L->v, L->v_bias, m->v}};
+    backend_matmul(b, m->xn, T, qkv, 3);
+    if (L->q_norm) { /* each head on its own: [T * heads, head_dim] rows, in place */
+        backend_add_rms_norm(b, m->q, NULL, L->q_norm, m->q, T * c->num_heads, c->head_dim, c->rms_norm_eps);
+        backend_add_rms_norm(b, m->k, NULL, L->k_norm, m->k, T * c->num_kv_heads, c->head_dim, c->rms_norm_eps);
+    }
+    const int longrope = c->rope_scaling.type == ROPE_SCALING_LONGROPE;
+    const struct backend_rope_args rope = {
+        .q = m->q, .k = m->k, .q_stride = m->q_dim, .k_stride = m->kv_dim, .positions = m->d_positions,
+        .inv_freq = L->inv_freq, .long_sel = longrope ? m->d_long_sel : NULL, .T = T, .nh = c->num_heads,
+        .nkv = c->num_kv_heads, .head_dim = c->head_dim, .rot_dim = c->rotary_dim,
+        .mscale = longrope ? (float)c->longrope.attention_factor : 1.0f};
+    backend_rope(b, &rope);
+    const int local = m->num_local_blocks && L->window;
+    backend_reshape_and_cache(b, m->k, m->v, m->kv_dim, local ? m->d_slots_local : m->d_slots, L->k_cache, L->v_cache,
+                              T, c->num_kv_heads, c->head_dim, m->p.block_size);
+    const struct backend_attention_args ap = {
+        .q = m->q, .k_cache = L->k_cache, .v_cache = L->v_cache,
+        .block_tables = local ? m->d_block_tables_local : m->d_block_tables,
+        .seq_idx = m->d_seq_idx, .positions = m->d_positions, .out = m->attn, .num_tokens = T,
+        .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
+        .block_size = m->p.block_size, .max_blocks_per_seq = table_width, .sliding_window = L->window,
+        .scale = c->attn_scale, .softcap = c->attn_softcap, .max_context = max_context};
+    backend_attention(b, &ap);
+    const struct backend_matmul_args o = {&L->o, L->o_bias, m->delta};
+    backend_matmul(b, m->attn, T, &o, 1);
+}
+
+/* The MLP of m->xn into m->delta: dense, or the experts a router picks for each token. */
+static void enqueue_mlp(struct model *m, const struct layer *L, int T, int l) {
+    struct backend *b = m->b;
+    const struct model_config *c = &m->cfg;
+    const enum backend_act act = c->act == MODEL_ACT_GELU_TANH ? BACKEND_ACT_GELU_TANH : BACKEND_ACT_SILU;
+    if (c->layer_flags[l] & LAYER_MOE) {
+        const struct backend_matmul_args router = {&L->router, NULL, m->router_logits};
+        backend_matmul(b, m->xn, T, &router, 1);
+        const struct backend_moe_args moe = {
+            .x = m->xn, .router_logits = m->router_logits, .gate = &L->xgate, .up = &L->xup, .down = &L->xdown,
+            .out = m->delta, .T = T, .hidden = c->hidden_size, .inter = c->moe_intermediate_size,
+            .num_experts = c->num_experts, .top_k = c->num_experts_per_tok, .norm_topk_prob = c->norm_topk_prob,
+            .act = act};
+        backend_moe(b, &moe);
+        return;
+    }
+    const struct backend_matmul_args gu[2] = {{&L->gate, NULL, m->gate}, {&L->up, NULL, m->up}};
+    backend_matmul(b, m->xn, T, gu, 2);
+    backend_glu(b, act, m->gate, m->up, m->gate, T, c->intermediate_size);
+    const struct backend_matmul_args down = {&L->down, NULL, m->delta};
+    backend_matmul(b, m->gate, T, &down, 1);
 }
 
 /* Enqueues the forward pass of T uploaded tokens up to the LM head's output for their first
@@ -401,35 +743,18 @@ static int upload_batch(struct model *m, const struct model_batch *bt) {
 static void enqueue_forward(struct model *m, int T, int num_logits, int max_context, int table_width) {
     struct backend *b = m->b;
     const struct model_config *c = &m->cfg;
-    const int H = c->hidden_size, I = c->intermediate_size;
+    const int H = c->hidden_size;
     backend_embed(b, &m->embed, m->d_tokens, T, m->x);
+    if (m->embed_scale > 0) backend_scale(b, m->x, (size_t)T * H, m->embed_scale);
     const float *pending = NULL; /* sublayer output not yet added to the residual stream x */
     for (int l = 0; l < c->num_layers; l++) {
         const struct layer *L = &m->layers[l];
         backend_add_rms_norm(b, m->x, pending, L->attn_norm, m->xn, T, H, c->rms_norm_eps);
-        const struct backend_matmul_args qkv[3] = {
-            {&L->q, L->q_bias, m->q}, {&L->k, L->k_bias, m->k}, {&L->v, L->v_bias, m->v}};
-        backend_matmul(b, m->xn, T, qkv, 3);
-        backend_rope(b, m->q, m->q_dim, m->k, m->kv_dim, m->d_positions, m->inv_freq, T, c->num_heads, c->num_kv_heads,
-                 c->head_dim);
-        backend_reshape_and_cache(b, m->k, m->v, m->kv_dim, m->d_slots, L->k_cache, L->v_cache, T, c->num_kv_heads,
-                              c->head_dim, m->p.block_size);
-        const struct backend_attention_args ap = {
-            .q = m->q, .k_cache = L->k_cache, .v_cache = L->v_cache, .block_tables = m->d_block_tables,
-            .seq_idx = m->d_seq_idx, .positions = m->d_positions, .out = m->attn, .num_tokens = T,
-            .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
-            .block_size = m->p.block_size, .max_blocks_per_seq = table_width,
-            .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim),
-            .max_context = max_context};
-        backend_attention(b, &ap);
-        const struct backend_matmul_args o = {&L->o, NULL, m->delta};
-        backend_matmul(b, m->attn, T, &o, 1);
+        enqueue_attention(m, L, T, max_context, table_width);
+        if (L->attn_post_norm) backend_add_rms_norm(b, m->delta, NULL, L->attn_post_norm, m->delta, T, H, c->rms_norm_eps);
         backend_add_rms_norm(b, m->x, m->delta, L->mlp_norm, m->xn, T, H, c->rms_norm_eps);
-        const struct backend_matmul_args gu[2] = {{&L->gate, NULL, m->gate}, {&L->up, NULL, m->up}};
-        backend_matmul(b, m->xn, T, gu, 2);
-        backend_silu_mul(b, m->gate, m->up, m->gate, T, I);
-        const struct backend_matmul_args down = {&L->down, NULL, m->delta};
-        backend_matmul(b, m->gate, T, &down, 1);
+        enqueue_mlp(m, L, T, l);
+        if (L->mlp_post_norm) backend_add_rms_norm(b, m->delta, NULL, L->mlp_post_norm, m->delta, T, H, c->rms_norm_eps);
         pending = m->delta;
     }
     if (num_logits == 0) return;
@@ -440,6 +765,7 @@ static void enqueue_forward(struct model *m, int T, int num_logits, int max_cont
     backend_add_rms_norm(b, m->rows, m->xn, m->final_norm, m->rows, num_logits, H, c->rms_norm_eps);
     const struct backend_matmul_args head = {&m->lm_head, NULL, m->logits};
     backend_matmul(b, m->rows, num_logits, &head, 1);
+    if (c->final_softcap > 0) backend_softcap(b, m->logits, (size_t)num_logits * c->vocab_size, c->final_softcap);
 }
 
 /* The recorded graph that serves bt (the smallest that holds it), or -1: it needs every
@@ -475,6 +801,16 @@ static int run_graph(struct model *m, const struct model_batch *bt, int g) {
         memcpy(m->graph_tables + (size_t)s * Wg, bt->block_tables + (size_t)s * W,
                sizeof(int32_t) * (size_t)(W < Wg ? W : Wg));
     struct model_batch padded = *bt;
+    if (m->num_local_blocks) {
+        int32_t *lslot = m->graph_local, *ltab = lslot + cap;
+        memcpy(lslot, bt->slot_mapping_local, sizeof(int32_t) * (size_t)T);
+        for (int i = T; i < Tg; i++) lslot[i] = -1;
+        for (int s = 0; s < bt->num_seqs; s++)
+            memcpy(ltab + (size_t)s * Wg, bt->block_tables_local + (size_t)s * W,
+                   sizeof(int32_t) * (size_t)(W < Wg ? W : Wg));
+        padded.slot_mapping_local = lslot;
+        padded.block_tables_local = ltab;
+    }
     padded.block_tables = m->graph_tables;
     padded.block_table_width = Wg;
     padded.num_tokens = padded.num_logits = Tg;
@@ -514,7 +850,9 @@ int model_capture_graphs(struct model *m, int max_batch) {
     m->graph_width = (m->graph_context + m->p.block_size - 1) / m->p.block_size;
     int32_t *host = calloc(5 * (size_t)cap + (size_t)m->graph_width, sizeof(int32_t));
     m->graph_tables = calloc((size_t)m->p.max_num_seqs * m->graph_width, sizeof(int32_t));
-    if (!host || !m->graph_tables) {
+    if (m->num_local_blocks)
+        m->graph_local = calloc((size_t)cap + (size_t)m->p.max_num_seqs * m->graph_width, sizeof(int32_t));
+    if (!host || !m->graph_tables || (m->num_local_blocks && !m->graph_local)) {
         free(host);
         return folio_err(FOLIO_ENOMEM, "out of memory");
     }
@@ -531,7 +869,8 @@ int model_capture_graphs(struct model *m, int max_batch) {
         const struct model_batch warm = {
             .num_tokens = T, .tokens = host, .positions = host + cap, .seq_idx = host + 2 * (size_t)cap,
             .slot_mapping = host + 3 * (size_t)cap, .num_seqs = 1, .block_tables = table,
-            .block_table_width = m->graph_width, .num_logits = T, .logits_idx = idx};
+            .block_table_width = m->graph_width, .num_logits = T, .logits_idx = idx,
+            .block_tables_local = table, .slot_mapping_local = host + 3 * (size_t)cap};
         if ((rc = check_batch(m, &warm)) || (rc = upload_batch(m, &warm))) break;
         enqueue_forward(m, T, T, m->max_context, m->graph_width);
         if ((rc = backend_sync(m->b)) || (rc = backend_graph_begin(m->b))) break;
@@ -582,8 +921,9 @@ void model_set_max_model_len(struct model *m, int len) {
 
 void model_free_kv(struct model *m) {
     if (m->kv_pool) backend_release(m->b, m->kv_pool);
-    m->kv_pool = NULL;
-    m->num_blocks = 0;
+    if (m->kv_pool_local) backend_release(m->b, m->kv_pool_local);
+    m->kv_pool = m->kv_pool_local = NULL;
+    m->num_blocks = m->num_local_blocks = 0;
     for (int l = 0; l < m->cfg.num_layers; l++) m->layers[l].k_cache = m->layers[l].v_cache = NULL;
 }
 

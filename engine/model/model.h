@@ -42,6 +42,19 @@ struct model_batch {
     const int32_t *block_copies;  /* [num_copies, 2] (src, dst) KV blocks to copy first */
     int block_table_width;        /* 0: model_max_blocks_per_seq; less is cheaper to move, and must
                                    * cover every token's position / block_size */
+    /* [num_seqs] each sequence's prompt length, or NULL (then the sequence's last position in
+     * this batch + 1 stands for it). LongRoPE (Phi-3) rotates a token with its long factors
+     * when max(prompt length, position + 1) passes the pretrained length: what transformers
+     * does for an unchunked prefill and each decode step, made independent of chunking,
+     * batching and preemption. */
+    const int32_t *seq_prompt_len;
+    /* With a split KV cache (model_alloc_kv_split): the sliding layers' tables and slots in
+     * their own pool, in the layout of block_tables / slot_mapping (the same width), and the
+     * copies to make there first. NULL / 0 otherwise. */
+    const int32_t *block_tables_local; /* [num_seqs, block_table_width] */
+    const int32_t *slot_mapping_local; /* [num_tokens] */
+    int num_copies_local;
+    const int32_t *block_copies_local; /* [num_copies_local, 2] */
 };
 
 /* Loads config, weights and allocates the activation scratch for the params' limits.
@@ -51,6 +64,13 @@ void model_free(struct model *m);
 
 /* Allocates the paged KV cache: num_blocks blocks of params.block_size tokens. */
 int model_alloc_kv(struct model *m, int num_blocks);
+/* Whether the model mixes sliding-window and full-attention layers (Gemma 2/3), so that its
+ * sliding layers can keep their KV in a pool of their own (model_alloc_kv_split). */
+int model_has_local_layers(const struct model *m);
+/* The split cache: the full layers' K/V in num_blocks blocks, the sliding layers' in
+ * num_local_blocks, each pool with its own block tables (model_batch's _local fields), so a
+ * sequence holds only its window's blocks of the sliding layers. */
+int model_alloc_kv_split(struct model *m, int num_blocks, int num_local_blocks);
 /* Bytes one KV block takes across all layers (K and V); before loading, from the config:
  * config_kv_block_bytes. */
 size_t model_kv_block_bytes(const struct model *m);

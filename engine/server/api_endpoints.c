@@ -75,6 +75,16 @@ void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, cons
     cJSON_AddNumberToObject(j, "uptime_s", folio_now() - a->t_start);
     cJSON_AddNumberToObject(j, "max_model_len", engine_max_model_len(e));
     cJSON_AddStringToObject(j, "device", em.device);
+    /* As model cards count them: a MoE's total, and what one token's forward pass uses. */
+    const struct model_config *cfg = engine_model_config(e);
+    int64_t total, active;
+    config_param_counts(cfg, &total, &active);
+    cJSON *mp = cJSON_AddObjectToObject(j, "parameters");
+    cJSON_AddStringToObject(mp, "architecture", cfg->arch_name);
+    cJSON_AddNumberToObject(mp, "total", (double)total);
+    cJSON_AddNumberToObject(mp, "active", (double)active);
+    cJSON_AddNumberToObject(mp, "experts", cfg->num_experts);
+    cJSON_AddNumberToObject(mp, "experts_per_token", cfg->num_experts ? cfg->num_experts_per_tok : 0);
     cJSON *mem = cJSON_AddObjectToObject(j, "memory");
     cJSON_AddNumberToObject(mem, "weights_bytes", (double)em.weights);
     cJSON_AddNumberToObject(mem, "kv_cache_bytes", (double)em.kv_cache);
@@ -101,6 +111,11 @@ void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, cons
     cJSON_AddNumberToObject(kv, "free", st.kv_free);
     cJSON_AddNumberToObject(kv, "touched", st.kv_touched);
     cJSON_AddNumberToObject(kv, "block_size", st.block_size);
+    if (st.kv_local_blocks) { /* the sliding layers' own pool: each sequence keeps only its window there */
+        cJSON *loc = cJSON_AddObjectToObject(kv, "sliding_window_layers");
+        cJSON_AddNumberToObject(loc, "blocks", st.kv_local_blocks);
+        cJSON_AddNumberToObject(loc, "used", st.kv_local_used);
+    }
     cJSON_AddNumberToObject(kv, "usage", st.kv_usage);
     cJSON_AddNumberToObject(kv, "waste", st.waste);
     cJSON *pc = cJSON_AddObjectToObject(j, "prefix_cache");

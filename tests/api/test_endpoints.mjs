@@ -254,6 +254,9 @@ test('stats: JSON with requests and kv_cache counts that add up', async () => {
     const H = 64, I = 172, L = 5, qd = 64, kvd = 32, V = 512;
     const weights = 4 * (L * (2 * H * qd + 2 * H * kvd + 3 * H * I) + V * H) + 4 * (H + L * 2 * H);
     assert.equal(j.device, 'cpu');
+    // Parameters as model cards count them: stories260K's 260,032, all active (no experts).
+    assert.deepEqual(j.parameters, { architecture: 'LlamaForCausalLM', total: weights / 4, active: weights / 4,
+      experts: 0, experts_per_token: 0 });
     assert.equal(j.memory.weights_bytes, weights);
     assert.equal(j.memory.kv_cache_bytes, j.kv_cache.blocks * 20480);
     // Activation scratch for 2048-token batches: at least x, xn and delta (3 x 2048 x 64 fp32).

@@ -13,13 +13,20 @@
 # Then foliod's proxy overhead: the same requests at concurrency 1 through foliod and straight to
 # its engine (with the engine's secret), alternating; TTFT p50/p99 and the difference; PROXY=0
 # skips it. PRESETS="" skips the first section (and the roofline).
+# The presets include qwen3-moe-bench, Qwen3-30B-A3B's shapes with 4 of its 48 layers: its
+# decode roofline counts the bytes one token reads (router, top-8 of 128 experts, attention and
+# the LM head), as the engine reports them. Then MoE batching (MOE=0 skips): 48 requests at
+# concurrency 16, continuously batched against one at a time, for the MoE and for the dense
+# smollm2-135m, since batching pays off for a MoE only as far as the batch's tokens share
+# experts (16 tokens routed to 8 of 128 experts each touch about 82 of them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ENGINE=${FOLIO_ENGINE:-build/release/folio-engine}
 ROOFLINE=${FOLIO_ROOFLINE:-build/release/roofline}
 CACHE=${FOLIO_BENCH_DIR:-build/bench-models}
 REPS=${REPS:-3}
-PRESETS=${PRESETS-"smollm2-135m llama3.2-1b"}
+PRESETS=${PRESETS-"smollm2-135m llama3.2-1b qwen3-moe-bench"}
+MOE=${MOE:-1}
 DECODE_PROMPT=${DECODE_PROMPT:-64}
 DECODE_TOKENS=${DECODE_TOKENS:-64}
 PREFILL_PROMPT=${PREFILL_PROMPT:-256}
@@ -37,7 +44,7 @@ SERVE_KV=${SERVE_KV:-1}          # GiB of KV cache, the server's and the offline
 SERVE_REPS=${SERVE_REPS:-1}      # > 1: best of, served and offline alternating
 PROXY=${PROXY:-1}                # foliod's proxy against the engine hit directly; 0 skips
 FOLIOD=${FOLIOD:-$(dirname "$ENGINE")/foliod}
-if [ "$THROUGHPUT" != 0 ] && [ ! -x "$TOOL" ]; then
+if { [ "$THROUGHPUT" != 0 ] || [ "$MOE" != 0 ]; } && [ ! -x "$TOOL" ]; then
   echo "run_bench.sh: $TOOL not found; build it with: make $TOOL (or set FOLIO_BENCH_TOOL)" >&2
   exit 1
 fi
@@ -94,8 +101,11 @@ c = json.load(open(sys.argv[1] + "/config.json"))
 h, i, l, v = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
 hd = c.get("head_dim") or h // c["num_attention_heads"]
 q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
+# A MoE token computes its router and top-k experts only.
+e, k = c.get("num_experts") or c.get("num_local_experts") or 0, c.get("num_experts_per_tok", 0)
+mlp = (e * h + k * 3 * h * c.get("moe_intermediate_size", i)) if e else 3 * h * i
 # Prefill computes logits for the last prompt token only, so the LM head is not per token.
-print(l * (2 * h * q + 2 * h * kv + 3 * h * i))
+print(l * (2 * h * q + 2 * h * kv + mlp))
 PY
 )
   rows+=("$(awk -v p="$p" -v mib="$mib" -v d="$best_dec" -v pr="$best_pre" -v bw="$bw" -v fl="$fl" -v n="$params" 'BEGIN{
@@ -115,6 +125,26 @@ if [ "$THROUGHPUT" != 0 ]; then
   echo
   echo "Offline throughput, $NUM_PROMPTS requests, smollm2-135m bf16: continuous batching vs one at a time"
   "$TOOL" --model "$dir" --num-prompts "$NUM_PROMPTS"
+fi
+
+if [ "$MOE" != 0 ]; then
+  moe=$CACHE/qwen3-moe-bench-bf16
+  if [ ! -f "$moe/config.json" ]; then
+    echo "generating qwen3-moe-bench (bf16) in $moe ..." >&2
+    /usr/bin/python3 tests/fixtures/gen_checkpoint.py --out "$moe" --preset qwen3-moe-bench --dtype BF16 --seed 1 >/dev/null
+  fi
+  echo
+  echo "MoE batching: 48 requests (16-128 tokens in and out) at concurrency 16 (continuously batched, at most 16 at once) vs one at a time"
+  echo "| model            | batched tok/s | one at a time tok/s | speedup |"
+  echo "|------------------|---------------|---------------------|---------|"
+  for row in "smollm2-135m|$(smollm2)" "qwen3-moe-bench|$moe"; do
+    name=${row%%|*}; d=${row#*|}
+    out=$("$TOOL" --model "$d" --num-prompts 48 --max-num-seqs 16 --shared-frac 0 2>&1)
+    b=$(sed -n 's/^bench_throughput: .*batched_tps=\([0-9.]*\).*/\1/p' <<<"$out")
+    o=$(sed -n 's/^bench_throughput: .*serial_tps=\([0-9.]*\).*/\1/p' <<<"$out")
+    if [ -z "$b" ] || [ -z "$o" ]; then echo "$out" >&2; echo "run_bench.sh: bench_throughput output not understood" >&2; exit 1; fi
+    awk -v n="$name" -v b="$b" -v o="$o" 'BEGIN{printf "| %-16s | %13.1f | %19.1f | %6.2fx |\n", n, b, o, b / o}'
+  done
 fi
 
 if [ "$SERVING" != 0 ]; then

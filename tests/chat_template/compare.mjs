@@ -46,14 +46,29 @@ for (const pkg of ["llama3", "qwen3", "gemma3", "llama2"]) {
 for (const f of fs.readdirSync(path.join(here, "templates")).sort()) {
   if (f.endsWith(".jinja")) templates[f.replace(/\.jinja$/, "")] = fs.readFileSync(path.join(here, "templates", f), "utf8");
 }
+// templates/*.jinja: templates that no npm package ships, each verbatim from its model's
+// tokenizer_config.json: gemma2 (gemma-2-*-it, as Gemma 1's); mistral (Mistral-7B-Instruct-v0.1,
+// Mixtral-8x7B-Instruct-v0.1); mistral-v0.3_tools (Mistral-7B-Instruct-v0.3: [AVAILABLE_TOOLS],
+// [TOOL_CALLS], [TOOL_RESULTS]); phi3 (Phi-3-mini-4k/128k-instruct); phi3.5 (Phi-3.5-mini-instruct:
+// an empty system message is left out); phi4-mini (Phi-4-mini-instruct: tools as a JSON string on
+// the system message); phi4-mini-reasoning; llama3.1_tools. chatml and llama2 are the classic
+// ChatML and Llama-2 ones.
+const phi3Tokens = { bos_token: "<s>", eos_token: "<|endoftext|>" };
+const phi4Tokens = { bos_token: "<|endoftext|>", eos_token: "<|endoftext|>" };
 const tokensFor = {
   llama3: specials.llama3,
   "llama3.1_tools": specials.llama3,
   qwen3: specials.qwen3,
   chatml: specials.qwen3,
   gemma3: specials.gemma3,
+  gemma2: { bos_token: "<bos>", eos_token: "<eos>" },
   llama2: specials.llama2,
   mistral: specials.llama2,
+  "mistral-v0.3_tools": specials.llama2,
+  phi3: phi3Tokens,
+  "phi3.5": phi3Tokens,
+  "phi4-mini": phi4Tokens,
+  "phi4-mini-reasoning": phi4Tokens,
 };
 
 // ------------------------------------------------------------------------------------------
@@ -163,6 +178,41 @@ const conversations = {
   ],
 };
 
+// Mistral v0.3's tool format: calls carry 9-character ids that the tool results point back to.
+conversations.tool_calls_with_ids = [
+  { role: "system", content: "Use tools when needed." },
+  { role: "user", content: "Weather in Paris and Oslo?" },
+  {
+    role: "assistant",
+    tool_calls: [
+      { id: "call00001", type: "function", function: { name: "get_weather", arguments: { city: "Paris" } } },
+      { id: "call00002", type: "function", function: { name: "get_weather", arguments: { city: "Oslo", unit: "celsius" } } },
+    ],
+  },
+  { role: "tool", tool_call_id: "call00001", content: "{\"temp\": 21}" },
+  { role: "tool", tool_call_id: "call00002", content: { content: "{\"temp\": 4}" } },
+  { role: "assistant", content: "  21\u00b0C in Paris, 4\u00b0C in Oslo.  " },
+  { role: "user", content: "Thanks" },
+];
+// Phi-4-mini's tool format: the tools, as a JSON string, on the system message.
+const toolsJson = JSON.stringify([weather.function, search.function]);
+const phiTools = {
+  tools_on_system: [
+    { role: "system", content: "You are a helpful assistant with some tools.", tools: toolsJson },
+    { role: "user", content: "Weather in Paris?" },
+  ],
+  tools_on_system_multi: [
+    { role: "system", content: "", tools: toolsJson },
+    { role: "user", content: "Weather in Paris?" },
+    { role: "assistant", content: "<|tool_call|>[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]<|/tool_call|>" },
+    { role: "tool", content: "{\"temp\": 21}" },
+    { role: "assistant", content: "21\u00b0C." },
+  ],
+  tools_none: [{ role: "system", content: "No tools.", tools: null }, { role: "user", content: "Hi" }],
+  // a list, not a string: '+' of a string and a list is an error in both
+  tools_as_list: [{ role: "system", content: "x", tools: [weather] }, { role: "user", content: "Hi" }],
+};
+
 // Which conversations make sense for which templates (others still run: both must agree).
 const cases = [];
 const add = (template, name, context, extra = {}) => cases.push({ template, name, context, ...extra });
@@ -173,6 +223,16 @@ for (const t of Object.keys(templates)) {
     if (cname === "multimodal" && t !== "gemma3") continue;
     for (const agp of [true, false]) {
       add(t, `${cname}/agp=${agp}`, { messages: msgs, add_generation_prompt: agp, ...toks });
+    }
+  }
+  if (t === "phi4-mini" || t === "phi4-mini-reasoning") {
+    for (const [cname, msgs] of Object.entries(phiTools)) {
+      for (const agp of [true, false]) add(t, `${cname}/agp=${agp}`, { messages: msgs, add_generation_prompt: agp, ...toks });
+    }
+  }
+  if (t === "mistral-v0.3_tools") {
+    for (const cname of ["single", "multi_turn", "tool_calls_with_ids", "tool_calls", "no_system_multi"]) {
+      add(t, `${cname}/tools`, { messages: conversations[cname], tools: [weather, search], ...toks });
     }
   }
   if (t === "qwen3" || t === "llama3.1_tools") {

@@ -3,14 +3,18 @@
 // missing repos, 5xx, a disk too small, cancel, `foliod --model org/name`, and the token kept
 // out of logs, API answers and the CDN.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import crypto from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { assert, MODELS, sleep, SLOW, STORY, test } from '../api/lib.mjs';
 import { startHub } from './hub_server.mjs';
 import {
   dataDir, here, login, modelInfo, readEvents, req, sdk, startFoliod, status, stopFoliod, waitState,
 } from './lib.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 // Inline template text: a file outside the model directory is refused (it could be read back).
 const TEMPLATE = readFileSync(path.join(here, '../api/templates/story.jinja'), 'utf8').trim();
@@ -338,6 +342,37 @@ test('hub: the fit estimate for a local dir and a Hub repo; the console session 
   assert.equal(local.json.weights_bytes, statSync(path.join(MODELS, 'stories260K', 'model.safetensors')).size);
   assert.ok(local.json.kv_bytes_per_token > 0 && local.json.fits === true && local.json.max_model_len_fits === 512,
     local.text);
+  // Parameters as the model card counts them (stories260K: "260K"), all active in a dense model.
+  assert.equal(local.json.architecture, 'LlamaForCausalLM');
+  assert.equal(local.json.params_total, 260032);
+  assert.equal(local.json.params_active, 260032);
+  assert.match(local.json.note, /^260K parameters; /);
+  // A MoE: total and active differ, by the experts a token does not use.
+  const moeDir = mkdtempSync(path.join(os.tmpdir(), 'folio-moe-'));
+  execFileSync('/usr/bin/python3', [path.join(ROOT, 'tests/fixtures/gen_checkpoint.py'), '--out', moeDir,
+    '--preset', 'qwen3-moe', '--dtype', 'BF16']);
+  const moe = await est({ path: moeDir, max_model_len: 128 });
+  rmSync(moeDir, { recursive: true, force: true });
+  assert.equal(moe.status, 200, moe.text);
+  assert.equal(moe.json.architecture, 'Qwen3MoeForCausalLM');
+  assert.ok(moe.json.params_active < moe.json.params_total, moe.text);
+  assert.match(moe.json.note, /K parameters, \d+K active per token; /);
+  // Gemma 3: the sliding layers keep one window of K/V per sequence, so only the full layers'
+  // cost grows with the length.
+  const gDir = mkdtempSync(path.join(os.tmpdir(), 'folio-gemma3-'));
+  execFileSync('/usr/bin/python3', [path.join(ROOT, 'tests/fixtures/gen_checkpoint.py'), '--out', gDir,
+    '--preset', 'gemma3', '--dtype', 'BF16']);
+  const gc = JSON.parse(readFileSync(path.join(gDir, 'config.json'), 'utf8'));
+  const g = await est({ path: gDir, max_model_len: 256, block_size: 16 });
+  rmSync(gDir, { recursive: true, force: true });
+  assert.equal(g.status, 200, g.text);
+  const full = gc.layer_types.filter((t) => t === 'full_attention').length;
+  const perLayer = 2 * gc.num_key_value_heads * gc.head_dim * 4; // K and V, fp32, one token
+  assert.ok(full > 0 && full < gc.num_hidden_layers, g.text);
+  assert.equal(g.json.kv_bytes_per_token, full * perLayer);
+  // The window (8) rounded up to blocks of 16, plus the block being filled and one more.
+  assert.equal(g.json.kv_window_bytes, 3 * 16 * (gc.num_hidden_layers - full) * perLayer);
+  assert.equal(g.json.kv_bytes_needed, 256 * full * perLayer + g.json.kv_window_bytes);
   // A KV space too small for the length asked: does not fit, and says what would.
   const tight = await est({ path: path.join(MODELS, 'stories260K'), max_model_len: 512, kv_cache_space: 0.0001 });
   assert.equal(tight.json.fits, false, tight.text);

@@ -33,6 +33,10 @@ seed_corpus() { # target dir
       cp "$MODELS/stories260K/config.json" "$d/seed1" 2>/dev/null
       cp "$MODELS/stories260K/generation_config.json" "$d/seed2" 2>/dev/null
       printf '%s' '{"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":4,"vocab_size":10,"rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64}}' >"$d/seed3"
+      # the newer families' real config formats (experts, layer types, text_config, LongRoPE)
+      for p in qwen3-moe mixtral gemma2 gemma3-mm phi3-longrope; do
+        /usr/bin/python3 -c "import json,sys; sys.path.insert(0,'tests/fixtures'); import gen_checkpoint as G; print(json.dumps(G.PRESETS[sys.argv[1]]))" "$p" >"$d/seed-$p" 2>/dev/null
+      done
       ;;
     fuzz_tokenizer)
       printf 'Once upon a time <s> \xe2\x96\x81 \xf0\x9f\x98\x80 \xff\xfe' >"$d/seed1"

@@ -86,5 +86,23 @@ out=$("$E" generate --device cuda --dtype bfloat16 --model "$M/stories260K" --pr
   --temperature 0 2>&1)
 grep -q "bfloat16 weights" <<<"$out" && grep -q "^, there was a little girl" <<<"$out"
 check "stories260K in bf16 on the GPU starts the README story" $? "$out"
+# The newer families through the engine on the GPU (the split KV cache of Gemma's sliding
+# layers, the expert block, LongRoPE), graphs and eager: greedy tokens equal the CPU backend's
+# on F32 checkpoints, over prompts longer than the windows (8) and LongRoPE's switch (32).
+fam=$(mktemp -d /tmp/folio-gpu-families.XXXXXX)
+for p in qwen3-moe mixtral gemma2 gemma3 phi3-longrope; do
+  "${PYTHON:-/usr/bin/python3}" tests/fixtures/gen_checkpoint.py --out "$fam/$p" --preset "$p" --dtype F32 --seed 5 >/dev/null
+  ids=$(seq -s, 3 43)
+  fargs=(generate --model "$fam/$p" --prompt-ids "$ids" --max-tokens 24 --temperature 0 --ignore-eos --show-ids)
+  c=$("$E" "${fargs[@]}" --device cpu 2>/dev/null | grep '^ids')
+  for mode in graphs eager; do
+    extra=()
+    [ "$mode" = eager ] && extra=(--enforce-eager)
+    g=$("$E" "${fargs[@]}" --device cuda "${extra[@]}" 2>/dev/null | grep '^ids')
+    [ -n "$g" ] && [ "$g" = "$c" ]
+    check "$p greedy on the GPU ($mode) equals the CPU backend" $? "gpu: $g / cpu: $c"
+  done
+done
+rm -rf "$fam"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

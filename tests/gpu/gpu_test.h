@@ -24,6 +24,9 @@ void report(const char *name, const char *detail, double err);
 /* max |gpu - cpu| / max(1, |cpu|) over n floats must be <= TOL (NaN fails); raises *err to the
  * worst error, writes the worst element into detail on a mismatch and returns -1. */
 int compare(const char *what, const float *gpu, const float *cpu, size_t n, double *err, char *detail, size_t cap);
+/* max |gpu - cpu| / max |cpu| over n floats (the error against the output's scale), the
+ * worst element in *at. */
+double scaled_error(const float *gpu, const float *cpu, size_t n, size_t *at);
 /* The guard of `guard` floats past n floats of dev must still be 0xff bytes. */
 int check_guard(const char *what, const float *dev, size_t n, size_t guard, char *detail, size_t cap);
 /* Device buffer of n floats plus a guard of g floats, all filled with 0xff bytes (NaN). */
@@ -47,5 +50,6 @@ void gpu_tests_attention(struct backend *cpu, cudaStream_t st); /* test_attentio
 int gpu_bench_attention(cudaStream_t st, double *copy_gbs);     /* test_attention_gpu.c */
 int gpu_bench_matmul(double copy_gbs);                          /* test_backend_gpu.c */
 void gpu_tests_backend(struct backend *cpu, cudaStream_t st);   /* test_backend_gpu.c */
+void gpu_tests_moe(struct backend *cpu, cudaStream_t st);       /* test_moe_gpu.c */
 
 #endif

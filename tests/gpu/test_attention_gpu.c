@@ -1,5 +1,6 @@
-/* gpu-tests cases for paged_attention against the CPU backend's attention op, and the decode
- * bandwidth benchmark (gpu-tests --bench).
+/* gpu-tests cases for paged_attention against the CPU backend's attention op (sliding
+ * windows and Gemma 2's score soft cap included), and the decode bandwidth benchmark
+ * (gpu-tests --bench).
  *
  * A case is a batch of sequences, each with a context of ctx[i] cached positions whose last
  * qlen[i] positions are this step's query tokens (qlen 1: a decode; qlen < ctx: a prefill
@@ -20,6 +21,8 @@ struct attn_case {
     int ctx[MAX_SEQS], qlen[MAX_SEQS];
     int nh, nkv, hd, bs, window;
     int max_splits; /* 0: as the launcher chooses (with a workspace); 1: never split */
+    float scale;    /* on q.k; 0: 1/sqrt(hd) */
+    float softcap;  /* > 0: Gemma 2's soft cap on the scores */
 };
 
 static void test_attention(struct backend *cpu, cudaStream_t st, const struct attn_case *c, const char *what) {
@@ -35,6 +38,7 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
     const int num_blocks = nblk + 3, mb = maxb + 2; /* spare blocks and table slots */
     const size_t nq = (size_t)T * c->nh * c->hd, nc = (size_t)num_blocks * c->nkv * c->bs * c->hd;
     const size_t g = (size_t)c->nh * c->hd;
+    const float scale = c->scale > 0.0f ? c->scale : 1.0f / sqrtf((float)c->hd);
     double err = 0.0;
     float *h_q = malloc(sizeof(float) * nq), *h_out = malloc(sizeof(float) * nq); /* [T, nh, hd] */
     float *g_out = malloc(sizeof(float) * nq);
@@ -86,12 +90,11 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
     ws_floats = paged_attention_workspace_size(T, c->nh, c->nkv, c->hd) / sizeof(float);
     if (ws_floats) CK(dev_alloc(&d_ws, ws_floats, 64));
 
-    const float scale = 1.0f / sqrtf((float)c->hd);
     struct paged_attention_params p = {
         .q = d_q, .k_cache = d_kc, .v_cache = d_vc, .block_tables = d_bt, .seq_idx = d_seq, .positions = d_pos,
         .out = d_out, .num_tokens = T, .num_heads = c->nh, .num_kv_heads = c->nkv, .head_dim = c->hd,
         .block_size = c->bs, .max_blocks_per_seq = mb, .sliding_window = c->window, .scale = scale,
-        .max_context = maxctx, .max_splits = c->max_splits, .workspace = d_ws,
+        .softcap = c->softcap, .max_context = maxctx, .max_splits = c->max_splits, .workspace = d_ws,
         .workspace_bytes = ws_floats * sizeof(float)
     };
     splits = paged_attention_splits(&p);
@@ -101,6 +104,7 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
         .q = h_q, .k_cache = h_kc, .v_cache = h_vc, .block_tables = h_bt, .seq_idx = h_seq, .positions = h_pos,
         .out = h_out, .num_tokens = T, .num_heads = c->nh, .num_kv_heads = c->nkv, .head_dim = c->hd,
         .block_size = c->bs, .max_blocks_per_seq = mb, .sliding_window = c->window, .scale = scale,
+        .softcap = c->softcap,
     };
     cpu->iface->attention(cpu, &a);
     CK(cudaMemcpy(g_out, d_out, sizeof(float) * nq, cudaMemcpyDeviceToHost));
@@ -108,8 +112,11 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
     if (check_guard("out", d_out, nq, g, detail, sizeof detail)) goto out;
     if (ws_floats) check_guard("workspace", d_ws, ws_floats, 64, detail, sizeof detail);
 out:
-    snprintf(name, sizeof name, "paged_attention %s: seqs=%d T=%d max_ctx=%d nh=%d nkv=%d head_dim=%d block=%d window=%d splits=%d",
-             what, c->nseq, T, maxctx, c->nh, c->nkv, c->hd, c->bs, c->window, splits);
+    snprintf(name, sizeof name,
+             "paged_attention %s: seqs=%d T=%d max_ctx=%d nh=%d nkv=%d head_dim=%d block=%d window=%d splits=%d"
+             " scale=%.4g softcap=%g",
+             what, c->nseq, T, maxctx, c->nh, c->nkv, c->hd, c->bs, c->window, splits, (double)scale,
+             (double)c->softcap);
     cudaFree(d_q);
     cudaFree(d_out);
     cudaFree(d_kc);
@@ -262,6 +269,38 @@ void gpu_tests_attention(struct backend *cpu, cudaStream_t st) {
         test_attention(cpu, st, &c, "decode");
         c = mixed(8, 2, 64, odd_bs[b], b == 2 ? 100 : 0);
         test_attention(cpu, st, &c, "mixed");
+    }
+    /* Gemma 2's soft cap: 50 on scores of scale 1/8 (it bends the largest by ~1e-3, well past
+     * the tolerance; a larger scale would amplify the dot products' rounding past it) and 1
+     * on the usual scale (it saturates), on decodes with and without split-K, windows, and
+     * prefill chunks. */
+    static const float caps[][2] = {{50.0f, 0.125f}, {1.0f, 0.0f}};
+    for (size_t k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+        static const int cap_ctx[] = {17, 1000, 4096}, cap_win[] = {0, 100, 7};
+        for (size_t i = 0; i < 3; i++)
+            for (size_t w = 0; w < 3; w++) {
+                c = decode2(cap_ctx[i], 8, 4, 256, 16, cap_win[w]);
+                c.softcap = caps[k][0];
+                c.scale = caps[k][1];
+                test_attention(cpu, st, &c, "decode softcap");
+            }
+        c = decode2(4096, 8, 2, 128, 16, 0);
+        c.softcap = caps[k][0];
+        c.scale = caps[k][1];
+        c.max_splits = 1;
+        test_attention(cpu, st, &c, "decode softcap no-split");
+        c.max_splits = 3;
+        c.window = 1000;
+        test_attention(cpu, st, &c, "decode softcap 3 splits");
+        for (int w = 0; w <= 1; w++) {
+            c = mixed(8, 4, 256, 16, w ? 100 : 0);
+            c.softcap = caps[k][0];
+            c.scale = caps[k][1];
+            test_attention(cpu, st, &c, "mixed softcap");
+        }
+        c = (struct attn_case){.nseq = 1, .ctx = {512}, .qlen = {512}, .nh = 8, .nkv = 2, .hd = 128, .bs = 16,
+                               .window = 64, .scale = caps[k][1], .softcap = caps[k][0]};
+        test_attention(cpu, st, &c, "prefill softcap");
     }
     test_attention_edges(st);
 }

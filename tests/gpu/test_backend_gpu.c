@@ -118,21 +118,6 @@ out:
     report(name, detail[0] ? detail : NULL, -1.0);
 }
 
-/* max |g - c| / max |c| over the output: the error against the output's scale. */
-static double scaled_error(const float *g, const float *c, size_t n, size_t *at) {
-    double worst = 0.0, scale = 0.0;
-    for (size_t i = 0; i < n; i++)
-        if (fabs((double)c[i]) > scale) scale = fabs((double)c[i]);
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)g[i] - (double)c[i]);
-        if (!(d <= worst)) {
-            worst = d;
-            *at = i;
-        }
-    }
-    return worst / (scale > 0 ? scale : 1.0);
-}
-
 /* n_mm products of one x [T, K]: W_i [N_i, K] (N_i = N + 17 i, odd sizes on purpose), with a
  * bias on the first when asked. */
 static void test_matmul(struct backend *cpu, struct backend *gpu, enum folio_dtype dt, int T, int K, int N,

@@ -11,8 +11,9 @@
  *
  * Without a usable device it prints `no CUDA device: skipping` and exits 1, so that a GPU run
  * cannot pass silently; FOLIO_GPU_OPTIONAL=1 turns that into exit 0 (CI without a GPU).
- * The cases of the other ops are in test_ops_gpu.c and test_attention_gpu.c (helpers in
- * gpu_test.h). `gpu-tests --bench` (make bench-gpu) runs no tests: it times decode
+ * This file holds the elementwise ops (add_rms_norm, glu, scale, softcap); the cases of the
+ * other ops are in test_ops_gpu.c, test_attention_gpu.c, test_backend_gpu.c and
+ * test_moe_gpu.c (helpers in gpu_test.h). `gpu-tests --bench` (make bench-gpu) runs no tests: it times decode
  * paged_attention against a device-to-device memcpy and prints the bandwidth table. */
 #include <math.h>
 #include <stdint.h>
@@ -81,6 +82,23 @@ int compare(const char *what, const float *gpu, const float *cpu, size_t n, doub
         return -1;
     }
     return 0;
+}
+
+/* max |g - c| / max |c| over the output: the error against the output's scale; *at is the
+ * worst element. */
+double scaled_error(const float *g, const float *c, size_t n, size_t *at) {
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)c[i]) > scale) scale = fabs((double)c[i]);
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)g[i] - (double)c[i]);
+        if (!(d <= worst)) { /* also takes NaN, which must then stay */
+            worst = d;
+            *at = i;
+            if (isnan(d)) break;
+        }
+    }
+    return worst / (scale > 0 ? scale : 1.0);
 }
 
 /* The guard past n floats of a device buffer must still be the 0xff bytes cudaMemset wrote. */
@@ -186,9 +204,10 @@ out:
 }
 
 /* alias: out is gate, as model.c calls it to save a buffer. */
-static void test_silu_mul(struct backend *cpu, cudaStream_t st, int T, int n_cols, int alias) {
+static void test_glu(struct backend *cpu, cudaStream_t st, enum backend_act act, int T, int n_cols, int alias) {
     char name[96], detail[256];
-    snprintf(name, sizeof name, "silu_mul T=%d n=%d out=%s", T, n_cols, alias ? "gate" : "separate");
+    snprintf(name, sizeof name, "glu %s T=%d n=%d out=%s", act == BACKEND_ACT_SILU ? "silu" : "gelu_tanh", T, n_cols,
+             alias ? "gate" : "separate");
     const size_t n = (size_t)T * n_cols, g = (size_t)n_cols;
     float *h_gate = NULL, *h_up = NULL, *h_out = NULL; /* [T, n_cols] */
     float *g_back = NULL;                              /* [T, n_cols], GPU result */
@@ -214,10 +233,10 @@ static void test_silu_mul(struct backend *cpu, cudaStream_t st, int T, int n_col
     CK(cudaMemcpy(d_up, h_up, n * sizeof(float), cudaMemcpyHostToDevice));
     if (!alias) CK(dev_alloc(&d_out, n, g));
 
-    CK(silu_mul(d_gate, d_up, alias ? d_gate : d_out, T, n_cols, st));
+    CK(glu((enum kernel_act)act, d_gate, d_up, alias ? d_gate : d_out, T, n_cols, st));
     CK(cudaStreamSynchronize(st));
     cpu_out = alias ? h_gate : h_out;
-    cpu->iface->silu_mul(cpu, h_gate, h_up, cpu_out, T, n_cols);
+    cpu->iface->glu(cpu, act, h_gate, h_up, cpu_out, T, n_cols);
     if (cpu->iface->sync(cpu) != 0) {
         snprintf(detail, sizeof detail, "CPU backend sync failed");
         goto out;
@@ -239,6 +258,44 @@ out:
     report(name, detail[0] ? detail : NULL, err);
 }
 
+/* In-place x *= s (softcap = 0) or x = cap * tanh(x / cap) (softcap = cap) over n floats, with
+ * values well past the cap so that tanh saturates. */
+static void test_scale_softcap(struct backend *cpu, cudaStream_t st, size_t n, float s, float cap) {
+    char name[96], detail[256];
+    if (cap > 0.0f)
+        snprintf(name, sizeof name, "softcap n=%zu cap=%g", n, (double)cap);
+    else
+        snprintf(name, sizeof name, "scale n=%zu s=%g", n, (double)s);
+    const size_t g = 64;
+    double err = 0.0;
+    float *h_x = malloc(sizeof(float) * (n ? n : 1)), *g_x = malloc(sizeof(float) * (n ? n : 1)); /* [n] */
+    float *d_x = NULL;                                                                           /* [n + g] */
+    detail[0] = '\0';
+    if (!h_x || !g_x) {
+        snprintf(detail, sizeof detail, "out of host memory");
+        goto out;
+    }
+    fill(h_x, n, -100.0f, 100.0f);
+    CK(dev_alloc(&d_x, n, g));
+    CK(cudaMemcpy(d_x, h_x, n * sizeof(float), cudaMemcpyHostToDevice));
+    if (cap > 0.0f) {
+        CK(softcap_f32(d_x, n, cap, st));
+        cpu->iface->softcap(cpu, h_x, n, cap);
+    } else {
+        CK(scale_f32(d_x, n, s, st));
+        cpu->iface->scale(cpu, h_x, n, s);
+    }
+    CK(cudaStreamSynchronize(st));
+    CK(cudaMemcpy(g_x, d_x, n * sizeof(float), cudaMemcpyDeviceToHost));
+    if (compare("x", g_x, h_x, n, &err, detail, sizeof detail)) goto out;
+    check_guard("x", d_x, n, g, detail, sizeof detail);
+out:
+    cudaFree(d_x);
+    free(h_x);
+    free(g_x);
+    report(name, detail[0] ? detail : NULL, err);
+}
+
 /* Empty shapes are a successful no-op that writes nothing. */
 static void test_empty(cudaStream_t st) {
     char detail[256];
@@ -246,13 +303,19 @@ static void test_empty(cudaStream_t st) {
     detail[0] = '\0';
     CK(dev_alloc(&d, 0, 64));
     CK(add_rms_norm(d, NULL, d, d, 0, 64, 1e-5f, st));
-    CK(silu_mul(d, d, d, 0, 64, st));
-    CK(silu_mul(d, d, d, 64, 0, st));
+    CK(glu(KERNEL_ACT_SILU, d, d, d, 0, 64, st));
+    CK(glu(KERNEL_ACT_GELU_TANH, d, d, d, 64, 0, st));
+    CK(scale_f32(d, 0, 2.0f, st));
+    CK(softcap_f32(d, 0, 30.0f, st));
+    if (glu((enum kernel_act)2, d, d, d, 1, 64, st) != cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "glu act=2 was not refused");
+        goto out;
+    }
     CK(cudaStreamSynchronize(st));
     check_guard("buffer", d, 0, 64, detail, sizeof detail);
 out:
     cudaFree(d);
-    report("empty shapes (rows=0, T=0, n=0)", detail[0] ? detail : NULL, -1.0);
+    report("empty shapes (rows=0, T=0, n=0), unknown act refused", detail[0] ? detail : NULL, -1.0);
 }
 
 int main(int argc, char **argv) {
@@ -304,15 +367,24 @@ int main(int argc, char **argv) {
         for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
             for (int with_delta = 0; with_delta <= 1; with_delta++)
                 test_add_rms_norm(cpu, st, rows[r], dims[d], with_delta);
-    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
-        for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
-            for (int alias = 0; alias <= 1; alias++) test_silu_mul(cpu, st, rows[r], dims[d], alias);
+    for (int act = BACKEND_ACT_SILU; act <= BACKEND_ACT_GELU_TANH; act++)
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+            for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
+                for (int alias = 0; alias <= 1; alias++) test_glu(cpu, st, act, rows[r], dims[d], alias);
     /* More elements than the launcher's 65535 x 256 grid: the grid-stride loop must wrap. */
-    test_silu_mul(cpu, st, 4099, 4097, 0);
+    test_glu(cpu, st, BACKEND_ACT_SILU, 4099, 4097, 0);
+    test_glu(cpu, st, BACKEND_ACT_GELU_TANH, 4099, 4097, 1);
+    test_scale_softcap(cpu, st, 1, 0.125f, 0.0f);
+    test_scale_softcap(cpu, st, 1000, 45.254834f, 0.0f); /* Gemma's sqrt(hidden) embedding scale */
+    test_scale_softcap(cpu, st, (size_t)65535 * 256 + 77, -0.5f, 0.0f);
+    test_scale_softcap(cpu, st, 1, 0.0f, 30.0f);
+    test_scale_softcap(cpu, st, 256000, 0.0f, 30.0f); /* Gemma 2's final logits */
+    test_scale_softcap(cpu, st, (size_t)65535 * 256 + 77, 0.0f, 50.0f);
     test_empty(st);
     gpu_tests_ops(cpu, st);
     gpu_tests_attention(cpu, st);
     gpu_tests_backend(cpu, st);
+    gpu_tests_moe(cpu, st);
 
     printf("%d passed, %d failed\n", n_pass, n_fail);
     rc = n_fail ? 1 : 0;

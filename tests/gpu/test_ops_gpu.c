@@ -1,4 +1,5 @@
-/* gpu-tests cases for the data-movement ops: embed (f32/f16/bf16 tables), gather_rows, rope,
+/* gpu-tests cases for the data-movement ops: embed (f32/f16/bf16 tables), gather_rows, rope
+ * (partial rotary, LongRoPE's per-token inv_freq rows and mscale),
  * reshape_and_cache and copy_blocks, each against the CPU backend's vtable op on host copies.
  * Buffers the kernel writes (in place or not) are compared whole, so an element the GPU
  * should have left alone also counts, and each carries a NaN guard past its end. */
@@ -114,47 +115,69 @@ out:
 }
 
 /* q and k inside one fused [T, (nh + 2 nkv) * hd] QKV buffer, as model.c lays them out: the V
- * part must come back untouched. */
-static void test_rope(struct backend *cpu, cudaStream_t st, int T, int nh, int nkv, int hd, float theta,
-                      int max_pos) {
-    char name[128], detail[256];
-    snprintf(name, sizeof name, "rope T=%d nh=%d nkv=%d head_dim=%d theta=%g max_pos=%d", T, nh, nkv, hd,
-             (double)theta, max_pos);
-    const int stride = (nh + 2 * nkv) * hd, half = hd / 2;
+ * part, and the dimensions of each head past rot_dim, must come back untouched. long_sel:
+ * two inv_freq rows (the second LongRoPE-like, divided by growing factors) and a random row
+ * per token; mscale scales the rotated dimensions. */
+static void test_rope(struct backend *cpu, cudaStream_t st, int T, int nh, int nkv, int hd, int rot_dim, float theta,
+                      int max_pos, int long_sel, float mscale) {
+    char name[160], detail[256];
+    snprintf(name, sizeof name,
+             "rope T=%d nh=%d nkv=%d head_dim=%d rot_dim=%d theta=%g max_pos=%d long_sel=%s mscale=%g", T, nh, nkv,
+             hd, rot_dim, (double)theta, max_pos, long_sel ? "mixed" : "NULL", (double)mscale);
+    const int stride = (nh + 2 * nkv) * hd, half = rot_dim / 2;
     const size_t n = (size_t)T * stride, g = (size_t)stride;
     double err = 0.0;
     float *h_qkv = malloc(sizeof(float) * n), *g_qkv = malloc(sizeof(float) * n); /* [T, stride] */
-    int32_t *h_pos = malloc(sizeof(int32_t) * T);                                 /* [T] */
-    float *h_freq = malloc(sizeof(float) * half);                                 /* [hd / 2] */
+    int32_t *h_pos = malloc(sizeof(int32_t) * T), *h_sel = malloc(sizeof(int32_t) * T); /* [T] */
+    float *h_freq = malloc(sizeof(float) * 2 * half);                             /* [2, rot_dim / 2] */
     float *d_qkv = NULL, *d_freq = NULL;
-    int32_t *d_pos = NULL;
+    int32_t *d_pos = NULL, *d_sel = NULL;
     detail[0] = '\0';
-    if (!h_qkv || !g_qkv || !h_pos || !h_freq) {
+    if (!h_qkv || !g_qkv || !h_pos || !h_sel || !h_freq) {
         snprintf(detail, sizeof detail, "out of host memory");
         goto out;
     }
     fill(h_qkv, n, -2.0f, 2.0f);
-    for (int t = 0; t < T; t++) h_pos[t] = t == 0 ? max_pos : irand(max_pos + 1);
-    for (int i = 0; i < half; i++) h_freq[i] = (float)(1.0 / pow((double)theta, (double)(2 * i) / hd));
+    for (int t = 0; t < T; t++) {
+        h_pos[t] = t == 0 ? max_pos : irand(max_pos + 1);
+        h_sel[t] = T > 1 ? t % 2 : 1; /* both rows in every batch of two or more */
+        if (t > 1 && irand(3) == 0) h_sel[t] = !h_sel[t];
+    }
+    for (int i = 0; i < half; i++) {
+        h_freq[i] = (float)(1.0 / pow((double)theta, (double)(2 * i) / rot_dim));
+        h_freq[half + i] = h_freq[i] / (1.0f + 0.37f * (float)i);
+    }
     CK(dev_alloc(&d_qkv, n, g));
     CK(up(d_qkv, h_qkv, sizeof(float) * n));
     CK(dev_alloc_i32(&d_pos, (size_t)T, 0));
     CK(up(d_pos, h_pos, sizeof(int32_t) * T));
-    CK(dev_alloc(&d_freq, (size_t)half, 0));
-    CK(up(d_freq, h_freq, sizeof(float) * half));
-    CK(rope(d_qkv, stride, d_qkv + (size_t)nh * hd, stride, d_pos, d_freq, T, nh, nkv, hd, st));
+    CK(dev_alloc_i32(&d_sel, (size_t)T, 0));
+    CK(up(d_sel, h_sel, sizeof(int32_t) * T));
+    CK(dev_alloc(&d_freq, (size_t)2 * half, 0));
+    CK(up(d_freq, h_freq, sizeof(float) * 2 * half));
+    const struct rope_params p = {
+        .q = d_qkv, .k = d_qkv + (size_t)nh * hd, .q_stride = stride, .k_stride = stride, .positions = d_pos,
+        .inv_freq = d_freq, .long_sel = long_sel ? d_sel : NULL, .T = T, .nh = nh, .nkv = nkv, .head_dim = hd,
+        .rot_dim = rot_dim, .mscale = mscale};
+    CK(rope(&p, st));
     CK(cudaStreamSynchronize(st));
-    cpu->iface->rope(cpu, h_qkv, stride, h_qkv + (size_t)nh * hd, stride, h_pos, h_freq, T, nh, nkv, hd);
+    const struct backend_rope_args a = {
+        .q = h_qkv, .k = h_qkv + (size_t)nh * hd, .q_stride = stride, .k_stride = stride, .positions = h_pos,
+        .inv_freq = h_freq, .long_sel = long_sel ? h_sel : NULL, .T = T, .nh = nh, .nkv = nkv, .head_dim = hd,
+        .rot_dim = rot_dim, .mscale = mscale};
+    cpu->iface->rope(cpu, &a);
     CK(down(g_qkv, d_qkv, sizeof(float) * n));
     if (compare("qkv", g_qkv, h_qkv, n, &err, detail, sizeof detail)) goto out;
     check_guard("qkv", d_qkv, n, g, detail, sizeof detail);
 out:
     cudaFree(d_qkv);
     cudaFree(d_pos);
+    cudaFree(d_sel);
     cudaFree(d_freq);
     free(h_qkv);
     free(g_qkv);
     free(h_pos);
+    free(h_sel);
     free(h_freq);
     report(name, detail[0] ? detail : NULL, err);
 }
@@ -270,9 +293,20 @@ static void test_ops_edges(cudaStream_t st) {
     float *d = NULL; /* [0] + guard of 256 */
     detail[0] = '\0';
     CK(dev_alloc(&d, 0, 256));
-    if (rope(d, 48, d, 48, (const int32_t *)d, d, 1, 1, 1, 48, st) != cudaErrorInvalidValue) {
+    struct rope_params rp = {.q = d, .k = d, .q_stride = 48, .k_stride = 48, .positions = (const int32_t *)d,
+                             .inv_freq = d, .T = 1, .nh = 1, .nkv = 1, .head_dim = 48, .rot_dim = 48, .mscale = 1.0f};
+    if (rope(&rp, st) != cudaErrorInvalidValue) {
         snprintf(detail, sizeof detail, "rope head_dim=48 was not refused");
         goto out;
+    }
+    static const int bad_rot[] = {0, 63, 66, -2};
+    rp.head_dim = 64;
+    for (size_t i = 0; i < sizeof bad_rot / sizeof bad_rot[0]; i++) {
+        rp.rot_dim = bad_rot[i];
+        if (rope(&rp, st) != cudaErrorInvalidValue) {
+            snprintf(detail, sizeof detail, "rope rot_dim=%d of head_dim=64 was not refused", bad_rot[i]);
+            goto out;
+        }
     }
     if (reshape_and_cache(d, d, 48, (const int32_t *)d, d, d, 1, 1, 48, 16, st) != cudaErrorInvalidValue) {
         snprintf(detail, sizeof detail, "reshape_and_cache head_dim=48 was not refused");
@@ -284,7 +318,9 @@ static void test_ops_edges(cudaStream_t st) {
     }
     CK(embed(d, KERNEL_F32, 1, 64, (const int32_t *)d, 0, d, st));
     CK(gather_rows(d, (const int32_t *)d, 0, 64, d, st));
-    CK(rope(d, 64, d, 64, (const int32_t *)d, d, 0, 1, 1, 64, st));
+    rp.rot_dim = 64;
+    rp.T = 0;
+    CK(rope(&rp, st));
     CK(reshape_and_cache(d, d, 64, (const int32_t *)d, d, d, 0, 1, 64, 16, st));
     CK(copy_blocks(d, 2, 64, 64, (const int32_t *)d, 0, st));
     CK(cudaStreamSynchronize(st));
@@ -306,11 +342,21 @@ void gpu_tests_ops(struct backend *cpu, cudaStream_t st) {
     test_gather_rows(cpu, st, 300, 101, 37);
     test_gather_rows(cpu, st, 512, 4096, 64);
     for (size_t i = 0; i < sizeof hds / sizeof hds[0]; i++) {
-        test_rope(cpu, st, 1, 4, 4, hds[i], 10000.0f, 0);
-        test_rope(cpu, st, 37, 8, 2, hds[i], 10000.0f, 4096);
+        test_rope(cpu, st, 1, 4, 4, hds[i], hds[i], 10000.0f, 0, 0, 1.0f);
+        test_rope(cpu, st, 37, 8, 2, hds[i], hds[i], 10000.0f, 4096, 0, 1.0f);
+        /* Partial rotary: half and a quarter of the head (at least one pair), then LongRoPE. */
+        test_rope(cpu, st, 37, 8, 2, hds[i], hds[i] / 2, 10000.0f, 4096, 0, 1.0f);
+        test_rope(cpu, st, 5, 4, 2, hds[i], hds[i] / 4 > 2 ? hds[i] / 4 : 2, 10000.0f, 100, 0, 1.0f);
+        test_rope(cpu, st, 37, 8, 2, hds[i], hds[i], 10000.0f, 4096, 1, 1.1902380f);
     }
-    test_rope(cpu, st, 300, 32, 8, 128, 500000.0f, 131071);
-    test_rope(cpu, st, 64, 14, 2, 64, 1000000.0f, 32767);
+    test_rope(cpu, st, 300, 32, 8, 128, 128, 500000.0f, 131071, 0, 1.0f);
+    test_rope(cpu, st, 64, 14, 2, 64, 64, 1000000.0f, 32767, 0, 1.0f);
+    /* Phi-3-mini-128k (96 of 96, LongRoPE, its mscale), Phi-4-mini (96 of 128), Phi-2 (32 of
+     * 80), and a rot_dim that is not a power of two with everything at once. */
+    test_rope(cpu, st, 64, 32, 32, 96, 96, 10000.0f, 131071, 1, 1.1902380f);
+    test_rope(cpu, st, 64, 24, 8, 128, 96, 10000.0f, 131071, 1, 1.1902380f);
+    test_rope(cpu, st, 33, 32, 32, 80, 32, 10000.0f, 2047, 0, 1.0f);
+    test_rope(cpu, st, 7, 6, 2, 256, 200, 10000.0f, 60000, 1, 0.75f);
     for (size_t i = 0; i < sizeof hds / sizeof hds[0]; i++) test_reshape_and_cache(cpu, st, 37, 2, hds[i], 16, 64);
     test_reshape_and_cache(cpu, st, 1, 1, 8, 16, 4);
     test_reshape_and_cache(cpu, st, 300, 8, 128, 32, 64);

@@ -287,6 +287,47 @@ check index-names-nonexistent-shard "model-00009-of-00009|shard|no such file|ope
 d=$(fresh no-weights); rm "$d/$ST"
 check no-safetensors "safetensors|weights|no such file|not found|open" "$d"
 
+# --- the newer families: experts, fused projections, norms, configs -----------------------------
+"$PY" "$GEN" --out "$TMP/moe" --preset qwen3-moe --dtype BF16 --seed 7 || exit 1
+"$PY" "$GEN" --out "$TMP/phi" --preset phi3-longrope --dtype F32 --seed 7 || exit 1
+"$PY" "$GEN" --out "$TMP/gemma" --preset gemma3 --dtype F32 --seed 7 || exit 1
+if [ -z "$FILTER" ]; then
+  for b in moe phi gemma; do
+    if timeout -k 5 "$TIMEOUT" "$ENGINE" generate --model "$TMP/$b" --prompt-ids 1,2 --max-tokens 2 \
+        >"$TMP/out" 2>"$TMP/err"; then
+      passed=$((passed + 1)); echo "ok pristine-$b loads"
+    else
+      failed=$((failed + 1))
+      echo "FAIL pristine-$b loads: exit $?; stderr: $(head -c 600 "$TMP/err" | tr '\n' '|')"
+    fi
+  done
+fi
+d=$(fresh moe-missing-expert moe); edit header "$d/$ST" 'del h["model.layers.2.mlp.experts.5.up_proj.weight"]'
+check moe-missing-expert "model\.layers\.2\.mlp\.experts\.5\.up_proj\.weight|missing" "$d"
+d=$(fresh moe-expert-shape moe)
+edit header "$d/$ST" 'x = h["model.layers.0.mlp.experts.3.down_proj.weight"]; x["shape"] = [x["shape"][1], x["shape"][0]]'
+check moe-expert-wrong-shape "experts\.3\.down_proj|shape" "$d"
+d=$(fresh moe-topk moe); edit json "$d/config.json" 'j["num_experts_per_tok"] = 9'
+check moe-top-k-past-experts "num_experts_per_tok|experts" "$d"
+d=$(fresh moe-dense-layer moe); edit json "$d/config.json" 'j["mlp_only_layers"] = [7]'
+check moe-mlp-only-layer-out-of-range "mlp_only_layers" "$d"
+d=$(fresh phi-qkv phi); edit header "$d/$ST" 'x = h["model.layers.1.self_attn.qkv_proj.weight"]; x["shape"] = [x["shape"][0] // 2, x["shape"][1] * 2]'
+check phi3-fused-qkv-wrong-shape "qkv_proj|shape" "$d"
+d=$(fresh phi-factors phi); edit json "$d/config.json" 'j["rope_scaling"]["long_factor"] = j["rope_scaling"]["long_factor"][:-1]'
+check phi3-longrope-factor-count "long_factor" "$d"
+d=$(fresh phi-partial phi); edit json "$d/config.json" 'j["partial_rotary_factor"] = 1e300'
+check phi3-partial-rotary-factor "partial_rotary_factor" "$d"
+d=$(fresh gemma-qknorm gemma); edit header "$d/$ST" 'del h["model.layers.0.self_attn.k_norm.weight"]'
+check gemma3-missing-k-norm "k_norm|missing" "$d"
+d=$(fresh gemma-postnorm gemma); edit header "$d/$ST" 'del h["model.layers.1.post_feedforward_layernorm.weight"]'
+check gemma3-missing-sandwich-norm "post_feedforward_layernorm|missing" "$d"
+d=$(fresh gemma-types gemma); edit json "$d/config.json" 'j["layer_types"] = j["layer_types"][:-1]'
+check gemma3-layer-types-count "layer_types" "$d"
+d=$(fresh gemma-act gemma); edit json "$d/config.json" 'j["hidden_activation"] = "relu2"'
+check gemma3-unsupported-activation "hidden_act|relu2" "$d"
+d=$(fresh unknown-arch); edit json "$d/config.json" 'j["architectures"] = ["DeepseekV3ForCausalLM"]'
+check unknown-architecture-lists-supported "DeepseekV3ForCausalLM.*Qwen3MoeForCausalLM" "$d"
+
 # --- command line ------------------------------------------------------------------------------
 check nonexistent-model-dir "no such|not found|not exist|open|config" "$TMP/does-not-exist"
 PIDS=1,99999 check prompt-id-out-of-range "token|id|range|vocab" "$TMP/base"

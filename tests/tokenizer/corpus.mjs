@@ -50,6 +50,19 @@ const FIXED = [
   "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", "<|im_st", "<|im_start", "<|im_end",
   "<|endoftext|>", "<|endoftext|><|endoftext|>", "<think>\nhmm\n</think>", "<s", "</", "<|", "|>",
   "<<s>>", "<|<|im_start|>|>", "<0x41>", "<0xZZ>", "▁", "▁▁hello", "Ġ", "ĠĠ",
+  // Gemma 3: specials, added tokens that are not special (newline, "▁" and tab runs, HTML tags)
+  "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n", "<bos><eos><pad><mask>",
+  "[multimodal]<start_of_image><image_soft_token><end_of_image>", "<unused0><unused6241>x",
+  "<table><tr><td>1</td></tr></table>", "<h1>Title</h1>\n<p>text</p>", "a\n\n\n\nb\t\t\tc",
+  "x▁▁▁▁y", "<start_of_turn", "<end_of_turn>\n\n",
+  // Phi-3 / Phi-4-mini: specials that take the spaces after them (rstrip), tool tags
+  "<|user|>\nHi<|end|>\n<|assistant|>\n", "<|system|>   You are.<|end|>  \n  <|user|>  x",
+  "<|user|>\n\n\t<|end|>", "</s>   after", "<|assistant|><|end|> <|user|>",
+  "<|system|>S<|tool|>[{\"name\": \"f\"}]<|/tool|><|end|><|user|>Q<|end|><|assistant|>",
+  "<|tool_call|>[f(x=1)]<|/tool_call|> <|tool_response|> r <|tag|>", "<|placeholder1|>  x",
+  "<|endofprompt|>", "<|end|", "<|user",
+  // Mistral / Mixtral
+  "[INST] Hello [/INST] Hi</s>[INST] again [/INST]", "<s> [INST] x [/INST]",
   "a".repeat(300), " ".repeat(100), "\n".repeat(50), "ab".repeat(200), "😀".repeat(40),
   "中".repeat(100),
 ];
@@ -87,7 +100,9 @@ const WS = [" ", "  ", "   ", "\t", "\n", "\r\n", "\n\n", " \n", "\t\t", "    ",
 
 const SPECIAL = ["<s>", "</s>", "<unk>", "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
   "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<|im_st", "<s",
-  "<|reserved_special_token_0|>", "<|reserved_special_token_250|>", "<|start_header_id|>"];
+  "<|reserved_special_token_0|>", "<|reserved_special_token_250|>", "<|start_header_id|>",
+  "<start_of_turn>", "<end_of_turn>", "<bos>", "<unused17>", "<td>", "</b>", "<|user|>",
+  "<|assistant|>", "<|end|>", "<|tool_call|>", "[INST]", "[/INST]"];
 
 const ODD = ["\uFFFD", "\u0000", "\u0007", "\u001B[31m", "\u007F", "\u200B", "\u200D",
   "\u2060", "\uE000", "\uFFFC", "\u{1D11E}", "\u{1F600}", "\u{20000}", "\u{E0041}", "\\x80",

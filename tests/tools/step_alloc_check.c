@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
     p.threads = 2;
     p.block_size = 4;
     p.num_blocks = 70; /* small enough to preempt */
-    p.max_model_len = 256;
+    p.max_model_len = 256; /* stories260K's and the generated presets' */
     p.max_num_seqs = 16;
     p.max_num_batched_tokens = 48;
     struct engine *e = NULL;
@@ -86,10 +86,11 @@ int main(int argc, char **argv) {
     enum { NREQ = 24 };
     struct engine_req *h[NREQ] = {0};
     int32_t prompt[120];
-    for (int i = 0; i < 120; i++) prompt[i] = 3 + (i * 37) % 500;
+    const int vocab = engine_model_config(e)->vocab_size; /* stories260K's 512, or a generated model's */
+    for (int i = 0; i < 120; i++) prompt[i] = 3 + (i * 37) % (vocab - 12);
     const char *stops[] = {"Lily", " the"};
     struct sampler_logit_bias bias[] = {{300, 2.0f}};
-    int32_t stop_ids[] = {426};
+    int32_t stop_ids[] = {vocab > 426 ? 426 : 26};
     int failed = 0, submitted = 0;
     long long in_steps = 0, steps = 0;
     for (int i = 0; i < NREQ; i++) {

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../tools/utf8_check.h"
 #include "core/engine.h"
@@ -33,8 +34,14 @@ static void run_reset(struct run *r, int n) {
     r->n = n;
 }
 
+/* The model the engines below load: stories260K, or a generated checkpoint of another family
+ * (engine_families_*), with its vocabulary size for the random prompts. */
+static const char *g_model_dir;
+static int g_vocab = 512, g_max_len = 512;
+
 static const char *stories(void) {
     static char dir[1024];
+    if (g_model_dir) return g_model_dir;
     snprintf(dir, sizeof dir, "%s/stories260K", test_models_dir());
     return dir;
 }
@@ -47,7 +54,7 @@ static struct engine *make_engine(int block_size, int num_blocks, int max_seqs, 
     p.num_blocks = num_blocks;
     p.max_num_seqs = max_seqs;
     p.max_num_batched_tokens = max_batched;
-    p.max_model_len = 512;
+    p.max_model_len = g_max_len;
     p.enable_prefix_caching = prefix;
     p.seed = 42;
     struct engine *e = NULL;
@@ -115,13 +122,13 @@ static uint32_t rng_next(uint32_t *s) {
     return *s >> 8;
 }
 
-/* Mixed-length random prompts (ids 3..511) and output lengths. */
+/* Mixed-length random prompts (ids 3..vocab-1) and output lengths. */
 static void make_workload(int n, uint32_t seed, int32_t prompts[][320], struct engine_request *rq, int min_len,
                           int max_len, int min_out, int max_out) {
     for (int i = 0; i < n; i++) {
         int len = min_len + (int)(rng_next(&seed) % (uint32_t)(max_len - min_len + 1));
         prompts[i][0] = 1;
-        for (int k = 1; k < len; k++) prompts[i][k] = 3 + (int32_t)(rng_next(&seed) % 509);
+        for (int k = 1; k < len; k++) prompts[i][k] = 3 + (int32_t)(rng_next(&seed) % (uint32_t)(g_vocab - 3));
         rq[i] = (struct engine_request){.prompt = prompts[i], .num_prompt = len, .params = sampler_default_params()};
         rq[i].params.temperature = 0;
         rq[i].params.ignore_eos = 1;
@@ -847,4 +854,126 @@ out:
 TEST(engine_randomized_soak) {
     const uint32_t seeds[] = {2024, 7, 99, 12345};
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) soak(seeds[i]);
+}
+
+/* The newer families (QK-norm, sandwich norms and soft-caps, per-layer windows, experts,
+ * partial and LongRoPE) through the whole engine: batched with chunked prefills, preempted
+ * and recomputed, and prefix-cached, each run must give exactly what it gives alone. The
+ * checkpoints are random-weight ones in each family's real format (tests/fixtures), and their
+ * windows (8 tokens) and LongRoPE switch (at 32) fall inside these prompts. */
+static void family_invariance(const char *preset) {
+    char dir[512], cmd[1200];
+    snprintf(dir, sizeof dir, "/tmp/folio-unit-%s-%d", preset, (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 tests/fixtures/gen_checkpoint.py --out %s --preset %s --dtype F32 --seed 9 >/dev/null",
+             dir, preset);
+    if (system(cmd) != 0) {
+        test_fail(__FILE__, __LINE__, "%s: the checkpoint generator failed", preset);
+        return;
+    }
+    g_model_dir = dir;
+    g_vocab = 320;
+    g_max_len = 128;
+    struct engine *batched = make_engine(4, 0, 12, 24, 1), *alone = make_engine(16, 0, 1, 2048, 0), *small = NULL;
+    struct engine_params p = engine_default_params();
+    p.model = dir;
+    p.threads = 1;
+    p.block_size = 4;
+    p.num_blocks = 26;
+    p.max_model_len = 100;
+    p.max_num_seqs = 12;
+    p.max_num_batched_tokens = 32;
+    p.enable_prefix_caching = 1;
+    if (engine_create(&p, &small) != 0) test_fail(__FILE__, __LINE__, "%s: %s", preset, folio_last_error());
+    if (!batched || !alone || !small) goto out;
+    make_workload(10, 21, g_prompts, g_rq, 2, 60, 4, 36);
+    /* Two requests share a 40-token prefix with a third, so the cache has hits to serve. */
+    uint32_t seed = 5;
+    for (int i = 0; i < 3; i++) {
+        for (int k = 1; k < 48; k++) g_prompts[i][k] = 3 + (int32_t)(rng_next(&seed) % (uint32_t)(g_vocab - 3));
+        if (i) memcpy(g_prompts[i], g_prompts[0], sizeof(int32_t) * 40);
+        g_rq[i].num_prompt = 48;
+    }
+    for (int i = 0; i < 10; i++) CHECK_EQ_INT(run_all(alone, &g_rq[i], 1, &g_alone[i]), 0);
+    CHECK_EQ_INT(run_all(batched, g_rq, 10, g_batched), 0);
+    int mismatches = 0;
+    for (int i = 0; i < 10; i++) mismatches += !same_tokens(&g_batched[i], &g_alone[i]);
+    if (mismatches) test_fail(__FILE__, __LINE__, "%s: %d of 10 batched requests differ from alone", preset, mismatches);
+    struct engine_stats st;
+    engine_get_stats(batched, &st);
+    CHECK(st.prefix_hits >= 2 * 40 - 2 * 4); /* whole blocks of the shared prefix */
+    /* 26 blocks of 4 tokens for 10 requests of up to ~96 tokens: preemptions. */
+    CHECK_EQ_INT(run_all(small, g_rq, 10, g_batched), 0);
+    engine_get_stats(small, &st);
+    CHECK(st.num_preemptions > 0);
+    mismatches = 0;
+    for (int i = 0; i < 10; i++) mismatches += !same_tokens(&g_batched[i], &g_alone[i]);
+    if (mismatches) test_fail(__FILE__, __LINE__, "%s: %d of 10 preempted requests differ from alone", preset, mismatches);
+    printf("    %s: %lld preemptions, %lld prefix-cache hit tokens\n", preset, st.num_preemptions, st.prefix_hits);
+    check_no_blocks_held(batched);
+    check_no_blocks_held(small);
+out:
+    engine_free(batched);
+    engine_free(alone);
+    engine_free(small);
+    g_model_dir = NULL;
+    g_vocab = 512;
+    g_max_len = 512;
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) test_fail(__FILE__, __LINE__, "cannot remove %s", dir);
+}
+
+TEST(engine_families_qwen3_moe) { family_invariance("qwen3-moe"); }
+TEST(engine_families_mixtral) { family_invariance("mixtral"); }
+TEST(engine_families_gemma2) { family_invariance("gemma2"); }
+TEST(engine_families_gemma3) { family_invariance("gemma3"); }
+TEST(engine_families_phi3_longrope) { family_invariance("phi3-longrope"); }
+
+/* Gemma 3's sliding layers (window 8) keep their K/V in a pool of their own, where a sequence
+ * holds only the blocks its window reaches: after every step, at most 3 blocks of 4 tokens
+ * (two the window spans and the one being filled), while the full layers' table grows with
+ * the sequence. The output equals a run on the unsplit cache (the logits command's path is
+ * checked against PyTorch by check_models.py). */
+TEST(engine_sliding_layers_keep_only_their_window) {
+    char dir[256], cmd[700];
+    snprintf(dir, sizeof dir, "/tmp/folio-unit-window-%d", (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 tests/fixtures/gen_checkpoint.py --out %s --preset gemma3 --dtype F32 --seed 4 >/dev/null",
+             dir);
+    CHECK_EQ_INT(system(cmd), 0);
+    g_model_dir = dir;
+    g_vocab = 320;
+    g_max_len = 128;
+    struct engine *e = make_engine(4, 0, 4, 16, 1);
+    if (!e) goto out;
+    struct engine_stats st;
+    make_workload(1, 8, g_prompts, g_rq, 60, 60, 40, 40);
+    struct engine_req *h = NULL;
+    CHECK_EQ_INT(engine_submit(e, &g_rq[0], &h), 0);
+    struct run r;
+    run_reset(&r, 1);
+    int steps = 0, max_local = 0, max_global = 0;
+    while (!drain(h, &r, 0) && steps++ < 1000) {
+        CHECK(engine_step(e) >= 0);
+        engine_get_stats(e, &st);
+        if (st.kv_local_used > max_local) max_local = st.kv_local_used;
+        if (st.kv_used > max_global) max_global = st.kv_used;
+    }
+    engine_release(h);
+    printf("    100 tokens in blocks of 4: the full layers held up to %d blocks, the sliding layers %d\n", max_global,
+           max_local);
+    CHECK(st.kv_local_blocks > 0 && st.kv_local_blocks < st.kv_blocks);
+    CHECK(max_local <= 3);
+    CHECK(max_global >= 25);
+    CHECK_EQ_INT(r.nids[0], 40);
+    check_no_blocks_held(e);
+    engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.kv_local_used, 0);
+out:
+    engine_free(e);
+    g_model_dir = NULL;
+    g_vocab = 512;
+    g_max_len = 512;
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
 }

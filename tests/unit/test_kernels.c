@@ -117,7 +117,7 @@ TEST(kernels_attn_block_all_isas) {
                 l[j] = 0;
             }
             for (int b0 = 0; b0 < n; b0 += bs)
-                k->attn_block(q, g, kk + (size_t)b0 * hd, v + (size_t)b0 * hd, n - b0 < bs ? n - b0 : bs, hd, m, l, acc,
+                k->attn_block(q, g, kk + (size_t)b0 * hd, v + (size_t)b0 * hd, n - b0 < bs ? n - b0 : bs, hd, 0.0f, m, l, acc,
                               sc);
             double max_err = 0;
             for (int j = 0; j < g; j++) {

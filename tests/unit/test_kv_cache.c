@@ -266,3 +266,62 @@ TEST(kv_cache_random_invariants) {
     CHECK_EQ_INT(kv_cache_num_available(kv), NB);
     kv_cache_free(kv);
 }
+
+/* A sliding window's blocks: the ones wholly behind the window go back (cached, when hashed),
+ * a fork shares only the kept ones, and a window-aware prefix match takes just the blocks the
+ * window still reads, even when the chain's first blocks are gone. */
+TEST(kv_cache_sliding_window_drop_and_match) {
+    struct kv_cache *kv = make(16, 4, 1);
+    CHECK(kv != NULL);
+    if (!kv) return;
+    int32_t toks[64], ta[16], tb[16], tc[16];
+    for (int i = 0; i < 64; i++) toks[i] = 100 + i;
+    struct kv_seq a, b, c;
+    kv_seq_init(&a, ta, 16);
+    kv_seq_init(&b, tb, 16);
+    kv_seq_init(&c, tc, 16);
+    CHECK_EQ_INT(reserve(kv, &a, 40), 0);
+    kv_cache_commit(kv, &a, toks, 40);
+    kv_cache_drop_before(kv, &a, 40 - 8 + 1); /* window 8: positions >= 33 are read */
+    CHECK_EQ_INT(a.num_dropped, 8);
+    struct kv_cache_stats st;
+    kv_cache_get_stats(kv, &st);
+    CHECK_EQ_INT(st.used, 2);
+    CHECK_EQ_INT(st.cached, 8); /* hashed, so still a prefix to match */
+    kv_cache_fork(kv, &a, &b);
+    kv_cache_get_stats(kv, &st);
+    CHECK_EQ_INT(st.used, 2);
+    kv_cache_release(kv, &b);
+    kv_cache_release(kv, &a);
+    kv_cache_get_stats(kv, &st);
+    CHECK_EQ_INT(st.used, 0);
+    CHECK_EQ_INT(st.cached, 10);
+    /* Evict the chain's first blocks: 6 free blocks, then 4 of the cached ones. */
+    CHECK_EQ_INT(reserve(kv, &c, 40), 0);
+    kv_cache_release(kv, &c); /* unhashed: back to the free stack */
+    int32_t td[16];
+    struct kv_seq d;
+    kv_seq_init(&d, td, 16);
+    /* The plain match needs block 0, evicted now; the window match needs only blocks 8 and 9
+     * for a continuation at 40. */
+    CHECK_EQ_INT(kv_cache_match_prefix(kv, &d, toks, 41), 0);
+    kv_cache_release(kv, &d);
+    CHECK_EQ_INT(kv_cache_match_prefix_window(kv, &d, toks, 41, 8), 40);
+    CHECK_EQ_INT(d.num_dropped, 8);
+    kv_cache_get_stats(kv, &st);
+    CHECK_EQ_INT(st.used, 2);
+    kv_cache_release(kv, &d);
+    /* A window of 4 at 40 reads from 37: only block 9. */
+    CHECK_EQ_INT(kv_cache_match_prefix_window(kv, &d, toks, 41, 4), 40);
+    CHECK_EQ_INT(d.num_dropped, 9);
+    kv_cache_release(kv, &d);
+    /* A different token in block 9 ends the match before it: at 36, which needs blocks 7, 8. */
+    toks[38] = 7;
+    CHECK_EQ_INT(kv_cache_match_prefix_window(kv, &d, toks, 41, 8), 36);
+    CHECK_EQ_INT(d.num_dropped, 7);
+    kv_cache_release(kv, &d);
+    toks[38] = 138;
+    toks[2] = 7; /* changes every chain hash after block 0: nothing matches */
+    CHECK_EQ_INT(kv_cache_match_prefix_window(kv, &d, toks, 41, 8), 0);
+    kv_cache_free(kv);
+}

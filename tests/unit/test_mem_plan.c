@@ -99,3 +99,31 @@ TEST(mem_plan_no_room_for_any_block) {
     p.free = 5 * GiB;
     CHECK(mem_plan_kv(&p) == FOLIO_EINVAL && !has("raise --gpu-memory-utilization"));
 }
+
+/* Gemma 3 4B on the same H100: 34 layers x 4 KV heads x 256 dims, of which 29 slide over 1024
+ * tokens, so a 16-token block is 640 KiB in the 5 full layers and 3712 KiB in the 29 sliding
+ * ones. The sliding layers' pool takes their share (29 of 34) of what is left, unless it could
+ * not use that much (max_num_seqs windows). */
+TEST(mem_plan_split_cache_shares_the_pool) {
+    struct mem_plan p = h100_llama1b();
+    p.weight_bytes = (size_t)(7.76 * GiB);
+    p.block_bytes = 640 * 1024;
+    p.local_block_bytes = 3712 * 1024;
+    p.local_blocks_max = 256 * 67 + 128; /* 256 sequences x (1024 / 16 + 3) blocks, and a step's */
+    p.non_kv_bytes = p.weight_bytes + 900 * MiB;
+    CHECK_EQ_INT(mem_plan_kv(&p), 0);
+    const double left = 0.9 * (double)p.total - (double)p.non_kv_bytes;
+    const int share = (int)(left / ((640.0 + 3712.0) * 1024));
+    CHECK_EQ_INT(p.num_local_blocks, share < p.local_blocks_max ? share : p.local_blocks_max);
+    CHECK_EQ_INT(p.num_blocks, (int)((left - (double)p.num_local_blocks * 3712 * 1024) / (640.0 * 1024)));
+    /* At least as many tokens as an unsplit cache would hold, in both pools. */
+    CHECK((double)p.num_blocks >= left / ((640.0 + 3712.0) * 1024) - 1);
+    /* With 8 sequences at most, the sliding layers keep only what 8 windows use. */
+    p.local_blocks_max = 8 * 67 + 128;
+    CHECK_EQ_INT(mem_plan_kv(&p), 0);
+    CHECK_EQ_INT(p.num_local_blocks, 8 * 67 + 128);
+    long long nb;
+    int nl;
+    mem_plan_split(0, 640, 3712, 100, &nb, &nl);
+    CHECK(nb == 0 && nl == 0);
+}

@@ -76,7 +76,7 @@ static void greedy_batch(int n_seqs, int chunk, int block_size, int threads) {
             memcpy(tables + s * mb, seqs[s].blocks, 4 * (size_t)seqs[s].num_blocks);
         }
         if (!T) break;
-        struct model_batch bt = {T, tokens, pos, sidx, slots, n_seqs, tables, L, lidx, 0, NULL, 0};
+        struct model_batch bt = {T, tokens, pos, sidx, slots, n_seqs, tables, L, lidx, 0, NULL, 0, NULL, NULL, NULL, 0, NULL};
         CHECK_EQ_INT(model_forward(m, &bt, logits), 0);
         for (int i = 0; i < L; i++) {
             int s = owner[i], id = argmax(logits + (size_t)i * V, V);
@@ -118,7 +118,7 @@ TEST(model_rejects_bad_batch) {
     for (int i = 0; i < 32; i++) tables[i] = -1;
     tables[0] = 0;
     float logits[512];
-    struct model_batch bt = {1, &tok, &pos, &sidx, &slot, 1, tables, 1, &lidx, 0, NULL, 0};
+    struct model_batch bt = {1, &tok, &pos, &sidx, &slot, 1, tables, 1, &lidx, 0, NULL, 0, NULL, NULL, NULL, 0, NULL};
     CHECK(model_forward(m, &bt, logits) < 0); /* token outside the vocabulary */
     tok = 5;
     slot = 2 * 16;

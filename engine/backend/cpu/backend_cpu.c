@@ -8,16 +8,16 @@
 
 #include "backend/backend_impl.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/cpu_moe.h"
 #include "base/threadpool.h"
 
 /* Below this much work an op runs on the calling thread: waking the pool would cost more. */
 #define SERIAL_FLOPS 65536
-/* Weight rows per GEMM task: enough to amortize task dispatch, few enough to balance. */
-#define GEMM_ROWS_PER_TASK 16
 
 struct cpu_ctx {
     struct threadpool *tp;
     const struct cpu_kernels *k;
+    struct cpu_moe *moe; /* backend_moe's buffers, from reserve (models with experts only) */
 };
 
 static struct cpu_ctx *ctx_of(struct backend *b) { return b->ctx; }
@@ -124,6 +124,7 @@ struct mm_job {
     int T;
     const struct backend_matmul_args *mm;
     int n;
+    int rows_per_task;
     int task_start[MAX_FUSED + 1]; /* first task of each product */
 };
 
@@ -132,17 +133,20 @@ static void mm_task(void *p, int task, int thread) {
     int i = 0;
     while (task >= j->task_start[i + 1]) i++;
     const struct backend_matmul_args *m = &j->mm[i];
-    int n0 = (task - j->task_start[i]) * GEMM_ROWS_PER_TASK;
-    int n1 = n0 + GEMM_ROWS_PER_TASK;
+    int n0 = (task - j->task_start[i]) * j->rows_per_task;
+    int n1 = n0 + j->rows_per_task;
     if (n1 > m->w->rows) n1 = (int)m->w->rows;
     j->k->gemm[m->w->dtype](j->x, j->T, (int)m->w->cols, m->w->data, n0, n1, m->out, (int)m->w->rows, m->bias);
 }
 
 static void cpu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n) {
-    struct mm_job j = {ctx_of(b)->k, x, T, mm, n, {0}};
+    struct mm_job j = {ctx_of(b)->k, x, T, mm, n, 0, {0}};
     size_t flops = 0;
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++) rows += mm[i].w->rows;
+    j.rows_per_task = cpu_rows_per_task(rows, threadpool_size(ctx_of(b)->tp));
     for (int i = 0; i < n; i++) {
-        j.task_start[i + 1] = j.task_start[i] + (int)((mm[i].w->rows + GEMM_ROWS_PER_TASK - 1) / GEMM_ROWS_PER_TASK);
+        j.task_start[i + 1] = j.task_start[i] + (int)((mm[i].w->rows + j.rows_per_task - 1) / j.rows_per_task);
         flops += (size_t)T * (size_t)mm[i].w->rows * (size_t)mm[i].w->cols;
     }
     if (flops < SERIAL_FLOPS) {
@@ -160,19 +164,19 @@ static void rotate(float *h, const float *cs, const float *sn, int half) {
     }
 }
 
-static void cpu_rope(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
-                     const float *inv_freq, int T, int nh, int nkv, int head_dim) {
-    const int half = head_dim / 2;
+static void cpu_rope(struct backend *b, const struct backend_rope_args *a) {
+    const int half = a->rot_dim / 2;
     float cs[512], sn[512]; /* head_dim <= 1024, checked at load */
-    for (int t = 0; t < T; t++) {
+    for (int t = 0; t < a->T; t++) {
+        const float *inv = a->inv_freq + (a->long_sel && a->long_sel[t] ? half : 0);
         /* Angles in double: at position 1e5 a float product would already be off by ~1e-2 rad. */
         for (int i = 0; i < half; i++) {
-            double a = (double)positions[t] * (double)inv_freq[i];
-            cs[i] = (float)cos(a);
-            sn[i] = (float)sin(a);
+            double ang = (double)a->positions[t] * (double)inv[i];
+            cs[i] = (float)(cos(ang) * a->mscale);
+            sn[i] = (float)(sin(ang) * a->mscale);
         }
-        for (int h = 0; h < nh; h++) rotate(q + (size_t)t * q_stride + (size_t)h * head_dim, cs, sn, half);
-        for (int h = 0; h < nkv; h++) rotate(k + (size_t)t * k_stride + (size_t)h * head_dim, cs, sn, half);
+        for (int h = 0; h < a->nh; h++) rotate(a->q + (size_t)t * a->q_stride + (size_t)h * a->head_dim, cs, sn, half);
+        for (int h = 0; h < a->nkv; h++) rotate(a->k + (size_t)t * a->k_stride + (size_t)h * a->head_dim, cs, sn, half);
     }
 }
 
@@ -229,7 +233,7 @@ static void attn_task(void *vj, int task, int thread) {
         const int lo = p0 < start ? start - p0 : 0;
         const int hi = pos - p0 + 1 < bs ? pos - p0 + 1 : bs;
         j->k->attn_block(q, g, p->k_cache + base + (size_t)lo * hd, p->v_cache + base + (size_t)lo * hd, hi - lo, hd,
-                         m, l, acc, s);
+                         p->softcap, m, l, acc, s);
     }
     float *out = p->out + ((size_t)t * p->num_heads + h0) * hd;
     for (int h = 0; h < g; h++)
@@ -252,23 +256,60 @@ static void cpu_attention(struct backend *b, const struct backend_attention_args
     }
 }
 
-struct silu_job {
+struct glu_job {
     const struct cpu_kernels *k;
+    enum backend_act act;
     const float *gate, *up;
     float *out;
     size_t n;
 };
 
-#define SILU_CHUNK 4096
-static void silu_task(void *vj, int task, int thread) {
-    const struct silu_job *j = vj;
-    size_t i0 = (size_t)task * SILU_CHUNK, i1 = i0 + SILU_CHUNK < j->n ? i0 + SILU_CHUNK : j->n;
-    j->k->silu_mul(j->gate + i0, j->up + i0, j->out + i0, i1 - i0);
+#define GLU_CHUNK 4096
+static void glu_task(void *vj, int task, int thread) {
+    const struct glu_job *j = vj;
+    size_t i0 = (size_t)task * GLU_CHUNK, i1 = i0 + GLU_CHUNK < j->n ? i0 + GLU_CHUNK : j->n;
+    if (j->act == BACKEND_ACT_SILU) {
+        j->k->silu_mul(j->gate + i0, j->up + i0, j->out + i0, i1 - i0);
+    } else {
+        for (size_t i = i0; i < i1; i++) j->out[i] = cpu_gelu_tanh(j->gate[i]) * j->up[i];
+    }
 }
 
-static void cpu_silu_mul(struct backend *b, const float *gate, const float *up, float *out, int T, int n) {
-    struct silu_job j = {ctx_of(b)->k, gate, up, out, (size_t)T * n};
-    threadpool_run(ctx_of(b)->tp, (int)((j.n + SILU_CHUNK - 1) / SILU_CHUNK), silu_task, &j);
+static void cpu_glu(struct backend *b, enum backend_act act, const float *gate, const float *up, float *out, int T,
+                    int n) {
+    struct glu_job j = {ctx_of(b)->k, act, gate, up, out, (size_t)T * n};
+    threadpool_run(ctx_of(b)->tp, (int)((j.n + GLU_CHUNK - 1) / GLU_CHUNK), glu_task, &j);
+}
+
+static void cpu_scale(struct backend *b, float *x, size_t n, float s) {
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+static void cpu_softcap(struct backend *b, float *x, size_t n, float cap) {
+    for (size_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
+}
+
+static void cpu_moe_block(struct backend *b, const struct backend_moe_args *a) {
+    struct cpu_ctx *c = ctx_of(b);
+    /* reserve sized the buffers for this model; a caller that skipped it gets nothing done
+     * rather than an overflow (model.c always reserves). */
+    if (!cpu_moe_fits(c->moe, a->top_k, a->hidden, a->inter, a->num_experts)) return;
+    cpu_moe_run(c->moe, c->tp, c->k, a);
+}
+
+/* Only the MoE block keeps buffers of its own; batches of more tokens than fit run a chunk
+ * of tokens at a time, so 256 tokens' worth bounds them. */
+#define MOE_MAX_CHUNK_TOKENS 256
+static int cpu_reserve(struct backend *b, const struct backend_reserve_args *r) {
+    struct cpu_ctx *c = ctx_of(b);
+    if (r->moe_experts <= 0) return 0;
+    const int k = r->moe_pairs / (r->max_tokens > 0 ? r->max_tokens : 1);
+    const int tokens = r->max_tokens < MOE_MAX_CHUNK_TOKENS ? r->max_tokens : MOE_MAX_CHUNK_TOKENS;
+    const int pairs = (tokens > 0 ? tokens : 1) * (k > 0 ? k : 1);
+    cpu_moe_free(c->moe);
+    c->moe = cpu_moe_create(pairs, r->moe_hidden, r->moe_inter, r->moe_experts);
+    if (!c->moe) return folio_err(FOLIO_ENOMEM, "out of memory for the expert buffers of %d-token batches", tokens);
+    return 0;
 }
 
 static void cpu_gather_rows(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out) {
@@ -290,7 +331,10 @@ static int cpu_sync(struct backend *b) { return 0; }
 static void cpu_free(struct backend *b) {
     if (!b) return;
     struct cpu_ctx *c = b->ctx;
-    if (c) threadpool_free(c->tp);
+    if (c) {
+        threadpool_free(c->tp);
+        cpu_moe_free(c->moe);
+    }
     free(c);
     free(b);
 }
@@ -310,10 +354,14 @@ static const struct backend_i cpu_iface = {
     .rope = cpu_rope,
     .reshape_and_cache = cpu_reshape_and_cache,
     .attention = cpu_attention,
-    .silu_mul = cpu_silu_mul,
+    .glu = cpu_glu,
+    .scale = cpu_scale,
+    .softcap = cpu_softcap,
+    .moe = cpu_moe_block,
     .copy_blocks = cpu_copy_blocks,
     .gather_rows = cpu_gather_rows,
     .sync = cpu_sync,
+    .reserve = cpu_reserve,
 };
 
 int backend_cpu_create(const struct backend_cpu_params *p, struct backend **out) {

@@ -140,8 +140,8 @@ static inline V KFN(vexp)(V x) {
  * head_dim the time goes to the per-score horizontal sums; the block's rows stay in L1.
  * q: [g, hd] pre-scaled by 1/sqrt(hd); k, v: [n, hd]; m, l: [g] running max and sum (m starts
  * at -inf, l at 0); acc: [g, hd] running unnormalized output; s: [g, n] scratch. */
-static void KFN(attn_block)(const float *q, int g, const float *k, const float *v, int n, int hd, float *m, float *l,
-                            float *acc, float *s) {
+static void KFN(attn_block)(const float *q, int g, const float *k, const float *v, int n, int hd, float softcap,
+                            float *m, float *l, float *acc, float *s) {
     /* Scores, VL keys at a time: VL dot products accumulate side by side and one reduction
      * tree turns them into a vector of VL scores (a single horizontal sum per score would
      * cost more than its FMAs at head_dim 64). */
@@ -175,6 +175,8 @@ static void KFN(attn_block)(const float *q, int g, const float *k, const float *
             sj[i] = x;
         }
     }
+    if (softcap > 0.0f) /* Gemma 2: rare and never the bottleneck, so plain tanhf */
+        for (int i = 0; i < g * n; i++) s[i] = softcap * tanhf(s[i] / softcap);
     float corr[ATTN_HEADS_MAX];
     for (int j = 0; j < g; j++) {
         /* Max, exp and sum a vector at a time: scalar loops here cost more than the dots. */

@@ -11,10 +11,12 @@
  * activations narrowed to their type (kernels/convert.cu) in cublasGemmEx with fp32
  * accumulation and fp32 output, on tensor cores, except for batches of up to GEMV_MAX_T rows,
  * whose products stream the weight once through kernels/gemv.cu on the fp32 activations (at
- * such sizes a GEMM's tiles waste most of the bandwidth). Every op enqueues on the backend's stream;
- * download and sync wait for it. The scratch the ops need (the narrowed input, the bias ones
- * vector, split-K attention partials, argmax ids) is allocated once by reserve, so the step
- * loop never allocates. */
+ * such sizes a GEMM's tiles waste most of the bandwidth). A MoE block runs as our own kernels
+ * (kernels/moe.cu: routing, grouping by expert and grouped products on the device, with no
+ * host sync). Every op enqueues on the backend's stream; download and sync wait for it. The
+ * scratch the ops need (the narrowed input, the bias ones vector, split-K attention partials,
+ * argmax ids, the MoE block's buffers) is allocated once by reserve, so the step loop never
+ * allocates. */
 #include "backend/backend_impl.h"
 
 #include <cublas_v2.h>
@@ -80,6 +82,8 @@ struct cuda_ctx {
     void *attn_ws;            /* split-K partials */
     size_t attn_ws_bytes;
     int32_t *ids;             /* [r.max_tokens] argmax results */
+    void *moe_ws;             /* the MoE block's buffers (kernels/moe.cu), or NULL without experts */
+    int moe_pairs;            /* (token, expert) pairs they hold per pass */
     void *blas_ws;            /* cuBLAS's workspace, ours so that no call allocates during a capture */
     size_t blas_ws_bytes;
     size_t reserved;          /* bytes of the above */
@@ -99,6 +103,7 @@ static void cu_free(struct backend *b) {
         cudaFree(c->ones);
         cudaFree(c->attn_ws);
         cudaFree(c->ids);
+        cudaFree(c->moe_ws);
         if (c->blas) blas.destroy(c->blas);
         cudaFree(c->blas_ws);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -243,9 +248,12 @@ static void cu_matmul(struct backend *b, const float *x, int T, const struct bac
     }
 }
 
-static void cu_rope(struct backend *b, float *q, int q_stride, float *k, int k_stride, const int32_t *positions,
-                    const float *inv_freq, int T, int nh, int nkv, int head_dim) {
-    note(ctx_of(b), rope(q, q_stride, k, k_stride, positions, inv_freq, T, nh, nkv, head_dim, ctx_of(b)->stream));
+static void cu_rope(struct backend *b, const struct backend_rope_args *a) {
+    const struct rope_params p = {
+        .q = a->q, .k = a->k, .q_stride = a->q_stride, .k_stride = a->k_stride, .positions = a->positions,
+        .inv_freq = a->inv_freq, .long_sel = a->long_sel, .T = a->T, .nh = a->nh, .nkv = a->nkv,
+        .head_dim = a->head_dim, .rot_dim = a->rot_dim, .mscale = a->mscale};
+    note(ctx_of(b), rope(&p, ctx_of(b)->stream));
 }
 
 static void cu_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
@@ -261,13 +269,44 @@ static void cu_attention(struct backend *b, const struct backend_attention_args 
         .seq_idx = p->seq_idx, .positions = p->positions, .out = p->out, .num_tokens = p->num_tokens,
         .num_heads = p->num_heads, .num_kv_heads = p->num_kv_heads, .head_dim = p->head_dim,
         .block_size = p->block_size, .max_blocks_per_seq = p->max_blocks_per_seq,
-        .sliding_window = p->sliding_window, .scale = p->scale, .max_context = p->max_context,
+        .sliding_window = p->sliding_window, .scale = p->scale, .softcap = p->softcap, .max_context = p->max_context,
         .max_splits = 0, .workspace = ctx_of(b)->attn_ws, .workspace_bytes = ctx_of(b)->attn_ws_bytes};
     note(ctx_of(b), paged_attention(&pa, ctx_of(b)->stream));
 }
 
-static void cu_silu_mul(struct backend *b, const float *gate, const float *up, float *out, int T, int n) {
-    note(ctx_of(b), silu_mul(gate, up, out, T, n, ctx_of(b)->stream));
+static void cu_glu(struct backend *b, enum backend_act act, const float *gate, const float *up, float *out, int T,
+                   int n) {
+    note(ctx_of(b), glu((enum kernel_act)act, gate, up, out, T, n, ctx_of(b)->stream));
+}
+
+static void cu_scale(struct backend *b, float *x, size_t n, float s) {
+    note(ctx_of(b), scale_f32(x, n, s, ctx_of(b)->stream));
+}
+
+static void cu_softcap(struct backend *b, float *x, size_t n, float cap) {
+    note(ctx_of(b), softcap_f32(x, n, cap, ctx_of(b)->stream));
+}
+
+/* The experts' three matrices must share a dtype and match the block's shape; a block that
+ * reserve did not size (no buffers, or other experts' shapes) is a caller bug, reported at
+ * the next sync rather than run out of bounds. */
+static void cu_moe(struct backend *b, const struct backend_moe_args *a) {
+    struct cuda_ctx *c = ctx_of(b);
+    const int64_t EI = (int64_t)a->num_experts * a->inter, EH = (int64_t)a->num_experts * a->hidden;
+    if (a->gate->dtype != a->up->dtype || a->down->dtype != a->gate->dtype || a->gate->rows != EI ||
+        a->gate->cols != a->hidden || a->up->rows != EI || a->up->cols != a->hidden || a->down->rows != EH ||
+        a->down->cols != a->inter || a->hidden != c->r.moe_hidden || a->inter != c->r.moe_inter ||
+        a->num_experts != c->r.moe_experts || !c->moe_ws) {
+        note(c, cudaErrorInvalidValue);
+        return;
+    }
+    const struct moe_params p = {
+        .x = a->x, .router_logits = a->router_logits, .gate = a->gate->data, .up = a->up->data,
+        .down = a->down->data, .dtype = (enum kernel_dtype)a->gate->dtype, .out = a->out, .T = a->T,
+        .hidden = a->hidden, .inter = a->inter, .num_experts = a->num_experts, .top_k = a->top_k,
+        .norm_topk_prob = a->norm_topk_prob, .act = (enum kernel_act)a->act, .workspace = c->moe_ws,
+        .max_pairs = c->moe_pairs};
+    note(c, moe(&p, c->stream));
 }
 
 static void cu_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
@@ -286,30 +325,51 @@ static int cu_sync(struct backend *b) {
     return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cuda: %s", cudaGetErrorString(e));
 }
 
+/* The MoE block's buffers hold passes of at most this many tokens; larger batches run a pass
+ * at a time (each re-reads the active experts' weights, a small cost next to the products of
+ * so many tokens), so that a long prompt does not pin gigabytes of scratch. */
+#define MOE_MAX_PASS_TOKENS 1024
+
+/* (token, expert) pairs per MoE pass for r: its top_k (moe_pairs / max_tokens) times the
+ * tokens of a pass. 0 without experts. */
+static int moe_pass_pairs(const struct backend_reserve_args *r) {
+    if (r->moe_experts <= 0 || r->moe_pairs <= 0) return 0;
+    const int k = r->moe_pairs / (r->max_tokens > 0 ? r->max_tokens : 1);
+    const int tokens = r->max_tokens < MOE_MAX_PASS_TOKENS ? r->max_tokens : MOE_MAX_PASS_TOKENS;
+    return (tokens > 0 ? tokens : 1) * (k > 0 ? k : 1);
+}
+
 /* Allocates the ops' scratch for the largest batch; called once at load, before the
  * profiling pass, and again only if the model's limits grow. */
 static int cu_reserve(struct backend *b, const struct backend_reserve_args *r) {
     struct cuda_ctx *c = ctx_of(b);
+    const int moe_pairs = moe_pass_pairs(r);
     if (r->max_tokens <= c->r.max_tokens && r->max_cols <= c->r.max_cols && r->num_heads <= c->r.num_heads &&
-        r->num_kv_heads == c->r.num_kv_heads && r->head_dim == c->r.head_dim)
+        r->num_kv_heads == c->r.num_kv_heads && r->head_dim == c->r.head_dim &&
+        (moe_pairs == 0 || (moe_pairs <= c->moe_pairs && r->moe_hidden == c->r.moe_hidden &&
+                            r->moe_inter == c->r.moe_inter && r->moe_experts == c->r.moe_experts)))
         return 0;
     cudaStreamSynchronize(c->stream);
     cudaFree(c->xcast);
     cudaFree(c->ones);
     cudaFree(c->attn_ws);
     cudaFree(c->ids);
-    c->xcast = c->attn_ws = NULL;
+    cudaFree(c->moe_ws);
+    c->xcast = c->attn_ws = c->moe_ws = NULL;
     c->ones = NULL;
     c->ids = NULL;
+    c->moe_pairs = 0;
     c->r = (struct backend_reserve_args){0};
     c->reserved = 0;
     const size_t T = (size_t)(r->max_tokens > 0 ? r->max_tokens : 1);
     const size_t xcast_bytes = T * (size_t)(r->max_cols > 0 ? r->max_cols : 1) * 2;
     const size_t ws = paged_attention_workspace_size(r->max_tokens, r->num_heads, r->num_kv_heads, r->head_dim);
+    const size_t moe_bytes = moe_workspace_size(moe_pairs, r->moe_hidden, r->moe_inter, r->moe_experts);
     float *ones_h = malloc(sizeof(float) * T);
     int rc = 0;
     if (!ones_h || !(c->xcast = cu_alloc(b, xcast_bytes)) || !(c->ones = cu_alloc(b, sizeof(float) * T)) ||
-        !(c->ids = cu_alloc(b, sizeof(int32_t) * T)) || (ws && !(c->attn_ws = cu_alloc(b, ws)))) {
+        !(c->ids = cu_alloc(b, sizeof(int32_t) * T)) || (ws && !(c->attn_ws = cu_alloc(b, ws))) ||
+        (moe_bytes && !(c->moe_ws = cu_alloc(b, moe_bytes)))) {
         rc = folio_err(FOLIO_ENOMEM, "out of GPU memory for the activation scratch of %zu-token batches", T);
     } else {
         for (size_t i = 0; i < T; i++) ones_h[i] = 1.0f;
@@ -319,7 +379,8 @@ static int cu_reserve(struct backend *b, const struct backend_reserve_args *r) {
     if (rc) return rc;
     c->r = *r;
     c->attn_ws_bytes = ws;
-    c->reserved = xcast_bytes + sizeof(float) * T + sizeof(int32_t) * T + ws;
+    c->moe_pairs = moe_bytes ? moe_pairs : 0;
+    c->reserved = xcast_bytes + sizeof(float) * T + sizeof(int32_t) * T + ws + moe_bytes;
     return 0;
 }
 
@@ -383,7 +444,10 @@ static const struct backend_i cuda_iface = {
     .rope = cu_rope,
     .reshape_and_cache = cu_reshape_and_cache,
     .attention = cu_attention,
-    .silu_mul = cu_silu_mul,
+    .glu = cu_glu,
+    .scale = cu_scale,
+    .softcap = cu_softcap,
+    .moe = cu_moe,
     .copy_blocks = cu_copy_blocks,
     .gather_rows = cu_gather_rows,
     .sync = cu_sync,
