@@ -305,8 +305,7 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     }
     /* Layers that all slide keep only their window's blocks; a split keeps the sliding ones'
      * in kv_local. */
-    int all_sliding = e->cfg->sliding_window > 0;
-    for (int l = 0; l < e->cfg->num_layers; l++) all_sliding &= (e->cfg->layer_flags[l] & LAYER_SLIDING) != 0;
+    const int all_sliding = e->cfg->sliding_window > 0 && config_num_sliding_layers(e->cfg) == e->cfg->num_layers;
     const struct scheduler_params sp = {.max_num_seqs = e->max_seqs, .max_num_batched_tokens = e->max_tokens_step,
                                         .window = all_sliding ? e->cfg->sliding_window : 0,
                                         .kv_local = e->kv_local, .local_window = e->cfg->sliding_window};

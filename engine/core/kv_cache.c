@@ -184,34 +184,23 @@ static void unref_block(struct kv_cache *kv, int32_t b) {
     }
 }
 
+/* The first block a query at position m still reads through a window (0 = every block). */
+static int window_first_block(int m, int window, int bs) {
+    return window > 0 && m - window + 1 > 0 ? (m - window + 1) / bs : 0;
+}
+
 int kv_cache_match_prefix(struct kv_cache *kv, struct kv_seq *s, const int32_t *tokens, int n) {
-    if (!kv->prefix_caching || s->num_blocks != 0 || n < 1) return 0;
-    const int bs = kv->block_size;
-    uint64_t h = 0;
-    int nb = 0;
-    for (; nb < (n - 1) / bs && nb < s->cap; nb++) {
-        const int32_t *t = tokens + (size_t)nb * bs;
-        uint64_t hh = chain_hash(h, t, bs);
-        int32_t b = table_find(kv, hh, h, t);
-        if (b < 0) break;
-        ref_block(kv, b);
-        s->blocks[nb] = b;
-        h = hh;
-    }
-    s->num_blocks = s->num_hashed = nb;
-    s->last_hash = h;
-    s->num_computed = nb * bs;
-    return s->num_computed;
+    return kv_cache_match_prefix_window(kv, s, tokens, n, 0);
 }
 
 int kv_cache_match_prefix_window(struct kv_cache *kv, struct kv_seq *s, const int32_t *tokens, int n, int window) {
-    if (window <= 0) return kv_cache_match_prefix(kv, s, tokens, n);
     if (!kv->prefix_caching || s->num_blocks != 0 || n < 1) return 0;
     const int bs = kv->block_size;
     const int max_nb = (n - 1) / bs < s->cap ? (n - 1) / bs : s->cap;
     /* The chain hashes depend on the tokens only, so a block can be looked up even when the
      * blocks before it are gone. best: the most blocks whose last window's blocks are all
-     * present (run_start: the first block of the present run ending at i). */
+     * present (run_start: the first block of the present run ending at i). Without a window
+     * every block from the first is needed, so the first miss ends the search. */
     uint64_t h = 0, best_h = 0;
     int best = 0, run_start = 0;
     for (int i = 0; i < max_nb; i++) {
@@ -221,16 +210,16 @@ int kv_cache_match_prefix_window(struct kv_cache *kv, struct kv_seq *s, const in
         s->blocks[i] = b;
         h = hh;
         if (b < 0) {
+            if (window <= 0) break;
             run_start = i + 1;
             continue;
         }
-        const int m = (i + 1) * bs, first = (m - window + 1 > 0 ? m - window + 1 : 0) / bs;
-        if (run_start <= first) {
+        if (run_start <= window_first_block((i + 1) * bs, window, bs)) {
             best = i + 1;
             best_h = hh;
         }
     }
-    const int first = (best * bs - window + 1 > 0 ? best * bs - window + 1 : 0) / bs;
+    const int first = window_first_block(best * bs, window, bs);
     for (int i = 0; i < best; i++) {
         if (i < first) {
             s->blocks[i] = 0;
@@ -239,7 +228,7 @@ int kv_cache_match_prefix_window(struct kv_cache *kv, struct kv_seq *s, const in
         }
     }
     s->num_blocks = s->num_hashed = best;
-    s->num_dropped = best ? first : 0;
+    s->num_dropped = first;
     s->last_hash = best_h;
     s->num_computed = best * bs;
     return s->num_computed;

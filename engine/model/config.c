@@ -595,15 +595,19 @@ void config_param_counts(const struct model_config *c, int64_t *total, int64_t *
     *active = a;
 }
 
+int config_num_sliding_layers(const struct model_config *c) {
+    int n = 0;
+    for (int l = 0; l < c->num_layers; l++) n += (c->layer_flags[l] & LAYER_SLIDING) != 0;
+    return n;
+}
+
 int config_kv_split(const struct model_config *c) {
-    int sliding = 0;
-    for (int l = 0; l < c->num_layers; l++) sliding += (c->layer_flags[l] & LAYER_SLIDING) != 0;
+    const int sliding = config_num_sliding_layers(c);
     return sliding > 0 && sliding < c->num_layers;
 }
 
 size_t config_kv_block_bytes_layers(const struct model_config *c, int block_size, int sliding) {
-    size_t n = 0;
-    for (int l = 0; l < c->num_layers; l++) n += ((c->layer_flags[l] & LAYER_SLIDING) != 0) == (sliding != 0);
+    const size_t n = sliding ? config_num_sliding_layers(c) : c->num_layers - config_num_sliding_layers(c);
     return 2 * n * c->num_kv_heads * c->head_dim * (size_t)block_size * sizeof(float);
 }
 

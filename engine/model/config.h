@@ -115,6 +115,8 @@ size_t config_active_weight_bytes(const struct model_config *c, enum folio_dtype
 /* Bytes one KV block of block_size tokens takes across all layers (K and V): sizes the cache
  * and max_model_len before loading. */
 size_t config_kv_block_bytes(const struct model_config *c, int block_size);
+/* Layers with LAYER_SLIDING. */
+int config_num_sliding_layers(const struct model_config *c);
 /* Whether the model mixes sliding-window layers with full-attention ones (Gemma 2/3): then
  * the engine keeps the sliding layers' K/V in a pool of their own, in which a sequence holds
  * only its window's blocks. */

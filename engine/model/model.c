@@ -50,6 +50,7 @@ struct model {
                                       * layers' only, when split) */
     float *kv_pool_local;            /* the sliding layers' K and V blocks, when split */
     int num_local_blocks;            /* 0 unless split */
+    int num_local_layers;            /* the layers in kv_pool_local: 0 unless split */
 
     /* device scratch, sized for the params' limits */
     int32_t *d_tokens, *d_positions, *d_seq_idx, *d_slots; /* [max_tokens] */
@@ -475,11 +476,7 @@ fail:
     return rc;
 }
 
-int model_has_local_layers(const struct model *m) {
-    int sliding = 0;
-    for (int l = 0; l < m->cfg.num_layers; l++) sliding += (m->cfg.layer_flags[l] & LAYER_SLIDING) != 0;
-    return sliding > 0 && sliding < m->cfg.num_layers;
-}
+int model_has_local_layers(const struct model *m) { return config_kv_split(&m->cfg); }
 
 /* n_layers' K and V caches of num_blocks blocks each, back to back. */
 static float *alloc_pool(struct model *m, int num_blocks, int n_layers) {
@@ -515,8 +512,8 @@ int model_alloc_kv_split(struct model *m, int num_blocks, int num_local_blocks) 
     if (m->kv_pool) return folio_err(FOLIO_EINVAL, "KV cache already allocated");
     if (!model_has_local_layers(m)) return folio_err(FOLIO_EINVAL, "the model has no sliding layers to split off");
     if (num_blocks < 1 || num_local_blocks < 1) return folio_err(FOLIO_EINVAL, "each KV pool needs a block");
-    int sliding = 0, rc = 0;
-    for (int l = 0; l < m->cfg.num_layers; l++) sliding += (m->cfg.layer_flags[l] & LAYER_SLIDING) != 0;
+    const int sliding = config_num_sliding_layers(&m->cfg);
+    int rc = 0;
     const size_t T = (size_t)m->p.max_num_batched_tokens, S = (size_t)m->p.max_num_seqs;
     if (!m->d_slots_local) { /* once: kept across re-allocations of the pools */
         m->d_slots_local = scratch(m, T, 4, &rc);
@@ -534,6 +531,7 @@ int model_alloc_kv_split(struct model *m, int num_blocks, int num_local_blocks) 
     assign_caches(m, m->kv_pool_local, num_local_blocks, 1);
     m->num_blocks = num_blocks;
     m->num_local_blocks = num_local_blocks;
+    m->num_local_layers = sliding;
     return 0;
 }
 
@@ -654,8 +652,6 @@ static int upload_batch(struct model *m, const struct model_batch *bt) {
         }
         if ((rc = backend_upload(b, m->d_long_sel, m->long_sel, n4))) return rc;
     }
-    int local_layers = 0;
-    for (int l = 0; l < m->cfg.num_layers; l++) local_layers += (m->cfg.layer_flags[l] & LAYER_SLIDING) != 0;
     const size_t block_elems = (size_t)m->p.block_size * m->kv_dim;
     if (m->num_local_blocks) {
         if ((rc = backend_upload(b, m->d_slots_local, bt->slot_mapping_local, n4)) ||
@@ -666,16 +662,14 @@ static int upload_batch(struct model *m, const struct model_batch *bt) {
             if ((rc = backend_upload(b, m->d_copies_local, bt->block_copies_local,
                                      sizeof(int32_t) * 2 * (size_t)bt->num_copies_local)))
                 return rc;
-            backend_copy_blocks(b, m->kv_pool_local, 2 * local_layers, block_elems * m->num_local_blocks, block_elems,
-                                m->d_copies_local, bt->num_copies_local);
+            backend_copy_blocks(b, m->kv_pool_local, 2 * m->num_local_layers, block_elems * m->num_local_blocks,
+                                block_elems, m->d_copies_local, bt->num_copies_local);
         }
-    } else {
-        local_layers = 0; /* one pool for every layer */
     }
     if (bt->num_copies > 0) {
         if ((rc = backend_upload(b, m->d_copies, bt->block_copies, sizeof(int32_t) * 2 * (size_t)bt->num_copies)))
             return rc;
-        backend_copy_blocks(b, m->kv_pool, 2 * (m->cfg.num_layers - local_layers), block_elems * m->num_blocks,
+        backend_copy_blocks(b, m->kv_pool, 2 * (m->cfg.num_layers - m->num_local_layers), block_elems * m->num_blocks,
                             block_elems, m->d_copies, bt->num_copies);
     }
     return 0;
@@ -923,7 +917,7 @@ void model_free_kv(struct model *m) {
     if (m->kv_pool) backend_release(m->b, m->kv_pool);
     if (m->kv_pool_local) backend_release(m->b, m->kv_pool_local);
     m->kv_pool = m->kv_pool_local = NULL;
-    m->num_blocks = m->num_local_blocks = 0;
+    m->num_blocks = m->num_local_blocks = m->num_local_layers = 0;
     for (int l = 0; l < m->cfg.num_layers; l++) m->layers[l].k_cache = m->layers[l].v_cache = NULL;
 }
 

@@ -26,6 +26,11 @@ struct st_map {
 struct safetensors_set {
     struct safetensors_tensor *tensors;
     int num, cap;
+    /* Open addressing over tensors by name (-1 = empty), 2 * cap slots: a MoE checkpoint holds
+     * tens of thousands of tensors (Qwen3-30B-A3B: 18,867), which a linear search per lookup
+     * would make quadratic at load. */
+    int32_t *index;
+    size_t index_mask;
     struct st_map *maps;
     int num_maps;
 };
@@ -36,15 +41,46 @@ void safetensors_free(struct safetensors_set *s) {
     for (int i = 0; i < s->num_maps; i++)
         if (s->maps[i].owned) munmap(s->maps[i].base, s->maps[i].len);
     free(s->tensors);
+    free(s->index);
     free(s->maps);
     free(s);
 }
 
+static uint64_t name_hash(const char *name) {
+    uint64_t h = 0x6a09e667f3bcc909ULL;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = folio_mix64(h + *p);
+    return h;
+}
+
 const struct safetensors_tensor *safetensors_find(const struct safetensors_set *s, const char *name) {
-    /* Checkpoints hold at most a few thousand tensors and lookups happen once, at load. */
-    for (int i = 0; i < s->num; i++)
-        if (strcmp(s->tensors[i].name, name) == 0) return &s->tensors[i];
+    if (!s->index) return NULL;
+    for (size_t i = name_hash(name) & s->index_mask; s->index[i] >= 0; i = (i + 1) & s->index_mask)
+        if (strcmp(s->tensors[s->index[i]].name, name) == 0) return &s->tensors[s->index[i]];
     return NULL;
+}
+
+static void index_insert(struct safetensors_set *s, int32_t t) {
+    size_t i = name_hash(s->tensors[t].name) & s->index_mask;
+    while (s->index[i] >= 0) i = (i + 1) & s->index_mask;
+    s->index[i] = t;
+}
+
+/* Room for one more tensor: the array and the index (kept at most half full) grow together. */
+static int grow(struct safetensors_set *s) {
+    if (s->num < s->cap) return 0;
+    const int cap = s->cap ? 2 * s->cap : 64;
+    struct safetensors_tensor *nt = realloc(s->tensors, (size_t)cap * sizeof *nt);
+    if (!nt) return folio_err(FOLIO_ENOMEM, "out of memory");
+    s->tensors = nt;
+    int32_t *idx = malloc(2 * (size_t)cap * sizeof *idx);
+    if (!idx) return folio_err(FOLIO_ENOMEM, "out of memory");
+    free(s->index);
+    s->index = idx;
+    s->index_mask = 2 * (size_t)cap - 1;
+    s->cap = cap;
+    memset(s->index, 0xff, 2 * (size_t)cap * sizeof *idx);
+    for (int t = 0; t < s->num; t++) index_insert(s, t);
+    return 0;
 }
 
 int safetensors_num_tensors(const struct safetensors_set *s) { return s->num; }
@@ -144,19 +180,10 @@ static int parse_image(struct safetensors_set *s, const char *file, const char *
             rc = folio_err(FOLIO_EINVAL, "%s: tensor \"%s\" appears twice", file, e->string);
             goto out;
         }
-        if (s->num == s->cap) {
-            int cap = s->cap ? 2 * s->cap : 64;
-            struct safetensors_tensor *nt = realloc(s->tensors, (size_t)cap * sizeof *nt);
-            if (!nt) {
-                rc = folio_err(FOLIO_ENOMEM, "out of memory");
-                goto out;
-            }
-            s->tensors = nt;
-            s->cap = cap;
-        }
+        if ((rc = grow(s))) goto out;
         memset(&s->tensors[s->num], 0, sizeof s->tensors[s->num]);
         if ((rc = parse_entry(e, file, data, data_len, &s->tensors[s->num]))) goto out;
-        s->num++;
+        index_insert(s, s->num++);
     }
     /* Overlapping tensors mean the offsets lie: two weights would alias each other. */
     int n = s->num - first;

@@ -54,14 +54,15 @@ if [ "$SERVING" != 0 ] && [ ! -x "$SERVE_TOOL" ]; then
 fi
 mkdir -p "$CACHE"
 
-smollm2() { # the SmolLM2-135M-shaped checkpoint that the throughput and serving sections share
-  local dir=$CACHE/smollm2-135m-bf16
+bench_model() { # PRESET -> the dir of its bf16 checkpoint, generated once into the cache
+  local dir=$CACHE/$1-bf16
   if [ ! -f "$dir/config.json" ]; then
-    echo "generating smollm2-135m (bf16) in $dir ..." >&2
-    /usr/bin/python3 tests/fixtures/gen_checkpoint.py --out "$dir" --preset smollm2-135m --dtype BF16 --seed 1 >/dev/null
+    echo "generating $1 (bf16) in $dir ..." >&2
+    /usr/bin/python3 tests/fixtures/gen_checkpoint.py --out "$dir" --preset "$1" --dtype BF16 --seed 1 >/dev/null
   fi
   echo "$dir"
 }
+smollm2() { bench_model smollm2-135m; } # the checkpoint the throughput and serving sections share
 
 ids() { # n, vocab -> comma-separated deterministic ids
   /usr/bin/python3 -c "import random,sys; r=random.Random(1); print(','.join(str(r.randrange(300, $2)) for _ in range($1)))"
@@ -75,11 +76,7 @@ echo "machine: $roof"
 
 rows=()
 for p in $PRESETS; do
-  dir=$CACHE/$p-bf16
-  if [ ! -f "$dir/config.json" ]; then
-    echo "generating $p (bf16) in $dir ..."
-    /usr/bin/python3 tests/fixtures/gen_checkpoint.py --out "$dir" --preset "$p" --dtype BF16 --seed 1 >/dev/null
-  fi
+  dir=$(bench_model "$p")
   vocab=$(/usr/bin/python3 -c "import json; print(json.load(open('$dir/config.json'))['vocab_size'])")
   best_dec=0; best_pre=0; mib=0
   dec_ids=$(ids "$DECODE_PROMPT" "$vocab")
@@ -128,11 +125,7 @@ if [ "$THROUGHPUT" != 0 ]; then
 fi
 
 if [ "$MOE" != 0 ]; then
-  moe=$CACHE/qwen3-moe-bench-bf16
-  if [ ! -f "$moe/config.json" ]; then
-    echo "generating qwen3-moe-bench (bf16) in $moe ..." >&2
-    /usr/bin/python3 tests/fixtures/gen_checkpoint.py --out "$moe" --preset qwen3-moe-bench --dtype BF16 --seed 1 >/dev/null
-  fi
+  moe=$(bench_model qwen3-moe-bench)
   echo
   echo "MoE batching: 48 requests (16-128 tokens in and out) at concurrency 16 (continuously batched, at most 16 at once) vs one at a time"
   echo "| model            | batched tok/s | one at a time tok/s | speedup |"

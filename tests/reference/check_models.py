@@ -663,28 +663,21 @@ def extra_checks(res, engine, models, tmp, only):
     if want("stories260K/long-400"):
         compare_logits(res, engine, "stories260K/long-400", st_dir, st, [long_st, long_st[:37]],
                        ["--chunk", "64", "--block-size", "16"], TOL, tmp)
-    for preset in ("llama3-rope", "llama-linear-rope", "qwen2-bias"):
-        n = min(300, G.PRESETS[preset]["max_position_embeddings"])
-        name = f"{preset}/F32/long-{n}"
+    # (preset, length, chunk, seed, name). The newer families: windows over many KV blocks,
+    # Gemma 3's local/global RoPE far out, MoE dispatch of 64-token chunks, LongRoPE on a prompt
+    # prefilled in chunks of 16 that start below original_max_position_embeddings (32) and end
+    # past it.
+    longs = [(p, min(300, G.PRESETS[p]["max_position_embeddings"]), 128, 300, None)
+             for p in ("llama3-rope", "llama-linear-rope", "qwen2-bias")]
+    longs += [(p, n, c, 301, f"{p}/F32/long-{n}-chunk{c}")
+              for p, n, c in (("gemma3", 200, 64), ("qwen3-moe", 200, 64), ("phi3-longrope", 100, 16),
+                              ("phi3", 150, 32))]
+    for preset, n, chunk, seed, name in longs:
+        name = name or f"{preset}/F32/long-{n}"
         if not want(name):
             continue
         d = os.path.join(tmp, f"long_{preset}")
-        G.write_model(d, preset, "F32", 300, 1)
-        ref = R.load(d)
-        r2 = random.Random(name)
-        ids = [r2.randrange(ref.vocab) for _ in range(n)]
-        compare_logits(res, engine, name, d, ref, [ids], ["--chunk", "128", "--block-size", "16"],
-                       TOL, tmp)
-    # New families at longer contexts: windows over many KV blocks, Gemma 3's local/global RoPE
-    # far out, MoE dispatch of 64-token chunks, LongRoPE on a prompt prefilled in chunks of 16
-    # that start below original_max_position_embeddings (32) and end past it.
-    for preset, n, chunk in (("gemma3", 200, 64), ("qwen3-moe", 200, 64),
-                             ("phi3-longrope", 100, 16), ("phi3", 150, 32)):
-        name = f"{preset}/F32/long-{n}-chunk{chunk}"
-        if not want(name):
-            continue
-        d = os.path.join(tmp, f"long_{preset}")
-        G.write_model(d, preset, "F32", 301, 1)
+        G.write_model(d, preset, "F32", seed, 1)
         ref = R.load(d)
         r2 = random.Random(name)
         ids = [r2.randrange(ref.vocab) for _ in range(n)]

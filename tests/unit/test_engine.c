@@ -861,19 +861,37 @@ TEST(engine_randomized_soak) {
  * and recomputed, and prefix-cached, each run must give exactly what it gives alone. The
  * checkpoints are random-weight ones in each family's real format (tests/fixtures), and their
  * windows (8 tokens) and LongRoPE switch (at 32) fall inside these prompts. */
-static void family_invariance(const char *preset) {
-    char dir[512], cmd[1200];
-    snprintf(dir, sizeof dir, "/tmp/folio-unit-%s-%d", preset, (int)getpid());
+/* Points make_engine at a generated F32 checkpoint of preset (vocabulary 320, 256 positions)
+ * in dir; 0, or -1 (a test failure recorded) when the generator fails. */
+static int use_preset(const char *preset, int seed, char *dir, size_t cap) {
+    char cmd[1200];
+    snprintf(dir, cap, "/tmp/folio-unit-%s-%d", preset, (int)getpid());
     snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 tests/fixtures/gen_checkpoint.py --out %s --preset %s --dtype F32 --seed 9 >/dev/null",
-             dir, preset);
+             "/usr/bin/python3 tests/fixtures/gen_checkpoint.py --out %s --preset %s --dtype F32 --seed %d >/dev/null",
+             dir, preset, seed);
     if (system(cmd) != 0) {
         test_fail(__FILE__, __LINE__, "%s: the checkpoint generator failed", preset);
-        return;
+        return -1;
     }
     g_model_dir = dir;
     g_vocab = 320;
     g_max_len = 128;
+    return 0;
+}
+
+/* Back to stories260K, and the generated checkpoint removed. */
+static void drop_preset(const char *dir) {
+    char cmd[600];
+    g_model_dir = NULL;
+    g_vocab = 512;
+    g_max_len = 512;
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) test_fail(__FILE__, __LINE__, "cannot remove %s", dir);
+}
+
+static void family_invariance(const char *preset) {
+    char dir[512];
+    if (use_preset(preset, 9, dir, sizeof dir)) return;
     struct engine *batched = make_engine(4, 0, 12, 24, 1), *alone = make_engine(16, 0, 1, 2048, 0), *small = NULL;
     struct engine_params p = engine_default_params();
     p.model = dir;
@@ -916,11 +934,7 @@ out:
     engine_free(batched);
     engine_free(alone);
     engine_free(small);
-    g_model_dir = NULL;
-    g_vocab = 512;
-    g_max_len = 512;
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) test_fail(__FILE__, __LINE__, "cannot remove %s", dir);
+    drop_preset(dir);
 }
 
 TEST(engine_families_qwen3_moe) { family_invariance("qwen3-moe"); }
@@ -935,15 +949,8 @@ TEST(engine_families_phi3_longrope) { family_invariance("phi3-longrope"); }
  * the sequence. The output equals a run on the unsplit cache (the logits command's path is
  * checked against PyTorch by check_models.py). */
 TEST(engine_sliding_layers_keep_only_their_window) {
-    char dir[256], cmd[700];
-    snprintf(dir, sizeof dir, "/tmp/folio-unit-window-%d", (int)getpid());
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 tests/fixtures/gen_checkpoint.py --out %s --preset gemma3 --dtype F32 --seed 4 >/dev/null",
-             dir);
-    CHECK_EQ_INT(system(cmd), 0);
-    g_model_dir = dir;
-    g_vocab = 320;
-    g_max_len = 128;
+    char dir[512];
+    if (use_preset("gemma3", 4, dir, sizeof dir)) return;
     struct engine *e = make_engine(4, 0, 4, 16, 1);
     if (!e) goto out;
     struct engine_stats st;
@@ -971,9 +978,5 @@ TEST(engine_sliding_layers_keep_only_their_window) {
     CHECK_EQ_INT(st.kv_local_used, 0);
 out:
     engine_free(e);
-    g_model_dir = NULL;
-    g_vocab = 512;
-    g_max_len = 512;
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_EQ_INT(system(cmd), 0);
+    drop_preset(dir);
 }
