@@ -5,6 +5,10 @@
 #include <string.h>
 
 #include "base/http_body.h"
+#include "base/http_conn.h"
+
+/* How long a refused body may keep arriving after its 413, so the client reads the answer. */
+#define WIRE_LINGER_MS 1000
 #include "base/openai_error.h"
 #include "base/util.h"
 
@@ -24,6 +28,7 @@ int wire_read_body(struct mg_connection *c, size_t max, char **out, size_t *len)
             openai_error_send(c, 413, "invalid_request_error", "the request body exceeds %zu MiB", max >> 20);
         else
             openai_error_send(c, 413, "invalid_request_error", "the request body exceeds %zu KiB", max >> 10);
+        http_conn_linger(c, WIRE_LINGER_MS);
         return FOLIO_EINVAL;
     case HTTP_BODY_NO_MEMORY:
         openai_error_send(c, 500, "server_error", "out of memory");

@@ -5,6 +5,7 @@
 #include <civetweb.h>
 #include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -298,4 +299,20 @@ int http_client_gone(int fd) {
     if (fd < 0) return 0;
     struct pollfd p = {.fd = fd, .events = POLLRDHUP};
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+void http_conn_linger(struct mg_connection *c, int ms) {
+    const int fd = http_conn_fd(c);
+    if (fd < 0) return;
+    shutdown(fd, SHUT_WR);
+    const double deadline = folio_now() + ms / 1000.0;
+    char buf[16384];
+    for (;;) {
+        const double left = deadline - folio_now();
+        if (left <= 0) break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(left * 1000) + 1) <= 0) break;
+        const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR))) break;
+    }
 }

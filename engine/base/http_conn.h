@@ -58,6 +58,11 @@ int http_host_allowed(const char *host, const char *const *names, int n);
 
 /* The connection's socket descriptor, or -1 when it cannot be found. */
 int http_conn_fd(const struct mg_connection *c);
+/* After an answer sent without reading the request's body (a 413): ends our side (FIN) and
+ * reads and discards what the client still sends, until it stops or ms milliseconds pass.
+ * Closing with unread data resets the connection, and a client still writing its body may
+ * then lose the answer before it reads it (a lingering close, as Apache's). */
+void http_conn_linger(struct mg_connection *c, int ms);
 /* 1 when the peer of fd has hung up (POLLRDHUP), else 0; fd < 0 is never gone. */
 int http_client_gone(int fd);
 

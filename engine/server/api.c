@@ -153,6 +153,9 @@ static int read_body(struct api *a, struct mg_connection *c, char **out, size_t 
         api_send_error_msg(a, c, 413, NULL, "the request body is %lld bytes; the limit is %zu", declared, a->p.max_body);
     else if (rc == HTTP_BODY_TOO_LARGE)
         api_send_error_msg(a, c, 413, NULL, "the request body exceeds the limit of %zu bytes", a->p.max_body);
+    /* The rest of a refused body may still be on its way: let it arrive, so that closing does
+     * not reset the connection before the client reads the 413. */
+    if (rc == HTTP_BODY_TOO_LARGE) http_conn_linger(c, 1000);
     else if (rc == HTTP_BODY_NO_MEMORY)
         api_send_error_msg(a, c, 500, NULL, "out of memory");
     return rc == HTTP_BODY_OK ? 0 : -1;

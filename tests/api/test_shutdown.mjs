@@ -1,12 +1,22 @@
 // SIGTERM: the server drains (requests in flight finish, new ones are refused) and exits 0.
-import { assert, assertError, post, sleep, startServer, stopServer, STORY, test, SLOW } from './lib.mjs';
+import {
+  assert, assertError, get, metric, parseProm, post, sleep, startServer, stopServer, STORY, test, SLOW,
+} from './lib.mjs';
 
 test('shutdown: SIGTERM lets in-flight requests finish, refuses new ones, exits 0', async () => {
   const s = await startServer({ args: ['--max-num-seqs', '1'] });
   const inflight = Array.from({ length: 4 }, () => post(s, '/v1/completions', {
     prompt: STORY.prompt, max_tokens: 500, ignore_eos: true,
   }, { timeout: 30000 * SLOW }));
-  await sleep(40);
+  // SIGTERM only once all four are in the engine (on a loaded machine a request can take a
+  // while to arrive; one that arrives after SIGTERM is rightly refused).
+  const deadline = Date.now() + 10000 * SLOW;
+  for (;;) {
+    const m = parseProm((await get(s, '/metrics')).text);
+    const inEngine = metric(m, 'folio:num_requests_running') + metric(m, 'folio:num_requests_waiting');
+    if (inEngine >= 4 || Date.now() > deadline) break;
+    await sleep(10);
+  }
   const t0 = Date.now();
   s.proc.kill('SIGTERM');
   await sleep(20);
