@@ -64,15 +64,16 @@ LDLIBS  := $(PKG_LIBS) -lcivetweb -lm -pthread $(LDOPT) $(EXTRA_LDFLAGS)
 
 # engine/ is built as one archive per layer (engine/README.md), linked top-down, so that a
 # reference from a lower layer up to a higher one fails to link. Bottom to top:
-LAYERS := base backend model text chat_template core server
+LAYERS := base backend model text chat_template grammar core server
 # What each layer may use (tests/layers/check.sh links every layer against exactly these).
 LAYER_DEPS_base          :=
 LAYER_DEPS_backend       := base
 LAYER_DEPS_model         := backend base
 LAYER_DEPS_text          := base
 LAYER_DEPS_chat_template := base
-LAYER_DEPS_core          := model text backend base
-LAYER_DEPS_server        := core chat_template text model backend base
+LAYER_DEPS_grammar       := base
+LAYER_DEPS_core          := grammar model text backend base
+LAYER_DEPS_server        := core grammar chat_template text model backend base
 layer_src = $(wildcard engine/$(1)/*.c) $(if $(filter backend,$(1)),$(wildcard engine/backend/cpu/*.c))
 layer_lib = $(BUILD)/engine/libfolio_$(1).a
 ENGINE_SRC := $(foreach l,$(LAYERS),$(call layer_src,$(l)))
@@ -100,7 +101,7 @@ $(call layer_lib,$(1)): $(call layer_obj,$(1))
 endef
 $(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
 # Top-down: a layer's archive comes before those it uses.
-ENGINE_LIBS := $(foreach l,server core chat_template text model backend base,$(call layer_lib,$(l)))
+ENGINE_LIBS := $(foreach l,server core grammar chat_template text model backend base,$(call layer_lib,$(l)))
 # foliod: daemon/*.c plus base/ and model/config.o from the engine (it includes only base/*.h
 # and model/config.h: tests/layers/daemon_includes.sh); never a backend, never CUDA.
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))

@@ -82,6 +82,7 @@ static const char usage[] =
     "          per request: --max-stop-bytes N (16384: the stop strings, all together)  --max-stop-token-ids N (1024)\n"
     "          --max-logit-bias N (1024)  --max-json-values N (1000000: values in a body, or 413)\n"
     "          --max-logprob-entries N (262144: logprobs a non-streaming answer could hold, all choices together)\n"
+    "          --max-grammar-bytes N (262144: a structured-output JSON Schema, regex, grammar or choice list)\n"
     "          (prompts x n may not exceed --max-num-seqs)\n"
     "common:   --device auto|cpu|cuda (auto: the GPU when built with CUDA=1 and one is present)\n"
     "          --dtype auto|float32|float16|bfloat16  --block-size N (16)  --threads N (all CPUs)\n"
@@ -173,6 +174,10 @@ static int parse_args(int argc, char **argv, struct opts *o) {
             int ne = 0;
             rc = parse_int(a, v, 1, 1 << 30, &ne);
             o->api.limits.max_logprob_entries = ne;
+        } else if (serving && strcmp(a, "--max-grammar-bytes") == 0) {
+            int nb = 0;
+            rc = parse_int(a, v, 1, 16 << 20, &nb);
+            o->api.limits.max_grammar_bytes = (size_t)nb;
         }
         else if (serving && strcmp(a, "--drain-timeout") == 0) rc = parse_float(a, v, &o->drain_timeout);
         else if (serving && strcmp(a, "--max-request-body") == 0) {

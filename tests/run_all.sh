@@ -89,6 +89,16 @@ suite "tf:$fuzz_shards" "fuzz (libFuzzer, ${fuzz_seconds} s a target)" \
   env FUZZ_SECONDS="$fuzz_seconds" FUZZ_SECONDS_HTTP="${FUZZ_SECONDS_HTTP:-$((fuzz_seconds > 60 ? fuzz_seconds : 2 * fuzz_seconds))}" tests/fuzz/run.sh
 suite  tf:2 "OpenAI API (ASan/UBSan)" env FOLIO_ENGINE="$ASAN"/folio-engine tests/api/run.sh
 suite ctf:2 "OpenAI API (openai SDK, real server)" env FOLIO_ENGINE="$REL"/folio-engine tests/api/run.sh
+# Structured output: the clients end to end (release and ASan/UBSan), and MaskBench's 1,743
+# schemas with two real vocabularies through the matcher (one shard each).
+suite ctf:2 "structured output (openai SDK, LangChain, ajv)" \
+  env FOLIO_ENGINE="$REL"/folio-engine FOLIO_BUILD="$REL" tests/structured/run.sh --skip MaskBench
+suite  tf:2 "structured output (ASan/UBSan)" \
+  env FOLIO_ENGINE="$ASAN"/folio-engine FOLIO_BUILD="$ASAN" FOLIO_API_SLOW=3 tests/structured/run.sh --skip MaskBench
+maskbench_every=12
+[ "$tier" = full ] && maskbench_every=1
+suite  tf:2 "MaskBench: JSON Schemas through the matcher" \
+  env FOLIO_ENGINE="$REL"/folio-engine FOLIO_BUILD="$REL" MASKBENCH_EVERY=$maskbench_every tests/structured/run.sh --only MaskBench
 suite  tf:2 "abuse (attacks replayed on foliod and engines)" env FOLIO_ENGINE="$REL"/folio-engine tests/abuse/run.sh
 suite  tf "admin console (Chromium)" env FOLIO_ENGINE="$REL"/folio-engine tests/ui/run.sh
 # The store's and the sessions' threads.
@@ -113,8 +123,10 @@ suite  tf "step loop workload: MoE, split KV (ASan/UBSan)" tests/tools/with_pres
 n=${#names[@]}
 if [ "$n" -eq 0 ]; then echo "no suite matches"; exit 2; fi
 # The node suites' packages, once, before suites that share them start side by side.
-for d in api chat_template tokenizer ui; do
-  grep -q "tests/$d/" <<<"${cmds[*]}" || { [ "$d" = api ] && grep -qE 'tests/(daemon|abuse)/' <<<"${cmds[*]}"; } || continue
+for d in api chat_template tokenizer ui structured; do
+  # (the structured suite uses the API suite's runner and the tokenizer suite's vocabularies)
+  grep -q "tests/$d/" <<<"${cmds[*]}" || { [ "$d" = api ] && grep -qE 'tests/(daemon|abuse|structured)/' <<<"${cmds[*]}"; } ||
+    { [ "$d" = tokenizer ] && grep -q 'tests/structured/' <<<"${cmds[*]}"; } || continue
   tests/npm_deps.sh "tests/$d" || exit 1
 done
 

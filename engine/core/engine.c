@@ -19,6 +19,8 @@
 #include "base/threadpool.h"
 #include "text/tokenizer.h"
 #include "base/util.h"
+#include "core/structured.h"
+#include "grammar/gram_matcher.h"
 
 struct engine_params engine_default_params(void) {
     return (struct engine_params){
@@ -46,6 +48,8 @@ const struct tokenizer *engine_tokenizer(const struct engine *e) { return e->tok
 int engine_max_model_len(const struct engine *e) { return e->max_model_len; }
 int engine_num_blocks(const struct engine *e) { return e->num_blocks; }
 int engine_block_size(const struct engine *e) { return e->bs; }
+
+static void *mask_main(void *arg);
 
 static const char *engine_backend_name(const struct engine *e) {
 #ifdef FOLIO_CUDA
@@ -332,8 +336,32 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     e->drop = malloc(S * sizeof *e->drop);
     e->logits = malloc(S * (size_t)e->V * sizeof(float));
     e->row = malloc((size_t)e->V * sizeof(float));
+    e->mask_s = calloc(S, sizeof *e->mask_s);
+    e->masks = calloc((size_t)e->num_samplers, sizeof *e->masks);
+    for (int i = 0; e->masks && i < e->num_samplers; i++)
+        if (!(e->masks[i] = malloc(sizeof(uint32_t) * (size_t)((e->V + 31) / 32)))) {
+            rc = folio_err(FOLIO_ENOMEM, "out of memory");
+            goto fail;
+        }
+    /* Compiled grammars kept when unused: each is its automata plus its token sets. */
+    e->structured = structured_cache_create(e->tok, e->eos, e->num_eos, 64, (size_t)256 << 20);
+    const char *ov = getenv("FOLIO_MASK_OVERLAP");
+    e->mask_overlap = ov && *ov ? atoi(ov) != 0 : e->on_gpu;
+    if (e->mask_overlap) {
+        e->row_masks = malloc(S * (size_t)((e->V + 31) / 32) * sizeof(uint32_t));
+        e->row_masked = calloc(S, sizeof *e->row_masked);
+        pthread_mutex_init(&e->mask_mu, NULL);
+        pthread_cond_init(&e->mask_cv, NULL);
+        if (!e->row_masks || !e->row_masked || pthread_create(&e->mask_thread, NULL, mask_main, e) != 0) {
+            pthread_mutex_destroy(&e->mask_mu);
+            pthread_cond_destroy(&e->mask_cv);
+            e->mask_overlap = 0;
+            rc = folio_err(FOLIO_ENOMEM, "cannot start the grammar mask worker");
+            goto fail;
+        }
+    }
     if (!e->kv || !e->sched || !e->samplers || !e->sampled || !e->sampled_lp || !e->batch || !e->logit_sample ||
-        !e->drop || !e->logits || !e->row) {
+        !e->drop || !e->logits || !e->row || !e->mask_s || !e->masks || !e->structured) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto fail;
     }
@@ -439,6 +467,16 @@ static int is_eos(const struct engine *e, int32_t id) {
 static void accept_token(struct engine *e, struct sample *s, int32_t id, const struct sampler_logprobs *lp) {
     struct engine_req *r = s->req;
     const struct sampling_params *sp = &r->sp;
+    int grammar_done = 0;
+    if (s->gm) {
+        /* The mask allowed nothing the sampler could draw (min_tokens held back the EOS that
+         * alone completes the grammar): the grammar ends the sample here. */
+        if (gram_matcher_accept_token(s->gm, id) != 0) {
+            finish_sample(e, s, -1, NULL, "", 0, ENGINE_FINISH_STOP, NULL);
+            return;
+        }
+        grammar_done = gram_matcher_done(s->gm);
+    }
     s->tokens[s->seq.num_tokens++] = id;
     s->num_output++;
     e->gen_tokens++;
@@ -455,6 +493,9 @@ static void accept_token(struct engine *e, struct sample *s, int32_t id, const s
             s->stop_token = id;
             hide = !sp->include_stop_str_in_output;
         }
+    /* A complete grammar that nothing can extend ends the sample as EOS would, keeping the
+     * token (it is part of the output). */
+    if (why == ENGINE_FINISH_NONE && grammar_done) why = ENGINE_FINISH_STOP;
     if (why == ENGINE_FINISH_NONE && s->num_output >= r->max_tokens) why = ENGINE_FINISH_LENGTH;
 
     size_t n = 0, dn = 0;
@@ -491,14 +532,78 @@ static void accept_token(struct engine *e, struct sample *s, int32_t id, const s
     else finish_sample(e, s, id, lp, text, n, why, NULL);
 }
 
+/* mask: the drawing thread's [mask words] scratch, or the row's mask already filled (ready);
+ * *mask_s: the time the grammar mask took. */
 static int32_t draw(struct engine *e, struct sampler *smp, struct sample *s, float *logits,
-                    struct sampler_logprobs *lp) {
+                    struct sampler_logprobs *lp, uint32_t *mask, int ready, double *mask_s) {
     struct engine_req *r = s->req;
     struct sampler_seq sq = {
         .prompt = r->prompt, .num_prompt = r->num_prompt, .output = s->tokens + r->num_prompt,
         .num_output = s->num_output, .sample_index = s->index, .seed = r->seed, .eos_ids = e->eos,
         .num_eos = e->num_eos};
+    if (s->gm && ready) {
+        sq.allowed = mask;
+    } else if (s->gm) {
+        *mask_s = 0;
+        const double t0 = folio_now();
+        gram_matcher_fill_mask(s->gm, mask);
+        *mask_s = folio_now() - t0;
+        sq.allowed = mask;
+    }
     return sampler_sample(smp, logits, &r->sp, &sq, r->sp.logprobs >= 0 ? lp : NULL);
+}
+
+static uint32_t *row_mask(struct engine *e, int i) {
+    return e->row_masks + (size_t)i * (size_t)((e->V + 31) / 32);
+}
+
+/* The mask worker: fills the constrained rows' masks of the step in flight while the engine
+ * thread runs the forward pass (the matchers are not touched until it has waited). */
+static void mask_row_task(void *ctx, int i, int thread) {
+    struct engine *e = ctx;
+    struct sample *s = e->logit_sample[i];
+    e->row_masked[i] = 0;
+    if (!s->gm || (s->req->n > 1 && !s->req->forked)) return; /* the fork fills its own */
+    const double t0 = folio_now();
+    gram_matcher_fill_mask(s->gm, row_mask(e, i));
+    e->mask_s[i] = folio_now() - t0;
+    e->row_masked[i] = 1;
+}
+
+static void *mask_main(void *arg) {
+    struct engine *e = arg;
+    pthread_mutex_lock(&e->mask_mu);
+    for (;;) {
+        while (!e->mask_stop && e->mask_job == 0) pthread_cond_wait(&e->mask_cv, &e->mask_mu);
+        if (e->mask_stop) break;
+        const int L = e->mask_job;
+        pthread_mutex_unlock(&e->mask_mu);
+        /* On a GPU the sampling pool is idle during the forward pass; on the CPU (a test
+         * setting) the backend's pool is busy, so the rows go one by one here. */
+        if (e->own_tp) threadpool_run(e->own_tp, L, mask_row_task, e);
+        else
+            for (int i = 0; i < L; i++) mask_row_task(e, i, 0);
+        pthread_mutex_lock(&e->mask_mu);
+        e->mask_job = 0;
+        e->mask_busy = 0;
+        pthread_cond_broadcast(&e->mask_cv);
+    }
+    pthread_mutex_unlock(&e->mask_mu);
+    return NULL;
+}
+
+static void mask_post(struct engine *e, int L) {
+    pthread_mutex_lock(&e->mask_mu);
+    e->mask_job = L;
+    e->mask_busy = 1;
+    pthread_cond_broadcast(&e->mask_cv);
+    pthread_mutex_unlock(&e->mask_mu);
+}
+
+static void mask_wait(struct engine *e) {
+    pthread_mutex_lock(&e->mask_mu);
+    while (e->mask_busy) pthread_cond_wait(&e->mask_cv, &e->mask_mu);
+    pthread_mutex_unlock(&e->mask_mu);
 }
 
 /* Sampling reads only its sample and writes only its row's results, so rows are drawn in
@@ -507,7 +612,9 @@ static void draw_task(void *ctx, int i, int thread) {
     struct engine *e = ctx;
     struct sample *s = e->logit_sample[i];
     if (s->req->n > 1 && !s->req->forked) return; /* the fork draws all n (fork_and_sample) */
-    e->sampled[i] = draw(e, e->samplers[thread], s, e->logits + (size_t)i * e->V, &e->sampled_lp[i]);
+    const int ready = e->row_masked && e->row_masked[i];
+    e->sampled[i] = draw(e, e->samplers[thread], s, e->logits + (size_t)i * e->V, &e->sampled_lp[i],
+                         ready ? row_mask(e, i) : e->masks[thread], ready, &e->mask_s[i]);
 }
 
 /* The prompt of an n > 1 request is computed once; its samples then share its blocks. */
@@ -521,7 +628,9 @@ static void fork_and_sample(struct engine *e, struct engine_req *r, const float 
     for (int i = 0; i < r->n; i++) {
         struct sampler_logprobs lp;
         memcpy(e->row, logits, sizeof(float) * (size_t)e->V);
-        int32_t id = draw(e, e->samplers[0], &r->samples[i], e->row, &lp);
+        double mask_s;
+        int32_t id = draw(e, e->samplers[0], &r->samples[i], e->row, &lp, e->masks[0], 0, &mask_s);
+        if (r->samples[i].gm) metrics_observe(e->metrics, METRICS_GRAMMAR_MASK, mask_s);
         accept_token(e, &r->samples[i], id, r->sp.logprobs >= 0 ? &lp : NULL);
     }
 }
@@ -617,10 +726,18 @@ int engine_step(struct engine *e) {
     int device_argmax = L > 0 && model_has_device_argmax(e->m);
     for (int i = 0; i < L && device_argmax; i++) {
         const struct sample *s = e->logit_sample[i];
-        device_argmax = s->req->n == 1 && sampler_is_plain_greedy(&s->req->sp, s->num_output);
+        device_argmax = s->req->n == 1 && !s->gm && sampler_is_plain_greedy(&s->req->sp, s->num_output);
     }
+    /* Constrained rows' masks depend only on their matchers: fill them during the forward pass. */
+    int masking = 0;
+    if (e->mask_overlap && !device_argmax)
+        for (int i = 0; i < L && !masking; i++) masking = e->logit_sample[i]->gm != NULL;
+    if (e->row_masked)
+        for (int i = 0; i < L; i++) e->row_masked[i] = 0;
+    if (masking) mask_post(e, L);
     const double t0 = folio_now();
     if (!rc) rc = device_argmax ? model_forward_argmax(e->m, &batch, e->sampled) : model_forward(e->m, &batch, e->logits);
+    if (masking) mask_wait(e);
     const double t1 = folio_now();
     e->forward_s += t1 - t0;
     if (rc) {
@@ -639,8 +756,12 @@ int engine_step(struct engine *e) {
     for (int i = 0; i < L; i++) {
         struct sample *s = e->logit_sample[i];
         struct engine_req *r = s->req;
-        if (r->n > 1 && !r->forked) fork_and_sample(e, r, e->logits + (size_t)i * e->V);
-        else accept_token(e, s, e->sampled[i], r->sp.logprobs >= 0 ? &e->sampled_lp[i] : NULL);
+        if (r->n > 1 && !r->forked) {
+            fork_and_sample(e, r, e->logits + (size_t)i * e->V);
+            continue;
+        }
+        if (s->gm) metrics_observe(e->metrics, METRICS_GRAMMAR_MASK, e->mask_s[i]);
+        accept_token(e, s, e->sampled[i], r->sp.logprobs >= 0 ? &e->sampled_lp[i] : NULL);
     }
     /* Requests whose samples have all finished leave the live list (after every sample of
      * this step has been handled: dropping may free them). */
@@ -714,9 +835,34 @@ void engine_free(struct engine *e) {
     free(e->drop);
     free(e->logits);
     free(e->row);
+    if (e->mask_overlap) {
+        pthread_mutex_lock(&e->mask_mu);
+        e->mask_stop = 1;
+        pthread_cond_broadcast(&e->mask_cv);
+        pthread_mutex_unlock(&e->mask_mu);
+        pthread_join(e->mask_thread, NULL);
+        pthread_mutex_destroy(&e->mask_mu);
+        pthread_cond_destroy(&e->mask_cv);
+    }
+    free(e->row_masks);
+    free(e->row_masked);
+    for (int i = 0; e->masks && i < e->num_samplers; i++) free(e->masks[i]);
+    free(e->masks);
+    free(e->mask_s);
+    structured_cache_free(e->structured);
     metrics_free(e->metrics);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->stats_mu);
     pthread_cond_destroy(&e->cv);
     free(e);
+}
+
+int engine_structured(struct engine *e, const struct structured_spec *spec, struct structured **out) {
+    double compile_s = 0;
+    int hit = 0;
+    int rc = structured_get(e->structured, spec, out, &compile_s, &hit);
+    if (rc) return rc;
+    metrics_count_structured(e->metrics, structured_metrics_kind(spec->kind), hit);
+    metrics_observe(e->metrics, METRICS_GRAMMAR_COMPILE, compile_s);
+    return 0;
 }

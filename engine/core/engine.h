@@ -22,6 +22,7 @@
 struct engine;
 struct engine_req;
 struct tokenizer;
+struct structured;
 
 struct engine_params {
     const char *model;          /* checkpoint directory */
@@ -88,7 +89,16 @@ struct engine_request {
     int num_prompt;
     struct sampling_params params; /* (copied, strings included) */
     int priority;               /* lower runs first (vLLM's priority scheduling); 0 */
+    struct structured *structured; /* the output's grammar (engine_structured), or NULL; the
+                                    * request takes its own reference */
 };
+
+/* Compiles a structured-output spec (a JSON Schema, regex, choice or grammar) for this engine's
+ * vocabulary, or finds it compiled; on the caller's thread. *out is the caller's reference
+ * (structured_release). Counts the request and its compile time in the metrics. Errors name
+ * what is wrong or unsupported (FOLIO_EINVAL, FOLIO_EUNSUP). */
+struct structured_spec;
+int engine_structured(struct engine *e, const struct structured_spec *spec, struct structured **out);
 
 /* Validates and queues a request. Errors (FOLIO_EINVAL, message in folio_last_error()) use
  * the OpenAI API's wording: a prompt plus max_tokens beyond max_model_len, a bad parameter, a

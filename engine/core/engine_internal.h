@@ -27,6 +27,8 @@ struct sampler;
 struct detok;
 struct stop;
 struct stop_set;
+struct gram_matcher;
+struct structured_cache;
 
 /* Tokens a sample's stream holds before its reader must drain it; one step adds at most one. */
 #define STREAM_TOKENS 64
@@ -40,6 +42,7 @@ struct sample {
     int32_t *blocks_local; /* [max_blocks_per_seq] in the sliding layers' cache, or NULL */
     struct detok *dt;
     struct stop *stop;    /* NULL without stop strings; reads req->stop_set */
+    struct gram_matcher *gm; /* the grammar's position, or NULL without structured output */
     int num_output;
     int done;             /* engine side: finished, output recorded */
     int out_count;        /* num_output as of the last emit, under req->mu */
@@ -73,6 +76,7 @@ struct engine_req {
     const char **stops;    /* [sp.num_stop] the strings, inside stop_set */
     int32_t *stop_ids;
     struct sampler_logit_bias *bias;
+    struct structured *structured; /* a reference, or NULL */
     uint64_t seed;
     double t_arrival;
     int forked, num_done, dropping;
@@ -123,6 +127,18 @@ struct engine {
     int num_drop;
     float *logits;                                 /* [max_seqs, V] */
     float *row;                                    /* [V] */
+    uint32_t **masks;                              /* [num_samplers][mask words] grammar masks */
+    double *mask_s;                                /* [max_seqs] each row's mask time, 0 if none */
+    struct structured_cache *structured;           /* compiled grammars */
+    /* Masks ahead of the forward pass (a GPU's, or FOLIO_MASK_OVERLAP=1): a worker fills each
+     * constrained row's mask into row_masks while the device computes the logits. */
+    int mask_overlap;
+    uint32_t *row_masks;                           /* [max_seqs][mask words], or NULL */
+    int *row_masked;                               /* [max_seqs] row_masks[i] holds row i's mask */
+    pthread_t mask_thread;
+    pthread_mutex_t mask_mu;
+    pthread_cond_t mask_cv;
+    int mask_job, mask_busy, mask_stop;            /* under mask_mu: rows to fill, running, quit */
     struct scheduler_output out;
 
     pthread_mutex_t mu;

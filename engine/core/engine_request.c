@@ -13,6 +13,8 @@
 #include "core/metrics.h"
 #include "text/stop.h"
 #include "base/util.h"
+#include "core/structured.h"
+#include "grammar/gram_matcher.h"
 
 static void req_free(struct engine_req *r) {
     if (!r) return;
@@ -24,6 +26,7 @@ static void req_free(struct engine_req *r) {
             free(s->blocks_local);
             detok_free(s->dt);
             stop_free(s->stop);
+            gram_matcher_free(s->gm);
             free(s->p_ids);
             free(s->p_lps);
             free(s->p_text);
@@ -34,6 +37,7 @@ static void req_free(struct engine_req *r) {
     stop_set_free(r->stop_set);
     free(r->stop_ids);
     free(r->bias);
+    structured_release(r->structured);
     free(r->prompt);
     free(r->tmp);
     free(r->tmp2);
@@ -128,8 +132,9 @@ static int alloc_sample(struct engine *e, struct engine_req *r, int i) {
     s->p_text = malloc(r->text_cap);
     if (r->sp.logprobs >= 0) s->p_lps = malloc(sizeof *s->p_lps * STREAM_TOKENS);
     if (r->stop_set) s->stop = stop_open(r->stop_set);
+    if (r->structured) s->gm = gram_matcher_create(structured_compiled(r->structured));
     if (!s->tokens || !s->blocks || !s->dt || !s->p_ids || !s->p_text || (r->sp.logprobs >= 0 && !s->p_lps) ||
-        (r->stop_set && !s->stop))
+        (r->stop_set && !s->stop) || (r->structured && !s->gm))
         return FOLIO_ENOMEM;
     memcpy(s->tokens, r->prompt, sizeof(int32_t) * (size_t)r->num_prompt);
     struct scheduler_seq *q = &s->seq;
@@ -181,6 +186,10 @@ int engine_submit(struct engine *e, const struct engine_request *rq, struct engi
     }
     memcpy(r->prompt, rq->prompt, sizeof(int32_t) * (size_t)rq->num_prompt);
     if ((rc = copy_params(r, &rq->params))) goto fail;
+    if (rq->structured) {
+        structured_retain(rq->structured);
+        r->structured = rq->structured;
+    }
     for (int i = 0; i < r->n; i++)
         if ((rc = alloc_sample(e, r, i))) goto fail;
 

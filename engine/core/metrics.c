@@ -18,6 +18,12 @@ static const double itl_bounds[] = {0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0
 static const double e2e_bounds[] = {0.1,  0.3,  0.5,  0.8,  1.0,  1.5,  2.0,   2.5,   5.0,   10.0,  15.0,
                                     20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
+/* Grammar work: a compile is 0.1 ms to seconds, a mask 10 us to 10 ms. */
+static const double compile_bounds[] = {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+static const double mask_bounds[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+                                     0.001,   0.0025,   0.005,   0.01,   0.025,   0.05};
+
 static const struct {
     const char *name, *help;
     const double *bounds;
@@ -32,7 +38,14 @@ static const struct {
                       (int)(sizeof itl_bounds / sizeof *itl_bounds)},
     [METRICS_E2E] = {"e2e_request_latency_seconds", "Histogram of end-to-end request latency in seconds.", e2e_bounds,
                      (int)(sizeof e2e_bounds / sizeof *e2e_bounds)},
+    [METRICS_GRAMMAR_COMPILE] = {"structured_output_compile_seconds",
+                                 "Histogram of structured-output grammar compile time in seconds (cache hits: 0).",
+                                 compile_bounds, (int)(sizeof compile_bounds / sizeof *compile_bounds)},
+    [METRICS_GRAMMAR_MASK] = {"structured_output_mask_seconds",
+                              "Histogram of structured-output token mask time in seconds, per token.", mask_bounds,
+                              (int)(sizeof mask_bounds / sizeof *mask_bounds)},
 };
+static const char *structured_names[METRICS_STRUCTURED_KINDS] = {"json", "regex", "choice", "grammar"};
 
 static const char *reason_names[METRICS_NUM_REASONS] = {"stop", "length", "abort"};
 
@@ -46,6 +59,7 @@ struct metrics {
     pthread_mutex_t mu;
     struct hist h[METRICS_NUM_HISTS];
     long long finished[METRICS_NUM_REASONS];
+    long long structured[METRICS_STRUCTURED_KINDS], structured_hits;
 };
 
 struct metrics *metrics_create(void) {
@@ -75,6 +89,27 @@ void metrics_count_finish(struct metrics *m, enum metrics_reason why) {
     pthread_mutex_lock(&m->mu);
     m->finished[why]++;
     pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_count_structured(struct metrics *m, int kind, int hit) {
+    if (kind < 0 || kind >= METRICS_STRUCTURED_KINDS) return;
+    pthread_mutex_lock(&m->mu);
+    m->structured[kind]++;
+    m->structured_hits += hit != 0;
+    pthread_mutex_unlock(&m->mu);
+}
+
+long long metrics_structured(struct metrics *m, int kind) {
+    if (kind < 0 || kind >= METRICS_STRUCTURED_KINDS) {
+        pthread_mutex_lock(&m->mu);
+        long long n = m->structured_hits;
+        pthread_mutex_unlock(&m->mu);
+        return n;
+    }
+    pthread_mutex_lock(&m->mu);
+    long long n = m->structured[kind];
+    pthread_mutex_unlock(&m->mu);
+    return n;
 }
 
 void metrics_hist(struct metrics *m, enum metrics_hist_id id, struct metrics_hist_snapshot *out) {
@@ -191,6 +226,13 @@ size_t metrics_prometheus(struct metrics *m, const struct engine_stats *st, cons
     for (int r = 0; r < METRICS_NUM_REASONS; r++)
         put(&o, "folio:request_success_total{%s,finished_reason=\"%s\"} %lld\n", label, reason_names[r],
             metrics_finished(m, (enum metrics_reason)r));
+    head(&o, "structured_output_requests", "counter",
+         "Count of requests with structured output (JSON Schema, regex, choice, grammar), by kind.");
+    for (int kind = 0; kind < METRICS_STRUCTURED_KINDS; kind++)
+        put(&o, "folio:structured_output_requests_total{%s,kind=\"%s\"} %lld\n", label, structured_names[kind],
+            metrics_structured(m, kind));
+    head(&o, "structured_output_cache_hits", "counter", "Count of structured-output grammars found compiled in the cache.");
+    put(&o, "folio:structured_output_cache_hits_total{%s} %lld\n", label, metrics_structured(m, -1));
     for (int h = 0; h < METRICS_NUM_HISTS; h++) {
         struct metrics_hist_snapshot s;
         metrics_hist(m, (enum metrics_hist_id)h, &s);

@@ -17,6 +17,9 @@ enum metrics_hist_id {
     METRICS_ITL,   /* inter_token_latency_seconds: between consecutive tokens of a sample */
     METRICS_TPOT,  /* request_time_per_output_token_seconds: (finish - first) / (tokens - 1) */
     METRICS_E2E,   /* e2e_request_latency_seconds: arrival to finish, aborted requests excluded */
+    METRICS_GRAMMAR_COMPILE, /* structured_output_compile_seconds: a grammar prepared for the
+                              * vocabulary (cache hits count as 0) */
+    METRICS_GRAMMAR_MASK,    /* structured_output_mask_seconds: one token mask */
     METRICS_NUM_HISTS
 };
 
@@ -42,6 +45,11 @@ void metrics_free(struct metrics *m);
 
 void metrics_observe(struct metrics *m, enum metrics_hist_id h, double seconds);
 void metrics_count_finish(struct metrics *m, enum metrics_reason why);
+/* A request with structured output (response_format, structured_outputs, guided_*), by kind
+ * ("json", "regex", "choice", "grammar"); hit: its compiled grammar came from the cache. */
+void metrics_count_structured(struct metrics *m, int kind, int hit);
+long long metrics_structured(struct metrics *m, int kind);
+#define METRICS_STRUCTURED_KINDS 4
 
 void metrics_hist(struct metrics *m, enum metrics_hist_id h, struct metrics_hist_snapshot *out);
 long long metrics_finished(struct metrics *m, enum metrics_reason why);

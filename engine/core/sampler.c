@@ -182,6 +182,17 @@ static void apply_penalties(struct sampler *s, float *logits, const struct sampl
 /* The processors that can change the argmax, in place. */
 static void process(struct sampler *s, float *logits, const struct sampling_params *p,
                     const struct sampler_seq *seq) {
+    /* The grammar's mask first: every later processor sees only what the grammar allows. */
+    if (seq->allowed) {
+        const int words = (s->vocab + 31) / 32;
+        for (int w = 0; w < words; w++) {
+            const uint32_t m = seq->allowed[w];
+            if (m == 0xffffffffu) continue;
+            const int base = w * 32, end = base + 32 < s->vocab ? base + 32 : s->vocab;
+            for (int t = base; t < end; t++)
+                if (!(m >> (t - base) & 1)) logits[t] = -INFINITY;
+        }
+    }
     if (seq->num_output < p->min_tokens) {
         for (int i = 0; i < seq->num_eos; i++)
             if (seq->eos_ids[i] >= 0 && seq->eos_ids[i] < s->vocab)

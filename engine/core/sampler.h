@@ -72,6 +72,8 @@ struct sampler_seq {
     uint64_t seed;              /* the request's seed (the engine draws one when unset) */
     const int32_t *eos_ids;     /* [num_eos], masked while num_output < min_tokens */
     int num_eos;
+    const uint32_t *allowed;    /* NULL, or a grammar's mask: bit (id & 31) of allowed[id >> 5]
+                                 * set for each token the grammar allows (gram_matcher.h) */
 };
 
 struct sampler;
@@ -82,7 +84,8 @@ void sampler_free(struct sampler *s);
 
 /* Picks the next token from logits[vocab_size], which it overwrites (processors run in
  * place). Order, as vLLM: raw logprobs are taken first (when p->logprobs >= 0, written to
- * *lp); then min_tokens masking, logit_bias, repetition/frequency/presence penalties; then
+ * *lp); then the grammar's mask (seq->allowed), min_tokens masking, logit_bias,
+ * repetition/frequency/presence penalties; then
  * greedy argmax (lowest id on ties), or temperature, min_p, top_k, top_p and a draw. */
 int32_t sampler_sample(struct sampler *s, float *logits, const struct sampling_params *p,
                        const struct sampler_seq *seq, struct sampler_logprobs *lp);

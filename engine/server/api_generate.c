@@ -14,6 +14,7 @@
 #include "base/openai_error.h"
 #include "base/sbuf.h"
 #include "core/engine.h"
+#include "core/structured.h"
 #include "text/tokenizer.h"
 #include "base/util.h"
 
@@ -48,6 +49,7 @@ struct gen {
     void *dec_work;                 /* [dec_cap] token_text's decode scratch */
     size_t dec_cap;
     char error[512];                /* an engine failure, for the response */
+    struct structured *grammar;     /* the request's compiled grammar, or NULL */
 };
 
 /* ---- small helpers ---- */
@@ -456,7 +458,7 @@ static int build_prompts(struct gen *g, struct api_error *err) {
 /* Prompt p's engine request: the body's sampling, with generation_config.json's defaults. */
 static struct engine_request prompt_request(const struct gen *g, int p, const struct model_config *cfg, int L) {
     struct engine_request rq = {.prompt = g->ids[p], .num_prompt = g->num_ids[p], .params = g->r->sp,
-                                .priority = g->r->priority};
+                                .priority = g->r->priority, .structured = g->grammar};
     apply_defaults(cfg, g->r, &rq.params);
     rq.params.logprobs = g->r->logprobs;
     if (g->chat && !(g->r->set & API_SET_MAX_TOKENS) && cfg->default_max_new_tokens > 0) {
@@ -547,6 +549,11 @@ void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *
         goto out;
     }
     for (int i = 0; i < g.np * g.n; i++) g.ch[i].stop_token = -1;
+    /* The grammar compiles here, on this HTTP thread, before anything is queued. */
+    if (r.structured.kind != STRUCTURED_NONE && engine_structured(e, &r.structured, &g.grammar)) {
+        rc = api_error_set(&err, 400, r.structured_param, "%s", folio_last_error());
+        goto out;
+    }
     if ((rc = build_prompts(&g, &err)) || (rc = submit_all(&g, &err))) goto out;
     g.fd = http_conn_fd(c);
     if (r.stream) {
@@ -579,6 +586,7 @@ release:;
     free(g.cached);
     free(g.ch);
     free(g.dec_work);
+    structured_release(g.grammar);
     api_request_free(&r);
     if (big) folio_malloc_release();
 }

@@ -29,7 +29,8 @@ int api_error_set(struct api_error *err, int status, const char *param, const ch
 
 struct api_limits api_default_limits(void) {
     return (struct api_limits){.max_stop_bytes = 16384, .max_stop_token_ids = 1024, .max_logit_bias = 1024,
-                               .max_num_seqs = 256, .max_json_values = 1000000, .max_logprob_entries = 262144};
+                               .max_num_seqs = 256, .max_json_values = 1000000, .max_logprob_entries = 262144,
+                               .max_grammar_bytes = 262144};
 }
 
 /* The caller's limits with its zeros (and a NULL) read as the defaults. */
@@ -42,6 +43,7 @@ static struct api_limits effective_limits(const struct api_limits *l) {
     if (l->max_num_seqs) d.max_num_seqs = l->max_num_seqs;
     if (l->max_json_values) d.max_json_values = l->max_json_values;
     if (l->max_logprob_entries) d.max_logprob_entries = l->max_logprob_entries;
+    if (l->max_grammar_bytes) d.max_grammar_bytes = l->max_grammar_bytes;
     return d;
 }
 
@@ -297,6 +299,169 @@ static int parse_logit_bias(const cJSON *body, struct api_request *r, const stru
     return 0;
 }
 
+/* ---- structured output ---- */
+
+/* Takes one spec for the request; a second from another field is an error, as vLLM says. */
+static int set_structured(struct api_request *r, const char *param, enum structured_kind kind, char *text,
+                          size_t len, int num_choices, int strict, const struct api_limits *lim,
+                          struct api_error *err) {
+    if (r->structured.kind != STRUCTURED_NONE) {
+        free(text);
+        return api_error_set(err, 400, param,
+                             "only one kind of structured output may be given: %s and %s were both set",
+                             r->structured_param, param);
+    }
+    if (len > lim->max_grammar_bytes) {
+        free(text);
+        return api_error_set(err, 400, param, "%s is %zu bytes; at most %zu (--max-grammar-bytes)", param, len,
+                             lim->max_grammar_bytes);
+    }
+    r->structured_text = text;
+    r->structured = (struct structured_spec){.kind = kind, .text = text, .len = len, .num_choices = num_choices,
+                                             .strict = strict};
+    snprintf(r->structured_param, sizeof r->structured_param, "%s", param);
+    return 0;
+}
+
+/* A schema given as a JSON value (or, as vLLM also takes it, a string holding one). */
+static int take_schema(struct api_request *r, const char *param, const cJSON *v, int strict,
+                       const struct api_limits *lim, struct api_error *err) {
+    char *text = NULL;
+    if (cJSON_IsString(v)) text = strdup(v->valuestring);
+    else if (cJSON_IsObject(v) || cJSON_IsBool(v)) text = cJSON_PrintUnformatted(v);
+    else return api_error_set(err, 400, param, "'%s' must be a JSON Schema (an object)", param);
+    if (!text) return api_error_set(err, 500, NULL, "out of memory");
+    return set_structured(r, param, STRUCTURED_JSON, text, strlen(text), 0, strict, lim, err);
+}
+
+static int take_string(struct api_request *r, const char *param, const cJSON *v, enum structured_kind kind,
+                       const struct api_limits *lim, struct api_error *err) {
+    if (!cJSON_IsString(v)) return api_error_set(err, 400, param, "'%s' must be a string", param);
+    const size_t n = strlen(v->valuestring);
+    if (n == 0) return api_error_set(err, 400, param, "'%s' must not be empty", param);
+    char *text = strdup(v->valuestring);
+    if (!text) return api_error_set(err, 500, NULL, "out of memory");
+    return set_structured(r, param, kind, text, n, 0, 0, lim, err);
+}
+
+/* The choices, each NUL-terminated, back to back. */
+static int take_choices(struct api_request *r, const char *param, const cJSON *v, const struct api_limits *lim,
+                        struct api_error *err) {
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0)
+        return api_error_set(err, 400, param, "'%s' must be a non-empty list of strings", param);
+    size_t total = 0;
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) {
+        if (!cJSON_IsString(it)) return api_error_set(err, 400, param, "'%s' must be a list of strings", param);
+        total += strlen(it->valuestring) + 1;
+        n++;
+    }
+    if (total > lim->max_grammar_bytes)
+        return api_error_set(err, 400, param, "%s adds up to %zu bytes; at most %zu (--max-grammar-bytes)", param,
+                             total, lim->max_grammar_bytes);
+    char *text = malloc(total);
+    if (!text) return api_error_set(err, 500, NULL, "out of memory");
+    size_t off = 0;
+    cJSON_ArrayForEach(it, v) {
+        const size_t k = strlen(it->valuestring) + 1;
+        memcpy(text + off, it->valuestring, k);
+        off += k;
+    }
+    return set_structured(r, param, STRUCTURED_CHOICE, text, total, n, 0, lim, err);
+}
+
+/* OpenAI's response_format, vLLM's structured_outputs and its older guided_* fields. */
+static int parse_structured(const cJSON *body, struct api_request *r, const struct api_limits *lim,
+                            struct api_error *err) {
+    int rc;
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(body, "response_format");
+    if (!is_unset(rf)) {
+        const cJSON *t = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
+        if (!cJSON_IsString(t))
+            return api_error_set(err, 400, "response_format",
+                                 "response_format must be an object with a type: text, json_object or json_schema");
+        if (strcmp(t->valuestring, "json_object") == 0) {
+            char *text = strdup("{\"type\":\"object\"}");
+            if (!text) return api_error_set(err, 500, NULL, "out of memory");
+            if ((rc = set_structured(r, "response_format", STRUCTURED_JSON, text, strlen(text), 0, 0, lim, err)))
+                return rc;
+        } else if (strcmp(t->valuestring, "json_schema") == 0) {
+            const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+            if (!cJSON_IsObject(js))
+                return api_error_set(err, 400, "response_format",
+                                     "response_format of type json_schema needs a json_schema object");
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
+            if (!is_unset(name) && !cJSON_IsString(name))
+                return api_error_set(err, 400, "response_format", "json_schema.name must be a string");
+            const cJSON *strict = cJSON_GetObjectItemCaseSensitive(js, "strict");
+            if (!is_unset(strict) && !cJSON_IsBool(strict))
+                return api_error_set(err, 400, "response_format", "json_schema.strict must be a boolean");
+            const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+            /* OpenAI's schema is optional: without one, any JSON value. */
+            static const cJSON any = {.type = cJSON_Object};
+            if ((rc = take_schema(r, "response_format", is_unset(schema) ? &any : schema, cJSON_IsTrue(strict), lim,
+                                  err)))
+                return rc;
+        } else if (strcmp(t->valuestring, "text") != 0) {
+            return api_error_set(err, 400, "response_format",
+                                 "response_format type '%.64s' is not supported: use text, json_object or json_schema",
+                                 t->valuestring);
+        }
+    }
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(body, "structured_outputs");
+    if (!is_unset(so)) {
+        if (!cJSON_IsObject(so))
+            return api_error_set(err, 400, "structured_outputs", "'structured_outputs' must be an object");
+        const cJSON *v;
+        const cJSON *dap = cJSON_GetObjectItemCaseSensitive(so, "disable_additional_properties");
+        if (!is_unset(dap) && !cJSON_IsBool(dap))
+            return api_error_set(err, 400, "structured_outputs",
+                                 "structured_outputs.disable_additional_properties must be a boolean");
+        static const char *const unsupported[] = {"structural_tag", "whitespace_pattern"};
+        for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
+            if (!is_unset(cJSON_GetObjectItemCaseSensitive(so, unsupported[i])))
+                return api_error_set(err, 400, "structured_outputs", "structured_outputs.%s is not supported",
+                                     unsupported[i]);
+        if (!is_unset(v = cJSON_GetObjectItemCaseSensitive(so, "json")) &&
+            (rc = take_schema(r, "structured_outputs.json", v, cJSON_IsTrue(dap), lim, err)))
+            return rc;
+        if (!is_unset(v = cJSON_GetObjectItemCaseSensitive(so, "regex")) &&
+            (rc = take_string(r, "structured_outputs.regex", v, STRUCTURED_REGEX, lim, err)))
+            return rc;
+        if (!is_unset(v = cJSON_GetObjectItemCaseSensitive(so, "choice")) &&
+            (rc = take_choices(r, "structured_outputs.choice", v, lim, err)))
+            return rc;
+        if (!is_unset(v = cJSON_GetObjectItemCaseSensitive(so, "grammar")) &&
+            (rc = take_string(r, "structured_outputs.grammar", v, STRUCTURED_GRAMMAR, lim, err)))
+            return rc;
+        v = cJSON_GetObjectItemCaseSensitive(so, "json_object");
+        if (!is_unset(v) && !cJSON_IsBool(v))
+            return api_error_set(err, 400, "structured_outputs", "structured_outputs.json_object must be a boolean");
+        if (cJSON_IsTrue(v)) {
+            char *text = strdup("{\"type\":\"object\"}");
+            if (!text) return api_error_set(err, 500, NULL, "out of memory");
+            if ((rc = set_structured(r, "structured_outputs.json_object", STRUCTURED_JSON, text, strlen(text), 0, 0,
+                                     lim, err)))
+                return rc;
+        }
+    }
+    const cJSON *v;
+    if (!is_unset(v = cJSON_GetObjectItemCaseSensitive(body, "guided_json")) &&
+        (rc = take_schema(r, "guided_json", v, 0, lim, err)))
+        return rc;
+    if (!is_unset(v = cJSON_GetObjectItemCaseSensitive(body, "guided_regex")) &&
+        (rc = take_string(r, "guided_regex", v, STRUCTURED_REGEX, lim, err)))
+        return rc;
+    if (!is_unset(v = cJSON_GetObjectItemCaseSensitive(body, "guided_choice")) &&
+        (rc = take_choices(r, "guided_choice", v, lim, err)))
+        return rc;
+    if (!is_unset(v = cJSON_GetObjectItemCaseSensitive(body, "guided_grammar")) &&
+        (rc = take_string(r, "guided_grammar", v, STRUCTURED_GRAMMAR, lim, err)))
+        return rc;
+    return 0;
+}
+
 /* Everything the sampler and the engine take, shared by completions and chat. */
 static int parse_sampling(const cJSON *body, struct api_request *r, const struct api_limits *lim,
                           struct api_error *err) {
@@ -370,15 +535,7 @@ static int parse_sampling(const cJSON *body, struct api_request *r, const struct
         if (!cJSON_IsObject(so)) return api_error_set(err, 400, "stream_options", "'stream_options' must be an object");
         if ((rc = get_bool(so, "include_usage", &r->include_usage, err))) return rc;
     }
-    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(body, "response_format");
-    if (!is_unset(rf)) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
-        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-            return api_error_set(err, 400, "response_format",
-                                 "response_format other than {\"type\": \"text\"} is not supported: this server has no "
-                                 "structured-output decoding");
-    }
-    return 0;
+    return parse_structured(body, r, lim, err);
 }
 
 static int parse_completions(cJSON *body, struct api_request *r, const struct api_limits *lim, struct api_error *err) {
@@ -537,5 +694,6 @@ void api_request_free(struct api_request *r) {
     free(r->stop_ids);
     free(r->bias);
     free(r->tokens);
+    free(r->structured_text);
     memset(r, 0, sizeof *r);
 }

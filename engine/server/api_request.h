@@ -26,6 +26,17 @@
  *                          the cJSON tree of each entry, its JSON and the collected sampler
  *                          logprobs: ~160 bytes (completions) to ~700 (chat) with 20 alternatives,
  *                          ~780 to ~1070 with none                        <= ~1.1 KB x E = ~280 MB
+ * Structured output, with G = --max-grammar-bytes (256 KiB):
+ *   the spec:              its text, G (and its cJSON tree while parsing, as above)
+ *   compiling, transient:  on the HTTP thread, at most 2 at once engine-wide (the others wait):
+ *                          the grammar builder (<= GRAMMAR_MAX_NODES nodes, ~24 MB) and the
+ *                          compiled grammar (<= GRAM_MAX_COMPILED_BYTES, 256 MiB, refused past it)
+ *   kept for reuse:        compiled grammars <= 64 and <= 256 MiB together (least recently used
+ *                          leave first); the vocabulary's trie and its shared token-set cache
+ *                          (<= GRAM_VOCAB_CACHE_MAX_BYTES, 512 MiB), once per engine
+ *   per sequence (<= S):   one matcher, GRAM_MATCHER_NODES stack nodes: ~0.25 MB
+ *   per step:              one mask of V/8 bytes per sampling thread (preallocated), and with a
+ *                          GPU one per sequence slot, S x V/8 (4.8 MB at V = 152k, S = 256)
  * Before these limits a 1 MB body (8 prompts, n = 8, 16 stop strings of 64 KB) cost ~600 MB:
  * each of its 64 samples copied every stop string with an 8-byte KMP entry per byte. */
 #ifndef FOLIO_API_REQUEST_H
@@ -37,6 +48,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/sampler.h"
+#include "core/structured.h"
 
 enum api_kind { API_COMPLETIONS, API_CHAT, API_TOKENIZE, API_DETOKENIZE };
 
@@ -75,6 +87,8 @@ struct api_limits {
     long long max_logprob_entries; /* --max-logprob-entries: the logprobs (each sampled token's and
                                     * its alternatives') a non-streaming answer could hold, all
                                     * choices together (262144); a stream is not limited */
+    size_t max_grammar_bytes;  /* --max-grammar-bytes: a structured-output spec (a JSON Schema as
+                                * compact JSON, a regex, a grammar, the choices together) (262144) */
 };
 
 struct api_limits api_default_limits(void);
@@ -103,6 +117,11 @@ struct api_request {
     char **stops;                   /* [sp.num_stop] */
     int32_t *stop_ids;
     struct sampler_logit_bias *bias;
+    /* Structured output (response_format, structured_outputs, guided_*): kind NONE without;
+     * its text points into structured_text (owned). structured_param names the field. */
+    struct structured_spec structured;
+    char *structured_text;
+    char structured_param[32];
 };
 
 /* Parses a body of the given kind under the limits (NULL: api_default_limits()). 0, or

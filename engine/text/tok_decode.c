@@ -385,3 +385,102 @@ int tok_decode(const struct tokenizer *t, const int32_t *ids, int n, int skip_sp
     if (len_out) *len_out = len;
     return 0;
 }
+
+/* One token's bytes as they stand in the middle of a decoded text: the decoder chain's
+ * per-token rewrites (Replace, ByteFallback, ByteLevel, Metaspace) without the steps that
+ * depend on a token's neighbours (Fuse, Strip, Metaspace's first-token strip), and raw bytes
+ * where a byte token or a byte-level character stands for part of a UTF-8 character. */
+int tok_token_bytes(const struct tokenizer *t, int32_t id, uint8_t *out, size_t cap) {
+    if (id < 0 || id >= t->vocab_size || !t->piece[id] || t->special[id]) return 0;
+    const char *s = t->piece[id];
+    size_t n = t->piece_len[id];
+    int32_t idx;
+    if (tok_smap_get(&t->added_content, s, n, &idx)) {
+        if (n > cap) return FOLIO_EINVAL;
+        memcpy(out, s, n);
+        return (int)n;
+    }
+    /* Two buffers, the rewrite of one into the other per step; a step never grows a piece by
+     * more than t->growth. */
+    size_t need = n * (t->growth > 1 ? t->growth : 1) + 8;
+    if (need > cap) return FOLIO_EINVAL;
+    char small[2][512];
+    char *a = need <= sizeof small[0] ? small[0] : malloc(need), *b = need <= sizeof small[1] ? small[1] : malloc(need);
+    if (!a || !b) {
+        if (a != small[0]) free(a);
+        if (b != small[1]) free(b);
+        return FOLIO_ENOMEM;
+    }
+    memcpy(a, s, n);
+    size_t an = n;
+    for (int k = 0; k < t->n_dec; k++) {
+        const struct dec_step *d = &t->dec[k];
+        size_t bn = 0;
+        switch (d->type) {
+        case DEC_REPLACE:
+            for (size_t i = 0; i < an;) {
+                if (i + d->patn <= an && d->patn && memcmp(a + i, d->pat, d->patn) == 0) {
+                    memcpy(b + bn, d->content, d->contentn);
+                    bn += d->contentn;
+                    i += d->patn;
+                } else {
+                    b[bn++] = a[i++];
+                }
+            }
+            break;
+        case DEC_METASPACE:
+            for (size_t i = 0; i < an;) {
+                if (i + d->repln <= an && d->repln && memcmp(a + i, d->repl, d->repln) == 0) {
+                    b[bn++] = ' ';
+                    i += d->repln;
+                } else {
+                    b[bn++] = a[i++];
+                }
+            }
+            break;
+        case DEC_BYTEFALLBACK: {
+            unsigned char byte;
+            if (is_byte_token(a, an, &byte)) b[bn++] = (char)byte;
+            else {
+                memcpy(b, a, an);
+                bn = an;
+            }
+            break;
+        }
+        case DEC_BYTELEVEL: {
+            bool mapped = true;
+            for (size_t i = 0; i < an && mapped;) {
+                size_t adv;
+                uint32_t cp = utf8_cp_valid(a + i, &adv);
+                if (cp >= 324 || tok_cp_to_byte[cp] < 0) mapped = false;
+                i += adv;
+            }
+            if (!mapped) {
+                memcpy(b, a, an);
+                bn = an;
+                break;
+            }
+            for (size_t i = 0; i < an;) {
+                size_t adv;
+                uint32_t cp = utf8_cp_valid(a + i, &adv);
+                b[bn++] = (char)tok_cp_to_byte[cp];
+                i += adv;
+            }
+            break;
+        }
+        case DEC_FUSE:
+        case DEC_STRIP:
+            memcpy(b, a, an);
+            bn = an;
+            break;
+        }
+        char *tmp = a;
+        a = b;
+        b = tmp;
+        an = bn;
+    }
+    memcpy(out, a, an);
+    if (a != small[0] && a != small[1]) free(a);
+    if (b != small[0] && b != small[1]) free(b);
+    return (int)an;
+}

@@ -605,6 +605,7 @@ out:
  * Lookups */
 
 int tokenizer_vocab_size(const struct tokenizer *t) { return t->vocab_size; }
+size_t tokenizer_max_token_bytes(const struct tokenizer *t) { return t->max_piece * (t->growth > 1 ? t->growth : 1) + 8; }
 int32_t tokenizer_bos_id(const struct tokenizer *t) { return t->bos_id; }
 int32_t tokenizer_eos_id(const struct tokenizer *t) { return t->eos_id; }
 

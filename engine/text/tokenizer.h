@@ -30,6 +30,13 @@ int tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len, 
 int tok_decode(const struct tokenizer *tok, const int32_t *ids, int n, int skip_special,
                char **text_out, size_t *len_out);
 
+/* Token id's bytes as they appear inside a decoded text (SentencePiece's U+2581 as a space,
+ * <0xNN> as that byte, byte-level characters mapped back to bytes), for grammar masks: 0 for a
+ * special token or an unused id, the length, or FOLIO_EINVAL when cap is too small
+ * (tokenizer_max_token_bytes is always enough). */
+int tok_token_bytes(const struct tokenizer *tok, int32_t id, uint8_t *out, size_t cap);
+size_t tokenizer_max_token_bytes(const struct tokenizer *tok);
+
 int tokenizer_vocab_size(const struct tokenizer *tok);   /* highest id + 1, added tokens included */
 int32_t tokenizer_bos_id(const struct tokenizer *tok);   /* -1 when none */
 int32_t tokenizer_eos_id(const struct tokenizer *tok);   /* -1 when none */

@@ -127,6 +127,25 @@ export async function runAll({ only = [], skip = [] } = {}) {
   return fail === 0;
 }
 
+// A suite's entry point: node main.mjs [--only SUBSTR]... [--skip SUBSTR]... imports every
+// test_*.mjs in dir, runs them and exits 0 when all passed.
+export async function runSuite(dir) {
+  const only = [];
+  const skip = [];
+  for (let i = 2; i < process.argv.length; i++) {
+    const a = process.argv[i];
+    if (a === '--only') only.push(process.argv[++i]);
+    else if (a === '--skip') skip.push(process.argv[++i]);
+    else {
+      console.error('usage: node main.mjs [--only SUBSTR]... [--skip SUBSTR]...');
+      process.exit(2);
+    }
+  }
+  const { readdirSync } = await import('node:fs');
+  for (const f of readdirSync(dir).filter((n) => /^test_.*\.mjs$/.test(n)).sort()) await import(path.join(dir, f));
+  process.exit((await runAll({ only, skip })) ? 0 : 1);
+}
+
 const indent = (s) => s.split('\n').map((l) => `    ${l}`).join('\n');
 
 // Runs fn when the current test ends, pass or fail.

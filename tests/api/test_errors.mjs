@@ -109,11 +109,11 @@ test('errors: trailing garbage after the JSON object is malformed JSON -> 400', 
   });
 });
 
-test('errors: unsupported features are 400s that say so (best_of, suffix, response_format json, echo+logprobs)', async () => {
+test('errors: unsupported features are 400s that say so (best_of, suffix, response_format xml, echo+logprobs)', async () => {
   await withServer({}, async (s) => {
     assertError(await post(s, C, { prompt: 'x', best_of: 3 }), 400, { param: 'best_of' });
     assertError(await post(s, C, { prompt: 'x', suffix: 'y' }), 400, { param: 'suffix' });
-    assertError(await post(s, CHAT, { messages: msgs, response_format: { type: 'json_object' } }), 400, { param: 'response_format' });
+    assertError(await post(s, CHAT, { messages: msgs, response_format: { type: 'xml' } }), 400, { param: 'response_format' });
     assertError(await post(s, CHAT, { messages: msgs, tool_choice: 'required' }), 400, { param: 'tool_choice' });
     assertError(await post(s, C, { prompt: 'x', echo: true, logprobs: 1 }), 400);
   });

@@ -78,6 +78,16 @@ seed_corpus() { # target dir
     fuzz_foliod_conf)
       printf '# foliod.conf\nhost = 0.0.0.0\nport=8000\n  data-dir =  /var/lib/folio  \nmodel = /srv/models/a\n\napi_key = k = v\n' >"$d/seed1"
       ;;
+    fuzz_json_schema) # byte 0: strict | whitespace << 1; the schema; NUL; an instance
+      for f in BFCL_java_1 Github_easy---o12070 Kubernetes---kb_1029_Normalized JsonSchemaStore---ava Glaiveai2K---calculate_area_00d49653; do
+        [ -f "$MODELS/../jsonschema/$f.json" ] || continue
+        /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); t=[x for x in d['tests'] if x['valid']]; sys.stdout.write(chr(3)+json.dumps(d['schema'])+chr(0)+(json.dumps(t[0]['data']) if t else ''))" \
+          "$MODELS/../jsonschema/$f.json" >"$d/seed-$f" 2>/dev/null
+      done
+      printf '\x03{"type":"object","properties":{"a":{"type":"integer","minimum":0},"b":{"enum":["x",1,null]}},"required":["a"]}\0{"a": 12, "b": "x"}' >"$d/seed1"
+      printf '\x01{"$defs":{"n":{"anyOf":[{"type":"null"},{"type":"array","items":{"$ref":"#/$defs/n"}}]}},"$ref":"#/$defs/n"}\0[[],[null]]' >"$d/seed2"
+      printf '\x02{"type":"string","pattern":"^[a-z]{2,4}-\\\\d+$","format":"date"}\0"ab-1"' >"$d/seed3"
+      ;;
     fuzz_stop) # byte 0: stop count | include << 3 | delta seed << 4; NUL-ended stops; text
       printf '\x03</s>\0\n\n\0abcd\0Hello</s> world\n\nabcabcd' >"$d/seed1"
       printf '\x2a\xe3\x80\x82\0\xf0\x9f\x98\x80!\0\xe4\xbd\xa0\xf0\x9f\x98\x81\xf0\x9f\x98\x80!\xe3\x80\x82' >"$d/seed2"

@@ -1,8 +1,9 @@
 /* step_alloc_check: proves that the engine's step loop does not allocate. It interposes
  * malloc, calloc, realloc, posix_memalign and aligned_alloc (forwarding to glibc's
  * __libc_* entry points), runs a mixed workload (chunked prefills, decodes, n > 1 with
- * copy-on-write, stop strings, logprobs, penalties, prefix-cache hits, preemption and aborts)
- * through engine_step, and counts the allocations made inside engine_step. Request buffers
+ * copy-on-write, stop strings, logprobs, penalties, prefix-cache hits, preemption and aborts,
+ * and structured output: grammar masks and matchers, a JSON Schema and a regex) through
+ * engine_step, and counts the allocations made inside engine_step. Request buffers
  * are allocated in engine_submit, on the caller's side, which is allowed.
  *
  * Under AddressSanitizer the allocator belongs to ASan: the workload still runs (for ASan's
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "core/structured.h"
 #include "base/util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -93,6 +95,18 @@ int main(int argc, char **argv) {
     int32_t stop_ids[] = {vocab > 426 ? 426 : 26};
     int failed = 0, submitted = 0;
     long long in_steps = 0, steps = 0;
+    /* Grammars compile on the caller's side (an HTTP thread), like a submit. */
+    static const char schema[] = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":0,"
+                                 "\"maximum\":999},\"s\":{\"type\":\"string\",\"maxLength\":12}},\"required\":[\"n\",\"s\"]}";
+    static const char regex[] = "[a-z]+( [a-z]+){2,12}\\.";
+    struct structured *gram[2] = {0};
+    const struct structured_spec specs[2] = {{.kind = STRUCTURED_JSON, .text = schema, .len = sizeof schema - 1},
+                                             {.kind = STRUCTURED_REGEX, .text = regex, .len = sizeof regex - 1}};
+    for (int k = 0; k < 2; k++)
+        if (engine_structured(e, &specs[k], &gram[k]) != 0) {
+            fprintf(stderr, "step_alloc_check: %s\n", folio_last_error());
+            failed++;
+        }
     for (int i = 0; i < NREQ; i++) {
         struct engine_request rq = {.prompt = prompt, .num_prompt = 10 + (i * 13) % 100,
                                     .params = sampler_default_params()};
@@ -114,6 +128,7 @@ int main(int argc, char **argv) {
         sp->num_logit_bias = 1;
         sp->has_seed = 1;
         sp->seed = (uint64_t)i;
+        rq.structured = i % 3 == 1 ? gram[(i / 3) % 2] : NULL;
         /* The interposition itself is checked: a submit does allocate. */
         counting = i == 0;
         int rc = engine_submit(e, &rq, &h[i]);
@@ -177,6 +192,8 @@ int main(int argc, char **argv) {
         printf("FAIL the workload did not preempt (%lld) or copy (%lld)\n", st.num_preemptions, st.cow_copies);
     }
     for (int i = 0; i < NREQ; i++) engine_release(h[i]);
+    structured_release(gram[0]);
+    structured_release(gram[1]);
     engine_free(e);
     printf("%d passed, %d failed\n", pass, failed);
     return failed ? 1 : 0;

@@ -94,7 +94,7 @@ TEST(api_errors_name_the_parameter) {
          "top_logprobs"},
         {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"continue_final_message\":true}",
          "continue_final_message"},
-        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_object\"}}",
+        {API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"xml\"}}",
          "response_format"},
         {API_DETOKENIZE, "{\"tokens\":\"1,2\"}", "tokens"},
     };
@@ -419,4 +419,87 @@ TEST(api_json_count_values) {
     CHECK_EQ_INT(e.status, 413);
     CHECK_STR(e.message, "the request body holds more than 1000000 JSON values (--max-json-values)");
     free(b);
+}
+
+/* Structured output's fields, each spelling into one spec: OpenAI's response_format, vLLM's
+ * structured_outputs and the older guided_* fields. */
+TEST(api_structured_output_fields) {
+    struct api_request r;
+    struct api_error e;
+    CHECK_EQ_INT(parse(API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"text\"}}", &r, &e), 0);
+    CHECK_EQ_INT(r.structured.kind, STRUCTURED_NONE);
+    api_request_free(&r);
+    CHECK_EQ_INT(parse(API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_object\"}}", &r, &e), 0);
+    CHECK_EQ_INT(r.structured.kind, STRUCTURED_JSON);
+    CHECK_STR(r.structured.text, "{\"type\":\"object\"}");
+    CHECK_STR(r.structured_param, "response_format");
+    api_request_free(&r);
+    CHECK_EQ_INT(parse(API_CHAT,
+                       "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+                       "\"strict\":true,\"schema\":{\"type\":\"integer\", \"minimum\": 3}}}}",
+                       &r, &e),
+                 0);
+    CHECK_EQ_INT(r.structured.kind, STRUCTURED_JSON);
+    CHECK_EQ_INT(r.structured.strict, 1);
+    CHECK_STR(r.structured.text, "{\"type\":\"integer\",\"minimum\":3}");
+    api_request_free(&r);
+    /* No schema: any JSON value. */
+    CHECK_EQ_INT(parse(API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}}",
+                       &r, &e),
+                 0);
+    CHECK_STR(r.structured.text, "{}");
+    api_request_free(&r);
+    CHECK_EQ_INT(parse(API_COMPLETIONS, "{\"prompt\":\"a\",\"structured_outputs\":{\"choice\":[\"yes\",\"no\"]}}", &r, &e), 0);
+    CHECK_EQ_INT(r.structured.kind, STRUCTURED_CHOICE);
+    CHECK_EQ_INT(r.structured.num_choices, 2);
+    CHECK_EQ_INT((int)r.structured.len, 7);
+    CHECK(memcmp(r.structured.text, "yes\0no\0", 7) == 0);
+    CHECK_STR(r.structured_param, "structured_outputs.choice");
+    api_request_free(&r);
+    CHECK_EQ_INT(parse(API_COMPLETIONS, "{\"prompt\":\"a\",\"guided_regex\":\"[0-9]+\"}", &r, &e), 0);
+    CHECK_EQ_INT(r.structured.kind, STRUCTURED_REGEX);
+    CHECK_STR(r.structured.text, "[0-9]+");
+    api_request_free(&r);
+    CHECK_EQ_INT(parse(API_COMPLETIONS, "{\"prompt\":\"a\",\"guided_grammar\":\"root ::= \\\"a\\\"\"}", &r, &e), 0);
+    CHECK_EQ_INT(r.structured.kind, STRUCTURED_GRAMMAR);
+    api_request_free(&r);
+    /* A schema given as a string, as vLLM also takes it. */
+    CHECK_EQ_INT(parse(API_COMPLETIONS, "{\"prompt\":\"a\",\"guided_json\":\"{\\\"type\\\":\\\"string\\\"}\"}", &r, &e), 0);
+    CHECK_EQ_INT(r.structured.kind, STRUCTURED_JSON);
+    CHECK_STR(r.structured.text, "{\"type\":\"string\"}");
+    api_request_free(&r);
+
+    static const struct {
+        const char *body, *param, *needle;
+    } bad[] = {
+        {"{\"prompt\":\"a\",\"guided_regex\":\"a\",\"guided_choice\":[\"a\"]}", "guided_choice", "only one"},
+        {"{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"},\"structured_outputs\":{\"regex\":\"a\"}}",
+         "structured_outputs.regex", "only one"},
+        {"{\"prompt\":\"a\",\"response_format\":{\"type\":\"yaml\"}}", "response_format", "yaml"},
+        {"{\"prompt\":\"a\",\"response_format\":\"json\"}", "response_format", "type"},
+        {"{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_schema\"}}", "response_format", "json_schema object"},
+        {"{\"prompt\":\"a\",\"guided_choice\":[]}", "guided_choice", "non-empty"},
+        {"{\"prompt\":\"a\",\"guided_choice\":[1]}", "guided_choice", "strings"},
+        {"{\"prompt\":\"a\",\"guided_regex\":\"\"}", "guided_regex", "empty"},
+        {"{\"prompt\":\"a\",\"guided_json\":[1]}", "guided_json", "JSON Schema"},
+        {"{\"prompt\":\"a\",\"structured_outputs\":{\"structural_tag\":\"x\"}}", "structured_outputs", "structural_tag"},
+        {"{\"prompt\":\"a\",\"structured_outputs\":[]}", "structured_outputs", "object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = parse(API_COMPLETIONS, bad[i].body, &r, &e);
+        CHECK(rc != 0);
+        if (rc == 0) {
+            api_request_free(&r);
+            continue;
+        }
+        CHECK_EQ_INT(e.status, 400);
+        CHECK_STR(e.param, bad[i].param);
+        if (!strstr(e.message, bad[i].needle)) test_fail(__FILE__, __LINE__, "%s: %s", bad[i].body, e.message);
+    }
+    /* --max-grammar-bytes holds before anything compiles. */
+    struct api_limits lim = api_default_limits();
+    lim.max_grammar_bytes = 8;
+    const char *body = "{\"prompt\":\"a\",\"guided_regex\":\"abcdefghij\"}";
+    CHECK(api_request_parse(API_COMPLETIONS, body, strlen(body), &lim, &r, &e) != 0);
+    CHECK(strstr(e.message, "--max-grammar-bytes") != NULL);
 }

@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 #include "../tools/utf8_check.h"
+#include <cjson/cJSON.h>
+
 #include "core/engine.h"
+#include "core/structured.h"
 #include "test.h"
 #include "text/tokenizer.h"
 #include "base/util.h"
@@ -979,4 +982,185 @@ TEST(engine_sliding_layers_keep_only_their_window) {
 out:
     engine_free(e);
     drop_preset(dir);
+}
+
+/* ---- structured output through the engine (stories260K's SentencePiece vocabulary) ---- */
+
+static struct structured *compile_spec(struct engine *e, enum structured_kind kind, const char *text, size_t len,
+                                       int num_choices) {
+    struct structured_spec spec = {.kind = kind, .text = text, .len = len, .num_choices = num_choices};
+    struct structured *g = NULL;
+    if (engine_structured(e, &spec, &g) != 0) test_fail(__FILE__, __LINE__, "engine_structured: %s", folio_last_error());
+    return g;
+}
+
+/* A choice: every sample's text is one of the strings, finished with "stop" by the grammar
+ * alone (ignore_eos), with n = 4 samples forked from one prompt, whatever the temperature. */
+TEST(engine_structured_choice_n4) {
+    struct engine *e = make_engine(16, 0, 8, 2048, 1);
+    if (!e) return;
+    static const char choices[] = "Lily\0Tom\0a big dog\0";
+    struct structured *g = compile_spec(e, STRUCTURED_CHOICE, choices, sizeof choices - 1, 3);
+    if (!g) goto out;
+    struct engine_request rq = story_request(40);
+    rq.structured = g;
+    rq.params.n = 4;
+    rq.params.ignore_eos = 1;
+    rq.params.seed = 5;
+    rq.params.has_seed = 1;
+    struct run r;
+    for (int t = 0; t < 2; t++) {
+        rq.params.temperature = t ? 1.5f : 0;
+        CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+        for (int k = 0; k < 4; k++) {
+            CHECK(strcmp(r.text[k], "Lily") == 0 || strcmp(r.text[k], "Tom") == 0 || strcmp(r.text[k], "a big dog") == 0);
+            CHECK_EQ_INT(r.finish[k], ENGINE_FINISH_STOP);
+        }
+    }
+    structured_release(g);
+    check_no_blocks_held(e);
+out:
+    engine_free(e);
+}
+
+/* A regex and a JSON Schema, sampled hot so the model strays: what finishes with "stop" matches,
+ * what stops on max_tokens is a prefix the grammar allows; a stop string still cuts. */
+TEST(engine_structured_regex_and_json) {
+    struct engine *e = make_engine(16, 0, 8, 2048, 1);
+    if (!e) return;
+    static const char re[] = "[a-z]{2,6}( [a-z]{2,6}){1,3}\\.";
+    static const char schema[] = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":0,"
+                                 "\"maximum\":99},\"ok\":{\"type\":\"boolean\"}},\"required\":[\"n\",\"ok\"],"
+                                 "\"additionalProperties\":false}";
+    struct structured *gr = compile_spec(e, STRUCTURED_REGEX, re, sizeof re - 1, 0);
+    struct structured *gj = compile_spec(e, STRUCTURED_JSON, schema, sizeof schema - 1, 0);
+    if (!gr || !gj) goto out;
+    struct engine_request rq = story_request(120);
+    rq.params.n = 4;
+    rq.params.temperature = 1.0f;
+    rq.params.seed = 9;
+    rq.params.has_seed = 1;
+    struct run r;
+    rq.structured = gr;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+    for (int k = 0; k < 4; k++) {
+        CHECK_EQ_INT(r.finish[k], ENGINE_FINISH_STOP);
+        const char *s = r.text[k];
+        size_t n = strlen(s);
+        CHECK(n >= 6 && s[n - 1] == '.');
+        for (size_t i = 0; i + 1 < n; i++) CHECK((s[i] >= 'a' && s[i] <= 'z') || s[i] == ' ');
+    }
+    rq.structured = gj;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+    for (int k = 0; k < 4; k++) {
+        if (r.finish[k] != ENGINE_FINISH_STOP) continue;
+        cJSON *j = cJSON_Parse(r.text[k]);
+        CHECK(j != NULL);
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "n");
+        CHECK(cJSON_IsNumber(n) && n->valuedouble >= 0 && n->valuedouble <= 99 && n->valuedouble == (int)n->valuedouble);
+        CHECK(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(j, "ok")));
+        CHECK_EQ_INT(cJSON_GetArraySize(j), 2);
+        cJSON_Delete(j);
+    }
+    /* A stop string cuts a constrained sample too. */
+    const char *stops[] = {"\"ok\""};
+    rq.params.stop = stops;
+    rq.params.num_stop = 1;
+    rq.params.n = 1;
+    CHECK_EQ_INT(run_all(e, &rq, 1, &r), 0);
+    CHECK(strstr(r.text[0], "\"ok\"") == NULL);
+    structured_release(gr);
+    structured_release(gj);
+    check_no_blocks_held(e);
+out:
+    engine_free(e);
+}
+
+/* Constrained sequences preempted for want of blocks (recomputed later) still give exactly what
+ * they give alone, greedy: the matcher follows the sample's tokens, which preemption keeps. */
+TEST(engine_structured_preemption) {
+    static const char re[] = "([a-z]+ ){60,90}[a-z]+\\.";
+    struct engine *big = make_engine(16, 0, 8, 2048, 0), *small = make_engine(4, 130, 8, 64, 0);
+    if (!big || !small) goto out;
+    struct structured *g1 = compile_spec(big, STRUCTURED_REGEX, re, sizeof re - 1, 0);
+    struct structured *g2 = compile_spec(small, STRUCTURED_REGEX, re, sizeof re - 1, 0);
+    if (!g1 || !g2) goto out;
+    struct engine_request rq[8];
+    static struct run alone[8], together[8];
+    for (int i = 0; i < 8; i++) {
+        rq[i] = story_request(100);
+        rq[i].params.temperature = 0;
+        rq[i].structured = g1;
+        CHECK_EQ_INT(run_all(big, &rq[i], 1, &alone[i]), 0);
+        rq[i].structured = g2;
+    }
+    CHECK_EQ_INT(run_all(small, rq, 8, together), 0);
+    struct engine_stats st;
+    engine_get_stats(small, &st);
+    CHECK(st.num_preemptions > 0);
+    for (int i = 0; i < 8; i++) CHECK(same_tokens(&alone[i], &together[i]));
+    structured_release(g1);
+    structured_release(g2);
+    check_no_blocks_held(small);
+out:
+    engine_free(big);
+    engine_free(small);
+}
+
+/* A spec the front ends refuse is an error that names what is wrong, and nothing is cached. */
+TEST(engine_structured_errors) {
+    struct engine *e = make_engine(16, 0, 8, 2048, 1);
+    if (!e) return;
+    static const struct {
+        enum structured_kind kind;
+        const char *text, *needle;
+    } bad[] = {
+        {STRUCTURED_JSON, "{\"type\":\"object\",\"properties\":{\"a\":{\"not\":{\"type\":\"null\"}}}}", "not"},
+        {STRUCTURED_JSON, "{\"type\":", ""},
+        {STRUCTURED_REGEX, "(a", ""},
+        {STRUCTURED_GRAMMAR, "root ::= missing", "missing"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct structured_spec spec = {.kind = bad[i].kind, .text = bad[i].text, .len = strlen(bad[i].text)};
+        struct structured *g = NULL;
+        CHECK(engine_structured(e, &spec, &g) != 0);
+        CHECK(g == NULL);
+        CHECK(strstr(folio_last_error(), bad[i].needle) != NULL);
+    }
+    engine_free(e);
+}
+
+/* The GPU's way (FOLIO_MASK_OVERLAP=1 on the CPU): a worker fills the constrained rows' masks
+ * while the forward pass runs. Same tokens as masks filled at sampling time, for a batch that
+ * mixes constrained and free rows. */
+TEST(engine_structured_mask_overlap) {
+    struct engine *plain = make_engine(16, 0, 8, 2048, 0);
+    setenv("FOLIO_MASK_OVERLAP", "1", 1);
+    struct engine *over = make_engine(16, 0, 8, 2048, 0);
+    unsetenv("FOLIO_MASK_OVERLAP");
+    if (!plain || !over) goto out;
+    static const char re[] = "[a-z]+( [a-z]+){3,9}\\.";
+    struct structured *g1 = compile_spec(plain, STRUCTURED_REGEX, re, sizeof re - 1, 0);
+    struct structured *g2 = compile_spec(over, STRUCTURED_REGEX, re, sizeof re - 1, 0);
+    if (!g1 || !g2) goto out;
+    struct engine_request rq[4];
+    struct run a[4], b[4];
+    for (int i = 0; i < 4; i++) {
+        rq[i] = story_request(60);
+        rq[i].params.temperature = i == 3 ? 0.9f : 0;
+        rq[i].params.seed = (uint64_t)i;
+        rq[i].params.has_seed = 1;
+        rq[i].params.n = i == 3 ? 3 : 1;
+        rq[i].structured = i == 1 ? NULL : g1; /* one free row among them */
+    }
+    CHECK_EQ_INT(run_all(plain, rq, 4, a), 0);
+    for (int i = 0; i < 4; i++) rq[i].structured = i == 1 ? NULL : g2;
+    CHECK_EQ_INT(run_all(over, rq, 4, b), 0);
+    for (int i = 0; i < 4; i++) CHECK(same_tokens(&a[i], &b[i]));
+    structured_release(g1);
+    structured_release(g2);
+    check_no_blocks_held(over);
+out:
+    engine_free(plain);
+    engine_free(over);
 }

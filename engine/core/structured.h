@@ -1,0 +1,57 @@
+/* structured: structured output for the engine. A request's spec (a JSON Schema, a regex, a
+ * choice, a grammar: parsed from the body at the HTTP edge, as plain text) becomes a grammar
+ * compiled for this engine's vocabulary (grammar/), kept in a cache keyed by the spec, and each
+ * of the request's samples gets a matcher over it.
+ *
+ * The vocabulary (every token's bytes in a trie) is built on the first structured request,
+ * once per engine. Compiling runs on the caller's thread (an HTTP worker), never the engine's;
+ * a compiled grammar is shared, read-only, by every sample and request that uses the same spec,
+ * and lives while a reference to it does. */
+#ifndef FOLIO_STRUCTURED_H
+#define FOLIO_STRUCTURED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct tokenizer;
+struct gram_compiled;
+
+enum structured_kind {
+    STRUCTURED_NONE,
+    STRUCTURED_JSON,      /* text: a JSON Schema ("{}" and {"type":"object"} included) */
+    STRUCTURED_REGEX,     /* text: an ECMAScript regex, matched whole */
+    STRUCTURED_CHOICE,    /* text: num_choices strings, each NUL-terminated, back to back */
+    STRUCTURED_GRAMMAR,   /* text: GBNF or the EBNF/Lark subset (grammar/gbnf.h) */
+};
+
+struct structured_spec {
+    enum structured_kind kind;
+    const char *text;     /* [len] bytes, borrowed */
+    size_t len;
+    int num_choices;      /* STRUCTURED_CHOICE */
+    int strict;           /* JSON: additionalProperties false unless the schema says otherwise */
+};
+
+/* The compiled grammars of one engine. max_entries and max_bytes (gram_compiled_bytes, all
+ * together): how many distinct specs stay compiled when no request uses them (least recently
+ * used leave first). At most 2 compiles run at once (the others wait), so a burst of new
+ * schemas costs at most 2 x GRAM_MAX_COMPILED_BYTES of compile memory. NULL on allocation
+ * failure. */
+struct structured_cache *structured_cache_create(const struct tokenizer *tok, const int32_t *stop_ids,
+                                                 int num_stop, int max_entries, size_t max_bytes);
+void structured_cache_free(struct structured_cache *c);
+
+/* The compiled grammar for the spec, from the cache or compiled now; *out holds a reference
+ * (structured_release). *compile_s: seconds spent compiling (0 on a hit); *hit: found cached.
+ * FOLIO_EINVAL (malformed) or FOLIO_EUNSUP (a feature we do not support) with a message that
+ * names it. */
+struct structured;
+int structured_get(struct structured_cache *c, const struct structured_spec *spec, struct structured **out,
+                   double *compile_s, int *hit);
+void structured_retain(struct structured *g);
+void structured_release(struct structured *g);   /* NULL ok */
+const struct gram_compiled *structured_compiled(const struct structured *g);
+/* Index of the kind for metrics_count_structured: json 0, regex 1, choice 2, grammar 3. */
+int structured_metrics_kind(enum structured_kind k);
+
+#endif
