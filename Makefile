@@ -5,7 +5,7 @@
 #                   layer checks side by side, no fuzzing (about 1 min on 2 cores)
 #   make test       what CI runs: release, ASan/UBSan and TSan builds, every release suite (the admin
 #                   console in Chromium too), the ASan/UBSan runs that find memory bugs, the TSan runs,
-#                   a 3 s a target fuzz smoke (about 3.5 min on 2 cores)
+#                   a 3 s a target fuzz smoke (about 4 min on 2 cores)
 #   make test-full  everything: make test, the ASan/UBSan re-runs it leaves out, long fuzzing (300 s a
 #                   target, as make fuzz), then make test-packaging (as root)
 #                   (tests/run_all.sh lists each tier's suites; TEST_JOBS=N processes at once, 6)
