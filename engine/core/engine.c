@@ -544,7 +544,6 @@ static int32_t draw(struct engine *e, struct sampler *smp, struct sample *s, flo
     if (s->gm && ready) {
         sq.allowed = mask;
     } else if (s->gm) {
-        *mask_s = 0;
         const double t0 = folio_now();
         gram_matcher_fill_mask(s->gm, mask);
         *mask_s = folio_now() - t0;
@@ -562,7 +561,6 @@ static uint32_t *row_mask(struct engine *e, int i) {
 static void mask_row_task(void *ctx, int i, int thread) {
     struct engine *e = ctx;
     struct sample *s = e->logit_sample[i];
-    e->row_masked[i] = 0;
     if (!s->gm || (s->req->n > 1 && !s->req->forked)) return; /* the fork fills its own */
     const double t0 = folio_now();
     gram_matcher_fill_mask(s->gm, row_mask(e, i));

@@ -100,14 +100,16 @@ void metrics_count_structured(struct metrics *m, int kind, int hit) {
 }
 
 long long metrics_structured(struct metrics *m, int kind) {
-    if (kind < 0 || kind >= METRICS_STRUCTURED_KINDS) {
-        pthread_mutex_lock(&m->mu);
-        long long n = m->structured_hits;
-        pthread_mutex_unlock(&m->mu);
-        return n;
-    }
+    if (kind < 0 || kind >= METRICS_STRUCTURED_KINDS) return 0;
     pthread_mutex_lock(&m->mu);
     long long n = m->structured[kind];
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
+long long metrics_structured_hits(struct metrics *m) {
+    pthread_mutex_lock(&m->mu);
+    long long n = m->structured_hits;
     pthread_mutex_unlock(&m->mu);
     return n;
 }
@@ -232,7 +234,7 @@ size_t metrics_prometheus(struct metrics *m, const struct engine_stats *st, cons
         put(&o, "folio:structured_output_requests_total{%s,kind=\"%s\"} %lld\n", label, structured_names[kind],
             metrics_structured(m, kind));
     head(&o, "structured_output_cache_hits", "counter", "Count of structured-output grammars found compiled in the cache.");
-    put(&o, "folio:structured_output_cache_hits_total{%s} %lld\n", label, metrics_structured(m, -1));
+    put(&o, "folio:structured_output_cache_hits_total{%s} %lld\n", label, metrics_structured_hits(m));
     for (int h = 0; h < METRICS_NUM_HISTS; h++) {
         struct metrics_hist_snapshot s;
         metrics_hist(m, (enum metrics_hist_id)h, &s);

@@ -49,6 +49,7 @@ void metrics_count_finish(struct metrics *m, enum metrics_reason why);
  * ("json", "regex", "choice", "grammar"); hit: its compiled grammar came from the cache. */
 void metrics_count_structured(struct metrics *m, int kind, int hit);
 long long metrics_structured(struct metrics *m, int kind);
+long long metrics_structured_hits(struct metrics *m);
 #define METRICS_STRUCTURED_KINDS 4
 
 void metrics_hist(struct metrics *m, enum metrics_hist_id h, struct metrics_hist_snapshot *out);

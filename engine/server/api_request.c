@@ -339,6 +339,9 @@ static int take_string(struct api_request *r, const char *param, const cJSON *v,
     if (!cJSON_IsString(v)) return api_error_set(err, 400, param, "'%s' must be a string", param);
     const size_t n = strlen(v->valuestring);
     if (n == 0) return api_error_set(err, 400, param, "'%s' must not be empty", param);
+    if (n > lim->max_grammar_bytes) /* before the copy */
+        return api_error_set(err, 400, param, "%s is %zu bytes; at most %zu (--max-grammar-bytes)", param, n,
+                             lim->max_grammar_bytes);
     char *text = strdup(v->valuestring);
     if (!text) return api_error_set(err, 500, NULL, "out of memory");
     return set_structured(r, param, kind, text, n, 0, 0, lim, err);

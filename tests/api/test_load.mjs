@@ -113,8 +113,9 @@ function streamThenDrop(s, p, body, after) {
   });
 }
 
-// A non-streaming request whose socket is destroyed after `ms`. Resolves { completed }.
-function postThenDrop(s, p, body, ms) {
+// A non-streaming request whose socket is destroyed after `ms`, or when `drop` (a promise)
+// settles if one is given. Resolves { completed }.
+function postThenDrop(s, p, body, ms, drop) {
   return new Promise((resolve) => {
     const data = JSON.stringify(body);
     const req = http.request(`${s.url}${p}`, {
@@ -125,7 +126,9 @@ function postThenDrop(s, p, body, ms) {
       res.on('end', () => resolve({ completed: true, status: res.statusCode }));
     });
     req.on('error', () => resolve({ completed: false }));
-    setTimeout(() => { req.destroy(); resolve({ completed: false }); }, ms);
+    const leave = () => { req.destroy(); resolve({ completed: false }); };
+    if (drop) drop.then(leave);
+    else setTimeout(leave, ms);
     req.end(data);
   });
 }
@@ -177,9 +180,19 @@ test('disconnect: non-streaming clients that drop while queued (--max-num-seqs 1
   await withServer({ args: ['--max-num-seqs', '1'] }, async (s) => {
     const before = finishedCounts(await metrics(s));
     const N = 8;
+    // The clients leave once all eight are in the engine (on a loaded machine a request can
+    // take longer than a fixed delay to arrive, and one never submitted is never counted).
+    const inEngine = (async () => {
+      const deadline = Date.now() + 10000 * SLOW;
+      while (Date.now() < deadline) {
+        const m = await metrics(s);
+        if (metric(m, 'folio:num_requests_running') + metric(m, 'folio:num_requests_waiting') >= N) break;
+        await sleep(5);
+      }
+    })();
     const res = await Promise.all(Array.from({ length: N }, () => postThenDrop(s, '/v1/completions', {
       prompt: STORY.prompt, max_tokens: 500, ignore_eos: true,
-    }, 40)));
+    }, 0, inEngine)));
     assert.ok(res.filter((r) => !r.completed).length >= N - 1, 'the clients left before their answers');
     const d = await countsDelta(s, before, N);
     assert.ok(d.abort >= N - 2, `queued requests were not aborted: ${JSON.stringify(d)}`);

@@ -2,7 +2,7 @@
 // tokenizers (generated once per run by tests/fixtures/gen_checkpoint.py --tokenizer), ajv with
 // the formats, and helpers that check an output against its schema.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
@@ -67,5 +67,3 @@ export function checkJsonChoices(choices, schema, textOf = (c) => c.message.cont
   }
   return stopped;
 }
-
-export const readJson = (p) => JSON.parse(readFileSync(p, 'utf8'));
