@@ -40,6 +40,8 @@ struct structured_spec {
 struct structured_cache *structured_cache_create(const struct tokenizer *tok, const int32_t *stop_ids,
                                                  int num_stop, int max_entries, size_t max_bytes);
 void structured_cache_free(struct structured_cache *c);
+/* Threads one compile uses: the machine's cores, at most 4; FOLIO_COMPILE_THREADS overrides. */
+int structured_compile_threads(void);
 
 /* The compiled grammar for the spec, from the cache or compiled now; *out holds a reference
  * (structured_release). *compile_s: seconds spent compiling (0 on a hit); *hit: found cached.

@@ -13,7 +13,9 @@
  *    way and the next byte may follow the rule somewhere (FOLLOW): those are uncertain, and
  *    kept grouped by the bytes left after the rule ends, which the matcher checks against
  *    the real stack below. The sets are cached in the vocab under a structural hash of the
- *    rule, everything it can call, the state and the FOLLOW bytes.
+ *    rule, everything it can call, the state's class and the FOLLOW bytes; states that no
+ *    token can tell apart (within the longest token's bytes) share a class, so a counted run
+ *    such as a string's maxLength costs a walk per class, not per count (future_classes).
  * 3. Reuse inside a walk (exact: a state's sets are a union over its stacks, so any stack can
  *    be taken out of the walk and accounted for separately):
  *    - composition: a stack that starts in a callee (the closure before any byte pushed it)
@@ -23,7 +25,18 @@
  *      way down the trie takes a per-vocabulary memo of that rule's run over the subtree, and
  *      the walk only continues from the frames below at the memo's pop points (memo_get);
  *    - a transition cache over interned stack sets, so the machine steps once per distinct
- *      (set, byte) rather than once per trie node. */
+ *      (set, byte) rather than once per trie node.
+ * 4. Cost. A composed callee's vocabulary-sized set is referenced (the state's sets extend it,
+ *    gram_state_sets.base) rather than copied, and a state's own tokens are deduplicated and
+ *    sorted through a sparse bitset and suffixes by radix, so a state costs about its walk,
+ *    not a pass over the vocabulary. The rules are determinized and the states' sets computed
+ *    on up to v->compile_threads threads (helpers started with the compile, on other cores);
+ *    a state is computed by whichever thread claims it, and the others walk through it rather
+ *    than wait, so the sets never depend on the schedule. Each thread holds about 5 MB of
+ *    scratch (pre_init) for a 128k vocabulary. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,6 +167,11 @@ static int cmp_i32(const void *x, const void *y) {
     return a < b ? -1 : a > b;
 }
 
+static int cmp_u64(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
 /* Subset construction. The DFA's states are sorted sets of NFA states kept in one pool and
  * found again through an open hash table. */
 static int determinize(const struct grammar *g, int rule, struct rule_dfa *d) {
@@ -239,6 +257,7 @@ static int determinize(const struct grammar *g, int rule, struct rule_dfa *d) {
     if (!htab) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
     for (size_t i = 0; i < hcap; i++) htab[i] = -1;
     int32_t gen = 0;
+    int64_t work = 0; /* NFA states gathered over all subsets, against GRAM_MAX_DFA_WORK */
 
 /* the epsilon closure of buf[0, k) (deduplicated by stamp), sorted, as a DFA state id;
  * -1 for the empty set; -2 on overflow or allocation failure */
@@ -330,6 +349,12 @@ static int determinize(const struct grammar *g, int rule, struct rule_dfa *d) {
                     }
             }
             int32_t id = -1;
+            work += k;
+            if (work > GRAM_MAX_DFA_WORK) {
+                rc = folio_err(FOLIO_EINVAL, "grammar rule '%s' is too expensive to determinize (GRAM_MAX_DFA_WORK, %d)",
+                               g->rule_name[rule], GRAM_MAX_DFA_WORK);
+                goto out;
+            }
             if (k) {
                 qsort(buf, (size_t)k, sizeof *buf, cmp_i32);
                 uint64_t h = SETHASH(buf, k);
@@ -552,8 +577,26 @@ static int or_into(uint32_t *dst, const uint32_t *src) {
     return ch;
 }
 
+/* bytes[s]: the bytes state s can take. */
+static void state_byte_sets(const struct gram_compiled *c, uint32_t (*bytes)[8]) {
+    uint32_t clsbytes[256][8]; /* the bytes of each class of the rule at hand */
+    int cls_rule = -1;
+    memset(bytes, 0, (size_t)c->num_states * sizeof *bytes);
+    for (int s = 0; s < c->num_states; s++) {
+        const int r = c->state_rule[s];
+        if (r != cls_rule) { /* a rule's states are consecutive: once per rule */
+            const uint8_t *cls = c->rule_cls + (size_t)r * 256;
+            memset(clsbytes, 0, (size_t)c->rule_ncls[r] * sizeof *clsbytes);
+            for (int b = 0; b < 256; b++) clsbytes[cls[b]][b >> 5] |= 1u << (b & 31);
+            cls_rule = r;
+        }
+        for (int k = 0; k < c->rule_ncls[r]; k++)
+            if (c->trans[c->trans_off[s] + k] >= 0) or_into(bytes[s], clsbytes[k]);
+    }
+}
+
 /* follow[r]: the bytes that can come right after rule r ends, in any context. */
-static int follow_sets(const struct gram_compiled *c, uint32_t (*follow)[8]) {
+static int follow_sets(const struct gram_compiled *c, const uint32_t (*bytes)[8], uint32_t (*follow)[8]) {
     int ns = c->num_states, nr = c->num_rules;
     uint8_t *nullable = calloc((size_t)ns + 1, 1);
     uint32_t(*first)[8] = calloc((size_t)ns + 1, sizeof *first);
@@ -562,12 +605,8 @@ static int follow_sets(const struct gram_compiled *c, uint32_t (*follow)[8]) {
         free(first);
         return folio_err(FOLIO_ENOMEM, "grammar: out of memory");
     }
-    for (int s = 0; s < ns; s++) {
-        nullable[s] = c->state_final[s];
-        const uint8_t *cls = c->rule_cls + (size_t)c->state_rule[s] * 256;
-        for (int b = 0; b < 256; b++)
-            if (c->trans[c->trans_off[s] + cls[b]] >= 0) first[s][b >> 5] |= 1u << (b & 31);
-    }
+    for (int s = 0; s < ns; s++) nullable[s] = c->state_final[s];
+    memcpy(first, bytes, (size_t)ns * sizeof *first);
     for (int changed = 1; changed;) {
         changed = 0;
         for (int s = ns - 1; s >= 0; s--)
@@ -620,6 +659,91 @@ static void rule_hash(const struct gram_compiled *c, int r, int32_t base, int ns
     *out = h;
 }
 
+/* fut[s] for the states of rule r: equal for two states exactly when no byte string of up to
+ * `horizon` bytes tells them apart inside the rule (Moore's partition refinement, stopped at
+ * the horizon or when it stops refining). A token walk reads at most the vocabulary's longest
+ * token, so states equal to that horizon have the same token sets: a counted run (a string's
+ * maxLength, an array's maxItems) is one state per count, and all but its last few counts
+ * are alike. A call is summarized by the callee's closure hash and the return state's class
+ * one round back, which holds because a callee reads at least a byte; a state calling a rule
+ * that can match nothing gets a class of its own. Small rules keep their state numbers. */
+#define FUTURE_MIN_STATES 32
+struct fut_rec {
+    uint64_t h;
+    int32_t i;
+};
+
+static int cmp_fut(const void *x, const void *y) {
+    const struct fut_rec *a = x, *b = y;
+    if (a->h != b->h) return a->h < b->h ? -1 : 1;
+    return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* rep[s]: the rule's first state of s's class, whose sets s takes (the vocabulary's cache
+ * would find them too, but it may be full). */
+static int future_classes(const struct gram_compiled *c, int r, int32_t base, int n, const uint64_t *ch0,
+                          int horizon, uint64_t *fut, int32_t *rep) {
+    for (int i = 0; i < n; i++) rep[base + i] = base + i;
+    if (n < FUTURE_MIN_STATES) {
+        for (int i = 0; i < n; i++) fut[base + i] = (uint64_t)i;
+        return 0;
+    }
+    uint64_t *h = malloc((size_t)n * 3 * sizeof *h), *nh = h + n, *sorted = h + 2 * n;
+    if (!h) return folio_err(FOLIO_ENOMEM, "grammar: out of memory");
+    uint8_t *own = calloc((size_t)n, 1); /* a class of its own: a call that may read nothing */
+    if (!own) {
+        free(h);
+        return folio_err(FOLIO_ENOMEM, "grammar: out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        const int32_t st = base + i;
+        for (int k = c->call_off[st]; k < c->call_off[st + 1]; k++) {
+            const int32_t q = c->rule_start[c->call_rule[k]];
+            if (q < 0 || c->state_final[q] || c->call_off[q] != c->call_off[q + 1]) own[i] = 1;
+        }
+        h[i] = own[i] ? folio_mix64(0x6f776eULL ^ (uint64_t)i) : folio_mix64(0xf17eULL ^ c->state_final[st]);
+    }
+    int classes = -1;
+    for (int round = 0; round < horizon; round++) {
+        for (int i = 0; i < n; i++) {
+            const int32_t st = base + i;
+            if (own[i]) {
+                nh[i] = h[i];
+                continue;
+            }
+            uint64_t x = folio_mix64(0xf17eULL ^ c->state_final[st]);
+            for (int k = 0; k < c->rule_ncls[r]; k++) {
+                const int32_t t = c->trans[c->trans_off[st] + k];
+                x = folio_mix64(x ^ (t < 0 ? 0xdeadULL : h[t - base]));
+            }
+            for (int k = c->call_off[st]; k < c->call_off[st + 1]; k++)
+                x = folio_mix64(x ^ ch0[c->call_rule[k]] ^ folio_mix64(h[c->call_ret[k] - base]));
+            nh[i] = x;
+        }
+        memcpy(sorted, nh, (size_t)n * sizeof *sorted);
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_u64);
+        int m = n > 0;
+        for (int i = 1; i < n; i++) m += sorted[i] != sorted[i - 1];
+        memcpy(h, nh, (size_t)n * sizeof *h);
+        if (m == classes) break; /* stable: no further round splits a class */
+        classes = m;
+    }
+    for (int i = 0; i < n; i++) fut[base + i] = h[i] | 1ULL << 63;
+    struct fut_rec *fr = malloc((size_t)n * sizeof *fr);
+    if (fr) {
+        for (int i = 0; i < n; i++) fr[i] = (struct fut_rec){h[i], i};
+        qsort(fr, (size_t)n, sizeof *fr, cmp_fut);
+        for (int i = 0, g = 0; i < n; i++) {
+            if (fr[i].h != fr[g].h) g = i;
+            rep[base + fr[i].i] = base + fr[g].i;
+        }
+    }
+    free(fr);
+    free(h);
+    free(own);
+    return fr ? 0 : folio_err(FOLIO_ENOMEM, "grammar: out of memory");
+}
+
 /* ---- the per-state precompute -------------------------------------------------------------- */
 
 struct pre {
@@ -641,11 +765,18 @@ struct pre {
     VEC(int32_t) pairs; /* token, depth */
     /* callee memos (see walk): */
     const uint64_t *ch0, *ch1;     /* [num_rules] closure hashes */
+    const uint64_t *fut;           /* [num_states] the state's class within its rule (future_classes) */
+    const int32_t *rep;            /* [num_states] the class's first state */
     const int32_t *rbase;          /* [num_rules] first state (before trim) */
     const uint32_t (*follow)[8];   /* [num_rules] */
     int32_t *mst;                  /* [max_len + 1] the memo walk's DFA states */
     VEC(int32_t) sub;              /* pending sub-walks: trie node, stack node */
-    ptrvec *owned;                 /* sets and memos the cache had no room for */
+    uint8_t *claim;                /* [num_states] shared: a thread is computing the state */
+    const uint32_t (*state_bytes)[8]; /* [num_states] the bytes each state can take */
+    uint32_t root_live[8];         /* the first bytes the walk's level 0 can take */
+    int64_t *total_steps;          /* shared: trie steps of all threads' finished states */
+    ptrvec *owned;                 /* sets and memos the cache had no room for: &own */
+    ptrvec own;
     size_t owned_bytes;
     int dup;                       /* acc may hold a token twice */
     uint32_t *bits0;               /* [mask words] tokens accepted through composed callees */
@@ -666,12 +797,19 @@ struct pre {
     uint8_t *tpop;
     uint32_t tgen;
     int32_t ntrans;
+    /* The composed callee set the state's sets extend (see gram_state_sets), and a bitset that
+     * is all zero between uses, for deduplicating the state's own tokens in time linear in
+     * them rather than in the vocabulary. */
+    const struct gram_state_sets *base;
+    uint32_t *sparse;     /* [mask words] */
+    uint32_t *sparse_sum; /* [mask words / 32 + 1] */
 };
 #define SET_CAP (1 << 14)
 #define TR_CAP (1 << 16)
 #define SET_DEAD (-2)
 
 struct suf_rec {
+    uint64_t key; /* the first 8 bytes, big-endian, zero-padded: orders like cmp_rec or ties */
     const uint8_t *s;
     uint32_t len;
     int32_t tok, l;
@@ -684,6 +822,35 @@ static int cmp_rec(const void *x, const void *y) {
     if (r) return r;
     if (a->len != b->len) return a->len < b->len ? -1 : 1;
     return a->tok < b->tok ? -1 : a->tok > b->tok;
+}
+
+/* Sorts records by cmp_rec, but for the order of tokens with equal suffixes (the matcher does
+ * not care): a stable radix sort on the length and then the key (passes over bytes that all
+ * records share are skipped), then by cmp_rec the runs of equal keys and lengths over 8 bytes.
+ * Comparison sorts of the suffixes were a large part of a compile: the uncertain tokens of
+ * a state number in the thousands, and most of their suffixes repeat. */
+static void sort_recs(struct suf_rec *out, struct suf_rec *tmp, size_t n) {
+    struct suf_rec *r = out;
+    for (int pass = -1; pass < 8; pass++) {
+        const int shift = pass * 8;
+#define RADIX_DIGIT(x) (pass < 0 ? ((x).len > 255 ? 255 : (x).len) : (uint32_t)((x).key >> shift & 0xff))
+        size_t cnt[257] = {0};
+        for (size_t i = 0; i < n; i++) cnt[RADIX_DIGIT(r[i]) + 1]++;
+        if (cnt[RADIX_DIGIT(r[0]) + 1] == n) continue;
+        for (int b = 0; b < 256; b++) cnt[b + 1] += cnt[b];
+        for (size_t i = 0; i < n; i++) tmp[cnt[RADIX_DIGIT(r[i])]++] = r[i];
+#undef RADIX_DIGIT
+        struct suf_rec *x = r;
+        r = tmp, tmp = x;
+    }
+    if (r != out) memcpy(out, r, n * sizeof *r);
+    r = out;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && r[j].key == r[i].key && r[j].len == r[i].len) j++;
+        if (j - i > 1 && r[i].len > 8) qsort(r + i, j - i, sizeof *r, cmp_rec);
+        i = j;
+    }
 }
 
 static int budget_err(void) {
@@ -895,6 +1062,10 @@ static int walk(struct pre *p, int32_t kbeg, int32_t kend, const uint32_t *follo
     for (int32_t k = kbeg; k < kend;) {
         int d = v->trie_depth[k];
         uint8_t b = v->trie_byte[k];
+        if (d == 1 && !has(p->root_live, b)) { /* most of the root's 256 children, cheaply */
+            k = v->trie_end[k];
+            continue;
+        }
         if (++p->steps > GRAM_MAX_COMPILE_STEPS) return budget_err();
         p->path[d] = b;
         p->unc[d] = p->unc[d - 1] + (p->pop[d - 1] && has(follow, b));
@@ -1008,6 +1179,96 @@ oom:
     return folio_err(FOLIO_ENOMEM, "grammar: out of memory");
 }
 
+#define BASE_MIN 256 /* a composed list longer than this is a base, not copied */
+
+static int append_ids(struct pre *p, const int32_t *ids, int n) {
+    if (acc_room(p, (size_t)n)) return FOLIO_ENOMEM;
+    if (n) memcpy(p->acc.p + p->acc.n, ids, (size_t)n * sizeof *ids);
+    p->acc.n += (size_t)n;
+    return 0;
+}
+
+/* Whether token t is among s's accepted ones (s has no base: a base is never one). */
+static int set_has(const struct gram_state_sets *s, int32_t t) {
+    if (s->kind == GRAM_SET_BITS) return s->bits[t >> 5] >> (t & 31) & 1;
+    int lo = 0, hi = s->num;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (s->ids[mid] < t) lo = mid + 1;
+        else hi = mid;
+    }
+    const int found = lo < s->num && s->ids[lo] == t;
+    return s->kind == GRAM_SET_LIST ? found : !found;
+}
+
+/* bits0 |= s's accepted tokens, with bits0 started on first use. */
+static void bits0_or(struct pre *p, const struct gram_state_sets *s) {
+    const int V = p->v->vocab_size, W = (V + 31) / 32;
+    uint32_t *b0 = p->bits0;
+    if (!p->have_bits0) {
+        memset(b0, 0, (size_t)W * 4);
+        p->have_bits0 = 1;
+    }
+    if (s->base) bits0_or(p, s->base);
+    if (s->kind == GRAM_SET_BITS) {
+        for (int w = 0; w < W; w++) b0[w] |= s->bits[w];
+    } else if (s->kind == GRAM_SET_LIST) {
+        for (int i = 0; i < s->num; i++) b0[s->ids[i] >> 5] |= 1u << (s->ids[i] & 31);
+    } else {
+        int j = 0;
+        for (int w = 0; w < W; w++) {
+            uint32_t x = ~0u;
+            for (; j < s->num && (s->ids[j] >> 5) == w; j++) x &= ~(1u << (s->ids[j] & 31));
+            if (w == W - 1 && (V & 31)) x &= (1u << (V & 31)) - 1;
+            b0[w] |= x;
+        }
+    }
+}
+
+/* acc, less the base's tokens (the base is optional), deduplicated and sorted through the
+ * all-zero bitset `sparse` in time linear in acc and in the span of its ids, rather than in
+ * the vocabulary (a bitset's worth per state) or n log n (a sort); with `pairs` (when given)
+ * left without the tokens accepted either way. Returns 1, with acc unsorted, when the list
+ * came out larger than a bitset would be. */
+static int sort_unique(struct pre *p, int pairs) {
+    uint32_t *sp = p->sparse;
+    const struct gram_state_sets *b = p->base;
+    const uint32_t *bb = b && b->kind == GRAM_SET_BITS ? b->bits : NULL; /* the usual base */
+#define IN_BASE(t) (bb ? (int)(bb[(t) >> 5] >> ((t) & 31) & 1) : b && set_has(b, t))
+    uint32_t *sum = p->sparse_sum; /* a bit per word of sp that is not zero */
+    int32_t lo = INT32_MAX, hi = -1;
+    for (size_t i = 0; i < p->acc.n; i++) {
+        int32_t t = p->acc.p[i];
+        if (sp[t >> 5] >> (t & 31) & 1 || IN_BASE(t)) continue;
+        sp[t >> 5] |= 1u << (t & 31);
+        sum[t >> 10] |= 1u << (t >> 5 & 31);
+        if (t < lo) lo = t;
+        if (t > hi) hi = t;
+    }
+    if (pairs) {
+        size_t np2 = 0;
+        for (size_t i = 0; i + 1 < p->pairs.n; i += 2) {
+            int32_t t = p->pairs.p[i];
+            if (sp[t >> 5] >> (t & 31) & 1 || IN_BASE(t)) continue;
+            p->pairs.p[np2++] = t;
+            p->pairs.p[np2++] = p->pairs.p[i + 1];
+        }
+        p->pairs.n = np2;
+    }
+    size_t x = 0;
+    for (int32_t sw = lo >> 10; hi >= 0 && sw <= hi >> 10; sw++) {
+        for (uint32_t sb = sum[sw]; sb; sb &= sb - 1) {
+            const int32_t w = sw * 32 + __builtin_ctz(sb);
+            for (uint32_t bw = sp[w]; bw; bw &= bw - 1) p->acc.p[x++] = w * 32 + __builtin_ctz(bw);
+            sp[w] = 0;
+        }
+        sum[sw] = 0;
+    }
+#undef IN_BASE
+    p->acc.n = x;
+    return x > (size_t)gram_mask_words(p->v);
+}
+
 /* A stack at the start of the walk whose top q has its sets already (a callee's state): its
  * accepted tokens are accepted here too, and each uncertain group's bytes (those after q's rule
  * ends) continue from the frames below, P: through to the end (accepted), or as uncertain
@@ -1015,28 +1276,20 @@ oom:
 static int compose(struct pre *p, const struct gram_state_sets *cs, int32_t par, const uint32_t *follow) {
     const struct gram_vocab *v = p->v;
     struct gram_machine *m = &p->m;
-    int V = v->vocab_size, W = (V + 31) / 32;
-    if (!p->have_bits0) {
-        memset(p->bits0, 0, (size_t)W * 4);
-        p->have_bits0 = 1;
-        p->dup = 1;
-    }
-    uint32_t *b0 = p->bits0;
-    if (cs->kind == GRAM_SET_BITS) {
-        for (int w = 0; w < W; w++) b0[w] |= cs->bits[w];
-    } else if (cs->kind == GRAM_SET_LIST) {
-        for (int i = 0; i < cs->num; i++) b0[cs->ids[i] >> 5] |= 1u << (cs->ids[i] & 31);
-    } else {
-        int j = 0;
-        for (int w = 0; w < W; w++) {
-            uint32_t x = ~0u;
-            for (; j < cs->num && (cs->ids[j] >> 5) == w; j++) x &= ~(1u << (cs->ids[j] & 31));
-            if (w == W - 1 && (V & 31)) x &= (1u << (V & 31)) - 1;
-            b0[w] |= x;
-        }
-    }
     VEC(int32_t) ends = {0};
     int rc = 0;
+    p->dup = 1;
+    /* the accepted tokens: a large set (a cached one) becomes the base, a small list joins the
+     * state's own tokens, and anything else is or-ed into bits0 */
+    const struct gram_state_sets *big = cs->base ? cs->base : cs->kind != GRAM_SET_LIST || cs->num > BASE_MIN ? cs : NULL;
+    if (big && big->in_cache && (!p->base || p->base == big)) {
+        p->base = big;
+        if (cs->base && append_ids(p, cs->ids, cs->num)) goto oom;
+    } else if (big) {
+        bits0_or(p, cs);
+    } else if (append_ids(p, cs->ids, cs->num)) {
+        goto oom;
+    }
     for (int g = 0; g < cs->num_suffix; g++) {
         const uint8_t *sb = cs->suf_bytes + cs->suf_off[g];
         uint32_t L = cs->suf_off[g + 1] - cs->suf_off[g];
@@ -1062,12 +1315,10 @@ static int compose(struct pre *p, const struct gram_state_sets *cs, int32_t par,
             if (ncur < 0) { rc = WALK_OVERFLOW; goto out; }
             cur = nxt;
         }
-        for (uint32_t t = cs->suf_tok_off[g]; t < cs->suf_tok_off[g + 1]; t++) {
+        if (ok && append_ids(p, cs->suf_toks + cs->suf_tok_off[g], (int)(cs->suf_tok_off[g + 1] - cs->suf_tok_off[g])))
+            goto oom;
+        for (uint32_t t = cs->suf_tok_off[g]; t < cs->suf_tok_off[g + 1] && !ok; t++) {
             int32_t tok = cs->suf_toks[t];
-            if (ok) {
-                b0[tok >> 5] |= 1u << (tok & 31);
-                continue;
-            }
             int32_t base = (int32_t)(v->lens[tok] - L);
             for (size_t e = 0; e < ends.n; e++)
                 if (VPUSH(p->pairs, tok) || VPUSH(p->pairs, base + ends.p[e])) goto oom;
@@ -1091,6 +1342,7 @@ static int precompute(struct pre *p, int32_t s, const uint32_t *follow, struct g
     p->sub.n = 0;
     p->dup = 0;
     p->have_bits0 = 0;
+    p->base = NULL;
     if (p->pure[p->c->state_rule[s]]) {
         rc = walk_pure(p, s, follow);
         if (rc) return rc;
@@ -1118,7 +1370,8 @@ static int precompute(struct pre *p, int32_t s, const uint32_t *follow, struct g
         int w = 0;
         for (int i = 0; i < nt; i++) {
             const struct gram_node *nd = &m->nodes[p->lvl[i]];
-            const struct gram_state_sets *cs = nd->parent == GRAM_BOTTOM ? NULL : p->c->sets[nd->state];
+            const struct gram_state_sets *cs =
+                nd->parent == GRAM_BOTTOM ? NULL : __atomic_load_n(&p->c->sets[nd->state], __ATOMIC_ACQUIRE);
             if (!cs) {
                 p->lvl[w++] = p->lvl[i];
                 continue;
@@ -1129,6 +1382,10 @@ static int precompute(struct pre *p, int32_t s, const uint32_t *follow, struct g
         }
         p->lvl_n[0] = w;
         p->lvl_sid[0] = -1;
+        /* no stack can end before a byte (pop[0] is 0), so a root child no top can take is
+         * dead with nothing uncertain: walk skips those */
+        memset(p->root_live, 0, sizeof p->root_live);
+        for (int i = 0; i < w; i++) or_into(p->root_live, p->state_bytes[m->nodes[p->lvl[i]].state]);
     }
     rc = walk(p, 1, v->num_trie, follow);
     if (rc == WALK_OVERFLOW) goto overflow;
@@ -1156,6 +1413,13 @@ sets:;
     /* representation: the smallest of the accepted list, a bitset, the list of the others.
      * Large sets come out of the bitset (sorting 100k ids per state was most of a compile). */
     int V = v->vocab_size, W = (V + 31) / 32;
+    int sorted = 0;
+    if (p->dup && !p->have_bits0 && p->acc.n <= (size_t)W * 4 && !sort_unique(p, 1))
+        p->dup = 0, sorted = 1; /* acc is the state's own tokens (on top of the base, if any) */
+    else if (p->base) { /* a dense set after all: the base goes into bits0 */
+        bits0_or(p, p->base);
+        p->base = NULL;
+    }
     if (p->dup) { /* memos and sub-walks may accept a token more than once */
         if (p->have_bits0) memcpy(p->bits, p->bits0, (size_t)W * 4);
         else memset(p->bits, 0, (size_t)W * 4);
@@ -1176,8 +1440,8 @@ sets:;
         na = (int)p->acc.n;
     int kind = GRAM_SET_LIST;
     size_t body = (size_t)na * 4;
-    if ((size_t)W * 4 < body) kind = GRAM_SET_BITS, body = (size_t)W * 4;
-    if ((size_t)(V - na) * 4 < body) kind = GRAM_SET_COMPLEMENT, body = (size_t)(V - na) * 4;
+    if (!p->base && (size_t)W * 4 < body) kind = GRAM_SET_BITS, body = (size_t)W * 4;
+    if (!p->base && (size_t)(V - na) * 4 < body) kind = GRAM_SET_COMPLEMENT, body = (size_t)(V - na) * 4;
     if (p->dup) {
         if (kind == GRAM_SET_LIST) {
             size_t x = 0;
@@ -1186,14 +1450,15 @@ sets:;
             p->acc.n = x;
         }
     } else if (kind == GRAM_SET_LIST) {
-        if (na > 512) { /* sorted through the bitset: linear, where a sort was most of a state */
-            memset(p->bits, 0, (size_t)W * 4);
-            for (int i = 0; i < na; i++) p->bits[p->acc.p[i] >> 5] |= 1u << (p->acc.p[i] & 31);
-            size_t x = 0;
-            for (int w = 0; w < W; w++)
-                for (uint32_t bw = p->bits[w]; bw; bw &= bw - 1) p->acc.p[x++] = w * 32 + __builtin_ctz(bw);
-        } else if (na) {
-            qsort(p->acc.p, (size_t)na, sizeof *p->acc.p, cmp_i32);
+        if (!sorted && na > 16) { /* base is NULL here: nothing left out */
+            sort_unique(p, 0);
+        } else if (!sorted) {
+            for (int i = 1; i < na; i++)
+                for (int j = i; j > 0 && p->acc.p[j - 1] > p->acc.p[j]; j--) {
+                    int32_t t = p->acc.p[j];
+                    p->acc.p[j] = p->acc.p[j - 1];
+                    p->acc.p[j - 1] = t;
+                }
         }
     } else {
         memset(p->bits, 0, (size_t)W * 4);
@@ -1201,13 +1466,17 @@ sets:;
     }
     size_t np = p->pairs.n / 2;
     if (np > 1) { /* sort records that point at the suffixes, then write the pairs back */
-        struct suf_rec *rec = malloc(np * sizeof *rec);
+        struct suf_rec *rec = malloc(2 * np * sizeof *rec);
         if (!rec) goto oom;
         for (size_t i = 0; i < np; i++) {
             int32_t t = p->pairs.p[2 * i], l = p->pairs.p[2 * i + 1];
-            rec[i] = (struct suf_rec){v->bytes[t] + l, v->lens[t] - (uint32_t)l, t, l};
+            const uint8_t *sb = v->bytes[t] + l;
+            const uint32_t len = v->lens[t] - (uint32_t)l;
+            uint64_t key = 0;
+            for (uint32_t j = 0; j < 8; j++) key = key << 8 | (j < len ? sb[j] : 0);
+            rec[i] = (struct suf_rec){key, sb, len, t, l};
         }
-        qsort(rec, np, sizeof *rec, cmp_rec);
+        sort_recs(rec, rec + np, np);
         for (size_t i = 0; i < np; i++) p->pairs.p[2 * i] = rec[i].tok, p->pairs.p[2 * i + 1] = rec[i].l;
         free(rec);
     }
@@ -1231,6 +1500,8 @@ sets:;
     o->bytes = total;
     o->ids = NULL;
     o->bits = NULL;
+    o->base = p->base;
+    o->in_cache = 0;
     if (kind == GRAM_SET_LIST) {
         o->num = na;
         if (na) memcpy(q, p->acc.p, (size_t)na * 4);
@@ -1304,7 +1575,9 @@ overflow:
  * calls (so that its walk can compose them). */
 static int ensure_sets(struct pre *p, int32_t s, int depth) {
     struct gram_compiled *c = p->c;
-    if (!p->reach[s] || !c->state_bytes[s] || c->sets[s]) return 0;
+    /* other threads publish their states' sets (gram_compile's second phase): a set is read
+     * whole or not at all, and a state not there yet is walked instead of composed */
+    if (!p->reach[s] || !c->state_bytes[s] || __atomic_load_n(&c->sets[s], __ATOMIC_ACQUIRE)) return 0;
     if (depth < 32)
         for (int32_t k = c->call_off[s]; k < c->call_off[s + 1]; k++) {
             int32_t q = c->rule_start[c->call_rule[k]];
@@ -1313,19 +1586,30 @@ static int ensure_sets(struct pre *p, int32_t s, int depth) {
             if (rc) return rc;
         }
     int r = c->state_rule[s];
-    const int32_t *rbase = p->rbase;
     const uint32_t(*follow)[8] = p->follow;
-    uint64_t k0 = folio_mix64(p->ch0[r] ^ (uint64_t)(s - rbase[r]));
-    uint64_t k1 = folio_mix64(p->ch1[r] ^ (uint64_t)(s - rbase[r]) << 20);
+    uint64_t k0 = folio_mix64(p->ch0[r] ^ p->fut[s]);
+    uint64_t k1 = folio_mix64(p->ch1[r] ^ folio_mix64(p->fut[s] ^ 0x5eed));
     for (int i = 0; i < 8; i++) {
         k0 = folio_mix64(k0 ^ follow[r][i]);
         k1 = folio_mix64(k1 ^ (uint64_t)follow[r][i] << 11);
     }
+    /* one thread computes a state; the others walk through it meanwhile (a composition only
+     * saves work, it changes no result) */
+    if (__atomic_exchange_n(&p->claim[s], 1, __ATOMIC_ACQ_REL)) return 0;
     struct gram_vocab *v = c->vocab;
-    const struct gram_state_sets *cached = gram_vocab_cache_get(v, k0, k1);
+    const struct gram_state_sets *cached = NULL;
+    if (p->rep[s] != s) { /* its class's first state: computed first, or being computed */
+        int rc = ensure_sets(p, p->rep[s], depth + 1);
+        if (rc) return rc;
+        cached = __atomic_load_n(&c->sets[p->rep[s]], __ATOMIC_ACQUIRE);
+    }
+    if (!cached) cached = gram_vocab_cache_get(v, k0, k1);
     if (!cached) {
         struct gram_state_sets *fresh = NULL;
+        /* the budget is the compile's: every thread's finished states count */
+        const int64_t before = p->steps = __atomic_load_n(p->total_steps, __ATOMIC_RELAXED);
         int rc = precompute(p, s, follow[r], &fresh);
+        __atomic_add_fetch(p->total_steps, p->steps - before, __ATOMIC_RELAXED);
         if (rc) return rc;
         cached = gram_vocab_cache_put(v, k0, k1, fresh);
         if (!cached) { /* cache full: this grammar keeps its own */
@@ -1339,8 +1623,161 @@ static int ensure_sets(struct pre *p, int32_t s, int depth) {
                 return folio_err(FOLIO_EINVAL, "grammar exceeds GRAM_MAX_COMPILED_BYTES (%zu)", GRAM_MAX_COMPILED_BYTES);
         }
     }
-    c->sets[s] = cached;
+    __atomic_store_n(&c->sets[s], cached, __ATOMIC_RELEASE);
     return 0;
+}
+
+/* A compile thread's own buffers; the fields shared by all of them (the automata, hashes,
+ * FOLLOW sets, reach, pure) are copied from tmpl. */
+static int pre_init(struct pre *p, const struct pre *tmpl) {
+    const struct gram_vocab *v = tmpl->v;
+    const size_t L = (size_t)v->max_len + 1, W = (size_t)gram_mask_words(v);
+    const int ns = tmpl->c->num_states;
+    memset(p, 0, sizeof *p);
+    p->c = tmpl->c;
+    p->v = v;
+    p->g = tmpl->g;
+    p->ch0 = tmpl->ch0;
+    p->ch1 = tmpl->ch1;
+    p->fut = tmpl->fut;
+    p->rep = tmpl->rep;
+    p->rbase = tmpl->rbase;
+    p->follow = tmpl->follow;
+    p->reach = tmpl->reach;
+    p->pure = tmpl->pure;
+    p->claim = tmpl->claim;
+    p->state_bytes = tmpl->state_bytes;
+    p->total_steps = tmpl->total_steps;
+    p->owned = &p->own;
+    p->lvl = malloc(L * GRAM_MAX_STACKS * sizeof *p->lvl);
+    p->lvl_n = malloc(L * sizeof *p->lvl_n);
+    p->pop = malloc(L);
+    p->unc = malloc(L * sizeof *p->unc);
+    p->path = malloc(L + 1);
+    p->bits = malloc(W * 4 + 4);
+    p->bits0 = malloc(W * 4 + 4);
+    p->sparse = calloc(W + 1, 4);
+    p->sparse_sum = calloc(W / 32 + 2, 4);
+    p->bnode = malloc(((size_t)ns + 1) * sizeof *p->bnode);
+    p->bgen = calloc((size_t)ns + 1, sizeof *p->bgen);
+    p->acc.cap = (size_t)v->vocab_size + 1;
+    p->acc.p = malloc(p->acc.cap * sizeof *p->acc.p);
+    p->mst = malloc(L * sizeof *p->mst);
+    p->lvl_sid = malloc(L * sizeof *p->lvl_sid);
+    p->sslot = malloc(SET_CAP * sizeof *p->sslot);
+    p->sstamp = calloc(SET_CAP, sizeof *p->sstamp);
+    p->tkey = malloc(TR_CAP * sizeof *p->tkey);
+    p->tstamp = calloc(TR_CAP, sizeof *p->tstamp);
+    p->tnext = malloc(TR_CAP * sizeof *p->tnext);
+    p->tpop = malloc(TR_CAP);
+    if (!p->lvl || !p->lvl_n || !p->pop || !p->unc || !p->path || !p->bits || !p->bits0 || !p->sparse ||
+        !p->sparse_sum || !p->bnode || !p->bgen || !p->acc.p || !p->mst || !p->lvl_sid || !p->sslot || !p->sstamp ||
+        !p->tkey || !p->tstamp || !p->tnext || !p->tpop || gram_machine_init(&p->m, p->c, GRAM_COMPILE_NODES))
+        return folio_err(FOLIO_ENOMEM, "grammar: out of memory");
+    return 0;
+}
+
+/* Frees a thread's buffers, and the sets it owns unless they were handed over. */
+static void pre_release(struct pre *p) {
+    for (size_t i = 0; i < p->own.n; i++) free(p->own.p[i]);
+    free(p->own.p);
+    free(p->lvl);
+    free(p->lvl_n);
+    free(p->pop);
+    free(p->unc);
+    free(p->path);
+    free(p->acc.p);
+    free(p->bits);
+    free(p->bits0);
+    free(p->sparse);
+    free(p->sparse_sum);
+    free(p->bnode);
+    free(p->bgen);
+    free(p->pairs.p);
+    free(p->mst);
+    free(p->lvl_sid);
+    free(p->sslot);
+    free(p->sstamp);
+    free(p->tkey);
+    free(p->tstamp);
+    free(p->tnext);
+    free(p->tpop);
+    free(p->spool.p);
+    free(p->soff.p);
+    free(p->sub.p);
+    gram_machine_release(&p->m);
+}
+
+/* The threads share two lists: the rules to determinize, then the states whose sets to compute
+ * (the automata are assembled in between, on the compile's own thread). Each thread takes
+ * items until a list runs out or a thread fails. Helpers start when the compile does and spin
+ * between the lists: one that slept would take a millisecond or more to run again. */
+struct work_list {
+    const struct grammar *g;
+    struct rule_dfa *d;
+    int32_t nrules, next_rule, rules_done;
+    const struct pre *tmpl;
+    const int32_t *todo;
+    int32_t ntodo, next;
+    int ready; /* 1: the rules are ready; 2: tmpl and todo too; -1: leave */
+    int stop;  /* a thread failed */
+};
+
+struct worker {
+    struct pre p;
+    struct work_list *list;
+    int rc;
+    char err[256]; /* folio_last_error is per thread */
+    pthread_t thread;
+    int started, inited;
+};
+
+static int wait_ready(struct work_list *l, int phase) {
+    int r;
+    while ((r = __atomic_load_n(&l->ready, __ATOMIC_ACQUIRE)) >= 0 && r < phase) sched_yield();
+    return r >= phase;
+}
+
+static void failed(struct worker *w, int rc) {
+    w->rc = rc;
+    snprintf(w->err, sizeof w->err, "%s", folio_last_error());
+    __atomic_store_n(&w->list->stop, 1, __ATOMIC_RELEASE);
+}
+
+/* Determinizes rules from the list; returns once every rule is done (by whichever thread). */
+static void work_rules(struct worker *w) {
+    struct work_list *l = w->list;
+    for (;;) {
+        const int32_t r = __atomic_fetch_add(&l->next_rule, 1, __ATOMIC_RELAXED);
+        if (r >= l->nrules) break;
+        if (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
+            int rc = determinize(l->g, r, &l->d[r]);
+            if (rc) failed(w, rc);
+        }
+        __atomic_add_fetch(&l->rules_done, 1, __ATOMIC_RELEASE);
+    }
+    while (__atomic_load_n(&l->rules_done, __ATOMIC_ACQUIRE) < l->nrules) sched_yield();
+}
+
+static void work_states(struct worker *w) {
+    struct work_list *l = w->list;
+    while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
+        const int32_t i = __atomic_fetch_add(&l->next, 1, __ATOMIC_RELAXED);
+        if (i >= l->ntodo) break;
+        int rc = ensure_sets(&w->p, l->todo[i], 0);
+        if (rc) failed(w, rc);
+    }
+}
+
+static void *helper_main(void *arg) {
+    struct worker *w = arg;
+    if (!wait_ready(w->list, 1)) return NULL;
+    work_rules(w);
+    if (!wait_ready(w->list, 2)) return NULL;
+    w->inited = 1;
+    if (pre_init(&w->p, w->list->tmpl)) return NULL; /* the other threads do its share */
+    work_states(w);
+    return NULL;
 }
 
 /* ---- gram_compile ---------------------------------------------------------------------------- */
@@ -1356,14 +1793,43 @@ int gram_compile(const struct grammar *g, struct gram_vocab *v, struct gram_comp
     uint64_t *lh0 = NULL, *lh1 = NULL, *ch0 = NULL, *ch1 = NULL;
     int32_t *order = NULL, *seen = NULL, *queue = NULL;
     int32_t *nst = NULL, *rbase = NULL;
-    ptrvec owned = {0};
-    struct pre p = {0};
+    struct worker *workers = NULL;
+    struct work_list list = {0};
+    int nworkers = 0;
+    uint8_t *pure = NULL, *claim = NULL;
+    uint32_t(*state_bytes)[8] = NULL;
+    uint64_t *fut = NULL;
+    int32_t *rep = NULL;
+    int64_t total_steps = 0;
     if (!c || !d) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
     c->vocab = v;
-    for (int r = 0; r < nr; r++) {
-        rc = determinize(g, r, &d[r]);
-        if (rc) goto out;
+    nworkers = v->compile_threads > 1 ? v->compile_threads : 1;
+    workers = calloc((size_t)nworkers, sizeof *workers);
+    if (!workers) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
+    for (int i = 0; i < nworkers; i++) workers[i].list = &list;
+    if (nworkers > 1) {
+        /* helpers go to the other cores: queued behind this thread, one would wait out its time
+         * slice (milliseconds) before the scheduler moved it */
+        pthread_attr_t attr;
+        cpu_set_t cpus;
+        const int self = sched_getcpu();
+        int pinned = pthread_attr_init(&attr) == 0;
+        if (pinned && self >= 0 && sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1) {
+            CPU_CLR(self, &cpus);
+            pthread_attr_setaffinity_np(&attr, sizeof cpus, &cpus);
+        }
+        for (int i = 1; i < nworkers; i++)
+            workers[i].started = pthread_create(&workers[i].thread, pinned ? &attr : NULL, helper_main, &workers[i]) == 0;
+        if (pinned) pthread_attr_destroy(&attr);
     }
+    list.g = g;
+    list.d = d;
+    list.nrules = nr;
+    __atomic_store_n(&list.ready, 1, __ATOMIC_RELEASE);
+    work_rules(&workers[0]);
+    for (int i = 0; i < nworkers && !rc; i++)
+        if (workers[i].rc) rc = i == 0 ? workers[i].rc : folio_err(workers[i].rc, "%s", workers[i].err);
+    if (rc) goto out;
     rc = assemble(c, d, nr);
     if (rc) goto out;
     int ns = c->num_states;
@@ -1381,7 +1847,10 @@ int gram_compile(const struct grammar *g, struct gram_vocab *v, struct gram_comp
         rc = folio_err(FOLIO_EINVAL, "grammar matches no string at all");
         goto out;
     }
-    rc = follow_sets(c, follow);
+    state_bytes = malloc(((size_t)ns + 1) * sizeof *state_bytes);
+    if (!state_bytes) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
+    state_byte_sets(c, state_bytes);
+    rc = follow_sets(c, (const uint32_t(*)[8])state_bytes, follow);
     if (rc) goto out;
     /* states reachable from the root's start */
     int qn = 0;
@@ -1438,64 +1907,70 @@ int gram_compile(const struct grammar *g, struct gram_vocab *v, struct gram_comp
         ch0[r] = h0;
         ch1[r] = h1;
     }
-    /* precompute the sets of every reachable state that can take a byte */
-    p.c = c;
-    p.v = v;
-    size_t L = (size_t)v->max_len + 1;
-    p.lvl = malloc(L * GRAM_MAX_STACKS * sizeof *p.lvl);
-    p.lvl_n = malloc(L * sizeof *p.lvl_n);
-    p.pop = malloc(L);
-    p.unc = malloc(L * sizeof *p.unc);
-    p.path = malloc(L + 1);
-    p.bits = malloc((size_t)gram_mask_words(v) * 4 + 4);
-    p.pure = calloc((size_t)nr, 1);
-    p.bnode = malloc(((size_t)ns + 1) * sizeof *p.bnode);
-    p.bgen = calloc((size_t)ns + 1, sizeof *p.bgen);
-    p.acc.cap = (size_t)v->vocab_size + 1;
-    p.ch0 = ch0;
-    p.ch1 = ch1;
-    p.rbase = rbase;
-    p.follow = (const uint32_t(*)[8])follow;
-    p.owned = &owned;
-    p.reach = reach;
-    p.g = g;
-    p.bits0 = malloc((size_t)gram_mask_words(v) * 4 + 4);
-    p.mst = malloc(L * sizeof *p.mst);
-    p.lvl_sid = malloc(L * sizeof *p.lvl_sid);
-    p.sslot = malloc(SET_CAP * sizeof *p.sslot);
-    p.sstamp = calloc(SET_CAP, sizeof *p.sstamp);
-    p.tkey = malloc(TR_CAP * sizeof *p.tkey);
-    p.tstamp = calloc(TR_CAP, sizeof *p.tstamp);
-    p.tnext = malloc(TR_CAP * sizeof *p.tnext);
-    p.tpop = malloc(TR_CAP);
-    p.acc.p = malloc(p.acc.cap * sizeof *p.acc.p);
-    if (p.pure)
-        for (int r = 0; r < nr; r++) {
-            p.pure[r] = 1;
-            for (int32_t st = rbase[r]; st < rbase[r] + nst[r]; st++)
-                if (c->call_off[st] != c->call_off[st + 1]) p.pure[r] = 0;
-        }
-    if (!p.bits || !p.bits0 || !p.mst || !p.lvl_sid || !p.sslot || !p.sstamp || !p.tkey || !p.tstamp || !p.tnext || !p.tpop || !p.pure || !p.acc.p || !p.bnode || !p.bgen || !p.lvl_n || !p.pop || !p.unc || !p.path || gram_machine_init(&p.m, c, GRAM_COMPILE_NODES)) {
-        rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory");
+    /* precompute the sets of every reachable state that can take a byte: first the rules'
+     * start states, which the others compose (each after the start states it calls), then the
+     * rest, which need nothing from each other, on up to v->compile_threads threads */
+    pure = calloc((size_t)nr, 1);
+    if (!pure) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
+    for (int r = 0; r < nr; r++) {
+        pure[r] = 1;
+        for (int32_t st = rbase[r]; st < rbase[r] + nst[r]; st++)
+            if (c->call_off[st] != c->call_off[st + 1]) pure[r] = 0;
+    }
+    claim = calloc((size_t)ns + 1, 1);
+    if (!claim) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
+    fut = malloc(((size_t)ns + 1) * sizeof *fut);
+    if (!fut) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
+    rep = malloc(((size_t)ns + 1) * sizeof *rep);
+    if (!rep) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
+    for (int r = 0; r < nr && !rc; r++) rc = future_classes(c, r, rbase[r], nst[r], ch0, (int)v->max_len + 1, fut, rep);
+    if (rc) goto out;
+    struct pre tmpl = {.c = c, .v = v, .g = g, .ch0 = ch0, .ch1 = ch1, .fut = fut, .rep = rep, .rbase = rbase,
+                       .follow = (const uint32_t(*)[8])follow, .reach = reach, .pure = pure,
+                       .claim = claim, .total_steps = &total_steps,
+                       .state_bytes = (const uint32_t(*)[8])state_bytes};
+    /* the rules' start states first (the later rules first: callees are made before their
+     * callers), so that most states find their callees' sets ready to compose */
+    int32_t ntodo = 0;
+    for (int r = nr - 1; r >= 0; r--)
+        if (c->rule_start[r] >= 0 && reach[c->rule_start[r]] && c->state_bytes[c->rule_start[r]])
+            queue[ntodo++] = c->rule_start[r];
+    for (int32_t s = 0; s < ns; s++) /* queue is free again */
+        if (reach[s] && c->state_bytes[s] && c->rule_start[c->state_rule[s]] != s) queue[ntodo++] = s;
+    list.tmpl = &tmpl;
+    list.todo = queue;
+    list.ntodo = ntodo;
+    __atomic_store_n(&list.ready, 2, __ATOMIC_RELEASE); /* helpers set up their buffers meanwhile */
+    workers[0].inited = 1;
+    rc = pre_init(&workers[0].p, &tmpl);
+    if (rc) __atomic_store_n(&list.stop, 1, __ATOMIC_RELEASE);
+    else work_states(&workers[0]);
+    for (int i = 1; i < nworkers; i++)
+        if (workers[i].started) pthread_join(workers[i].thread, NULL), workers[i].started = 0;
+    for (int i = 0; i < nworkers && !rc; i++)
+        if (workers[i].rc) rc = i == 0 ? workers[i].rc : folio_err(workers[i].rc, "%s", workers[i].err);
+    if (rc) goto out;
+    size_t owned_n = 0;
+    for (int i = 0; i < nworkers; i++) owned_n += workers[i].p.own.n, c->bytes += workers[i].p.owned_bytes;
+    if (c->bytes > GRAM_MAX_COMPILED_BYTES) {
+        rc = folio_err(FOLIO_EINVAL, "grammar exceeds GRAM_MAX_COMPILED_BYTES (%zu)", GRAM_MAX_COMPILED_BYTES);
         goto out;
     }
-    for (int32_t s = 0; s < ns; s++) {
-        rc = ensure_sets(&p, s, 0);
-        if (rc) goto out;
-    }
-    size_t owned_bytes = p.owned_bytes;
-    c->bytes += owned_bytes;
-    if (owned.n) { /* a NULL-terminated list, freed with the grammar */
-        if (VPUSH(owned, NULL)) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
-        c->owned = owned.p;
-        owned.p = NULL;
-        owned.n = 0;
+    if (owned_n) { /* a NULL-terminated list, freed with the grammar */
+        void **all = malloc((owned_n + 1) * sizeof *all);
+        if (!all) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
+        size_t k = 0;
+        for (int i = 0; i < nworkers; i++) {
+            memcpy(all + k, workers[i].p.own.p, workers[i].p.own.n * sizeof *all);
+            k += workers[i].p.own.n;
+            workers[i].p.own.n = 0;
+        }
+        all[k] = NULL;
+        c->owned = all;
     }
     *out = c;
     c = NULL;
 out:
-    for (size_t i = 0; i < owned.n; i++) free(owned.p[i]);
-    free(owned.p);
     gram_compiled_free(c);
     if (d)
         for (int r = 0; r < nr; r++) rule_dfa_free(&d[r]);
@@ -1512,29 +1987,18 @@ out:
     free(ch1);
     free(order);
     free(seen);
-    free(p.lvl);
-    free(p.lvl_n);
-    free(p.pop);
-    free(p.unc);
-    free(p.path);
-    free(p.acc.p);
-    free(p.bits);
-    free(p.pure);
-    free(p.bnode);
-    free(p.bgen);
-    free(p.pairs.p);
-    free(p.mst);
-    free(p.bits0);
-    free(p.lvl_sid);
-    free(p.sslot);
-    free(p.sstamp);
-    free(p.tkey);
-    free(p.tstamp);
-    free(p.tnext);
-    free(p.tpop);
-    free(p.spool.p);
-    free(p.soff.p);
-    free(p.sub.p);
-    gram_machine_release(&p.m);
+    if (workers) { /* helpers still waiting (an error before the list was ready) leave now */
+        __atomic_store_n(&list.ready, -1, __ATOMIC_RELEASE);
+        for (int i = 1; i < nworkers; i++)
+            if (workers[i].started) pthread_join(workers[i].thread, NULL);
+        for (int i = 0; i < nworkers; i++)
+            if (workers[i].inited) pre_release(&workers[i].p);
+    }
+    free(workers);
+    free(pure);
+    free(claim);
+    free(state_bytes);
+    free(fut);
+    free(rep);
     return rc;
 }

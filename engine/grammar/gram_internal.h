@@ -44,13 +44,18 @@ struct grammar {
 /* ---- compiled automata (gram_compile.c) -------------------------------------------------- */
 
 /* A state's precomputed tokens (see gram_compile.c): accepted ones as a list, a bitset or the
- * list of those not accepted; uncertain ones grouped by the bytes left once the rule ended. */
+ * list of those not accepted; uncertain ones grouped by the bytes left once the rule ended.
+ * A LIST may extend a base: another cached state's sets (a callee's, which have no base of
+ * their own), all of whose accepted tokens are accepted too, so that a state entering a rule
+ * with a vocabulary-sized set holds its own few tokens rather than a copy of that set. */
 enum { GRAM_SET_LIST, GRAM_SET_BITS, GRAM_SET_COMPLEMENT };
 struct gram_state_sets {
     int kind;
     int num;             /* ids in ids (LIST, COMPLEMENT); words in bits (BITS) */
     const int32_t *ids;  /* sorted token ids */
     const uint32_t *bits;
+    const struct gram_state_sets *base; /* LIST only; NULL none; lives in the vocab's cache */
+    int in_cache;        /* set by gram_vocab_cache_put: lives as long as the vocab */
     int num_suffix;      /* uncertain groups */
     const uint32_t *suf_off;  /* [num_suffix + 1] into suf_bytes */
     const uint8_t *suf_bytes;
@@ -134,6 +139,7 @@ struct gram_vocab {
     int32_t *trie_tok_next;  /* [vocab_size] the next token with the same bytes, -1 none */
     int32_t *trie_end;
     uint32_t max_len;
+    int compile_threads;     /* gram_vocab_set_compile_threads; 1 by default */
     pthread_mutex_t lock;
     struct gram_cache_entry **cache; /* open hash by key */
     size_t cache_cap, cache_count, cache_bytes;

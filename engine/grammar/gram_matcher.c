@@ -351,6 +351,7 @@ int gram_matcher_done(const struct gram_matcher *mt) {
 }
 
 static void or_accepted(const struct gram_state_sets *s, uint32_t *mask, int words, int vocab_size) {
+    if (s->base) or_accepted(s->base, mask, words, vocab_size); /* one level: a base has none */
     if (s->kind == GRAM_SET_BITS) {
         for (int w = 0; w < words; w++) mask[w] |= s->bits[w];
     } else if (s->kind == GRAM_SET_LIST) {

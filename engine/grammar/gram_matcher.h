@@ -29,16 +29,20 @@
 /* Limits. A grammar whose automata would exceed them is refused by gram_compile with
  * FOLIO_EINVAL; a parse that would exceed the matcher's is refused token by token. */
 #define GRAM_MAX_NFA_STATES (1 << 16)   /* per rule, before determinizing */
-#define GRAM_MAX_DFA_STATES 4096        /* per rule */
+#define GRAM_MAX_DFA_STATES 16384       /* per rule */
+/* NFA states gathered into subsets while determinizing one rule (about 0.3 s): what bounds a
+ * rule whose DFA stays under the state limit but whose subsets are huge, as (.*a.{3}){30} */
+#define GRAM_MAX_DFA_WORK   (1 << 24)
 #define GRAM_MAX_STATES     (1 << 16)   /* all rules of one grammar */
 #define GRAM_MAX_COMPILED_BYTES ((size_t)256 << 20) /* automata and sets not in the shared cache */
 #define GRAM_MAX_STACKS     256         /* stacks (parse alternatives) at one position */
 #define GRAM_MAX_DEPTH      1024        /* frames on one stack (nesting of rule calls) */
 #define GRAM_MATCHER_NODES  8192        /* stack nodes one matcher holds, history included */
 #define GRAM_COMPILE_NODES  (1 << 16)   /* stack nodes of the per-state precompute */
-/* Trie steps one gram_compile may spend walking the vocabulary for its states' token sets
- * (about half a second): a grammar with thousands of wide states (a string with a maxLength in
- * the thousands is one such state per character) is refused rather than tying up a thread. */
+/* Trie steps one gram_compile may spend walking the vocabulary for its states' token sets, all
+ * its threads together (about half a second of one core): a grammar with thousands of wide
+ * states (a string with a maxLength in the thousands is one such state per character) is
+ * refused rather than tying up the machine. */
 #define GRAM_MAX_COMPILE_STEPS (1 << 27)
 
 struct gram_vocab;
@@ -56,6 +60,10 @@ void gram_vocab_free(struct gram_vocab *v);
 int gram_vocab_size(const struct gram_vocab *v);
 /* Words of a mask: (vocab_size + 31) / 32. */
 int gram_mask_words(const struct gram_vocab *v);
+/* Threads one gram_compile may use for its states' token sets (1, the default, to
+ * GRAM_MAX_COMPILE_THREADS); set before the vocabulary is shared. */
+#define GRAM_MAX_COMPILE_THREADS 16
+void gram_vocab_set_compile_threads(struct gram_vocab *v, int n);
 
 /* Prepares g for v. Thread-safe (v's shared caches are locked). Free with gram_compiled_free;
  * a compiled grammar must outlive its matchers. FOLIO_EINVAL with a message for a grammar that

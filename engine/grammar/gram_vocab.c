@@ -42,6 +42,7 @@ struct gram_vocab *gram_vocab_create(int vocab_size, const uint8_t *const *bytes
     int32_t *order = NULL, *path = NULL;
     if (!v) return NULL;
     v->vocab_size = vocab_size;
+    v->compile_threads = 1;
     v->bytes = calloc((size_t)vocab_size + 1, sizeof *v->bytes);
     v->lens = calloc((size_t)vocab_size + 1, sizeof *v->lens);
     v->is_stop = calloc((size_t)vocab_size + 1, 1);
@@ -150,6 +151,10 @@ void gram_vocab_free(struct gram_vocab *v) {
 int gram_vocab_size(const struct gram_vocab *v) { return v->vocab_size; }
 int gram_mask_words(const struct gram_vocab *v) { return (v->vocab_size + 31) / 32; }
 
+void gram_vocab_set_compile_threads(struct gram_vocab *v, int n) {
+    v->compile_threads = n < 1 ? 1 : n > GRAM_MAX_COMPILE_THREADS ? GRAM_MAX_COMPILE_THREADS : n;
+}
+
 static size_t slot_of(const struct gram_vocab *v, uint64_t k0, uint64_t k1) {
     size_t i = (size_t)(k0 ^ k1 * 31) & (v->cache_cap - 1);
     while (v->cache[i] && (v->cache[i]->k0 != k0 || v->cache[i]->k1 != k1)) i = (i + 1) & (v->cache_cap - 1);
@@ -191,6 +196,7 @@ const struct gram_state_sets *gram_vocab_cache_put(struct gram_vocab *v, uint64_
     if (!e) goto out;
     e->k0 = k0;
     e->k1 = k1;
+    s->in_cache = 1;
     e->sets = s;
     v->cache[i] = e;
     v->cache_count++;

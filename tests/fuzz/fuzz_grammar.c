@@ -39,6 +39,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     int32_t stop = 0;
     vocab = gram_vocab_create(NV, (const uint8_t *const *)vocab_text, vlens, &stop, 1);
     if (!vocab) abort();
+    gram_vocab_set_compile_threads(vocab, 2); /* the compile's helper thread is fuzzed too */
     return 0;
 }
 

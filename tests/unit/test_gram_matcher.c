@@ -51,6 +51,9 @@ static void tvocab_make(struct tvocab *tv, const char *const *fixed, int nfixed,
     }
     int32_t stop = 0;
     tv->v = gram_vocab_create(tv->n, (const uint8_t *const *)tv->bytes, tv->lens, &stop, 1);
+    /* compiles on one, two or three threads in turn: the masks must not tell them apart */
+    static int made;
+    if (tv->v) gram_vocab_set_compile_threads(tv->v, 1 + made++ % 3);
 }
 
 static void tvocab_free(struct tvocab *tv) {
@@ -314,6 +317,49 @@ TEST(gram_matcher_random_grammars) {
         grammar_free(g);
     }
     CHECK(ran > 50);
+    tvocab_free(&tv);
+}
+
+/* Counted runs, as a string's maxLength makes them: a run of rule calls and a run of bytes,
+ * each longer than the vocabulary's longest token, so that most counts share their token sets
+ * (gram_compile's future classes) while the last ones differ: the masks must stay exact at
+ * every count, the end included. */
+TEST(gram_matcher_counted_runs) {
+    static const char *fixed[] = {"\"", "ab\"", "b\"c", "\"c", "abab", "bbbbb"};
+    struct tvocab tv;
+    rng_state = 7;
+    tvocab_make(&tv, fixed, 6, "abc\"", 60, 5);
+    for (int variant = 0; variant < 2; variant++) {
+        struct grammar_builder *b = grammar_builder_create();
+        int root = grammar_rule_declare(b, "root"), ch = grammar_rule_declare(b, "ch");
+        grammar_rule_define(b, ch, grammar_byte_range(b, 'a', 'b'));
+        grammar_expr one = variant ? grammar_byte_range(b, 'a', 'b') : grammar_ref(b, ch);
+        grammar_expr q = grammar_literal(b, "\"", 1);
+        grammar_rule_define(b, root, grammar_seq(b, (grammar_expr[]){q, grammar_repeat(b, one, 2, 45), q,
+                                                                     grammar_repeat(b, grammar_literal(b, "c", 1), 0, 1)}, 4));
+        struct grammar *g = NULL;
+        CHECK_EQ_INT(grammar_builder_finish(b, root, &g), 0);
+        const char *what = variant ? "counted bytes" : "counted calls";
+        walk(g, &tv, 6, 60, what);
+        /* and every count in turn, to the end: the quote, then "a" (id 8) 45 times, the mask
+         * checked at each; "abab" and "bbbbb" must leave the mask as the end comes near */
+        struct gram_compiled *c = NULL;
+        CHECK_EQ_INT(gram_compile(g, tv.v, &c), 0);
+        struct gram_matcher *m = c ? gram_matcher_create(c) : NULL, *fork = c ? gram_matcher_create(c) : NULL;
+        if (m && fork) {
+            CHECK_EQ_INT(gram_matcher_accept_token(m, 2), 0);
+            for (int i = 0; i < 45; i++) {
+                if (check_mask(m, fork, &tv, what) < 0) break;
+                CHECK_EQ_INT(gram_matcher_accept_token(m, 8), 0);
+            }
+            CHECK(gram_matcher_accept_token(m, 8) != 0); /* a 46th is one too many */
+        }
+        gram_matcher_free(m);
+        gram_matcher_free(fork);
+        gram_compiled_free(c);
+        grammar_builder_free(b);
+        grammar_free(g);
+    }
     tvocab_free(&tv);
 }
 
