@@ -668,6 +668,7 @@ static void rule_hash(const struct gram_compiled *c, int r, int32_t base, int ns
  * one round back, which holds because a callee reads at least a byte; a state calling a rule
  * that can match nothing gets a class of its own. Small rules keep their state numbers. */
 #define FUTURE_MIN_STATES 32
+#define FUTURE_MAX_WORK (1 << 26) /* about 0.1 s */
 struct fut_rec {
     uint64_t h;
     int32_t i;
@@ -703,8 +704,13 @@ static int future_classes(const struct gram_compiled *c, int r, int32_t base, in
         }
         h[i] = own[i] ? folio_mix64(0x6f776eULL ^ (uint64_t)i) : folio_mix64(0xf17eULL ^ c->state_final[st]);
     }
+    /* a round reads every transition and call of the rule and sorts: past FUTURE_MAX_WORK in
+     * all (a long run with many byte classes, made to order) the rule keeps its state numbers,
+     * which costs walks, never correctness */
+    int64_t per_round = (int64_t)n * (c->rule_ncls[r] + 16) + (c->call_off[base + n] - c->call_off[base]), work = 0;
     int classes = -1;
     for (int round = 0; round < horizon; round++) {
+        if ((work += per_round) > FUTURE_MAX_WORK) break;
         for (int i = 0; i < n; i++) {
             const int32_t st = base + i;
             if (own[i]) {
@@ -727,6 +733,12 @@ static int future_classes(const struct gram_compiled *c, int r, int32_t base, in
         memcpy(h, nh, (size_t)n * sizeof *h);
         if (m == classes) break; /* stable: no further round splits a class */
         classes = m;
+    }
+    if (work > FUTURE_MAX_WORK) { /* cut short: a class may still hold states a token tells apart */
+        for (int i = 0; i < n; i++) fut[base + i] = (uint64_t)i;
+        free(h);
+        free(own);
+        return 0;
     }
     for (int i = 0; i < n; i++) fut[base + i] = h[i] | 1ULL << 63;
     struct fut_rec *fr = malloc((size_t)n * sizeof *fr);
@@ -1203,26 +1215,12 @@ static int set_has(const struct gram_state_sets *s, int32_t t) {
 
 /* bits0 |= s's accepted tokens, with bits0 started on first use. */
 static void bits0_or(struct pre *p, const struct gram_state_sets *s) {
-    const int V = p->v->vocab_size, W = (V + 31) / 32;
-    uint32_t *b0 = p->bits0;
+    const int W = gram_mask_words(p->v);
     if (!p->have_bits0) {
-        memset(b0, 0, (size_t)W * 4);
+        memset(p->bits0, 0, (size_t)W * 4);
         p->have_bits0 = 1;
     }
-    if (s->base) bits0_or(p, s->base);
-    if (s->kind == GRAM_SET_BITS) {
-        for (int w = 0; w < W; w++) b0[w] |= s->bits[w];
-    } else if (s->kind == GRAM_SET_LIST) {
-        for (int i = 0; i < s->num; i++) b0[s->ids[i] >> 5] |= 1u << (s->ids[i] & 31);
-    } else {
-        int j = 0;
-        for (int w = 0; w < W; w++) {
-            uint32_t x = ~0u;
-            for (; j < s->num && (s->ids[j] >> 5) == w; j++) x &= ~(1u << (s->ids[j] & 31));
-            if (w == W - 1 && (V & 31)) x &= (1u << (V & 31)) - 1;
-            b0[w] |= x;
-        }
-    }
+    gram_sets_or_accepted(s, p->bits0, W, p->v->vocab_size);
 }
 
 /* acc, less the base's tokens (the base is optional), deduplicated and sorted through the
@@ -1628,26 +1626,12 @@ static int ensure_sets(struct pre *p, int32_t s, int depth) {
 }
 
 /* A compile thread's own buffers; the fields shared by all of them (the automata, hashes,
- * FOLLOW sets, reach, pure) are copied from tmpl. */
+ * FOLLOW sets, reach, pure, claims) are copied from tmpl, which sets nothing else. */
 static int pre_init(struct pre *p, const struct pre *tmpl) {
     const struct gram_vocab *v = tmpl->v;
     const size_t L = (size_t)v->max_len + 1, W = (size_t)gram_mask_words(v);
     const int ns = tmpl->c->num_states;
-    memset(p, 0, sizeof *p);
-    p->c = tmpl->c;
-    p->v = v;
-    p->g = tmpl->g;
-    p->ch0 = tmpl->ch0;
-    p->ch1 = tmpl->ch1;
-    p->fut = tmpl->fut;
-    p->rep = tmpl->rep;
-    p->rbase = tmpl->rbase;
-    p->follow = tmpl->follow;
-    p->reach = tmpl->reach;
-    p->pure = tmpl->pure;
-    p->claim = tmpl->claim;
-    p->state_bytes = tmpl->state_bytes;
-    p->total_steps = tmpl->total_steps;
+    *p = *tmpl; /* the shared fields; the rest of tmpl is zero */
     p->owned = &p->own;
     p->lvl = malloc(L * GRAM_MAX_STACKS * sizeof *p->lvl);
     p->lvl_n = malloc(L * sizeof *p->lvl_n);

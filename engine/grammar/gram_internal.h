@@ -120,6 +120,8 @@ int gram_machine_closure(struct gram_machine *m, const int32_t *raw, int nraw, i
 /* One byte from tops: writes the raw successors (same frames, next state). */
 int gram_machine_step(struct gram_machine *m, const int32_t *tops, int ntops, uint8_t byte,
                       int32_t *raw, int max_raw);
+/* mask |= s's accepted tokens (its base's too); words = (vocab_size + 31) / 32. */
+void gram_sets_or_accepted(const struct gram_state_sets *s, uint32_t *mask, int words, int vocab_size);
 
 /* ---- vocabulary (gram_vocab.c) ----------------------------------------------------------- */
 

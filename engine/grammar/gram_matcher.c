@@ -350,8 +350,8 @@ int gram_matcher_done(const struct gram_matcher *mt) {
     return mt->stopped[h] || (mt->accepting[h] && mt->ntops[h] == 0);
 }
 
-static void or_accepted(const struct gram_state_sets *s, uint32_t *mask, int words, int vocab_size) {
-    if (s->base) or_accepted(s->base, mask, words, vocab_size); /* one level: a base has none */
+void gram_sets_or_accepted(const struct gram_state_sets *s, uint32_t *mask, int words, int vocab_size) {
+    if (s->base) gram_sets_or_accepted(s->base, mask, words, vocab_size); /* one level: a base has none */
     if (s->kind == GRAM_SET_BITS) {
         for (int w = 0; w < words; w++) mask[w] |= s->bits[w];
     } else if (s->kind == GRAM_SET_LIST) {
@@ -444,7 +444,7 @@ void gram_matcher_fill_mask(struct gram_matcher *mt, uint32_t *mask) {
         int32_t n = mt->tops[h][i];
         const struct gram_state_sets *s = c->sets[m->nodes[n].state];
         if (!s) continue; /* cannot happen: every reachable state with bytes has sets */
-        or_accepted(s, mask, words, v->vocab_size);
+        gram_sets_or_accepted(s, mask, words, v->vocab_size);
         int32_t par = m->nodes[n].parent;
         if (!s->num_suffix || par == GRAM_BOTTOM) continue;
         /* the stacks once this top's rule has ended: shared by all its uncertain groups */
