@@ -102,6 +102,8 @@ struct gram_machine {
     int32_t cap, used, free_head, num_free;
     int32_t *buckets;        /* [nbuckets] */
     int32_t nbuckets;
+    int32_t mask;            /* buckets in use - 1: grows with the live nodes, so that a small
+                              * walk's table stays in L1/L2 instead of spanning nbuckets */
     uint32_t *stamp;         /* [cap] visit marks */
     uint32_t gen;
     int32_t *work;           /* [cap] closure work list */

@@ -23,8 +23,14 @@
 
 /* ---- the stack machine ----------------------------------------------------------------- */
 
+/* Two multiplies and the high half: the table is probed on every byte of the vocabulary walk,
+ * where a full 64-bit mixer cost a tenth of a compile; the keys (small state numbers, node
+ * indices) need only their bits spread to the top. */
+#define MIN_BUCKETS 1024 /* the table's size after a clear (4 KiB) */
+
 static uint32_t node_hash(int32_t state, int32_t parent) {
-    return (uint32_t)folio_mix64((uint64_t)(uint32_t)state << 32 | (uint32_t)parent);
+    uint64_t h = (uint64_t)(uint32_t)state * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uint32_t)parent * 0xc2b2ae3d27d4eb4fULL;
+    return (uint32_t)(h >> 32);
 }
 
 int gram_machine_init(struct gram_machine *m, const struct gram_compiled *c, int32_t cap) {
@@ -42,6 +48,7 @@ int gram_machine_init(struct gram_machine *m, const struct gram_compiled *c, int
         return FOLIO_ENOMEM;
     }
     memset(m->buckets, 0xff, (size_t)m->nbuckets * sizeof *m->buckets);
+    m->mask = (m->nbuckets < MIN_BUCKETS ? m->nbuckets : MIN_BUCKETS) - 1;
     m->free_head = -1;
     return 0;
 }
@@ -59,20 +66,33 @@ void gram_machine_release(struct gram_machine *m) {
 
 void gram_machine_clear(struct gram_machine *m) {
     /* clearing only the used buckets keeps a per-state reset cheap in the precompute */
-    if ((int64_t)m->used * 8 < m->nbuckets) {
+    if ((int64_t)m->used * 8 < (int64_t)m->mask + 1) {
         for (int32_t i = 0; i < m->used; i++)
-            m->buckets[node_hash(m->nodes[i].state, m->nodes[i].parent) & (uint32_t)(m->nbuckets - 1)] = -1;
+            m->buckets[node_hash(m->nodes[i].state, m->nodes[i].parent) & (uint32_t)m->mask] = -1;
     } else {
-        memset(m->buckets, 0xff, (size_t)m->nbuckets * sizeof *m->buckets);
+        memset(m->buckets, 0xff, ((size_t)m->mask + 1) * sizeof *m->buckets);
     }
+    m->mask = (m->nbuckets < MIN_BUCKETS ? m->nbuckets : MIN_BUCKETS) - 1;
     m->used = 0;
     m->free_head = -1;
     m->num_free = 0;
     m->overflow = 0;
 }
 
+/* Doubles the buckets in use and rehashes the live nodes (a free node has depth -1). */
+static void grow(struct gram_machine *m) {
+    m->mask = m->mask * 2 + 1;
+    memset(m->buckets, 0xff, ((size_t)m->mask + 1) * sizeof *m->buckets);
+    for (int32_t i = m->used - 1; i >= 0; i--) {
+        if (m->nodes[i].depth < 0) continue;
+        uint32_t h = node_hash(m->nodes[i].state, m->nodes[i].parent) & (uint32_t)m->mask;
+        m->nodes[i].next = m->buckets[h];
+        m->buckets[h] = i;
+    }
+}
+
 int32_t gram_machine_node(struct gram_machine *m, int32_t state, int32_t parent) {
-    uint32_t h = node_hash(state, parent) & (uint32_t)(m->nbuckets - 1);
+    uint32_t h = node_hash(state, parent) & (uint32_t)m->mask;
     for (int32_t i = m->buckets[h]; i >= 0; i = m->nodes[i].next)
         if (m->nodes[i].state == state && m->nodes[i].parent == parent) return i;
     int32_t depth = parent < 0 ? 1 : m->nodes[parent].depth + 1;
@@ -92,6 +112,7 @@ int32_t gram_machine_node(struct gram_machine *m, int32_t state, int32_t parent)
     m->nodes[i].depth = depth;
     m->nodes[i].next = m->buckets[h];
     m->buckets[h] = i;
+    if ((int64_t)(m->used - m->num_free) * 2 > (int64_t)m->mask + 1 && m->mask < m->nbuckets - 1) grow(m);
     return i;
 overflow:
     m->overflow = 1;
@@ -225,7 +246,8 @@ void gram_matcher_copy(struct gram_matcher *dst, const struct gram_matcher *src)
     struct gram_machine *d = &dst->m;
     const struct gram_machine *s = &src->m;
     memcpy(d->nodes, s->nodes, (size_t)s->used * sizeof *d->nodes);
-    memcpy(d->buckets, s->buckets, (size_t)s->nbuckets * sizeof *d->buckets);
+    memcpy(d->buckets, s->buckets, ((size_t)s->mask + 1) * sizeof *d->buckets);
+    d->mask = s->mask;
     d->used = s->used;
     d->free_head = s->free_head;
     d->num_free = s->num_free;
@@ -252,15 +274,16 @@ static void collect(struct gram_matcher *mt) {
             for (int32_t n = mt->tops[k][j]; n >= 0 && m->stamp[n] != gen; n = m->nodes[n].parent)
                 m->stamp[n] = gen;
     }
-    memset(m->buckets, 0xff, (size_t)m->nbuckets * sizeof *m->buckets);
+    memset(m->buckets, 0xff, ((size_t)m->mask + 1) * sizeof *m->buckets);
     m->free_head = -1;
     m->num_free = 0;
     for (int32_t i = m->used - 1; i >= 0; i--) {
         if (m->stamp[i] == gen) {
-            uint32_t h = node_hash(m->nodes[i].state, m->nodes[i].parent) & (uint32_t)(m->nbuckets - 1);
+            uint32_t h = node_hash(m->nodes[i].state, m->nodes[i].parent) & (uint32_t)m->mask;
             m->nodes[i].next = m->buckets[h];
             m->buckets[h] = i;
         } else {
+            m->nodes[i].depth = -1; /* free: grow() skips it */
             m->nodes[i].next = m->free_head;
             m->free_head = i;
             m->num_free++;

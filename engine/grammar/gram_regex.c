@@ -806,12 +806,13 @@ grammar_expr gram_regex_json_class(struct grammar_builder *b, const uint32_t (*r
     return json_class(b, ranges, n);
 }
 
-int gram_regex_compile(const char *re, size_t n, struct grammar **out) {
+/* The regex's whole grammar: anchored (vLLM's regex) or searched (JSON Schema's pattern). */
+static int whole(const char *re, size_t n, int unanchored, struct grammar **out) {
     struct grammar_builder *b = grammar_builder_create();
     int rc;
     grammar_expr e;
     if (!b) return folio_err(FOLIO_ENOMEM, "regex: out of memory");
-    if ((rc = gram_regex_expr(b, re, n, 0, &e))) goto out;
+    if ((rc = gram_regex_expr(b, re, n, unanchored, &e))) goto out;
     int root = grammar_rule_declare(b, "root");
     if (root < 0 || grammar_rule_define(b, root, e) < 0) {
         rc = FOLIO_EINVAL;
@@ -820,5 +821,15 @@ int gram_regex_compile(const char *re, size_t n, struct grammar **out) {
     rc = grammar_builder_finish(b, root, out);
 out:
     grammar_builder_free(b);
+    return rc;
+}
+
+int gram_regex_compile(const char *re, size_t n, struct grammar **out) { return whole(re, n, 0, out); }
+
+int gram_regex_search(const char *re, size_t n, const char *s, size_t len) {
+    struct grammar *g = NULL;
+    int rc = whole(re, n, 1, &g);
+    if (!rc) rc = grammar_matches(g, (const uint8_t *)s, len);
+    grammar_free(g);
     return rc;
 }

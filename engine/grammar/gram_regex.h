@@ -35,5 +35,9 @@ int gram_regex_json_expr(struct grammar_builder *b, const char *re, size_t n, in
 grammar_expr gram_regex_json_class(struct grammar_builder *b, const uint32_t (*ranges)[2], int n);
 /* A whole grammar that matches the regex (vLLM's structured_outputs.regex). */
 int gram_regex_compile(const char *re, size_t n, struct grammar **out);
+/* Whether the regex finds a match anywhere in s[0..len) (JSON Schema's `pattern` semantics,
+ * on the decoded string): 1, 0, or FOLIO_EINVAL / FOLIO_EUNSUP for the regex. Compiles the
+ * regex on each call: for checking a few names or values, not for a hot loop. */
+int gram_regex_search(const char *re, size_t n, const char *s, size_t len);
 
 #endif

@@ -32,6 +32,14 @@
  *  - allOf members' numeric/string bounds merge exactly; two different patterns or formats in
  *    one allOf are refused, not relaxed.
  *
+ * Rewrites before generation (each exact): a schema with a finite domain (an enum or const at its
+ * top or in an allOf member) beside other constraints becomes the domain's values that
+ * json_validate accepts against the whole schema, whatever keywords it uses (`not`, `if`, ...);
+ * property dependencies become the union of one variant per subset of their triggers (present:
+ * required with its dependents; absent: properties.trigger false); `not` is merged as the schema
+ * its negation is (De Morgan over keywords and anyOf/allOf, not required as properties false,
+ * not type as the other types), or, beside type string, a string outside a set of names.
+ *
  * $ref: in a schema whose $schema names draft 3 to 7, keywords beside $ref are ignored, as
  * those drafts say; otherwise (2019-09 on, or no $schema) they apply, merged with the target.
  *
@@ -50,10 +58,12 @@
 
 #include "base/util.h"
 #include "grammar/gram_regex.h"
+#include "grammar/json_validate.h"
 
 #define MAX_GEN_DEPTH 256       /* generator recursion (nesting of inline subschemas) */
 #define MAX_MERGE_DEPTH 32      /* $ref chains followed while merging allOf */
 #define MAX_PROP_COUNT 256      /* minProperties/maxProperties handled up to this */
+#define VALIDATE_BUDGET (1L << 20) /* json_validate work per compile (about 50 ms at worst) */
 
 struct json_schema_params json_schema_default_params(void) {
     return (struct json_schema_params){.strict = 0, .whitespace = 1};
@@ -75,8 +85,8 @@ struct ctx {
     struct grammar_builder *b;
     const struct json_schema_params *p;
     cJSON *root;
-    const char *root_id; /* $id/id of the root, for refs that spell the document's own URI */
-    int ref_alone;       /* drafts 3-7: keywords beside $ref are ignored */
+    struct json_validate_doc doc; /* the root, its $id, and whether $ref stands alone (drafts 3-7) */
+    long validate_budget;         /* json_validate's work left for this compile (finite domains) */
     char path[1024];     /* JSON pointer of the schema being compiled, for messages */
     size_t plen;
     int depth;
@@ -431,7 +441,7 @@ static grammar_expr const_value(struct ctx *c, const cJSON *v) {
     if (cJSON_IsString(v)) return const_string(c, v->valuestring);
     int is_obj = cJSON_IsObject(v);
     int n = cJSON_GetArraySize(v), k = 0;
-    grammar_expr *it = malloc(((size_t)n * 6 + 3) * sizeof(*it));
+    grammar_expr *it = malloc(((size_t)n * 8 + 3) * sizeof(*it)); /* per member: , w "k" w : w v w */
     if (!it) return GRAMMAR_NONE;
     it[k++] = lit(c, is_obj ? "{" : "[");
     it[k++] = w;
@@ -516,8 +526,8 @@ static int value_type(const cJSON *v) {
 /* ---- keyword tables ---- */
 
 static const char *const refused[] = {
-    "propertyNames", "dependencies", "dependentRequired", "dependentSchemas",
-    "not", "contains", "minContains", "maxContains", "unevaluatedItems", "$dynamicRef",
+    "propertyNames", "dependentSchemas",
+    "contains", "minContains", "maxContains", "unevaluatedItems", "$dynamicRef",
     "$recursiveRef", "then", "else",
 };
 
@@ -554,58 +564,17 @@ static int has_constraints_except(const cJSON *s, const char *except) {
 /* Resolves a local reference ("#", "#/definitions/a", the root's own $id + fragment). NULL with
  * a message for a remote or dangling one. */
 static const cJSON *resolve(struct ctx *c, const char *ref, int *rc) {
-    const char *frag = ref;
-    if (ref[0] != '#') {
-        size_t idl = c->root_id ? strlen(c->root_id) : 0;
+    int err = 0;
+    const cJSON *t = json_ref_target(&c->doc, ref, &err);
+    if (t) return t;
+    if (err == FOLIO_EINVAL)
+        *rc = folio_err(FOLIO_EINVAL, "JSON Schema $ref '%s' at %s does not resolve", ref, here(c));
+    else {
         const char *h = strchr(ref, '#');
-        size_t base = h ? (size_t)(h - ref) : strlen(ref);
-        /* the document's own URI (with or without a trailing '#') */
-        if (idl && (base == idl || (base + 1 == idl && c->root_id[idl - 1] == '#')) &&
-            strncmp(ref, c->root_id, base) == 0) {
-            frag = h ? h : "#";
-        } else {
-            *rc = folio_err(FOLIO_EUNSUP, "unsupported JSON Schema keyword '$ref' at %s: remote reference '%s'", here(c), ref);
-            return NULL;
-        }
+        *rc = folio_err(FOLIO_EUNSUP, "unsupported JSON Schema keyword '$ref' at %s: %s reference '%s'", here(c),
+                        h && h[1] && h[1] != '/' ? "anchor" : "remote", ref);
     }
-    const cJSON *cur = c->root;
-    const char *p = frag + 1;
-    if (*p && *p != '/') {
-        *rc = folio_err(FOLIO_EUNSUP, "unsupported JSON Schema keyword '$ref' at %s: anchor reference '%s'", here(c), ref);
-        return NULL;
-    }
-    char seg[512];
-    while (*p == '/') {
-        p++;
-        size_t n = 0;
-        while (*p && *p != '/' && n + 1 < sizeof(seg)) {
-            if (*p == '~' && (p[1] == '0' || p[1] == '1')) {
-                seg[n++] = p[1] == '0' ? '~' : '/';
-                p += 2;
-            } else if (*p == '%' && p[1] && p[2] && strchr("0123456789abcdefABCDEF", p[1]) && strchr("0123456789abcdefABCDEF", p[2])) {
-                char hx[3] = {p[1], p[2], 0};
-                seg[n++] = (char)strtol(hx, NULL, 16);
-                p += 3;
-            } else {
-                seg[n++] = *p++;
-            }
-        }
-        seg[n] = '\0';
-        if (cJSON_IsArray(cur)) {
-            char *end;
-            long idx = strtol(seg, &end, 10);
-            cur = *end || !*seg ? NULL : cJSON_GetArrayItem(cur, (int)idx);
-        } else if (cJSON_IsObject(cur)) {
-            cur = cJSON_GetObjectItemCaseSensitive(cur, seg);
-        } else {
-            cur = NULL;
-        }
-        if (!cur) {
-            *rc = folio_err(FOLIO_EINVAL, "JSON Schema $ref '%s' at %s does not resolve", ref, here(c));
-            return NULL;
-        }
-    }
-    return cur;
+    return NULL;
 }
 
 static int gen(struct ctx *c, const cJSON *s, grammar_expr *out);
@@ -1046,31 +1015,6 @@ static int gen_number(struct ctx *c, const cJSON *s, grammar_expr *out) {
 
 /* ---- strings ---- */
 
-struct fmt {
-    const char *name, *re;
-};
-
-/* days per month; February 29 is accepted in every year */
-#define RE_DATE "\\d{4}-((0[13578]|1[02])-(0[1-9]|[12]\\d|3[01])|(0[469]|11)-(0[1-9]|[12]\\d|30)|02-(0[1-9]|1\\d|2\\d))"
-#define RE_TIME "([01]\\d|2[0-3]):[0-5]\\d:([0-5]\\d|60)(\\.\\d+)?([zZ]|[+-]([01]\\d|2[0-3]):[0-5]\\d)"
-#define RE_URI_CH "(%[0-9A-Fa-f]{2}|[A-Za-z0-9\\-._~:/?#\\[\\]@!$&'()*+,;=])"
-#define RE_LABEL "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-#define RE_OCTET "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)"
-#define RE_ATEXT "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-
-static const struct fmt formats[] = {
-    {"date-time", "^" RE_DATE "[Tt]" RE_TIME "$"},
-    {"date", "^" RE_DATE "$"},
-    {"time", "^" RE_TIME "$"},
-    {"email", "^" RE_ATEXT "+(\\." RE_ATEXT "+)*@" RE_LABEL "(\\." RE_LABEL ")*$"},
-    {"idn-email", "^[^@\\s]+@[^@\\s]+$"},
-    {"uuid", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"},
-    {"uri", "^[A-Za-z][A-Za-z0-9+.\\-]*:" RE_URI_CH "*$"},
-    {"uri-reference", "^([A-Za-z][A-Za-z0-9+.\\-]*:)?" RE_URI_CH "*$"},
-    {"ipv4", "^(" RE_OCTET "\\.){3}" RE_OCTET "$"},
-    {"hostname", "^" RE_LABEL "(\\." RE_LABEL ")*$"},
-};
-
 /* A pattern or format string: the body a rule of its own (followed only by the closing quote,
  * so the same regex shares its token sets across schemas), memoized per grammar. */
 static int gen_regex_string(struct ctx *c, const char *re, int unanchored, int min_len, int max_len, grammar_expr *out) {
@@ -1141,8 +1085,7 @@ static int gen_string(struct ctx *c, const cJSON *s, grammar_expr *out) {
     }
     const char *fre = NULL;
     if (cJSON_IsString(fmt)) {
-        for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
-            if (strcmp(fmt->valuestring, formats[i].name) == 0) fre = formats[i].re;
+        fre = json_format_regex(fmt->valuestring);
         if (!fre) c->relaxed |= JSON_SCHEMA_RELAX_UNKNOWN_FORMAT;
     }
     if (pat) {
@@ -1471,27 +1414,6 @@ static grammar_expr members(struct objgen *o) {
 
 static int is_trivial(const cJSON *s) { return cJSON_IsTrue(s) || (cJSON_IsObject(s) && !has_constraints_except(s, "")); }
 
-/* Whether the (unanchored, JSON Schema) pattern finds a match in name: 1, 0, or an error. */
-static int pattern_finds(const char *re, const char *name) {
-    struct grammar_builder *b = grammar_builder_create();
-    struct grammar *g = NULL;
-    grammar_expr e;
-    int rc;
-    if (!b) return FOLIO_ENOMEM;
-    if ((rc = gram_regex_expr(b, re, strlen(re), 1, &e))) goto out;
-    int root = grammar_rule_declare(b, "root");
-    if (root < 0 || grammar_rule_define(b, root, e) < 0) {
-        rc = FOLIO_EINVAL;
-        goto out;
-    }
-    if ((rc = grammar_builder_finish(b, root, &g))) goto out;
-    rc = grammar_matches(g, (const uint8_t *)name, strlen(name));
-out:
-    grammar_free(g);
-    grammar_builder_free(b);
-    return rc;
-}
-
 /* Patterns every key matches (or every key but "" and line terminators, for .+). */
 static int catch_all(const char *re) {
     static const char *const all[] = {"", ".*", "^.*$", "^.*", ".*$", "^(.*)$", ".+", "^.+$", "^.+", ".+$", "^(.+)$", "."};
@@ -1513,7 +1435,7 @@ static int gen_pattern_props(struct ctx *c, const cJSON *pp, const struct member
     for (const cJSON *e = pp->child; e; e = e->next) {
         if (is_trivial(e)) continue;
         for (int i = 0; i < n; i++) {
-            int f = pattern_finds(e->string, m[i].name);
+            int f = gram_regex_search(e->string, strlen(e->string), m[i].name, strlen(m[i].name));
             if (f < 0) {
                 size_t save;
                 path_push(c, "patternProperties", &save);
@@ -1757,6 +1679,245 @@ static grammar_expr alt_chunked(struct ctx *c, grammar_expr *alts, int n) {
     return grammar_alt(c->b, alts, n);
 }
 
+/* The finite set a schema's values come from: its enum (or const), or an allOf member's. NULL
+ * when there is none. *one: the set is the single value returned (a const). In drafts 3-7 an
+ * enum beside $ref does not apply, so it is no domain. */
+static const cJSON *finite_domain(const cJSON *s, int ref_alone, int *one) {
+    const cJSON *all = cJSON_GetObjectItemCaseSensitive(s, "allOf");
+    for (const cJSON *m = s; m; m = m == s ? (cJSON_IsArray(all) ? all->child : NULL) : m->next) {
+        if (!cJSON_IsObject(m) || (ref_alone && cJSON_GetObjectItemCaseSensitive(m, "$ref"))) continue;
+        const cJSON *en = cJSON_GetObjectItemCaseSensitive(m, "enum"), *cst = cJSON_GetObjectItemCaseSensitive(m, "const");
+        *one = !cJSON_IsArray(en) && cst;
+        if (cJSON_IsArray(en)) return en;
+        if (cst) return cst;
+    }
+    return NULL;
+}
+
+/* A schema whose values are a finite set beside constraints the generator may not express
+ * (allOf [{enum}, {not ...}], an enum under an if): exactly the set's values that validate
+ * against the whole schema, decided by json_validate. 1 with *out; 0 when s is no such schema
+ * or a value cannot be decided (an unsupported keyword: the generator proper then builds or
+ * refuses s); an error when the validation budget ran out. */
+static int gen_finite(struct ctx *c, const cJSON *s, grammar_expr *out) {
+    static const char *const plain[] = {"enum", "const", "type", "nullable"};
+    int one = 0, other = 0, rc = 0;
+    const cJSON *dom = finite_domain(s, c->doc.ref_alone, &one);
+    if (!dom) return 0;
+    for (const cJSON *e = s->child; e; e = e->next)
+        other |= is_constraint(e->string) && !in_list(e->string, plain, sizeof(plain) / sizeof(plain[0]));
+    if (!other) return 0; /* gen_enum's plain case */
+    int n = one ? 1 : cJSON_GetArraySize(dom), na = 0;
+    grammar_expr *alts = malloc(((size_t)n + 1) * sizeof(*alts));
+    if (!alts) return FOLIO_ENOMEM;
+    for (const cJSON *v = one ? dom : dom->child; v; v = one ? NULL : v->next) {
+        int ok = json_validate(&c->doc, s, v, &c->validate_budget);
+        if (ok < 0) {
+            /* out of budget: refuse, since the generator proper would take the enum alone */
+            if (c->validate_budget == 0) rc = ok;
+            goto out;
+        }
+        if (ok) alts[na++] = const_value(c, v);
+    }
+    *out = alt_chunked(c, alts, na);
+    rc = *out == GRAMMAR_NONE ? FOLIO_EINVAL : 1;
+out:
+    free(alts);
+    return rc;
+}
+
+/* `not`, where the negation is a schema we express: not required [a, b] is properties a false or
+ * b false (properties constrains objects only, so non-objects still pass, as they must); not
+ * type is the other types; not anyOf is allOf of the negations and not allOf anyOf; not not X is
+ * X; a $ref is negated through its target. Anything else (not pattern, not properties) has no
+ * grammar: an error naming 'not'. *out: a new schema, owned by c. */
+#define MAX_NOT_DEPTH 8
+static int negate(struct ctx *c, const cJSON *n, int depth, cJSON **out) {
+    static const char *const tnames[] = {"null", "boolean", "object", "array", "string", "number", "integer"};
+    int rc;
+    *out = NULL;
+    if (depth > MAX_NOT_DEPTH) return unsup(c, "not");
+    if (cJSON_IsBool(n)) {
+        *out = cJSON_IsTrue(n) ? cJSON_CreateFalse() : cJSON_CreateTrue();
+        return *out ? own(c, *out) : FOLIO_ENOMEM;
+    }
+    if (!cJSON_IsObject(n)) return folio_err(FOLIO_EINVAL, "JSON Schema 'not' at %s is not a schema", here(c));
+    cJSON *r = cJSON_CreateObject();
+    if (!r) return FOLIO_ENOMEM;
+    if ((rc = own(c, r))) return rc;
+    cJSON *alts = cJSON_AddArrayToObject(r, "anyOf");
+    if (!alts) return FOLIO_ENOMEM;
+    /* not (A and B) = not A or not B, one keyword at a time */
+    for (const cJSON *e = n->child; e; e = e->next) {
+        const char *k = e->string;
+        if (!is_constraint(k)) continue;
+        cJSON *p = NULL;
+        if (strcmp(k, "required") == 0 && cJSON_IsArray(e)) {
+            for (const cJSON *q = e->child; q; q = q->next) {
+                if (!cJSON_IsString(q)) return folio_err(FOLIO_EINVAL, "JSON Schema 'required' at %s lists a non-string", here(c));
+                cJSON *o = cJSON_CreateObject(), *props = cJSON_AddObjectToObject(o, "properties");
+                if (!o || !props || !cJSON_AddFalseToObject(props, q->valuestring)) {
+                    cJSON_Delete(o);
+                    return FOLIO_ENOMEM;
+                }
+                cJSON_AddItemToArray(alts, o);
+            }
+            continue;
+        }
+        if (strcmp(k, "type") == 0) {
+            int t;
+            if ((rc = parse_types(c, e, &t))) return rc;
+            /* the rest of number once integers are excluded is not a type we can name */
+            if ((t & T_INT) && !(t & T_NUM)) return unsup(c, "not");
+            p = cJSON_CreateObject();
+            cJSON *tl = cJSON_AddArrayToObject(p, "type");
+            if (!p || !tl) {
+                cJSON_Delete(p);
+                return FOLIO_ENOMEM;
+            }
+            static const int bits[] = {T_NULL, T_BOOL, T_OBJ, T_ARR, T_STR, T_NUM};
+            for (int i = 0; i < 6; i++)
+                if (!(t & bits[i])) cJSON_AddItemToArray(tl, cJSON_CreateString(tnames[i]));
+            if (!tl->child) {
+                cJSON_Delete(p);
+                p = cJSON_CreateFalse();
+            }
+        } else if (strcmp(k, "anyOf") == 0 || strcmp(k, "allOf") == 0 || strcmp(k, "not") == 0 || strcmp(k, "$ref") == 0) {
+            cJSON *list = cJSON_CreateArray();
+            p = cJSON_CreateObject();
+            if (!p || !list) {
+                cJSON_Delete(p);
+                cJSON_Delete(list);
+                return FOLIO_ENOMEM;
+            }
+            cJSON_AddItemToObject(p, k[1] == 'n' ? "allOf" : "anyOf", list);
+            if (strcmp(k, "not") == 0) {
+                cJSON_AddItemToArray(list, cJSON_Duplicate(e, 1));
+            } else if (strcmp(k, "$ref") == 0) {
+                const cJSON *t = cJSON_IsString(e) ? resolve(c, e->valuestring, &rc) : NULL;
+                cJSON *neg;
+                if (!t) {
+                    cJSON_Delete(p);
+                    return cJSON_IsString(e) ? rc : folio_err(FOLIO_EINVAL, "JSON Schema '$ref' at %s is not a string", here(c));
+                }
+                if ((rc = negate(c, t, depth + 1, &neg))) {
+                    cJSON_Delete(p);
+                    return rc;
+                }
+                cJSON_AddItemToArray(list, cJSON_Duplicate(neg, 1));
+            } else {
+                for (const cJSON *b = cJSON_IsArray(e) ? e->child : NULL; b; b = b->next) {
+                    cJSON *neg;
+                    if ((rc = negate(c, b, depth + 1, &neg))) {
+                        cJSON_Delete(p);
+                        return rc;
+                    }
+                    cJSON_AddItemToArray(list, cJSON_Duplicate(neg, 1));
+                }
+            }
+        } else {
+            return unsup(c, "not");
+        }
+        cJSON_AddItemToArray(alts, p);
+    }
+    if (!alts->child) cJSON_AddItemToArray(alts, cJSON_CreateFalse()); /* not {} */
+    *out = r;
+    return 0;
+}
+
+/* A string that is none of a few names (not {enum: [...]} beside type string, the one `not` of
+ * values with a grammar): 1 with *out, 0 when s is not of that shape. */
+static int gen_string_not_in(struct ctx *c, const cJSON *s, const cJSON *n, grammar_expr *out) {
+    static const char *const plain[] = {"type", "not"};
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type");
+    if (!cJSON_IsString(t) || strcmp(t->valuestring, "string") != 0 || !cJSON_IsObject(n)) return 0;
+    for (const cJSON *e = s->child; e; e = e->next)
+        if (is_constraint(e->string) && !in_list(e->string, plain, 2)) return 0;
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(n, "enum"), *cst = cJSON_GetObjectItemCaseSensitive(n, "const");
+    if (has_constraints_except(n, en ? "enum" : "const") || (!cJSON_IsArray(en) && !cst)) return 0;
+    int cnt = en ? cJSON_GetArraySize(en) : 1, k = 0;
+    const char **names = malloc(((size_t)cnt + 1) * sizeof(*names));
+    if (!names) return FOLIO_ENOMEM;
+    for (const cJSON *v = en ? en->child : cst; v; v = en ? v->next : NULL)
+        if (cJSON_IsString(v)) names[k++] = v->valuestring; /* other types are not strings anyway */
+    *out = key_not_in(c, names, k);
+    free(names);
+    return *out == GRAMMAR_NONE ? FOLIO_ENOMEM : 1;
+}
+
+/* s with a `not`: its own keywords merged with the negation. 1 with *out, 0 without a `not`. */
+static int gen_not(struct ctx *c, const cJSON *s, int mode, grammar_expr *out, int *sub) {
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(s, "not");
+    if (!n) return 0;
+    int rc = gen_string_not_in(c, s, n, out);
+    if (rc) return rc;
+    cJSON *p, *m;
+    size_t save;
+    path_push(c, "not", &save);
+    rc = negate(c, n, 0, &p);
+    path_pop(c, save);
+    if (rc || (rc = merged(c, s, "not", p, &m))) return rc;
+    rc = gen_as(c, m, mode, -1, out, sub);
+    return rc ? rc : 1;
+}
+
+/* Property dependencies ("dependencies": {"a": ["b"]}, dependentRequired): an object with a
+ * must have b. Exact, as the union of variants, one per subset of the k triggers: a trigger in
+ * the subset is required with its dependents, one outside it is forbidden (properties.a false).
+ * 2^k variants, so k is bounded. 1 with *out; 0 when s has none (or only empty lists, which
+ * leave s as it is, minus them, in *out too); an error for schema-valued dependencies. */
+#define MAX_DEPENDENCY_SPLIT 3
+static int gen_dependencies(struct ctx *c, const cJSON *s, grammar_expr *out) {
+    static const char *const kws[] = {"dependencies", "dependentRequired"};
+    const cJSON *trig[MAX_DEPENDENCY_SPLIT];
+    int k = 0, any = 0, rc = 0;
+    for (int w = 0; w < 2; w++) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(s, kws[w]);
+        if (!d) continue;
+        any = 1;
+        if (!cJSON_IsObject(d)) return folio_err(FOLIO_EINVAL, "JSON Schema '%s' at %s is not an object", kws[w], here(c));
+        for (const cJSON *e = d->child; e; e = e->next) {
+            if (!cJSON_IsArray(e)) return unsup(c, kws[w]); /* a schema: dependentSchemas' form */
+            if (!e->child) continue;
+            if (k == MAX_DEPENDENCY_SPLIT) return unsup(c, kws[w]);
+            trig[k++] = e;
+        }
+    }
+    if (!any) return 0;
+    int nv = 1 << k;
+    grammar_expr *alts = malloc((size_t)nv * sizeof(*alts));
+    if (!alts) return FOLIO_ENOMEM;
+    for (int mask = 0; mask < nv && !rc; mask++) {
+        cJSON *v = cJSON_Duplicate(s, 1);
+        if (!v || (rc = own(c, v))) {
+            rc = v ? rc : FOLIO_ENOMEM;
+            break;
+        }
+        for (int w = 0; w < 2; w++) cJSON_DeleteItemFromObjectCaseSensitive(v, kws[w]);
+        cJSON *props = cJSON_GetObjectItemCaseSensitive(v, "properties"), *req = cJSON_GetObjectItemCaseSensitive(v, "required");
+        if (!props) cJSON_AddItemToObject(v, "properties", props = cJSON_CreateObject());
+        if (!req) cJSON_AddItemToObject(v, "required", req = cJSON_CreateArray());
+        if (!cJSON_IsObject(props) || !cJSON_IsArray(req)) {
+            rc = folio_err(FOLIO_EINVAL, "JSON Schema 'properties'/'required' at %s malformed", here(c));
+            break;
+        }
+        for (int i = 0; i < k; i++) {
+            if (mask >> i & 1) {
+                cJSON_AddItemToArray(req, cJSON_CreateString(trig[i]->string));
+                for (const cJSON *r = trig[i]->child; r; r = r->next) cJSON_AddItemToArray(req, cJSON_Duplicate(r, 1));
+            } else if (cJSON_GetObjectItemCaseSensitive(props, trig[i]->string)) {
+                cJSON_ReplaceItemInObjectCaseSensitive(props, trig[i]->string, cJSON_CreateFalse());
+            } else {
+                cJSON_AddItemToObject(props, trig[i]->string, cJSON_CreateFalse());
+            }
+        }
+        rc = gen_as(c, v, GEN_INLINE, -1, &alts[mask], NULL);
+    }
+    if (!rc) *out = alt_chunked(c, alts, nv);
+    free(alts);
+    return rc ? rc : 1;
+}
+
 /* The generator proper: s's grammar as an expression. *sub: the rule it is a plain call of
  * (a $ref, a merged schema's rule), else -1. */
 static int gen_inner(struct ctx *c, const cJSON *s, int mode, grammar_expr *out, int *sub) {
@@ -1775,6 +1936,10 @@ static int gen_inner(struct ctx *c, const cJSON *s, int mode, grammar_expr *out,
         rc = folio_err(FOLIO_EINVAL, "JSON Schema nested too deeply at %s", here(c));
         goto out;
     }
+    if ((rc = gen_finite(c, s, out)) || (rc = gen_dependencies(c, s, out)) || (rc = gen_not(c, s, mode, out, sub))) {
+        if (rc == 1) rc = 0;
+        goto out;
+    }
     if ((rc = check_keywords(c, s))) goto out;
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
     const cJSON *all = cJSON_GetObjectItemCaseSensitive(s, "allOf");
@@ -1785,7 +1950,7 @@ static int gen_inner(struct ctx *c, const cJSON *s, int mode, grammar_expr *out,
             rc = folio_err(FOLIO_EINVAL, "JSON Schema '$ref' at %s is not a string", here(c));
             goto out;
         }
-        if (c->ref_alone || !has_constraints_except(s, "$ref")) {
+        if (c->doc.ref_alone || !has_constraints_except(s, "$ref")) {
             rc = gen_ref(c, ref->valuestring, out, sub);
             goto out;
         }
@@ -1966,15 +2131,17 @@ int json_schema_compile_ex(const char *schema, size_t len, const struct json_sch
         return folio_err(FOLIO_EINVAL, "JSON Schema nests deeper than %d levels", JSON_SCHEMA_MAX_DEPTH);
     c.root = cJSON_ParseWithLength(schema, len);
     if (!c.root) return folio_err(FOLIO_EINVAL, "JSON Schema is not valid JSON");
+    c.doc.root = c.root;
+    c.validate_budget = VALIDATE_BUDGET;
     if (!(c.b = grammar_builder_create())) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto out;
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(c.root, "$id");
     if (!cJSON_IsString(id)) id = cJSON_GetObjectItemCaseSensitive(c.root, "id");
-    if (cJSON_IsString(id)) c.root_id = id->valuestring;
+    if (cJSON_IsString(id)) c.doc.root_id = id->valuestring;
     const cJSON *sv = cJSON_GetObjectItemCaseSensitive(c.root, "$schema");
-    c.ref_alone = cJSON_IsString(sv) && strstr(sv->valuestring, "draft-0") != NULL;
+    c.doc.ref_alone = cJSON_IsString(sv) && strstr(sv->valuestring, "draft-0") != NULL;
     /* the root is a rule of its own so that "$ref": "#" recurses into it */
     int root = grammar_rule_declare(c.b, "root");
     c.refs = malloc(sizeof(*c.refs));

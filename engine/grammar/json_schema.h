@@ -6,8 +6,13 @@
  * where it can be merged, $ref to local pointers and $defs/definitions (recursion included),
  * string minLength/maxLength/pattern (ECMA regex subset, gram_regex)/format (date-time, date,
  * time, email, uuid, uri, ipv4, ...), minItems/maxItems, integer and number minimum/maximum
- * (exclusive too, as digit-level ranges where feasible). Annotations (title, description,
- * examples, default, $comment, ...) are ignored, as validators do.
+ * (exclusive too, as digit-level ranges where feasible), patternProperties (see json_schema.c
+ * for the shapes), property dependencies (dependencies with name lists, dependentRequired: up
+ * to 3 triggers), and `not` where its negation is a schema (not required, not type, not
+ * anyOf/allOf/not/$ref, not enum beside type string). A schema whose values come from a finite
+ * enum or const (at its top or in an allOf member) may use any keyword json_validate decides:
+ * the grammar is the values that validate. Annotations (title, description, examples, default,
+ * $comment, ...) are ignored, as validators do.
  *
  * Output form: properties in the schema's order, required ones always present, optional ones
  * each optional; between tokens a bounded run of whitespace (JSON_SCHEMA_MAX_WS bytes), so a
@@ -15,7 +20,7 @@
  *
  * A keyword we do not support, or a combination we cannot express, is an error naming the
  * keyword and its JSON pointer ("unsupported JSON Schema keyword 'not' at
- * /properties/tags"), never silently ignored. */
+ * /properties/tags/not"), never silently ignored. */
 #ifndef FOLIO_JSON_SCHEMA_H
 #define FOLIO_JSON_SCHEMA_H
 

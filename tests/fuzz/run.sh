@@ -87,6 +87,9 @@ seed_corpus() { # target dir
       printf '\x03{"type":"object","properties":{"a":{"type":"integer","minimum":0},"b":{"enum":["x",1,null]}},"required":["a"]}\0{"a": 12, "b": "x"}' >"$d/seed1"
       printf '\x01{"$defs":{"n":{"anyOf":[{"type":"null"},{"type":"array","items":{"$ref":"#/$defs/n"}}]}},"$ref":"#/$defs/n"}\0[[],[null]]' >"$d/seed2"
       printf '\x02{"type":"string","pattern":"^[a-z]{2,4}-\\\\d+$","format":"date"}\0"ab-1"' >"$d/seed3"
+      # the rewrites: an enum filtered by json_validate, a `not`, property dependencies
+      printf '\x01{"allOf":[{"enum":[{"a":1,"b":[2]},"x",3]},{"not":{"anyOf":[{"required":["b"]},{"type":"integer"}]}}]}\0"x"' >"$d/seed4"
+      printf '\x03{"type":"object","not":{"required":["a","b"]},"dependencies":{"c":["a"]},"properties":{"s":{"type":"string","not":{"enum":["no"]}}}}\0{"c":1,"a":2}' >"$d/seed5"
       ;;
     fuzz_stop) # byte 0: stop count | include << 3 | delta seed << 4; NUL-ended stops; text
       printf '\x03</s>\0\n\n\0abcd\0Hello</s> world\n\nabcabcd' >"$d/seed1"

@@ -71,6 +71,33 @@ test('structured: json_schema streamed, Llama-3 tokenizer; the deltas join into 
   });
 }, { timeout: 120000 });
 
+// Keywords a grammar expresses only through rewrites: `not` (a required pair, an enum), an enum
+// filtered by the keywords beside it, and a property dependency. ajv judges the outputs.
+export const VEHICLE = {
+  type: 'object',
+  properties: {
+    kind: { allOf: [{ enum: ['car', 'bike', 'boat', 'plane'] }, { not: { enum: ['boat'] } }] },
+    color: { enum: ['red', 'green', 'blue'], not: { const: 'red' } },
+    wheels: { type: 'integer', minimum: 0, maximum: 8 },
+    owner: { type: 'string', maxLength: 8 },
+  },
+  required: ['kind'],
+  not: { required: ['wheels', 'owner'] },
+  dependentRequired: { owner: ['color'] },
+  additionalProperties: false,
+};
+
+test('structured: not, dependentRequired and a filtered enum hold in every sample (ajv)', async () => {
+  await serve('llama3-tok', async (s) => {
+    const r = await client(s).chat.completions.create({
+      model: s.modelPath,
+      ...chat({ n: 8, max_tokens: 300, response_format: { type: 'json_schema', json_schema: { name: 'v', schema: VEHICLE } } }),
+    });
+    const stopped = checkJsonChoices(r.choices, VEHICLE);
+    assert.ok(stopped >= 6, `only ${stopped} of 8 samples finished: ${r.choices.map((c) => c.finish_reason)}`);
+  });
+}, { timeout: 120000 });
+
 test('structured: json_object and guided_json on completions, with logprobs and a stop string', async () => {
   await serve('qwen3-tok', async (s) => {
     const r = await client(s).chat.completions.create({ model: s.modelPath, ...chat({ n: 2, response_format: { type: 'json_object' }, max_tokens: 200 }) });
@@ -145,7 +172,7 @@ test('structured: max_tokens cuts a sample with finish "length"; a finished gram
 test('structured: bad specs are 400s that name the field, the feature and where it is', async () => {
   await serve('qwen3-tok', async (s) => {
     const cases = [
-      [{ guided_json: { type: 'object', properties: { x: { type: 'object', not: { required: ['a'] } } } } },
+      [{ guided_json: { type: 'object', properties: { x: { type: 'string', not: { pattern: '^a' } } } } },
         'guided_json', /'not'.*\/properties\/x/],
       [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'strin' } } } }, 'response_format', /strin/],
       [{ structured_outputs: { regex: '(a' } }, 'structured_outputs.regex', /./],

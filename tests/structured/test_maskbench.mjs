@@ -33,9 +33,9 @@ for (const pkg of ['tokenizer-llama3', 'tokenizer-qwen3']) {
     console.log(out.split('\n').filter((l) => l.startsWith('|') || l.startsWith('MaskBench') || l.startsWith('unsupported')).join('\n'));
     assert.equal(v.disagree, 0, 'the mask and accept_token disagree');
     assert.equal(v.valid_ok, v.valid, 'a valid instance of a supported schema was refused');
-    // Floors under what this tree reaches (about 91% supported, 99% of invalid instances refused,
+    // Floors under what this tree reaches (about 96% supported, 99% of invalid instances refused,
     // measured on both vocabularies), so that a regression fails; the issue aims at 95% supported.
-    assert.ok(v.supported >= 0.88 * v.files, `only ${v.supported} of ${v.files} schemas supported`);
+    assert.ok(v.supported >= 0.93 * v.files, `only ${v.supported} of ${v.files} schemas supported`);
     assert.ok(v.invalid_refused >= 0.97 * v.invalid, `only ${v.invalid_refused} of ${v.invalid} invalid instances refused`);
     assert.equal(code, 0);
   }, { timeout: 1800000 }); // all 1,743 schemas (make test-full) beside the long fuzz runs

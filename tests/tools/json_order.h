@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grammar/gram_regex.h"
+
 static const cJSON *resolve(const cJSON *root, const cJSON *s) {
     for (int hop = 0; hop < 32 && cJSON_IsObject(s); hop++) {
         const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
@@ -109,6 +111,15 @@ static const cJSON *pick_branch(const cJSON *root, const cJSON *s, const cJSON *
     return s;
 }
 
+/* The schema an additional key's value follows: the first pattern property whose regex finds a
+ * match in the key, else additionalProperties. */
+static const cJSON *extra_schema(const cJSON *s, const char *key) {
+    const cJSON *pp = cJSON_IsObject(s) ? cJSON_GetObjectItemCaseSensitive(s, "patternProperties") : NULL;
+    for (const cJSON *p = cJSON_IsObject(pp) ? pp->child : NULL; p; p = p->next)
+        if (gram_regex_search(p->string, strlen(p->string), key, strlen(key)) == 1) return p;
+    return cJSON_IsObject(s) ? cJSON_GetObjectItemCaseSensitive(s, "additionalProperties") : NULL;
+}
+
 /* Returns a new instance with object keys in schema order. */
 static cJSON *json_order_reorder(const cJSON *root, const cJSON *s, const cJSON *inst, int depth) {
     if (depth > 64) return cJSON_Duplicate(inst, 1);
@@ -127,7 +138,7 @@ static cJSON *json_order_reorder(const cJSON *root, const cJSON *s, const cJSON 
         for (const cJSON *e = inst->child; e; e = e->next) {
             int seen = 0;
             for (int i = 0; i < nm.n; i++) seen |= strcmp(nm.name[i], e->string) == 0;
-            if (!seen) cJSON_AddItemToObject(o, e->string, json_order_reorder(root, ap, e, depth + 1));
+            if (!seen) cJSON_AddItemToObject(o, e->string, json_order_reorder(root, extra_schema(s, e->string), e, depth + 1));
         }
         return o;
     }

@@ -4,6 +4,7 @@
  * a matcher, with the token mask computed before each token, as the step loop does.
  *
  *   maskbench TOKENIZER_DIR SCHEMA_DIR [--limit N] [--every K] [--quiet] [--compile-only]
+ * MASKBENCH_TIMES=1 prints each supported schema's compile time.
  * --every K takes every Kth schema (in name order, so every source is sampled).
  *
  * Correctness, for each supported schema: every valid instance's tokens must each be in the
@@ -143,6 +144,7 @@ static int run_file(const char *path, struct structured_cache *cache, const stru
     }
     t->supported++;
     dvec_push(compile_t, cs);
+    if (getenv("MASKBENCH_TIMES")) printf("compile %s %.3f ms\n", strrchr(path, '/') + 1, cs * 1e3);
     struct gram_matcher *m = gram_matcher_create(structured_compiled(g));
     const cJSON *tc;
     if (compile_only) tests = NULL;

@@ -1115,7 +1115,7 @@ TEST(engine_structured_errors) {
         enum structured_kind kind;
         const char *text, *needle;
     } bad[] = {
-        {STRUCTURED_JSON, "{\"type\":\"object\",\"properties\":{\"a\":{\"not\":{\"type\":\"null\"}}}}", "not"},
+        {STRUCTURED_JSON, "{\"type\":\"object\",\"properties\":{\"a\":{\"not\":{\"minLength\":3}}}}", "not"},
         {STRUCTURED_JSON, "{\"type\":", ""},
         {STRUCTURED_REGEX, "(a", ""},
         {STRUCTURED_GRAMMAR, "root ::= missing", "missing"},

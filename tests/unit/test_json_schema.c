@@ -159,14 +159,37 @@ TEST(json_schema_combinators) {
            L("1"), L("\"a\""));
 }
 
+/* `not` where the negation is a schema; property dependencies as variants */
+TEST(json_schema_not_and_dependencies) {
+    expect("{\"type\":\"object\",\"not\":{\"required\":[\"a\",\"b\"]}}", L("{}", "{\"a\":1}", "{\"b\":1}"),
+           L("{\"a\":1,\"b\":2}"));
+    expect("{\"not\":{\"anyOf\":[{\"required\":[\"a\"]},{\"required\":[\"b\"]}]}}", L("{}", "{\"c\":1}", "1"),
+           L("{\"a\":1}", "{\"b\":1}"));
+    expect("{\"not\":{\"type\":[\"string\",\"object\"]}}", L("1", "null", "[]"), L("\"s\"", "{}"));
+    expect("{\"not\":{\"not\":{\"type\":\"integer\",\"minimum\":0}}}", L("0", "7"), L("-1", "\"a\""));
+    expect("{\"type\":\"string\",\"not\":{\"enum\":[\"logs\",\"log\"]}}", L("\"lo\"", "\"logsx\"", "\"\""),
+           L("\"logs\"", "\"log\""));
+    expect("{\"$defs\":{\"car\":{\"required\":[\"wheels\"]}},\"type\":\"object\",\"not\":{\"$ref\":\"#/$defs/car\"}}",
+           L("{\"x\":1}"), L("{\"wheels\":4}"));
+    const char *dep = "{\"type\":\"object\",\"properties\":{\"a\":{},\"b\":{},\"c\":{}},\"additionalProperties\":false,"
+                      "\"dependencies\":{\"a\":[\"b\"],\"c\":[\"a\",\"b\"]}}";
+    expect(dep, L("{}", "{\"b\":1}", "{\"a\":1,\"b\":2}", "{\"a\":1,\"b\":2,\"c\":3}"),
+           L("{\"a\":1}", "{\"a\":1,\"c\":3}", "{\"b\":1,\"c\":3}"));
+    /* an open object: the trigger may not sneak in as an additional property either */
+    expect("{\"dependentRequired\":{\"a\":[\"b\"]}}", L("{\"x\":1}", "{\"a\":1,\"b\":2}", "3"), L("{\"a\":1}", "{\"x\":1,\"a\":2}"));
+    expect("{\"type\":\"object\",\"dependencies\":{}}", L("{}", "{\"a\":1}"), L("1"));
+}
+
 TEST(json_schema_refusals) {
     expect_refused("{\"type\":\"object\",\"properties\":{\"tags\":{\"patternProperties\":{\"x\":{\"type\":\"integer\"}}}}}", FOLIO_EUNSUP,
                    "unsupported JSON Schema keyword 'patternProperties' at /properties/tags");
-    expect_refused("{\"not\":{\"type\":\"string\"}}", FOLIO_EUNSUP, "'not' at /not");
+    expect_refused("{\"type\":\"string\",\"not\":{\"pattern\":\"a\"}}", FOLIO_EUNSUP, "'not' at /not");
     expect_refused("{\"type\":\"array\",\"contains\":{}}", FOLIO_EUNSUP, "'contains'");
     expect_refused("{\"if\":{},\"then\":{}}", FOLIO_EUNSUP, "'if'");
     expect_refused("{\"propertyNames\":{}}", FOLIO_EUNSUP, "'propertyNames'");
-    expect_refused("{\"dependencies\":{}}", FOLIO_EUNSUP, "'dependencies'");
+    expect_refused("{\"dependencies\":{\"a\":{\"required\":[\"b\"]}}}", FOLIO_EUNSUP, "'dependencies'");
+    expect_refused("{\"dependentRequired\":{\"a\":[\"b\"],\"c\":[\"d\"],\"e\":[\"f\"],\"g\":[\"h\"]}}", FOLIO_EUNSUP,
+                   "'dependentRequired'");
     expect_refused("{\"type\":\"number\",\"multipleOf\":0.5}", FOLIO_EUNSUP, "'multipleOf'");
     expect_refused("{\"$ref\":\"other.json#/a\"}", FOLIO_EUNSUP, "remote reference");
     expect_refused("{\"$ref\":\"#/definitions/missing\"}", FOLIO_EINVAL, "does not resolve");
