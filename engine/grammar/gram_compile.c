@@ -29,8 +29,8 @@
  * 4. Cost. A composed callee's vocabulary-sized set is referenced (the state's sets extend it,
  *    gram_state_sets.base) rather than copied, and a state's own tokens are deduplicated and
  *    sorted through a sparse bitset and suffixes by radix, so a state costs about its walk,
- *    not a pass over the vocabulary. The rules are determinized and the states' sets computed
- *    on up to v->compile_threads threads (helpers started with the compile, on other cores);
+ *    not a pass over the vocabulary. The rules are determinized, hashed and split into future
+ *    classes, and the states' sets computed, on up to v->compile_threads threads (helpers started with the compile, on other cores);
  *    a state is computed by whichever thread claims it, and the others walk through it rather
  *    than wait, so the sets never depend on the schedule. Each thread holds about 5 MB of
  *    scratch (pre_init) for a 128k vocabulary. */
@@ -1692,18 +1692,30 @@ static void pre_release(struct pre *p) {
     gram_machine_release(&p->m);
 }
 
-/* The threads share two lists: the rules to determinize, then the states whose sets to compute
- * (the automata are assembled in between, on the compile's own thread). Each thread takes
+/* The threads share the rules, once per phase (determinize; hash; future classes), then the
+ * states whose sets to compute; what needs every rule at once (assembling the automata, FOLLOW
+ * sets, the closure hashes) runs on the compile's own thread in between. Each thread takes
  * items until a list runs out or a thread fails. Helpers start when the compile does and spin
- * between the lists: one that slept would take a millisecond or more to run again. */
+ * between the lists: one that slept would take a millisecond or more to run again. Before, the
+ * serial middle was about a quarter of a median MaskBench compile. */
+enum { PHASE_DFA = 1, PHASE_HASH, PHASE_FUTURE, PHASE_STATES };
+
 struct work_list {
     const struct grammar *g;
     struct rule_dfa *d;
-    int32_t nrules, next_rule, rules_done;
+    int32_t nrules;
+    int32_t next_rule[PHASE_STATES], rules_done[PHASE_STATES]; /* per phase: never reset, so a late claim cannot take the next phase's rule */
+    /* PHASE_HASH and PHASE_FUTURE read and write these (each rule its own entries) */
+    const struct gram_compiled *c;
+    const int32_t *rbase, *nst;
+    uint64_t *lh0, *lh1, *fut;
+    const uint64_t *ch0;
+    int32_t *rep;
+    int horizon;
     const struct pre *tmpl;
     const int32_t *todo;
     int32_t ntodo, next;
-    int ready; /* 1: the rules are ready; 2: tmpl and todo too; -1: leave */
+    int ready; /* the phase whose inputs are ready (PHASE_*); -1: leave */
     int stop;  /* a thread failed */
 };
 
@@ -1728,19 +1740,39 @@ static void failed(struct worker *w, int rc) {
     __atomic_store_n(&w->list->stop, 1, __ATOMIC_RELEASE);
 }
 
-/* Determinizes rules from the list; returns once every rule is done (by whichever thread). */
-static void work_rules(struct worker *w) {
+/* One per-rule phase: claims rules until none is left, and returns once every rule is done (by
+ * whichever thread). Determinizing, the rules' own hashes and their future classes each need
+ * nothing from another rule's share of the same phase. */
+static void work_rules(struct worker *w, int phase) {
     struct work_list *l = w->list;
     for (;;) {
-        const int32_t r = __atomic_fetch_add(&l->next_rule, 1, __ATOMIC_RELAXED);
+        const int32_t r = __atomic_fetch_add(&l->next_rule[phase - 1], 1, __ATOMIC_RELAXED);
         if (r >= l->nrules) break;
         if (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
-            int rc = determinize(l->g, r, &l->d[r]);
+            int rc = 0;
+            if (phase == PHASE_DFA) {
+                rc = determinize(l->g, r, &l->d[r]);
+            } else if (phase == PHASE_HASH) {
+                rule_hash(l->c, r, l->rbase[r], l->nst[r], 0x1234, &l->lh0[r]);
+                rule_hash(l->c, r, l->rbase[r], l->nst[r], 0x9876543, &l->lh1[r]);
+            } else {
+                rc = future_classes(l->c, r, l->rbase[r], l->nst[r], l->ch0, l->horizon, l->fut, l->rep);
+            }
             if (rc) failed(w, rc);
         }
-        __atomic_add_fetch(&l->rules_done, 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&l->rules_done[phase - 1], 1, __ATOMIC_RELEASE);
     }
-    while (__atomic_load_n(&l->rules_done, __ATOMIC_ACQUIRE) < l->nrules) sched_yield();
+    while (__atomic_load_n(&l->rules_done[phase - 1], __ATOMIC_ACQUIRE) < l->nrules) sched_yield();
+}
+
+/* The calling thread's share of a per-rule phase, its inputs published first; 0 or the first
+ * error of any thread. */
+static int run_phase(struct worker *workers, int nworkers, struct work_list *l, int phase) {
+    __atomic_store_n(&l->ready, phase, __ATOMIC_RELEASE);
+    work_rules(&workers[0], phase);
+    for (int i = 0; i < nworkers; i++)
+        if (workers[i].rc) return i == 0 ? workers[i].rc : folio_err(workers[i].rc, "%s", workers[i].err);
+    return 0;
 }
 
 static void work_states(struct worker *w) {
@@ -1755,9 +1787,11 @@ static void work_states(struct worker *w) {
 
 static void *helper_main(void *arg) {
     struct worker *w = arg;
-    if (!wait_ready(w->list, 1)) return NULL;
-    work_rules(w);
-    if (!wait_ready(w->list, 2)) return NULL;
+    for (int phase = PHASE_DFA; phase < PHASE_STATES; phase++) {
+        if (!wait_ready(w->list, phase)) return NULL;
+        work_rules(w, phase);
+    }
+    if (!wait_ready(w->list, PHASE_STATES)) return NULL;
     w->inited = 1;
     if (pre_init(&w->p, w->list->tmpl)) return NULL; /* the other threads do its share */
     work_states(w);
@@ -1809,10 +1843,7 @@ int gram_compile(const struct grammar *g, struct gram_vocab *v, struct gram_comp
     list.g = g;
     list.d = d;
     list.nrules = nr;
-    __atomic_store_n(&list.ready, 1, __ATOMIC_RELEASE);
-    work_rules(&workers[0]);
-    for (int i = 0; i < nworkers && !rc; i++)
-        if (workers[i].rc) rc = i == 0 ? workers[i].rc : folio_err(workers[i].rc, "%s", workers[i].err);
+    rc = run_phase(workers, nworkers, &list, PHASE_DFA);
     if (rc) goto out;
     rc = assemble(c, d, nr);
     if (rc) goto out;
@@ -1860,11 +1891,14 @@ int gram_compile(const struct grammar *g, struct gram_vocab *v, struct gram_comp
     order = malloc((size_t)nr * sizeof *order);
     seen = malloc((size_t)nr * sizeof *seen);
     if (!lh0 || !lh1 || !ch0 || !ch1 || !order || !seen) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
-    for (int r = 0; r < nr; r++) {
-        rule_hash(c, r, rbase[r], nst[r], 0x1234, &lh0[r]);
-        rule_hash(c, r, rbase[r], nst[r], 0x9876543, &lh1[r]);
-        seen[r] = -1;
-    }
+    list.c = c;
+    list.rbase = rbase;
+    list.nst = nst;
+    list.lh0 = lh0;
+    list.lh1 = lh1;
+    rc = run_phase(workers, nworkers, &list, PHASE_HASH);
+    if (rc) goto out;
+    for (int r = 0; r < nr; r++) seen[r] = -1;
     for (int r = 0; r < nr; r++) {
         if (c->rule_start[r] < 0) continue;
         int no = 0;
@@ -1907,7 +1941,11 @@ int gram_compile(const struct grammar *g, struct gram_vocab *v, struct gram_comp
     if (!fut) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
     rep = malloc(((size_t)ns + 1) * sizeof *rep);
     if (!rep) { rc = folio_err(FOLIO_ENOMEM, "grammar: out of memory"); goto out; }
-    for (int r = 0; r < nr && !rc; r++) rc = future_classes(c, r, rbase[r], nst[r], ch0, (int)v->max_len + 1, fut, rep);
+    list.ch0 = ch0;
+    list.fut = fut;
+    list.rep = rep;
+    list.horizon = (int)v->max_len + 1;
+    rc = run_phase(workers, nworkers, &list, PHASE_FUTURE);
     if (rc) goto out;
     struct pre tmpl = {.c = c, .v = v, .g = g, .ch0 = ch0, .ch1 = ch1, .fut = fut, .rep = rep, .rbase = rbase,
                        .follow = (const uint32_t(*)[8])follow, .reach = reach, .pure = pure,
@@ -1924,7 +1962,7 @@ int gram_compile(const struct grammar *g, struct gram_vocab *v, struct gram_comp
     list.tmpl = &tmpl;
     list.todo = queue;
     list.ntodo = ntodo;
-    __atomic_store_n(&list.ready, 2, __ATOMIC_RELEASE); /* helpers set up their buffers meanwhile */
+    __atomic_store_n(&list.ready, PHASE_STATES, __ATOMIC_RELEASE); /* helpers set up their buffers meanwhile */
     workers[0].inited = 1;
     rc = pre_init(&workers[0].p, &tmpl);
     if (rc) __atomic_store_n(&list.stop, 1, __ATOMIC_RELEASE);
