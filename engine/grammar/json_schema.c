@@ -87,6 +87,7 @@ struct ctx {
     cJSON *root;
     struct json_validate_doc doc; /* the root, its $id, and whether $ref stands alone (drafts 3-7) */
     long validate_budget;         /* json_validate's work left for this compile (finite domains) */
+    long negate_budget;           /* nodes `not` rewrites may still build (negate) */
     char path[1024];     /* JSON pointer of the schema being compiled, for messages */
     size_t plen;
     int depth;
@@ -1730,23 +1731,39 @@ out:
  * b false (properties constrains objects only, so non-objects still pass, as they must); not
  * type is the other types; not anyOf is allOf of the negations and not allOf anyOf; not not X is
  * X; a $ref is negated through its target. Anything else (not pattern, not properties) has no
- * grammar: an error naming 'not'. *out: a new schema, owned by c. */
+ * grammar: an error naming 'not'. *out: a new tree, the caller's; it refers to (never copies)
+ * the document's subschemas, and its nodes count against c->negate_budget, since a $ref to a
+ * wide anyOf of $refs would otherwise multiply out. */
 #define MAX_NOT_DEPTH 8
+#define NEGATE_BUDGET (1 << 14) /* nodes a compile's negations may build */
+static cJSON *neg_node(struct ctx *c, cJSON *n) {
+    if (n && --c->negate_budget < 0) {
+        cJSON_Delete(n);
+        return NULL;
+    }
+    return n;
+}
+
+static int neg_fail(struct ctx *c, cJSON *r, int rc) {
+    cJSON_Delete(r);
+    if (c->negate_budget < 0) return folio_err(FOLIO_EUNSUP, "unsupported JSON Schema keyword 'not' at %s: its negation is too large", here(c));
+    return rc ? rc : FOLIO_ENOMEM;
+}
+
 static int negate(struct ctx *c, const cJSON *n, int depth, cJSON **out) {
-    static const char *const tnames[] = {"null", "boolean", "object", "array", "string", "number", "integer"};
-    int rc;
+    static const char *const tnames[] = {"null", "boolean", "object", "array", "string", "number"};
+    static const int tbits[] = {T_NULL, T_BOOL, T_OBJ, T_ARR, T_STR, T_NUM};
+    int rc = 0;
     *out = NULL;
     if (depth > MAX_NOT_DEPTH) return unsup(c, "not");
     if (cJSON_IsBool(n)) {
-        *out = cJSON_IsTrue(n) ? cJSON_CreateFalse() : cJSON_CreateTrue();
-        return *out ? own(c, *out) : FOLIO_ENOMEM;
+        *out = neg_node(c, cJSON_IsTrue(n) ? cJSON_CreateFalse() : cJSON_CreateTrue());
+        return *out ? 0 : neg_fail(c, NULL, 0);
     }
     if (!cJSON_IsObject(n)) return folio_err(FOLIO_EINVAL, "JSON Schema 'not' at %s is not a schema", here(c));
-    cJSON *r = cJSON_CreateObject();
-    if (!r) return FOLIO_ENOMEM;
-    if ((rc = own(c, r))) return rc;
-    cJSON *alts = cJSON_AddArrayToObject(r, "anyOf");
-    if (!alts) return FOLIO_ENOMEM;
+    cJSON *r = neg_node(c, cJSON_CreateObject());
+    cJSON *alts = r ? cJSON_AddArrayToObject(r, "anyOf") : NULL;
+    if (!alts) return neg_fail(c, r, 0);
     /* not (A and B) = not A or not B, one keyword at a time */
     for (const cJSON *e = n->child; e; e = e->next) {
         const char *k = e->string;
@@ -1754,11 +1771,11 @@ static int negate(struct ctx *c, const cJSON *n, int depth, cJSON **out) {
         cJSON *p = NULL;
         if (strcmp(k, "required") == 0 && cJSON_IsArray(e)) {
             for (const cJSON *q = e->child; q; q = q->next) {
-                if (!cJSON_IsString(q)) return folio_err(FOLIO_EINVAL, "JSON Schema 'required' at %s lists a non-string", here(c));
-                cJSON *o = cJSON_CreateObject(), *props = cJSON_AddObjectToObject(o, "properties");
-                if (!o || !props || !cJSON_AddFalseToObject(props, q->valuestring)) {
+                if (!cJSON_IsString(q)) return neg_fail(c, r, folio_err(FOLIO_EINVAL, "JSON Schema 'required' at %s lists a non-string", here(c)));
+                cJSON *o = neg_node(c, cJSON_CreateObject()), *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
+                if (!props || !cJSON_AddFalseToObject(props, q->valuestring)) {
                     cJSON_Delete(o);
-                    return FOLIO_ENOMEM;
+                    return neg_fail(c, r, 0);
                 }
                 cJSON_AddItemToArray(alts, o);
             }
@@ -1766,61 +1783,56 @@ static int negate(struct ctx *c, const cJSON *n, int depth, cJSON **out) {
         }
         if (strcmp(k, "type") == 0) {
             int t;
-            if ((rc = parse_types(c, e, &t))) return rc;
+            if ((rc = parse_types(c, e, &t))) return neg_fail(c, r, rc);
             /* the rest of number once integers are excluded is not a type we can name */
-            if ((t & T_INT) && !(t & T_NUM)) return unsup(c, "not");
-            p = cJSON_CreateObject();
-            cJSON *tl = cJSON_AddArrayToObject(p, "type");
-            if (!p || !tl) {
-                cJSON_Delete(p);
-                return FOLIO_ENOMEM;
-            }
-            static const int bits[] = {T_NULL, T_BOOL, T_OBJ, T_ARR, T_STR, T_NUM};
-            for (int i = 0; i < 6; i++)
-                if (!(t & bits[i])) cJSON_AddItemToArray(tl, cJSON_CreateString(tnames[i]));
-            if (!tl->child) {
-                cJSON_Delete(p);
+            if ((t & T_INT) && !(t & T_NUM)) return neg_fail(c, r, unsup(c, "not"));
+            cJSON *tl = cJSON_CreateArray();
+            for (int i = 0; tl && i < 6; i++)
+                if (!(t & tbits[i])) cJSON_AddItemToArray(tl, cJSON_CreateString(tnames[i]));
+            if (tl && !tl->child) {
+                cJSON_Delete(tl);
                 p = cJSON_CreateFalse();
-            }
-        } else if (strcmp(k, "anyOf") == 0 || strcmp(k, "allOf") == 0 || strcmp(k, "not") == 0 || strcmp(k, "$ref") == 0) {
-            cJSON *list = cJSON_CreateArray();
-            p = cJSON_CreateObject();
-            if (!p || !list) {
-                cJSON_Delete(p);
-                cJSON_Delete(list);
-                return FOLIO_ENOMEM;
-            }
-            cJSON_AddItemToObject(p, k[1] == 'n' ? "allOf" : "anyOf", list);
-            if (strcmp(k, "not") == 0) {
-                cJSON_AddItemToArray(list, cJSON_Duplicate(e, 1));
-            } else if (strcmp(k, "$ref") == 0) {
-                const cJSON *t = cJSON_IsString(e) ? resolve(c, e->valuestring, &rc) : NULL;
-                cJSON *neg;
-                if (!t) {
-                    cJSON_Delete(p);
-                    return cJSON_IsString(e) ? rc : folio_err(FOLIO_EINVAL, "JSON Schema '$ref' at %s is not a string", here(c));
-                }
-                if ((rc = negate(c, t, depth + 1, &neg))) {
-                    cJSON_Delete(p);
-                    return rc;
-                }
-                cJSON_AddItemToArray(list, cJSON_Duplicate(neg, 1));
+            } else if (tl && (p = cJSON_CreateObject())) {
+                cJSON_AddItemToObject(p, "type", tl);
             } else {
-                for (const cJSON *b = cJSON_IsArray(e) ? e->child : NULL; b; b = b->next) {
-                    cJSON *neg;
-                    if ((rc = negate(c, b, depth + 1, &neg))) {
-                        cJSON_Delete(p);
-                        return rc;
-                    }
-                    cJSON_AddItemToArray(list, cJSON_Duplicate(neg, 1));
+                cJSON_Delete(tl);
+            }
+        } else if (strcmp(k, "not") == 0) {
+            p = cJSON_CreateObject(); /* not not X: X itself, by reference */
+            cJSON *list = p ? cJSON_AddArrayToObject(p, "allOf") : NULL;
+            if (!list || !cJSON_AddItemReferenceToArray(list, (cJSON *)e)) {
+                cJSON_Delete(p);
+                p = NULL;
+            }
+        } else if (strcmp(k, "anyOf") == 0 || strcmp(k, "allOf") == 0 || strcmp(k, "$ref") == 0) {
+            const cJSON *t = NULL;
+            if (k[0] == '$' && !(t = cJSON_IsString(e) ? resolve(c, e->valuestring, &rc) : NULL))
+                return neg_fail(c, r, rc ? rc : folio_err(FOLIO_EINVAL, "JSON Schema '$ref' at %s is not a string", here(c)));
+            p = cJSON_CreateObject();
+            cJSON *list = p ? cJSON_AddArrayToObject(p, k[1] == 'n' ? "allOf" : "anyOf") : NULL;
+            if (!list) {
+                cJSON_Delete(p);
+                return neg_fail(c, r, 0);
+            }
+            for (const cJSON *b = t ? t : cJSON_IsArray(e) ? e->child : NULL; b; b = t ? NULL : b->next) {
+                cJSON *neg;
+                if ((rc = negate(c, b, depth + 1, &neg))) {
+                    cJSON_Delete(p);
+                    return neg_fail(c, r, rc);
                 }
+                cJSON_AddItemToArray(list, neg);
             }
         } else {
-            return unsup(c, "not");
+            return neg_fail(c, r, unsup(c, "not"));
         }
+        if (!(p = neg_node(c, p))) return neg_fail(c, r, 0);
         cJSON_AddItemToArray(alts, p);
     }
-    if (!alts->child) cJSON_AddItemToArray(alts, cJSON_CreateFalse()); /* not {} */
+    if (!alts->child) { /* not {} */
+        cJSON *f = neg_node(c, cJSON_CreateFalse());
+        if (!f) return neg_fail(c, r, 0);
+        cJSON_AddItemToArray(alts, f);
+    }
     *out = r;
     return 0;
 }
@@ -1856,7 +1868,7 @@ static int gen_not(struct ctx *c, const cJSON *s, int mode, grammar_expr *out, i
     path_push(c, "not", &save);
     rc = negate(c, n, 0, &p);
     path_pop(c, save);
-    if (rc || (rc = merged(c, s, "not", p, &m))) return rc;
+    if (rc || (rc = own(c, p)) || (rc = merged(c, s, "not", p, &m))) return rc;
     rc = gen_as(c, m, mode, -1, out, sub);
     return rc ? rc : 1;
 }
@@ -1888,29 +1900,44 @@ static int gen_dependencies(struct ctx *c, const cJSON *s, grammar_expr *out) {
     grammar_expr *alts = malloc((size_t)nv * sizeof(*alts));
     if (!alts) return FOLIO_ENOMEM;
     for (int mask = 0; mask < nv && !rc; mask++) {
-        cJSON *v = cJSON_Duplicate(s, 1);
-        if (!v || (rc = own(c, v))) {
-            rc = v ? rc : FOLIO_ENOMEM;
+        /* a shallow variant: s's other keywords and properties by reference, never copied, so
+         * that variants nested in variants cost their own keys, not their subtrees */
+        cJSON *v = cJSON_CreateObject();
+        if (!v) {
+            rc = FOLIO_ENOMEM;
             break;
         }
-        for (int w = 0; w < 2; w++) cJSON_DeleteItemFromObjectCaseSensitive(v, kws[w]);
-        cJSON *props = cJSON_GetObjectItemCaseSensitive(v, "properties"), *req = cJSON_GetObjectItemCaseSensitive(v, "required");
-        if (!props) cJSON_AddItemToObject(v, "properties", props = cJSON_CreateObject());
-        if (!req) cJSON_AddItemToObject(v, "required", req = cJSON_CreateArray());
-        if (!cJSON_IsObject(props) || !cJSON_IsArray(req)) {
-            rc = folio_err(FOLIO_EINVAL, "JSON Schema 'properties'/'required' at %s malformed", here(c));
+        if ((rc = own(c, v))) break;
+        cJSON *props = cJSON_AddObjectToObject(v, "properties"), *req = cJSON_AddArrayToObject(v, "required");
+        if (!props || !req) {
+            rc = FOLIO_ENOMEM;
             break;
         }
-        for (int i = 0; i < k; i++) {
+        for (const cJSON *e = s->child; e && !rc; e = e->next) {
+            int is_props = strcmp(e->string, "properties") == 0, is_req = strcmp(e->string, "required") == 0;
+            if (in_list(e->string, kws, 2)) continue;
+            if (!is_props && !is_req) {
+                cJSON_AddItemReferenceToObject(v, e->string, (cJSON *)e);
+            } else if (is_props ? !cJSON_IsObject(e) : !cJSON_IsArray(e)) {
+                rc = folio_err(FOLIO_EINVAL, "JSON Schema '%s' at %s is not an %s", e->string, here(c), is_props ? "object" : "array");
+            } else {
+                for (const cJSON *x = e->child; x; x = x->next) {
+                    if (is_props) cJSON_AddItemReferenceToObject(props, x->string, (cJSON *)x);
+                    else cJSON_AddItemReferenceToArray(req, (cJSON *)x);
+                }
+            }
+        }
+        for (int i = 0; i < k && !rc; i++) {
             if (mask >> i & 1) {
                 cJSON_AddItemToArray(req, cJSON_CreateString(trig[i]->string));
-                for (const cJSON *r = trig[i]->child; r; r = r->next) cJSON_AddItemToArray(req, cJSON_Duplicate(r, 1));
+                for (const cJSON *r = trig[i]->child; r; r = r->next) cJSON_AddItemReferenceToArray(req, (cJSON *)r);
             } else if (cJSON_GetObjectItemCaseSensitive(props, trig[i]->string)) {
                 cJSON_ReplaceItemInObjectCaseSensitive(props, trig[i]->string, cJSON_CreateFalse());
             } else {
                 cJSON_AddItemToObject(props, trig[i]->string, cJSON_CreateFalse());
             }
         }
+        if (rc) break;
         rc = gen_as(c, v, GEN_INLINE, -1, &alts[mask], NULL);
     }
     if (!rc) *out = alt_chunked(c, alts, nv);
@@ -2133,6 +2160,7 @@ int json_schema_compile_ex(const char *schema, size_t len, const struct json_sch
     if (!c.root) return folio_err(FOLIO_EINVAL, "JSON Schema is not valid JSON");
     c.doc.root = c.root;
     c.validate_budget = VALIDATE_BUDGET;
+    c.negate_budget = NEGATE_BUDGET;
     if (!(c.b = grammar_builder_create())) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto out;

@@ -120,6 +120,13 @@ static int spend(struct jv *v, long n) {
     return 0;
 }
 
+/* A value's node count, capped: what comparing it with another costs at most. */
+static long size_of(const cJSON *x) {
+    long n = 1;
+    for (const cJSON *e = x->child; e && n < (1L << 20); e = e->next) n += size_of(e);
+    return n;
+}
+
 static int is_integer(const cJSON *x) {
     return cJSON_IsNumber(x) && isfinite(x->valuedouble) && x->valuedouble == floor(x->valuedouble);
 }
@@ -217,8 +224,9 @@ static int check_array(struct jv *v, const cJSON *s, const cJSON *x) {
     }
     if (cJSON_IsTrue(kw(s, "uniqueItems")))
         for (const cJSON *a = x->child; a; a = a->next) {
+            const long cost = size_of(a);
             for (const cJSON *b = a->next; b; b = b->next) {
-                if ((rc = spend(v, 1))) return rc;
+                if ((rc = spend(v, cost))) return rc;
                 if (cJSON_Compare(a, b, 1)) return 0;
             }
         }
@@ -333,10 +341,16 @@ static int check_body(struct jv *v, const cJSON *s, const cJSON *x) {
     }
     if ((rc = check_type(s, x)) != 1) return rc;
     const cJSON *en = kw(s, "enum"), *cst = kw(s, "const");
-    if (cst && !cJSON_Compare(cst, x, 1)) return 0;
+    if (cst && ((rc = spend(v, size_of(x))) || !cJSON_Compare(cst, x, 1))) return rc;
     if (en) {
+        /* each comparison costs up to the instance's size: an enum's values checked against the
+         * enum itself would otherwise be quadratic, unbudgeted */
+        const long cost = size_of(x);
         int hit = 0;
-        for (const cJSON *e = cJSON_IsArray(en) ? en->child : NULL; e && !hit; e = e->next) hit = cJSON_Compare(e, x, 1);
+        for (const cJSON *e = cJSON_IsArray(en) ? en->child : NULL; e && !hit; e = e->next) {
+            if ((rc = spend(v, cost))) return rc;
+            hit = cJSON_Compare(e, x, 1);
+        }
         if (!hit) return 0;
     }
     if (cJSON_IsNumber(x) && (rc = check_number(s, x->valuedouble)) != 1) return rc;

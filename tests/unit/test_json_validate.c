@@ -119,6 +119,30 @@ TEST(json_schema_finite_domain_budget) {
     free(s);
 }
 
+/* The other rewrites as an attacker would size them: an enum checked against itself (quadratic
+ * unbudgeted), and a `not` through a $ref to a wide anyOf of $refs (multiplied out unbudgeted)
+ * are refused at once. */
+TEST(json_schema_rewrite_budgets) {
+    size_t cap = 1 << 20, n = 0;
+    char *s = malloc(cap);
+    n += (size_t)snprintf(s + n, cap - n, "{\"not\":{\"const\":-1},\"enum\":[");
+    for (int i = 0; i < 20000; i++) n += (size_t)snprintf(s + n, cap - n, "%s%d", i ? "," : "", i);
+    n += (size_t)snprintf(s + n, cap - n, "]}");
+    struct grammar *g = NULL;
+    CHECK_EQ_INT(json_schema_compile(s, n, NULL, &g), FOLIO_EUNSUP);
+    CHECK(strstr(folio_last_error(), "too costly") != NULL);
+    n = 0;
+    n += (size_t)snprintf(s + n, cap - n, "{\"$defs\":{\"a\":{\"anyOf\":[");
+    for (int i = 0; i < 500; i++) n += (size_t)snprintf(s + n, cap - n, "%s{\"$ref\":\"#/$defs/b\"}", i ? "," : "");
+    n += (size_t)snprintf(s + n, cap - n, "]},\"b\":{\"anyOf\":[");
+    for (int i = 0; i < 500; i++) n += (size_t)snprintf(s + n, cap - n, "%s{\"required\":[\"k%d\"]}", i ? "," : "", i);
+    n += (size_t)snprintf(s + n, cap - n, "]}},\"type\":\"object\",\"not\":{\"$ref\":\"#/$defs/a\"}}");
+    CHECK_EQ_INT(json_schema_compile(s, n, NULL, &g), FOLIO_EUNSUP);
+    CHECK(strstr(folio_last_error(), "too large") != NULL);
+    CHECK(g == NULL);
+    free(s);
+}
+
 /* Every labelled instance of the corpus: where the validator decides, it agrees, but for the
  * differences it has by design (each listed with why). */
 static const struct {
