@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "responses.h"
 #include "base/util.h"
 
 void foliod_init(struct foliod *d) {
@@ -31,19 +32,26 @@ int foliod_open(struct foliod *d) {
         !(d->audit = audit_create(d->store, 60)))
         return folio_err(FOLIO_ENOMEM, "out of memory");
     auth_sessions_set_max_age(d->sessions, 24 * 3600.0);
-    return 0;
+    struct responses_params rp = responses_default_params();
+    rp.store = d->store;
+    rp.ttl_s = d->cfg.responses_ttl;
+    if (d->cfg.responses_max_bytes > 0) rp.max_bytes = d->cfg.responses_max_bytes;
+    if (d->cfg.max_body) rp.max_body = d->cfg.max_body;
+    return responses_create(&rp, &d->responses);
 }
 
 void foliod_close(struct foliod *d) {
     auth_sessions_free(d->sessions);
     auth_throttle_free(d->throttle);
     audit_free(d->audit); /* writes the failed logins still pending */
+    responses_free(d->responses);
     store_close(d->store);
     free(d->key_hash);
     free(d->key_id);
     d->sessions = NULL;
     d->throttle = NULL;
     d->audit = NULL;
+    d->responses = NULL;
     d->store = NULL;
     d->key_hash = NULL;
     d->key_id = NULL;

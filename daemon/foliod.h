@@ -33,6 +33,8 @@ struct foliod_config {
     int header_timeout;         /* seconds (20): headers, and a stalled body or response (http_conn.h) */
     int max_conns_per_client;   /* per client address (128); 0: no cap */
     const char *server_names;   /* comma-separated Host names allowed on a loopback bind, or NULL */
+    int64_t responses_ttl;      /* seconds a stored /v1/responses answer is kept (30 days); 0: none is */
+    int64_t responses_max_bytes; /* all stored responses together (1 GiB), the oldest out */
 };
 
 struct foliod {
@@ -43,6 +45,7 @@ struct foliod {
     struct auth_sessions *sessions;
     struct auth_throttle *throttle; /* back-off per client address on failed credentials */
     struct audit *audit;            /* failed logins, aggregated into the event log */
+    struct responses *responses;    /* stored /v1/responses answers (responses.h) */
     double t_start;
     int gpus;
 
@@ -67,8 +70,8 @@ struct foliod {
 /* Sets up the locks; d->cfg is filled by the caller. */
 void foliod_init(struct foliod *d);
 /* Opens DATA/folio.db (the schema from cfg.db_dir), hashes cfg.api_key, loads the stored
- * keys' hashes, and creates the sessions (12 h idle, 24 h at most), the per-address back-off
- * and the login audit. On failure what was opened stays for foliod_close. */
+ * keys' hashes, and creates the sessions (12 h idle, 24 h at most), the per-address back-off,
+ * the login audit and the stored responses. On failure what was opened stays for foliod_close. */
 int foliod_open(struct foliod *d);
 /* Frees what foliod_open made (the audit writes what is pending) and the locks; after the
  * HTTP front and everything else that reads d has stopped. */

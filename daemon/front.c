@@ -1,8 +1,9 @@
 /* front: foliod's port (8000), routed by a table. Routes: the OpenAI API (the paths of
  * base/openai_paths.h, the list the engine serves), proxied to the engine of the request's
- * model, /v1/models answered here; /health, /ready, /metrics and /version; /api/...
- * (admin_api.c); /admin/ (the console's static files). API keys guard the OpenAI routes
- * whenever one exists. */
+ * model, /v1/models answered here, /v1/responses through responses.c (which keeps what the
+ * engine answers, and serves /v1/responses/{id}); /health, /ready, /metrics and /version;
+ * /api/... (admin_api.c); /admin/ (the console's static files). API keys guard the OpenAI
+ * routes whenever one exists. */
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include "guard.h"
 #include "json_model.h"
 #include "proxy.h"
+#include "responses.h"
 #include "upstream.h"
 #include "wire.h"
 #include "base/http_conn.h"
@@ -41,6 +43,7 @@ struct front {
 struct front_req {
     const char *method, *uri;
     const char *rest; /* after a prefix route's path; an OpenAI path's item (/v1/models/{id}), or NULL */
+    int64_t owner;    /* on FRONT_API_KEY routes: the stored key's id, 0 for any other credential or none */
 };
 
 /* ---- API keys on the OpenAI routes ---- */
@@ -58,8 +61,10 @@ static int bearer(struct mg_connection *c, const char **tok, size_t *len) {
 
 /* 1 when the request may use the OpenAI routes: no key exists, or it presents one; 0 when
  * not (the caller answers 401); -1 when it has been answered already: 429 while the client's
- * address backs off after wrong keys, 403 for a cookie-only POST from another origin. */
-static int api_authorized(struct foliod *d, struct mg_connection *c) {
+ * address backs off after wrong keys, 403 for a cookie-only POST from another origin. *owner
+ * is the stored key's id when one was presented, else 0 (what stored responses belong to). */
+static int api_authorized(struct foliod *d, struct mg_connection *c, int64_t *owner) {
+    *owner = 0;
     pthread_mutex_lock(&d->keys_mu);
     const int need = d->num_keys > 0 || d->env_key_hash[0];
     pthread_mutex_unlock(&d->keys_mu);
@@ -88,6 +93,7 @@ static int api_authorized(struct foliod *d, struct mg_connection *c) {
     int ok = idx >= 0 || (d->env_key_hash[0] && auth_equal(hash, 64, d->env_key_hash, 64));
     pthread_mutex_unlock(&d->keys_mu);
     if (id) store_key_touch(d->store, id, (int64_t)time(NULL));
+    if (ok) *owner = id;
     if (ok) guard_succeeded(d, c);
     else guard_failed(d, c);
     return ok;
@@ -105,18 +111,17 @@ static int resolve(struct foliod *d, const char *name, struct store_model *m) {
     return store_model_find(d->store, name, m);
 }
 
-static void ep_proxy(struct foliod *d, struct mg_connection *c, const struct front_req *req) {
+/* Routes body[0..len) by its "model" and relays it to that model's engine, with x's headers
+ * and taps (may be NULL). The client has been answered when it returns. */
+static void forward(struct foliod *d, struct mg_connection *c, const struct front_req *req, const char *body,
+                    size_t len, const struct proxy_extra *x) {
     const char *method = req->method, *uri = req->uri;
-    char *body = NULL;
-    size_t len = 0;
-    if (wire_read_body(c, d->cfg.max_body, &body, &len)) return;
     /* Only the top-level "model" is needed: a scan, not a tree of a 16 MiB body. */
     size_t ms = 0, me = 0;
     const int kind = json_model_find(body, len, &ms, &me);
     char name[256] = "";
     if (kind < 0 || kind == JSON_MODEL_OTHER ||
         (kind == JSON_MODEL_STRING && json_model_decode(body, ms, me, name, sizeof name))) {
-        free(body);
         openai_error_send(c, 400, "invalid_request_error", "%s",
                          kind == JSON_MODEL_OTHER ? "model must be a string" : folio_last_error());
         return;
@@ -124,8 +129,7 @@ static void ep_proxy(struct foliod *d, struct mg_connection *c, const struct fro
     /* The `default` alias may move while the request is routed (a switch): then the old
      * engine no longer takes it, and it is routed again to where the alias points now. */
     const int alias = !name[0] || !strcmp(name, "default");
-    char *out = body;
-    size_t out_len = len;
+    char *out = NULL;
     for (int attempt = 0;; attempt++) {
         struct store_model m;
         if (resolve(d, name, &m)) {
@@ -135,13 +139,17 @@ static void ep_proxy(struct foliod *d, struct mg_connection *c, const struct fro
         }
         /* The engine knows the model by its served name: rewrite an alias to it, in a copy
          * with only the member's value replaced. */
-        if (out != body) free(out);
-        out = body;
-        out_len = len;
+        free(out);
+        out = NULL;
+        const char *send = body;
+        size_t send_len = len;
         int rc = 0;
-        if (strcmp(name, m.name) != 0 && json_model_splice(body, len, kind, ms, me, m.name, &out, &out_len)) {
-            out = NULL;
-            rc = FOLIO_ENOMEM;
+        if (strcmp(name, m.name) != 0) {
+            if (json_model_splice(body, len, kind, ms, me, m.name, &out, &send_len)) {
+                out = NULL;
+                rc = FOLIO_ENOMEM;
+            }
+            send = out;
         }
         struct supervisor_route r;
         if (!rc) rc = supervisor_route(d->sup, m.id, &r);
@@ -154,7 +162,7 @@ static void ep_proxy(struct foliod *d, struct mg_connection *c, const struct fro
         else if (rc)
             openai_error_send(c, 500, "server_error", "out of memory");
         else {
-            rc = proxy_forward(c, r.port, r.secret, method, uri, out, out_len, m.name, retry);
+            rc = proxy_forward(c, r.port, r.secret, method, uri, send, send_len, m.name, retry, x);
             if (rc == FOLIO_EBUSY) {
                 /* Draining: the alias has moved or is about to; give the switch a moment. */
                 usleep(20 * 1000);
@@ -167,8 +175,96 @@ static void ep_proxy(struct foliod *d, struct mg_connection *c, const struct fro
         }
         break;
     }
-    if (out && out != body) free(out);
+    free(out);
+}
+
+static void ep_proxy(struct foliod *d, struct mg_connection *c, const struct front_req *req) {
+    char *body = NULL;
+    size_t len = 0;
+    if (wire_read_body(c, d->cfg.max_body, &body, &len)) return;
+    forward(d, c, req, body, len, NULL);
     free(body);
+}
+
+/* ---- /v1/responses: the engine answers, foliod keeps (responses.h) ---- */
+
+static void send_responses_error(struct mg_connection *c, const struct responses_error *e) {
+    openai_error_write(c, e->status, e->type, e->param, NULL, e->message);
+}
+
+/* POST /v1/responses: previous_response_id expanded into the body, the answer stored. */
+static void ep_responses_create(struct foliod *d, struct mg_connection *c, const struct front_req *req) {
+    char *body = NULL;
+    size_t len = 0;
+    struct responses_turn *t = NULL;
+    struct responses_error err;
+    if (wire_read_body(c, d->cfg.max_body, &body, &len)) return;
+    if (responses_turn_begin(d->responses, req->owner, body, len, &t, &err)) {
+        send_responses_error(c, &err);
+        free(body);
+        return;
+    }
+    size_t n = 0;
+    const char *send = responses_turn_body(t, &n);
+    /* An expanded body is the turn's own and nothing in the turn points into the client's:
+     * that one goes now, so that a long conversation is held once while it streams. */
+    if (send != body) {
+        free(body);
+        body = NULL;
+    }
+    const struct proxy_extra x = {.headers = responses_turn_headers(t),
+                                  .on_head = responses_turn_on_head,
+                                  .on_body = responses_turn_on_body,
+                                  .on_end = responses_turn_on_end,
+                                  .ud = t};
+    forward(d, c, req, send, n, &x);
+    responses_turn_free(t);
+    free(body);
+}
+
+/* /v1/responses/{id} (GET, DELETE) and /v1/responses/{id}/input_items (GET). */
+static void ep_responses_item(struct foliod *d, struct mg_connection *c, const struct front_req *req) {
+    char id[128];
+    const char *rest = req->rest, *slash = strchr(rest, '/');
+    const size_t idn = slash ? (size_t)(slash - rest) : strlen(rest);
+    const int items = slash && !strcmp(slash, "/input_items");
+    if (idn == 0 || idn >= sizeof id || (slash && !items)) {
+        openai_error_send(c, 404, "NotFoundError", "no route for %s %s", req->method, req->uri);
+        return;
+    }
+    memcpy(id, rest, idn);
+    id[idn] = '\0';
+    const char *allow = items ? "GET" : "GET, DELETE";
+    char *json = NULL;
+    struct responses_error err;
+    int rc;
+    if (!strcmp(req->method, "GET") && items) {
+        /* The query's values, decoded; an absent one is NULL. */
+        const char *qs = mg_get_request_info(c)->query_string;
+        char v[4][96];
+        const char *names[4] = {"limit", "order", "after", "before"};
+        const char *vals[4] = {NULL, NULL, NULL, NULL};
+        for (int i = 0; i < 4 && qs; i++) {
+            const int got = mg_get_var(qs, strlen(qs), names[i], v[i], sizeof v[i]);
+            if (got == -2) { /* longer than any valid value */
+                openai_error_write(c, 400, "invalid_request_error", names[i], NULL, "the value is too long");
+                return;
+            }
+            if (got >= 0) vals[i] = v[i];
+        }
+        const struct responses_list_query q = {vals[0], vals[1], vals[2], vals[3]};
+        rc = responses_input_items(d->responses, id, req->owner, &q, &json, &err);
+    } else if (!strcmp(req->method, "GET")) {
+        rc = responses_get(d->responses, id, req->owner, &json, &err);
+    } else if (!strcmp(req->method, "DELETE") && !items) {
+        rc = responses_delete(d->responses, id, req->owner, &json, &err);
+    } else {
+        mg_printf(c, "HTTP/1.1 405 Method Not Allowed\r\nAllow: %s\r\nContent-Length: 0\r\n\r\n", allow);
+        return;
+    }
+    if (rc) send_responses_error(c, &err);
+    else wire_send_json(c, 200, json, NULL);
+    free(json);
 }
 
 static cJSON *model_card(const struct store_model *m, const char *id) {
@@ -262,6 +358,16 @@ static void ep_metrics(struct foliod *d, struct mg_connection *c, const struct f
              d->unauthorized);
     sbuf_puts(&out, line_buf);
     pthread_mutex_unlock(&d->stats_mu);
+    int64_t rbytes = 0, rrows = 0;
+    if (!responses_usage(d->responses, &rbytes, &rrows)) {
+        snprintf(line_buf, sizeof line_buf,
+                 "# HELP foliod:responses_stored Responses kept for previous_response_id (expired ones until purged).\n"
+                 "# TYPE foliod:responses_stored gauge\nfoliod:responses_stored %lld\n"
+                 "# HELP foliod:responses_stored_bytes Their bytes, as counted against responses_max_mib.\n"
+                 "# TYPE foliod:responses_stored_bytes gauge\nfoliod:responses_stored_bytes %lld\n",
+                 (long long)rrows, (long long)rbytes);
+        sbuf_puts(&out, line_buf);
+    }
     int ne = 0, ready = 0;
     struct supervisor_engine_info *es = supervisor_list_all(d->sup, &ne);
     for (int i = 0; i < ne; i++) ready += !strcmp(es[i].state, "ready");
@@ -421,6 +527,8 @@ static const struct front_route routes[] = {
     {"/api/", NULL, FRONT_PREFIX, ep_admin},
     {"/admin", NULL, 0, ep_console_dir},
     {"/admin/", "GET", FRONT_PREFIX | FRONT_ALSO_HEAD, ep_console},
+    /* Ahead of the OpenAI table, whose /v1/responses takes POST only: the stored ones. */
+    {"/v1/responses/", NULL, FRONT_PREFIX | FRONT_API_KEY, ep_responses_item},
 };
 
 /* The OpenAI paths (base/openai_paths.h), after the routes above: path and method come from
@@ -431,6 +539,7 @@ static const struct front_route openai_routes[OPENAI_NUM_PATHS] = {
     [OPENAI_COMPLETIONS] = {NULL, NULL, FRONT_API_KEY | FRONT_BARE_405, ep_proxy},
     [OPENAI_TOKENIZE] = {NULL, NULL, FRONT_API_KEY | FRONT_BARE_405, ep_proxy},
     [OPENAI_DETOKENIZE] = {NULL, NULL, FRONT_API_KEY | FRONT_BARE_405, ep_proxy},
+    [OPENAI_RESPONSES] = {NULL, NULL, FRONT_API_KEY | FRONT_BARE_405, ep_responses_create},
 };
 
 static int method_ok(const struct front_route *rt, const char *m) {
@@ -462,13 +571,13 @@ static int handle(struct mg_connection *c, void *ud) {
     const struct mg_request_info *ri = mg_get_request_info(c);
     const char *m = ri->request_method, *uri = ri->local_uri ? ri->local_uri : "/";
     struct front_route rt;
-    struct front_req r = {m, uri, NULL};
+    struct front_req r = {m, uri, NULL, 0};
     if (!find_route(uri, m, &rt, &r.rest)) {
         openai_error_send(c, 404, "NotFoundError", "no route for %s %s", m, uri);
         return 1;
     }
     if (rt.flags & FRONT_API_KEY) {
-        const int az = api_authorized(d, c);
+        const int az = api_authorized(d, c, &r.owner);
         if (az < 0) return 1; /* answered: 403 or 429 */
         if (!az) {
             pthread_mutex_lock(&d->stats_mu);

@@ -1,8 +1,9 @@
 /* json_model: see json_model.h. A recursive-descent validator over the bytes, remembering
- * the span of the top-level "model" member's value. */
+ * the spans of the top-level members asked for ("model", or /v1/responses' few). */
 #include "json_model.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@ struct scan {
     const unsigned char *p, *end, *base;
     int depth;
     const char *why;
+    char dup[96]; /* "\"name\" is given twice", when why points here */
 };
 
 static void ws(struct scan *s) {
@@ -103,11 +105,35 @@ static int has_escaped_nul(const unsigned char *p, const unsigned char *end) {
     return 0;
 }
 
-/* An object at s->p ('{'). At the top level (depth 1) the "model" member is recorded. */
-static int object(struct scan *s, int top, int *kind, size_t *start, size_t *end) {
+/* Which of the wanted members (m[0..n)) the top-level name [ks, ke) is, or -1. Compared
+ * decoded: "mod\u0065l" is "model" to every JSON parser after us. */
+static int member_index(struct scan *s, const unsigned char *ks, const unsigned char *ke, const struct json_member *m,
+                        int n) {
+    const size_t raw = (size_t)(ke - ks);
+    for (int i = 0; i < n; i++) {
+        const size_t nl = strlen(m[i].name);
+        if (raw == nl + 2 && !memcmp(ks + 1, m[i].name, nl)) return i;
+    }
+    if (!memchr(ks, '\\', raw)) return -1;
+    /* "model\u0000x" is "model" to a C parser (cJSON in the engine): refuse the ambiguity
+     * rather than route by one reading and serve by the other. */
+    if (has_escaped_nul(ks, ke)) return s->why = "a \\u0000 in a member name", -2;
+    /* Without a NUL, a wanted name (at most 32 bytes) is at most 32 six-byte escapes long. */
+    char key[200];
+    const char *b = (const char *)s->base;
+    if (raw > 6 * 32 + 2 ||
+        json_model_decode(b, (size_t)(ks - s->base), (size_t)(ke - s->base), key, sizeof key) != 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(key, m[i].name)) return i;
+    return -1;
+}
+
+/* An object at s->p ('{'). At the top level (m set) the wanted members are recorded. */
+static int object(struct scan *s, struct json_member *m, int n) {
     if (++s->depth > JSON_MODEL_MAX_DEPTH) return s->why = "nested too deeply", -1;
     s->p++; /* '{' */
-    if (top) *start = (size_t)(s->p - s->base);
+    for (int i = 0; i < n; i++) m[i].start = m[i].end = (size_t)(s->p - s->base);
     ws(s);
     if (s->p < s->end && *s->p == '}') {
         s->p++;
@@ -118,30 +144,22 @@ static int object(struct scan *s, int top, int *kind, size_t *start, size_t *end
         ws(s);
         const unsigned char *ks = s->p;
         if (string(s)) return -1;
-        /* Compared decoded: "mod\u0065l" is "model" to every JSON parser after us. */
-        int is_model = top && s->p - ks == 7 && !memcmp(ks, "\"model\"", 7);
-        if (top && !is_model && memchr(ks, '\\', (size_t)(s->p - ks))) {
-            /* "model\u0000x" is "model" to a C parser (cJSON in the engine): refuse the
-             * ambiguity rather than route by one reading and serve by the other. */
-            if (has_escaped_nul(ks, s->p)) return s->why = "a \\u0000 in a member name", -1;
-            /* Without a NUL, "model" is at most 5 six-byte escapes long. */
-            char key[72];
-            const char *b = (const char *)s->base;
-            is_model = s->p - ks <= 64 &&
-                       json_model_decode(b, (size_t)(ks - s->base), (size_t)(s->p - s->base), key, sizeof key) == 0 &&
-                       !strcmp(key, "model");
-        }
+        const int w = m ? member_index(s, ks, s->p, m, n) : -1;
+        if (w == -2) return -1;
         ws(s);
         if (s->p >= s->end || *s->p != ':') return s->why = "expected ':' after a member name", -1;
         s->p++;
         ws(s);
         const unsigned char *vs = s->p;
         if (value(s)) return -1;
-        if (is_model) {
-            if (*kind != JSON_MODEL_ABSENT) return s->why = "\"model\" is given twice", -1;
-            *kind = *vs == '"' ? JSON_MODEL_STRING : *vs == 'n' ? JSON_MODEL_NULL : JSON_MODEL_OTHER;
-            *start = (size_t)(vs - s->base);
-            *end = (size_t)(s->p - s->base);
+        if (w >= 0) {
+            if (m[w].kind != JSON_MODEL_ABSENT) {
+                snprintf(s->dup, sizeof s->dup, "\"%.64s\" is given twice", m[w].name);
+                return s->why = s->dup, -1;
+            }
+            m[w].kind = *vs == '"' ? JSON_MODEL_STRING : *vs == 'n' ? JSON_MODEL_NULL : JSON_MODEL_OTHER;
+            m[w].start = (size_t)(vs - s->base);
+            m[w].end = (size_t)(s->p - s->base);
         }
         ws(s);
         if (s->p < s->end && *s->p == ',') {
@@ -185,10 +203,8 @@ static int array(struct scan *s) {
 
 static int value(struct scan *s) {
     if (s->p >= s->end) return s->why = "unexpected end of the text", -1;
-    int unused_kind = JSON_MODEL_ABSENT;
-    size_t us = 0, ue = 0;
     switch (*s->p) {
-    case '{': return object(s, 0, &unused_kind, &us, &ue);
+    case '{': return object(s, NULL, 0);
     case '[': return array(s);
     case '"': return string(s);
     case 't': return literal(s, "true");
@@ -198,25 +214,35 @@ static int value(struct scan *s) {
     }
 }
 
-int json_model_find(const char *text, size_t len, size_t *start, size_t *end) {
-    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, (const unsigned char *)text, 0, NULL};
-    int kind = JSON_MODEL_ABSENT;
-    size_t st = 0, en = 0;
+int json_model_members(const char *text, size_t len, struct json_member *m, int n) {
+    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, (const unsigned char *)text, 0, NULL,
+                     ""};
+    for (int i = 0; i < n; i++) {
+        m[i].kind = JSON_MODEL_ABSENT;
+        m[i].start = m[i].end = 0;
+    }
     if (!text) return folio_err(FOLIO_EINVAL, "the request body is not a JSON object");
     ws(&s);
     if (s.p >= s.end || *s.p != '{') return folio_err(FOLIO_EINVAL, "the request body is not a JSON object");
-    if (object(&s, 1, &kind, &st, &en)) goto bad;
+    if (object(&s, m, n)) goto bad;
     ws(&s);
     if (s.p != s.end) {
         s.why = "text after the JSON object";
         goto bad;
     }
-    *start = st;
-    *end = kind == JSON_MODEL_ABSENT ? st : en;
-    return kind;
+    return 0;
 bad:
     return folio_err(FOLIO_EINVAL, "the request body is not valid JSON: %s at byte %zu", s.why ? s.why : "malformed",
                      (size_t)(s.p - s.base));
+}
+
+int json_model_find(const char *text, size_t len, size_t *start, size_t *end) {
+    struct json_member m = {.name = "model"};
+    int rc = json_model_members(text, len, &m, 1);
+    if (rc) return rc;
+    *start = m.start;
+    *end = m.end;
+    return m.kind;
 }
 
 static uint32_t hex4(const char *p) {

@@ -47,7 +47,11 @@ static const char usage[] =
     "  --db-dir DIR          schema and migrations (db/ beside the build, else /usr/share/folio/db)\n"
     "  --admin-ui DIR        the console's files (admin-ui/ beside the build, else /usr/share/folio/admin-ui)\n"
     "  --threads N           concurrent HTTP connections (256)\n"
-    "  --max-body MIB        the largest request body (16; /api/login takes 4 KiB)\n"
+    "  --max-body MIB        the largest request body (16; /api/login takes 4 KiB); also the largest\n"
+    "                        conversation a previous_response_id may expand to\n"
+    "  --responses-ttl S     how long a /v1/responses answer is kept for previous_response_id and\n"
+    "                        GET /v1/responses/{id} (2592000: 30 days; 0: none is, store is false)\n"
+    "  --responses-max-mib MIB  all stored responses together; the oldest go first (1024)\n"
     "  --header-timeout S    a client's time to send its headers; also the longest stall in sending a\n"
     "                        body or in reading a response, after which a stream is aborted (20)\n"
     "  --max-connections-per-client N  connections from one address at once (128; 0: no cap; raise it\n"
@@ -62,21 +66,23 @@ static const char usage[] =
     "  --version             print the version and exit\n";
 
 /* Settings by name, as strings: flags first win, then the file, then the environment. */
-#define NKEYS 22
+#define NKEYS 24
 static const char *const key_names[NKEYS] = {"host",      "port",    "data_dir",    "engine_bin",
                                              "api_key",   "admin_token", "db_dir",  "admin_ui_dir",
                                              "threads",   "admin_password", "config", "model",
                                              "hf_endpoint", "hf_token", "header_timeout",
                                              "max_connections_per_client", "server_name",
                                              "api_key_file", "admin_token_file", "hf_token_file",
-                                             "admin_password_file", "max_body"};
+                                             "admin_password_file", "max_body", "responses_ttl",
+                                             "responses_max_mib"};
 static const char *const env_names[NKEYS] = {"FOLIO_HOST",       "FOLIO_PORT",         "FOLIO_DATA_DIR",
                                              "FOLIO_ENGINE_BIN", "FOLIO_API_KEY",      "FOLIO_ADMIN_TOKEN",
                                              "FOLIO_DB_DIR",     "FOLIO_ADMIN_UI_DIR", "FOLIO_THREADS",
                                              "FOLIO_ADMIN_PASSWORD", "FOLIO_CONFIG", NULL,
                                              "HF_ENDPOINT", "HF_TOKEN", "FOLIO_HEADER_TIMEOUT",
                                              "FOLIO_MAX_CONNECTIONS_PER_CLIENT", "FOLIO_SERVER_NAME",
-                                             NULL, NULL, NULL, NULL, "FOLIO_MAX_BODY"};
+                                             NULL, NULL, NULL, NULL, "FOLIO_MAX_BODY", "FOLIO_RESPONSES_TTL",
+                                             "FOLIO_RESPONSES_MAX_MIB"};
 /* Where a setting came from: its rank decides between a secret and its *_file twin. */
 enum { SRC_NONE, SRC_FLAG, SRC_FILE, SRC_ENV };
 struct settings {
@@ -489,7 +495,21 @@ int main(int argc, char **argv) {
     d.cfg.hf_endpoint = V("hf_endpoint", "https://huggingface.co");
     d.cfg.hf_token = V("hf_token", NULL);
     const char *admin_pw = V("admin_password", NULL);
+    const char *ttl_s = V("responses_ttl", "2592000"), *resp_mib_s = V("responses_max_mib", "1024");
 #undef V
+    char *end = NULL;
+    const long long ttl = strtoll(ttl_s, &end, 10);
+    if (!*ttl_s || *end || ttl < 0 || ttl > 10LL * 366 * 86400) {
+        rc = folio_err(FOLIO_EINVAL, "--responses-ttl must be 0 (store nothing) to 316224000 seconds (10 years)");
+        goto out;
+    }
+    const long long resp_mib = strtoll(resp_mib_s, &end, 10);
+    if (!*resp_mib_s || *end || resp_mib < 1 || resp_mib > (1LL << 20)) {
+        rc = folio_err(FOLIO_EINVAL, "--responses-max-mib must be 1-1048576 MiB");
+        goto out;
+    }
+    d.cfg.responses_ttl = ttl;
+    d.cfg.responses_max_bytes = (int64_t)resp_mib << 20;
     if (max_body_mib < 1 || max_body_mib > 1024) {
         rc = folio_err(FOLIO_EINVAL, "--max-body must be 1-1024 MiB");
         goto out;

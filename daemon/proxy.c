@@ -73,7 +73,9 @@ static void stream_error(struct mg_connection *c, const char *model) {
 }
 
 int proxy_forward(struct mg_connection *c, int port, const char *secret, const char *method, const char *uri,
-                  const char *body, size_t len, const char *model, int may_retry) {
+                  const char *body, size_t len, const char *model, int may_retry, const struct proxy_extra *x) {
+    static const struct proxy_extra none = {0};
+    if (!x) x = &none;
     const int client_fd = http_conn_fd(c);
     int up = upstream_connect(port, 2000);
     if (up < 0) {
@@ -89,8 +91,8 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
     }
     int n = snprintf(buf, BUF_CAP,
                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                     method, uri, port, secret, len);
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
+                     method, uri, port, secret, len, x->headers ? x->headers : "");
     if (n <= 0 || n >= BUF_CAP || upstream_write_all(up, buf, (size_t)n) || (len && upstream_write_all(up, body, len))) {
         openai_error_send(c, 502, "server_error", "the engine serving %s is not answering", model);
         rc = FOLIO_EIO;
@@ -122,6 +124,7 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
         rc = FOLIO_EBUSY;
         goto out;
     }
+    if (x->on_head) x->on_head(x->ud, h.status, h.content_type);
     mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", h.status, reason(h.status), h.content_type);
     if (h.cache_control[0]) mg_printf(c, "Cache-Control: %s\r\n", h.cache_control);
     if (h.allow[0]) mg_printf(c, "Allow: %s\r\n", h.allow);
@@ -136,6 +139,8 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
         for (;;) {
             size_t take = have;
             if (want >= 0 && (long long)take > want - sent) take = (size_t)(want - sent);
+            if (take && x->on_body) x->on_body(x->ud, buf, take);
+            if (want >= 0 && sent + (long long)take >= want && x->on_end) x->on_end(x->ud);
             if (take && mg_write(c, buf, take) != (int)take) { /* a stalled client: CivetWeb's timeout */
                 rc = FOLIO_EIO;
                 break;
@@ -146,6 +151,7 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
             int r = fill(up, client_fd, buf, &have, BUF_CAP);
             if (r <= 0) {
                 if (want >= 0 || r < 0) rc = FOLIO_EIO; /* cut short: the client sees a short body */
+                else if (x->on_end) x->on_end(x->ud); /* no length: the close ends the body */
                 break;
             }
         }
@@ -158,10 +164,12 @@ int proxy_forward(struct mg_connection *c, int port, const char *secret, const c
         size_t plen, used;
         int k = relay_next_chunk(buf, have, BUF_CAP - 64, &payload, &plen, &used);
         if (k == 2) {
+            if (x->on_end) x->on_end(x->ud);
             mg_printf(c, "0\r\n\r\n");
             break;
         }
         if (k == 1) {
+            if (x->on_body) x->on_body(x->ud, payload, plen);
             mg_printf(c, "%zx\r\n", plen);
             if (mg_write(c, payload, plen) != (int)plen || mg_printf(c, "\r\n") != 2) {
                 rc = FOLIO_EIO;

@@ -23,7 +23,7 @@
 
 /* The schema this code reads and writes: the highest migration in db/migrations/. A file
  * with a higher user_version was written by a newer foliod and is refused. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_MAX_EVENTS 10000
 #define STORE_BUSY_MS 5000
 #define STORE_PATH_MAX 4096
@@ -130,16 +130,18 @@ static int store_pragma_int(struct store *s, const char *sql, int *out) {
 
 /* A parameter for ?N. Calls list their values inline (STORE_ARGS) and store_bind checks them
  * all in one place. A NULL text binds SQL NULL (model_set_state's "keep last_error"). */
-enum store_arg_type { STORE_INT, STORE_REAL, STORE_TEXT };
+enum store_arg_type { STORE_INT, STORE_REAL, STORE_TEXT, STORE_TEXTN };
 struct store_arg {
     enum store_arg_type type;
     int64_t i;
     double d;
     const char *t;
+    size_t n; /* STORE_TEXTN: t's length (a span of a larger text, not NUL-terminated) */
 };
 #define A_INT(v) ((struct store_arg){.type = STORE_INT, .i = (v)})
 #define A_REAL(v) ((struct store_arg){.type = STORE_REAL, .d = (v)})
 #define A_TEXT(v) ((struct store_arg){.type = STORE_TEXT, .t = (v)})
+#define A_TEXTN(v, len) ((struct store_arg){.type = STORE_TEXTN, .t = (v), .n = (len)})
 /* Expands to the two arguments "array, count" for ?1..?n. The second copy of the values sits
  * in sizeof, which does not evaluate it, so each value is computed once. */
 #define STORE_ARGS(...)                                                                            \
@@ -154,6 +156,7 @@ static int store_bind(sqlite3_stmt *st, const struct store_arg *args, int nargs)
         case STORE_INT: b |= sqlite3_bind_int64(st, i + 1, a->i); break;
         case STORE_REAL: b |= sqlite3_bind_double(st, i + 1, a->d); break;
         case STORE_TEXT: b |= sqlite3_bind_text(st, i + 1, a->t, -1, SQLITE_STATIC); break;
+        case STORE_TEXTN: b |= sqlite3_bind_text64(st, i + 1, a->t, a->n, SQLITE_STATIC, SQLITE_UTF8); break;
         }
     }
     return b ? folio_err(FOLIO_ENOMEM, "store: cannot bind") : FOLIO_OK;
@@ -1074,5 +1077,168 @@ int store_event_list(struct store *s, int64_t since_id, int limit, struct store_
                         STORE_ARGS(A_INT(since_id), A_INT(limit)), sizeof **out, event_from_row, &arr, n,
                         "list events");
     *out = arr;
+    return rc;
+}
+
+/* ---- responses ---- */
+
+static int response_id_ok(const char *id) {
+    const size_t n = strlen(id);
+    if (n == 0 || n > 64 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+        return folio_err(FOLIO_EINVAL, "a response id is 1-64 of A-Z a-z 0-9 _ -");
+    return FOLIO_OK;
+}
+
+/* What each row of an oldest-first walk frees, until the table has room for `need`. */
+struct store_room {
+    int64_t over;     /* bytes still to free */
+    int64_t last;     /* the newest rowid that goes */
+    int rows;
+};
+
+static int room_row(sqlite3_stmt *st, void *dst) {
+    struct store_room *r = dst;
+    if (r->over <= 0) return 1; /* enough: stops the walk (not an error, see the caller) */
+    r->last = sqlite3_column_int64(st, 0);
+    r->over -= sqlite3_column_int64(st, 1);
+    r->rows++;
+    return FOLIO_OK;
+}
+
+static int usage_row(sqlite3_stmt *st, void *dst) {
+    *(int64_t *)dst = sqlite3_column_int64(st, 0);
+    return FOLIO_OK;
+}
+
+int store_response_put(struct store *s, const struct store_response *r, int64_t max_bytes, int64_t now_ms,
+                       int *evicted) {
+    int rc;
+    if (evicted) *evicted = 0;
+    if ((rc = store_field_ok(r->id, sizeof r->id, "response id")) || (rc = response_id_ok(r->id)) ||
+        (rc = store_field_ok(r->model, sizeof r->model, "response model")))
+        return rc;
+    if (!r->request_items || !r->output || !r->response || r->owner < 0)
+        return folio_err(FOLIO_EINVAL, "a stored response needs its items, output and response");
+    const int64_t bytes = (int64_t)(r->request_items_len + r->output_len + r->response_len + strlen(r->id) +
+                                    strlen(r->model));
+    if (bytes > max_bytes)
+        return folio_err(FOLIO_EINVAL, "response %s is %lld bytes, more than the %lld kept for all responses", r->id,
+                         (long long)bytes, (long long)max_bytes);
+    pthread_mutex_lock(&s->mu);
+    rc = store_exec(s, "BEGIN IMMEDIATE", "begin");
+    if (rc) goto out;
+    rc = store_stmt_held(s, "DELETE FROM responses WHERE expires_at <= ?1", STORE_ARGS(A_INT(now_ms)), NULL, NULL,
+                         "purge responses", NULL);
+    if (rc) goto out_rollback;
+    int64_t used = 0;
+    rc = store_stmt_held(s, "SELECT bytes FROM responses_usage WHERE id = 1", NULL, 0, usage_row, &used,
+                         "responses usage", NULL);
+    if (rc) goto out_rollback;
+    if (used + bytes > max_bytes) {
+        /* Oldest first: rowids grow with each insert (the id is a separate key). */
+        struct store_room room = {.over = used + bytes - max_bytes};
+        rc = store_stmt_held(s, "SELECT rowid, bytes FROM responses ORDER BY rowid", NULL, 0, room_row, &room,
+                             "responses by age", NULL);
+        if (rc == 1) rc = FOLIO_OK;
+        if (rc) goto out_rollback;
+        rc = store_stmt_held(s, "DELETE FROM responses WHERE rowid <= ?1", STORE_ARGS(A_INT(room.last)), NULL, NULL,
+                             "evict responses", NULL);
+        if (rc) goto out_rollback;
+        if (evicted) *evicted = room.rows;
+    }
+    rc = store_stmt_held(s,
+                         "INSERT INTO responses (id, owner, model, created_at, expires_at, request_items, output, "
+                         "response, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         STORE_ARGS(A_TEXT(r->id), A_INT(r->owner), A_TEXT(r->model), A_INT(r->created_at),
+                                    A_INT(r->expires_at), A_TEXTN(r->request_items, r->request_items_len),
+                                    A_TEXTN(r->output, r->output_len), A_TEXTN(r->response, r->response_len),
+                                    A_INT(bytes)),
+                         NULL, NULL, "store response", NULL);
+    if (rc == FOLIO_EEXIST) rc = folio_err(FOLIO_EEXIST, "a response with id %s is stored already", r->id);
+    if (rc) goto out_rollback;
+    rc = store_exec(s, "COMMIT", "commit response");
+    if (rc) goto out_rollback;
+    goto out;
+out_rollback:
+    store_rollback(s);
+    if (evicted) *evicted = 0;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* A text column into a malloc'd copy (NULL stays NULL: not asked for). */
+static int response_text(sqlite3_stmt *st, int col, char **dst, size_t *len) {
+    const unsigned char *t = sqlite3_column_text(st, col);
+    const size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (!t) return FOLIO_OK;
+    *dst = malloc(n + 1);
+    if (!*dst) return folio_err(FOLIO_ENOMEM, "store: out of memory reading a response");
+    memcpy(*dst, t, n);
+    (*dst)[n] = '\0';
+    *len = n;
+    return FOLIO_OK;
+}
+
+static int response_from_row(sqlite3_stmt *st, void *dst) {
+    struct store_response *r = dst;
+    int rc;
+    if ((rc = store_col_text(st, 0, r->id, sizeof r->id, "response id"))) return rc;
+    r->owner = sqlite3_column_int64(st, 1);
+    if ((rc = store_col_text(st, 2, r->model, sizeof r->model, "response model"))) return rc;
+    r->created_at = sqlite3_column_int64(st, 3);
+    r->expires_at = sqlite3_column_int64(st, 4);
+    if ((rc = response_text(st, 5, &r->request_items, &r->request_items_len))) return rc;
+    if ((rc = response_text(st, 6, &r->output, &r->output_len))) return rc;
+    return response_text(st, 7, &r->response, &r->response_len);
+}
+
+int store_response_get(struct store *s, const char *id, int64_t owner, int64_t now_ms, int cols,
+                       struct store_response *out) {
+    struct store_done d;
+    memset(out, 0, sizeof *out);
+    /* A text not asked for is never read: CASE evaluates the column only when it is wanted,
+     * and SQLite loads a row's overflow pages only for the columns it evaluates. */
+    int rc = store_stmt(s,
+                        "SELECT id, owner, model, created_at, expires_at, "
+                        "CASE WHEN ?4 & 1 THEN request_items END, CASE WHEN ?4 & 2 THEN output END, "
+                        "CASE WHEN ?4 & 4 THEN response END "
+                        "FROM responses WHERE id = ?1 AND owner = ?2 AND expires_at > ?3",
+                        STORE_ARGS(A_TEXT(id), A_INT(owner), A_INT(now_ms), A_INT(cols)), response_from_row, out,
+                        "get response", &d);
+    if (!rc && !d.rows) rc = folio_err(FOLIO_ENOTFOUND, "no response with id %.64s", id);
+    return rc;
+}
+
+void store_response_clear(struct store_response *r) {
+    if (!r) return;
+    free(r->request_items);
+    free(r->output);
+    free(r->response);
+    r->request_items = r->output = r->response = NULL;
+    r->request_items_len = r->output_len = r->response_len = 0;
+}
+
+int store_response_delete(struct store *s, const char *id, int64_t owner, int64_t now_ms) {
+    struct store_done d;
+    int rc = store_stmt(s, "DELETE FROM responses WHERE id = ?1 AND owner = ?2 AND expires_at > ?3",
+                        STORE_ARGS(A_TEXT(id), A_INT(owner), A_INT(now_ms)), NULL, NULL, "delete response", &d);
+    if (!rc && !d.changes) rc = folio_err(FOLIO_ENOTFOUND, "no response with id %.64s", id);
+    return rc;
+}
+
+int store_response_purge(struct store *s, int64_t now_ms, int *n) {
+    struct store_done d;
+    int rc = store_stmt(s, "DELETE FROM responses WHERE expires_at <= ?1", STORE_ARGS(A_INT(now_ms)), NULL, NULL,
+                        "purge responses", &d);
+    if (n) *n = rc ? 0 : d.changes;
+    return rc;
+}
+
+int store_response_usage(struct store *s, int64_t *bytes, int64_t *rows) {
+    *bytes = *rows = 0;
+    int rc = store_stmt(s, "SELECT bytes FROM responses_usage WHERE id = 1", NULL, 0, usage_row, bytes,
+                        "responses usage", NULL);
+    if (!rc) rc = store_stmt(s, "SELECT count(*) FROM responses", NULL, 0, usage_row, rows, "count responses", NULL);
     return rc;
 }

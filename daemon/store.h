@@ -1,5 +1,5 @@
 /* store: foliod's registry, one SQLite file in the data dir (WAL mode, a busy timeout, foreign
- * keys on). Tables: models, engines, downloads, api_keys, admin, settings, events. The schema comes from
+ * keys on). Tables: models, engines, downloads, api_keys, admin, settings, events, responses. The schema comes from
  * db/ (schema.sql for a new file, migrations/NNNN_name.sql to bring an older file forward),
  * tracked with PRAGMA user_version.
  *
@@ -134,5 +134,37 @@ int store_event_add(struct store *s, const char *level, const char *kind, int64_
     __attribute__((format(printf, 5, 6)));
 /* Events with id > since_id, oldest first, at most limit (<= 0: all); caller frees *out. */
 int store_event_list(struct store *s, int64_t since_id, int limit, struct store_event **out, int *n);
+
+/* ---- responses: the /v1/responses turns foliod keeps (responses.c) ----
+ * A conversation may be megabytes, so the JSON texts are not fixed fields: put reads them by
+ * pointer and length, get mallocs the ones asked for. Expired rows are never returned. */
+struct store_response {
+    char id[65];                /* [A-Za-z0-9_-], the response's "id" */
+    int64_t owner;              /* api_keys id of the key that made it; 0: none (see db/schema.sql) */
+    char model[256];
+    int64_t created_at;         /* unix seconds, the response's */
+    int64_t expires_at;         /* unix milliseconds */
+    char *request_items, *output, *response; /* JSON text; get: malloc'd, or NULL when not asked for */
+    size_t request_items_len, output_len, response_len;
+};
+/* Which texts store_response_get reads. */
+enum { STORE_RESP_ITEMS = 1, STORE_RESP_OUTPUT = 2, STORE_RESP_RESPONSE = 4 };
+/* Inserts r in one transaction: first the rows expired at now_ms go, then the oldest rows
+ * until the table's bytes plus r's fit in max_bytes. *evicted (may be NULL) counts the rows
+ * that went for room. FOLIO_EINVAL when r alone is over max_bytes or a field is bad,
+ * FOLIO_EEXIST when the id is taken. */
+int store_response_put(struct store *s, const struct store_response *r, int64_t max_bytes, int64_t now_ms,
+                       int *evicted);
+/* The row with id and owner, unexpired at now_ms, with the texts in cols (STORE_RESP_*);
+ * FOLIO_ENOTFOUND. Free the texts with store_response_clear, also after a failure. */
+int store_response_get(struct store *s, const char *id, int64_t owner, int64_t now_ms, int cols,
+                       struct store_response *out);
+void store_response_clear(struct store_response *r);
+/* Deletes the row with id and owner; FOLIO_ENOTFOUND when there is none unexpired. */
+int store_response_delete(struct store *s, const char *id, int64_t owner, int64_t now_ms);
+/* Deletes the rows expired at now_ms; *n (may be NULL) how many. */
+int store_response_purge(struct store *s, int64_t now_ms, int *n);
+/* Rows and their bytes (as counted against max_bytes), expired ones included until purged. */
+int store_response_usage(struct store *s, int64_t *bytes, int64_t *rows);
 
 #endif

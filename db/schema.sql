@@ -93,4 +93,37 @@ CREATE TABLE downloads (
     updated INTEGER NOT NULL DEFAULT 0
 );
 
-PRAGMA user_version = 3;
+-- From 0004_responses: the /v1/responses turns foliod keeps (daemon/responses.c), for
+-- previous_response_id and GET/DELETE /v1/responses/{id}. request_items is the turn's whole
+-- input conversation (earlier turns' items and outputs, then its own input), output its output
+-- items, response the response object; JSON text. owner is the api_keys id of the key that
+-- made it (0: the configured key, the console, or no keys). created_at in unix seconds,
+-- expires_at in unix milliseconds. responses_usage keeps the sum of bytes (the triggers), so
+-- that the size bound never scans the table.
+CREATE TABLE responses (
+    id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64 AND id NOT GLOB '*[^A-Za-z0-9_-]*'),
+    owner INTEGER NOT NULL DEFAULT 0 CHECK (owner >= 0),
+    model TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    request_items TEXT NOT NULL,
+    output TEXT NOT NULL,
+    response TEXT NOT NULL,
+    bytes INTEGER NOT NULL CHECK (bytes >= 0)
+);
+CREATE INDEX responses_expires_at ON responses (expires_at);
+CREATE TABLE responses_usage (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    bytes INTEGER NOT NULL
+);
+INSERT INTO responses_usage (id, bytes) VALUES (1, 0);
+CREATE TRIGGER responses_usage_insert AFTER INSERT ON responses
+BEGIN
+    UPDATE responses_usage SET bytes = bytes + new.bytes WHERE id = 1;
+END;
+CREATE TRIGGER responses_usage_delete AFTER DELETE ON responses
+BEGIN
+    UPDATE responses_usage SET bytes = bytes - old.bytes WHERE id = 1;
+END;
+
+PRAGMA user_version = 4;

@@ -75,6 +75,8 @@ static const char usage[] =
     "          --enable-prefix-caching | --no-enable-prefix-caching\n"
     "serve:    --host H (127.0.0.1)  --port P (8000)  --served-model-name NAME [NAME...] (the --model argument)\n"
     "          --api-key KEY (or FOLIO_API_KEY)  --allowed-origins '[\"http://a\"]'  --chat-template FILE\n"
+    "          --tool-call-parser hermes|llama3_json|mistral|qwen3_coder|none  --enable-auto-tool-choice (always on)\n"
+    "          --reasoning-parser qwen3|deepseek_r1|none   (both default to what the chat template shows)\n"
     "          --max-waiting N (0: no limit)  --max-request-body MiB (16)  --max-connections N (512)\n"
     "          --drain-timeout S (30)  --seed S\n"
     "          --header-timeout S (20: to send the headers; also the longest stall in a body or in reading a response)\n"
@@ -124,6 +126,11 @@ static int parse_args(int argc, char **argv, struct opts *o) {
             o->sp.ignore_eos = 1;
             continue;
         }
+        if (serving && strcmp(a, "--enable-auto-tool-choice") == 0) {
+            /* vLLM's switch for parsing calls under tool_choice auto: folio always does when the
+             * model's format is known, so it is accepted for compatibility. */
+            continue;
+        }
         if (strcmp(a, "--enforce-eager") == 0) {
             o->enforce_eager = 1;
             continue;
@@ -149,6 +156,8 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         else if (serving && strcmp(a, "--api-key") == 0) o->api.api_key = v;
         else if (serving && strcmp(a, "--allowed-origins") == 0) o->api.allowed_origins = v;
         else if (serving && strcmp(a, "--chat-template") == 0) o->api.chat_template = v;
+        else if (serving && strcmp(a, "--tool-call-parser") == 0) o->api.tool_call_parser = v;
+        else if (serving && strcmp(a, "--reasoning-parser") == 0) o->api.reasoning_parser = v;
         else if (serving && strcmp(a, "--max-waiting") == 0) rc = parse_int(a, v, 0, 1 << 24, &o->max_waiting);
         else if (serving && strcmp(a, "--max-connections") == 0) rc = parse_int(a, v, 1, 1 << 16, &o->api.num_threads);
         else if (serving && strcmp(a, "--header-timeout") == 0) rc = parse_int(a, v, 1, 3600, &o->api.timeout_s);

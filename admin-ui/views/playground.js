@@ -1,9 +1,15 @@
 // #/playground: chat with a loaded model through foliod's own /v1 (the same route clients
 // use), streaming the reply as it is generated. The console's session cookie goes along
 // (same origin); if foliod still asks for an API key, the user can paste one, kept only in
-// this page's memory. TTFT is measured from send to the first text, tokens/s as completion
-// tokens over the time from send to the last token.
+// this page's memory. TTFT is measured from send to the first output (text, reasoning or a
+// tool call), tokens/s as completion tokens over the time from send to the last token.
+// Chat mode also takes function tools (OpenAI's shape) and a tool_choice: the reply's
+// reasoning shows in a collapsible "Thinking" block, each tool call as its own block, and the
+// user answers the calls with tool results that go back in the next request.
 import { ApiError, errorMessage } from '../lib/api.js';
+import {
+  applyChunk, callsOf, formatArguments, historyMessages, newReply, parseTools, reasoningTokens, toolChoice,
+} from '../lib/chat-stream.js';
 import { fill, h, setText } from '../lib/dom.js';
 import * as f from '../lib/format.js';
 import { card } from '../lib/ui.js';
@@ -12,21 +18,27 @@ export const title = 'Playground';
 
 // The conversation outlives a visit to another view (not a reload).
 const session = {
-  turns: [], // {role: 'user'|'assistant', content, model, stats, error}
+  // {role: 'user'|'assistant'|'tool', content, mode, model, stats, error, stopped; an
+  // assistant's reasoning, tool_calls (OpenAI's shape), finish, reasoningTokens; a tool
+  // result's tool_call_id and name}
+  turns: [],
   model: '',
   mode: 'chat',
   system: '',
   temperature: '0.7',
   maxTokens: '256',
+  tools: '', // the Tools setting's text (a JSON list of function tools, or empty)
+  toolChoice: 'auto', // auto | none | required | fn:NAME
   apiKey: '',
 };
 
+const TOOLS_PLACEHOLDER = '[{"type": "function", "function": {\n  "name": "get_weather",\n  "parameters": {"type": "object",\n    "properties": {"city": {"type": "string"}}}}}]';
+
 /**
- * POSTs `body` to `url` with stream: true and calls onText(piece) for each piece of text as
- * it arrives. Resolves with the usage chunk (or null). Throws ApiError for an HTTP error and
- * Error for an error sent inside the stream.
+ * POSTs `body` to `url` with stream: true and calls onChunk(chunk) for each parsed chunk as it
+ * arrives. Throws ApiError for an HTTP error and Error for an error sent inside the stream.
  */
-async function streamCompletion(url, body, { signal, apiKey, pick, onText }) {
+async function streamCompletion(url, body, { signal, apiKey, onChunk }) {
   const headers = { 'Content-Type': 'application/json', Accept: 'text/event-stream' };
   if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
   let r;
@@ -49,7 +61,6 @@ async function streamCompletion(url, body, { signal, apiKey, pick, onText }) {
   const reader = r.body.getReader();
   const decoder = new TextDecoder();
   let buf = '';
-  let usage = null;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -61,7 +72,7 @@ async function streamCompletion(url, body, { signal, apiKey, pick, onText }) {
       buf = buf.slice(nl + 1);
       if (!line.startsWith('data:')) continue;
       const data = line.slice(5).trim();
-      if (data === '[DONE]') return usage;
+      if (data === '[DONE]') return;
       let chunk;
       try {
         chunk = JSON.parse(data);
@@ -69,21 +80,16 @@ async function streamCompletion(url, body, { signal, apiKey, pick, onText }) {
         continue;
       }
       if (chunk.error) throw new Error(chunk.error.message || String(chunk.error));
-      if (chunk.usage) usage = chunk.usage;
-      const piece = pick(chunk);
-      if (piece) onText(piece);
+      onChunk(chunk);
     }
   }
-  return usage;
 }
-
-const pickChat = (c) => c.choices && c.choices[0] && c.choices[0].delta && c.choices[0].delta.content;
-const pickText = (c) => c.choices && c.choices[0] && c.choices[0].text;
 
 export function mount(root, ctx) {
   const { api, live } = ctx;
   let destroyed = false;
   let controller = null; // the reply being streamed
+  let resultsForm = null; // the tool results form under the last reply, when it called tools
 
   // ---- settings ----
   const model = h('select', { id: 'pg-model', 'aria-label': 'Model' });
@@ -93,16 +99,27 @@ export function mount(root, ctx) {
   const system = h('textarea', { id: 'pg-system', rows: 4, placeholder: 'You are a helpful assistant.' });
   const temperature = h('input', { id: 'pg-temperature', type: 'number', min: 0, max: 2, step: 0.1, inputmode: 'decimal' });
   const maxTokens = h('input', { id: 'pg-max-tokens', type: 'number', min: 1, max: 131072, step: 1, inputmode: 'numeric' });
+  const tools = h('textarea', { id: 'pg-tools', class: 'code-input', rows: 5, spellcheck: 'false', autocomplete: 'off',
+    placeholder: TOOLS_PLACEHOLDER, 'aria-describedby': 'pg-tools-hint pg-tools-error' });
+  const toolsError = h('div', { id: 'pg-tools-error', class: 'field-error', role: 'alert' });
+  const toolChoiceSel = h('select', { id: 'pg-tool-choice', 'aria-describedby': 'pg-tool-choice-hint' });
   const apiKey = h('input', { id: 'pg-api-key', type: 'password', placeholder: 'folio-\u2026', autocomplete: 'off' });
   const apiKeyField = h('div', { class: 'field', hidden: !session.apiKey },
     h('label', { class: 'field-label', for: 'pg-api-key' }, 'API key for /v1'), apiKey,
     h('div', { class: 'field-hint' }, 'Kept in this page only. Create one under API keys.'));
   const systemField = h('div', { class: 'field' }, h('label', { class: 'field-label', for: 'pg-system' }, 'System prompt'), system);
+  // Chat only: completion mode hides them.
+  const toolsFields = h('div', { class: 'pg-tools' },
+    h('div', { class: 'field' }, h('label', { class: 'field-label', for: 'pg-tools' }, 'Tools'), tools,
+      h('div', { class: 'field-hint', id: 'pg-tools-hint' }, 'A JSON list of OpenAI function tools; empty for none.'), toolsError),
+    h('div', { class: 'field' }, h('label', { class: 'field-label', for: 'pg-tool-choice' }, 'Tool choice'), toolChoiceSel,
+      h('div', { class: 'field-hint', id: 'pg-tool-choice-hint' }, 'auto: the model decides; required: at least one call; a name: that function.')));
 
   model.value = session.model;
   system.value = session.system;
   temperature.value = session.temperature;
   maxTokens.value = session.maxTokens;
+  tools.value = session.tools;
   apiKey.value = session.apiKey;
   (session.mode === 'chat' ? modeChat : modeText).checked = true;
 
@@ -116,6 +133,7 @@ export function mount(root, ctx) {
     h('div', { class: 'field-row' },
       h('div', { class: 'field' }, h('label', { class: 'field-label', for: 'pg-temperature' }, 'Temperature'), temperature),
       h('div', { class: 'field' }, h('label', { class: 'field-label', for: 'pg-max-tokens' }, 'Max tokens'), maxTokens)),
+    toolsFields,
     apiKeyField);
 
   // ---- conversation ----
@@ -134,27 +152,143 @@ export function mount(root, ctx) {
   const mode = () => (modeText.checked ? 'completion' : 'chat');
   const statsText = (s) => `TTFT ${f.ms(s.ttftMs)} \u00b7 ${f.num(s.tps, 1)} tok/s \u00b7 ${f.num(s.tokens)} tokens`;
 
+  // ---- tools setting ----
+  // The tool choice lists one entry per function of the last Tools text that parsed; the
+  // user's pick is kept (session.toolChoice) while an edit removes and brings back its name.
+  function fillToolChoice(names) {
+    const fns = names.map((n) => h('option', { value: `fn:${n}` }, n));
+    toolChoiceSel.replaceChildren(
+      h('option', { value: 'auto' }, 'auto'), h('option', { value: 'none' }, 'none'), h('option', { value: 'required' }, 'required'),
+      fns.length ? h('optgroup', { label: 'Function' }, fns) : null);
+    toolChoiceSel.value = session.toolChoice === 'auto' || session.toolChoice === 'none' || session.toolChoice === 'required' ||
+      names.some((n) => `fn:${n}` === session.toolChoice) ? session.toolChoice : 'auto';
+    toolChoiceSel.disabled = !names.length;
+  }
+  function showToolsError(msg) {
+    setText(toolsError, msg || '');
+    tools.classList.toggle('is-invalid', !!msg);
+    if (msg) tools.setAttribute('aria-invalid', 'true');
+    else tools.removeAttribute('aria-invalid');
+  }
+  function syncTools() {
+    const r = parseTools(tools.value);
+    if (!r.error) fillToolChoice(r.names);
+    // The error shows on send; once shown, it follows the text (and goes when it parses).
+    if (!r.error || toolsError.textContent) showToolsError(r.error);
+    return r;
+  }
+  /** The tools for a chat request, or null (with the error shown) when the text is wrong. */
+  function checkTools() {
+    const r = syncTools();
+    if (r.error) {
+      showToolsError(r.error);
+      tools.focus();
+      return null;
+    }
+    return r;
+  }
+
+  // ---- messages ----
+  function callBlock(call) {
+    const name = h('code', { class: 'tool-call-name', 'data-field': 'name' });
+    const args = h('pre', { class: 'tool-call-args', 'data-field': 'arguments' });
+    const el = h('div', { class: 'tool-call', role: 'group' },
+      h('div', { class: 'tool-call-head' }, h('span', { class: 'tool-call-label' }, 'Tool call'), name), args);
+    const c = { el, name, args };
+    updateCall(c, call);
+    return c;
+  }
+  function updateCall(c, call) {
+    const fnName = call.function.name || '\u2026';
+    setText(c.name, fnName);
+    c.el.setAttribute('aria-label', `Tool call: ${fnName}`);
+    if (call.id) c.el.dataset.callId = call.id;
+    const a = formatArguments(call.function.arguments);
+    setText(c.args, a.text);
+    c.args.dataset.parsed = String(a.parsed);
+  }
+
+  function thinkingSummary(t, streaming) {
+    if (streaming) return 'Thinking\u2026';
+    return Number.isFinite(t.reasoningTokens) ? `Thought for ${f.num(t.reasoningTokens)} tokens` : 'Thinking';
+  }
+
   function messageEl(t) {
     const body = h('div', { class: 'msg-body' }, t.content);
     const meta = h('div', { class: 'msg-meta' });
-    const who = t.role === 'user' ? (t.mode === 'completion' ? 'Prompt' : 'You') : t.model || 'Assistant';
-    const el = h('div', { class: `msg msg-${t.role}${t.error ? ' msg-error' : ''}` }, h('div', { class: 'msg-role' }, who), body, meta);
+    let who;
+    if (t.role === 'user') who = t.mode === 'completion' ? 'Prompt' : 'You';
+    else if (t.role === 'tool') who = `Tool result \u00b7 ${t.name || t.tool_call_id}`;
+    else who = t.model || 'Assistant';
+    const summary = h('summary', null, thinkingSummary(t, false));
+    const thinkingBody = h('div', { class: 'msg-thinking-body' }, t.reasoning || '');
+    const thinking = h('details', { class: 'msg-thinking', hidden: !t.reasoning }, summary, thinkingBody);
+    const calls = h('div', { class: 'msg-calls' });
+    const callEls = [];
+    (t.tool_calls || []).forEach((c, i) => {
+      callEls[i] = callBlock(c);
+      calls.append(callEls[i].el);
+    });
+    const note = h('div', { class: 'msg-note' });
+    const el = h('div', { class: ['msg', `msg-${t.role}`, t.error && 'msg-error', t.tool_calls && t.tool_calls.length && 'has-calls'] },
+      h('div', { class: 'msg-role' }, who), t.role === 'assistant' ? thinking : null, body, calls, note, meta);
     if (t.stats) setText(meta, statsText(t.stats));
     if (t.error) {
       meta.append(h('div', { class: 'msg-error-text' }, t.error));
       if (t.hint) meta.append(h('div', { class: 'msg-hint' }, t.hint));
     }
-    return { el, body, meta };
+    const v = { el, body, meta, thinking, summary, thinkingBody, calls, callEls, note };
+    noteFor(v, t);
+    return v;
   }
 
+  function noteFor(v, t) {
+    setText(v.note, t.finish === 'length' && t.tool_calls && t.tool_calls.length
+      ? 'Cut short by Max tokens: the last call\u2019s arguments may be incomplete.' : '');
+  }
+
+  // The reply's calls, answered: one result field a call, one button for them all.
+  function addResultsForm(v, t) {
+    const calls = t.tool_calls;
+    const err = h('div', { id: 'pg-tool-results-error', class: 'field-error', role: 'alert' });
+    const inputs = calls.map((c, i) => h('textarea', {
+      id: `pg-tool-result-${i}`, class: 'tool-result-input code-input', rows: 2, spellcheck: 'false',
+      'data-call-id': c.id, placeholder: 'What the function returned (text or JSON)', 'aria-describedby': 'pg-tool-results-error',
+    }));
+    const button = h('button', { id: 'pg-send-results', class: 'btn btn-primary btn-sm', type: 'submit' },
+      calls.length > 1 ? 'Send results' : 'Send result');
+    const form = h('form', { class: 'tool-results', 'aria-label': 'Tool results' },
+      calls.map((c, i) => h('div', { class: 'field' },
+        h('label', { class: 'field-label', for: inputs[i].id }, 'Tool result for ', h('code', null, c.function.name || '?'),
+          c.id ? h('span', { class: 'tool-result-id' }, ` (${c.id})`) : null),
+        inputs[i])),
+      err,
+      h('div', { class: 'tool-results-actions' }, button));
+    for (const i of inputs) i.addEventListener('input', () => i.removeAttribute('aria-invalid'));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      sendResults(t, inputs, err);
+    });
+    v.el.append(form);
+    resultsForm = form;
+  }
+  // A reply whose calls await results (when it is the last turn).
+  const awaitsResults = (t) => t.role === 'assistant' && !t.error && !t.stopped && t.mode === 'chat' &&
+    !!t.tool_calls && t.tool_calls.length > 0;
+
   function renderAll() {
+    resultsForm = null;
     if (!session.turns.length) {
       output.replaceChildren(h('div', { class: 'pg-empty' },
         h('div', { class: 'empty-title' }, 'Try a model'),
         h('div', { class: 'empty-text' }, 'Pick a loaded model, type a message and press Enter. Replies stream in as they are generated.')));
       return;
     }
-    output.replaceChildren(...session.turns.map((t) => messageEl(t).el));
+    output.replaceChildren(...session.turns.map((t, i, all) => {
+      const v = messageEl(t);
+      if (i === all.length - 1 && awaitsResults(t)) addResultsForm(v, t);
+      return v.el;
+    }));
     output.scrollTop = output.scrollHeight;
   }
 
@@ -163,6 +297,8 @@ export function mount(root, ctx) {
     send.classList.toggle('is-busy', on);
     stop.hidden = !on;
     clear.disabled = on;
+    const b = resultsForm && resultsForm.querySelector('#pg-send-results');
+    if (b) b.disabled = on;
   }
 
   // ---- models ----
@@ -202,6 +338,34 @@ export function mount(root, ctx) {
       return;
     }
     const m = mode();
+    const toolSpec = m === 'chat' ? checkTools() : null;
+    if (m === 'chat' && !toolSpec) return;
+    input.value = '';
+    await run(m, [{ role: 'user', content: text, mode: m }], toolSpec);
+  }
+
+  async function sendResults(t, inputs, err) {
+    if (controller) return;
+    const empty = inputs.find((i) => !i.value.trim());
+    if (empty) {
+      setText(err, inputs.length > 1 ? 'Enter a result for each call.' : 'Enter the tool\u2019s result.');
+      empty.setAttribute('aria-invalid', 'true');
+      empty.focus();
+      return;
+    }
+    if (!model.value) {
+      setText(modelHint, 'Pick a model first (load one on the Models page).');
+      return;
+    }
+    const toolSpec = checkTools();
+    if (!toolSpec) return;
+    await run('chat', t.tool_calls.map((c, i) => ({
+      role: 'tool', tool_call_id: c.id, name: c.function.name, content: inputs[i].value, mode: 'chat',
+    })), toolSpec);
+  }
+
+  /** Appends `turns` (a user message, or tool results) and streams the reply to them. */
+  async function run(m, turns, toolSpec) {
     const temp = Number(temperature.value);
     const maxTok = Number.parseInt(maxTokens.value, 10);
     const body = { model: model.value, stream: true, stream_options: { include_usage: true } };
@@ -212,56 +376,89 @@ export function mount(root, ctx) {
       url = '/v1/chat/completions';
       const msgs = [];
       if (system.value.trim()) msgs.push({ role: 'system', content: system.value });
-      // Earlier turns that succeeded, then this one.
-      for (const t of session.turns) if (!t.error && t.mode === 'chat') msgs.push({ role: t.role, content: t.content });
-      msgs.push({ role: 'user', content: text });
+      // Earlier turns that succeeded, then these.
+      msgs.push(...historyMessages(session.turns), ...historyMessages(turns));
       body.messages = msgs;
+      if (toolSpec && toolSpec.tools.length) {
+        body.tools = toolSpec.tools;
+        body.tool_choice = toolChoice(toolChoiceSel.value);
+      }
     } else {
       url = '/v1/completions';
-      body.prompt = text;
+      body.prompt = turns[0].content;
     }
 
-    const user = { role: 'user', content: text, mode: m };
     const reply = { role: 'assistant', content: '', model: model.value, mode: m };
     if (!session.turns.length) output.replaceChildren();
-    session.turns.push(user, reply);
-    output.append(messageEl(user).el);
+    if (resultsForm) resultsForm.remove();
+    resultsForm = null;
+    session.turns.push(...turns, reply);
+    for (const t of turns) output.append(messageEl(t).el);
     const view = messageEl(reply);
     view.el.classList.add('is-streaming');
+    view.thinking.open = true;
+    setText(view.summary, thinkingSummary(reply, true));
     output.append(view.el);
     output.scrollTop = output.scrollHeight;
-    input.value = '';
     controller = new AbortController();
     busyUI(true);
 
+    const acc = newReply();
     const t0 = performance.now();
     let tFirst = null;
     let pieces = 0;
     try {
-      const usage = await streamCompletion(url, body, {
+      await streamCompletion(url, body, {
         signal: controller.signal,
         apiKey: apiKey.value.trim(),
-        pick: m === 'chat' ? pickChat : pickText,
-        onText: (piece) => {
+        onChunk: (chunk) => {
+          const ch = applyChunk(acc, chunk);
+          if (!ch.content && !ch.reasoning && !ch.calls.length) return;
           if (tFirst === null) tFirst = performance.now();
           pieces++;
-          reply.content += piece;
-          view.body.textContent = reply.content;
+          if (ch.reasoning) {
+            reply.reasoning = acc.reasoning;
+            view.thinking.hidden = false;
+            view.thinkingBody.textContent = acc.reasoning;
+          }
+          if (ch.content) {
+            reply.content = acc.content;
+            view.body.textContent = acc.content;
+          }
+          for (const i of ch.calls) {
+            const call = acc.toolCalls[i];
+            if (view.callEls[i]) {
+              updateCall(view.callEls[i], call);
+            } else {
+              view.callEls[i] = callBlock(call);
+              view.calls.replaceChildren(...view.callEls.filter(Boolean).map((c) => c.el));
+            }
+          }
+          if (ch.calls.length) {
+            reply.tool_calls = callsOf(acc);
+            view.el.classList.add('has-calls');
+          }
+          // The cursor follows the reasoning until the answer (text or a call) starts.
+          view.el.classList.toggle('is-thinking', !!acc.reasoning && !acc.content && !callsOf(acc).length);
           // Follow the reply unless the reader scrolled up to read.
           if (output.scrollHeight - output.scrollTop - output.clientHeight < 80) output.scrollTop = output.scrollHeight;
         },
       });
       const tEnd = performance.now();
+      const usage = acc.usage;
       const tokens = usage && Number.isFinite(usage.completion_tokens) ? usage.completion_tokens : pieces;
       reply.stats = { ttftMs: tFirst === null ? null : tFirst - t0, tps: tokens / Math.max(0.001, (tEnd - t0) / 1000), tokens };
-      if (!reply.content) view.body.textContent = '(empty reply)';
+      reply.finish = acc.finishReason;
+      reply.reasoningTokens = reasoningTokens(usage);
+      if (!reply.content && !callsOf(acc).length) view.body.textContent = '(empty reply)';
       setText(view.meta, statsText(reply.stats));
       setText(stats, `Last reply: ${statsText(reply.stats)}`);
+      noteFor(view, reply);
     } catch (e) {
       if (e.name === 'AbortError') {
         reply.stopped = true;
         setText(view.meta, 'Stopped');
-        if (!reply.content) reply.error = 'Stopped before any text arrived';
+        if (!reply.content && !callsOf(acc).length) reply.error = 'Stopped before any text arrived';
       } else {
         reply.error = e.message;
         if (e instanceof ApiError && e.status === 401) {
@@ -279,11 +476,16 @@ export function mount(root, ctx) {
         setText(stats, 'Last reply failed');
       }
     } finally {
-      view.el.classList.remove('is-streaming');
+      view.el.classList.remove('is-streaming', 'is-thinking');
+      setText(view.summary, thinkingSummary(reply, false));
+      view.thinking.open = false;
       controller = null;
       if (!destroyed) {
+        const last = session.turns[session.turns.length - 1];
+        if (last === reply && awaitsResults(reply)) addResultsForm(view, reply);
         busyUI(false);
-        input.focus();
+        if (resultsForm) resultsForm.querySelector('textarea').focus();
+        else input.focus();
       }
     }
   }
@@ -306,6 +508,7 @@ export function mount(root, ctx) {
     session.mode = mode();
     system.disabled = session.mode !== 'chat';
     systemField.classList.toggle('is-disabled', session.mode !== 'chat');
+    toolsFields.hidden = session.mode !== 'chat';
   };
   modeChat.addEventListener('change', syncMode);
   modeText.addEventListener('change', syncMode);
@@ -313,9 +516,15 @@ export function mount(root, ctx) {
   system.addEventListener('input', () => { session.system = system.value; });
   temperature.addEventListener('input', () => { session.temperature = temperature.value; });
   maxTokens.addEventListener('input', () => { session.maxTokens = maxTokens.value; });
+  tools.addEventListener('input', () => {
+    session.tools = tools.value;
+    syncTools();
+  });
+  toolChoiceSel.addEventListener('change', () => { session.toolChoice = toolChoiceSel.value; });
   apiKey.addEventListener('input', () => { session.apiKey = apiKey.value; });
 
   syncMode();
+  syncTools();
   renderAll();
   const last = [...session.turns].reverse().find((t) => t.stats);
   if (last) setText(stats, `Last reply: ${statsText(last.stats)}`);

@@ -10,6 +10,7 @@ const struct openai_path openai_paths[OPENAI_NUM_PATHS] = {
     [OPENAI_COMPLETIONS] = {"/v1/completions", "POST", 0},
     [OPENAI_TOKENIZE] = {"/tokenize", "POST", 0},
     [OPENAI_DETOKENIZE] = {"/detokenize", "POST", 0},
+    [OPENAI_RESPONSES] = {"/v1/responses", "POST", 1},
 };
 
 int openai_paths_find(const char *uri, const char **item) {

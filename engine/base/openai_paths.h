@@ -10,6 +10,7 @@ enum openai_path_id {
     OPENAI_COMPLETIONS,      /* POST /v1/completions */
     OPENAI_TOKENIZE,         /* POST /tokenize (vLLM's) */
     OPENAI_DETOKENIZE,       /* POST /detokenize (vLLM's) */
+    OPENAI_RESPONSES,        /* POST /v1/responses; /v1/responses/{id} is foliod's store */
     OPENAI_NUM_PATHS
 };
 

@@ -22,6 +22,12 @@ int chat_template_create(const char *src, size_t len, struct chat_template **out
         chat_template_free(t);
         return rc;
     }
+    if (!(t->src = malloc(len + 1))) {
+        chat_template_free(t);
+        return folio_err(FOLIO_ENOMEM, "chat template: out of memory");
+    }
+    if (len) memcpy(t->src, src, len);
+    t->src[len] = '\0';
     *out = t;
     return 0;
 }
@@ -29,8 +35,11 @@ int chat_template_create(const char *src, size_t len, struct chat_template **out
 void chat_template_free(struct chat_template *t) {
     if (!t) return;
     arena_free(&t->arena);
+    free(t->src);
     free(t);
 }
+
+const char *chat_template_source(const struct chat_template *t) { return t && t->src ? t->src : ""; }
 
 int chat_template_load_model(const char *model_dir, struct chat_template **out) {
     int rc;

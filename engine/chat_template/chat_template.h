@@ -21,6 +21,9 @@ struct chat_template;
  * chat_template_free (NULL ok). */
 int chat_template_create(const char *src, size_t len, struct chat_template **out);
 void chat_template_free(struct chat_template *t);
+/* The template's source text ("" for NULL): the server reads it to tell which tool-call and
+ * reasoning formats the model writes. */
+const char *chat_template_source(const struct chat_template *t);
 
 /* The model's template: DIR/chat_template.jinja if present, else tokenizer_config.json's
  * "chat_template" (a string, or a list of {"name","template"}: "default", else the first).

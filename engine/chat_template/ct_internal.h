@@ -98,6 +98,7 @@ struct ct_node {
 /* The template's tokens and AST live in its arena and go away with chat_template_free. */
 struct chat_template {
     struct arena arena;
+    char *src;              /* the source text, NUL-terminated (what detects a model's output formats reads) */
     struct ct_node **body;
     size_t nbody;
 };

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "base/util.h"
 #include "grammar/gbnf.h"
 #include "grammar/gram_matcher.h"
@@ -19,9 +21,9 @@ struct structured {
     struct structured_cache *cache;
     uint64_t hash;
     enum structured_kind kind;
-    int strict, num_choices;
-    char *text;                 /* [len] the spec, to tell hash collisions apart */
-    size_t len;
+    int strict, tight_ws, num_choices;
+    char *text;                 /* [len + frame_len] the spec and its frame, to tell hash collisions apart */
+    size_t len, frame_len;
     struct gram_compiled *compiled;
     int refs;                   /* under cache->mu: requests using it, plus 1 while cached */
     int cached;
@@ -142,17 +144,22 @@ out:
     return rc;
 }
 
+/* The cache key is the spec's text followed by its frame's, with the frame's length. */
 static uint64_t spec_hash(const struct structured_spec *s) {
     uint64_t h = 1469598103934665603ull;
-    const unsigned char head[3] = {(unsigned char)s->kind, (unsigned char)(s->strict != 0), 0x5a};
+    const unsigned char head[3] = {(unsigned char)s->kind, (unsigned char)((s->strict != 0) | (s->tight_ws != 0) << 1), 0x5a};
     for (size_t i = 0; i < sizeof head; i++) h = (h ^ head[i]) * 1099511628211ull;
     for (size_t i = 0; i < s->len; i++) h = (h ^ (unsigned char)s->text[i]) * 1099511628211ull;
-    return h;
+    for (size_t i = 0; s->frame && i < s->frame_len; i++) h = (h ^ (unsigned char)s->frame[i]) * 1099511628211ull;
+    return h ^ (uint64_t)(s->frame ? s->frame_len + 1 : 0);
 }
 
 static int same_spec(const struct structured *g, const struct structured_spec *s, uint64_t h) {
-    return g->hash == h && g->kind == s->kind && g->strict == (s->strict != 0) && g->len == s->len &&
-           g->num_choices == s->num_choices && memcmp(g->text, s->text, s->len) == 0;
+    const size_t fl = s->frame ? s->frame_len : 0;
+    return g->hash == h && g->kind == s->kind && g->strict == (s->strict != 0) && g->tight_ws == (s->tight_ws != 0) &&
+           g->len == s->len &&
+           g->frame_len == fl && g->num_choices == s->num_choices && memcmp(g->text, s->text, s->len) == 0 &&
+           (fl == 0 || memcmp(g->text + g->len, s->frame, fl) == 0);
 }
 
 /* The spec's grammar, from the front end its kind names. */
@@ -161,6 +168,7 @@ static int spec_grammar(const struct structured_spec *s, struct grammar **out) {
     case STRUCTURED_JSON: {
         struct json_schema_params p = json_schema_default_params();
         p.strict = s->strict;
+        if (s->tight_ws) p.whitespace = JSON_SCHEMA_WS_TIGHT;
         return json_schema_compile(s->text, s->len, &p, out);
     }
     case STRUCTURED_REGEX:
@@ -199,6 +207,188 @@ static int spec_grammar(const struct structured_spec *s, struct grammar **out) {
     return folio_err(FOLIO_EINVAL, "no structured-output spec");
 }
 
+/* ---- frames: the text around a spec's sentences (structured.h) ---- */
+
+static const char *frame_str(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static grammar_expr lit(struct grammar_builder *b, const char *s) { return grammar_literal(b, s, strlen(s)); }
+
+/* Whitespace between a frame's texts: a bounded run, as json_schema allows between tokens, or
+ * (tight) one space or a line break and its indent. */
+static grammar_expr frame_ws(struct grammar_builder *b, int tight) {
+    if (tight) {
+        uint32_t ind[8] = {0};
+        ind[0] = 1u << '\t';
+        ind[1] = 1u << (' ' - 32);
+        grammar_expr nl = grammar_seq2(b, lit(b, "\n"), grammar_repeat(b, grammar_bytes(b, ind), 0, JSON_SCHEMA_TIGHT_INDENT));
+        return grammar_repeat(b, grammar_alt2(b, lit(b, " "), nl), 0, 1);
+    }
+    uint32_t set[8] = {0};
+    for (const char *c = " \t\r\n"; *c; c++) set[(uint8_t)*c >> 5] |= 1u << ((uint8_t)*c & 31);
+    return grammar_repeat(b, grammar_bytes(b, set), 0, JSON_SCHEMA_MAX_WS);
+}
+
+/* The calls: open CALL (sep CALL){0,max-1} close, CALL = begin ws inner ws end; with a trigger
+ * (tool_choice auto), free text that never spells it, then optionally the calls (whose first
+ * begin is the trigger); with start, either the calls or text whose first byte is not the
+ * first byte of open/begin (or whitespace). */
+static grammar_expr frame_calls(struct grammar_builder *b, const cJSON *calls, grammar_expr inner) {
+    const char *open = frame_str(calls, "open"), *close = frame_str(calls, "close");
+    const char *begin = frame_str(calls, "begin"), *end = frame_str(calls, "end"), *sep = frame_str(calls, "sep");
+    const cJSON *mx = cJSON_GetObjectItemCaseSensitive(calls, "max");
+    const int max = cJSON_IsNumber(mx) && mx->valuedouble >= 1 && mx->valuedouble <= 1024 ? (int)mx->valuedouble : 0;
+    /* "ws": false keeps the call's text exact (the XML form has no JSON between its tags) */
+    grammar_expr ws = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(calls, "ws")) ? grammar_empty(b) : frame_ws(b, 1);
+    grammar_expr call_items[5] = {lit(b, begin), ws, inner, ws, lit(b, end)};
+    grammar_expr call = grammar_seq(b, call_items, 5);
+    grammar_expr more = grammar_repeat(b, grammar_seq2(b, lit(b, sep), call), 0, max ? max - 1 : -1);
+    /* the calls end the output: nothing may follow the last (the model's EOS) */
+    grammar_expr all_items[4] = {lit(b, open), call, more, lit(b, close)};
+    grammar_expr all = grammar_seq(b, all_items, 4);
+    const char *trigger = frame_str(calls, "trigger");
+    if (*trigger) {
+        /* The trigger opens the calls: open (or, without one, the first begin) starts with it. */
+        return grammar_seq2(b, grammar_text_without(b, trigger, strlen(trigger)), grammar_repeat(b, all, 0, 1));
+    }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(calls, "start"))) {
+        /* the first byte of open, else begin, else the call's JSON object */
+        const uint8_t first = (uint8_t)(*open ? open[0] : *begin ? begin[0] : '{');
+        uint32_t set[8];
+        memset(set, 0xff, sizeof set);
+        set[first >> 5] &= ~(1u << (first & 31));
+        for (const char *c = " \t\r\n"; *c; c++) set[(uint8_t)*c >> 5] &= ~(1u << ((uint8_t)*c & 31));
+        uint32_t any[8];
+        memset(any, 0xff, sizeof any);
+        grammar_expr text = grammar_seq2(b, grammar_bytes(b, set), grammar_repeat(b, grammar_bytes(b, any), 0, -1));
+        return grammar_seq2(b, ws, grammar_alt2(b, all, grammar_repeat(b, text, 0, 1)));
+    }
+    return all; /* forced: the output is the calls, from its first byte */
+}
+
+/* One XML parameter's value: free text up to its closing tag, or, where the tool's schema types
+ * it (number, boolean, object, ...), the JSON that schema accepts. */
+static grammar_expr xml_value(struct grammar_builder *b, const cJSON *schema) {
+    static const char close[] = "\n</parameter>";
+    if (!cJSON_IsObject(schema)) return grammar_text_without(b, close, sizeof close - 1);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type");
+    if (cJSON_IsString(type) && !strcmp(type->valuestring, "string")) {
+        /* Text as written (no quotes): the schema's enum, pattern or length bounds where it
+         * has them, else anything up to the closing tag. */
+        const cJSON *en = cJSON_GetObjectItemCaseSensitive(schema, "enum");
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(schema, "pattern");
+        const cJSON *mn = cJSON_GetObjectItemCaseSensitive(schema, "minLength");
+        const cJSON *mx = cJSON_GetObjectItemCaseSensitive(schema, "maxLength");
+        if (cJSON_IsArray(en)) {
+            grammar_expr alts = grammar_alt(b, NULL, 0);
+            const cJSON *v;
+            cJSON_ArrayForEach(v, en) if (cJSON_IsString(v)) alts = grammar_alt2(b, alts, lit(b, v->valuestring));
+            return alts;
+        }
+        if (cJSON_IsString(pat)) {
+            struct grammar *g = NULL;
+            grammar_expr e = gram_regex_compile(pat->valuestring, strlen(pat->valuestring), &g) == 0
+                                 ? grammar_embed(b, g) : grammar_fail(b, folio_last_error());
+            grammar_free(g);
+            return e;
+        }
+        if (cJSON_IsNumber(mx) || cJSON_IsNumber(mn)) {
+            /* a character other than a newline or '<', so that the closing tag cannot start inside */
+            static const uint32_t not_nl_lt[2][2] = {{'\n', '\n'}, {'<', '<'}};
+            const int lo = cJSON_IsNumber(mn) && mn->valuedouble > 0 ? (int)mn->valuedouble : 0;
+            const int hi = cJSON_IsNumber(mx) && mx->valuedouble < GRAMMAR_MAX_REPEAT ? (int)mx->valuedouble : -1;
+            return grammar_repeat(b, grammar_codepoints(b, not_nl_lt, 2, 1), lo > GRAMMAR_MAX_REPEAT ? GRAMMAR_MAX_REPEAT : lo,
+                                  hi >= 0 && hi < lo ? lo : hi);
+        }
+        return grammar_text_without(b, close, sizeof close - 1);
+    }
+    char *text = cJSON_PrintUnformatted(schema);
+    struct grammar *g = NULL;
+    grammar_expr e = GRAMMAR_NONE;
+    struct json_schema_params p = json_schema_default_params();
+    p.whitespace = 0;
+    if (text && json_schema_compile(text, strlen(text), &p, &g) == 0) e = grammar_embed(b, g);
+    else grammar_fail(b, folio_last_error());
+    grammar_free(g);
+    free(text);
+    return e;
+}
+
+/* The XML form of Qwen3-Coder's calls, one alternative a tool ("xml": [{"name", "params":
+ * [{"name", "required", "schema"}]}]): <function=NAME>\n, then each parameter in the schema's
+ * order (optional ones optional) as <parameter=P>\nVALUE\n</parameter>\n, then </function>. */
+static grammar_expr xml_calls(struct grammar_builder *b, const cJSON *tools) {
+    const int n = cJSON_GetArraySize(tools);
+    if (n < 1) return grammar_alt(b, NULL, 0);
+    grammar_expr *alts = malloc(sizeof *alts * (size_t)n);
+    if (!alts) return grammar_fail(b, "out of memory");
+    int k = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        char head[256];
+        snprintf(head, sizeof head, "<function=%.200s>\n", frame_str(t, "name"));
+        grammar_expr call = lit(b, head);
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(t, "params")) {
+            char open[256];
+            snprintf(open, sizeof open, "<parameter=%.200s>\n", frame_str(p, "name"));
+            grammar_expr items[3] = {lit(b, open), xml_value(b, cJSON_GetObjectItemCaseSensitive(p, "schema")),
+                                     lit(b, "\n</parameter>\n")};
+            grammar_expr one = grammar_seq(b, items, 3);
+            if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "required"))) one = grammar_repeat(b, one, 0, 1);
+            call = grammar_seq2(b, call, one);
+        }
+        alts[k++] = grammar_seq2(b, call, lit(b, "</function>"));
+    }
+    grammar_expr e = grammar_alt(b, alts, k);
+    free(alts);
+    return e;
+}
+
+/* g wrapped in the frame: [think block] then g, or the calls built around g (g may be NULL when
+ * the frame's calls are XML). */
+static int frame_wrap(const char *frame, size_t len, struct grammar **g) {
+    cJSON *f = cJSON_ParseWithLength(frame, len);
+    struct grammar_builder *b = grammar_builder_create();
+    int rc = 0;
+    if (!f || !cJSON_IsObject(f) || !b) {
+        rc = f && b ? folio_err(FOLIO_EINVAL, "structured output: malformed frame") : folio_err(FOLIO_ENOMEM, "out of memory");
+        goto out;
+    }
+    int root = grammar_rule_declare(b, "framed");
+    const cJSON *calls = cJSON_GetObjectItemCaseSensitive(f, "calls");
+    const cJSON *xml = cJSON_IsObject(calls) ? cJSON_GetObjectItemCaseSensitive(calls, "xml") : NULL;
+    if (!*g && !cJSON_IsArray(xml)) {
+        rc = folio_err(FOLIO_EINVAL, "structured output: a frame without a spec needs XML calls");
+        goto out;
+    }
+    grammar_expr body = cJSON_IsArray(xml) ? xml_calls(b, xml) : grammar_embed(b, *g);
+    if (cJSON_IsObject(calls)) body = frame_calls(b, calls, body);
+    const cJSON *think = cJSON_GetObjectItemCaseSensitive(f, "think");
+    if (cJSON_IsObject(think)) {
+        const char *start = frame_str(think, "start"), *end = frame_str(think, "end");
+        grammar_expr block_items[3] = {grammar_text_without(b, end, strlen(end)), lit(b, end), frame_ws(b, 0)};
+        grammar_expr block = grammar_seq(b, block_items, 3);
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(think, "open")))
+            block = grammar_repeat(b, grammar_seq2(b, lit(b, start), block), 0, 1);
+        body = grammar_seq2(b, block, body);
+    }
+    if (grammar_rule_define(b, root, body) < 0) {
+        rc = FOLIO_EINVAL;
+        goto out;
+    }
+    struct grammar *wrapped = NULL;
+    if ((rc = grammar_builder_finish(b, root, &wrapped))) goto out;
+    grammar_free(*g);
+    *g = wrapped;
+out:
+    grammar_builder_free(b);
+    cJSON_Delete(f);
+    return rc;
+}
+
 /* The front ends recurse per nesting level of a schema, regex or grammar (each bounded), and the
  * compile per rule call; HTTP threads have small stacks (CivetWeb's 100 KiB, and sanitizer
  * builds use several times the frame size). So a compile runs on a thread of its own with room
@@ -213,10 +403,21 @@ struct compile_job {
     char err[512]; /* folio_last_error is per thread: the worker's message, for the caller */
 };
 
+int structured_spec_grammar(const struct structured_spec *spec, struct grammar **out) {
+    struct grammar *gr = NULL;
+    *out = NULL;
+    /* a frame alone (XML tool calls) builds the whole grammar */
+    int rc = spec->kind == STRUCTURED_NONE && spec->frame ? 0 : spec_grammar(spec, &gr);
+    if (!rc && spec->frame) rc = frame_wrap(spec->frame, spec->frame_len, &gr);
+    if (rc) grammar_free(gr);
+    else *out = gr;
+    return rc;
+}
+
 static void *compile_main(void *arg) {
     struct compile_job *j = arg;
     struct grammar *gr = NULL;
-    j->rc = spec_grammar(j->spec, &gr);
+    j->rc = structured_spec_grammar(j->spec, &gr);
     if (!j->rc) j->rc = gram_compile(gr, j->vocab, &j->out);
     if (j->rc) snprintf(j->err, sizeof j->err, "%s", folio_last_error());
     grammar_free(gr);
@@ -280,16 +481,19 @@ int structured_get(struct structured_cache *c, const struct structured_spec *spe
     /* Compiled outside the lock: a slow schema does not hold up the others. */
     const double t0 = folio_now();
     struct structured *g = calloc(1, sizeof *g);
-    if (!g || !(g->text = malloc(spec->len + 1))) {
+    if (!g || !(g->text = malloc(spec->len + (spec->frame ? spec->frame_len : 0) + 1))) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto fail;
     }
     memcpy(g->text, spec->text, spec->len);
-    g->text[spec->len] = '\0';
+    if (spec->frame) memcpy(g->text + spec->len, spec->frame, spec->frame_len);
     g->len = spec->len;
+    g->frame_len = spec->frame ? spec->frame_len : 0;
+    g->text[g->len + g->frame_len] = '\0';
     g->hash = h;
     g->kind = spec->kind;
     g->strict = spec->strict != 0;
+    g->tight_ws = spec->tight_ws != 0;
     g->num_choices = spec->num_choices;
     rc = compile_spec(spec, vocab, &g->compiled);
     pthread_mutex_lock(&c->mu);

@@ -30,6 +30,17 @@ struct structured_spec {
     size_t len;
     int num_choices;      /* STRUCTURED_CHOICE */
     int strict;           /* JSON: additionalProperties false unless the schema says otherwise */
+    int tight_ws;         /* JSON: one space or a line break and indent between tokens (tool calls) */
+    /* The text around the spec's sentences, or NULL: a JSON object (borrowed, frame_len bytes)
+     * that the server builds for tool calls and reasoning models (structured.c: frame_wrap):
+     *   "calls": {"open","close","begin","end","sep": strings, "max": 0 (any) or N,
+     *             "trigger": a string (tool_choice auto: free text until it), "start": true
+     *             (auto where a call may only open the output)}: the spec is one call's JSON
+     *             (or, with "xml", unused), repeated between those texts;
+     *   "think": {"start","end": strings, "open": true (the prompt opened the block)}: an
+     *            optional (or, open, a mandatory) reasoning block of free text before it all. */
+    const char *frame;
+    size_t frame_len;
 };
 
 /* The compiled grammars of one engine. max_entries and max_bytes (gram_compiled_bytes, all
@@ -53,6 +64,11 @@ int structured_get(struct structured_cache *c, const struct structured_spec *spe
 void structured_retain(struct structured *g);
 void structured_release(struct structured *g);   /* NULL ok */
 const struct gram_compiled *structured_compiled(const struct structured *g);
+/* The grammar a spec compiles to, frame included, before any vocabulary (tests and tools check
+ * its sentences with grammar_matches). Free *out with grammar_free. Errors as structured_get;
+ * call it on a thread with a few MiB of stack (the front ends recurse per nesting level). */
+struct grammar;
+int structured_spec_grammar(const struct structured_spec *spec, struct grammar **out);
 /* Index of the kind for metrics_count_structured: json 0, regex 1, choice 2, grammar 3. */
 int structured_metrics_kind(enum structured_kind k);
 

@@ -399,6 +399,92 @@ int grammar_rule_fresh(struct grammar_builder *b, const char *prefix) {
     }
 }
 
+/* ---- composition ---------------------------------------------------------------------------- */
+
+grammar_expr grammar_fail(struct grammar_builder *b, const char *msg) { return fail(b, "%s", msg); }
+
+grammar_expr grammar_embed(struct grammar_builder *b, const struct grammar *g) {
+    if (!g || g->num_rules < 1) return fail(b, "grammar_embed: no grammar");
+    int32_t *rules = malloc((size_t)g->num_rules * sizeof *rules);
+    int32_t *map = malloc(((size_t)g->num_nodes + 1) * sizeof *map);
+    grammar_expr *items = NULL;
+    grammar_expr out = GRAMMAR_NONE;
+    if (!rules || !map) {
+        fail(b, "grammar: out of memory");
+        goto out;
+    }
+    for (int r = 0; r < g->num_rules; r++)
+        if ((rules[r] = grammar_rule_fresh(b, g->rule_name[r])) < 0) goto out;
+    /* children are older than their parents: one pass in index order */
+    int cap = 0;
+    for (int i = 0; i < g->num_nodes; i++) {
+        const struct grammar_node *n = &g->nodes[i];
+        switch (n->kind) {
+        case GRAMMAR_K_EMPTY: map[i] = grammar_empty(b); break;
+        case GRAMMAR_K_BYTES: map[i] = grammar_bytes(b, g->sets[n->a]); break;
+        case GRAMMAR_K_REPEAT: map[i] = grammar_repeat(b, map[n->a], n->b, n->c); break;
+        case GRAMMAR_K_REF: map[i] = grammar_ref(b, rules[n->a]); break;
+        default:
+            if (n->b > cap) {
+                cap = n->b;
+                grammar_expr *ni = realloc(items, (size_t)cap * sizeof *ni);
+                if (!ni) {
+                    fail(b, "grammar: out of memory");
+                    goto out;
+                }
+                items = ni;
+            }
+            for (int j = 0; j < n->b; j++) items[j] = map[g->kids[n->a + j]];
+            map[i] = n->kind == GRAMMAR_K_SEQ ? grammar_seq(b, items, n->b) : grammar_alt(b, items, n->b);
+        }
+        if (map[i] == GRAMMAR_NONE) goto out;
+    }
+    for (int r = 0; r < g->num_rules; r++)
+        if (grammar_rule_define(b, rules[r], map[g->rule_body[r]]) < 0) goto out;
+    out = grammar_ref(b, rules[0]);
+out:
+    free(rules);
+    free(map);
+    free(items);
+    return out;
+}
+
+grammar_expr grammar_text_without(struct grammar_builder *b, const char *t, size_t m) {
+    if (m == 0 || m > 256) return fail(b, "grammar_text_without: the text must be 1 to 256 bytes");
+    const uint8_t c0 = (uint8_t)t[0];
+    for (size_t i = 1; i < m; i++)
+        if ((uint8_t)t[i] == c0)
+            return fail(b, "grammar_text_without: '%.*s' repeats its first byte", (int)m, t);
+    /* Once c0 is read, the text either goes on with t or breaks off; since c0 occurs in t only
+     * at its start, a break-off that reads c0 begins the next attempt and any other byte ends
+     * the attempt. So the language is (X)* P* with X = [^c0] | P* E, where P is a proper
+     * prefix of t (each begins with c0, so P P never spells t across the seam) and E a proper
+     * prefix followed by a byte that neither continues t nor is c0. */
+    uint32_t not_c0[8];
+    memset(not_c0, 0xff, sizeof not_c0);
+    not_c0[c0 >> 5] &= ~(1u << (c0 & 31));
+    grammar_expr *prefixes = malloc(m * sizeof *prefixes), *exits = malloc(m * sizeof *exits);
+    grammar_expr out = GRAMMAR_NONE;
+    if (!prefixes || !exits) {
+        fail(b, "grammar: out of memory");
+        goto out;
+    }
+    for (size_t k = 1; k < m; k++) {
+        prefixes[k - 1] = grammar_literal(b, t, k);
+        uint32_t set[8];
+        memcpy(set, not_c0, sizeof set);
+        set[(uint8_t)t[k] >> 5] &= ~(1u << ((uint8_t)t[k] & 31));
+        exits[k - 1] = grammar_seq2(b, prefixes[k - 1], grammar_bytes(b, set));
+    }
+    grammar_expr p = grammar_repeat(b, grammar_alt(b, prefixes, (int)m - 1), 0, -1);
+    grammar_expr x = grammar_alt2(b, grammar_bytes(b, not_c0), grammar_seq2(b, p, grammar_alt(b, exits, (int)m - 1)));
+    out = grammar_seq2(b, grammar_repeat(b, x, 0, -1), p);
+out:
+    free(prefixes);
+    free(exits);
+    return out;
+}
+
 /* ---- finish ------------------------------------------------------------------------------- */
 
 void grammar_free(struct grammar *g) {

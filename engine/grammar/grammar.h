@@ -69,6 +69,18 @@ int grammar_rule_fresh(struct grammar_builder *b, const char *prefix);
  * builder may be freed afterwards. Free *out with grammar_free. */
 int grammar_builder_finish(struct grammar_builder *b, int root, struct grammar **out);
 
+/* Composition. embed copies a frozen grammar's rules into the builder (under fresh names) and
+ * returns an expression matching its sentences, so that one grammar can be wrapped in text of
+ * another (a tool call's JSON inside its tags, anything after a reasoning block).
+ * text_without matches every byte string that does not contain t (m bytes, 1..256) anywhere:
+ * free text up to a trigger. t's first byte must not recur in it (true of "<tool_call>",
+ * "</think>", "[TOOL_CALLS]"), else GRAMMAR_NONE with a message. */
+grammar_expr grammar_embed(struct grammar_builder *b, const struct grammar *g);
+/* Marks the builder failed with this message (a front end's own error, such as a nested
+ * compile's): finish reports it. Returns GRAMMAR_NONE. */
+grammar_expr grammar_fail(struct grammar_builder *b, const char *msg);
+grammar_expr grammar_text_without(struct grammar_builder *b, const char *t, size_t m);
+
 /* vLLM's guided_choice: a grammar whose sentences are exactly the n strings s[i] (lens[i]
  * bytes each; NULL lens means NUL-terminated). n >= 1. FOLIO_EINVAL for n < 1. */
 int grammar_from_choices(const char *const *s, const size_t *lens, int n, struct grammar **out);

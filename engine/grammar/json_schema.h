@@ -29,13 +29,18 @@
 #include "grammar/grammar.h"
 
 #define JSON_SCHEMA_MAX_WS 40      /* whitespace bytes between two JSON tokens */
+#define JSON_SCHEMA_WS_TIGHT 2
+#define JSON_SCHEMA_TIGHT_INDENT 20
 #define JSON_SCHEMA_MAX_BYTES (1 << 20)
 #define JSON_SCHEMA_MAX_DEPTH 64   /* nesting of the schema document itself */
 
 struct json_schema_params {
     /* OpenAI strict mode: additionalProperties defaults to false (the spec's default is true). */
     int strict;
-    /* Allow whitespace between tokens (1), or emit compact JSON only (0). */
+    /* Between tokens: a bounded run of whitespace (1), none (0, compact JSON), or
+     * JSON_SCHEMA_WS_TIGHT: one space, or a line break and an indent of up to
+     * JSON_SCHEMA_TIGHT_INDENT spaces or tabs (llama.cpp's rule; tool calls use it, so that a
+     * weak model cannot spend its tokens on padding). */
     int whitespace;
 };
 struct json_schema_params json_schema_default_params(void); /* strict 0, whitespace 1 */

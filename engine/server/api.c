@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include "chat_template/chat_template.h"
+#include "server/reasoning.h"
+#include "server/tool_parser.h"
 #include "core/engine.h"
 #include "text/tokenizer.h"
 #include "base/util.h"
@@ -195,6 +197,10 @@ static void ep_completions(struct api *a, struct mg_connection *c, struct engine
     api_handle_generate(a, c, e, API_COMPLETIONS, b, n);
 }
 
+static void ep_responses(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n) {
+    api_handle_responses(a, c, e, b, n);
+}
+
 static const struct route routes[] = {
     {"/health", "GET", 1, 0, 0, api_ep_health},
     {"/version", "GET", 1, 0, 0, api_ep_version},
@@ -210,6 +216,7 @@ static const struct route openai_routes[OPENAI_NUM_PATHS] = {
     [OPENAI_COMPLETIONS] = {NULL, NULL, 0, 1, 1, ep_completions},
     [OPENAI_TOKENIZE] = {NULL, NULL, 0, 1, 1, api_ep_tokenize},
     [OPENAI_DETOKENIZE] = {NULL, NULL, 0, 1, 1, api_ep_detokenize},
+    [OPENAI_RESPONSES] = {NULL, NULL, 0, 1, 1, ep_responses},
 };
 
 static int handle(struct mg_connection *c, void *arg) {
@@ -223,7 +230,13 @@ static int handle(struct mg_connection *c, void *arg) {
     /* /v1/models/{id} (the SDK's models.retrieve) is /v1/models answered for one id. */
     const char *item = NULL, *exact_item = NULL;
     const int item_of = openai_paths_find(raw, &item);
-    const int model_by_id = item_of >= 0 && item && *item;
+    const int model_by_id = item_of == OPENAI_MODELS && item && *item;
+    if (item_of == OPENAI_RESPONSES && item && *item && strcmp(ri->request_method, "OPTIONS") != 0) {
+        api_send_error_msg(a, c, 404, NULL,
+                           "folio-engine keeps no responses (it runs stateless): stored responses are served by "
+                           "foliod");
+        return 404;
+    }
     for (size_t i = 0; i < sizeof routes / sizeof *routes && !rt; i++)
         if (!strcmp(path, routes[i].path)) rt = &routes[i];
     const int k = rt ? -1 : model_by_id ? item_of : openai_paths_find(path, &exact_item);
@@ -317,12 +330,33 @@ fail:
     return rc;
 }
 
+/* The model's tool-call and reasoning formats: the flags', else what its template shows; the
+ * load log says which. */
+static int pick_formats(struct api *a) {
+    const char *src = chat_template_source(a->tmpl);
+    const char *tp = a->p.tool_call_parser, *rp = a->p.reasoning_parser;
+    if (tp && !strcmp(tp, "none")) a->tool_format = -1;
+    else if (tp && (a->tool_format = tool_format_from_name(tp)) < 0)
+        return folio_err(FOLIO_EINVAL, "--tool-call-parser %s: not a parser (hermes, llama3_json, mistral, qwen3_coder, none)", tp);
+    else if (!tp) a->tool_format = (int)tool_format_detect(src);
+    if (rp && !strcmp(rp, "none")) a->reasoning_format = REASONING_NONE;
+    else if (rp && (a->reasoning_format = reasoning_format_from_name(rp)) < 0)
+        return folio_err(FOLIO_EINVAL, "--reasoning-parser %s: not a parser (qwen3, deepseek_r1, none)", rp);
+    else if (!rp) a->reasoning_format = (int)reasoning_format_detect(src);
+    fprintf(stderr, "folio-engine: tool calls: %s (%s); reasoning: %s (%s)\n",
+            a->tool_format < 0 ? "not parsed" : a->tool_format == TOOL_FORMAT_NONE ? "hermes when tools are sent" : tool_format_name((enum tool_format)a->tool_format),
+            tp ? "--tool-call-parser" : "from the chat template",
+            reasoning_format_name((enum reasoning_format)a->reasoning_format), rp ? "--reasoning-parser" : "from the chat template");
+    return 0;
+}
+
 int api_attach(struct api *a, struct engine *e) {
     int rc = 0;
     const struct tokenizer *tok = engine_tokenizer(e);
     if (a->p.chat_template) rc = chat_template_load_arg(a->p.chat_template, &a->tmpl);
     else if (a->p.model_path) rc = chat_template_load_model(a->p.model_path, &a->tmpl);
     if (rc) return rc;
+    if ((rc = pick_formats(a))) return rc;
     const char *bos = tokenizer_id_to_piece(tok, tokenizer_bos_id(tok)), *eos = tokenizer_id_to_piece(tok, tokenizer_eos_id(tok));
     if (!(a->bos_token = strdup(bos ? bos : "")) || !(a->eos_token = strdup(eos ? eos : "")))
         return folio_err(FOLIO_ENOMEM, "out of memory");

@@ -23,6 +23,8 @@ struct api_params {
     const char *api_key;            /* NULL: no auth */
     const char *allowed_origins;    /* CORS: JSON list or comma-separated; NULL: none */
     const char *chat_template;      /* --chat-template file or text; NULL: the model's */
+    const char *tool_call_parser;   /* --tool-call-parser NAME (tool_parser.h) or "none"; NULL: from the template */
+    const char *reasoning_parser;   /* --reasoning-parser NAME (reasoning.h) or "none"; NULL: from the template */
     size_t max_body;                /* bytes; larger bodies get 413 (16 MiB) */
     int num_threads;                /* HTTP worker threads = concurrent connections (512) */
     struct api_limits limits;       /* per-request limits (api_request.h); zeros: the defaults */

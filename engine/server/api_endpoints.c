@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "server/api_internal.h"
+#include "server/reasoning.h"
 #include "chat_template/chat_template.h"
 #include "core/engine.h"
 #include "core/metrics.h"
@@ -190,8 +191,16 @@ static int cut_after_final(const struct api_request *r, char *text, size_t *len,
                          "verbatim, so it cannot be continued");
 }
 
+/* Whether the prompt ends with a closed reasoning block ("</think>" and whitespace): Qwen3's
+ * template writes an empty one when enable_thinking is false, and the model must not think. */
+static int prompt_closes_think(const char *text, size_t len) {
+    static const char tag[] = "</think>";
+    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == '\t')) len--;
+    return len >= sizeof tag - 1 && memcmp(text + len - (sizeof tag - 1), tag, sizeof tag - 1) == 0;
+}
+
 int api_chat_prompt(struct api *a, struct engine *e, const struct api_request *r, int32_t **ids, int *n,
-                    struct api_error *err) {
+                    int *think_open, struct api_error *err) {
     if (!a->tmpl)
         return api_error_set(err, 400, "messages",
                              "this model has no chat template (tokenizer_config.json has no chat_template): start "
@@ -209,6 +218,7 @@ int api_chat_prompt(struct api *a, struct engine *e, const struct api_request *r
     cJSON_Delete(ctx);
     if (rc) return api_error_set(err, 400, "messages", "chat template error: %s", folio_last_error());
     if (r->continue_final_message && (rc = cut_after_final(r, text, &len, err))) goto out;
+    if (think_open) *think_open = reasoning_prompt_opens(text, len) ? 1 : prompt_closes_think(text, len) ? -1 : 0;
     if ((rc = tokenizer_encode(engine_tokenizer(e), text, len, r->add_special_tokens, ids, n)))
         rc = api_error_set(err, 400, "messages", "%s", folio_last_error());
 out:
@@ -229,7 +239,7 @@ void api_ep_tokenize(struct api *a, struct mg_connection *c, struct engine *e, c
     }
     if (api_check_model(a, r.model, &err)) goto fail;
     if (r.chat_ctx) {
-        if (api_chat_prompt(a, e, &r, &ids, &n, &err)) goto fail;
+        if (api_chat_prompt(a, e, &r, &ids, &n, NULL, &err)) goto fail;
     } else if (tokenizer_encode(tok, r.prompts[0].text, r.prompts[0].text_len, r.add_special_tokens, &ids, &n)) {
         api_error_set(&err, 400, "prompt", "%s", folio_last_error());
         goto fail;

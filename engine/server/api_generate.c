@@ -10,6 +10,10 @@
 #include <time.h>
 
 #include "server/api_internal.h"
+#include "server/api_responses.h"
+#include "server/api_tools.h"
+#include "server/reasoning.h"
+#include "server/tool_parser.h"
 #include "base/http_conn.h"
 #include "base/openai_error.h"
 #include "base/sbuf.h"
@@ -29,6 +33,8 @@ struct choice {
     enum engine_finish finish;
     const char *stop_str;           /* borrowed from the engine request */
     int32_t stop_token;
+    struct api_out out;             /* chat: reasoning and tool calls parsed out of the text */
+    int out_tokens;                 /* non-streaming: output tokens fed to out so far */
 };
 
 struct gen {
@@ -49,7 +55,10 @@ struct gen {
     void *dec_work;                 /* [dec_cap] token_text's decode scratch */
     size_t dec_cap;
     char error[512];                /* an engine failure, for the response */
+    struct api_resp *resp;          /* /v1/responses: its metadata; NULL for the others */
+    struct api_resp_stream *rs;     /* /v1/responses streamed: the events so far */
     struct structured *grammar;     /* the request's compiled grammar, or NULL */
+    int think_open;                 /* chat: the prompt opened a reasoning block */
 };
 
 /* ---- small helpers ---- */
@@ -158,14 +167,30 @@ static cJSON *usage_object(const struct gen *g) {
         prompt += g->num_ids[p];
         cached += g->cached[p];
     }
-    for (int i = 0; i < g->np * g->n; i++) completion += g->ch[i].num_output;
+    long long reasoning = 0;
+    for (int i = 0; i < g->np * g->n; i++) {
+        completion += g->ch[i].num_output;
+        reasoning += g->ch[i].out.reasoning_tokens;
+    }
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", (double)prompt);
     cJSON_AddNumberToObject(u, "total_tokens", (double)(prompt + completion));
     cJSON_AddNumberToObject(u, "completion_tokens", (double)completion);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
     cJSON_AddNumberToObject(d, "cached_tokens", (double)cached);
+    if (g->chat && g->a->reasoning_format > REASONING_NONE) {
+        cJSON *cd = cJSON_AddObjectToObject(u, "completion_tokens_details");
+        cJSON_AddNumberToObject(cd, "reasoning_tokens", (double)reasoning);
+    }
     return u;
+}
+
+/* tool_calls when the choice called a tool and stopped on its own (a call cut short by
+ * max_tokens stays "length"). */
+static const char *finish_reason(const struct choice *ch) {
+    const char *f = engine_finish_name(ch->finish);
+    if (!f) f = "stop";
+    return ch->finish == ENGINE_FINISH_STOP && ch->out.num_calls > 0 ? "tool_calls" : f;
 }
 
 static void add_stop_reason(cJSON *choice, const struct choice *ch) {
@@ -263,21 +288,64 @@ static int stream_start(struct gen *g) {
     return 0;
 }
 
+/* A chat delta's tool_calls: each call touched by this piece, its first delta with index, id,
+ * type and name, then arguments text (OpenAI's shape, which the SDKs join by index). */
+static void add_call_deltas(cJSON *d, const struct api_out *out) {
+    if (out->d_first_call >= out->num_calls) return;
+    cJSON *arr = cJSON_AddArrayToObject(d, "tool_calls");
+    for (int i = out->d_first_call; i < out->num_calls; i++) {
+        const struct api_call *call = &out->calls[i];
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddNumberToObject(t, "index", i);
+        if (call->begun_in_delta) {
+            cJSON_AddStringToObject(t, "id", call->id);
+            cJSON_AddStringToObject(t, "type", "function");
+        }
+        cJSON *fn = cJSON_AddObjectToObject(t, "function");
+        if (call->begun_in_delta) cJSON_AddStringToObject(fn, "name", call->name.p ? call->name.p : "");
+        cJSON_AddStringToObject(fn, "arguments", call->args.n > call->args_sent ? call->args.p + call->args_sent : "");
+        cJSON_AddItemToArray(arr, t);
+    }
+}
+
 static int stream_output(struct gen *g, int index, const struct engine_output *o) {
     struct choice *ch = &g->ch[index];
     const int finished = o->finish != ENGINE_FINISH_NONE;
+    if (g->chat) {
+        /* The text goes through the choice's parsers: a delta may hold reasoning, content and
+         * call pieces, or nothing yet (held back while it may still start a call). */
+        const int tokens = o->num_output_tokens - ch->out_tokens;
+        ch->out_tokens = o->num_output_tokens;
+        if (api_out_feed(&ch->out, o->text, o->text_len, tokens, finished)) return -1;
+        const struct api_out *out = &ch->out;
+        const int has = out->d_content.n > 0 || out->d_reasoning.n > 0 || out->d_first_call < out->num_calls;
+        if (!finished && !has && !(o->logprobs && o->num_tokens > 0)) return 0;
+        cJSON *c, *j = chunk(g, index, &c);
+        cJSON *d = cJSON_AddObjectToObject(c, "delta");
+        if (out->d_reasoning.n > 0) {
+            cJSON_AddStringToObject(d, "reasoning_content", out->d_reasoning.p);
+            cJSON_AddStringToObject(d, "reasoning", out->d_reasoning.p);
+        }
+        if (out->d_content.n > 0 || (!finished && !has)) cJSON_AddStringToObject(d, "content", out->d_content.p ? out->d_content.p : "");
+        add_call_deltas(d, out);
+        if (o->logprobs && o->num_tokens > 0)
+            cJSON_AddItemToObject(c, "logprobs", chat_logprobs(g, o->token_ids, o->logprobs, o->num_tokens));
+        else cJSON_AddNullToObject(c, "logprobs");
+        if (finished) {
+            cJSON_AddStringToObject(c, "finish_reason", finish_reason(ch));
+            add_stop_reason(c, ch);
+        } else {
+            cJSON_AddNullToObject(c, "finish_reason");
+        }
+        return sse(g, j);
+    }
     if (!finished && o->text_len == 0 && !(o->logprobs && o->num_tokens > 0)) return 0;
     cJSON *c, *j = chunk(g, index, &c);
-    if (g->chat) {
-        cJSON *d = cJSON_AddObjectToObject(c, "delta");
-        if (o->text_len > 0 || !finished) cJSON_AddStringToObject(d, "content", o->text);
-    } else {
+    {
         cJSON_AddStringToObject(c, "text", o->text);
     }
     if (o->logprobs && o->num_tokens > 0)
-        cJSON_AddItemToObject(c, "logprobs",
-                              g->chat ? chat_logprobs(g, o->token_ids, o->logprobs, o->num_tokens)
-                                      : completion_logprobs(g, ch, o->token_ids, o->logprobs, o->num_tokens));
+        cJSON_AddItemToObject(c, "logprobs", completion_logprobs(g, ch, o->token_ids, o->logprobs, o->num_tokens));
     else cJSON_AddNullToObject(c, "logprobs");
     if (finished) {
         cJSON_AddStringToObject(c, "finish_reason", engine_finish_name(o->finish));
@@ -303,7 +371,13 @@ static int stream_end(struct gen *g) {
 
 static int collect_output(struct gen *g, int index, const struct engine_output *o) {
     struct choice *ch = &g->ch[index];
-    if (sbuf_put(&ch->text, o->text, o->text_len)) return FOLIO_ENOMEM;
+    if (g->chat) {
+        const int tokens = o->num_output_tokens - ch->out_tokens;
+        ch->out_tokens = o->num_output_tokens;
+        if (api_out_feed(&ch->out, o->text, o->text_len, tokens, o->finish != ENGINE_FINISH_NONE)) return FOLIO_ENOMEM;
+    } else if (sbuf_put(&ch->text, o->text, o->text_len)) {
+        return FOLIO_ENOMEM;
+    }
     if (o->logprobs && o->num_tokens > 0) {
         if (ch->num + o->num_tokens > ch->cap) {
             int nc = ch->cap ? ch->cap * 2 : 64;
@@ -332,9 +406,29 @@ static void respond(struct gen *g) {
         cJSON_AddNumberToObject(c, "index", i);
         if (g->chat) {
             cJSON *m = cJSON_AddObjectToObject(c, "message");
+            const struct api_out *out = &ch->out;
             cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", ch->text.p ? ch->text.p : "");
-            cJSON_AddArrayToObject(m, "tool_calls");
+            /* OpenAI's shape: content null beside calls when the model wrote no text. */
+            if (out->num_calls > 0 && out->content.n == 0) cJSON_AddNullToObject(m, "content");
+            else cJSON_AddStringToObject(m, "content", out->content.p ? out->content.p : "");
+            if (g->a->reasoning_format > REASONING_NONE) {
+                if (out->reasoning.n > 0 || (ch->out.rp && reasoning_parser_in_reasoning(ch->out.rp))) {
+                    cJSON_AddStringToObject(m, "reasoning_content", out->reasoning.p ? out->reasoning.p : "");
+                    cJSON_AddStringToObject(m, "reasoning", out->reasoning.p ? out->reasoning.p : "");
+                } else {
+                    cJSON_AddNullToObject(m, "reasoning_content");
+                }
+            }
+            cJSON *calls = cJSON_AddArrayToObject(m, "tool_calls");
+            for (int k = 0; k < out->num_calls; k++) {
+                cJSON *t = cJSON_CreateObject();
+                cJSON_AddStringToObject(t, "id", out->calls[k].id);
+                cJSON_AddStringToObject(t, "type", "function");
+                cJSON *fn = cJSON_AddObjectToObject(t, "function");
+                cJSON_AddStringToObject(fn, "name", out->calls[k].name.p ? out->calls[k].name.p : "");
+                cJSON_AddStringToObject(fn, "arguments", out->calls[k].args.p ? out->calls[k].args.p : "");
+                cJSON_AddItemToArray(calls, t);
+            }
         } else {
             char *echo = NULL;
             size_t en = 0;
@@ -353,7 +447,7 @@ static void respond(struct gen *g) {
                                   g->chat ? chat_logprobs(g, ch->ids, ch->lps, ch->num)
                                           : completion_logprobs(g, ch, ch->ids, ch->lps, ch->num));
         else cJSON_AddNullToObject(c, "logprobs");
-        cJSON_AddStringToObject(c, "finish_reason", engine_finish_name(ch->finish) ? engine_finish_name(ch->finish) : "stop");
+        cJSON_AddStringToObject(c, "finish_reason", finish_reason(ch));
         add_stop_reason(c, ch);
         cJSON_AddItemToArray(choices, c);
     }
@@ -362,6 +456,8 @@ static void respond(struct gen *g) {
 }
 
 /* ---- the request ---- */
+
+static int resp_output(struct gen *g, int index, const struct engine_output *o);
 
 static int on_output(struct gen *g, int p, const struct engine_output *o) {
     const int index = p * g->n + o->index;
@@ -376,8 +472,90 @@ static int on_output(struct gen *g, int p, const struct engine_output *o) {
             snprintf(g->error, sizeof g->error, "%s", o->error ? o->error : "the request was aborted");
     }
     if (g->error[0]) return 0; /* the response will be an error */
+    if (g->resp) return resp_output(g, index, o);
     if (g->r->stream) return stream_output(g, index, o);
     return collect_output(g, index, o) ? -1 : 0;
+}
+
+/* ---- /v1/responses ---- */
+
+/* An SSE event with its name: "event: TYPE\ndata: JSON\n\n", one HTTP chunk. */
+static int resp_emit(void *ud, const char *type, cJSON *data) {
+    struct gen *g = ud;
+    char *s = cJSON_PrintUnformatted(data);
+    cJSON_Delete(data);
+    if (!s) return -1;
+    const size_t n = strlen(s), tn = strlen(type);
+    char *ev = malloc(n + tn + 64);
+    int rc = -1;
+    if (ev) {
+        int k = snprintf(ev, 32, "%zx\r\n", n + tn + 16);
+        k += sprintf(ev + k, "event: %s\ndata: ", type);
+        memcpy(ev + k, s, n);
+        memcpy(ev + k + n, "\n\n\r\n", 4);
+        const size_t total = (size_t)k + n + 4;
+        rc = mg_write(g->c, ev, total) == (int)total ? 0 : -1;
+    }
+    free(ev);
+    free(s);
+    return rc;
+}
+
+static struct api_resp_usage resp_usage(const struct gen *g) {
+    return (struct api_resp_usage){.input = g->num_ids[0], .cached = g->cached[0], .output = g->ch[0].num_output,
+                                   .reasoning = g->ch[0].out.reasoning_tokens};
+}
+
+static int resp_output(struct gen *g, int index, const struct engine_output *o) {
+    struct choice *ch = &g->ch[index];
+    const int tokens = o->num_output_tokens - ch->out_tokens;
+    ch->out_tokens = o->num_output_tokens;
+    if (api_out_feed(&ch->out, o->text, o->text_len, tokens, o->finish != ENGINE_FINISH_NONE)) return -1;
+    return g->rs ? api_resp_stream_piece(g->rs, &ch->out, resp_emit, g) : 0;
+}
+
+static int pump(struct gen *g);
+
+/* The whole answer of a /v1/responses request: a response object, or its event stream. */
+static void resp_answer(struct gen *g) {
+    struct api_resp_stream *st = NULL;
+    if (g->r->stream) {
+        char cors[512];
+        api_cors_headers(g->a, g->c, cors, sizeof cors);
+        if (!(st = malloc(sizeof *st))) return;
+        mg_printf(g->c,
+                  "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
+                  "Transfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n%s\r\n",
+                  cors);
+        if (api_resp_stream_start(st, g->resp, resp_emit, g)) goto out;
+        g->rs = st;
+    }
+    if (pump(g) != 0) goto out; /* nobody to answer */
+    const struct api_resp_usage u = resp_usage(g);
+    const char *status = g->ch[0].finish == ENGINE_FINISH_LENGTH ? "incomplete" : "completed";
+    if (st) {
+        if (g->error[0]) {
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "type", "error");
+            cJSON_AddNumberToObject(d, "sequence_number", st->seq++);
+            cJSON_AddStringToObject(d, "code", "server_error");
+            cJSON_AddStringToObject(d, "message", g->error);
+            cJSON_AddNullToObject(d, "param");
+            if (resp_emit(g, "error", d)) goto out;
+        } else if (api_resp_stream_end(st, g->resp, &g->ch[0].out, status, &u, resp_emit, g)) {
+            goto out;
+        }
+        mg_write(g->c, "0\r\n\r\n", 5);
+    } else if (g->error[0]) {
+        struct api_error err;
+        api_error_set(&err, 500, NULL, "%s", g->error);
+        api_send_error(g->a, g->c, &err);
+    } else {
+        api_send_json(g->a, g->c, 200, api_resp_object(g->resp, status, &g->ch[0].out, NULL, &u));
+    }
+out:
+    g->rs = NULL;
+    free(st);
 }
 
 /* Reads every request's outputs until all are done. -1: the client went away (or the
@@ -439,7 +617,7 @@ static void apply_defaults(const struct model_config *cfg, const struct api_requ
 
 static int build_prompts(struct gen *g, struct api_error *err) {
     const struct api_request *r = g->r;
-    if (g->chat) return api_chat_prompt(g->a, g->e, r, &g->ids[0], &g->num_ids[0], err);
+    if (g->chat) return api_chat_prompt(g->a, g->e, r, &g->ids[0], &g->num_ids[0], &g->think_open, err);
     for (int p = 0; p < g->np; p++) {
         const struct api_prompt *pr = &r->prompts[p];
         if (pr->text) {
@@ -460,6 +638,8 @@ static struct engine_request prompt_request(const struct gen *g, int p, const st
     struct engine_request rq = {.prompt = g->ids[p], .num_prompt = g->num_ids[p], .params = g->r->sp,
                                 .priority = g->r->priority, .structured = g->grammar};
     apply_defaults(cfg, g->r, &rq.params);
+    /* Mistral's calls open with [TOOL_CALLS], a special token: its parser must see it. */
+    if (g->chat && g->ch[0].out.tp && g->a->tool_format == TOOL_FORMAT_MISTRAL) rq.params.skip_special_tokens = 0;
     rq.params.logprobs = g->r->logprobs;
     if (g->chat && !(g->r->set & API_SET_MAX_TOKENS) && cfg->default_max_new_tokens > 0) {
         const int room = L - g->num_ids[p];
@@ -482,6 +662,9 @@ static long long max_output_tokens(const struct gen *g, const struct model_confi
 static int submit_all(struct gen *g, struct api_error *err) {
     const struct model_config *cfg = engine_model_config(g->e);
     const int L = engine_max_model_len(g->e);
+    for (int i = 0; g->chat && i < g->np * g->n; i++)
+        if (api_out_init(&g->ch[i].out, g->a, g->r, g->think_open, !g->r->stream || g->resp != NULL))
+            return api_error_set(err, 500, NULL, "out of memory");
     /* The parser checked what it could; without max_tokens the bound needs the prompts'
      * lengths. Before the first submit, so that nothing runs for a refused request. */
     int rc = api_check_logprob_entries(g->r, max_output_tokens(g, cfg, L), &g->a->p.limits, err);
@@ -511,26 +694,26 @@ static int was_big(const struct gen *g, size_t len) {
     if (len >= API_TRIM_BODY_BYTES || (long long)g->np * g->n >= API_TRIM_SEQS) return 1;
     size_t held = 0;
     for (int i = 0; g->ch && i < g->np * g->n; i++)
-        held += g->ch[i].text.cap + (size_t)g->ch[i].cap * (sizeof(int32_t) + sizeof(struct sampler_logprobs));
+        held += g->ch[i].text.cap + g->ch[i].out.content.cap + g->ch[i].out.reasoning.cap +
+                (size_t)g->ch[i].cap * (sizeof(int32_t) + sizeof(struct sampler_logprobs));
     return held >= API_TRIM_HELD_BYTES;
 }
 
-void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *e, enum api_kind kind,
-                         const char *body, size_t len) {
-    struct api_request r;
+/* A parsed request run to its answer. resp: a /v1/responses request (chat underneath), whose
+ * answer is a response object. Frees r. */
+static void run(struct api *a, struct mg_connection *c, struct engine *e, struct api_request *rp,
+                struct api_resp *resp, size_t len) {
+    struct api_request r = *rp;
     struct api_error err;
-    struct gen g = {.a = a, .c = c, .e = e, .tok = engine_tokenizer(e), .r = &r, .chat = kind == API_CHAT};
-    /* The engine's own sequence limit, which may differ from the flag's default. */
-    struct api_limits lim = a->p.limits;
-    lim.max_num_seqs = engine_max_num_seqs(e);
-    if (api_request_parse(kind, body, len, &lim, &r, &err)) {
-        api_send_error(a, c, &err);
-        if (len >= API_TRIM_BODY_BYTES) folio_malloc_release();
-        return;
-    }
+    struct gen g = {.a = a, .c = c, .e = e, .tok = engine_tokenizer(e), .r = &r, .chat = r.kind == API_CHAT, .resp = resp};
     int rc = api_check_model(a, r.model, &err);
     if (rc) goto out;
     g.model = a->names[0];
+    if (resp) resp->model = g.model;
+    if (resp && r.sp.n != 1) {
+        rc = api_error_set(&err, 400, "n", "the Responses API makes one answer");
+        goto out;
+    }
     g.created = (long long)time(NULL);
     make_id(g.id, sizeof g.id, g.chat ? "chatcmpl-" : "cmpl-");
     g.np = g.chat ? 1 : r.num_prompts;
@@ -549,13 +732,28 @@ void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *
         goto out;
     }
     for (int i = 0; i < g.np * g.n; i++) g.ch[i].stop_token = -1;
-    /* The grammar compiles here, on this HTTP thread, before anything is queued. */
-    if (r.structured.kind != STRUCTURED_NONE && engine_structured(e, &r.structured, &g.grammar)) {
+    if ((rc = build_prompts(&g, &err))) goto out;
+    /* The grammar compiles here, on this HTTP thread, before anything is queued: the request's
+     * structured output or its tool choice, after the reasoning block when the prompt opened one. */
+    if (g.chat) {
+        struct structured_spec spec;
+        char *spec_text = NULL, *spec_frame = NULL;
+        if ((rc = api_tools_spec(a, &r, g.think_open, &spec, &spec_text, &spec_frame, &err))) goto out;
+        if ((spec.kind != STRUCTURED_NONE || spec.frame) && engine_structured(e, &spec, &g.grammar))
+            rc = api_error_set(&err, 400, spec_text ? "tools" : r.structured_param, "%s", folio_last_error());
+        free(spec_text);
+        free(spec_frame);
+        if (rc) goto out;
+    } else if (r.structured.kind != STRUCTURED_NONE && engine_structured(e, &r.structured, &g.grammar)) {
         rc = api_error_set(&err, 400, r.structured_param, "%s", folio_last_error());
         goto out;
     }
-    if ((rc = build_prompts(&g, &err)) || (rc = submit_all(&g, &err))) goto out;
+    if ((rc = submit_all(&g, &err))) goto out;
     g.fd = http_conn_fd(c);
+    if (resp) {
+        resp_answer(&g);
+        goto release;
+    }
     if (r.stream) {
         if (stream_start(&g) == 0 && pump(&g) == 0) {
             if (g.error[0]) {
@@ -577,6 +775,7 @@ release:;
     for (int p = 0; g.ids && p < g.np; p++) free(g.ids[p]);
     for (int i = 0; g.ch && i < g.np * g.n; i++) {
         sbuf_free(&g.ch[i].text);
+        api_out_free(&g.ch[i].out);
         free(g.ch[i].ids);
         free(g.ch[i].lps);
     }
@@ -589,4 +788,35 @@ release:;
     structured_release(g.grammar);
     api_request_free(&r);
     if (big) folio_malloc_release();
+}
+
+void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *e, enum api_kind kind,
+                         const char *body, size_t len) {
+    struct api_request r;
+    struct api_error err;
+    /* The engine's own sequence limit, which may differ from the flag's default. */
+    struct api_limits lim = a->p.limits;
+    lim.max_num_seqs = engine_max_num_seqs(e);
+    if (api_request_parse(kind, body, len, &lim, &r, &err)) {
+        api_send_error(a, c, &err);
+        if (len >= API_TRIM_BODY_BYTES) folio_malloc_release();
+        return;
+    }
+    run(a, c, e, &r, NULL, len);
+}
+
+void api_handle_responses(struct api *a, struct mg_connection *c, struct engine *e, const char *body, size_t len) {
+    struct api_request r;
+    struct api_resp m;
+    struct api_error err;
+    struct api_limits lim = a->p.limits;
+    lim.max_num_seqs = engine_max_num_seqs(e);
+    if (api_resp_parse(body, len, &lim, mg_get_header(c, "X-Folio-Store"), mg_get_header(c, "X-Folio-Previous-Response-Id"),
+                       &r, &m, &err)) {
+        api_send_error(a, c, &err);
+        if (len >= API_TRIM_BODY_BYTES) folio_malloc_release();
+        return;
+    }
+    run(a, c, e, &r, &m, len);
+    api_resp_free(&m);
 }

@@ -5,6 +5,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <civetweb.h>
 #include <cjson/cJSON.h>
@@ -27,6 +28,8 @@ struct api {
     int port;
     _Atomic(struct engine *) engine; /* NULL while the model loads */
     struct chat_template *tmpl;      /* NULL: the model has none */
+    int tool_format;                 /* enum tool_format of the model's calls; -1: never parse calls */
+    int reasoning_format;            /* enum reasoning_format; 0: none */
     char *bos_token, *eos_token;     /* for the template */
     atomic_int stopping;             /* api_free: handlers abort their requests */
     atomic_int draining;             /* api_drain: new requests get 503 */
@@ -51,9 +54,10 @@ const char *api_error_type(int status);
 int api_check_model(struct api *a, const char *model, struct api_error *err);
 
 /* The prompt of a chat request: the template rendered with its messages, then tokenized.
- * *ids is malloc'd. */
+ * *ids is malloc'd. *think_open (may be NULL): 1 when the prompt ends inside an open reasoning
+ * block ("<think>"), -1 when it ends with a closed one (the model is not to think), else 0. */
 int api_chat_prompt(struct api *a, struct engine *e, const struct api_request *r, int32_t **ids, int *n,
-                    struct api_error *err);
+                    int *think_open, struct api_error *err);
 
 /* After a request this big, its handler returns the freed heap to the OS (malloc_trim): a
  * body of 256 KiB or more (its parse tree was up to ~40x that), 16 or more sequences, or
@@ -65,6 +69,9 @@ int api_chat_prompt(struct api *a, struct engine *e, const struct api_request *r
 /* POST /v1/completions and /v1/chat/completions. */
 void api_handle_generate(struct api *a, struct mg_connection *c, struct engine *e, enum api_kind kind,
                          const char *body, size_t len);
+
+/* POST /v1/responses (api_responses.c). */
+void api_handle_responses(struct api *a, struct mg_connection *c, struct engine *e, const char *body, size_t len);
 
 /* The small endpoints (api_endpoints.c), routed by api.c's table. */
 void api_ep_health(struct api *a, struct mg_connection *c, struct engine *e, const char *b, size_t n);

@@ -166,7 +166,15 @@ static int parse_prompt(const cJSON *body, struct api_request *r, struct api_err
  * as vLLM does for string-format templates) or null. */
 static int normalize_content(cJSON *msg, int idx, struct api_error *err) {
     cJSON *c = cJSON_GetObjectItemCaseSensitive(msg, "content");
-    if (!c || cJSON_IsNull(c) || cJSON_IsString(c)) return 0;
+    if (cJSON_IsNull(c)) {
+        /* The SDKs send content: null beside tool_calls; templates test and concatenate it as
+         * a string (Qwen3's `'</think>' in content` fails on none), so it reads as "", as in vLLM. */
+        cJSON *e = cJSON_CreateString("");
+        if (!e) return api_error_set(err, 500, NULL, "out of memory");
+        cJSON_ReplaceItemInObjectCaseSensitive(msg, "content", e);
+        return 0;
+    }
+    if (!c || cJSON_IsString(c)) return 0;
     if (!cJSON_IsArray(c))
         return api_error_set(err, 400, "messages", "messages[%d].content must be a string or a list of content parts", idx);
     size_t len = 0;
@@ -197,9 +205,146 @@ static int normalize_content(cJSON *msg, int idx, struct api_error *err) {
     return 0;
 }
 
+/* An assistant message's tool_calls, checked, with each function's arguments (a JSON string
+ * in OpenAI's wire format) parsed into the object templates expect: Llama 3.1's writes
+ * `arguments | tojson`, which would quote a string a second time (vLLM parses them too). */
+static int normalize_tool_calls(cJSON *msg, int idx, struct api_error *err) {
+    cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+    if (is_unset(calls)) return 0;
+    if (!cJSON_IsArray(calls))
+        return api_error_set(err, 400, "messages", "messages[%d].tool_calls must be a list", idx);
+    int k = 0;
+    for (cJSON *tc = calls->child; tc; tc = tc->next, k++) {
+        cJSON *fn = cJSON_IsObject(tc) ? cJSON_GetObjectItemCaseSensitive(tc, "function") : NULL;
+        const cJSON *name = cJSON_IsObject(fn) ? cJSON_GetObjectItemCaseSensitive(fn, "name") : NULL;
+        if (!cJSON_IsString(name))
+            return api_error_set(err, 400, "messages",
+                                 "messages[%d].tool_calls[%d] needs a function with a string name", idx, k);
+        cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        if (is_unset(args)) continue;
+        if (!cJSON_IsString(args) && !cJSON_IsObject(args))
+            return api_error_set(err, 400, "messages",
+                                 "messages[%d].tool_calls[%d].function.arguments must be a JSON string", idx, k);
+        if (!cJSON_IsString(args)) continue;
+        cJSON *parsed = cJSON_Parse(args->valuestring);
+        if (!cJSON_IsObject(parsed)) {
+            /* Not an object: the template gets the text as sent. */
+            cJSON_Delete(parsed);
+            continue;
+        }
+        cJSON_ReplaceItemInObjectCaseSensitive(fn, "arguments", parsed);
+    }
+    return 0;
+}
+
+/* OpenAI's rule for function names: letters, digits, '_' and '-', at most 64 (we also allow
+ * '.', which MCP tool names use). */
+static int valid_tool_name(const char *s) {
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') || (s[n] >= '0' && s[n] <= '9') ||
+              s[n] == '_' || s[n] == '-' || s[n] == '.'))
+            return 0;
+    return n >= 1 && n <= API_MAX_TOOL_NAME;
+}
+
+/* tools: a list of {"type":"function","function":{"name","description","parameters","strict"}}. */
+static int check_tools(const cJSON *tools, struct api_request *r, const struct api_limits *lim,
+                       struct api_error *err) {
+    const int n = cJSON_GetArraySize(tools);
+    if (n > API_MAX_TOOLS) return api_error_set(err, 400, "tools", "at most %d tools, got %d", API_MAX_TOOLS, n);
+    int i = 0;
+    for (const cJSON *t = tools->child; t; t = t->next, i++) {
+        char param[64];
+        snprintf(param, sizeof param, "tools[%d]", i);
+        if (!cJSON_IsObject(t)) return api_error_set(err, 400, param, "%s must be an object", param);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+        if (!is_unset(type) && !(cJSON_IsString(type) && !strcmp(type->valuestring, "function")))
+            return api_error_set(err, 400, param, "%s.type must be \"function\" (the only tool type served)", param);
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        if (!cJSON_IsObject(fn)) return api_error_set(err, 400, param, "%s needs a 'function' object", param);
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        snprintf(param, sizeof param, "tools[%d].function.name", i);
+        if (is_unset(name)) return api_error_set(err, 400, param, "%s is required", param);
+        if (!cJSON_IsString(name) || !valid_tool_name(name->valuestring))
+            return api_error_set(err, 400, param,
+                                 "%s must be 1 to %d letters, digits, '_', '-' or '.'", param, API_MAX_TOOL_NAME);
+        for (const cJSON *u = tools->child; u != t; u = u->next)
+            if (!strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(u, "function"), "name")->valuestring,
+                        name->valuestring))
+                return api_error_set(err, 400, param, "two tools are named '%s'", name->valuestring);
+        const cJSON *desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
+        snprintf(param, sizeof param, "tools[%d].function.description", i);
+        if (!is_unset(desc) && !cJSON_IsString(desc)) return api_error_set(err, 400, param, "%s must be a string", param);
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        snprintf(param, sizeof param, "tools[%d].function.parameters", i);
+        if (!is_unset(params)) {
+            const cJSON *pt = cJSON_IsObject(params) ? cJSON_GetObjectItemCaseSensitive(params, "type") : NULL;
+            if (!cJSON_IsObject(params) || (pt && !(cJSON_IsString(pt) && !strcmp(pt->valuestring, "object"))))
+                return api_error_set(err, 400, param,
+                                     "%s must be a JSON Schema of type \"object\" (the arguments are an object)", param);
+        }
+        const cJSON *strict = cJSON_GetObjectItemCaseSensitive(fn, "strict");
+        snprintf(param, sizeof param, "tools[%d].function.strict", i);
+        if (!is_unset(strict) && !cJSON_IsBool(strict)) return api_error_set(err, 400, param, "%s must be a boolean", param);
+    }
+    /* The tools become a grammar's schema: the same bound as any structured-output spec. */
+    char *text = cJSON_PrintUnformatted(tools);
+    if (!text) return api_error_set(err, 500, NULL, "out of memory");
+    r->tools_bytes = strlen(text);
+    free(text);
+    if (r->tools_bytes > lim->max_grammar_bytes)
+        return api_error_set(err, 400, "tools", "the tools are %zu bytes as JSON; at most %zu (--max-grammar-bytes)",
+                             r->tools_bytes, lim->max_grammar_bytes);
+    r->num_tools = n;
+    return 0;
+}
+
+/* tool_choice: "none" | "auto" | "required" | {"type":"function","function":{"name"}} (or the
+ * Responses API's {"type":"function","name"}), checked against the tools. */
+static int parse_tool_choice(const cJSON *body, struct api_request *r, struct api_error *err) {
+    int rc;
+    r->parallel_tool_calls = 1;
+    if ((rc = get_bool(body, "parallel_tool_calls", &r->parallel_tool_calls, err))) return rc;
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(body, "tool_choice");
+    r->tool_choice = API_TOOLS_AUTO;
+    if (is_unset(tc)) return 0;
+    if (cJSON_IsString(tc)) {
+        if (!strcmp(tc->valuestring, "none")) r->tool_choice = API_TOOLS_NONE;
+        else if (!strcmp(tc->valuestring, "auto")) r->tool_choice = API_TOOLS_AUTO;
+        else if (!strcmp(tc->valuestring, "required")) r->tool_choice = API_TOOLS_REQUIRED;
+        else
+            return api_error_set(err, 400, "tool_choice",
+                                 "tool_choice must be \"none\", \"auto\", \"required\" or a named function, got '%.64s'",
+                                 tc->valuestring);
+    } else if (cJSON_IsObject(tc)) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(cJSON_IsObject(fn) ? fn : tc, "name");
+        if (!cJSON_IsString(name))
+            return api_error_set(err, 400, "tool_choice",
+                                 "a named tool_choice is {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        if (!(r->tool_name = strdup(name->valuestring))) return api_error_set(err, 500, NULL, "out of memory");
+        r->tool_choice = API_TOOLS_NAMED;
+    } else {
+        return api_error_set(err, 400, "tool_choice", "tool_choice must be a string or an object");
+    }
+    if ((r->tool_choice == API_TOOLS_REQUIRED || r->tool_choice == API_TOOLS_NAMED) && r->num_tools == 0)
+        return api_error_set(err, 400, "tool_choice", "tool_choice '%s' needs tools",
+                             r->tool_choice == API_TOOLS_NAMED ? r->tool_name : "required");
+    if (r->tool_choice == API_TOOLS_NAMED) {
+        for (const cJSON *t = r->tools->child; t; t = t->next)
+            if (!strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name")->valuestring,
+                        r->tool_name))
+                return 0;
+        return api_error_set(err, 400, "tool_choice", "tool_choice names '%.64s', which is not among the tools",
+                             r->tool_name);
+    }
+    return 0;
+}
+
 /* Moves messages, tools, documents and chat_template_kwargs out of the body into the
  * template's variables. */
-static int parse_messages(cJSON *body, struct api_request *r, struct api_error *err) {
+static int parse_messages(cJSON *body, struct api_request *r, const struct api_limits *lim, struct api_error *err) {
     cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (is_unset(msgs)) return api_error_set(err, 400, "messages", "'messages' is required");
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
@@ -211,7 +356,7 @@ static int parse_messages(cJSON *body, struct api_request *r, struct api_error *
         if (!cJSON_IsString(role) || !role->valuestring[0])
             return api_error_set(err, 400, "messages", "messages[%d] needs a string 'role'", i);
         int rc = normalize_content(m, i, err);
-        if (rc) return rc;
+        if (rc || (rc = normalize_tool_calls(m, i, err))) return rc;
     }
     if (!(r->chat_ctx = cJSON_CreateObject())) return api_error_set(err, 500, NULL, "out of memory");
     cJSON *kw = cJSON_GetObjectItemCaseSensitive(body, "chat_template_kwargs");
@@ -235,6 +380,18 @@ static int parse_messages(cJSON *body, struct api_request *r, struct api_error *
         if (k > 0 && !cJSON_IsArray(v)) {
             cJSON_Delete(v);
             return api_error_set(err, 400, moved[k], "'%s' must be a list", moved[k]);
+        }
+        if (k == 1) {
+            int rc = check_tools(v, r, lim, err);
+            if (rc) {
+                cJSON_Delete(v);
+                return rc;
+            }
+            if (cJSON_GetArraySize(v) == 0) { /* no tools: the template shows none */
+                cJSON_Delete(v);
+                continue;
+            }
+            r->tools = v;
         }
         cJSON_DeleteItemFromObjectCaseSensitive(r->chat_ctx, moved[k]);
         cJSON_AddItemToObject(r->chat_ctx, moved[k], v);
@@ -592,20 +749,17 @@ static int parse_chat(cJSON *body, struct api_request *r, const struct api_limit
     if ((r->set & API_SET_MAX_TOKENS) &&
         (rc = api_check_logprob_entries(r, (long long)r->sp.n * r->sp.max_tokens, lim, err)))
         return rc;
-    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(body, "tool_choice");
-    if (!is_unset(tc) && !(cJSON_IsString(tc) && (!strcmp(tc->valuestring, "none") || !strcmp(tc->valuestring, "auto"))))
-        return api_error_set(err, 400, "tool_choice",
-                             "tool_choice must be \"none\" or \"auto\": this server does not force tool calls");
-    return parse_messages(body, r, err);
+    if ((rc = parse_messages(body, r, lim, err))) return rc;
+    return parse_tool_choice(body, r, err);
 }
 
-static int parse_tokenize(cJSON *body, struct api_request *r, struct api_error *err) {
+static int parse_tokenize(cJSON *body, struct api_request *r, const struct api_limits *lim, struct api_error *err) {
     int rc;
     if ((rc = get_bool(body, "return_token_strs", &r->return_token_strs, err))) return rc;
     if (!is_unset(cJSON_GetObjectItemCaseSensitive(body, "messages"))) {
         r->add_generation_prompt = 1;
         if ((rc = parse_chat_flags(body, r, err))) return rc;
-        return parse_messages(body, r, err);
+        return parse_messages(body, r, lim, err);
     }
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "prompt");
     r->add_special_tokens = 1;
@@ -674,7 +828,7 @@ int api_request_parse(enum api_kind kind, const char *text, size_t len, const st
     switch (kind) {
     case API_COMPLETIONS: rc = parse_completions(body, r, &lim, err); break;
     case API_CHAT: rc = parse_chat(body, r, &lim, err); break;
-    case API_TOKENIZE: rc = parse_tokenize(body, r, err); break;
+    case API_TOKENIZE: rc = parse_tokenize(body, r, &lim, err); break;
     default: rc = parse_detokenize(body, r, err); break;
     }
 out:
@@ -698,5 +852,6 @@ void api_request_free(struct api_request *r) {
     free(r->bias);
     free(r->tokens);
     free(r->structured_text);
+    free(r->tool_name);
     memset(r, 0, sizeof *r);
 }

@@ -37,6 +37,17 @@
  *   per sequence (<= S):   one matcher, GRAM_MATCHER_NODES stack nodes: ~0.25 MB
  *   per step:              one mask of V/8 bytes per sampling thread (preallocated), and with a
  *                          GPU one per sequence slot, S x V/8 (4.8 MB at V = 152k, S = 256)
+ * Tools (chat) and /v1/responses:
+ *   the tools:             at most API_MAX_TOOLS (256), G as compact JSON all together (checked
+ *                          before the grammar is built); their tree stays in the template's
+ *                          variables while the request runs
+ *   their grammar:         a structured-output spec as above (one call's JSON Schema, or the
+ *                          XML form's, plus a frame of its texts: ~2 G), compiled and cached
+ *   per sequence (<= S):   the reasoning and tool-call parsers (api_tools.h), each holding back
+ *                          at most 64 KiB, and the answer's calls: <= 256 calls, whose names and
+ *                          arguments are the output's own text (a stream keeps it until its
+ *                          end too, to know each call's arguments), ~2 x the output
+ *   /v1/responses:         its body becomes a chat body (~1 B more, freed before it runs)
  * Before these limits a 1 MB body (8 prompts, n = 8, 16 stop strings of 64 KB) cost ~600 MB:
  * each of its 64 samples copied every stop string with an 8-byte KMP entry per byte. */
 #ifndef FOLIO_API_REQUEST_H
@@ -51,6 +62,13 @@
 #include "core/structured.h"
 
 enum api_kind { API_COMPLETIONS, API_CHAT, API_TOKENIZE, API_DETOKENIZE };
+
+/* tool_choice: "auto" (the default: calls are parsed out of the output), "none" (tools are
+ * shown to the template, nothing is parsed), "required" (one call or more, enforced by a
+ * grammar), or a named function (exactly that one). */
+enum api_tool_choice { API_TOOLS_AUTO, API_TOOLS_NONE, API_TOOLS_REQUIRED, API_TOOLS_NAMED };
+#define API_MAX_TOOLS 256
+#define API_MAX_TOOL_NAME 64
 
 struct api_error {
     int status;         /* HTTP status: 400, 404, ... */
@@ -122,6 +140,14 @@ struct api_request {
     struct structured_spec structured;
     char *structured_text;
     char structured_param[32];
+    /* Tools (chat): the template reads them from chat_ctx ("tools", borrowed here); these say
+     * what the output may hold. */
+    const cJSON *tools;             /* [num_tools] validated OpenAI function tools, or NULL */
+    int num_tools;
+    enum api_tool_choice tool_choice;
+    char *tool_name;                /* API_TOOLS_NAMED: the function */
+    int parallel_tool_calls;        /* 1 */
+    size_t tools_bytes;             /* the tools as compact JSON: bounded by --max-grammar-bytes */
 };
 
 /* Parses a body of the given kind under the limits (NULL: api_default_limits()). 0, or

@@ -314,6 +314,28 @@ if [ "$STRUCTURED" != 0 ]; then
     if [ -z "$best_c" ] || awk -v a="$(field out_tps "$c")" -v b="$(field out_tps "$best_c")" 'BEGIN{exit !(a>b)}'; then best_c=$c; fi
   done
   masks=$(curl -sf "http://127.0.0.1:$sport/metrics" | sed -n 's/^folio:structured_output_mask_seconds_\(sum\|count\){.*} //p' | tr '\n' ' ')
+  # Tool calling: the same chat requests with two function tools and tool_choice auto (the
+  # template shows the tools, calls are parsed out of every delta, and the lazy grammar masks
+  # every step until a <tool_call>) against none, alternating, best of 3 by output throughput.
+  tools='{"tools":[{"type":"function","function":{"name":"get_weather","description":"The weather in a city","parameters":{"type":"object","properties":{"city":{"type":"string"},"unit":{"enum":["celsius","fahrenheit"]}},"required":["city"]}}},{"type":"function","function":{"name":"get_time","parameters":{"type":"object","properties":{}}}}],"tool_choice":"auto"}'
+  # The middle row sends the tools with tool_choice none: the same (longer) prompts, nothing
+  # parsed or masked, so that auto's own cost shows apart from the prompt's.
+  declare -A tbest=()
+  for rep in 1 2 3; do
+    for kind in plain none auto; do
+      case $kind in
+        plain) extra=() ;;
+        none) extra=(--extra-body "${tools/\"auto\"/\"none\"}") ;;
+        auto) extra=(--extra-body "$tools") ;;
+      esac
+      l=$("$SERVE_TOOL" "${common[@]}" --chat 1 --seed "$((rep * 3 + 10))" "${extra[@]}" 2>&1 | grep '^bench_serve: ' | tail -n1)
+      if [ -z "$l" ]; then echo "run_bench.sh: bench_serve failed (tools section, $kind)" >&2; tail -n 20 "$slog" >&2; exit 1; fi
+      if [ -z "${tbest[$kind]:-}" ] || awk -v a="$(field out_tps "$l")" -v b="$(field out_tps "${tbest[$kind]}")" 'BEGIN{exit !(a>b)}'; then
+        tbest[$kind]=$l
+      fi
+    done
+  done
+  tmasks=$(curl -sf "http://127.0.0.1:$sport/metrics" | sed -n 's/^folio:structured_output_mask_seconds_\(sum\|count\){.*} //p' | tr '\n' ' ')
   kill -TERM "$ssrv"; wait "$ssrv" || true
   trap - EXIT
   rm -f "$slog"
@@ -329,6 +351,21 @@ if [ "$STRUCTURED" != 0 ]; then
   awk -v c="$(field out_tps "$best_c")" -v u="$(field out_tps "$best_u")" -v m="$masks" 'BEGIN{
     split(m, a, " "); printf "constrained / unconstrained output throughput: %.3f (target >= 0.9); server mask time %.1f us mean over %d masks\n",
     c / u, (a[2] > 0 ? a[1] / a[2] * 1e6 : 0), a[2] }'
+  echo
+  echo "Tool calling, the same server: 32 chat requests at concurrency 16 (64 words), 64 out tokens, greedy, ignore_eos;" \
+       "two tools with tool_choice auto, the same tools with none (the prompt alone), and no tools; best of 3 alternating"
+  echo "| chat requests       | prompt tokens | out tok/s | TPOT p50 ms | E2E p50 ms |"
+  echo "|---------------------|---------------|-----------|-------------|------------|"
+  for row in "no tools|${tbest[plain]}" "tools, choice none|${tbest[none]}" "tools, choice auto|${tbest[auto]}"; do
+    name=${row%%|*}; r=${row#*|}
+    printf '| %-19s | %13d | %9.1f | %11.2f | %10.1f |\n' "$name" "$(( $(field in_tokens "$r") / 32 ))" "$(field out_tps "$r")" \
+      "$(field tpot_p50_ms "$r")" "$(field e2e_p50_ms "$r")"
+  done
+  awk -v a="$(field out_tps "${tbest[auto]}")" -v n="$(field out_tps "${tbest[none]}")" -v p="$(field out_tps "${tbest[plain]}")" \
+      -v at="$(field tpot_p50_ms "${tbest[auto]}")" -v nt="$(field tpot_p50_ms "${tbest[none]}")" -v m="$tmasks" -v m0="$masks" 'BEGIN{
+    split(m, x, " "); split(m0, y, " "); dm = x[1] - y[1]; dc = x[2] - y[2]
+    printf "auto / none (parsing and the lazy grammar): output throughput %.3f, TPOT p50 %.3f (target: within 5%%);", a / n, at / nt
+    printf " auto / no tools: %.3f (the tool list in the prompt included); lazy-grammar masks %.1f us mean over %d\n", a / p, (dc > 0 ? dm / dc * 1e6 : 0), dc }'
 fi
 
 if [ "$PROXY" != 0 ]; then

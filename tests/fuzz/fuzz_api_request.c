@@ -2,17 +2,44 @@
  * tokenize, detokenize: its low 2 bits) and the limits (bit 2: tiny ones, so that every limit's
  * branch is reached by small inputs; else the defaults); the rest is the body. A parsed request
  * must hold what the parser promises (prompts for completions, messages for chat, consistent
- * sampling arrays, every limit kept), and every path must free what it allocated. */
+ * sampling arrays, every limit kept, tools bounded and a named tool_choice among them), and
+ * every path must free what it allocated. Bit 3 sends the body to /v1/responses' translation
+ * instead. */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/api_request.h"
+#include "server/api_responses.h"
 #include "base/util.h"
+
+/* The same body as a /v1/responses request (bit 3 of byte 0): translated into a chat request,
+ * which must then hold what the chat parser promises. */
+static void responses(const uint8_t *data, size_t size, const struct api_limits *lim) {
+    struct api_request r;
+    struct api_resp m;
+    struct api_error err;
+    if (api_resp_parse((const char *)data + 1, size - 1, lim, data[0] & 16 ? "1" : NULL, NULL, &r, &m, &err) != 0) {
+        assert(err.status >= 400 && err.status < 600 && err.message[0]);
+        return;
+    }
+    assert(r.kind == API_CHAT && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(r.chat_ctx, "messages")));
+    assert(!strncmp(m.id, "resp_", 5));
+    cJSON *o = api_resp_object(&m, "completed", NULL, NULL, NULL);
+    assert(o);
+    cJSON_Delete(o);
+    api_resp_free(&m);
+    api_request_free(&r);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
+    if (data[0] & 8) {
+        const struct api_limits small = {.max_json_values = 64, .max_grammar_bytes = 200};
+        responses(data, size, data[0] & 4 ? &small : NULL);
+        return 0;
+    }
     const enum api_kind kind = (enum api_kind)(data[0] % 4);
     const struct api_limits tiny = {.max_stop_bytes = 6, .max_stop_token_ids = 2, .max_logit_bias = 2,
                                     .max_num_seqs = 3, .max_json_values = 24, .max_logprob_entries = 40};
@@ -48,6 +75,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
     case API_CHAT:
         assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(r.chat_ctx, "messages")));
+        /* tools: bounded, and a named choice names one of them */
+        assert(r.num_tools <= API_MAX_TOOLS && r.tools_bytes <= lim.max_grammar_bytes);
+        assert((r.tools != NULL) == (r.num_tools > 0));
+        if (r.tool_choice == API_TOOLS_NAMED || r.tool_choice == API_TOOLS_REQUIRED) assert(r.num_tools > 0);
+        if (r.tool_choice == API_TOOLS_NAMED) {
+            int found = 0;
+            for (const cJSON *t = r.tools->child; t; t = t->next)
+                found |= !strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name")->valuestring,
+                                 r.tool_name);
+            assert(found);
+        }
         break;
     default: break;
     }

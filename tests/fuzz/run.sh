@@ -56,11 +56,13 @@ seed_corpus() { # target dir
       printf '%s' "{% macro m(a, b=2) %}{{ a ~ b ~ varargs ~ kwargs }}{{ caller() if caller is defined }}{% endmacro %}{% call(x) m(1, 3, 4, k=5) %}{{ x }}{% endcall %}{{ m('s')|upper }}{% filter trim %} {{ 'a,b'.split(',')|map(attribute='x')|list }} {% endfilter %}" >"$d/seed_b"
       printf '%s\0%s' "{{ messages[0].content.replace('a', 'b', 1).startswith(('x', 'y')) }}{{ (1, 2)[1:] }}{{ 7 // 2 ** 3 % 4 }}{% generation %}g{% endgeneration %}" '{"messages":[{"content":"aaa"}],"n":1.5e300}' >"$d/seed_c"
       ;;
-    fuzz_api_request) # byte 0: 0 completions, 1 chat, 2 tokenize, 3 detokenize; then the body
+    fuzz_api_request) # byte 0: 0 completions, 1 chat, 2 tokenize, 3 detokenize (bit 3: /v1/responses); then the body
       printf '\x00{"model":"m","prompt":["Once upon",[1,2,3]],"max_tokens":5,"temperature":0.7,"top_p":0.9,"n":2,"seed":-3,"stop":["a","bc"],"logit_bias":{"5":-100},"logprobs":3,"echo":true,"stream":true,"stream_options":{"include_usage":true}}' >"$d/seed1"
       printf '\x01{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":"there"}]}],"max_completion_tokens":9,"logprobs":true,"top_logprobs":2,"chat_template_kwargs":{"enable_thinking":false},"tools":[{"type":"function","function":{"name":"f"}}],"stop_token_ids":[2],"min_tokens":1}' >"$d/seed2"
       printf '\x02{"messages":[{"role":"user","content":"x"}],"add_generation_prompt":false,"continue_final_message":true}' >"$d/seed3"
       printf '\x03{"tokens":[1,403,407]}' >"$d/seed4"
+      printf '\x01{"messages":[{"role":"user","content":"w"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\\"a\\":1}"}}]},{"role":"tool","tool_call_id":"c","content":"1"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"integer"}}}}},{"type":"function","function":{"name":"g"}}],"tool_choice":{"type":"function","function":{"name":"f"}},"parallel_tool_calls":false}' >"$d/seed5"
+      printf '\x19{"input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"1"}],"instructions":"x","tools":[{"type":"function","name":"f","parameters":{"type":"object"}}],"tool_choice":"required","text":{"format":{"type":"json_schema","name":"s","schema":{"type":"object"}}},"reasoning":{"effort":"minimal"},"max_output_tokens":9,"store":true,"metadata":{"k":"v"}}' >"$d/seed6"
       ;;
     fuzz_relay) # an engine's streamed answer, and a plain one
       printf 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n1d\r\ndata: {"choices":[{"x":1}]}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n' >"$d/seed1"
@@ -90,6 +92,13 @@ seed_corpus() { # target dir
       # the rewrites: an enum filtered by json_validate, a `not`, property dependencies
       printf '\x01{"allOf":[{"enum":[{"a":1,"b":[2]},"x",3]},{"not":{"anyOf":[{"required":["b"]},{"type":"integer"}]}}]}\0"x"' >"$d/seed4"
       printf '\x03{"type":"object","not":{"required":["a","b"]},"dependencies":{"c":["a"]},"properties":{"s":{"type":"string","not":{"enum":["no"]}}}}\0{"c":1,"a":2}' >"$d/seed5"
+      ;;
+    fuzz_tool_parser) # byte 0: max_hold choice | tools << 2 | cut seed << 3; model output
+      printf '\x07Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par\\"is {x}"}}\n</tool_call>\n<tool_call>\n{"arguments": {}, "name": "f"}\n</tool_call>' >"$d/seed1"
+      printf '\x04<|python_tag|>{"name": "get_weather", "parameters": {"days": 3}}; {"type": "function", "name": "f", "parameters": {}}' >"$d/seed2"
+      printf '\x0fok [TOOL_CALLS] [{"name": "f", "arguments": {}}, {"id": "abc123def", "name": "g", "arguments": "{}"}][TOOL_CALLS]get_weather[ARGS]{"city": "\xe6\x9d\xb1"}' >"$d/seed3"
+      printf '\x06<think>\nhm</think>\n\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n3\n</parameter>\n<parameter=opts>\n{"a": [1]}\n</function>\n</tool_call>' >"$d/seed4"
+      printf '\x05<function=get_weather><parameter=exact>True</parameter><parameter=maybe>\n[1, "x"]\n</parameter><parameter=n>\nnull\n</parameter><parameter=any>\nParis\n</parameter></function>' >"$d/seed5"
       ;;
     fuzz_stop) # byte 0: stop count | include << 3 | delta seed << 4; NUL-ended stops; text
       printf '\x03</s>\0\n\n\0abcd\0Hello</s> world\n\nabcabcd' >"$d/seed1"

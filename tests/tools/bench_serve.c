@@ -78,6 +78,7 @@ struct opts {
     const char *device, *dtype; /* --offline: the engine's --device and --dtype */
     double gpu_memory_utilization;
     int enforce_eager;   /* --offline: no CUDA graphs */
+    int chat;            /* --chat: /v1/chat/completions with the prompt as a user message's text */
     const char *extra;   /* --extra-body: members added to every request body (a structured
                           * output spec, say), "" for none; a sample may then end early */
 };
@@ -108,7 +109,7 @@ static void usage(FILE *f) {
             "usage: bench_serve [--host 127.0.0.1] --port P --model NAME [--endpoint /v1/completions]\n"
             "         [--api-key KEY] [--num-prompts 1000] [--request-rate inf] [--max-concurrency C]\n"
             "         [--random-input-len 1024] [--random-output-len 128] [--random-range-ratio 0]\n"
-            "         --vocab-size V [--seed 0] [--timeout 300] [--json FILE] [--extra-body '{\"k\":v}']\n"
+            "         --vocab-size V [--seed 0] [--timeout 300] [--json FILE] [--extra-body '{\"k\":v}'] [--chat 1]\n"
             "       bench_serve --offline DIR [--threads N] [--kv-cache-space GiB] [--device auto|cpu|cuda]\n"
             "                 [--dtype auto|float32|float16|bfloat16] [--gpu-memory-utilization F] [--enforce-eager]\n"
             "                 (same workload flags)\n"
@@ -137,6 +138,10 @@ static int parse_flag(struct opts *o, const char *f, const char *v) {
         o->seed = (uint64_t)seed;
     } else if (!strcmp(f, "--timeout")) return parse_double(f, v, 0.001, 1e6, &o->timeout_s);
     else if (!strcmp(f, "--offline")) o->offline = v;
+    else if (!strcmp(f, "--chat")) {
+        o->chat = !strcmp(v, "1");
+        if (o->chat && !strcmp(o->endpoint, "/v1/completions")) o->endpoint = "/v1/chat/completions";
+    }
     else if (!strcmp(f, "--extra-body")) {
         /* An object's members, spliced into each body: "{...}" without its braces. */
         cJSON *j = cJSON_Parse(v);
@@ -304,6 +309,7 @@ enum http_state { ST_HEAD, ST_SIZE, ST_DATA, ST_DATA_END, ST_TRAILER, ST_BODY, S
 
 struct conn {
     int fd;                 /* -1: slot free */
+    int chat;               /* chat completions: text in delta.content */
     int req;
     const char *wbuf;       /* the rendered request */
     size_t wlen, woff;
@@ -339,11 +345,30 @@ static int render(const struct opts *o, const struct workload *w, int i, char **
         rc = folio_err(FOLIO_ENOMEM, "out of memory rendering the requests");
         goto out;
     }
-    size_t n = (size_t)snprintf(body, cap, "{\"model\":\"%s\",\"prompt\":[", o->model);
-    for (int j = 0; j < w->in_len[i]; j++)
-        n += (size_t)snprintf(body + n, cap - n, "%s%d", j ? "," : "", w->prompts[i][j]);
+    size_t n;
+    if (o->chat) {
+        /* A chat prompt is text: one common English word per token asked for (each about one
+         * token in the BPE vocabularies), picked by the same random ids, then the template. */
+        static const char *const words[] = {
+            "the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "to", "house", "with", "big",
+            "red", "door", "we", "saw", "dog", "in", "park", "day", "was", "sunny", "so", "they", "played",
+            "ball", "all", "time", "after", "that", "went", "home", "for", "dinner", "she", "he", "good",
+            "night", "tree", "water", "bird", "flew", "over", "small", "hill", "river", "boat", "man",
+            "woman", "child", "book", "read", "story", "about", "old", "king", "who", "lived", "far", "away",
+            "from", "sea"};
+        n = (size_t)snprintf(body, cap, "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"", o->model);
+        for (int j = 0; j < w->in_len[i]; j++)
+            n += (size_t)snprintf(body + n, cap - n, "%s%s", j ? " " : "",
+                                  words[(uint32_t)w->prompts[i][j] % (sizeof words / sizeof *words)]);
+        n += (size_t)snprintf(body + n, cap - n, "\"}]");
+    } else {
+        n = (size_t)snprintf(body, cap, "{\"model\":\"%s\",\"prompt\":[", o->model);
+        for (int j = 0; j < w->in_len[i]; j++)
+            n += (size_t)snprintf(body + n, cap - n, "%s%d", j ? "," : "", w->prompts[i][j]);
+        n += (size_t)snprintf(body + n, cap - n, "]");
+    }
     n += (size_t)snprintf(body + n, cap - n,
-                          "],\"max_tokens\":%d,\"temperature\":0,\"ignore_eos\":true,\"stream\":true,"
+                          ",\"max_tokens\":%d,\"temperature\":0,\"ignore_eos\":true,\"stream\":true,"
                           "\"stream_options\":{\"include_usage\":true}%s%s}",
                           w->out_len[i], *o->extra ? "," : "", o->extra);
     if (n >= cap) {
@@ -389,6 +414,7 @@ static void conn_start(struct client *cl, struct conn *c, int i, double now) {
     c->req = i;
     c->wbuf = cl->reqs[i];
     c->wlen = cl->req_len[i];
+    c->chat = cl->o->chat;
     c->t_io = now;
     r->ok = 1;
     r->t_start = now;
@@ -435,12 +461,15 @@ static int on_event(struct conn *c, struct result *r, const char *data, double n
         result_fail(r, "%s", "an event without choices");
     } else if (cJSON_GetArraySize(choices) > 0) {
         const cJSON *ch = cJSON_GetArrayItem(choices, 0);
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(ch, "text");
+        const cJSON *delta = cJSON_GetObjectItemCaseSensitive(ch, "delta");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(c->chat ? delta : ch, c->chat ? "content" : "text");
         const cJSON *fin = cJSON_GetObjectItemCaseSensitive(ch, "finish_reason");
-        if (!cJSON_IsString(text)) result_fail(r, "%s", "a choice without text");
+        if (c->chat && !cJSON_IsObject(delta)) result_fail(r, "%s", "a chat choice without a delta");
+        else if (!c->chat && !cJSON_IsString(text)) result_fail(r, "%s", "a choice without text");
         if (cJSON_IsString(fin)) c->got_finish = 1;
         else if (!cJSON_IsNull(fin) && fin) result_fail(r, "%s", "a finish_reason that is not a string");
-        rc = result_event(r, now);
+        /* chat's first event (the role, no text) comes before any token: not one */
+        if (!c->chat || (cJSON_IsString(text) && text->valuestring[0]) || cJSON_IsString(fin)) rc = result_event(r, now);
     }
     if (cJSON_IsObject(usage)) {
         const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
@@ -623,8 +652,9 @@ static void conn_finish(struct conn *c, struct result *r, const struct workload 
     if (!c->got_finish) result_fail(r, "%s", "no finish_reason");
     if (!c->got_usage) result_fail(r, "%s", "no usage event");
     if (!c->got_done) result_fail(r, "%s", "no [DONE]");
+    /* a chat prompt is the template around words, not the ids asked for: its length differs */
     if (c->got_usage && ((*extra ? r->output_tokens > w->out_len[i] : r->output_tokens != w->out_len[i]) ||
-                         r->prompt_tokens != w->in_len[i])) {
+                         (!c->chat && r->prompt_tokens != w->in_len[i]))) {
         char m[96];
         snprintf(m, sizeof m, "usage says %d prompt + %d completion tokens, asked %d + %d", r->prompt_tokens,
                  r->output_tokens, w->in_len[i], w->out_len[i]);

@@ -1,4 +1,5 @@
-// The console suite's entry point: node main.mjs [--only SUBSTR]... [--skip SUBSTR]...
+// The console suite's entry point: node main.mjs [--only SUBSTR]... [--skip SUBSTR]... (the node
+// tests of admin-ui/lib/chat-stream.js first, then the browser tests)
 import { existsSync } from 'node:fs';
 import { runAll } from '../api/lib.mjs';
 import { FOLIOD } from '../daemon/lib.mjs';
@@ -18,5 +19,6 @@ for (const [what, p] of [['foliod', FOLIOD], ['chromium', CHROMIUM], ['firefox',
     process.exit(1);
   }
 }
+await import('./test_chat_stream.mjs');
 await import('./test_console.mjs');
 process.exit((await runAll({ only, skip })) ? 0 : 1);

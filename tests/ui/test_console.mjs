@@ -168,6 +168,190 @@ test('console: the playground streams a chat reply and shows TTFT and tokens/s',
   await stopFoliod(s);
 }, { timeout: 90000 });
 
+// foliod with stories260K alone, loaded (the playground's tool tests need one model).
+async function oneModel() {
+  const s = await startFoliod();
+  const ck = await login(s);
+  await addModel(s, ck, 'stories260K', { chat_template: TEMPLATE });
+  await load(s, ck, 'stories260K');
+  return { s, ck };
+}
+
+async function openPlayground(s) {
+  const opened = await openConsole(s);
+  const { page } = opened;
+  await signIn(page);
+  await page.click('a[data-nav="playground"]');
+  await page.locator('select#pg-model option[value="stories260K"]').waitFor({ state: 'attached', timeout: T });
+  await page.selectOption('select#pg-model', 'stories260K');
+  return opened;
+}
+
+// One short function (stories260K's context is 512 tokens); without additionalProperties: false
+// stories260K goes on writing made-up properties until max_tokens.
+const WEATHER_TOOL = [{
+  type: 'function',
+  function: {
+    name: 'get_weather', description: 'Weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 8 } }, required: ['city'], additionalProperties: false },
+  },
+}];
+test('console: the playground sends tools with a named tool_choice, shows the call, and sends the tool result back', async () => {
+  const { s } = await oneModel();
+  const { page, errors, outside } = await openPlayground(s);
+  const sent = []; // the chat requests as the page sent them
+  page.on('request', (r) => { if (r.url().endsWith('/v1/chat/completions')) sent.push(r.postDataJSON()); });
+  await page.fill('input#pg-temperature', '0');
+  // A call's JSON may have one space (or a line break and indent) between tokens: stories260K
+  // writes the named call in ~100 tokens.
+  await page.fill('input#pg-max-tokens', '160');
+  // Tools that are not a list of function tools: an inline error, and nothing is sent.
+  await page.fill('textarea#pg-tools', JSON.stringify(WEATHER_TOOL[0]));
+  await page.fill('textarea#pg-input', 'What is the weather in Paris?');
+  await page.click('#pg-send');
+  await page.locator('#pg-tools-error', { hasText: /JSON list/ }).waitFor({ timeout: T });
+  assert.equal(await page.locator('textarea#pg-tools').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.inputValue('textarea#pg-input'), 'What is the weather in Paris?');
+  assert.equal(sent.length, 0);
+  // The tool choice lists the functions as the JSON changes.
+  await page.fill('textarea#pg-tools', JSON.stringify(WEATHER_TOOL, null, 2));
+  await page.locator('#pg-tools-error').filter({ hasText: /^$/ }).waitFor({ state: 'attached', timeout: T });
+  await page.selectOption('select#pg-tool-choice', { label: 'get_weather' });
+  await page.click('#pg-send');
+
+  // The call: its own block, the name, arguments that parse (shown pretty-printed).
+  const call = page.locator('#pg-output .msg-assistant .tool-call').first();
+  await call.locator('[data-field="name"]', { hasText: 'get_weather' }).waitFor({ timeout: T });
+  await page.locator('#pg-send-results').waitFor({ timeout: T }); // the reply has ended
+  assert.equal(await page.locator('#pg-output .msg-assistant .tool-call').count(), 1);
+  const argsEl = call.locator('[data-field="arguments"]');
+  assert.equal(await argsEl.getAttribute('data-parsed'), 'true');
+  const argsText = await argsEl.textContent();
+  const args = JSON.parse(argsText);
+  assert.equal(typeof args.city, 'string', argsText);
+  const callId = await call.getAttribute('data-call-id');
+  assert.match(callId, /^call_/);
+  assert.match(await page.locator('#pg-stats').textContent(), /TTFT.*ms[\s\S]*tok\/s/i);
+  assert.equal(sent.length, 1);
+  assert.deepEqual(sent[0].tools, WEATHER_TOOL);
+  assert.deepEqual(sent[0].tool_choice, { type: 'function', function: { name: 'get_weather' } });
+  await shot(page, 'playground-tool-call');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await shot(page, 'playground-tool-call-dark');
+  await page.emulateMedia({ colorScheme: 'light' });
+
+  // The result goes back: the assistant's call (content null, its id), then the tool message.
+  await page.selectOption('select#pg-tool-choice', 'auto');
+  await page.click('#pg-send-results');
+  await page.locator('#pg-tool-results-error', { hasText: /result/ }).waitFor({ timeout: T }); // empty: refused
+  assert.equal(sent.length, 1);
+  const result = '{"temperature": 21, "sky": "sunny"}';
+  await page.fill('#pg-tool-result-0', result);
+  await page.click('#pg-send-results');
+  await page.locator('#pg-output .msg-tool', { hasText: 'sunny' }).waitFor({ timeout: T });
+  const replies = page.locator('#pg-output .msg-assistant');
+  await replies.nth(1).locator('.msg-meta', { hasText: /tok\/s/ }).waitFor({ timeout: T });
+  assert.equal(sent.length, 2);
+  const msgs = sent[1].messages;
+  const [callMsg] = msgs.filter((m) => m.role === 'assistant');
+  assert.deepEqual(callMsg, {
+    role: 'assistant', content: null,
+    tool_calls: [{ id: callId, type: 'function', function: { name: 'get_weather', arguments: callMsg.tool_calls[0].function.arguments } }],
+  });
+  assert.deepEqual(JSON.parse(callMsg.tool_calls[0].function.arguments), args);
+  assert.deepEqual(msgs[msgs.length - 1], { role: 'tool', tool_call_id: callId, content: result });
+  assert.deepEqual(msgs.map((m) => m.role), ['user', 'assistant', 'tool']);
+  assert.equal(sent[1].tool_choice, 'auto');
+  // A reply arrived: text, or another call.
+  const second = replies.nth(1);
+  assert.ok(((await second.locator('.msg-body').textContent()).trim().length > 0) ||
+    (await second.locator('.tool-call').count()) > 0, 'the second reply is empty');
+  assert.equal(await page.locator('#pg-output .msg-error').count(), 0);
+  await shot(page, 'playground-tool-result');
+  assert.deepEqual(errors, []);
+  assert.deepEqual(outside, []);
+  await stopFoliod(s);
+}, { timeout: 90000 });
+
+// A synthetic stream in folio-engine's shape (no test model writes reasoning): the "Thinking"
+// block, two parallel calls whose deltas interleave, their two result fields; completion mode
+// hides the tool settings.
+test('console: the playground shows reasoning in a Thinking block and parallel calls (a synthetic stream)', async () => {
+  const { s } = await oneModel();
+  const { page, errors } = await openPlayground(s);
+  const ev = (delta, finish = null) => `data: ${JSON.stringify({
+    id: 'chatcmpl-x', object: 'chat.completion.chunk', created: 1, model: 'stories260K',
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  })}\n\n`;
+  const sse = [
+    ev({ role: 'assistant', content: '' }),
+    ev({ reasoning_content: 'Two cities, ', reasoning: 'Two cities, ' }),
+    ev({ reasoning_content: 'so two calls.', reasoning: 'so two calls.' }),
+    ev({ tool_calls: [{ index: 0, id: 'call_aaa', type: 'function', function: { name: 'get_weather', arguments: '{"ci' } }] }),
+    ev({ tool_calls: [{ index: 1, id: 'call_bbb', type: 'function', function: { name: 'get_weather', arguments: '{"city"' } }] }),
+    ev({ tool_calls: [{ index: 0, function: { arguments: 'ty": "Paris"}' } }, { index: 1, function: { arguments: ': "Oslo"}' } }] }, 'tool_calls'),
+    `data: ${JSON.stringify({ id: 'chatcmpl-x', object: 'chat.completion.chunk', choices: [],
+      usage: { prompt_tokens: 10, completion_tokens: 30, total_tokens: 40, completion_tokens_details: { reasoning_tokens: 9 } } })}\n\n`,
+    'data: [DONE]\n\n',
+  ].join('');
+  const sent = [];
+  await page.route('**/v1/chat/completions', (route) => {
+    sent.push(route.request().postDataJSON());
+    return route.fulfill({ status: 200, contentType: 'text/event-stream', body: sse });
+  });
+  await page.fill('textarea#pg-tools', JSON.stringify(WEATHER_TOOL));
+  await page.selectOption('select#pg-tool-choice', 'required');
+  await page.fill('textarea#pg-input', 'Weather in Paris and Oslo?');
+  await page.click('#pg-send');
+  await page.locator('#pg-send-results', { hasText: 'Send results' }).waitFor({ timeout: T });
+  assert.equal(sent[0].tool_choice, 'required');
+  const reply = page.locator('#pg-output .msg-assistant').last();
+  const thinking = reply.locator('details.msg-thinking');
+  assert.equal(await thinking.locator('summary').textContent(), 'Thought for 9 tokens');
+  assert.equal(await thinking.getAttribute('open'), null); // collapsed once the reply is done
+  await thinking.locator('summary').click();
+  assert.equal(await thinking.locator('.msg-thinking-body').textContent(), 'Two cities, so two calls.');
+  assert.equal((await reply.locator('.msg-body').textContent()).trim(), ''); // the answer is apart
+  const calls = reply.locator('.tool-call');
+  assert.equal(await calls.count(), 2);
+  assert.deepEqual(JSON.parse(await calls.nth(0).locator('[data-field="arguments"]').textContent()), { city: 'Paris' });
+  assert.deepEqual(JSON.parse(await calls.nth(1).locator('[data-field="arguments"]').textContent()), { city: 'Oslo' });
+  assert.equal(await calls.nth(1).getAttribute('data-call-id'), 'call_bbb');
+  assert.equal(await page.locator('.tool-result-input').count(), 2);
+  assert.equal(await page.locator('label[for="pg-tool-result-1"]').count(), 1);
+  await shot(page, 'playground-thinking');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await shot(page, 'playground-thinking-dark');
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.fill('#pg-tool-result-0', '21 C');
+  await page.fill('#pg-tool-result-1', '4 C');
+  await page.click('#pg-send-results');
+  await page.locator('#pg-output .msg-tool').nth(1).waitFor({ timeout: T });
+  await page.locator('#pg-output .msg-assistant').nth(1).locator('.tool-call').nth(1).waitFor({ timeout: T });
+  assert.deepEqual(sent[1].messages.slice(1), [
+    { role: 'assistant', content: null, tool_calls: [
+      { id: 'call_aaa', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } },
+      { id: 'call_bbb', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Oslo"}' } }] },
+    { role: 'tool', tool_call_id: 'call_aaa', content: '21 C' },
+    { role: 'tool', tool_call_id: 'call_bbb', content: '4 C' },
+  ]);
+  // Completion mode (the real engine): no tools fields, the text streams as before.
+  await page.check('#pg-mode-completion', { force: true });
+  assert.equal(await page.locator('textarea#pg-tools').isVisible(), false);
+  assert.equal(await page.locator('select#pg-tool-choice').isVisible(), false);
+  await page.fill('input#pg-max-tokens', '20');
+  await page.fill('textarea#pg-input', 'Once upon a time');
+  await page.click('#pg-send');
+  const text = page.locator('#pg-output .msg-assistant').nth(2);
+  await text.locator('.msg-meta', { hasText: /tok\/s/ }).waitFor({ timeout: T });
+  assert.ok((await text.locator('.msg-body').textContent()).trim().length > 5);
+  assert.equal(sent.length, 2);
+  await page.check('#pg-mode-chat', { force: true });
+  assert.equal(await page.locator('textarea#pg-tools').isVisible(), true);
+  assert.deepEqual(errors, []);
+  await stopFoliod(s);
+}, { timeout: 90000 });
+
 test('console: a key created in the console works from outside, then its revoke gives 401', async () => {
   const { s, ck } = await twoModels();
   // Another key stays, so that /v1 keeps asking for one once ours is revoked.

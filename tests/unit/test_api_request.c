@@ -125,7 +125,7 @@ TEST(api_chat_messages_and_kwargs) {
     const char *body = "{\"messages\":[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\",\"content\":"
                        "[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]}],"
                        "\"chat_template_kwargs\":{\"enable_thinking\":false,\"messages\":1},"
-                       "\"tools\":[{\"type\":\"function\"}],\"max_completion_tokens\":9,\"max_tokens\":3}";
+                       "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"max_completion_tokens\":9,\"max_tokens\":3}";
     CHECK_EQ_INT(parse(API_CHAT, body, &r, &e), 0);
     CHECK_EQ_INT(r.add_generation_prompt, 1);
     CHECK_EQ_INT(r.add_special_tokens, 0);
@@ -502,4 +502,59 @@ TEST(api_structured_output_fields) {
     const char *body = "{\"prompt\":\"a\",\"guided_regex\":\"abcdefghij\"}";
     CHECK(api_request_parse(API_COMPLETIONS, body, strlen(body), &lim, &r, &e) != 0);
     CHECK(strstr(e.message, "--max-grammar-bytes") != NULL);
+}
+
+/* Tools: tool_choice's forms, content null read as "", call arguments parsed into objects for
+ * the template, and the checks that name the field. */
+TEST(api_chat_tools) {
+    struct api_request r;
+    struct api_error e;
+    const char *tools = "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\"}}},"
+                        "{\"type\":\"function\",\"function\":{\"name\":\"t.x-1\"}}]";
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"w\"},{\"role\":\"assistant\",\"content\":null,\"tool_calls\":"
+             "[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"P\\\"}\"}}]},"
+             "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"21\"}],%s,\"tool_choice\":{\"type\":\"function\","
+             "\"function\":{\"name\":\"t.x-1\"}},\"parallel_tool_calls\":false}", tools);
+    CHECK_EQ_INT(parse(API_CHAT, body, &r, &e), 0);
+    CHECK_EQ_INT(r.num_tools, 2);
+    CHECK_EQ_INT(r.tool_choice, API_TOOLS_NAMED);
+    CHECK_STR(r.tool_name, "t.x-1");
+    CHECK_EQ_INT(r.parallel_tool_calls, 0);
+    const cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.chat_ctx, "messages"), 1);
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
+    CHECK(cJSON_IsString(content) && !content->valuestring[0]);
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(a, "tool_calls"), 0), "function"), "arguments");
+    CHECK(cJSON_IsObject(args) && !strcmp(cJSON_GetObjectItemCaseSensitive(args, "city")->valuestring, "P"));
+    api_request_free(&r);
+    static const char *const choices[][2] = {{"\"none\"", "0"}, {"\"auto\"", "1"}, {"\"required\"", "2"}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],%s,\"tool_choice\":%s}", tools, choices[i][0]);
+        CHECK_EQ_INT(parse(API_CHAT, body, &r, &e), 0);
+        CHECK_EQ_INT(r.tool_choice, i == 0 ? API_TOOLS_NONE : i == 1 ? API_TOOLS_AUTO : API_TOOLS_REQUIRED);
+        CHECK_EQ_INT(r.parallel_tool_calls, 1);
+        api_request_free(&r);
+    }
+    static const char *const bad[][2] = {
+        {"\"tools\":[{\"type\":\"function\",\"function\":{}}]", "tools[0].function.name"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"\"}}]", "tools[0].function.name"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"array\"}}}]", "tools[0].function.parameters"},
+        {"\"tools\":[{\"type\":\"code_interpreter\"}]", "tools[0]"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}", "tool_choice"},
+        {"\"tool_choice\":\"required\"", "tool_choice"},
+        {"\"tools\":{}", "tools"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],%s}", bad[i][0]);
+        CHECK(parse(API_CHAT, body, &r, &e) != 0);
+        CHECK_EQ_INT(e.status, 400);
+        CHECK_STR(e.param, bad[i][1]);
+    }
+    /* the tools' size counts against --max-grammar-bytes */
+    const struct api_limits small = {.max_grammar_bytes = 40};
+    snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],%s}", tools);
+    CHECK(api_request_parse(API_CHAT, body, strlen(body), &small, &r, &e) != 0);
+    CHECK_STR(e.param, "tools");
 }

@@ -266,3 +266,69 @@ TEST(grammar_print_escapes) {
     free(p);
     grammar_free(g);
 }
+
+/* text_without(t) against strstr over every string up to length 6 of an alphabet that holds
+ * t's bytes and others: the grammar matches exactly the strings that do not contain t. */
+static void check_without(const char *t, const char *alphabet, int maxlen) {
+    struct grammar_builder *b = grammar_builder_create();
+    struct grammar *g = finish(b, grammar_text_without(b, t, strlen(t)));
+    CHECK(g != NULL);
+    if (!g) return;
+    const int k = (int)strlen(alphabet);
+    char s[16];
+    int wrong = 0;
+    for (int len = 0; len <= maxlen; len++) {
+        long total = 1;
+        for (int i = 0; i < len; i++) total *= k;
+        for (long x = 0; x < total; x++) {
+            long y = x;
+            for (int i = 0; i < len; i++, y /= k) s[i] = alphabet[y % k];
+            s[len] = '\0';
+            if (M(g, s) != (strstr(s, t) == NULL) && wrong++ < 5) test_fail(__FILE__, __LINE__, "'%s' without '%s': %d", s, t, M(g, s));
+        }
+    }
+    grammar_free(g);
+}
+
+TEST(grammar_text_without) {
+    check_without("<ab>", "<ab>x", 6);
+    check_without("</t>", "</t>", 6);
+    check_without("<", "<a", 5);
+    check_without("[T]", "[T]]", 6);
+    /* a trigger whose first byte recurs is refused, with a message */
+    struct grammar_builder *b = grammar_builder_create();
+    CHECK(grammar_text_without(b, "abab", 4) == GRAMMAR_NONE);
+    int root = grammar_rule_declare(b, "root");
+    grammar_rule_define(b, root, grammar_empty(b));
+    struct grammar *g = NULL;
+    CHECK(grammar_builder_finish(b, root, &g) == FOLIO_EINVAL);
+    CHECK(strstr(folio_last_error(), "repeats its first byte") != NULL);
+    grammar_builder_free(b);
+}
+
+/* A recursive grammar (balanced brackets) embedded twice between literals: its rules are
+ * copied under fresh names, its root matched where the embedding stands. */
+TEST(grammar_embed) {
+    struct grammar_builder *b = grammar_builder_create();
+    int r = grammar_rule_declare(b, "root");
+    grammar_rule_define(b, r, grammar_repeat(b, grammar_seq(b, (grammar_expr[]){grammar_literal(b, "(", 1),
+                        grammar_ref(b, r), grammar_literal(b, ")", 1)}, 3), 0, -1));
+    struct grammar *inner = NULL;
+    CHECK(grammar_builder_finish(b, r, &inner) == 0);
+    grammar_builder_free(b);
+    if (!inner) return;
+    b = grammar_builder_create();
+    grammar_expr e = grammar_seq(b, (grammar_expr[]){grammar_literal(b, "x", 1), grammar_embed(b, inner),
+                                 grammar_literal(b, "y", 1), grammar_embed(b, inner)}, 4);
+    struct grammar *g = finish(b, e);
+    grammar_free(inner);
+    CHECK(g != NULL);
+    if (!g) return;
+    CHECK(M(g, "xy"));
+    CHECK(M(g, "x(()())y()"));
+    CHECK(M(g, "x((()))y(())()"));
+    CHECK(!M(g, "x(()y"));
+    CHECK(!M(g, "x()y)("));
+    CHECK(!M(g, "()y"));
+    grammar_free(g);
+}
