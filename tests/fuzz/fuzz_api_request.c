@@ -42,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     const enum api_kind kind = (enum api_kind)(data[0] % 4);
     const struct api_limits tiny = {.max_stop_bytes = 6, .max_stop_token_ids = 2, .max_logit_bias = 2,
-                                    .max_num_seqs = 3, .max_json_values = 24, .max_logprob_entries = 40};
+                                    .max_num_seqs = 3, .max_json_values = 24, .max_logprob_entries = 40,
+                                    .max_grammar_bytes = 64};
     const struct api_limits lim = data[0] & 4 ? tiny : api_default_limits();
     struct api_request r;
     struct api_error err;
