@@ -170,7 +170,8 @@ static int to_chat(const cJSON *body, cJSON *chat, struct api_error *err) {
     if ((rc = chat_tools(cJSON_GetObjectItemCaseSensitive(body, "tools"), chat, err))) return rc;
     static const char *const same[] = {"model", "tool_choice", "parallel_tool_calls", "temperature", "top_p", "stream",
                                        "seed", "top_k", "min_p", "repetition_penalty", "chat_template_kwargs",
-                                       "presence_penalty", "frequency_penalty", "stop"};
+                                       "presence_penalty", "frequency_penalty", "stop", "logit_bias",
+                                       "min_tokens", "ignore_eos", "skip_special_tokens"};
     for (size_t k = 0; k < sizeof same / sizeof *same; k++)
         if (copy_field(body, same[k], chat, same[k])) return api_error_set(err, 500, NULL, "out of memory");
     if (copy_field(body, "max_output_tokens", chat, "max_tokens")) return api_error_set(err, 500, NULL, "out of memory");

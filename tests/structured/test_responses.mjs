@@ -153,3 +153,31 @@ test('responses: bad input gets a 400 naming the field; previous_response_id is 
     assert.equal(g.status, 404);
   });
 }, { timeout: 60000 });
+
+test('responses: a reasoning model answers with a reasoning item (its text), then the message; streamed the same', async () => {
+  // deepseek_r1 starts inside the block; a bias on "</think>" ends it after a few tokens on some seeds
+  await withServer({ model: structuredModel('qwen3-tok'), args: ['--reasoning-parser', 'deepseek_r1'] }, async (s) => {
+    let seen = 0;
+    for (const seed of [1, 2, 3, 4]) {
+      const b = { input: 'Think, then answer.', max_output_tokens: 60, seed, logit_bias: { 151668: 25 } };
+      const r = await post(s, '/v1/responses', b);
+      assert.equal(r.status, 200, r.text);
+      const items = r.json.output;
+      const rs = items.find((i) => i.type === 'reasoning');
+      if (!rs) continue;
+      seen++;
+      assert.equal(items[0].type, 'reasoning', 'the reasoning comes first');
+      assert.match(rs.id, /^rs_/);
+      assert.equal(rs.content[0].type, 'reasoning_text');
+      assert.ok(!rs.content[0].text.includes('</think>'));
+      assert.ok(r.json.usage.output_tokens_details.reasoning_tokens > 0);
+      const st = await post(s, '/v1/responses', { ...b, stream: true });
+      const evs = parseEvents(st.text);
+      const deltas = evs.filter((e) => e.type === 'response.reasoning_text.delta').map((e) => e.delta).join('');
+      assert.equal(deltas, rs.content[0].text);
+      const final = evs[evs.length - 1].response;
+      assert.equal(final.output.find((i) => i.type === 'reasoning').content[0].text, rs.content[0].text);
+    }
+    assert.ok(seen >= 1, 'some seed reasons');
+  });
+}, { timeout: 120000 });
