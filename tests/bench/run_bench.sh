@@ -320,15 +320,19 @@ if [ "$STRUCTURED" != 0 ]; then
   tools='{"tools":[{"type":"function","function":{"name":"get_weather","description":"The weather in a city","parameters":{"type":"object","properties":{"city":{"type":"string"},"unit":{"enum":["celsius","fahrenheit"]}},"required":["city"]}}},{"type":"function","function":{"name":"get_time","parameters":{"type":"object","properties":{}}}}],"tool_choice":"auto"}'
   # The middle row sends the tools with tool_choice none: the same (longer) prompts, nothing
   # parsed or masked, so that auto's own cost shows apart from the prompt's.
+  # Each run its own seed (its own words): a run repeating the one before it would find its
+  # prompts in the prefix cache. The tool list, shared by both tools rows, is cached for both.
   declare -A tbest=()
+  seed=10
   for rep in 1 2 3; do
     for kind in plain none auto; do
+      seed=$((seed + 1))
       case $kind in
         plain) extra=() ;;
         none) extra=(--extra-body "${tools/\"auto\"/\"none\"}") ;;
         auto) extra=(--extra-body "$tools") ;;
       esac
-      l=$("$SERVE_TOOL" "${common[@]}" --chat 1 --seed "$((rep * 3 + 10))" "${extra[@]}" 2>&1 | grep '^bench_serve: ' | tail -n1)
+      l=$("$SERVE_TOOL" "${common[@]}" --chat 1 --seed "$seed" "${extra[@]}" 2>&1 | grep '^bench_serve: ' | tail -n1)
       if [ -z "$l" ]; then echo "run_bench.sh: bench_serve failed (tools section, $kind)" >&2; tail -n 20 "$slog" >&2; exit 1; fi
       if [ -z "${tbest[$kind]:-}" ] || awk -v a="$(field out_tps "$l")" -v b="$(field out_tps "${tbest[$kind]}")" 'BEGIN{exit !(a>b)}'; then
         tbest[$kind]=$l
