@@ -131,24 +131,6 @@ static void array_inner(const char *text, size_t len, const char **p, size_t *n)
     *n = b - a;
 }
 
-/* s as a JSON string literal. */
-static int put_json_string(struct sbuf *b, const char *s) {
-    static const char hx[] = "0123456789abcdef";
-    int rc = sbuf_put(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; !rc && *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            char e[2] = {'\\', (char)*p};
-            rc = sbuf_put(b, e, 2);
-        } else if (*p < 0x20) {
-            char e[6] = {'\\', 'u', '0', '0', hx[*p >> 4], hx[*p & 15]};
-            rc = sbuf_put(b, e, 6);
-        } else {
-            rc = sbuf_put(b, (const char *)p, 1);
-        }
-    }
-    return rc ? rc : sbuf_put(b, "\"", 1);
-}
-
 /* The message a string input stands for, {"role":"user","content":<the literal>}: the
  * literal is copied as it was sent (escapes and all). */
 static const char user_open[] = "{\"role\":\"user\",\"content\":";
@@ -215,7 +197,7 @@ static int expand(struct responses_turn *t, const char *prev, const struct json_
         goto out;
     }
     const size_t in_span = input->kind == JSON_MODEL_ABSENT ? 0 : input->end - input->start;
-    if (put_json_string(&lit, row.model)) goto oom;
+    if (sbuf_put_json_string(&lit, row.model, strlen(row.model))) goto oom;
 
     /* The size first: a conversation over the limit is refused before it is built. */
     size_t arr_n = 2, nparts = 0;

@@ -41,6 +41,9 @@ static inline int sbuf_put(struct sbuf *b, const char *s, size_t n) {
 
 static inline int sbuf_puts(struct sbuf *b, const char *s) { return sbuf_put(b, s, strlen(s)); }
 
+/* Appends s[0, n) as a JSON string literal, quotes included: '"', '\\' and control bytes
+ * escaped, everything else (UTF-8 included) as it is. 0 or FOLIO_ENOMEM. */
+int sbuf_put_json_string(struct sbuf *b, const char *s, size_t n);
 /* Frees p; b is an empty buffer again. */
 void sbuf_free(struct sbuf *b);
 

@@ -219,13 +219,7 @@ static grammar_expr lit(struct grammar_builder *b, const char *s) { return gramm
 /* Whitespace between a frame's texts: a bounded run, as json_schema allows between tokens, or
  * (tight) one space or a line break and its indent. */
 static grammar_expr frame_ws(struct grammar_builder *b, int tight) {
-    if (tight) {
-        uint32_t ind[8] = {0};
-        ind[0] = 1u << '\t';
-        ind[1] = 1u << (' ' - 32);
-        grammar_expr nl = grammar_seq2(b, lit(b, "\n"), grammar_repeat(b, grammar_bytes(b, ind), 0, JSON_SCHEMA_TIGHT_INDENT));
-        return grammar_repeat(b, grammar_alt2(b, lit(b, " "), nl), 0, 1);
-    }
+    if (tight) return json_schema_tight_ws(b);
     uint32_t set[8] = {0};
     for (const char *c = " \t\r\n"; *c; c++) set[(uint8_t)*c >> 5] |= 1u << ((uint8_t)*c & 31);
     return grammar_repeat(b, grammar_bytes(b, set), 0, JSON_SCHEMA_MAX_WS);

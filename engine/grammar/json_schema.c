@@ -181,18 +181,22 @@ static char *json_quote(const char *s) {
  * byte is one shared rule: inline, its counter would add JSON_SCHEMA_MAX_WS automaton states
  * at every place whitespace may go. The first byte stays inline, so that the token sets of the
  * states before it are exact (compact output never enters the rule). */
+grammar_expr json_schema_tight_ws(struct grammar_builder *b) {
+    /* "" | " " | "\n" [ \t]{0,20}: one space, or a line break and its indent */
+    uint32_t ind[8] = {0};
+    ind[0] = 1u << '\t';
+    ind[1] = 1u << (' ' - 32);
+    grammar_expr nl = grammar_seq2(b, grammar_literal(b, "\n", 1),
+                                   grammar_repeat(b, grammar_bytes(b, ind), 0, JSON_SCHEMA_TIGHT_INDENT));
+    return grammar_repeat(b, grammar_alt2(b, grammar_literal(b, " ", 1), nl), 0, 1);
+}
+
 static grammar_expr ws(struct ctx *c) {
     if (c->ws == GRAMMAR_NONE) {
         if (!c->p->whitespace) {
             c->ws = grammar_empty(c->b);
         } else if (c->p->whitespace == JSON_SCHEMA_WS_TIGHT) {
-            /* "" | " " | "\n" [ \t]{0,20}: one space, or a line break and its indent */
-            uint32_t ind[8] = {0};
-            ind[0] = 1u << '\t';
-            ind[1] = 1u << (' ' - 32);
-            grammar_expr nl = grammar_seq2(c->b, grammar_literal(c->b, "\n", 1),
-                                           grammar_repeat(c->b, grammar_bytes(c->b, ind), 0, JSON_SCHEMA_TIGHT_INDENT));
-            c->ws = grammar_repeat(c->b, grammar_alt2(c->b, grammar_literal(c->b, " ", 1), nl), 0, 1);
+            c->ws = json_schema_tight_ws(c->b);
         } else {
             uint32_t set[8] = {0};
             set[0] = (1u << '\t') | (1u << '\n') | (1u << '\r');

@@ -72,6 +72,10 @@ int json_schema_compile_ex(const char *schema, size_t len, const struct json_sch
 /* A short name for one JSON_SCHEMA_RELAX_* bit (static string). */
 const char *json_schema_relaxation_name(unsigned bit);
 
+/* JSON_SCHEMA_WS_TIGHT's whitespace as an expression of b (for text around JSON, such as a
+ * tool call's tags). */
+grammar_expr json_schema_tight_ws(struct grammar_builder *b);
+
 /* A number as JSON.stringify writes it (and as the grammar spells enum and const numbers): the
  * shortest digits that round-trip, positional from 1e-7 to 1e21, an exponent outside. Returns
  * the length; buf needs 40 bytes. */

@@ -191,14 +191,6 @@ static int cut_after_final(const struct api_request *r, char *text, size_t *len,
                          "verbatim, so it cannot be continued");
 }
 
-/* Whether the prompt ends with a closed reasoning block ("</think>" and whitespace): Qwen3's
- * template writes an empty one when enable_thinking is false, and the model must not think. */
-static int prompt_closes_think(const char *text, size_t len) {
-    static const char tag[] = "</think>";
-    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == '\t')) len--;
-    return len >= sizeof tag - 1 && memcmp(text + len - (sizeof tag - 1), tag, sizeof tag - 1) == 0;
-}
-
 int api_chat_prompt(struct api *a, struct engine *e, const struct api_request *r, int32_t **ids, int *n,
                     int *think_open, struct api_error *err) {
     if (!a->tmpl)
@@ -218,7 +210,7 @@ int api_chat_prompt(struct api *a, struct engine *e, const struct api_request *r
     cJSON_Delete(ctx);
     if (rc) return api_error_set(err, 400, "messages", "chat template error: %s", folio_last_error());
     if (r->continue_final_message && (rc = cut_after_final(r, text, &len, err))) goto out;
-    if (think_open) *think_open = reasoning_prompt_opens(text, len) ? 1 : prompt_closes_think(text, len) ? -1 : 0;
+    if (think_open) *think_open = reasoning_prompt_opens(text, len) ? 1 : reasoning_prompt_closes(text, len) ? -1 : 0;
     if ((rc = tokenizer_encode(engine_tokenizer(e), text, len, r->add_special_tokens, ids, n)))
         rc = api_error_set(err, 400, "messages", "%s", folio_last_error());
 out:

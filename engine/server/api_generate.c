@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "server/api_internal.h"
@@ -62,15 +61,6 @@ struct gen {
 };
 
 /* ---- small helpers ---- */
-
-static void make_id(char *out, size_t cap, const char *prefix) {
-    uint64_t r[2] = {0, 0};
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
-        r[0] = folio_mix64((uint64_t)(folio_now() * 1e9));
-        r[1] = folio_mix64(r[0]);
-    }
-    snprintf(out, cap, "%s%016llx%016llx", prefix, (unsigned long long)r[0], (unsigned long long)r[1]);
-}
 
 /* The text of one token as it reads inside a text, which is what OpenAI's logprobs show
  * (" there", not "there"). Decoding it alone would drop what a decoder strips at the start
@@ -213,10 +203,14 @@ static cJSON *response_base(const struct gen *g, const char *object) {
 /* Writes one SSE event as one HTTP chunk in one write: mg_send_chunk would write the size
  * line, the data and the CRLF separately, three TCP segments per token with TCP_NODELAY.
  * -1 when the client is gone. */
-static int sse_raw(struct gen *g, const char *s, size_t n) {
-    char *ev = malloc(n + 40);
+static int sse_event(struct gen *g, const char *event, const char *s, size_t n) {
+    const size_t en = event ? strlen(event) + 8 : 0; /* "event: " NAME "\n" */
+    char *ev = malloc(n + en + 40);
     if (!ev) return -1;
-    int k = snprintf(ev, 32, "%zx\r\ndata: ", n + 8);
+    int k = snprintf(ev, 32, "%zx\r\n", n + en + 8);
+    if (event) k += sprintf(ev + k, "event: %s\n", event);
+    memcpy(ev + k, "data: ", 6);
+    k += 6;
     memcpy(ev + k, s, n);
     memcpy(ev + k + n, "\n\n\r\n", 4);
     const size_t total = (size_t)k + n + 4;
@@ -224,6 +218,8 @@ static int sse_raw(struct gen *g, const char *s, size_t n) {
     free(ev);
     return rc;
 }
+
+static int sse_raw(struct gen *g, const char *s, size_t n) { return sse_event(g, NULL, s, n); }
 
 static int sse(struct gen *g, cJSON *j) {
     char *s = cJSON_PrintUnformatted(j);
@@ -295,14 +291,15 @@ static void add_call_deltas(cJSON *d, const struct api_out *out) {
     cJSON *arr = cJSON_AddArrayToObject(d, "tool_calls");
     for (int i = out->d_first_call; i < out->num_calls; i++) {
         const struct api_call *call = &out->calls[i];
+        const int begun = i >= out->d_new_call;
         cJSON *t = cJSON_CreateObject();
         cJSON_AddNumberToObject(t, "index", i);
-        if (call->begun_in_delta) {
+        if (begun) {
             cJSON_AddStringToObject(t, "id", call->id);
             cJSON_AddStringToObject(t, "type", "function");
         }
         cJSON *fn = cJSON_AddObjectToObject(t, "function");
-        if (call->begun_in_delta) cJSON_AddStringToObject(fn, "name", call->name.p ? call->name.p : "");
+        if (begun) cJSON_AddStringToObject(fn, "name", call->name.p ? call->name.p : "");
         cJSON_AddStringToObject(fn, "arguments", call->args.n > call->args_sent ? call->args.p + call->args_sent : "");
         cJSON_AddItemToArray(arr, t);
     }
@@ -481,22 +478,10 @@ static int on_output(struct gen *g, int p, const struct engine_output *o) {
 
 /* An SSE event with its name: "event: TYPE\ndata: JSON\n\n", one HTTP chunk. */
 static int resp_emit(void *ud, const char *type, cJSON *data) {
-    struct gen *g = ud;
     char *s = cJSON_PrintUnformatted(data);
     cJSON_Delete(data);
     if (!s) return -1;
-    const size_t n = strlen(s), tn = strlen(type);
-    char *ev = malloc(n + tn + 64);
-    int rc = -1;
-    if (ev) {
-        int k = snprintf(ev, 32, "%zx\r\n", n + tn + 16);
-        k += sprintf(ev + k, "event: %s\ndata: ", type);
-        memcpy(ev + k, s, n);
-        memcpy(ev + k + n, "\n\n\r\n", 4);
-        const size_t total = (size_t)k + n + 4;
-        rc = mg_write(g->c, ev, total) == (int)total ? 0 : -1;
-    }
-    free(ev);
+    const int rc = sse_event(ud, type, s, strlen(s));
     free(s);
     return rc;
 }
@@ -715,7 +700,7 @@ static void run(struct api *a, struct mg_connection *c, struct engine *e, struct
         goto out;
     }
     g.created = (long long)time(NULL);
-    make_id(g.id, sizeof g.id, g.chat ? "chatcmpl-" : "cmpl-");
+    api_random_id(g.id, sizeof g.id, g.chat ? "chatcmpl-" : "cmpl-", 16);
     g.np = g.chat ? 1 : r.num_prompts;
     g.n = r.sp.n;
     g.h = calloc((size_t)g.np, sizeof *g.h);

@@ -207,8 +207,11 @@ static int normalize_content(cJSON *msg, int idx, struct api_error *err) {
 
 /* An assistant message's tool_calls, checked, with each function's arguments (a JSON string
  * in OpenAI's wire format) parsed into the object templates expect: Llama 3.1's writes
- * `arguments | tojson`, which would quote a string a second time (vLLM parses them too). */
-static int normalize_tool_calls(cJSON *msg, int idx, struct api_error *err) {
+ * `arguments | tojson`, which would quote a string a second time (vLLM parses them too).
+ * A string is one value to the body's count, but its tree may hold millions: the values the
+ * arguments hold come out of *values_left (what --max-json-values leaves after the body's own)
+ * before any is parsed, and an arguments string nested too deep stays a string. */
+static int normalize_tool_calls(cJSON *msg, int idx, long long *values_left, struct api_error *err) {
     cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
     if (is_unset(calls)) return 0;
     if (!cJSON_IsArray(calls))
@@ -226,6 +229,15 @@ static int normalize_tool_calls(cJSON *msg, int idx, struct api_error *err) {
             return api_error_set(err, 400, "messages",
                                  "messages[%d].tool_calls[%d].function.arguments must be a JSON string", idx, k);
         if (!cJSON_IsString(args)) continue;
+        const size_t n = strlen(args->valuestring);
+        const long long values = folio_json_count_values(args->valuestring, n, *values_left);
+        if (values > *values_left)
+            return api_error_set(err, 413, "messages",
+                                 "messages[%d].tool_calls[%d].function.arguments: the request holds more than the "
+                                 "--max-json-values JSON values with the calls' arguments counted",
+                                 idx, k);
+        if (folio_json_max_depth(args->valuestring, n, FOLIO_JSON_MAX_DEPTH) > FOLIO_JSON_MAX_DEPTH) continue;
+        *values_left -= values;
         cJSON *parsed = cJSON_Parse(args->valuestring);
         if (!cJSON_IsObject(parsed)) {
             /* Not an object: the template gets the text as sent. */
@@ -350,13 +362,14 @@ static int parse_messages(cJSON *body, struct api_request *r, const struct api_l
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
         return api_error_set(err, 400, "messages", "'messages' must be a non-empty list of messages");
     int i = 0;
+    long long values_left = lim->max_json_values; /* api_request_parse: what the body left */
     for (cJSON *m = msgs->child; m; m = m->next, i++) {
         if (!cJSON_IsObject(m)) return api_error_set(err, 400, "messages", "messages[%d] must be an object", i);
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         if (!cJSON_IsString(role) || !role->valuestring[0])
             return api_error_set(err, 400, "messages", "messages[%d] needs a string 'role'", i);
         int rc = normalize_content(m, i, err);
-        if (rc || (rc = normalize_tool_calls(m, i, err))) return rc;
+        if (rc || (rc = normalize_tool_calls(m, i, &values_left, err))) return rc;
     }
     if (!(r->chat_ctx = cJSON_CreateObject())) return api_error_set(err, 500, NULL, "out of memory");
     cJSON *kw = cJSON_GetObjectItemCaseSensitive(body, "chat_template_kwargs");
@@ -778,7 +791,7 @@ static int parse_detokenize(const cJSON *body, struct api_request *r, struct api
 int api_request_parse(enum api_kind kind, const char *text, size_t len, const struct api_limits *limits,
                       struct api_request *r, struct api_error *err) {
     int rc;
-    const struct api_limits lim = effective_limits(limits);
+    struct api_limits lim = effective_limits(limits);
     cJSON *body = NULL;
     memset(r, 0, sizeof *r);
     memset(err, 0, sizeof *err);
@@ -793,6 +806,9 @@ int api_request_parse(enum api_kind kind, const char *text, size_t len, const st
                            lim.max_json_values);
         goto out;
     }
+    /* From here on the limit is what the body left: values parsed out of strings (a tool
+     * call's arguments) draw on it. */
+    lim.max_json_values -= values;
     if (folio_json_max_depth(text, len, FOLIO_JSON_MAX_DEPTH) > FOLIO_JSON_MAX_DEPTH) {
         rc = api_error_set(err, 400, NULL, "the request body nests arrays and objects more than %d levels deep",
                            FOLIO_JSON_MAX_DEPTH);

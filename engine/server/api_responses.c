@@ -280,7 +280,7 @@ int api_resp_parse(const char *text, size_t len, const struct api_limits *limits
         }
         goto out;
     }
-    api_random_id(m->id, sizeof m->id, "resp_");
+    api_random_id(m->id, sizeof m->id, "resp_", 12);
     m->created_at = (long long)time(NULL);
 out:
     free(chat_text);
@@ -385,17 +385,17 @@ cJSON *api_resp_object(const struct api_resp *m, const char *status, const struc
         struct api_resp_item it = {0};
         if (out->reasoning.n > 0) {
             it = (struct api_resp_item){.kind = API_ITEM_REASONING, .end = out->reasoning.n};
-            api_random_id(it.id, sizeof it.id, "rs_");
+            api_random_id(it.id, sizeof it.id, "rs_", 12);
             cJSON_AddItemToArray(output, item_json(&it, out, item_status));
         }
         if (out->content.n > 0 || out->num_calls == 0) {
             it = (struct api_resp_item){.kind = API_ITEM_MESSAGE, .end = out->content.n};
-            api_random_id(it.id, sizeof it.id, "msg_");
+            api_random_id(it.id, sizeof it.id, "msg_", 12);
             cJSON_AddItemToArray(output, item_json(&it, out, item_status));
         }
         for (int k = 0; k < out->num_calls; k++) {
             it = (struct api_resp_item){.kind = API_ITEM_CALL, .call = k};
-            api_random_id(it.id, sizeof it.id, "fc_");
+            api_random_id(it.id, sizeof it.id, "fc_", 12);
             cJSON_AddItemToArray(output, item_json(&it, out, item_status));
         }
     }
@@ -480,7 +480,7 @@ static struct api_resp_item *open_item(struct api_resp_stream *st, const struct 
     if (st->num_items >= (int)(sizeof st->items / sizeof *st->items)) return NULL;
     struct api_resp_item *it = &st->items[st->num_items++];
     *it = (struct api_resp_item){.kind = kind, .call = call, .open = 1};
-    api_random_id(it->id, sizeof it->id, kind == API_ITEM_REASONING ? "rs_" : kind == API_ITEM_MESSAGE ? "msg_" : "fc_");
+    api_random_id(it->id, sizeof it->id, kind == API_ITEM_REASONING ? "rs_" : kind == API_ITEM_MESSAGE ? "msg_" : "fc_", 12);
     if (kind == API_ITEM_REASONING) it->start = out->reasoning.n - out->d_reasoning.n;
     if (kind == API_ITEM_MESSAGE) it->start = out->content.n - out->d_content.n;
     cJSON *d = cJSON_CreateObject();

@@ -12,15 +12,20 @@
 #include "server/reasoning.h"
 #include "server/tool_parser.h"
 
-void api_random_id(char *out, size_t cap, const char *prefix) {
-    uint8_t r[12];
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
-        uint64_t x = folio_mix64((uint64_t)(folio_now() * 1e9)), y = folio_mix64(x);
-        memcpy(r, &x, 8);
-        memcpy(r + 8, &y, 4);
-    }
+/* n (<= 16) random bytes; a mixed clock if the kernel has none to give. */
+static void random_bytes(uint8_t *r, size_t n) {
+    if (getrandom(r, n, 0) == (ssize_t)n) return;
+    uint64_t x[2] = {folio_mix64((uint64_t)(folio_now() * 1e9)), 0};
+    x[1] = folio_mix64(x[0]);
+    memcpy(r, x, n < sizeof x ? n : sizeof x);
+}
+
+void api_random_id(char *out, size_t cap, const char *prefix, int bytes) {
+    uint8_t r[16];
+    const size_t n = bytes > 0 && bytes < 16 ? (size_t)bytes : 16;
+    random_bytes(r, n);
     int k = snprintf(out, cap, "%s", prefix);
-    for (size_t i = 0; i < sizeof r && k + 2 < (int)cap; i++) k += snprintf(out + k, cap - (size_t)k, "%02x", r[i]);
+    for (size_t i = 0; i < n && k + 2 < (int)cap; i++) k += snprintf(out + k, cap - (size_t)k, "%02x", r[i]);
 }
 
 /* ---- one choice's output ---- */
@@ -87,18 +92,14 @@ static int on_tool(void *ud, const struct tool_event *ev) {
         memset(c, 0, sizeof *c);
         if (o->short_ids) {
             /* Mistral's templates check that a call id is 9 letters and digits */
-            char hex[40];
-            api_random_id(hex, sizeof hex, "");
             static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-            for (int k = 0; k < 9; k++) {
-                const unsigned v = (unsigned)strtoul((char[]){hex[2 * k], hex[2 * k + 1], 0}, NULL, 16);
-                c->id[k] = alnum[v % 62];
-            }
+            uint8_t r[9];
+            random_bytes(r, sizeof r);
+            for (int k = 0; k < 9; k++) c->id[k] = alnum[r[k] % 62];
             c->id[9] = '\0';
         } else {
-            api_random_id(c->id, sizeof c->id, "call_");
+            api_random_id(c->id, sizeof c->id, "call_", 12);
         }
-        c->begun_in_delta = 1;
         if (sbuf_put(&c->name, ev->text, ev->len)) o->failed = 1;
         if (o->d_first_call > ev->index) o->d_first_call = ev->index;
         return 0;
@@ -121,7 +122,6 @@ static int on_reasoning(void *ud, const struct reasoning_event *ev) {
     struct api_out *o = ud;
     if (ev->kind == REASONING_EV_CONTENT) return feed_content(o, ev->text, ev->len, 0);
     if ((o->keep && sbuf_put(&o->reasoning, ev->text, ev->len)) || sbuf_put(&o->d_reasoning, ev->text, ev->len)) o->failed = 1;
-    o->any_reasoning = 1;
     return 0;
 }
 
@@ -130,11 +130,8 @@ int api_out_feed(struct api_out *o, const char *s, size_t n, int tokens, int fin
     o->d_reasoning.n = 0;
     if (o->d_content.p) o->d_content.p[0] = '\0';
     if (o->d_reasoning.p) o->d_reasoning.p[0] = '\0';
-    for (int i = o->d_first_call; i < o->num_calls; i++) {
-        o->calls[i].args_sent = o->calls[i].args.n;
-        o->calls[i].begun_in_delta = 0;
-    }
-    o->d_first_call = o->num_calls;
+    for (int i = o->d_first_call; i < o->num_calls; i++) o->calls[i].args_sent = o->calls[i].args.n;
+    o->d_first_call = o->d_new_call = o->num_calls;
     if (o->rp) {
         const int before = reasoning_parser_in_reasoning(o->rp);
         reasoning_parser_feed(o->rp, s, n, final, on_reasoning, o);
@@ -149,17 +146,6 @@ int api_out_feed(struct api_out *o, const char *s, size_t n, int tokens, int fin
 }
 
 /* ---- grammars for tool_choice ---- */
-
-/* Appends s as a JSON string. */
-static int put_json_str(struct sbuf *b, const char *s) {
-    char *q = NULL;
-    cJSON *j = cJSON_CreateString(s);
-    if (j) q = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    int rc = q ? sbuf_puts(b, q) : -1;
-    free(q);
-    return rc;
-}
 
 /* A copy of a tool's parameters schema with its local references ("#/...") moved under
  * "#/$defs/tN/...", where the call schema keeps it. */
@@ -210,13 +196,13 @@ static char *call_schema(const struct api_request *r, const char *args_key) {
         cJSON_AddItemToObject(defs, key, p);
         rc |= sbuf_puts(&b, n ? ",{" : "{");
         rc |= sbuf_puts(&b, "\"type\":\"object\",\"properties\":{\"name\":{\"const\":");
-        rc |= put_json_str(&b, name);
+        rc |= sbuf_put_json_string(&b, name, strlen(name));
         rc |= sbuf_puts(&b, "},");
-        rc |= put_json_str(&b, args_key);
+        rc |= sbuf_put_json_string(&b, args_key, strlen(args_key));
         rc |= sbuf_puts(&b, ":{\"$ref\":\"");
         rc |= sbuf_puts(&b, base);
         rc |= sbuf_puts(&b, "\"}},\"required\":[\"name\",");
-        rc |= put_json_str(&b, args_key);
+        rc |= sbuf_put_json_string(&b, args_key, strlen(args_key));
         rc |= sbuf_puts(&b, "],\"additionalProperties\":false}");
         n++;
     }

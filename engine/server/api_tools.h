@@ -26,7 +26,6 @@ struct api_call {
     char id[40];            /* "call_" + 24 hex, or 9 letters and digits (Mistral) */
     struct sbuf name, args; /* whole */
     size_t args_sent;       /* streamed: the bytes of args already in an earlier delta */
-    int begun_in_delta;     /* its first delta is the current one */
 };
 
 struct api_out {
@@ -38,8 +37,8 @@ struct api_out {
     struct api_call *calls;
     int num_calls, cap_calls;
     int d_first_call;            /* calls from this index were touched in this piece (num_calls: none) */
+    int d_new_call;              /* calls from this index began in this piece */
     int reasoning_tokens;
-    int any_reasoning;           /* some reasoning text came */
     int short_ids;               /* call ids of 9 letters and digits: Mistral's templates refuse others */
     int failed;                  /* out of memory */
 };
@@ -62,7 +61,7 @@ int api_out_feed(struct api_out *o, const char *s, size_t n, int tokens, int fin
 int api_tools_spec(const struct api *a, const struct api_request *r, int think_open, struct structured_spec *spec,
                    char **owned_text, char **owned_frame, struct api_error *err);
 
-/* The random id of a call or an item: prefix + 24 hex digits. */
-void api_random_id(char *out, size_t cap, const char *prefix);
+/* A random id: prefix + `bytes` (<= 16) random bytes in hex. */
+void api_random_id(char *out, size_t cap, const char *prefix, int bytes);
 
 #endif

@@ -205,11 +205,15 @@ void reasoning_parser_free(struct reasoning_parser *p) {
     free(p);
 }
 
-int reasoning_prompt_opens(const char *prompt, size_t len) {
-    size_t l = sizeof OPEN_TAG - 1;
-    while (len > 0 && is_ws((unsigned char)prompt[len - 1])) len--;
-    return len >= l && memcmp(prompt + len - l, OPEN_TAG, l) == 0;
+/* Whether the text ends with tag, trailing whitespace aside. */
+static int ends_with_tag(const char *s, size_t len, const char *tag) {
+    const size_t l = strlen(tag);
+    while (len > 0 && is_ws((unsigned char)s[len - 1])) len--;
+    return len >= l && memcmp(s + len - l, tag, l) == 0;
 }
+
+int reasoning_prompt_closes(const char *prompt, size_t len) { return ends_with_tag(prompt, len, CLOSE_TAG); }
+int reasoning_prompt_opens(const char *prompt, size_t len) { return ends_with_tag(prompt, len, OPEN_TAG); }
 
 static const char *const FORMAT_NAMES[] = {"none", "qwen3", "deepseek_r1"};
 

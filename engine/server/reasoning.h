@@ -51,5 +51,8 @@ int reasoning_parser_in_reasoning(const struct reasoning_parser *p);
 /* Whether a rendered prompt ends inside an open think block: "<think>" plus optional
  * whitespace at its very end. */
 int reasoning_prompt_opens(const char *prompt, size_t len);
+/* Whether it ends with a closed block ("</think>" + optional whitespace): Qwen3's template writes
+ * an empty one when enable_thinking is false, and the model is not to think. */
+int reasoning_prompt_closes(const char *prompt, size_t len);
 
 #endif

@@ -558,3 +558,24 @@ TEST(api_chat_tools) {
     CHECK(api_request_parse(API_CHAT, body, strlen(body), &small, &r, &e) != 0);
     CHECK_STR(e.param, "tools");
 }
+
+/* A call's arguments are JSON inside a string: one value to the body's count, but parsed for
+ * the template they would build their own tree. They draw on what --max-json-values leaves. */
+TEST(api_chat_tool_arguments_budget) {
+    struct api_request r;
+    struct api_error e;
+    char args[512] = "[";
+    for (int i = 0; i < 100; i++) strcat(args, i ? ",1" : "1");
+    strcat(args, "]");
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\","
+             "\"function\":{\"name\":\"f\",\"arguments\":\"%s\"}}]}]}", args);
+    const struct api_limits small = {.max_json_values = 60};
+    CHECK(api_request_parse(API_CHAT, body, strlen(body), &small, &r, &e) != 0);
+    CHECK_EQ_INT(e.status, 413);
+    CHECK_STR(e.param, "messages");
+    const struct api_limits room = {.max_json_values = 200};
+    CHECK_EQ_INT(api_request_parse(API_CHAT, body, strlen(body), &room, &r, &e), 0);
+    api_request_free(&r);
+}

@@ -4,6 +4,8 @@
  * the headers promise, so that a change to one module fails here first. The ill-formed UTF-8
  * cases are the WHATWG "maximal subpart" examples, which TextDecoder follows. */
 #include "test.h"
+
+#include <cjson/cJSON.h>
 #include "base/arena.h"
 #include "base/sbuf.h"
 #include "base/utf8.h"
@@ -116,4 +118,25 @@ TEST(base_utf8_lossy) {
     incomplete = 0;
     n = utf8_lossy("ok\xF0\x9F\x98", 5, out, 0, &incomplete);
     CHECK(n == 5 && memcmp(out, "ok\xEF\xBF\xBD", 5) == 0);
+}
+
+/* sbuf_put_json_string: cJSON reads back every byte string it writes (controls, quotes,
+ * backslashes, UTF-8), and the short escapes stay short. */
+TEST(sbuf_put_json_string) {
+    struct sbuf b = {0};
+    char s[64];
+    for (int i = 0; i < 63; i++) s[i] = (char)(1 + (i * 37) % 127);
+    s[63] = '\0';
+    const char *const cases[] = {"", "plain", "q\"b\\s\n\r\t\x01\x1f", "caf\xc3\xa9 \xf0\x9f\x99\x82", s};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        b.n = 0;
+        CHECK_EQ_INT(sbuf_put_json_string(&b, cases[k], strlen(cases[k])), 0);
+        cJSON *j = cJSON_Parse(b.p);
+        CHECK(cJSON_IsString(j) && !strcmp(j->valuestring, cases[k]));
+        cJSON_Delete(j);
+    }
+    b.n = 0;
+    sbuf_put_json_string(&b, "a\nb", 3);
+    CHECK_STR(b.p, "\"a\\nb\"");
+    sbuf_free(&b);
 }
