@@ -507,6 +507,26 @@ int api_resp_stream_start(struct api_resp_stream *st, const struct api_resp *m, 
     return emit_ev(st, emit, ud, "response.in_progress", d);
 }
 
+/* The piece's call events for calls [from, to): opened where new, their arguments' delta. */
+static int call_pieces(struct api_resp_stream *st, const struct api_out *out, int from, int to, api_resp_emit_fn emit,
+                       void *ud) {
+    int rc = 0;
+    for (int k = from; k < to; k++) {
+        struct api_resp_item *it = open_item(st, out, API_ITEM_CALL, k, emit, ud, &rc);
+        if (!it) return rc;
+        const struct api_call *call = &out->calls[k];
+        if (call->args.n <= call->args_sent) continue;
+        cJSON *d = ev_at(st, it);
+        cJSON_AddStringToObject(d, "delta", call->args.p + call->args_sent);
+        if (emit_ev(st, emit, ud, "response.function_call_arguments.delta", d)) return -1;
+    }
+    return 0;
+}
+
+/* A piece's events in the order its text came: reasoning ends before anything else; a call
+ * already open when the piece began ends before any text after it; text before a call that
+ * begins in the piece. (Text after a call that begins and ends within one piece is the one
+ * order a piece cannot tell; it joins the message before that call.) */
 int api_resp_stream_piece(struct api_resp_stream *st, const struct api_out *out, api_resp_emit_fn emit, void *ud) {
     int rc = 0;
     struct api_resp_item *it;
@@ -517,6 +537,8 @@ int api_resp_stream_piece(struct api_resp_stream *st, const struct api_out *out,
         cJSON_AddStringToObject(d, "delta", out->d_reasoning.p);
         if (emit_ev(st, emit, ud, "response.reasoning_text.delta", d)) return -1;
     }
+    const int fresh = out->d_new_call > out->d_first_call ? out->d_new_call : out->d_first_call;
+    if ((rc = call_pieces(st, out, out->d_first_call, fresh, emit, ud))) return rc;
     if (out->d_content.n > 0) {
         if (!(it = open_item(st, out, API_ITEM_MESSAGE, 0, emit, ud, &rc))) return rc;
         cJSON *d = ev_at(st, it);
@@ -525,15 +547,7 @@ int api_resp_stream_piece(struct api_resp_stream *st, const struct api_out *out,
         cJSON_AddArrayToObject(d, "logprobs");
         if (emit_ev(st, emit, ud, "response.output_text.delta", d)) return -1;
     }
-    for (int k = out->d_first_call; k < out->num_calls; k++) {
-        if (!(it = open_item(st, out, API_ITEM_CALL, k, emit, ud, &rc))) return rc;
-        const struct api_call *call = &out->calls[k];
-        if (call->args.n <= call->args_sent) continue;
-        cJSON *d = ev_at(st, it);
-        cJSON_AddStringToObject(d, "delta", call->args.p + call->args_sent);
-        if (emit_ev(st, emit, ud, "response.function_call_arguments.delta", d)) return -1;
-    }
-    return 0;
+    return call_pieces(st, out, fresh, out->num_calls, emit, ud);
 }
 
 int api_resp_stream_end(struct api_resp_stream *st, const struct api_resp *m, const struct api_out *out,

@@ -47,7 +47,9 @@ struct api_resp_item {
 /* One streamed response: the events written so far and the items they opened. */
 struct api_resp_stream {
     int seq;
-    struct api_resp_item items[API_OUT_MAX_CALLS + 8];
+    /* each call, a message before each call and after the last, one reasoning block: the most
+     * items an answer can open, so that none is ever dropped (~40 KB a stream) */
+    struct api_resp_item items[2 * API_OUT_MAX_CALLS + 2];
     int num_items;
 };
 
