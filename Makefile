@@ -169,7 +169,7 @@ GPU_BIN := $(BUILD)/gpu-tests
 # Only the CPU backend and the modules it uses, not all of libfolio.a, so that a GPU machine
 # without the cJSON/PCRE2/utf8proc dev packages still builds the test.
 GPU_ENGINE_OBJ := $(addprefix $(BUILD)/engine/,backend/backend.o backend/cpu/backend_cpu.o backend/cpu/cpu_kernels.o \
-                  backend/cpu/cpu_moe.o base/threadpool.o base/util.o)
+                  backend/cpu/cpu_qkernels.o backend/cpu/cpu_moe.o base/quant.o base/threadpool.o base/util.o)
 # The CUDA backend itself (its cuBLAS products, argmax, reserve), compiled for the test binary.
 GPU_BACKEND_OBJ := $(BUILD)/tests/gpu/backend_cuda.o
 .PHONY: test-gpu bench-gpu test-gpu-engine test-gpu-models bench-gpu-e2e cuda-check

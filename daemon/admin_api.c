@@ -42,6 +42,7 @@
 #include "validate.h"
 #include "wire.h"
 #include "base/openai_error.h"
+#include "base/quant.h"
 #include "base/util.h"
 #include "model/config.h"
 
@@ -249,6 +250,8 @@ static cJSON *model_json(struct foliod *d, const struct store_model *m) {
     cJSON_AddStringToObject(o, "path", m->path);
     cJSON_AddNumberToObject(o, "max_model_len", m->max_model_len);
     cJSON_AddStringToObject(o, "dtype", m->dtype[0] ? m->dtype : "auto");
+    cJSON_AddStringToObject(o, "kv_cache_dtype", m->kv_cache_dtype[0] ? m->kv_cache_dtype : "auto");
+    cJSON_AddStringToObject(o, "quantization", m->quantization[0] ? m->quantization : "none");
     cJSON_AddNumberToObject(o, "gpu_memory_utilization", m->gpu_memory_utilization);
     cJSON_AddNumberToObject(o, "block_size", m->block_size);
     cJSON_AddNumberToObject(o, "max_num_seqs", m->max_num_seqs);
@@ -287,6 +290,8 @@ static int apply_fields(const cJSON *j, struct store_model *m, char *why, size_t
     STR("repo_id", repo_id);
     STR("revision", revision);
     STR("dtype", dtype);
+    STR("kv_cache_dtype", kv_cache_dtype);
+    STR("quantization", quantization);
     STR("device", device);
     STR("chat_template", chat_template);
     NUM("max_model_len", max_model_len, 0, 1 << 24);
@@ -303,6 +308,19 @@ static int apply_fields(const cJSON *j, struct store_model *m, char *why, size_t
     int ok = 0;
     for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++) ok |= !strcmp(m->dtype, dtypes[i]);
     if (!ok) return snprintf(why, cap, "dtype must be auto, float32, float16 or bfloat16"), -1;
+    /* vLLM's spellings, stored as the engine's canonical ones ("" = auto). */
+    enum folio_dtype kvd;
+    if (config_kv_dtype(m->kv_cache_dtype, FOLIO_F32, &kvd))
+        return snprintf(why, cap, "kv_cache_dtype must be auto, bfloat16, float32 or fp8"), -1;
+    if (m->kv_cache_dtype[0] && strcmp(m->kv_cache_dtype, "auto"))
+        snprintf(m->kv_cache_dtype, sizeof m->kv_cache_dtype, "%s",
+                 kvd == FOLIO_FP8 ? "fp8" : kvd == FOLIO_BF16 ? "bfloat16" : "float32");
+    else
+        m->kv_cache_dtype[0] = '\0';
+    enum folio_dtype qd;
+    if (quant_parse_method(m->quantization, &qd))
+        return snprintf(why, cap, "quantization must be none, int8, int4 or fp8"), -1;
+    if (!qd) m->quantization[0] = '\0'; /* "none" */
     if (m->device[0] && strcmp(m->device, "cpu") && strcmp(m->device, "cuda"))
         return snprintf(why, cap, "device must be auto, cpu or cuda"), -1;
     if (m->block_size && (m->block_size & (m->block_size - 1)))
@@ -606,14 +624,20 @@ static void model_estimate(struct foliod *d, struct mg_connection *c, struct adm
     if (!strcmp(m.dtype, "float32")) dt = FOLIO_F32;
     else if (!strcmp(m.dtype, "float16")) dt = FOLIO_F16;
     else if (!strcmp(m.dtype, "bfloat16")) dt = FOLIO_BF16;
-    const double weights = m.dtype[0] && strcmp(m.dtype, "auto") ? (double)config_weight_bytes(cfg, dt)
-                                                                  : (double)(ckpt_bytes ? ckpt_bytes : (int64_t)config_weight_bytes(cfg, dt));
+    enum folio_dtype qd = (enum folio_dtype)0; /* --quantization: the matrices' resident size changes */
+    quant_parse_method(m.quantization, &qd);
+    const double weights = qd || (m.dtype[0] && strcmp(m.dtype, "auto"))
+                               ? (double)config_weight_bytes(cfg, qd ? qd : dt)
+                               : (double)(ckpt_bytes ? ckpt_bytes : (int64_t)config_weight_bytes(cfg, dt));
     /* A model that mixes sliding and full layers keeps the sliding ones' K/V for the window
      * only (config_kv_split): those cost one sequence a fixed amount, not one per token. */
     const int split = config_kv_split(cfg);
-    const double per_token = (double)(split ? config_kv_block_bytes_layers(cfg, bs, 0) : config_kv_block_bytes(cfg, bs)) / bs;
+    enum folio_dtype kvd = FOLIO_F32; /* the engine's rule: auto follows the weights (config_kv_dtype) */
+    config_kv_dtype(m.kv_cache_dtype, dt, &kvd);
+    const double per_token =
+        (double)(split ? config_kv_block_bytes_layers(cfg, bs, 0, kvd) : config_kv_block_bytes(cfg, bs, kvd)) / bs;
     const double window_kv = split ? (double)config_kv_local_blocks(cfg, bs, 1, 0, len) *
-                                         (double)config_kv_block_bytes_layers(cfg, bs, 1)
+                                         (double)config_kv_block_bytes_layers(cfg, bs, 1, kvd)
                                    : 0.0;
     struct gpu_info g[GPU_MAX];
     const int ng = strcmp(m.device, "cpu") ? gpu_query(g, GPU_MAX, NULL) : 0;
@@ -640,6 +664,7 @@ static void model_estimate(struct foliod *d, struct mg_connection *c, struct adm
     cJSON_AddNumberToObject(o, "params_active", (double)params_active);
     cJSON_AddNumberToObject(o, "weights_bytes", weights);
     cJSON_AddNumberToObject(o, "kv_bytes_per_token", per_token);
+    cJSON_AddStringToObject(o, "kv_cache_dtype", folio_dtype_name(kvd));
     cJSON_AddNumberToObject(o, "kv_window_bytes", window_kv);
     cJSON_AddNumberToObject(o, "max_model_len", len);
     cJSON_AddNumberToObject(o, "kv_bytes_needed", kv_need);
@@ -657,11 +682,11 @@ static void model_estimate(struct foliod *d, struct mg_connection *c, struct adm
     else
         snprintf(params, sizeof params, "%s parameters; ", pt);
     if (ng > 0)
-        snprintf(note, sizeof note, "%sweights %s + KV for %d tokens %s against %s free on %.100s", params, wb, len, kb,
-                 fb, g[0].name);
+        snprintf(note, sizeof note, "%sweights %s + %s KV for %d tokens %s against %s free on %.100s", params, wb,
+                 folio_dtype_name(kvd), len, kb, fb, g[0].name);
     else
-        snprintf(note, sizeof note, "%sno GPU: weights %s in RAM; KV for %d tokens %s of the %s KV space", params, wb,
-                 len, kb, fb);
+        snprintf(note, sizeof note, "%sno GPU: weights %s in RAM; %s KV for %d tokens %s of the %s KV space", params,
+                 wb, folio_dtype_name(kvd), len, kb, fb);
     cJSON_AddStringToObject(o, "note", note);
     send_obj(c, 200, o, NULL);
 out:
@@ -826,6 +851,13 @@ static cJSON *status_json(struct foliod *d) {
             cJSON_AddNumberToObject(x, "waiting", cJSON_GetNumberValue(cJSON_GetObjectItem(req, "waiting")));
             cJSON_AddNumberToObject(x, "preempted", cJSON_GetNumberValue(cJSON_GetObjectItem(req, "preempted_waiting")));
             cJSON_AddNumberToObject(x, "kv_usage", cJSON_GetNumberValue(cJSON_GetObjectItem(kv, "usage")));
+            const char *kvd = cJSON_GetStringValue(cJSON_GetObjectItem(kv, "dtype"));
+            if (kvd) cJSON_AddStringToObject(x, "kv_cache_dtype", kvd);
+            const cJSON *mem = cJSON_GetObjectItem(s, "memory");
+            const char *wd = cJSON_GetStringValue(cJSON_GetObjectItem(mem, "weights_dtype"));
+            const char *qn = cJSON_GetStringValue(cJSON_GetObjectItem(mem, "quantization"));
+            if (wd) cJSON_AddStringToObject(x, "weights_dtype", wd);
+            if (qn) cJSON_AddStringToObject(x, "quantization", qn);
             /* The part of the KV pool ever written: on the CPU its pages become resident then. */
             const double blocks = cJSON_GetNumberValue(cJSON_GetObjectItem(kv, "blocks"));
             const double kv_bytes = cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "memory"), "kv_cache_bytes"));

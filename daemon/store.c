@@ -23,7 +23,7 @@
 
 /* The schema this code reads and writes: the highest migration in db/migrations/. A file
  * with a higher user_version was written by a newer foliod and is refused. */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_MAX_EVENTS 10000
 #define STORE_BUSY_MS 5000
 #define STORE_PATH_MAX 4096
@@ -575,7 +575,8 @@ int store_schema_version(struct store *s) {
 
 #define MODEL_COLS                                                                                  \
     "id, name, source, repo_id, revision, path, max_model_len, dtype, gpu_memory_utilization, "    \
-    "block_size, max_num_seqs, kv_cache_space, device, chat_template, state, want_loaded, last_error, created"
+    "block_size, max_num_seqs, kv_cache_space, device, chat_template, state, want_loaded, last_error, created, "  \
+    "kv_cache_dtype, quantization"
 
 static int model_from_row(sqlite3_stmt *st, void *dst) {
     struct store_model *m = dst;
@@ -599,6 +600,8 @@ static int model_from_row(sqlite3_stmt *st, void *dst) {
     m->want_loaded = sqlite3_column_int(st, 15);
     if ((rc = store_col_text(st, 16, m->last_error, sizeof m->last_error, "model last_error"))) return rc;
     m->created = sqlite3_column_int64(st, 17);
+    if ((rc = store_col_text(st, 18, m->kv_cache_dtype, sizeof m->kv_cache_dtype, "model kv_cache_dtype"))) return rc;
+    if ((rc = store_col_text(st, 19, m->quantization, sizeof m->quantization, "model quantization"))) return rc;
     return FOLIO_OK;
 }
 
@@ -622,6 +625,8 @@ static int model_check(const struct store_model *m) {
     if ((rc = store_field_ok(m->revision, sizeof m->revision, "model revision"))) return rc;
     if ((rc = store_field_ok(m->path, sizeof m->path, "model path"))) return rc;
     if ((rc = store_field_ok(m->dtype, sizeof m->dtype, "model dtype"))) return rc;
+    if ((rc = store_field_ok(m->kv_cache_dtype, sizeof m->kv_cache_dtype, "model kv_cache_dtype"))) return rc;
+    if ((rc = store_field_ok(m->quantization, sizeof m->quantization, "model quantization"))) return rc;
     if ((rc = store_field_ok(m->device, sizeof m->device, "model device"))) return rc;
     if ((rc = store_field_ok(m->chat_template, sizeof m->chat_template, "model chat_template"))) return rc;
     if ((rc = store_field_ok(m->state, sizeof m->state, "model state"))) return rc;
@@ -631,6 +636,13 @@ static int model_check(const struct store_model *m) {
         return folio_err(FOLIO_EINVAL, "model source \"%s\" must be \"local\" or \"hf\"", m->source);
     if (m->device[0] && strcmp(m->device, "cpu") != 0 && strcmp(m->device, "cuda") != 0)
         return folio_err(FOLIO_EINVAL, "model device \"%s\" must be \"\", \"cpu\" or \"cuda\"", m->device);
+    const char *kvd = m->kv_cache_dtype;
+    if (kvd[0] && strcmp(kvd, "bfloat16") != 0 && strcmp(kvd, "float32") != 0 && strcmp(kvd, "fp8") != 0)
+        return folio_err(FOLIO_EINVAL, "model kv_cache_dtype \"%s\" must be \"\", \"bfloat16\", \"float32\" or \"fp8\"",
+                         m->kv_cache_dtype);
+    const char *qz = m->quantization;
+    if (qz[0] && strcmp(qz, "int8") != 0 && strcmp(qz, "int4") != 0 && strcmp(qz, "fp8") != 0)
+        return folio_err(FOLIO_EINVAL, "model quantization \"%s\" must be \"\", \"int8\", \"int4\" or \"fp8\"", qz);
     if (!m->state[0]) return folio_err(FOLIO_EINVAL, "model state is empty");
     if (m->max_model_len < 0) return folio_err(FOLIO_EINVAL, "model max_model_len is negative");
     if (m->block_size < 0) return folio_err(FOLIO_EINVAL, "model block_size is negative");
@@ -643,14 +655,15 @@ static int model_check(const struct store_model *m) {
     return FOLIO_OK;
 }
 
-/* Every field but id and created as ?1..?16, in MODEL_COLS order, for STORE_ARGS: add and update
- * append their ?17 (created, id) after it. */
+/* Every field but id and created as ?1..?18, for STORE_ARGS: add and update append their ?19
+ * (created, id) after it. */
 #define MODEL_ARGS(m)                                                                              \
     A_TEXT((m)->name), A_TEXT((m)->source), A_TEXT((m)->repo_id), A_TEXT((m)->revision),           \
         A_TEXT((m)->path), A_INT((m)->max_model_len), A_TEXT((m)->dtype),                          \
         A_REAL((m)->gpu_memory_utilization), A_INT((m)->block_size), A_INT((m)->max_num_seqs),     \
         A_REAL((m)->kv_cache_space), A_TEXT((m)->device), A_TEXT((m)->chat_template),              \
-        A_TEXT((m)->state), A_INT((m)->want_loaded != 0), A_TEXT((m)->last_error)
+        A_TEXT((m)->state), A_INT((m)->want_loaded != 0), A_TEXT((m)->last_error), A_TEXT((m)->kv_cache_dtype), \
+        A_TEXT((m)->quantization)
 
 int store_model_add(struct store *s, struct store_model *m) {
     struct store_done d;
@@ -666,8 +679,8 @@ int store_model_add(struct store *s, struct store_model *m) {
     rc = store_stmt(s,
                     "INSERT INTO models (name, source, repo_id, revision, path, max_model_len, dtype, "
                     "gpu_memory_utilization, block_size, max_num_seqs, kv_cache_space, device, chat_template, "
-                    "state, want_loaded, last_error, created) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                    "state, want_loaded, last_error, kv_cache_dtype, quantization, created) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                     STORE_ARGS(MODEL_ARGS(c), A_INT(c->created)), NULL, NULL, "add model", &d);
     if (rc == FOLIO_EEXIST) rc = folio_err(FOLIO_EEXIST, "a model named \"%s\" already exists", c->name);
     if (rc) goto out;
@@ -710,7 +723,7 @@ int store_model_update(struct store *s, const struct store_model *m) {
                     "UPDATE models SET name = ?1, source = ?2, repo_id = ?3, revision = ?4, path = ?5, "
                     "max_model_len = ?6, dtype = ?7, gpu_memory_utilization = ?8, block_size = ?9, "
                     "max_num_seqs = ?10, kv_cache_space = ?11, device = ?12, chat_template = ?13, state = ?14, "
-                    "want_loaded = ?15, last_error = ?16 WHERE id = ?17",
+                    "want_loaded = ?15, last_error = ?16, kv_cache_dtype = ?17, quantization = ?18 WHERE id = ?19",
                     STORE_ARGS(MODEL_ARGS(m), A_INT(m->id)), NULL, NULL, "update model", &d);
     if (rc == FOLIO_EEXIST) rc = folio_err(FOLIO_EEXIST, "a model named \"%s\" already exists", m->name);
     if (!rc && d.changes == 0) rc = folio_err(FOLIO_ENOTFOUND, "no model with id %lld", (long long)m->id);

@@ -35,6 +35,8 @@ struct store_model {
     /* engine parameters; 0 / "" = the engine's default */
     int max_model_len;
     char dtype[16];
+    char kv_cache_dtype[16];    /* "", "bfloat16", "float32", "fp8" (--kv-cache-dtype; "" = auto) */
+    char quantization[8];       /* "", "int8", "int4", "fp8" (--quantization at load; "" = none) */
     double gpu_memory_utilization;
     int block_size;
     int max_num_seqs;

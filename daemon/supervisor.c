@@ -311,6 +311,14 @@ static int spawn(struct supervisor *s, struct eng *e) {
         argv[a++] = "--dtype";
         argv[a++] = e->m.dtype;
     }
+    if (e->m.kv_cache_dtype[0]) {
+        argv[a++] = "--kv-cache-dtype";
+        argv[a++] = e->m.kv_cache_dtype;
+    }
+    if (e->m.quantization[0]) {
+        argv[a++] = "--quantization";
+        argv[a++] = e->m.quantization;
+    }
     if (e->m.device[0]) {
         argv[a++] = "--device";
         argv[a++] = e->m.device;

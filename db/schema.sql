@@ -24,7 +24,11 @@ CREATE TABLE models (
     state TEXT NOT NULL DEFAULT 'registered' CHECK (state <> ''),
     want_loaded INTEGER NOT NULL DEFAULT 0 CHECK (want_loaded IN (0, 1)),
     last_error TEXT NOT NULL DEFAULT '',
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    kv_cache_dtype TEXT NOT NULL DEFAULT ''
+    CHECK (kv_cache_dtype IN ('', 'bfloat16', 'float32', 'fp8')),
+    quantization TEXT NOT NULL DEFAULT ''
+    CHECK (quantization IN ('', 'int8', 'int4', 'fp8'))
 );
 
 -- What foliod last knew of a model's engine process: at most one row per model.
@@ -126,4 +130,4 @@ BEGIN
     UPDATE responses_usage SET bytes = bytes - old.bytes WHERE id = 1;
 END;
 
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;

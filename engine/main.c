@@ -4,7 +4,9 @@
  *   folio-engine generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N]
  *                         [--temperature T] [--seed S] [--ignore-eos] [--show-ids]
  *   folio-engine logits   --model DIR --prompt-ids "1,2;3,4" --out FILE [--chunk N]
- * Common: --dtype auto|float32|float16|bfloat16, --block-size N, --threads N,
+ * Common: --dtype auto|float32|float16|bfloat16, --kv-cache-dtype auto|bfloat16|float32|fp8,
+ *         --quantization int8|int4|fp8,
+ *         --block-size N, --threads N,
  *         --max-num-batched-tokens N.
  * generate streams the continuation to stdout and prints prefill/decode speed to stderr.
  * logits runs the ';'-separated sequences as one flattened batch (at most --chunk tokens of
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "base/quant.h"
 #include "core/batch.h"
 #include "core/engine.h"
 #include "core/kv_cache.h"
@@ -32,6 +35,8 @@
 
 struct opts {
     const char *cmd, *model, *prompt, *prompt_ids, *out, *dtype, *device;
+    const char *kv_cache_dtype;
+    const char *quantization;
     struct api_params api;
     int max_waiting;
     float drain_timeout;
@@ -88,6 +93,11 @@ static const char usage[] =
     "          (prompts x n may not exceed --max-num-seqs)\n"
     "common:   --device auto|cpu|cuda (auto: the GPU when built with CUDA=1 and one is present)\n"
     "          --dtype auto|float32|float16|bfloat16  --block-size N (16)  --threads N (all CPUs)\n"
+    "          --kv-cache-dtype auto|bfloat16|float32|fp8 (auto: float32 for float32 weights, else bfloat16;\n"
+    "                     fp8: e4m3 with the checkpoint's per-layer k_scale/v_scale, else 1)\n"
+    "          --quantization int8|int4|fp8 (quantize the layers' matrices and the LM head at load:\n"
+    "                     int8/int4 in blocks of 32 with f16 scales, fp8 e4m3 with a scale per row;\n"
+    "                     AWQ, GPTQ and FP8 checkpoints are detected from config.json instead)\n"
     "          --max-num-batched-tokens N (2048: the prefill chunk)\n";
 
 static int parse_args(int argc, char **argv, struct opts *o) {
@@ -150,6 +160,8 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         else if (strcmp(a, "--prompt-ids") == 0) o->prompt_ids = v;
         else if (strcmp(a, "--out") == 0) o->out = v;
         else if (strcmp(a, "--dtype") == 0) o->dtype = v;
+        else if (strcmp(a, "--kv-cache-dtype") == 0) o->kv_cache_dtype = v;
+        else if (strcmp(a, "--quantization") == 0) o->quantization = v;
         else if (strcmp(a, "--device") == 0) o->device = v;
         else if (serving && strcmp(a, "--host") == 0) o->api.host = v;
         else if (serving && strcmp(a, "--port") == 0) rc = parse_int(a, v, 0, 65535, &o->api.port);
@@ -319,6 +331,11 @@ static int load_model(const struct opts *o, struct model_params *mp, struct back
         mp->dtype_auto = 0;
         if ((rc = folio_dtype_parse(o->dtype, &mp->dtype))) return rc;
     }
+    if ((rc = quant_parse_method(o->quantization, &mp->quantization))) return rc;
+    struct model_config cfg; /* --kv-cache-dtype auto follows the weights, as in the engine */
+    if ((rc = config_load(o->model, &cfg)) ||
+        (rc = config_kv_dtype(o->kv_cache_dtype, mp->dtype_auto ? cfg.torch_dtype : mp->dtype, &mp->kv_dtype)))
+        return rc;
     mp->block_size = o->block_size;
     const char *dev = o->device ? o->device : "cpu";
     if (!strcmp(dev, "cuda")) {
@@ -345,9 +362,9 @@ static void print_banner(const struct opts *o, struct model *m, struct backend *
     if (gpu) name = backend_cuda_name(b);
 #endif
     if (!gpu) name = backend_cpu_isa(b);
-    fprintf(stderr, "folio-engine: %s (%s, %d layers, %s weights, %.1f MiB), %s backend %s\n", o->model,
-            c->arch_name, c->num_layers, folio_dtype_name(model_dtype(m)), (double)model_weight_bytes(m) / (1 << 20),
-            gpu ? "cuda" : "cpu", name);
+    fprintf(stderr, "folio-engine: %s (%s, %d layers, %s weights, %.1f MiB), %s backend %s, %s KV cache\n",
+            o->model, c->arch_name, c->num_layers, folio_dtype_name(model_matrix_dtype(m)),
+            (double)model_weight_bytes(m) / (1 << 20), gpu ? "cuda" : "cpu", name, folio_dtype_name(model_kv_dtype(m)));
 }
 
 static int cmd_logits(const struct opts *o) {
@@ -428,6 +445,8 @@ static struct engine_params engine_params_from(const struct opts *o) {
     struct engine_params ep = engine_default_params();
     ep.model = o->model;
     ep.dtype = o->dtype;
+    ep.kv_cache_dtype = o->kv_cache_dtype;
+    ep.quantization = o->quantization;
     ep.device = o->device;
     ep.threads = o->threads;
     ep.block_size = o->block_size;

@@ -31,9 +31,14 @@
 // softcap * tanh(score / softcap), when softcap > 0) applies to each score before the softmax
 // in every path (split-K parts included, so the merge sees capped maxima), exp is the
 // accurate expf, everything accumulates in fp32; only the order of additions differs.
+// The cache's dtype (kv_dtype.cuh) is a template parameter: bf16 and fp8 rows are widened to
+// fp32 as they are loaded, so they read half and a quarter of fp32's bytes. An fp8 element
+// loads as e4m3 * 2^-8; the 2^8 and the layer's k_scale fold into q's scale, and with v_scale
+// into the output, once per row rather than once per element (as the CPU backend does).
 #include <math.h>
 
 #include "kernels.h"
+#include "kv_dtype.cuh"
 
 #define NT 128 // threads per CTA
 #define NW (NT / 32)
@@ -61,11 +66,11 @@ __device__ __forceinline__ size_t cache_row(const int32_t *__restrict__ table, i
     return ((size_t)table[blk] * nkv + kvh) * bs + off;
 }
 
-template <int HD>
+template <int HD, int DT>
 __global__ void __launch_bounds__(NT) paged_attention_kernel(
     const float *__restrict__ q,              // [T, nh, HD]
-    const float *__restrict__ k_cache,        // [num_blocks, nkv, bs, HD]
-    const float *__restrict__ v_cache,        // [num_blocks, nkv, bs, HD]
+    const typename kv_elem<DT>::T *__restrict__ k_cache, // [num_blocks, nkv, bs, HD]
+    const typename kv_elem<DT>::T *__restrict__ v_cache, // [num_blocks, nkv, bs, HD]
     const int32_t *__restrict__ block_tables, // [num_seqs, max_blocks]
     const int32_t *__restrict__ seq_idx,      // [T]
     const int32_t *__restrict__ positions,    // [T]
@@ -73,8 +78,9 @@ __global__ void __launch_bounds__(NT) paged_attention_kernel(
     float *__restrict__ ws_acc,               // [T, nh, num_splits, HD] or nullptr (no split)
     float *__restrict__ ws_ml,                // [T, nh, num_splits, 2] (max, sum) or nullptr
     int nh, int nkv, int bs, int bs_shift, int max_blocks, int window, float scale, float softcap, int chunks,
-    int heads_per_cta, int part) {
+    int heads_per_cta, int part, float out_scale) { // out_scale: V's fold (fp8), else 1
     using S = attn_shape<HD>;
+    using KV = kv_elem<DT>;
     __shared__ __align__(16) float q_s[GMAX][HD];
     __shared__ float s_s[GMAX][S::TILE];
     __shared__ __align__(16) float red[S::NS][GMAX][HD];
@@ -114,9 +120,9 @@ __global__ void __launch_bounds__(NT) paged_attention_kernel(
             for (int r = 0; r < S::R; r++) {
                 const int p = t0 + kg + S::KG * r;
                 if (p < hi) {
-                    const float *row = k_cache + cache_row(table, p, bs, bs_shift, nkv, kvh) * HD + 4 * lg;
+                    const typename KV::T *row = k_cache + cache_row(table, p, bs, bs_shift, nkv, kvh) * HD + 4 * lg;
 #pragma unroll
-                    for (int j = 0; j < S::E / 4; j++) kr[r][j] = *(const float4 *)(row + 4 * S::TPK * j);
+                    for (int j = 0; j < S::E / 4; j++) kr[r][j] = KV::load4(row + 4 * S::TPK * j);
                 } else {
 #pragma unroll
                     for (int j = 0; j < S::E / 4; j++) kr[r][j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -184,7 +190,7 @@ __global__ void __launch_bounds__(NT) paged_attention_kernel(
             for (int j = 0; j < S::KPS; j++) {
                 const int key = sl + S::NS * j, p = t0 + key;
                 if (key < S::TILE && p < hi)
-                    vr[j] = *(const float4 *)(v_cache + cache_row(table, p, bs, bs_shift, nkv, kvh) * HD + 4 * c);
+                    vr[j] = KV::load4(v_cache + cache_row(table, p, bs, bs_shift, nkv, kvh) * HD + 4 * c);
                 else
                     vr[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             }
@@ -220,6 +226,7 @@ __global__ void __launch_bounds__(NT) paged_attention_kernel(
         float o = 0.0f;
 #pragma unroll
         for (int s = 0; s < S::NS; s++) o += red[s][h][d];
+        o *= out_scale; // exact for 1 (fp32 and bf16 caches)
         const size_t row = (size_t)t * nh + h0 + h;
         if (ws_acc) {
             ws_acc[(row * num_splits + split) * HD + d] = o;
@@ -303,16 +310,30 @@ extern "C" size_t paged_attention_workspace_size(int max_num_tokens, int num_hea
     return best;
 }
 
+template <int HD, int DT>
+static void launch_dt(const struct paged_attention_params *p, dim3 grid, int bs_shift, int chunks, int hpc, int part,
+                      float *ws_acc, float *ws_ml, cudaStream_t stream) {
+    typedef typename kv_elem<DT>::T E;
+    const float unit_inv = 1.0f / kv_elem<DT>::unit; // 2^8 for fp8, 1 otherwise
+    const float qs = DT == KERNEL_KV_FP8 ? p->scale * (unit_inv * p->k_scale) : p->scale;
+    const float os = DT == KERNEL_KV_FP8 ? unit_inv * p->v_scale : 1.0f;
+    paged_attention_kernel<HD, DT><<<grid, NT, 0, stream>>>(
+        p->q, (const E *)p->k_cache, (const E *)p->v_cache, p->block_tables, p->seq_idx, p->positions, p->out, ws_acc,
+        ws_ml, p->num_heads, p->num_kv_heads, p->block_size, bs_shift, p->max_blocks_per_seq, p->sliding_window, qs,
+        p->softcap, chunks, hpc, part, os);
+}
+
 template <int HD>
 static cudaError_t launch(const struct paged_attention_params *p, int chunks, int hpc, int splits, int part,
                           float *ws_acc, float *ws_ml, cudaStream_t stream) {
     const dim3 grid((unsigned)p->num_tokens, (unsigned)(p->num_kv_heads * chunks), (unsigned)splits);
     const int bs = p->block_size, bs_shift = (bs & (bs - 1)) ? -1 : __builtin_ctz((unsigned)bs);
-    paged_attention_kernel<HD><<<grid, NT, 0, stream>>>(p->q, p->k_cache, p->v_cache, p->block_tables, p->seq_idx,
-                                                        p->positions, p->out, ws_acc, ws_ml, p->num_heads,
-                                                        p->num_kv_heads, bs, bs_shift, p->max_blocks_per_seq,
-                                                        p->sliding_window, p->scale, p->softcap, chunks, hpc,
-                                                        part);
+    if (p->kv_dtype == KERNEL_KV_BF16)
+        launch_dt<HD, KERNEL_KV_BF16>(p, grid, bs_shift, chunks, hpc, part, ws_acc, ws_ml, stream);
+    else if (p->kv_dtype == KERNEL_KV_FP8)
+        launch_dt<HD, KERNEL_KV_FP8>(p, grid, bs_shift, chunks, hpc, part, ws_acc, ws_ml, stream);
+    else
+        launch_dt<HD, KERNEL_KV_F32>(p, grid, bs_shift, chunks, hpc, part, ws_acc, ws_ml, stream);
     cudaError_t ce = cudaGetLastError();
     if (ce != cudaSuccess || splits == 1) return ce;
     paged_attention_reduce_kernel<HD><<<dim3((unsigned)p->num_tokens, (unsigned)p->num_heads), NT, 0, stream>>>(
@@ -343,8 +364,10 @@ extern "C" int paged_attention_splits(const struct paged_attention_params *p) {
 
 extern "C" cudaError_t paged_attention(const struct paged_attention_params *p, cudaStream_t stream) {
     if (p->num_tokens <= 0) return cudaSuccess;
+    const size_t es = kv_elem_size(p->kv_dtype);
     if (p->num_kv_heads <= 0 || p->num_heads % p->num_kv_heads || p->max_blocks_per_seq <= 0 || p->block_size <= 0 ||
-        ((uintptr_t)p->k_cache | (uintptr_t)p->v_cache) % 16)
+        !es || ((uintptr_t)p->k_cache | (uintptr_t)p->v_cache) % (4 * es) ||
+        (p->kv_dtype == KERNEL_KV_FP8 && !(p->k_scale > 0.0f && p->v_scale > 0.0f)))
         return cudaErrorInvalidValue;
     const int group = p->num_heads / p->num_kv_heads;
     const int chunks = (group + GMAX - 1) / GMAX, hpc = (group + chunks - 1) / chunks;

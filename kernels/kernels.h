@@ -7,7 +7,8 @@
  *
  * Status: linked into folio-engine by `make CUDA=1` through engine/backend_cuda.c; each op is
  * verified against the CPU backend by tests/gpu (make test-gpu), the engine end to end by
- * make test-gpu-engine; `make bench-gpu` reports paged_attention's decode bandwidth. */
+ * make test-gpu-engine; `make bench-gpu` reports the decode bandwidth of paged_attention and
+ * of the small-batch products (gemv, qgemv). */
 #ifndef FOLIO_KERNELS_H
 #define FOLIO_KERNELS_H
 
@@ -62,6 +63,65 @@ int gemv_supported(enum kernel_dtype dtype, int T, int K, const void *w, const f
 cudaError_t gemv(const void *w, enum kernel_dtype dtype, const float *x, float *out, int T, int N, int K,
                  cudaStream_t stream);
 
+/* Quantized weight types (engine/base/quant.h); the values equal enum folio_dtype's. A type
+ * of its own rather than more kernel_dtype values, which the float kernels switch over. */
+enum kernel_qdtype { KERNEL_QFP8 = 3, KERNEL_Q8 = 5, KERNEL_Q4 = 6, KERNEL_Q4Z = 7 };
+
+/* The CUDA backend's private layout of a quantized [N, K] weight (backend_cuda.c repacks
+ * quant.h's interleaved blocks into it at load), one allocation of three arrays, each
+ * starting 256-byte aligned, over nb = ceil(K / 32) blocks of 32 weights per row:
+ *   q: [N, nb * QWEIGHT_QBYTES(dt)] bytes: Q8 int8 values; Q4/Q4Z a block's 16 nibble bytes
+ *      exactly as in quant.h (low nibbles the block's first 16 weights); FP8 the e4m3 bytes
+ *   d: [N, nb] f16 block scales (Q8, Q4, Q4Z)
+ *   z: [N, nb] u8 zero points (Q4Z)
+ * Padding weights past K are zero. Rows of q are whole 16-byte vectors, so the kernels read
+ * them with aligned 16-byte loads, which the 34/18/20-byte blocks of quant.h do not allow.
+ * FP8's per-row fp32 scales live beside it (struct backend_weight's scale). */
+#define QWEIGHT_QBYTES(dt) ((dt) == KERNEL_Q4 || (dt) == KERNEL_Q4Z ? 16 : 32)
+struct qweight_layout {
+    size_t q, d, z; /* byte offsets of the arrays (d, z: 0 when absent) */
+    size_t bytes;   /* of the whole allocation */
+};
+static inline size_t qweight_align(size_t n) { return (n + 255) & ~(size_t)255; }
+static inline struct qweight_layout qweight_layout(enum kernel_qdtype dt, int64_t N, int64_t K) {
+    const size_t nb = (size_t)((K + 31) / 32), blocks = (size_t)N * nb;
+    struct qweight_layout l = {0, 0, 0, qweight_align(blocks * QWEIGHT_QBYTES(dt))};
+    if (dt != KERNEL_QFP8) {
+        l.d = l.bytes;
+        l.bytes = qweight_align(l.d + 2 * blocks);
+    }
+    if (dt == KERNEL_Q4Z) {
+        l.z = l.bytes;
+        l.bytes = qweight_align(l.z + blocks);
+    }
+    return l;
+}
+
+/* out[t, n] = sum_k x[t, k] * W[n, k] for batches of up to QGEMV_MAX_T rows, W dequantized
+ * in registers as it streams by (each weight byte read once), fp32 activations and fp32
+ * sums: the same products as the fp32 dequantized weight, up to summation order.
+ * w: a qweight_layout allocation of dt; scale: [N] (FP8; else ignored); x: [T, ldx] fp32,
+ * 16-byte aligned, ldx % 4 == 0 and ldx >= ceil(K / 32) * 32 (qgather_x makes such a copy,
+ * zero past K, of any x); out: [T, N] fp32. cudaErrorInvalidValue (nothing launched) for
+ * another dt, T outside [1, QGEMV_MAX_T], or an x that breaks those rules. See quant.cu
+ * for the bound it hits. */
+#define QGEMV_MAX_T 8
+cudaError_t qgemv(const void *w, enum kernel_qdtype dt, const float *scale, const float *x, int ldx, float *out,
+                  int T, int N, int K, cudaStream_t stream);
+
+/* out[t, k] = x[t, perm[k]] (perm NULL: x[t, k]) for k < K and 0 for K <= k < ldo, in
+ * out_dtype (KERNEL_F32, or KERNEL_BF16 / KERNEL_F16 rounded to nearest even): GPTQ's
+ * act-order column permutation and the padding qgemv reads, or the narrowed input of the
+ * dequantized GEMM, in one pass. x: [T, K] fp32; perm: [K] in [0, K); out: [T, ldo]. */
+cudaError_t qgather_x(const float *x, const int32_t *perm, int T, int K, void *out, enum kernel_dtype out_dtype,
+                      int ldo, cudaStream_t stream);
+
+/* out[r, k] = W[n0 + r, k] as bf16 (rounded to nearest even from the fp32 dequantized
+ * value) for r < rows, k < K: a slice of the weight for cuBLAS's bf16 GEMM (larger
+ * batches). w, dt, scale as for qgemv; out: [rows, K] bf16. */
+cudaError_t qdequant_bf16(const void *w, enum kernel_qdtype dt, const float *scale, int N, int K, int n0, int rows,
+                          void *out, cudaStream_t stream);
+
 /* ids[r] = the index of row r's largest logit: the lowest on ties, NaN never, 0 when the row
  * has nothing comparable (the CPU sampler's greedy rule). logits: [n, vocab] fp32; ids: [n]. */
 cudaError_t argmax_rows(const float *logits, int n, int vocab, int32_t *ids, cudaStream_t stream);
@@ -87,18 +147,25 @@ struct rope_params {
  * rot_dim even, in [2, head_dim]. */
 cudaError_t rope(const struct rope_params *p, cudaStream_t stream);
 
-/* Writes token t's K/V to slot_mapping[t] (-1 = skip). k, v: [T, stride] holding
- * [nkv, head_dim]; slot_mapping: [T]; k_cache, v_cache: [num_blocks, nkv, block_size, head_dim].
- * head_dim as for rope. */
-cudaError_t reshape_and_cache(const float *k, const float *v, int stride, const int32_t *slot_mapping,
-                              float *k_cache, float *v_cache, int T, int nkv, int head_dim, int block_size,
-                              cudaStream_t stream);
+/* Element types of the KV cache; the values equal enum folio_dtype's. FP8 is e4m3 (OCP,
+ * finite, max 448) holding x / scale with the layer's k_scale or v_scale (vLLM's fp8 cache). */
+enum kernel_kv_dtype { KERNEL_KV_F32 = 0, KERNEL_KV_BF16 = 2, KERNEL_KV_FP8 = 3 };
+
+/* Writes token t's K/V to slot_mapping[t] (-1 = skip), rounded to nearest even in kv_dtype
+ * (FP8: k / k_scale and v / v_scale, saturating at +-448), bit for bit as the CPU backend.
+ * k, v: [T, stride] fp32 holding [nkv, head_dim]; slot_mapping: [T]; k_cache, v_cache:
+ * [num_blocks, nkv, block_size, head_dim] of kv_dtype, aligned to 4 elements. head_dim as
+ * for rope. */
+cudaError_t reshape_and_cache(const float *k, const float *v, int stride, const int32_t *slot_mapping, void *k_cache,
+                              void *v_cache, enum kernel_kv_dtype kv_dtype, float k_scale, float v_scale, int T,
+                              int nkv, int head_dim, int block_size, cudaStream_t stream);
 
 /* Copy-on-write of KV blocks: for each pair (src, dst) of pairs [n, 2], block dst of each of
- * the num_caches caches (back to back in pool, cache_elems floats apart, each
- * [num_blocks, block_elems]) becomes a copy of block src. The pairs run in parallel, so no dst
- * may also appear as a src (the block manager's copies go to fresh blocks). */
-cudaError_t copy_blocks(float *pool, int num_caches, size_t cache_elems, size_t block_elems, const int32_t *pairs,
+ * the num_caches caches (back to back in pool, cache_bytes apart, each [num_blocks,
+ * block_bytes]) becomes a copy of block src; bytes, so any KV dtype. The pairs run in
+ * parallel, so no dst may also appear as a src (the block manager's copies go to fresh
+ * blocks). */
+cudaError_t copy_blocks(void *pool, int num_caches, size_t cache_bytes, size_t block_bytes, const int32_t *pairs,
                         int n, cudaStream_t stream);
 
 /* paged_attention's most splits of one token's context (split-K, see attention.cu). */
@@ -109,8 +176,10 @@ cudaError_t copy_blocks(float *pool, int num_caches, size_t cache_elems, size_t 
  * [max(0, pos - sliding_window + 1), pos] of its sequence through block_tables. */
 struct paged_attention_params {
     const float *q;              /* [num_tokens, num_heads, head_dim] */
-    const float *k_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
-    const float *v_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
+    const void *k_cache;         /* [num_blocks, num_kv_heads, block_size, head_dim] of kv_dtype */
+    const void *v_cache;         /* [num_blocks, num_kv_heads, block_size, head_dim] of kv_dtype */
+    enum kernel_kv_dtype kv_dtype; /* KERNEL_KV_F32 (0) by default */
+    float k_scale, v_scale;      /* FP8: an element stands for e4m3 * scale; ignored otherwise */
     const int32_t *block_tables; /* [num_seqs, max_blocks_per_seq] */
     const int32_t *seq_idx;      /* [num_tokens] */
     const int32_t *positions;    /* [num_tokens] */

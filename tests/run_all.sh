@@ -9,8 +9,9 @@
 # test   check, plus every other release suite (the admin console in Chromium included), the
 #        ASan/UBSan runs that find memory bugs, the TSan runs and a libFuzzer smoke run (3 s a
 #        target; 6 s for the two HTTP parsers)
-# full   test, plus the ASan/UBSan re-runs test leaves out (models vs PyTorch, the rest of the
-#        daemon suite), and long fuzzing (300 s a target, as make fuzz) in place of the smoke run
+# full   test, plus the ASan/UBSan re-runs test leaves out (models and quantized weights vs
+#        PyTorch, the rest of the daemon suite), and long fuzzing (300 s a target, as make
+#        fuzz) in place of the smoke run
 # Env: FOLIO_REL, FOLIO_ASAN, FOLIO_TSAN: the build dirs (build/release, build/asan, build/tsan);
 #      TEST_JOBS: processes at once (6); FOLIO_TEST_MODELS; the layer check's variables (make).
 # Suites may run together: each picks free loopback ports (and retries a port lost to a race),
@@ -66,7 +67,8 @@ suite() {
 #    API and auth, the hardening cases, the Hub client and pulls, and the /v1 relay (test); the
 #    rest, supervision, model switching, restarts and configuration, exercise process handling
 #    more than memory (full);
-#  models vs PyTorch: the same forward passes the unit and API runs already cover (full).
+#  models vs PyTorch: the same forward passes the unit and API runs already cover (full);
+#    quantized weights vs PyTorch: the quantized checkpoints' loaders and kernels (full).
 daemon_asan=('foliod auth:' 'hardening:' 'hub:' 'foliod: errors in the OpenAI shape'
   'foliod: register and load two models' 'foliod: a client that disconnects')
 daemon_only=()
@@ -108,6 +110,9 @@ suite ctf "engine layers (links, includes, symbols)" tests/layers/check.sh
 suite ctf "foliod's engine headers (base/, model/config.h)" tests/layers/daemon_includes.sh
 suite  tf "models vs PyTorch" env FOLIO_ENGINE="$REL"/folio-engine /usr/bin/python3 tests/reference/check_models.py
 suite   f "models vs PyTorch (ASan/UBSan)" env FOLIO_ENGINE="$ASAN"/folio-engine /usr/bin/python3 tests/reference/check_models.py
+# AWQ, GPTQ, FP8 checkpoints and --quantization vs PyTorch; the lossy modes (~15 s).
+suite  tf "quantized weights vs PyTorch" env FOLIO_ENGINE="$REL"/folio-engine /usr/bin/python3 tests/reference/check_quant.py
+suite   f "quantized weights vs PyTorch (ASan/UBSan)" env FOLIO_ENGINE="$ASAN"/folio-engine /usr/bin/python3 tests/reference/check_quant.py
 suite  tf "tokenizers vs @huggingface/tokenizers" env FOLIO_BUILD="$REL" tests/tokenizer/run.sh
 suite  tf "chat templates vs @huggingface/jinja" env FOLIO_BUILD="$REL" tests/chat_template/run.sh
 suite  tf "chat templates vs @huggingface/jinja (ASan/UBSan)" env FOLIO_BUILD="$ASAN" tests/chat_template/run.sh
@@ -115,6 +120,8 @@ suite  tf "sampler vs PyTorch" env FOLIO_BUILD="$REL" /usr/bin/python3 tests/ref
 suite ctf "generate: known-good outputs" env FOLIO_ENGINE="$REL"/folio-engine tests/integration/test_generate.sh
 suite  tf "bad input (ASan/UBSan)" env FOLIO_ENGINE="$ASAN"/folio-engine tests/integration/test_bad_input.sh
 suite  tf "no allocation in the step loop" "$REL"/step_alloc_check "$FOLIO_TEST_MODELS/stories260K"
+suite  tf "no allocation in the step loop: bf16 and fp8 KV" sh -c \
+  '"$0"/step_alloc_check "$1" bfloat16 && "$0"/step_alloc_check "$1" fp8' "$REL" "$FOLIO_TEST_MODELS/stories260K"
 suite  tf "step loop workload (ASan/UBSan)" "$ASAN"/step_alloc_check "$FOLIO_TEST_MODELS/stories260K"
 # The experts' buffers and the sliding layers' second pool (Qwen3-MoE, Gemma 3) in the step loop.
 suite  tf "no allocation in the step loop: MoE, split KV" tests/tools/with_preset.sh "qwen3-moe gemma3" "$REL"/step_alloc_check

@@ -76,6 +76,10 @@ export function mountForm(ctx, { existingNames, onAdded }) {
       field('name', 'Name', text('served model name, e.g. qwen-0.5b'), 'What clients send as "model". Letters, digits and . _ : / -', 'span-2'),
       field('max_model_len', 'Max model length', number('model\u2019s own', '1'), 'Tokens per sequence; empty: from config.json'),
       field('dtype', 'Dtype', select([['auto', 'auto'], ['float32', 'float32'], ['float16', 'float16'], ['bfloat16', 'bfloat16']])),
+      field('kv_cache_dtype', 'KV cache dtype', select([['auto', 'auto'], ['bfloat16', 'bfloat16'], ['float32', 'float32'], ['fp8', 'fp8']]),
+        'auto: the weights\u2019 (bfloat16 for 16-bit models); fp8 holds 4\u00d7 the tokens of float32'),
+      field('quantization', 'Quantization', select([['none', 'none'], ['int8', 'int8'], ['int4', 'int4'], ['fp8', 'fp8']]),
+        'Quantize a float checkpoint at load; AWQ, GPTQ and FP8 checkpoints are read as they are'),
       field('device', 'Device', select([['auto', 'auto'], ['cpu', 'cpu'], ['cuda', 'cuda']])),
       field('gpu_memory_utilization', 'GPU memory utilization', number('0.9', '0.05'), 'Share of the GPU for this model, 0\u20131'),
       field('kv_cache_space', 'KV cache space (GiB)', number('4', '0.25'), 'The KV pool on the CPU'),
@@ -148,6 +152,8 @@ export function mountForm(ctx, { existingNames, onAdded }) {
     } else if (val('path')) b.path = val('path');
     for (const n of Object.keys(NUMERIC)) if (val(n) !== '') b[n] = Number(val(n));
     if (val('dtype') !== 'auto') b.dtype = val('dtype');
+    if (val('kv_cache_dtype') !== 'auto') b.kv_cache_dtype = val('kv_cache_dtype');
+    if (val('quantization') !== 'none') b.quantization = val('quantization');
     if (val('device') !== 'auto') b.device = val('device');
     if (val('chat_template')) b.chat_template = val('chat_template');
     return b;
@@ -190,7 +196,8 @@ export function mountForm(ctx, { existingNames, onAdded }) {
       if (seq !== estSeq) return; // the form changed meanwhile
       const tokens = r.max_model_len || Number(inputs.max_model_len.value) || 0;
       const kv = Number.isFinite(r.kv_bytes_needed) ? r.kv_bytes_needed : (r.kv_bytes_per_token || 0) * tokens;
-      const line = `weights ${f.bytes(r.weights_bytes)} + KV for ${f.num(tokens)} tokens ${f.bytes(kv)} vs ${f.bytes(r.free_bytes)} free: ` +
+      const kvType = r.kv_cache_dtype ? `${r.kv_cache_dtype} ` : '';
+      const line = `weights ${f.bytes(r.weights_bytes)} + ${kvType}KV for ${f.num(tokens)} tokens ${f.bytes(kv)} vs ${f.bytes(r.free_bytes)} free: ` +
         `${r.fits ? 'fits' : 'does not fit'}${Number.isFinite(r.max_model_len_fits) ? `; up to ${f.num(r.max_model_len_fits)} tokens` : ''}`;
       showFit(h('span', { class: `badge badge-${r.fits ? 'green' : 'red'}` }, r.fits ? 'fits' : 'too big'),
         h('span', { class: 'fit-line' }, line),
@@ -222,7 +229,9 @@ export function mountForm(ctx, { existingNames, onAdded }) {
     if (name !== 'name' && name !== 'chat_template') estimateLater();
   });
   form.addEventListener('change', (ev) => {
-    if (ev.target === inputs.dtype || ev.target === inputs.device) estimateLater();
+    if (ev.target === inputs.dtype || ev.target === inputs.kv_cache_dtype || ev.target === inputs.quantization ||
+        ev.target === inputs.device)
+      estimateLater();
   });
 
   function clear() {

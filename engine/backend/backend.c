@@ -2,6 +2,12 @@
  * per op is nothing beside the op itself, and it keeps struct backend opaque to the model. */
 #include "backend/backend_impl.h"
 
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/quant.h"
+
 const char *backend_name(const struct backend *b) { return b->iface->name; }
 
 void backend_free(struct backend *b) {
@@ -20,8 +26,52 @@ int backend_download(struct backend *b, void *dst, const void *src, size_t n) {
     return b->iface->download(b, dst, src, n);
 }
 
+int backend_load_quant(struct backend *b, const struct backend_quant_src *src, struct backend_weight *out) {
+    memset(out, 0, sizeof *out);
+    if (!b->iface->load_quant)
+        return folio_err(FOLIO_EUNSUP, "the %s backend has no %s weights", b->iface->name, folio_dtype_name(src->dtype));
+    return b->iface->load_quant(b, src, out);
+}
+
+/* Quantization at load (--quantization): on the host, a row at a time, so that the model's
+ * float matrices are read once and never held widened. The result is handed to load_quant,
+ * which copies it (borrow = 0). FP8 gets a scale per row (absmax / 448). */
+static int quantize_and_load(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows,
+                             int64_t cols, enum folio_dtype dtype, struct backend_weight *out) {
+    const size_t row_bytes = quant_row_bytes(dtype, cols);
+    char *data = malloc(row_bytes * (size_t)rows);
+    float *row = malloc(sizeof(float) * (size_t)cols);
+    float *scale = dtype == FOLIO_FP8 ? malloc(sizeof(float) * (size_t)rows) : NULL;
+    int rc;
+    if (!data || !row || (dtype == FOLIO_FP8 && !scale)) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory quantizing a %lldx%lld weight", (long long)rows, (long long)cols);
+        goto out;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t k = 0; k < cols; k++) row[k] = folio_widen(src, src_dtype, (size_t)(r * cols + k));
+        uint8_t *dst = (uint8_t *)data + (size_t)r * row_bytes;
+        if (dtype == FOLIO_FP8) {
+            float amax = 0.0f;
+            for (int64_t k = 0; k < cols; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
+            scale[r] = amax > 0.0f ? amax / 448.0f : 1.0f;
+            for (int64_t k = 0; k < cols; k++) dst[k] = quant_f32_to_e4m3(row[k] / scale[r]);
+        } else {
+            quant_row(dtype, row, cols, dst);
+        }
+    }
+    const struct backend_quant_src q = {.dtype = dtype, .data = data, .rows = rows, .cols = cols, .scale = scale};
+    rc = backend_load_quant(b, &q, out);
+out:
+    free(data);
+    free(row);
+    free(scale);
+    return rc;
+}
+
 int backend_load_weight(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows, int64_t cols,
                         enum folio_dtype dtype, struct backend_weight *out) {
+    if (dtype == FOLIO_Q8 || dtype == FOLIO_Q4 || dtype == FOLIO_FP8)
+        return quantize_and_load(b, src, src_dtype, rows, cols, dtype, out);
     return b->iface->load_weight(b, src, src_dtype, rows, cols, dtype, out);
 }
 
@@ -43,9 +93,10 @@ void backend_matmul(struct backend *b, const float *x, int T, const struct backe
 void backend_rope(struct backend *b, const struct backend_rope_args *a) { b->iface->rope(b, a); }
 
 void backend_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
-                               const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
-                               int head_dim, int block_size) {
-    b->iface->reshape_and_cache(b, k, v, stride, slot_mapping, k_cache, v_cache, T, nkv, head_dim, block_size);
+                               const int32_t *slot_mapping, void *k_cache, void *v_cache, enum folio_dtype kv_dtype,
+                               float k_scale, float v_scale, int T, int nkv, int head_dim, int block_size) {
+    b->iface->reshape_and_cache(b, k, v, stride, slot_mapping, k_cache, v_cache, kv_dtype, k_scale, v_scale, T, nkv,
+                                head_dim, block_size);
 }
 
 void backend_attention(struct backend *b, const struct backend_attention_args *p) { b->iface->attention(b, p); }
@@ -61,9 +112,13 @@ void backend_softcap(struct backend *b, float *x, size_t n, float cap) { b->ifac
 
 void backend_moe(struct backend *b, const struct backend_moe_args *a) { b->iface->moe(b, a); }
 
-void backend_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+void backend_copy_blocks(struct backend *b, void *pool, int num_caches, size_t cache_bytes, size_t block_bytes,
                          const int32_t *pairs, int n) {
-    b->iface->copy_blocks(b, pool, num_caches, cache_elems, block_elems, pairs, n);
+    b->iface->copy_blocks(b, pool, num_caches, cache_bytes, block_bytes, pairs, n);
+}
+
+int backend_supports_kv_dtype(const struct backend *b, enum folio_dtype dt) {
+    return (unsigned)dt < 32 && (b->iface->kv_dtypes >> dt & 1u);
 }
 
 void backend_gather_rows(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out) {

@@ -18,12 +18,27 @@
 struct backend;
 
 /* A weight matrix resident on the backend: [rows, cols] row-major (HF Linear layout, so that
- * y = x W^T reads W rows contiguously). */
+ * y = x W^T reads W rows contiguously). Quantized weights (base/quant.h) hold rows of blocks,
+ * FP8 ones a scale per row, and GPTQ's act-order ones a column order. */
 struct backend_weight {
     enum folio_dtype dtype;
     const void *data;
     int64_t rows, cols;
-    void *owned; /* backend allocation to release, or NULL when borrowed (CPU: the mmap) */
+    const float *scale;  /* FP8: [rows] per-row scales (device memory); else NULL */
+    const int32_t *perm; /* [cols]: input column k of the stored rows is x[perm[k]]; NULL = identity */
+    void *owned;         /* backend allocation to release, or NULL when borrowed (CPU: the mmap) */
+    void *owned_aux;     /* the backend's allocation of scale and perm, or NULL */
+};
+
+/* A quantized weight as the model loader hands it over, in host memory: rows of
+ * quant_row_bytes(dtype, cols) bytes (FP8: rows x cols e4m3 bytes and scale[rows]). */
+struct backend_quant_src {
+    enum folio_dtype dtype; /* FOLIO_Q8, FOLIO_Q4, FOLIO_Q4Z or FOLIO_FP8 */
+    const void *data;
+    int64_t rows, cols;
+    const float *scale;     /* FP8: [rows]; else NULL */
+    const int32_t *perm;    /* [cols] or NULL (see backend_weight) */
+    int borrow;             /* data outlives the weight (an mmap): a host backend may keep the pointer */
 };
 
 /* One of several products sharing an input: out[T, w->rows] = x[T, w->cols] W^T + bias. */
@@ -35,11 +50,15 @@ struct backend_matmul_args {
 
 /* Attention over the paged KV cache for a flattened batch. Token t belongs to sequence
  * seq_idx[t], sits at positions[t], and attends to positions [max(0, pos - window + 1), pos]
- * of its sequence, found through block_tables. Its own K/V must already be cached. */
+ * of its sequence, found through block_tables. Its own K/V must already be cached. The
+ * caches hold kv_dtype elements (backend_supports_kv_dtype); an FP8 (e4m3) element x stands
+ * for x * k_scale in K and x * v_scale in V (vLLM's per-layer scales). */
 struct backend_attention_args {
     const float *q;              /* [T, num_heads, head_dim] */
-    const float *k_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
-    const float *v_cache;        /* [num_blocks, num_kv_heads, block_size, head_dim] */
+    const void *k_cache;         /* [num_blocks, num_kv_heads, block_size, head_dim] of kv_dtype */
+    const void *v_cache;         /* [num_blocks, num_kv_heads, block_size, head_dim] of kv_dtype */
+    enum folio_dtype kv_dtype;   /* FOLIO_F32 (0, the default), FOLIO_BF16 or FOLIO_FP8 */
+    float k_scale, v_scale;      /* FP8 only */
     const int32_t *block_tables; /* [num_seqs, max_blocks_per_seq] */
     const int32_t *seq_idx;      /* [T] */
     const int32_t *positions;    /* [T] */
@@ -115,6 +134,10 @@ int backend_download(struct backend *b, void *dst, const void *src, size_t n);
  * differ). The host memory may be an mmap that outlives the weight (CPU borrows it). */
 int backend_load_weight(struct backend *b, const void *src, enum folio_dtype src_dtype, int64_t rows, int64_t cols,
                         enum folio_dtype dtype, struct backend_weight *out);
+/* A quantized weight (scale and perm are always copied). Backends without a slot get
+ * FOLIO_EUNSUP. backend_load_weight also takes dtype FOLIO_Q8, FOLIO_Q4 or FOLIO_FP8 for a
+ * float src: it quantizes on the host (base/quant.h) and loads the result through this. */
+int backend_load_quant(struct backend *b, const struct backend_quant_src *src, struct backend_weight *out);
 void backend_free_weight(struct backend *b, struct backend_weight *w);
 /* out[t] = table[tokens[t]] widened to fp32. tokens: [n]; out: [n, table->cols] */
 void backend_embed(struct backend *b, const struct backend_weight *table, const int32_t *tokens, int n, float *out);
@@ -125,11 +148,12 @@ void backend_add_rms_norm(struct backend *b, float *residual, const float *delta
 /* n products of one input x: [T, K], all computed in one parallel launch. */
 void backend_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n);
 void backend_rope(struct backend *b, const struct backend_rope_args *a);
-/* Writes token t's K/V to slot_mapping[t] (-1 = skip). k, v: [T, stride] holding
- * [nkv, head_dim]; caches: [num_blocks, nkv, block_size, head_dim] */
+/* Writes token t's K/V to slot_mapping[t] (-1 = skip), rounded to nearest-even in kv_dtype
+ * (FP8: k / k_scale and v / v_scale, saturating at +-448, as vLLM). k, v: [T, stride] holding
+ * [nkv, head_dim]; caches: [num_blocks, nkv, block_size, head_dim] of kv_dtype */
 void backend_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
-                               const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
-                               int head_dim, int block_size);
+                               const int32_t *slot_mapping, void *k_cache, void *v_cache, enum folio_dtype kv_dtype,
+                               float k_scale, float v_scale, int T, int nkv, int head_dim, int block_size);
 void backend_attention(struct backend *b, const struct backend_attention_args *p);
 /* out[t, i] = act(gate[t, i]) * up[t, i]. All [T, n]; out may alias gate. GELU is the tanh
  * approximation (gelu_pytorch_tanh, Gemma's GeGLU). */
@@ -141,13 +165,17 @@ void backend_scale(struct backend *b, float *x, size_t n, float s);
 void backend_softcap(struct backend *b, float *x, size_t n, float cap);
 void backend_moe(struct backend *b, const struct backend_moe_args *a);
 /* Copy-on-write of KV blocks: for each (src, dst) pair, block dst of every cache becomes a
- * copy of block src. The num_caches caches lie back to back in pool, cache_elems floats
- * apart, each [num_blocks, block_elems]. pairs: [n, 2] */
-void backend_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+ * copy of block src. The num_caches caches lie back to back in pool, cache_bytes apart, each
+ * [num_blocks, block_bytes] (bytes, so that any KV dtype copies alike). pairs: [n, 2] */
+void backend_copy_blocks(struct backend *b, void *pool, int num_caches, size_t cache_bytes, size_t block_bytes,
                          const int32_t *pairs, int n);
 /* out[i] = x[idx[i]]. x: [*, dim]; idx: [n]; out: [n, dim] */
 void backend_gather_rows(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out);
 int backend_sync(struct backend *b);
+
+/* Whether KV caches of dtype dt work here: FOLIO_F32 and FOLIO_BF16 everywhere, FOLIO_FP8
+ * on CUDA only. */
+int backend_supports_kv_dtype(const struct backend *b, enum folio_dtype dt);
 
 /* Optional: */
 /* Announces the largest batch (0 where the backend needs no scratch of its own). */

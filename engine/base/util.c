@@ -136,13 +136,27 @@ uint16_t folio_f32_to_f16(float f) {
     return (uint16_t)(sign | r);
 }
 
-size_t folio_dtype_size(enum folio_dtype dt) { return dt == FOLIO_F32 ? 4 : 2; }
+size_t folio_dtype_size(enum folio_dtype dt) {
+    switch (dt) {
+    case FOLIO_F32:
+    case FOLIO_I32: return 4;
+    case FOLIO_F16:
+    case FOLIO_BF16: return 2;
+    case FOLIO_FP8: return 1;
+    default: return 0;
+    }
+}
 
 const char *folio_dtype_name(enum folio_dtype dt) {
     switch (dt) {
     case FOLIO_F32: return "float32";
     case FOLIO_F16: return "float16";
     case FOLIO_BF16: return "bfloat16";
+    case FOLIO_FP8: return "float8_e4m3";
+    case FOLIO_I32: return "int32";
+    case FOLIO_Q8: return "int8";
+    case FOLIO_Q4: return "int4";
+    case FOLIO_Q4Z: return "int4_zp";
     }
     return "?";
 }
@@ -170,6 +184,10 @@ float folio_widen(const void *src, enum folio_dtype dt, size_t i) {
         float f;
         memcpy(&f, (const char *)src + 4 * i, 4);
         return f;
+    }
+    if (dt == FOLIO_FP8) { /* e4m3fn through its f16 bit pattern: the exponent bias differs by 8 */
+        const uint8_t b = ((const uint8_t *)src)[i];
+        return folio_f16_to_f32((uint16_t)((b & 0x80u) << 8 | (b & 0x7Fu) << 7)) * 256.0f;
     }
     uint16_t h;
     memcpy(&h, (const char *)src + 2 * i, 2);

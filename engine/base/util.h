@@ -26,14 +26,28 @@ enum {
 int folio_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *folio_last_error(void);
 
-/* Element types of weights and activations. */
-enum folio_dtype { FOLIO_F32 = 0, FOLIO_F16 = 1, FOLIO_BF16 = 2 };
+/* Element types of weights and activations. FP8 is e4m3fn; I32 only appears in checkpoints
+ * (AWQ/GPTQ packed words); Q8, Q4 and Q4Z are the blocked weight formats of base/quant.h. */
+enum folio_dtype {
+    FOLIO_F32 = 0,
+    FOLIO_F16 = 1,
+    FOLIO_BF16 = 2,
+    FOLIO_FP8 = 3,
+    FOLIO_I32 = 4,
+    FOLIO_Q8 = 5,
+    FOLIO_Q4 = 6,
+    FOLIO_Q4Z = 7,
+};
+#define FOLIO_NDTYPES 8
+/* Bytes per element; 0 for the blocked formats (quant_row_bytes sizes those). */
 size_t folio_dtype_size(enum folio_dtype dt);
-const char *folio_dtype_name(enum folio_dtype dt); /* "float32", "float16", "bfloat16" */
+/* "float32", "float16", "bfloat16", "float8_e4m3", "int32", "int8", "int4", "int4_zp" */
+const char *folio_dtype_name(enum folio_dtype dt);
 /* Accepts HF/vLLM spellings: float32/float/fp32, float16/half/fp16, bfloat16/bf16. */
 int folio_dtype_parse(const char *s, enum folio_dtype *out);
 
-/* Element i of an array of dtype dt, widened to fp32 (src need not be aligned). */
+/* Element i of an array of dtype dt (F32, F16, BF16 or FP8), widened to fp32 (src need not
+ * be aligned). */
 float folio_widen(const void *src, enum folio_dtype dt, size_t i);
 
 /* Reads a whole file into a NUL-terminated malloc'd buffer; caller frees *out. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "base/quant.h"
 #include "text/detok.h"
 #include "core/batch.h"
 #include "core/engine_internal.h"
@@ -25,6 +26,7 @@
 struct engine_params engine_default_params(void) {
     return (struct engine_params){
         .dtype = "auto",
+        .kv_cache_dtype = "auto",
         .block_size = 16,
         .max_num_seqs = 256,
         .max_num_batched_tokens = 2048,
@@ -70,11 +72,11 @@ void engine_describe(const struct engine *e, char *buf, size_t cap) {
                  e->cfg->sliding_window);
     /* The MiB are what one decode token reads: a MoE's active experts, not all of them. */
     snprintf(buf, cap,
-             "(%s, %d layers%s, %s weights, %.1f MiB a token), %s backend %s, %d KV blocks of %d tokens%s, "
+             "(%s, %d layers%s, %s weights, %.1f MiB a token), %s backend %s, %d KV blocks of %d tokens%s in %s, "
              "max_model_len %d%s%s%s%s",
-             e->cfg->arch_name, e->cfg->num_layers, experts, folio_dtype_name(model_dtype(e->m)),
+             e->cfg->arch_name, e->cfg->num_layers, experts, folio_dtype_name(model_matrix_dtype(e->m)),
              (double)model_weight_bytes(e->m) / (1 << 20), e->on_gpu ? "cuda" : "cpu", engine_backend_name(e),
-             e->num_blocks, e->bs, local,
+             e->num_blocks, e->bs, local, folio_dtype_name(e->kv_dtype),
              e->max_model_len, e->p.enable_prefix_caching ? ", prefix caching" : "", graphs,
              e->notice[0] ? "; " : "",
              e->notice);
@@ -98,12 +100,12 @@ void engine_memory(const struct engine *e, struct engine_memory *out) {
 static void split_blocks(struct engine *e, const struct model_config *c, int len, size_t *block_bytes,
                          size_t *local_bytes, int *local_max) {
     const int bs = e->p.block_size;
-    *block_bytes = config_kv_block_bytes(c, bs);
+    *block_bytes = config_kv_block_bytes(c, bs, e->kv_dtype);
     *local_bytes = 0;
     *local_max = 0;
     if (!config_kv_split(c)) return;
-    *block_bytes = config_kv_block_bytes_layers(c, bs, 0);
-    *local_bytes = config_kv_block_bytes_layers(c, bs, 1);
+    *block_bytes = config_kv_block_bytes_layers(c, bs, 0, e->kv_dtype);
+    *local_bytes = config_kv_block_bytes_layers(c, bs, 1, e->kv_dtype);
     *local_max = config_kv_local_blocks(c, bs, e->p.max_num_seqs, e->p.max_num_batched_tokens, len);
 }
 
@@ -140,9 +142,12 @@ static int size_kv(struct engine *e, const struct model_config *c, int *max_len,
         return folio_err(FOLIO_EINVAL,
                          "the KV cache (%lld blocks of %d tokens, %.4f GiB) cannot hold one sequence of "
                          "max_model_len %d tokens, which needs %lld blocks (%.4f GiB); the largest max_model_len "
-                         "that fits is %lld: lower --max-model-len or raise --kv-cache-space",
+                         "that fits is %lld: lower --max-model-len or raise --kv-cache-space%s",
                          nb, bs, (double)nb * block_bytes / gib, len, need, (double)need * block_bytes / gib,
-                         nb * bs);
+                         nb * bs,
+                         e->kv_dtype == FOLIO_F32    ? ", or use --kv-cache-dtype bfloat16 (twice the tokens)"
+                         : e->kv_dtype == FOLIO_BF16 ? ", or use --kv-cache-dtype fp8 (twice the tokens)"
+                                                     : "");
     if (e->p.num_blocks <= 0 && nb > (long long)e->p.max_num_seqs * need) nb = (long long)e->p.max_num_seqs * need;
     if (nb > INT_MAX / bs) nb = INT_MAX / bs;
     *max_len = len;
@@ -184,9 +189,10 @@ static int plan_gpu(struct engine *e, const struct model_config *c, struct model
     e->num_local_blocks = local_max;
     *plan = (struct mem_plan){
         .total = bm.total, .free = bm.free, .utilization = e->p.gpu_memory_utilization,
-        .weight_bytes = config_weight_bytes(c, dt), .dtype = folio_dtype_name(dt),
-        .block_bytes = block_bytes, .local_block_bytes = local_bytes, .local_blocks_max = local_max,
-        .block_size = e->p.block_size,
+        .weight_bytes = config_weight_bytes(c, mp->quantization ? mp->quantization : dt),
+        .dtype = folio_dtype_name(config_matrix_dtype(c, mp->quantization ? mp->quantization : dt)),
+        .block_bytes = block_bytes, .kv_dtype = folio_dtype_name(e->kv_dtype), .local_block_bytes = local_bytes,
+        .local_blocks_max = local_max, .block_size = e->p.block_size,
         .max_model_len = len, .len_given = e->p.max_model_len > 0, .max_num_seqs = e->p.max_num_seqs};
     mp->max_model_len = len;
     return mem_plan_check(plan);
@@ -201,8 +207,8 @@ static int size_kv_gpu(struct engine *e, struct mem_plan *plan) {
     if ((rc = model_profile(e->m)) || (rc = backend_sync(e->b)) || (rc = backend_mem_info(e->b, &bm)))
         return rc;
     plan->non_kv_bytes = plan->free > bm.free ? plan->free - bm.free : 0;
-    plan->weight_bytes = config_weight_bytes(model_config(e->m), model_dtype(e->m));
-    plan->dtype = folio_dtype_name(model_dtype(e->m));
+    plan->weight_bytes = config_weight_bytes(model_config(e->m), model_matrix_dtype(e->m));
+    plan->dtype = folio_dtype_name(model_matrix_dtype(e->m));
     if (e->p.num_blocks > 0) {
         const long long need = ((long long)plan->max_model_len + plan->block_size - 1) / plan->block_size;
         if (e->p.num_blocks < need)
@@ -253,6 +259,7 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
         mp.dtype_auto = 0;
         if ((rc = folio_dtype_parse(dtype, &mp.dtype))) goto fail;
     }
+    if ((rc = quant_parse_method(e->p.quantization, &mp.quantization))) goto fail;
     mp.block_size = e->p.block_size;
     mp.max_num_seqs = mp.max_num_logits = e->p.max_num_seqs;
     mp.max_num_batched_tokens = e->p.max_num_batched_tokens;
@@ -260,6 +267,15 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
     struct mem_plan plan = {0};
     if ((rc = config_load(e->p.model, &cfg)) || (rc = tokenizer_load(e->p.model, &e->tok)) || (rc = create_backend(e)))
         goto fail;
+    /* auto follows the weights' float dtype: --dtype, else the checkpoint's. */
+    if ((rc = config_kv_dtype(e->p.kv_cache_dtype, mp.dtype_auto ? cfg.torch_dtype : mp.dtype, &e->kv_dtype)))
+        goto fail;
+    if (!backend_supports_kv_dtype(e->b, e->kv_dtype)) {
+        rc = folio_err(FOLIO_EUNSUP, "--kv-cache-dtype %s is not supported on the %s backend",
+                       folio_dtype_name(e->kv_dtype), e->on_gpu ? "cuda" : "cpu");
+        goto fail;
+    }
+    mp.kv_dtype = e->kv_dtype;
     if (e->on_gpu) {
         if ((rc = plan_gpu(e, &cfg, &mp, &plan))) goto fail;
     } else if ((rc = size_kv(e, &cfg, &mp.max_model_len, &e->num_blocks))) {
@@ -289,11 +305,18 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
         if (g < 0) fprintf(stderr, "folio-engine: CUDA graphs off (%s)\n", folio_last_error());
     }
     e->mem.device = e->on_gpu ? "cuda" : "cpu";
-    e->mem.weights = config_weight_bytes(e->cfg, model_dtype(e->m));
-    e->mem.kv_cache = e->num_local_blocks
-                          ? (size_t)e->num_blocks * config_kv_block_bytes_layers(e->cfg, e->bs, 0) +
-                                (size_t)e->num_local_blocks * config_kv_block_bytes_layers(e->cfg, e->bs, 1)
-                          : (size_t)e->num_blocks * model_kv_block_bytes(e->m);
+    e->mem.weights = config_weight_bytes(e->cfg, model_matrix_dtype(e->m));
+    e->mem.kv_cache = (size_t)e->num_blocks * model_kv_block_bytes(e->m);
+    if (e->num_local_blocks)
+        e->mem.kv_cache = (size_t)e->num_blocks * config_kv_block_bytes_layers(e->cfg, e->bs, 0, e->kv_dtype) +
+                          (size_t)e->num_local_blocks * config_kv_block_bytes_layers(e->cfg, e->bs, 1, e->kv_dtype);
+    e->mem.kv_dtype = folio_dtype_name(e->kv_dtype);
+    e->mem.weights_dtype = folio_dtype_name(model_matrix_dtype(e->m));
+    e->mem.quantization = e->cfg->quant.method                    ? e->cfg->quant.name
+                          : model_params(e->m)->quantization == FOLIO_Q8 ? "int8"
+                          : model_params(e->m)->quantization == FOLIO_Q4 ? "int4"
+                          : model_params(e->m)->quantization == FOLIO_FP8 ? "fp8"
+                                                                         : "none";
     e->mem.activations = model_activation_bytes(e->m);
     if (e->on_gpu) {
         const size_t known = e->mem.weights + e->mem.activations;

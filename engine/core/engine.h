@@ -27,6 +27,9 @@ struct structured;
 struct engine_params {
     const char *model;          /* checkpoint directory */
     const char *dtype;          /* "auto" (default), float32, float16, bfloat16 */
+    const char *kv_cache_dtype; /* "auto" (default: float32 for float32 weights, else bfloat16),
+                                 * bfloat16, float32, fp8 (config_kv_dtype) */
+    const char *quantization;   /* at load: NULL/"none" (default), "int8", "int4", "fp8" */
     const char *device;         /* "auto" (default: cuda when built with it and a GPU is
                                  * present, else cpu), "cpu", "cuda" */
     int threads;                /* CPU threads; 0 = all */
@@ -75,7 +78,10 @@ void engine_describe(const struct engine *e, char *buf, size_t cap);
 struct engine_memory {
     const char *device;         /* "cpu" or "cuda" */
     size_t weights;             /* resident weight bytes */
+    const char *weights_dtype;  /* the layers' matrices: "bfloat16", "int8", "int4", "int4_zp", "float8_e4m3", ... */
+    const char *quantization;   /* "none", "int8"/"int4"/"fp8" (at load), or the checkpoint's quant_method */
     size_t kv_cache;            /* the KV pool */
+    const char *kv_dtype;       /* its elements' dtype: "float32", "bfloat16", "float8_e4m3" */
     size_t activations;         /* activation scratch and the backend's workspaces */
     size_t other;               /* GPU: what else the profiling pass saw allocated (library
                                  * workspaces); 0 on the CPU */

@@ -103,6 +103,7 @@ struct engine {
     struct kv_cache *kv;
     struct kv_cache *kv_local;   /* the sliding layers' cache (config_kv_split), or NULL */
     int num_local_blocks;
+    enum folio_dtype kv_dtype;   /* --kv-cache-dtype resolved (config_kv_dtype) */
     struct sched *sched;
     struct threadpool *tp;       /* the CPU backend's (borrowed), else own_tp */
     struct threadpool *own_tp;   /* sampling threads when the model runs on a GPU */

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "base/util.h"
 
@@ -70,9 +71,14 @@ int mem_plan_kv(struct mem_plan *p) {
         len = (int)(nb * bs);
     } else if (nb < need) {
         const size_t want = p->non_kv_bytes + (size_t)need * p->block_bytes;
-        char raise[160] = "";
+        char raise[256] = "";
+        int n = 0;
         if ((double)want <= (double)p->free)
-            snprintf(raise, sizeof raise, ", or raise --gpu-memory-utilization to %.2f", share_for(want, p->total));
+            n = snprintf(raise, sizeof raise, ", or raise --gpu-memory-utilization to %.2f", share_for(want, p->total));
+        /* A narrower cache holds more tokens in the same bytes. */
+        if (p->kv_dtype && n >= 0 && (size_t)n < sizeof raise && strcmp(p->kv_dtype, "float8_e4m3") != 0)
+            snprintf(raise + n, sizeof raise - (size_t)n, ", or use --kv-cache-dtype %s (the cache is %s now)",
+                     strcmp(p->kv_dtype, "float32") ? "fp8" : "bfloat16 (or fp8)", p->kv_dtype);
         if (nb <= 0)
             return folio_err(FOLIO_EINVAL,
                              "no memory is left for the KV cache: --gpu-memory-utilization %.2f gives this engine "

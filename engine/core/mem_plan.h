@@ -20,7 +20,9 @@ struct mem_plan {
     size_t weight_bytes;      /* the weights in the serving dtype */
     const char *dtype;        /* its name, for messages */
     size_t non_kv_bytes;      /* after profiling: all the engine allocated (weights included) */
-    size_t block_bytes;       /* one KV block across all layers (the full-attention ones, when split) */
+    size_t block_bytes;       /* one KV block across all layers (the full-attention ones, when split), in
+                               * the KV cache's dtype */
+    const char *kv_dtype;     /* its name ("float32", "bfloat16", "float8_e4m3"), for messages, or NULL */
     size_t local_block_bytes; /* split cache (Gemma 2/3): a block of the sliding layers; 0 otherwise */
     int local_blocks_max;     /* the most blocks their pool can use (config_kv_local_blocks) */
     int block_size;           /* tokens per block */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/quant.h"
+
 /* Reads an integer field; a missing field keeps *out. Fails on a non-integral or out-of-range
  * value, since a typo there would otherwise give a model with a silently wrong shape. */
 static int get_int(const cJSON *obj, const char *key, int *out, int min, int max) {
@@ -284,6 +286,90 @@ static int get_cap(const cJSON *root, const char *key, float *out) {
 }
 
 /* The family switches past the shape: norms, activation, scales, caps, windows, experts. */
+static int quant_unsupported(const char *what) {
+    return folio_err(FOLIO_EUNSUP,
+                     "config.json: quantization_config %s is not supported (supported: fp8 and compressed-tensors "
+                     "float8 with per-tensor or per-channel weight scales; awq 4-bit gemm; gptq 4-bit)", what);
+}
+
+/* compressed-tensors: only float8 weights ("float-quantized"), one scheme for every Linear. */
+static int parse_compressed_tensors(const cJSON *qc, struct model_quant *q) {
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(qc, "format");
+    if (cJSON_IsString(fmt) && strcmp(fmt->valuestring, "float-quantized") &&
+        strcmp(fmt->valuestring, "naive-quantized"))
+        return quant_unsupported("compressed-tensors in a format other than float-quantized");
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups");
+    const cJSON *g = cJSON_IsObject(groups) ? groups->child : NULL;
+    if (!g || g->next) return quant_unsupported("compressed-tensors without exactly one config group");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(g, "weights");
+    const cJSON *bits = cJSON_GetObjectItemCaseSensitive(w, "num_bits");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(w, "type");
+    const cJSON *strategy = cJSON_GetObjectItemCaseSensitive(w, "strategy");
+    if (!cJSON_IsNumber(bits) || bits->valueint != 8 || !cJSON_IsString(type) || strcmp(type->valuestring, "float"))
+        return quant_unsupported("compressed-tensors other than 8-bit float weights");
+    if (!cJSON_IsString(strategy) ||
+        (strcmp(strategy->valuestring, "tensor") && strcmp(strategy->valuestring, "channel")))
+        return quant_unsupported("compressed-tensors with a weight strategy other than tensor or channel");
+    q->method = QUANT_FP8;
+    q->fp8_channel = !strcmp(strategy->valuestring, "channel");
+    return 0;
+}
+
+static int parse_quant(const cJSON *root, struct model_quant *q) {
+    memset(q, 0, sizeof *q);
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    if (!qc || cJSON_IsNull(qc)) return 0;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+    if (!cJSON_IsObject(qc) || !cJSON_IsString(m))
+        return folio_err(FOLIO_EINVAL, "config.json: quantization_config needs a quant_method");
+    snprintf(q->name, sizeof q->name, "%s", m->valuestring);
+    char what[96];
+    snprintf(what, sizeof what, "quant_method \"%.40s\"", m->valuestring);
+    if (!strcmp(q->name, "fp8")) {
+        if (cJSON_GetObjectItemCaseSensitive(qc, "weight_block_size") &&
+            !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(qc, "weight_block_size")))
+            return quant_unsupported("fp8 with block-wise scales (weight_block_size)");
+        q->method = QUANT_FP8;
+        return 0;
+    }
+    if (!strcmp(q->name, "compressed-tensors")) return parse_compressed_tensors(qc, q);
+    if (strcmp(q->name, "awq") && strcmp(q->name, "gptq")) return quant_unsupported(what);
+    const int awq = q->name[0] == 'a';
+    int rc;
+    q->bits = q->group_size = 0;
+    /* AutoAWQ's own quant_config spells them w_bit and q_group_size */
+    if ((rc = get_int(qc, awq ? "w_bit" : "bits", &q->bits, 0, 64)) ||
+        (!q->bits && (rc = get_int(qc, "bits", &q->bits, 0, 64))) ||
+        (rc = get_int(qc, awq ? "q_group_size" : "group_size", &q->group_size, -1, 1 << 20)) ||
+        (!q->group_size && (rc = get_int(qc, "group_size", &q->group_size, -1, 1 << 20))))
+        return rc;
+    if (q->bits != 4) return quant_unsupported(awq ? "awq with bits other than 4" : "gptq with bits other than 4");
+    const int gs = q->group_size;
+    if (gs != 32 && gs != 64 && gs != 128 && !(gs == -1 && !awq))
+        return quant_unsupported(awq ? "awq with a group size other than 32, 64 or 128"
+                                     : "gptq with a group size other than 32, 64, 128 or -1");
+    if (awq) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(qc, "version");
+        if (cJSON_IsString(v) && strcasecmp(v->valuestring, "gemm"))
+            return quant_unsupported("awq with a version other than gemm");
+        int zp = 1;
+        if ((rc = get_bool(qc, "zero_point", &zp))) return rc;
+        q->sym = !zp;
+        q->method = QUANT_AWQ;
+        return 0;
+    }
+    int sym = 1, desc = 0;
+    if ((rc = get_bool(qc, "sym", &sym)) || (rc = get_bool(qc, "desc_act", &desc))) return rc;
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(qc, "checkpoint_format");
+    if (cJSON_IsString(fmt) && strcmp(fmt->valuestring, "gptq") && strcmp(fmt->valuestring, "gptq_v2"))
+        return quant_unsupported("gptq with a checkpoint_format other than gptq or gptq_v2");
+    q->gptq_v2 = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "gptq_v2");
+    q->sym = sym;
+    q->desc_act = desc;
+    q->method = QUANT_GPTQ;
+    return 0;
+}
+
 static int parse_family(const cJSON *root, struct model_config *c) {
     int rc;
     if ((rc = parse_act(root, c))) return rc;
@@ -437,6 +523,8 @@ int config_parse(const char *json, struct model_config *cfg) {
         goto out;
     }
 
+        if ((rc = parse_quant(root, &cfg->quant))) goto out;
+
     /* transformers v5 writes rope_parameters: rope_theta and the scaling in one object, or one
      * per layer type (Gemma 3: full_attention, sliding_attention). */
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
@@ -564,23 +652,55 @@ static int64_t vector_params(const struct model_config *c) {
     return H + c->num_layers * per_layer;
 }
 
+/* Bytes per weight of a matrix dtype (the blocked formats' scales included). */
+static double matrix_bytes_per_weight(enum folio_dtype dt) {
+    return quant_is_blocked(dt) ? (double)quant_row_bytes(dt, QUANT_BLOCK) / QUANT_BLOCK : (double)folio_dtype_size(dt);
+}
+
+enum folio_dtype config_matrix_dtype(const struct model_config *c, enum folio_dtype dtype) {
+    switch (c->quant.method) {
+    case QUANT_AWQ:
+    case QUANT_GPTQ: return FOLIO_Q4Z;
+    case QUANT_FP8: return FOLIO_FP8;
+    default: return dtype;
+    }
+}
+
+/* The embedding table keeps a float dtype (the checkpoint's when the matrices are quantized);
+ * the LM head is quantized with the layers at load (a tied head as a copy of its own), and
+ * stays float in a pre-quantized checkpoint. */
 size_t config_weight_bytes(const struct model_config *c, enum folio_dtype dtype) {
-    const int64_t VH = (int64_t)c->vocab_size * c->hidden_size;
-    int64_t n = VH * (c->tie_word_embeddings ? 1 : 2), all, used;
+    const enum folio_dtype mat = config_matrix_dtype(c, dtype);
+    const int quantized = mat != FOLIO_F32 && mat != FOLIO_F16 && mat != FOLIO_BF16;
+    const enum folio_dtype flt = quantized ? c->torch_dtype : dtype;
+    const double VH = (double)c->vocab_size * c->hidden_size;
+    int64_t layers = 0, all, used;
     for (int l = 0; l < c->num_layers; l++) {
         layer_params(c, l, &all, &used);
-        n += all;
+        layers += all;
     }
-    return (size_t)n * folio_dtype_size(dtype) + (size_t)vector_params(c) * sizeof(float);
+    double n = VH * (double)folio_dtype_size(flt) + (double)layers * matrix_bytes_per_weight(mat);
+    if (c->quant.method) {
+        if (!c->tie_word_embeddings) n += VH * (double)folio_dtype_size(flt);
+    } else if (quantized) {
+        n += VH * matrix_bytes_per_weight(mat);
+    } else if (!c->tie_word_embeddings) {
+        n += VH * (double)folio_dtype_size(flt);
+    }
+    return (size_t)n + (size_t)vector_params(c) * sizeof(float);
 }
 
 size_t config_active_weight_bytes(const struct model_config *c, enum folio_dtype dtype) {
-    int64_t n = (int64_t)c->vocab_size * c->hidden_size, all, used; /* the LM head */
+    const enum folio_dtype mat = config_matrix_dtype(c, dtype);
+    int64_t n = 0, all, used;
     for (int l = 0; l < c->num_layers; l++) {
         layer_params(c, l, &all, &used);
         n += used;
     }
-    return (size_t)n * folio_dtype_size(dtype);
+    /* the LM head: quantized with the layers, or the checkpoint's float one */
+    const double head = (double)c->vocab_size * c->hidden_size *
+                        (c->quant.method ? (double)folio_dtype_size(c->torch_dtype) : matrix_bytes_per_weight(mat));
+    return (size_t)((double)n * matrix_bytes_per_weight(mat) + head);
 }
 
 void config_param_counts(const struct model_config *c, int64_t *total, int64_t *active) {
@@ -606,9 +726,10 @@ int config_kv_split(const struct model_config *c) {
     return sliding > 0 && sliding < c->num_layers;
 }
 
-size_t config_kv_block_bytes_layers(const struct model_config *c, int block_size, int sliding) {
+size_t config_kv_block_bytes_layers(const struct model_config *c, int block_size, int sliding,
+                                    enum folio_dtype kv_dtype) {
     const size_t n = sliding ? config_num_sliding_layers(c) : c->num_layers - config_num_sliding_layers(c);
-    return 2 * n * c->num_kv_heads * c->head_dim * (size_t)block_size * sizeof(float);
+    return 2 * n * c->num_kv_heads * c->head_dim * (size_t)block_size * folio_dtype_size(kv_dtype);
 }
 
 int config_kv_local_blocks(const struct model_config *c, int block_size, int max_seqs, int max_tokens, int max_len) {
@@ -619,6 +740,25 @@ int config_kv_local_blocks(const struct model_config *c, int block_size, int max
     return n > INT32_MAX / 2 ? INT32_MAX / 2 : (int)n;
 }
 
-size_t config_kv_block_bytes(const struct model_config *c, int block_size) {
-    return 2 * (size_t)c->num_layers * c->num_kv_heads * c->head_dim * (size_t)block_size * sizeof(float);
+size_t config_kv_block_bytes(const struct model_config *c, int block_size, enum folio_dtype kv_dtype) {
+    return 2 * (size_t)c->num_layers * c->num_kv_heads * c->head_dim * (size_t)block_size *
+           folio_dtype_size(kv_dtype);
+}
+
+int config_kv_dtype(const char *spec, enum folio_dtype weights, enum folio_dtype *out) {
+    static const struct {
+        const char *name;
+        enum folio_dtype dt;
+    } names[] = {{"bfloat16", FOLIO_BF16}, {"bf16", FOLIO_BF16}, {"float32", FOLIO_F32}, {"fp32", FOLIO_F32},
+                 {"float", FOLIO_F32},     {"fp8", FOLIO_FP8},   {"fp8_e4m3", FOLIO_FP8}};
+    if (!spec || !*spec || !strcmp(spec, "auto")) {
+        *out = weights == FOLIO_F32 ? FOLIO_F32 : FOLIO_BF16;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(spec, names[i].name)) {
+            *out = names[i].dt;
+            return 0;
+        }
+    return folio_err(FOLIO_EINVAL, "--kv-cache-dtype must be auto, bfloat16, float32 or fp8, not '%s'", spec);
 }

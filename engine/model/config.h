@@ -32,8 +32,22 @@ enum model_act { MODEL_ACT_SILU, MODEL_ACT_GELU_TANH };
 #define LAYER_MOE 2     /* a sparse MoE block instead of the dense MLP */
 #define CONFIG_MAX_EOS 8
 
+/* A pre-quantized checkpoint's quantization_config (quant_method as vLLM reads it). */
+enum quant_method { QUANT_NONE = 0, QUANT_FP8, QUANT_AWQ, QUANT_GPTQ };
+struct model_quant {
+    enum quant_method method;
+    int bits;          /* AWQ/GPTQ: 4 */
+    int group_size;    /* AWQ/GPTQ: 32, 64 or 128; GPTQ -1 = one group per row */
+    int sym;           /* GPTQ: symmetric (zero 8); AWQ: !zero_point */
+    int desc_act;      /* GPTQ: act-order groups (g_idx) */
+    int gptq_v2;       /* GPTQ checkpoint_format "gptq_v2": zeros stored as they are, not minus one */
+    int fp8_channel;   /* FP8: a scale per output channel (compressed-tensors strategy "channel") */
+    char name[32];     /* quant_method as written: "fp8", "compressed-tensors", "awq", "gptq" */
+};
+
 struct model_config {
     enum model_arch arch;
+    struct model_quant quant;     /* QUANT_NONE for a float checkpoint */
     char arch_name[64];           /* architectures[0], e.g. "LlamaForCausalLM" */
     int hidden_size;
     int intermediate_size;
@@ -102,6 +116,9 @@ int config_parse_generation(const char *json, struct model_config *cfg);
 void config_rope_inv_freq(const struct model_config *cfg, double *out);
 void config_rope_inv_freq_for(const struct model_config *cfg, int local, int long_factors, double *out);
 
+/* The dtype of the layers' matrices: a pre-quantized checkpoint's format (Q4Z for AWQ and
+ * GPTQ, FP8), else dtype (which --quantization makes Q8, Q4 or FP8). */
+enum folio_dtype config_matrix_dtype(const struct model_config *c, enum folio_dtype dtype);
 /* Resident bytes of every matrix and vector (the embedding included) that a model of this
  * config takes in dtype: what must fit before loading. Arithmetic only, so that foliod can
  * estimate a model without the engine. */
@@ -112,9 +129,16 @@ void config_param_counts(const struct model_config *c, int64_t *total, int64_t *
 /* Matrix bytes one decode token reads in dtype (the active experts only, the LM head, not
  * the embedding gather): what bounds single-stream decode. */
 size_t config_active_weight_bytes(const struct model_config *c, enum folio_dtype dtype);
-/* Bytes one KV block of block_size tokens takes across all layers (K and V): sizes the cache
- * and max_model_len before loading. */
-size_t config_kv_block_bytes(const struct model_config *c, int block_size);
+/* Bytes one KV block of block_size tokens takes across all layers (K and V) in kv_dtype:
+ * sizes the cache and max_model_len before loading. */
+size_t config_kv_block_bytes(const struct model_config *c, int block_size, enum folio_dtype kv_dtype);
+/* --kv-cache-dtype (vLLM's flag): "auto" (or NULL), "bfloat16"/"bf16", "float32"/"fp32"/"float" or
+ * "fp8"/"fp8_e4m3", to FOLIO_BF16, FOLIO_F32 or FOLIO_FP8. auto is the dtype of the weights
+ * (`weights`: --dtype, or the checkpoint's torch_dtype): float32 stays float32, and bfloat16
+ * and float16 models get bfloat16, whose fp32 range holds any K/V the fp32 activations make
+ * (float16's 65504 need not); a quantized dtype also gets bfloat16. FOLIO_EINVAL names the
+ * accepted values. */
+int config_kv_dtype(const char *spec, enum folio_dtype weights, enum folio_dtype *out);
 /* Layers with LAYER_SLIDING. */
 int config_num_sliding_layers(const struct model_config *c);
 /* Whether the model mixes sliding-window layers with full-attention ones (Gemma 2/3): then
@@ -122,7 +146,8 @@ int config_num_sliding_layers(const struct model_config *c);
  * only its window's blocks. */
 int config_kv_split(const struct model_config *c);
 /* One block's bytes in the full layers (sliding = 0) or the sliding ones (sliding = 1). */
-size_t config_kv_block_bytes_layers(const struct model_config *c, int block_size, int sliding);
+size_t config_kv_block_bytes_layers(const struct model_config *c, int block_size, int sliding,
+                                    enum folio_dtype kv_dtype);
 /* Blocks the sliding layers' pool needs so that it never runs out before the full layers'
  * one does: each of max_seqs sequences holds its window's blocks and a partial block or two,
  * and a step's new tokens (max_tokens) need theirs; never more than max_seqs sequences of

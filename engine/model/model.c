@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/quant.h"
+#include "model/quant_load.h"
 #include "model/safetensors.h"
 
 #define MAX_HEAD_DIM 1024
@@ -29,7 +31,8 @@ struct layer {
     float *q_norm, *k_norm;                     /* [head_dim] per head (QK-norm), or NULL */
     const float *inv_freq;                      /* this layer's RoPE table (model's global or local) */
     int window;                                 /* 0 = full attention */
-    float *k_cache, *v_cache;                   /* [num_blocks, nkv, block_size, head_dim] */
+    void *k_cache, *v_cache;                    /* [num_blocks, nkv, block_size, head_dim] of p.kv_dtype */
+    float k_scale, v_scale;                     /* FP8 KV: what an e4m3 element is multiplied by */
 };
 
 struct model {
@@ -37,7 +40,9 @@ struct model {
     struct model_params p;
     struct backend *b;
     struct safetensors_set *st;
-    enum folio_dtype dtype;          /* of the big matrices */
+    enum folio_dtype dtype;          /* of the float matrices (embedding, router, a pre-quantized
+                                      * checkpoint's LM head) */
+    enum folio_dtype mdtype;         /* of the layers' linear matrices: dtype or a quantized one */
     int q_dim, kv_dim, max_blocks_per_seq, num_blocks;
     struct backend_weight embed, lm_head; /* lm_head aliases embed when tied */
     float *final_norm;               /* [hidden] */
@@ -46,9 +51,9 @@ struct model {
     float embed_scale;               /* 0 = none */
     char prefix[32];                 /* of the language model's tensors: "model." or a multimodal one */
     struct layer *layers;
-    float *kv_pool;                  /* every layer's K and V blocks, one allocation (the full
-                                      * layers' only, when split) */
-    float *kv_pool_local;            /* the sliding layers' K and V blocks, when split */
+    void *kv_pool;                   /* every layer's K and V blocks, one allocation (the full
+                                      * layers' only, when split), of p.kv_dtype */
+    void *kv_pool_local;             /* the sliding layers' K and V blocks, when split */
     int num_local_blocks;            /* 0 unless split */
     int num_local_layers;            /* the layers in kv_pool_local: 0 unless split */
 
@@ -90,6 +95,7 @@ struct model_params model_default_params(void) {
         .max_num_logits = 64,
         .max_model_len = 0,
         .block_size = 16,
+        .kv_dtype = FOLIO_F32,
     };
 }
 
@@ -97,9 +103,10 @@ const struct model_config *model_config(const struct model *m) { return &m->cfg;
 const struct model_params *model_params(const struct model *m) { return &m->p; }
 int model_max_blocks_per_seq(const struct model *m) { return m->max_blocks_per_seq; }
 enum folio_dtype model_dtype(const struct model *m) { return m->dtype; }
+enum folio_dtype model_matrix_dtype(const struct model *m) { return m->mdtype; }
 
 static size_t weight_bytes(const struct backend_weight *w) {
-    return (size_t)w->rows * (size_t)w->cols * folio_dtype_size(w->dtype);
+    return (size_t)w->rows * quant_row_bytes(w->dtype, w->cols) + (w->scale ? sizeof(float) * (size_t)w->rows : 0);
 }
 
 size_t model_weight_bytes(const struct model *m) {
@@ -117,7 +124,16 @@ size_t model_weight_bytes(const struct model *m) {
     return n;
 }
 
-size_t model_kv_block_bytes(const struct model *m) { return config_kv_block_bytes(&m->cfg, m->p.block_size); }
+size_t model_kv_block_bytes(const struct model *m) {
+    return config_kv_block_bytes(&m->cfg, m->p.block_size, m->p.kv_dtype);
+}
+
+enum folio_dtype model_kv_dtype(const struct model *m) { return m->p.kv_dtype; }
+
+void model_kv_scales(const struct model *m, int l, float *k_scale, float *v_scale) {
+    *k_scale = m->layers[l].k_scale;
+    *v_scale = m->layers[l].v_scale;
+}
 
 static const char *shape_str(const struct safetensors_tensor *t, char *buf, size_t cap) {
     size_t n = 0;
@@ -152,6 +168,116 @@ static int load_matrix(struct model *m, const char *name, int64_t rows, int64_t 
     return backend_load_weight(m->b, t->data, t->dtype, rows, cols, m->dtype, w);
 }
 
+/* An FP8 checkpoint's weight_scale: one per tensor ([] or [1]) or per output row ([rows] or
+ * [rows, 1]), widened into scale[rows]. */
+static int fp8_scales(struct model *m, const char *name, int64_t rows, float *scale) {
+    const struct safetensors_tensor *t = safetensors_find(m->st, name);
+    if (!t) return folio_err(FOLIO_EINVAL, "checkpoint is missing tensor %s", name);
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    if ((n != 1 && n != rows) || t->dtype == FOLIO_I32 || t->dtype == FOLIO_FP8)
+        return folio_err(FOLIO_EINVAL, "tensor %s must hold 1 or %lld float scales", name, (long long)rows);
+    for (int64_t r = 0; r < rows; r++) scale[r] = folio_widen(t->data, t->dtype, n == 1 ? 0 : (size_t)r);
+    return 0;
+}
+
+/* A tensor of the given dtype and 2-D shape, by name. */
+static int find_typed(struct model *m, const char *name, enum folio_dtype dt, int64_t d0, int64_t d1,
+                      const struct safetensors_tensor **out) {
+    int rc = find_tensor(m, name, d0, d1, out);
+    if (!rc && (*out)->dtype != dt)
+        rc = folio_err(FOLIO_EINVAL, "tensor %s is %s, expected %s", name, folio_dtype_name((*out)->dtype),
+                       folio_dtype_name(dt));
+    return rc;
+}
+
+/* An AWQ or GPTQ linear: base.qweight/.qzeros/.scales (GPTQ: .g_idx) repacked into Q4Z, of
+ * which rows [row0, row0 + rows) are loaded (a fused qkv_proj is repacked once per slice). */
+static int load_int4_linear(struct model *m, const char *base, int64_t row0, int64_t rows, int64_t total,
+                            int64_t cols, struct backend_weight *w) {
+    const struct model_quant *q = &m->cfg.quant;
+    const int awq = q->method == QUANT_AWQ, gs = q->group_size > 0 ? q->group_size : (int)cols;
+    const int groups = (int)((cols + gs - 1) / gs);
+    const struct safetensors_tensor *qw, *qz, *sc, *gi = NULL;
+    char name[300];
+    int rc;
+    if (awq && q->sym) return folio_err(FOLIO_EUNSUP, "awq without zero points is not supported");
+    if (cols % gs) return folio_err(FOLIO_EUNSUP, "%s: in_features %lld is not a multiple of the group size %d", base,
+                                    (long long)cols, gs);
+    snprintf(name, sizeof name, "%s.qweight", base);
+    if ((rc = find_typed(m, name, FOLIO_I32, awq ? cols : cols / 8, awq ? total / 8 : total, &qw))) return rc;
+    snprintf(name, sizeof name, "%s.qzeros", base);
+    if ((rc = find_typed(m, name, FOLIO_I32, groups, total / 8, &qz))) return rc;
+    snprintf(name, sizeof name, "%s.scales", base);
+    if ((rc = find_typed(m, name, FOLIO_F16, groups, total, &sc))) return rc;
+    snprintf(name, sizeof name, "%s.g_idx", base);
+    if (!awq && safetensors_find(m->st, name) && (rc = find_typed(m, name, FOLIO_I32, cols, 0, &gi))) return rc;
+    /* act-order groups are only known from g_idx: guessing column / group would be wrong */
+    if (!awq && q->desc_act && !gi) return folio_err(FOLIO_EINVAL, "checkpoint is missing tensor %s (desc_act)", name);
+    const int64_t nb = quant_blocks(cols);
+    struct quant_q4z *blocks = malloc(sizeof *blocks * (size_t)(total * nb));
+    int32_t *perm = malloc(sizeof(int32_t) * (size_t)cols);
+    int has_perm = 0;
+    if (!blocks || !perm) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory repacking %s", base);
+        goto out;
+    }
+    rc = awq ? quant_repack_awq(qw->data, qz->data, sc->data, cols, total, gs, blocks)
+             : quant_repack_gptq(qw->data, qz->data, sc->data, gi ? gi->data : NULL, cols, total, gs, groups,
+                                 q->gptq_v2, blocks, perm, &has_perm);
+    if (rc) goto out;
+    const struct backend_quant_src src = {.dtype = FOLIO_Q4Z, .data = blocks + row0 * nb, .rows = rows, .cols = cols,
+                                          .perm = has_perm ? perm : NULL};
+    rc = backend_load_quant(m->b, &src, w);
+out:
+    free(blocks);
+    free(perm);
+    return rc;
+}
+
+/* An FP8 linear: base.weight (e4m3, borrowed from the mmap on the CPU) and base.weight_scale. */
+static int load_fp8_linear(struct model *m, const char *base, int64_t row0, int64_t rows, int64_t total,
+                           int64_t cols, struct backend_weight *w) {
+    const struct safetensors_tensor *t;
+    char name[300];
+    snprintf(name, sizeof name, "%s.weight", base);
+    int rc = find_typed(m, name, FOLIO_FP8, total, cols, &t);
+    if (rc) return rc;
+    float *scale = malloc(sizeof(float) * (size_t)total);
+    if (!scale) return folio_err(FOLIO_ENOMEM, "out of memory");
+    snprintf(name, sizeof name, "%s.weight_scale", base);
+    if (!(rc = fp8_scales(m, name, total, scale))) {
+        const struct backend_quant_src src = {.dtype = FOLIO_FP8, .data = (const uint8_t *)t->data + row0 * cols,
+                                              .rows = rows, .cols = cols, .scale = scale + row0, .borrow = 1};
+        rc = backend_load_quant(m->b, &src, w);
+    }
+    free(scale);
+    return rc;
+}
+
+/* Rows [row0, row0 + rows) of a layer's linear layer base ("...q_proj", "...qkv_proj") of
+ * total rows: in the checkpoint's quantized format, quantized at load, or as it is. */
+static int load_linear_rows(struct model *m, const char *base, int64_t row0, int64_t rows, int64_t total,
+                            int64_t cols, struct backend_weight *w) {
+    switch (m->cfg.quant.method) {
+    case QUANT_AWQ:
+    case QUANT_GPTQ: return load_int4_linear(m, base, row0, rows, total, cols, w);
+    case QUANT_FP8: return load_fp8_linear(m, base, row0, rows, total, cols, w);
+    default: break;
+    }
+    const struct safetensors_tensor *t;
+    char name[300];
+    snprintf(name, sizeof name, "%s.weight", base);
+    int rc = find_tensor(m, name, total, cols, &t);
+    if (rc) return rc;
+    const char *src = (const char *)t->data + (size_t)row0 * (size_t)cols * folio_dtype_size(t->dtype);
+    return backend_load_weight(m->b, src, t->dtype, rows, cols, m->mdtype, w);
+}
+
+static int load_linear(struct model *m, const char *base, int64_t rows, int64_t cols, struct backend_weight *w) {
+    return load_linear_rows(m, base, 0, rows, rows, cols, w);
+}
+
 /* Vectors (norms, biases) are tiny, so they live in fp32 whatever the matrices use. Gemma's
  * norms scale by (1 + w), which is folded in here once (plus_one). */
 static int load_vector_as(struct model *m, const char *name, int64_t n, int plus_one, float **out) {
@@ -178,13 +304,6 @@ static int load_vector(struct model *m, const char *name, int64_t n, float **out
 
 static int load_norm(struct model *m, const char *name, int64_t n, float **out) {
     return load_vector_as(m, name, n, m->cfg.norm_plus_one, out);
-}
-
-/* Rows [row0, row0 + rows) of a fused [*, cols] tensor (Phi-3's qkv_proj, gate_up_proj). */
-static int load_rows(struct model *m, const struct safetensors_tensor *t, int64_t row0, int64_t rows,
-                     struct backend_weight *w) {
-    const char *src = (const char *)t->data + (size_t)row0 * (size_t)t->shape[1] * folio_dtype_size(t->dtype);
-    return backend_load_weight(m->b, src, t->dtype, rows, t->shape[1], m->dtype, w);
 }
 
 /* One projection of every expert, stacked [E * rows, cols] in one weight: the experts are
@@ -283,17 +402,18 @@ static int load_attention(struct model *m, struct layer *L, int l) {
     int rc;
 #define NAME(suffix) (snprintf(name, sizeof name, "%slayers.%d.%s", m->prefix, l, suffix), name)
     if (c->fused_qkv) {
-        const struct safetensors_tensor *t;
-        if ((rc = find_tensor(m, NAME("self_attn.qkv_proj.weight"), m->q_dim + 2 * (int64_t)m->kv_dim, H, &t)) ||
-            (rc = load_rows(m, t, 0, m->q_dim, &L->q)) || (rc = load_rows(m, t, m->q_dim, m->kv_dim, &L->k)) ||
-            (rc = load_rows(m, t, m->q_dim + (int64_t)m->kv_dim, m->kv_dim, &L->v)))
+        const int64_t all = m->q_dim + 2 * (int64_t)m->kv_dim;
+        if ((rc = load_linear_rows(m, NAME("self_attn.qkv_proj"), 0, m->q_dim, all, H, &L->q)) ||
+            (rc = load_linear_rows(m, NAME("self_attn.qkv_proj"), m->q_dim, m->kv_dim, all, H, &L->k)) ||
+            (rc = load_linear_rows(m, NAME("self_attn.qkv_proj"), m->q_dim + (int64_t)m->kv_dim, m->kv_dim, all, H,
+                                   &L->v)))
             return rc;
-    } else if ((rc = load_matrix(m, NAME("self_attn.q_proj.weight"), m->q_dim, H, &L->q)) ||
-               (rc = load_matrix(m, NAME("self_attn.k_proj.weight"), m->kv_dim, H, &L->k)) ||
-               (rc = load_matrix(m, NAME("self_attn.v_proj.weight"), m->kv_dim, H, &L->v))) {
+    } else if ((rc = load_linear(m, NAME("self_attn.q_proj"), m->q_dim, H, &L->q)) ||
+               (rc = load_linear(m, NAME("self_attn.k_proj"), m->kv_dim, H, &L->k)) ||
+               (rc = load_linear(m, NAME("self_attn.v_proj"), m->kv_dim, H, &L->v))) {
         return rc;
     }
-    if ((rc = load_matrix(m, NAME("self_attn.o_proj.weight"), H, m->q_dim, &L->o))) return rc;
+    if ((rc = load_linear(m, NAME("self_attn.o_proj"), H, m->q_dim, &L->o))) return rc;
     if (c->attention_bias &&
         ((rc = load_vector(m, NAME("self_attn.q_proj.bias"), m->q_dim, &L->q_bias)) ||
          (rc = load_vector(m, NAME("self_attn.k_proj.bias"), m->kv_dim, &L->k_bias)) ||
@@ -327,6 +447,9 @@ static int load_mlp(struct model *m, struct layer *L, int l) {
 #define NAME(suffix) (snprintf(name, sizeof name, "%slayers.%d.%s", m->prefix, l, suffix), name)
     if (c->layer_flags[l] & LAYER_MOE) {
         const int mixtral = c->arch == ARCH_MIXTRAL;
+        if (c->quant.method)
+            return folio_err(FOLIO_EUNSUP, "%s-quantized experts (mixture-of-experts layers) are not supported",
+                             c->quant.name);
         return (rc = load_matrix(m, NAME(mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight"),
                                  c->num_experts, H, &L->router)) ||
                        (rc = load_experts(m, L, 0, mixtral ? "%slayers.%d.block_sparse_moe.experts.%d.w1.weight"
@@ -342,15 +465,14 @@ static int load_mlp(struct model *m, struct layer *L, int l) {
                    : 0;
     }
     if (c->fused_qkv) {
-        const struct safetensors_tensor *t;
-        if ((rc = find_tensor(m, NAME("mlp.gate_up_proj.weight"), 2 * I, H, &t)) ||
-            (rc = load_rows(m, t, 0, I, &L->gate)) || (rc = load_rows(m, t, I, I, &L->up)))
+        if ((rc = load_linear_rows(m, NAME("mlp.gate_up_proj"), 0, I, 2 * I, H, &L->gate)) ||
+            (rc = load_linear_rows(m, NAME("mlp.gate_up_proj"), I, I, 2 * I, H, &L->up)))
             return rc;
-    } else if ((rc = load_matrix(m, NAME("mlp.gate_proj.weight"), I, H, &L->gate)) ||
-               (rc = load_matrix(m, NAME("mlp.up_proj.weight"), I, H, &L->up))) {
+    } else if ((rc = load_linear(m, NAME("mlp.gate_proj"), I, H, &L->gate)) ||
+               (rc = load_linear(m, NAME("mlp.up_proj"), I, H, &L->up))) {
         return rc;
     }
-    return load_matrix(m, NAME("mlp.down_proj.weight"), H, I, &L->down);
+    return load_linear(m, NAME("mlp.down_proj"), H, I, &L->down);
 #undef NAME
 }
 
@@ -361,7 +483,12 @@ static int load_weights(struct model *m) {
     int rc;
     snprintf(name, sizeof name, "%sembed_tokens.weight", m->prefix);
     if ((rc = load_matrix(m, name, V, H, &m->embed))) return rc;
-    if (c->tie_word_embeddings) {
+    if (m->p.quantization) { /* the head is quantized with the layers; a tied one gets its own copy */
+        const struct safetensors_tensor *t;
+        if ((rc = find_tensor(m, c->tie_word_embeddings ? name : "lm_head.weight", V, H, &t)) ||
+            (rc = backend_load_weight(m->b, t->data, t->dtype, V, H, m->mdtype, &m->lm_head)))
+            return rc;
+    } else if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
         m->lm_head.owned = NULL; /* freed once, through embed */
     } else if ((rc = load_matrix(m, "lm_head.weight", V, H, &m->lm_head))) {
@@ -438,6 +565,40 @@ static enum folio_dtype checkpoint_dtype(const struct model *m) {
     return t ? t->dtype : c->torch_dtype;
 }
 
+/* An FP8 KV cache's per-layer scales, as vLLM reads them: self_attn.k_scale / v_scale
+ * (llm-compressor, and vLLM's own FP8 checkpoints), the older single self_attn.kv_scale, or
+ * compressed-tensors' k_proj / v_proj output_scale; 1 where the checkpoint has none. A scale
+ * of several elements (per head) counts as its largest, which keeps every head in range. */
+static int load_kv_scales(struct model *m) {
+    static const char *const names[][2] = {{"self_attn.k_scale", "self_attn.v_scale"},
+                                           {"self_attn.kv_scale", "self_attn.kv_scale"},
+                                           {"self_attn.k_proj.output_scale", "self_attn.v_proj.output_scale"}};
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        float *dst[2] = {&m->layers[l].k_scale, &m->layers[l].v_scale};
+        for (int kv = 0; kv < 2; kv++) {
+            *dst[kv] = 1.0f;
+            if (m->p.kv_dtype != FOLIO_FP8) continue;
+            for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+                char name[256];
+                snprintf(name, sizeof name, "%slayers.%d.%s", m->prefix, l, names[i][kv]);
+                const struct safetensors_tensor *t = safetensors_find(m->st, name);
+                const size_t es = t ? folio_dtype_size(t->dtype) : 0;
+                if (!t) continue;
+                if (t->dtype != FOLIO_F32 && t->dtype != FOLIO_F16 && t->dtype != FOLIO_BF16)
+                    return folio_err(FOLIO_EUNSUP, "tensor %s has dtype %s; a KV scale must be a float", name,
+                                     folio_dtype_name(t->dtype));
+                float best = 0.0f;
+                for (size_t e = 0; e < t->nbytes / es; e++) best = fmaxf(best, folio_widen(t->data, t->dtype, e));
+                if (!(best > 0.0f) || !isfinite(best))
+                    return folio_err(FOLIO_EINVAL, "tensor %s holds no positive finite scale", name);
+                *dst[kv] = best;
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
 int model_load(const char *dir, const struct model_params *p, struct backend *b, struct model **out) {
     int rc;
     struct model *m = calloc(1, sizeof *m);
@@ -455,6 +616,11 @@ int model_load(const char *dir, const struct model_params *p, struct backend *b,
         rc = folio_err(FOLIO_EINVAL, "block size must be in [1, %d] and batch limits positive", MAX_BLOCK_SIZE);
         goto fail;
     }
+    if (!backend_supports_kv_dtype(b, m->p.kv_dtype)) {
+        rc = folio_err(FOLIO_EUNSUP, "a %s KV cache is not supported on the %s backend",
+                       folio_dtype_name(m->p.kv_dtype), backend_name(b));
+        goto fail;
+    }
     if (m->p.max_model_len <= 0) m->p.max_model_len = c->max_position_embeddings;
     m->q_dim = c->num_heads * c->head_dim;
     m->kv_dim = c->num_kv_heads * c->head_dim;
@@ -462,13 +628,25 @@ int model_load(const char *dir, const struct model_params *p, struct backend *b,
     if ((rc = safetensors_open_dir(dir, &m->st))) goto fail;
     find_prefix(m);
     m->dtype = m->p.dtype_auto ? checkpoint_dtype(m) : m->p.dtype;
+    if (m->p.quantization && c->quant.method) {
+        rc = folio_err(FOLIO_EINVAL, "--quantization %s: the checkpoint is already quantized (quant_method %s)",
+                       folio_dtype_name(m->p.quantization), c->quant.name);
+        goto fail;
+    }
+    if (m->p.quantization && m->p.quantization != FOLIO_Q8 && m->p.quantization != FOLIO_Q4 &&
+        m->p.quantization != FOLIO_FP8) {
+        rc = folio_err(FOLIO_EINVAL, "quantization at load is int8, int4 or fp8");
+        goto fail;
+    }
+    m->mdtype = m->p.quantization ? m->p.quantization : config_matrix_dtype(c, m->dtype);
     if (c->embed_scale) m->embed_scale = embed_normalizer(m);
     m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
     if (!m->layers) {
         rc = folio_err(FOLIO_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = load_weights(m)) || (rc = upload_rope(m)) || (rc = alloc_scratch(m))) goto fail;
+    if ((rc = load_weights(m)) || (rc = load_kv_scales(m)) || (rc = upload_rope(m)) || (rc = alloc_scratch(m)))
+        goto fail;
     *out = m;
     return 0;
 fail:
@@ -479,22 +657,24 @@ fail:
 int model_has_local_layers(const struct model *m) { return config_kv_split(&m->cfg); }
 
 /* n_layers' K and V caches of num_blocks blocks each, back to back. */
-static float *alloc_pool(struct model *m, int num_blocks, int n_layers) {
-    const size_t bytes = 2 * (size_t)num_blocks * m->p.block_size * m->kv_dim * n_layers * sizeof(float);
-    float *p = backend_alloc(m->b, bytes);
+static void *alloc_pool(struct model *m, int num_blocks, int n_layers) {
+    const size_t bytes =
+        2 * (size_t)num_blocks * m->p.block_size * m->kv_dim * n_layers * folio_dtype_size(m->p.kv_dtype);
+    void *p = backend_alloc(m->b, bytes);
     if (!p) folio_err(FOLIO_ENOMEM, "out of memory for %d KV blocks (%zu MiB)", num_blocks, bytes >> 20);
     return p;
 }
 
 /* Points each layer at its K and V caches: the layers of one pool in order. */
-static void assign_caches(struct model *m, float *pool, int num_blocks, int which) {
-    const size_t per_layer = (size_t)num_blocks * m->p.block_size * m->kv_dim; /* floats, K or V */
+static void assign_caches(struct model *m, void *pool, int num_blocks, int which) {
+    /* bytes of one layer's K or V */
+    const size_t per_layer = (size_t)num_blocks * m->p.block_size * m->kv_dim * folio_dtype_size(m->p.kv_dtype);
     size_t i = 0;
     for (int l = 0; l < m->cfg.num_layers; l++) {
         const int sliding = (m->cfg.layer_flags[l] & LAYER_SLIDING) != 0;
         if (which >= 0 && sliding != which) continue;
-        m->layers[l].k_cache = pool + (2 * i) * per_layer;
-        m->layers[l].v_cache = pool + (2 * i + 1) * per_layer;
+        m->layers[l].k_cache = (char *)pool + (2 * i) * per_layer;
+        m->layers[l].v_cache = (char *)pool + (2 * i + 1) * per_layer;
         i++;
     }
 }
@@ -652,7 +832,7 @@ static int upload_batch(struct model *m, const struct model_batch *bt) {
         }
         if ((rc = backend_upload(b, m->d_long_sel, m->long_sel, n4))) return rc;
     }
-    const size_t block_elems = (size_t)m->p.block_size * m->kv_dim;
+    const size_t block_bytes = (size_t)m->p.block_size * m->kv_dim * folio_dtype_size(m->p.kv_dtype);
     if (m->num_local_blocks) {
         if ((rc = backend_upload(b, m->d_slots_local, bt->slot_mapping_local, n4)) ||
             (rc = backend_upload(b, m->d_block_tables_local, bt->block_tables_local,
@@ -662,15 +842,15 @@ static int upload_batch(struct model *m, const struct model_batch *bt) {
             if ((rc = backend_upload(b, m->d_copies_local, bt->block_copies_local,
                                      sizeof(int32_t) * 2 * (size_t)bt->num_copies_local)))
                 return rc;
-            backend_copy_blocks(b, m->kv_pool_local, 2 * m->num_local_layers, block_elems * m->num_local_blocks,
-                                block_elems, m->d_copies_local, bt->num_copies_local);
+            backend_copy_blocks(b, m->kv_pool_local, 2 * m->num_local_layers, block_bytes * m->num_local_blocks,
+                                block_bytes, m->d_copies_local, bt->num_copies_local);
         }
     }
     if (bt->num_copies > 0) {
         if ((rc = backend_upload(b, m->d_copies, bt->block_copies, sizeof(int32_t) * 2 * (size_t)bt->num_copies)))
             return rc;
-        backend_copy_blocks(b, m->kv_pool, 2 * (m->cfg.num_layers - m->num_local_layers), block_elems * m->num_blocks,
-                            block_elems, m->d_copies, bt->num_copies);
+        backend_copy_blocks(b, m->kv_pool, 2 * (m->cfg.num_layers - m->num_local_layers), block_bytes * m->num_blocks,
+                            block_bytes, m->d_copies, bt->num_copies);
     }
     return 0;
 }
@@ -696,9 +876,10 @@ static void enqueue_attention(struct model *m, const struct layer *L, int T, int
     backend_rope(b, &rope);
     const int local = m->num_local_blocks && L->window;
     backend_reshape_and_cache(b, m->k, m->v, m->kv_dim, local ? m->d_slots_local : m->d_slots, L->k_cache, L->v_cache,
-                              T, c->num_kv_heads, c->head_dim, m->p.block_size);
+                              m->p.kv_dtype, L->k_scale, L->v_scale, T, c->num_kv_heads, c->head_dim, m->p.block_size);
     const struct backend_attention_args ap = {
-        .q = m->q, .k_cache = L->k_cache, .v_cache = L->v_cache,
+        .q = m->q, .k_cache = L->k_cache, .v_cache = L->v_cache, .kv_dtype = m->p.kv_dtype,
+        .k_scale = L->k_scale, .v_scale = L->v_scale,
         .block_tables = local ? m->d_block_tables_local : m->d_block_tables,
         .seq_idx = m->d_seq_idx, .positions = m->d_positions, .out = m->attn, .num_tokens = T,
         .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,

@@ -24,6 +24,13 @@ struct model_params {
     int max_num_logits;         /* largest num_logits of a batch */
     int max_model_len;          /* 0: max_position_embeddings */
     int block_size;             /* KV block size in tokens */
+    /* The KV cache's dtype: FOLIO_F32 (the default), FOLIO_BF16 or FOLIO_FP8 (e4m3, with the
+     * checkpoint's per-layer self_attn.k_scale / v_scale, else 1), where the backend has it
+     * (backend_supports_kv_dtype). config_kv_dtype resolves --kv-cache-dtype to one. */
+    enum folio_dtype kv_dtype;
+    /* Quantization at load (--quantization): FOLIO_Q8, FOLIO_Q4 or FOLIO_FP8 for the layers'
+     * matrices and the LM head; 0 (FOLIO_F32) = none. A pre-quantized checkpoint refuses it. */
+    enum folio_dtype quantization;
 };
 
 struct model_params model_default_params(void);
@@ -74,6 +81,10 @@ int model_alloc_kv_split(struct model *m, int num_blocks, int num_local_blocks);
 /* Bytes one KV block takes across all layers (K and V); before loading, from the config:
  * config_kv_block_bytes. */
 size_t model_kv_block_bytes(const struct model *m);
+/* The KV cache's dtype (model_params.kv_dtype), and an FP8 cache's scales of layer l (1 when
+ * the checkpoint has none, and for the other dtypes). */
+enum folio_dtype model_kv_dtype(const struct model *m);
+void model_kv_scales(const struct model *m, int l, float *k_scale, float *v_scale);
 
 const struct model_config *model_config(const struct model *m);
 const struct model_params *model_params(const struct model *m);
@@ -81,6 +92,8 @@ int model_max_blocks_per_seq(const struct model *m);
 /* Bytes of weights read once per forward (what bounds single-stream decode). */
 size_t model_weight_bytes(const struct model *m);
 enum folio_dtype model_dtype(const struct model *m);
+/* The dtype of the layers' matrices: model_dtype, or a quantized one (Q8, Q4, Q4Z, FP8). */
+enum folio_dtype model_matrix_dtype(const struct model *m);
 /* Device bytes of activation scratch: the model's buffers and the backend's reserve. */
 size_t model_activation_bytes(const struct model *m);
 /* Lowers max_model_len after load (when the KV cache turns out smaller than planned). */

@@ -92,6 +92,8 @@ static int parse_dtype(const char *s, enum folio_dtype *dt) {
     if (strcmp(s, "F32") == 0) *dt = FOLIO_F32;
     else if (strcmp(s, "F16") == 0) *dt = FOLIO_F16;
     else if (strcmp(s, "BF16") == 0) *dt = FOLIO_BF16;
+    else if (strcmp(s, "F8_E4M3") == 0) *dt = FOLIO_FP8; /* FP8 checkpoints' weights */
+    else if (strcmp(s, "I32") == 0) *dt = FOLIO_I32;     /* AWQ/GPTQ packed words, g_idx */
     else return -1;
     return 0;
 }
@@ -121,7 +123,7 @@ static int parse_entry(const cJSON *e, const char *file, const char *data, uint6
         cJSON_GetArraySize(offs) != 2)
         return folio_err(FOLIO_EINVAL, "%s: tensor \"%s\" needs dtype, shape and data_offsets", file, name);
     if (parse_dtype(dt->valuestring, &t->dtype))
-        return folio_err(FOLIO_EUNSUP, "%s: tensor \"%s\" has unsupported dtype %s (F32, F16, BF16)", file,
+        return folio_err(FOLIO_EUNSUP, "%s: tensor \"%s\" has unsupported dtype %s (F32, F16, BF16, F8_E4M3, I32)", file,
                          name, dt->valuestring);
     int nd = cJSON_GetArraySize(shape);
     if (nd > SAFETENSORS_MAX_DIMS) return folio_err(FOLIO_EUNSUP, "%s: tensor \"%s\" has %d dims", file, name, nd);

@@ -88,6 +88,8 @@ void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, cons
     cJSON_AddNumberToObject(mp, "experts_per_token", cfg->num_experts ? cfg->num_experts_per_tok : 0);
     cJSON *mem = cJSON_AddObjectToObject(j, "memory");
     cJSON_AddNumberToObject(mem, "weights_bytes", (double)em.weights);
+    cJSON_AddStringToObject(mem, "weights_dtype", em.weights_dtype ? em.weights_dtype : "float32");
+    cJSON_AddStringToObject(mem, "quantization", em.quantization ? em.quantization : "none");
     cJSON_AddNumberToObject(mem, "kv_cache_bytes", (double)em.kv_cache);
     cJSON_AddNumberToObject(mem, "activation_bytes", (double)em.activations);
     cJSON_AddNumberToObject(mem, "other_bytes", (double)em.other);
@@ -112,6 +114,7 @@ void api_ep_stats(struct api *a, struct mg_connection *c, struct engine *e, cons
     cJSON_AddNumberToObject(kv, "free", st.kv_free);
     cJSON_AddNumberToObject(kv, "touched", st.kv_touched);
     cJSON_AddNumberToObject(kv, "block_size", st.block_size);
+    cJSON_AddStringToObject(kv, "dtype", em.kv_dtype ? em.kv_dtype : "float32");
     if (st.kv_local_blocks) { /* the sliding layers' own pool: each sequence keeps only its window there */
         cJSON *loc = cJSON_AddObjectToObject(kv, "sliding_window_layers");
         cJSON_AddNumberToObject(loc, "blocks", st.kv_local_blocks);

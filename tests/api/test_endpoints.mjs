@@ -232,6 +232,20 @@ test('metrics: Prometheus text with vLLM names under folio:, counters move with 
   });
 });
 
+test('stats: the KV cache dtype, and twice the blocks in bfloat16 for the same --kv-cache-space', async () => {
+  const blocks = {};
+  for (const kv of ['float32', 'bfloat16']) {
+    await withServer({ args: ['--kv-cache-dtype', kv, '--kv-cache-space', '0.001', '--max-model-len', '128'] }, async (s) => {
+      const j = (await get(s, '/stats')).json;
+      assert.equal(j.kv_cache.dtype, kv);
+      assert.equal(j.memory.kv_cache_bytes, j.kv_cache.blocks * (kv === 'bfloat16' ? 10240 : 20480));
+      blocks[kv] = j.kv_cache.blocks;
+    });
+  }
+  assert.equal(blocks.float32, 52); // 0.001 GiB / 20 KiB
+  assert.equal(blocks.bfloat16, 2 * blocks.float32);
+});
+
 test('stats: JSON with requests and kv_cache counts that add up', async () => {
   await withServer({}, async (s) => {
     await post(s, '/v1/completions', { prompt: STORY.prompt, max_tokens: 5 });
@@ -259,6 +273,7 @@ test('stats: JSON with requests and kv_cache counts that add up', async () => {
       experts: 0, experts_per_token: 0 });
     assert.equal(j.memory.weights_bytes, weights);
     assert.equal(j.memory.kv_cache_bytes, j.kv_cache.blocks * 20480);
+    assert.equal(j.kv_cache.dtype, 'float32'); // --kv-cache-dtype auto: the weights' fp32
     // Activation scratch for 2048-token batches: at least x, xn and delta (3 x 2048 x 64 fp32).
     assert.ok(j.memory.activation_bytes >= 3 * 2048 * 64 * 4, `activation_bytes ${j.memory.activation_bytes}`);
     assert.equal(j.memory.device_total_bytes, undefined); // no GPU figures on the CPU

@@ -3,6 +3,8 @@
 # SmolLM2-135M's and Llama-3.2-1B's shapes, each set against the roofline this same run
 # measures: decode against memory bandwidth / weight bytes read per token, prefill against
 # FMA throughput / (2 x layer parameters per token; the LM head runs for the last token only). Best of REPS runs, since the machine is shared.
+# Then decode by weight format (bf16, int8, int4; native and AVX2 kernels) against each
+# format's own roofline, and served throughput at concurrency 16 by format.
 # Then offline throughput (bench_throughput): NUM_PROMPTS requests on the SmolLM2-135M-shaped
 # checkpoint, continuously batched against one at a time; THROUGHPUT=0 skips it.
 # Then serving (bench_serve, like `vllm bench serve`): folio-engine on a free loopback port and
@@ -117,6 +119,87 @@ echo "| model         | weights  | decode   | decode   | of     | prefill  | pre
 echo "|               | MiB/tok  | tok/s    | roofline | roof   | tok/s    | roofline | roof   |"
 echo "|---------------|----------|----------|----------|--------|----------|----------|--------|"
 printf '%s\n' "${rows[@]}"
+fi
+
+# Quantized decode (QUANT=0 skips): single stream, bf16 against --quantization int8 and int4
+# on each QUANT_PRESETS shape, with the native kernels and with AVX2 forced (FOLIO_CPU_ISA=avx2
+# on an AVX-512 host), each against the bandwidth roofline of the bytes its format reads per
+# token (the engine's "MiB a token"). Runs alternate formats within each rep, best of REPS.
+QUANT=${QUANT:-1}
+QUANT_PRESETS=${QUANT_PRESETS:-"smollm2-135m llama3.2-1b"}
+if [ "$QUANT" != 0 ]; then
+  [ -n "${bw:-}" ] || { read -r roof < <("$ROOFLINE"); bw=$(sed -n 's/.*bandwidth_gbs=\([0-9.]*\).*/\1/p' <<<"$roof"); }
+  native=$(sed -n 's/.*isa=\([a-z0-9]*\).*/\1/p' <<<"$("$ROOFLINE")")
+  isas=$native; [ "$native" = avx512 ] && isas="avx512 avx2"
+  qrows=()
+  for p in $QUANT_PRESETS; do
+    dir=$(bench_model "$p")
+    vocab=$(/usr/bin/python3 -c "import json; print(json.load(open('$dir/config.json'))['vocab_size'])")
+    dec_ids=$(ids "$DECODE_PROMPT" "$vocab")
+    for isa in $isas; do
+      declare -A qbest=() qmib=()
+      for _ in $(seq "$REPS"); do
+        for q in bf16 int8 int4; do
+          qa=(); [ "$q" != bf16 ] && qa=(--quantization "$q")
+          err=$(FOLIO_CPU_ISA=$isa "$ENGINE" generate --model "$dir" --prompt-ids "$dec_ids" --max-tokens "$DECODE_TOKENS" \
+                --temperature 0 --ignore-eos "${qa[@]}" 2>&1 >/dev/null)
+          qmib[$q]=$(sed -n 's/.*weights, \([0-9.]*\) MiB.*/\1/p' <<<"$err")
+          d=$(sed -n 's/.*decode: .*(\([0-9.]*\) tok\/s).*/\1/p' <<<"$err")
+          [ -n "$d" ] || { echo "$err" >&2; echo "run_bench.sh: no decode speed for $p $q ($isa)" >&2; exit 1; }
+          qbest[$q]=$(awk -v a="${qbest[$q]:-0}" -v b="$d" 'BEGIN{print (b>a)?b:a}')
+        done
+      done
+      for q in bf16 int8 int4; do
+        qrows+=("$(awk -v p="$p" -v isa="$isa" -v q="$q" -v mib="${qmib[$q]}" -v d="${qbest[$q]}" -v b="${qbest[bf16]}" -v bw="$bw" 'BEGIN{
+          roof = bw * 1e9 / (mib * 1048576);
+          printf "| %-13s | %-6s | %-4s | %8.1f | %8.2f | %8.2f | %5.1f%% | %5.2fx |", p, isa, q, mib, d, roof, 100*d/roof, d/b }')")
+      done
+      unset qbest qmib
+    done
+  done
+  echo
+  echo "CPU decode by weight format, single stream, best of $REPS; roofline = bandwidth ${bw} GB/s / the bytes the format reads per token"
+  echo "| model         | ISA    | fmt  | MiB/tok  | tok/s    | roofline | of roof | x bf16 |"
+  echo "|---------------|--------|------|----------|----------|----------|---------|--------|"
+  printf '%s\n' "${qrows[@]}"
+  echo "(anchor, issue 22's figures for llama.cpp c392e509 on a 2-core AVX2 EPYC, not measured here: smollm2-135m BF16 45-48,"
+  echo " Q8_0 69, Q4_K_M 79 tok/s; Llama-3.2-1B shape BF16 7.31 tok/s. Folio's target: 1.5x those on the same machine.)"
+fi
+
+# Served throughput by weight format (QUANT_SERVE=0 skips): 32 requests at concurrency 16 on
+# smollm2-135m, bf16 against --quantization int8 and int4, one server each, alternating, best of 2.
+QUANT_SERVE=${QUANT_SERVE:-1}
+if [ "$QUANT_SERVE" != 0 ] && [ -x "$SERVE_TOOL" ]; then
+  dir=$(smollm2)
+  vocab=$(/usr/bin/python3 -c "import json; print(json.load(open('$dir/config.json'))['vocab_size'])")
+  qlog=$(mktemp /tmp/folio-bench-quant.XXXXXX)
+  declare -A sbest=()
+  for rep in 1 2; do
+    for q in bf16 int8 int4; do
+      qa=(); [ "$q" != bf16 ] && qa=(--quantization "$q")
+      "$ENGINE" --model "$dir" --host 127.0.0.1 --port 0 --served-model-name bench --kv-cache-space 1 \
+        --max-num-seqs 16 "${qa[@]}" 2>"$qlog" &
+      qsrv=$!
+      for _ in $(seq 600); do grep -q "folio-engine: ready" "$qlog" && break; kill -0 "$qsrv" 2>/dev/null || break; sleep 0.2; done
+      qport=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$qlog" | head -n1)
+      [ -n "$qport" ] || { echo "run_bench.sh: folio-engine ($q) did not start:" >&2; cat "$qlog" >&2; exit 1; }
+      out=$("$SERVE_TOOL" --port "$qport" --model bench --num-prompts 32 --max-concurrency 16 --request-rate inf \
+            --random-input-len 128 --random-output-len 64 --random-range-ratio 0 --vocab-size "$vocab" --seed "$((500 + rep))" 2>&1 |
+            grep '^bench_serve: ' | tail -n1)
+      kill -TERM "$qsrv"; wait "$qsrv" 2>/dev/null || true
+      t=$(sed -n 's/.* out_tps=\([^ ]*\).*/\1/p' <<<"$out")
+      [ -n "$t" ] || { echo "run_bench.sh: bench_serve failed ($q)" >&2; exit 1; }
+      sbest[$q]=$(awk -v a="${sbest[$q]:-0}" -v b="$t" 'BEGIN{print (b>a)?b:a}')
+    done
+  done
+  rm -f "$qlog"
+  echo
+  echo "Served by weight format, smollm2-135m, 32 requests at concurrency 16 (128 in, 64 out), best of 2"
+  echo "| fmt  | out tok/s | x bf16 |"
+  echo "|------|-----------|--------|"
+  for q in bf16 int8 int4; do
+    awk -v q="$q" -v t="${sbest[$q]}" -v b="${sbest[bf16]}" 'BEGIN{printf "| %-4s | %9.1f | %5.2fx |\n", q, t, t / b}'
+  done
 fi
 
 if [ "$THROUGHPUT" != 0 ]; then

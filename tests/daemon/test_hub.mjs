@@ -347,6 +347,23 @@ test('hub: the fit estimate for a local dir and a Hub repo; the console session 
   assert.equal(local.json.params_total, 260032);
   assert.equal(local.json.params_active, 260032);
   assert.match(local.json.note, /^260K parameters; /);
+  // The KV cache's dtype: auto is fp32 for these fp32 weights; bf16 halves a token's bytes, fp8
+  // quarters them (vLLM's spellings accepted).
+  assert.equal(local.json.kv_cache_dtype, 'float32');
+  for (const [kv, name, div] of [['bf16', 'bfloat16', 2], ['fp8', 'float8_e4m3', 4]]) {
+    const x = await est({ path: path.join(MODELS, 'stories260K'), max_model_len: 512, kv_cache_dtype: kv });
+    assert.equal(x.status, 200, x.text);
+    assert.equal(x.json.kv_cache_dtype, name);
+    assert.equal(x.json.kv_bytes_per_token * div, local.json.kv_bytes_per_token);
+    assert.match(x.json.note, new RegExp(`${name} KV for 512 tokens`));
+  }
+  // --quantization at load: the matrices' resident bytes shrink (int8 ~ 8.5 bits, int4 ~ 4.5 bits
+  // a weight; the fp32 embedding table stays), and the estimate says so.
+  const q8 = await est({ path: path.join(MODELS, 'stories260K'), max_model_len: 512, quantization: 'int8' });
+  const q4 = await est({ path: path.join(MODELS, 'stories260K'), max_model_len: 512, quantization: 'int4' });
+  assert.equal(q8.status, 200, q8.text);
+  assert.ok(q4.json.weights_bytes < q8.json.weights_bytes && q8.json.weights_bytes < 0.6 * local.json.weights_bytes,
+    `${q4.text} ${q8.text} ${local.text}`);
   // A MoE: total and active differ, by the experts a token does not use.
   const moeDir = mkdtempSync(path.join(os.tmpdir(), 'folio-moe-'));
   execFileSync('/usr/bin/python3', [path.join(ROOT, 'tests/fixtures/gen_checkpoint.py'), '--out', moeDir,
@@ -367,7 +384,8 @@ test('hub: the fit estimate for a local dir and a Hub repo; the console session 
   rmSync(gDir, { recursive: true, force: true });
   assert.equal(g.status, 200, g.text);
   const full = gc.layer_types.filter((t) => t === 'full_attention').length;
-  const perLayer = 2 * gc.num_key_value_heads * gc.head_dim * 4; // K and V, fp32, one token
+  const perLayer = 2 * gc.num_key_value_heads * gc.head_dim * 2; // K and V, one token, bf16 (auto for BF16 weights)
+  assert.equal(g.json.kv_cache_dtype, 'bfloat16');
   assert.ok(full > 0 && full < gc.num_hidden_layers, g.text);
   assert.equal(g.json.kv_bytes_per_token, full * perLayer);
   // The window (8) rounded up to blocks of 16, plus the block being filled and one more.

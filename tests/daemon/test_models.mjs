@@ -112,6 +112,44 @@ test('foliod: --model registers, loads and makes it default; the default alias r
   await stopFoliod(s);
 });
 
+test('foliod: a model\'s kv_cache_dtype is stored in vLLM\'s canonical spelling and reaches its engine', async () => {
+  const s = await startFoliod();
+  const ck = await login(s);
+  const m = await addModel(s, ck, 'stories260K', { kv_cache_dtype: 'bf16' });
+  assert.equal(m.kv_cache_dtype, 'bfloat16');
+  const a = await addModel(s, ck, 'aidreams260K', { kv_cache_dtype: 'auto' });
+  assert.equal(a.kv_cache_dtype, 'auto');
+  await load(s, ck, 'stories260K');
+  await load(s, ck, 'aidreams260K');
+  const e = await engineOf(s, ck, 'stories260K');
+  assert.equal(e.kv_cache_dtype, 'bfloat16'); // the engine's /stats: the flag was passed
+  assert.equal((await engineOf(s, ck, 'aidreams260K')).kv_cache_dtype, 'float32'); // auto: fp32 weights
+  const r = await req(s, 'POST', '/v1/completions', { body: { model: 'stories260K', prompt: STORY.prompt, max_tokens: 20, temperature: 0 } });
+  assert.equal(r.status, 200, r.text);
+  assert.ok(STORY.text.startsWith(r.json.choices[0].text), r.text); // bf16 K/V keep stories260K's greedy story
+  await stopFoliod(s);
+});
+
+test('foliod: a model\'s quantization reaches its engine, which says so, and keeps the greedy story in int8', async () => {
+  const s = await startFoliod();
+  const ck = await login(s);
+  const m = await addModel(s, ck, 'stories260K', { quantization: 'int8' });
+  assert.equal(m.quantization, 'int8');
+  const a = await addModel(s, ck, 'aidreams260K', { quantization: 'none' });
+  assert.equal(a.quantization, 'none');
+  await load(s, ck, 'stories260K');
+  const e = await engineOf(s, ck, 'stories260K'); // the engine's /stats: the flag was passed
+  assert.equal(e.weights_dtype, 'int8');
+  assert.equal(e.quantization, 'int8');
+  const r = await req(s, 'POST', '/v1/completions', { body: { model: 'stories260K', prompt: STORY.prompt, max_tokens: 20, temperature: 0 } });
+  assert.equal(r.status, 200, r.text);
+  assert.ok(STORY.text.startsWith(r.json.choices[0].text), r.text);
+  const bad = await req(s, 'POST', '/api/models', { cookie: ck, body: { name: 'q', path: path.join(MODELS, 'stories260K'), quantization: 'int3' } });
+  assert.equal(bad.status, 400, bad.text);
+  assert.match(bad.text, /quantization must be none, int8, int4 or fp8/);
+  await stopFoliod(s);
+});
+
 test('foliod: validation of a new model names the bad field', async () => {
   const s = await startFoliod();
   const ck = await login(s);
@@ -120,6 +158,7 @@ test('foliod: validation of a new model names the bad field', async () => {
     [{ name: 'bad name!', path: path.join(MODELS, 'stories260K') }, /name must be/],
     [{ name: 'default', path: path.join(MODELS, 'stories260K') }, /name must be/],
     [{ name: 'x', path: path.join(MODELS, 'stories260K'), dtype: 'int3' }, /dtype/],
+    [{ name: 'x', path: path.join(MODELS, 'stories260K'), kv_cache_dtype: 'float16' }, /kv_cache_dtype must be auto, bfloat16, float32 or fp8/],
     [{ name: 'x', path: path.join(MODELS, 'stories260K'), gpu_memory_utilization: 1.5 }, /gpu_memory_utilization/],
     [{ name: 'x', path: path.join(MODELS, 'stories260K'), block_size: 12 }, /block_size/],
     [{ name: 'x' }, /path .* or a repo_id/],

@@ -3,7 +3,8 @@
 # CUDA=1 must give the known-good greedy outputs of the shared models on the GPU, the same
 # sampled tokens as the CPU backend for a seeded n=4 request (copy-on-write blocks), each with
 # CUDA graphs and with --enforce-eager, and serve HTTP with the GPU backend (concurrent
-# requests replayed through padded graphs). Needs a CUDA device; FOLIO_ENGINE is the CUDA=1 binary.
+# requests replayed through padded graphs), and run --quantization int8/int4/fp8 as the CPU
+# backend does. Needs a CUDA device; FOLIO_ENGINE is the CUDA=1 binary.
 set -uo pipefail
 E=${FOLIO_ENGINE:-build/release-cuda/folio-engine}
 M=${FOLIO_TEST_MODELS:-../shared/models}
@@ -136,5 +137,55 @@ PY
 check "structured output on the GPU (masks beside the forward pass) equals the CPU backend, and validates" $? \
   "gpu: ${sout[cuda]} / cpu: ${sout[cpu]}"
 rm -rf "$sdir"
+# Quantization at load on the GPU (kernels/quant.cu) against the same binary on the CPU, on
+# stories260K (in_features 64 and 172: qgemv's padded input). Logits of a 40-token prompt,
+# 4 tokens a forward (qgemv) and all 40 in one (bf16-dequantized slices in cuBLAS), per-row
+# relative L2: fp8 through qgemv within 1e-4 (both sides dequantize exactly and keep fp32
+# activations); the rest within 5e-2 (the CPU multiplies int8/int4 weights by activations
+# quantized to int8, which moves logits ~2e-2; the GPU's GEMM rounds to bf16). Then greedy
+# tokens: fp8 on the GPU (CUDA graphs) equals the CPU's, and int8/int4 replayed through
+# graphs equal --enforce-eager's.
+qdir=$(mktemp -d /tmp/folio-gpu-quant.XXXXXX)
+qids=$(seq -s, 3 42)
+for q in int8 int4 fp8; do
+  for chunk in 4 40; do
+    for dev in cuda cpu; do
+      "$E" logits --device "$dev" --quantization "$q" --model "$M/stories260K" --prompt-ids "$qids" --chunk "$chunk" \
+        --out "$qdir/$q-$chunk-$dev.f32" >"$qdir/$q-$chunk-$dev.log" 2>&1
+    done
+    tol=5e-2
+    [ "$q" = fp8 ] && [ "$chunk" = 4 ] && tol=1e-4
+    res=$("${PYTHON:-/usr/bin/python3}" - "$qdir/$q-$chunk-cuda.f32" "$qdir/$q-$chunk-cpu.f32" "$tol" 512 <<'PY'
+import array, math, sys
+g, c = array.array("f"), array.array("f")
+try:
+    g.frombytes(open(sys.argv[1], "rb").read()); c.frombytes(open(sys.argv[2], "rb").read())
+except OSError as e:
+    print(e); sys.exit(1)
+tol, V = float(sys.argv[3]), int(sys.argv[4])
+if len(g) != len(c) or len(c) == 0 or len(c) % V:
+    print(f"sizes {len(g)} / {len(c)}"); sys.exit(1)
+worst = max((math.sqrt(sum((g[i] - c[i]) ** 2 for i in range(r, r + V))) /
+             max(math.sqrt(sum(c[i] ** 2 for i in range(r, r + V))), 1e-30), r // V) for r in range(0, len(c), V))
+print(f"worst row {worst[1]}: {worst[0]:.3g}")
+sys.exit(0 if worst[0] <= tol else 1)
+PY
+)
+    check "--quantization $q: GPU logits (chunks of $chunk) within $tol of the CPU's ($res)" $? \
+      "$res; $(tail -n 2 "$qdir/$q-$chunk-cuda.log" "$qdir/$q-$chunk-cpu.log" | tr '\n' ' ')"
+  done
+done
+qargs=(generate --model "$M/stories260K" --prompt "Once upon a time" --max-tokens 40 --temperature 0 --show-ids)
+g=$("$E" "${qargs[@]}" --quantization fp8 --device cuda 2>&1 | grep '^ids')
+c=$("$E" "${qargs[@]}" --quantization fp8 --device cpu 2>&1 | grep '^ids')
+[ -n "$g" ] && [ "$g" = "$c" ]
+check "--quantization fp8: greedy tokens on the GPU (CUDA graphs) equal the CPU's" $? "gpu: $g / cpu: $c"
+for q in int8 int4; do
+  g=$("$E" "${qargs[@]}" --quantization "$q" --device cuda 2>&1 | grep '^ids')
+  e=$("$E" "${qargs[@]}" --quantization "$q" --device cuda --enforce-eager 2>&1 | grep '^ids')
+  [ -n "$g" ] && [ "$g" = "$e" ]
+  check "--quantization $q: greedy tokens on the GPU with CUDA graphs equal --enforce-eager's" $? "graphs: $g / eager: $e"
+done
+rm -rf "$qdir"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

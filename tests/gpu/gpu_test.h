@@ -51,5 +51,7 @@ int gpu_bench_attention(cudaStream_t st, double *copy_gbs);     /* test_attentio
 int gpu_bench_matmul(double copy_gbs);                          /* test_backend_gpu.c */
 void gpu_tests_backend(struct backend *cpu, cudaStream_t st);   /* test_backend_gpu.c */
 void gpu_tests_moe(struct backend *cpu, cudaStream_t st);       /* test_moe_gpu.c */
+void gpu_tests_quant(struct backend *cpu, cudaStream_t st);     /* test_quant_gpu.c */
+int gpu_bench_quant(double copy_gbs);                           /* test_quant_gpu.c */
 
 #endif

@@ -7,11 +7,13 @@
  * chunk that starts mid-sequence). Block tables point at a random permutation of the physical
  * blocks, so no sequence is contiguous, and unused table entries hold -1. The caches are
  * random everywhere, the output is poisoned (NaN) beforehand, and the output and split-K
- * workspace carry NaN guards past their ends. */
+ * workspace carry NaN guards past their ends. A bf16 or fp8 case stores the same random
+ * caches in that dtype (fp8 through the layer's scales) and gives both backends those bytes. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/quant.h"
 #include "gpu_test.h"
 
 #define MAX_SEQS 64
@@ -23,7 +25,18 @@ struct attn_case {
     int max_splits; /* 0: as the launcher chooses (with a workspace); 1: never split */
     float scale;    /* on q.k; 0: 1/sqrt(hd) */
     float softcap;  /* > 0: Gemma 2's soft cap on the scores */
+    enum kernel_kv_dtype kv; /* the caches' dtype (F32 by default) */
+    float ks, vs;   /* fp8: the layer's k_scale and v_scale */
 };
+
+/* The float cache x [n] stored in dtype kv (fp8: x / scale), in place: the first n * es bytes. */
+static void narrow_cache(float *x, size_t n, enum kernel_kv_dtype kv, float scale) {
+    for (size_t i = 0; i < n; i++) { /* front to back: element i's bytes lie at or before float i */
+        const float f = x[i];
+        if (kv == KERNEL_KV_BF16) ((uint16_t *)x)[i] = folio_f32_to_bf16(f);
+        else if (kv == KERNEL_KV_FP8) ((uint8_t *)x)[i] = quant_f32_to_e4m3(f / scale);
+    }
+}
 
 static void test_attention(struct backend *cpu, cudaStream_t st, const struct attn_case *c, const char *what) {
     char name[256], detail[256];
@@ -58,6 +71,8 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
     fill(h_q, nq, -2.0f, 2.0f);
     fill(h_kc, nc, -1.0f, 1.0f);
     fill(h_vc, nc, -1.0f, 1.0f);
+    narrow_cache(h_kc, nc, c->kv, c->ks);
+    narrow_cache(h_vc, nc, c->kv, c->vs);
     for (int i = 0; i < num_blocks; i++) perm[i] = i;
     for (int i = num_blocks - 1; i > 0; i--) {
         int j = irand(i + 1), x = perm[i];
@@ -91,7 +106,8 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
     if (ws_floats) CK(dev_alloc(&d_ws, ws_floats, 64));
 
     struct paged_attention_params p = {
-        .q = d_q, .k_cache = d_kc, .v_cache = d_vc, .block_tables = d_bt, .seq_idx = d_seq, .positions = d_pos,
+        .q = d_q, .k_cache = d_kc, .v_cache = d_vc, .kv_dtype = c->kv, .k_scale = c->ks, .v_scale = c->vs,
+        .block_tables = d_bt, .seq_idx = d_seq, .positions = d_pos,
         .out = d_out, .num_tokens = T, .num_heads = c->nh, .num_kv_heads = c->nkv, .head_dim = c->hd,
         .block_size = c->bs, .max_blocks_per_seq = mb, .sliding_window = c->window, .scale = scale,
         .softcap = c->softcap, .max_context = maxctx, .max_splits = c->max_splits, .workspace = d_ws,
@@ -101,7 +117,8 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
     CK(paged_attention(&p, st));
     CK(cudaStreamSynchronize(st));
     struct backend_attention_args a = {
-        .q = h_q, .k_cache = h_kc, .v_cache = h_vc, .block_tables = h_bt, .seq_idx = h_seq, .positions = h_pos,
+        .q = h_q, .k_cache = h_kc, .v_cache = h_vc, .kv_dtype = (enum folio_dtype)c->kv, .k_scale = c->ks,
+        .v_scale = c->vs, .block_tables = h_bt, .seq_idx = h_seq, .positions = h_pos,
         .out = h_out, .num_tokens = T, .num_heads = c->nh, .num_kv_heads = c->nkv, .head_dim = c->hd,
         .block_size = c->bs, .max_blocks_per_seq = mb, .sliding_window = c->window, .scale = scale,
         .softcap = c->softcap,
@@ -114,9 +131,9 @@ static void test_attention(struct backend *cpu, cudaStream_t st, const struct at
 out:
     snprintf(name, sizeof name,
              "paged_attention %s: seqs=%d T=%d max_ctx=%d nh=%d nkv=%d head_dim=%d block=%d window=%d splits=%d"
-             " scale=%.4g softcap=%g",
+             " scale=%.4g softcap=%g%s%s",
              what, c->nseq, T, maxctx, c->nh, c->nkv, c->hd, c->bs, c->window, splits, (double)scale,
-             (double)c->softcap);
+             (double)c->softcap, c->kv ? " kv=" : "", c->kv ? folio_dtype_name((enum folio_dtype)c->kv) : "");
     cudaFree(d_q);
     cudaFree(d_out);
     cudaFree(d_kc);
@@ -185,6 +202,25 @@ static void test_attention_edges(cudaStream_t st) {
         goto out;
     }
     p.num_heads = 4;
+    p.kv_dtype = (enum kernel_kv_dtype)1;
+    if (paged_attention(&p, st) != cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "kv dtype 1 (float16) was not refused");
+        goto out;
+    }
+    p.kv_dtype = KERNEL_KV_FP8;
+    p.k_scale = 0.0f;
+    p.v_scale = 1.0f;
+    if (paged_attention(&p, st) != cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "fp8 with k_scale 0 was not refused");
+        goto out;
+    }
+    p.kv_dtype = KERNEL_KV_BF16;
+    p.k_cache = (const char *)d + 4;
+    if (paged_attention(&p, st) != cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "a bf16 cache not 8-byte aligned was not refused");
+        goto out;
+    }
+    p.k_cache = d;
     p.num_tokens = 0;
     CK(paged_attention(&p, st));
     CK(cudaStreamSynchronize(st));
@@ -302,6 +338,46 @@ void gpu_tests_attention(struct backend *cpu, cudaStream_t st) {
                                .window = 64, .scale = caps[k][1], .softcap = caps[k][0]};
         test_attention(cpu, st, &c, "prefill softcap");
     }
+    /* bf16 and fp8 caches: decodes with and without split-K, every head dim, windows, odd
+     * block sizes, groups past GMAX, prefill chunks, the soft cap. fp8's scales take the
+     * caches' |x| < 1 to 250 and 333 of e4m3's 448; a scale of 1 leaves them small (e4m3's
+     * subnormals). */
+    static const struct {
+        enum kernel_kv_dtype kv;
+        float ks, vs;
+    } kvs[] = {{KERNEL_KV_BF16, 1, 1}, {KERNEL_KV_FP8, 0.004f, 0.003f}, {KERNEL_KV_FP8, 1, 1}};
+    for (size_t k = 0; k < sizeof kvs / sizeof kvs[0]; k++) {
+#define KV_CASE(expr, what)                                                                                        \
+    do {                                                                                                           \
+        c = expr;                                                                                                  \
+        c.kv = kvs[k].kv;                                                                                          \
+        c.ks = kvs[k].ks;                                                                                          \
+        c.vs = kvs[k].vs;                                                                                          \
+        test_attention(cpu, st, &c, what);                                                                         \
+    } while (0)
+        static const int kv_ctx[] = {1, 17, 1000, 4096};
+        for (size_t i = 0; i < sizeof kv_ctx / sizeof kv_ctx[0]; i++)
+            KV_CASE(decode2(kv_ctx[i], 8, 2, 128, 16, 0), "decode");
+        static const int all_hd[] = {8, 16, 32, 64, 80, 96, 128, 256};
+        for (size_t h = 0; h < sizeof all_hd / sizeof all_hd[0]; h++) {
+            KV_CASE(decode2(1000, 8, 2, all_hd[h], 16, 0), "decode");
+            KV_CASE(mixed(8, 2, all_hd[h], 16, all_hd[h] == 64 ? 100 : 0), "mixed");
+        }
+        KV_CASE(decode2(4096, 8, 2, 64, 16, 7), "decode window");
+        KV_CASE(decode2(1000, 8, 2, 128, 3, 0), "decode");
+        KV_CASE(mixed(8, 2, 64, 24, 100), "mixed");
+        KV_CASE(decode2(2048, 32, 2, 64, 16, 0), "decode group=16");
+        KV_CASE(((struct attn_case){.nseq = 1, .ctx = {512}, .qlen = {512}, .nh = 8, .nkv = 2, .hd = 128, .bs = 16}),
+                "prefill");
+        c = decode2(4096, 8, 2, 128, 16, 0);
+        c.max_splits = 1;
+        KV_CASE(c, "decode no-split");
+        c = decode2(1000, 8, 4, 256, 16, 100);
+        c.softcap = 50.0f;
+        c.scale = 0.125f;
+        KV_CASE(c, "decode softcap");
+#undef KV_CASE
+    }
     test_attention_edges(st);
 }
 
@@ -327,11 +403,13 @@ out:
     return rc;
 }
 
-/* One decode configuration: batch sequences of context ctx. Returns GB/s of K/V read, or < 0. */
+/* One decode configuration: batch sequences of context ctx, the caches in kv. Returns GB/s
+ * of K/V read, or < 0. */
 static double bench_decode(cudaStream_t st, int batch, int ctx, int nh, int nkv, int hd, int bs, int max_splits,
-                           int *splits_out, double *ms_out) {
+                           enum kernel_kv_dtype kv, int *splits_out, double *ms_out) {
     const int mb = (ctx + bs - 1) / bs, num_blocks = batch * mb;
-    const size_t nc = (size_t)num_blocks * nkv * bs * hd, nq = (size_t)batch * nh * hd;
+    const size_t es = kv == KERNEL_KV_F32 ? 4 : kv == KERNEL_KV_BF16 ? 2 : 1;
+    const size_t nc = (size_t)num_blocks * nkv * bs * hd * es / sizeof(float), nq = (size_t)batch * nh * hd;
     float *d_kc = NULL, *d_vc = NULL, *d_q = NULL, *d_out = NULL, *d_ws = NULL;
     int32_t *d_bt = NULL, *d_seq = NULL, *d_pos = NULL;
     int32_t *h_bt = malloc(sizeof(int32_t) * num_blocks), *h_seq = malloc(sizeof(int32_t) * batch);
@@ -359,7 +437,7 @@ static double bench_decode(cudaStream_t st, int batch, int ctx, int nh, int nkv,
         cudaMalloc((void **)&d_seq, sizeof(int32_t) * batch) != cudaSuccess ||
         cudaMalloc((void **)&d_pos, sizeof(int32_t) * batch) != cudaSuccess)
         goto out;
-    /* 0x3c bytes: every float is ~0.0115, a harmless finite value. */
+    /* 0x3c bytes: every float is ~0.0115, a bf16 ~0.0115 and an e4m3 1.5: harmless finite values. */
     if (cudaMemset(d_kc, 0x3c, nc * sizeof(float)) != cudaSuccess ||
         cudaMemset(d_vc, 0x3c, nc * sizeof(float)) != cudaSuccess ||
         cudaMemset(d_q, 0x3c, nq * sizeof(float)) != cudaSuccess ||
@@ -368,7 +446,8 @@ static double bench_decode(cudaStream_t st, int batch, int ctx, int nh, int nkv,
         cudaMemcpy(d_pos, h_pos, sizeof(int32_t) * batch, cudaMemcpyHostToDevice) != cudaSuccess)
         goto out;
     struct paged_attention_params p = {
-        .q = d_q, .k_cache = d_kc, .v_cache = d_vc, .block_tables = d_bt, .seq_idx = d_seq, .positions = d_pos,
+        .q = d_q, .k_cache = d_kc, .v_cache = d_vc, .kv_dtype = kv, .k_scale = 1.0f, .v_scale = 1.0f,
+        .block_tables = d_bt, .seq_idx = d_seq, .positions = d_pos,
         .out = d_out, .num_tokens = batch, .num_heads = nh, .num_kv_heads = nkv, .head_dim = hd, .block_size = bs,
         .max_blocks_per_seq = mb, .scale = 1.0f / sqrtf((float)hd), .max_context = ctx, .max_splits = max_splits,
         .workspace = d_ws, .workspace_bytes = ws
@@ -376,7 +455,7 @@ static double bench_decode(cudaStream_t st, int batch, int ctx, int nh, int nkv,
     *splits_out = paged_attention_splits(&p);
     if (time_attention(&p, st, 20, &ms) != 0) goto out;
     *ms_out = ms;
-    gbs = 2.0 * (double)batch * ctx * nkv * hd * sizeof(float) / (ms * 1e-3) / 1e9;
+    gbs = 2.0 * (double)batch * ctx * nkv * hd * es / (ms * 1e-3) / 1e9;
 out:
     cudaFree(d_kc);
     cudaFree(d_vc);
@@ -423,14 +502,18 @@ int gpu_bench_attention(cudaStream_t st, double *copy_gbs_out) {
     static const struct {
         const char *label;
         int batch, ctx, nh, nkv, hd, bs, max_splits;
+        enum kernel_kv_dtype kv;
     } cfg[] = {
-        {"paged_attention decode b64 ctx2048 32q/8kv hd128 bs16", 64, 2048, 32, 8, 128, 16, 0},
-        {"paged_attention decode b64 ctx2048 64q/8kv hd128 bs16", 64, 2048, 64, 8, 128, 16, 0},
-        {"paged_attention decode b64 ctx2048 32q/8kv hd128 bs32", 64, 2048, 32, 8, 128, 32, 0},
-        {"paged_attention decode b64 ctx2048 32q/8kv hd128 bs24", 64, 2048, 32, 8, 128, 24, 0},
-        {"paged_attention decode b256 ctx1024 32q/8kv hd128 bs16", 256, 1024, 32, 8, 128, 16, 0},
-        {"paged_attention decode b4 ctx16384 32q/8kv hd128 bs16", 4, 16384, 32, 8, 128, 16, 0},
-        {"paged_attention decode b4 ctx16384 (no split-K)", 4, 16384, 32, 8, 128, 16, 1},
+        {"paged_attention decode b64 ctx2048 32q/8kv hd128 bs16", 64, 2048, 32, 8, 128, 16, 0, KERNEL_KV_F32},
+        /* bf16 and fp8 caches: the same tokens read half and a quarter of the bytes */
+        {"paged_attention decode b64 ctx2048 32q/8kv hd128 bf16 KV", 64, 2048, 32, 8, 128, 16, 0, KERNEL_KV_BF16},
+        {"paged_attention decode b64 ctx2048 32q/8kv hd128 fp8 KV", 64, 2048, 32, 8, 128, 16, 0, KERNEL_KV_FP8},
+        {"paged_attention decode b64 ctx2048 64q/8kv hd128 bs16", 64, 2048, 64, 8, 128, 16, 0, KERNEL_KV_F32},
+        {"paged_attention decode b64 ctx2048 32q/8kv hd128 bs32", 64, 2048, 32, 8, 128, 32, 0, KERNEL_KV_F32},
+        {"paged_attention decode b64 ctx2048 32q/8kv hd128 bs24", 64, 2048, 32, 8, 128, 24, 0, KERNEL_KV_F32},
+        {"paged_attention decode b256 ctx1024 32q/8kv hd128 bs16", 256, 1024, 32, 8, 128, 16, 0, KERNEL_KV_F32},
+        {"paged_attention decode b4 ctx16384 32q/8kv hd128 bs16", 4, 16384, 32, 8, 128, 16, 0, KERNEL_KV_F32},
+        {"paged_attention decode b4 ctx16384 (no split-K)", 4, 16384, 32, 8, 128, 16, 1, KERNEL_KV_F32},
     };
     double first = 0.0;
     rc = 0;
@@ -438,16 +521,17 @@ int gpu_bench_attention(cudaStream_t st, double *copy_gbs_out) {
         int splits = 1;
         double t_ms = 0.0;
         double gbs = bench_decode(st, cfg[i].batch, cfg[i].ctx, cfg[i].nh, cfg[i].nkv, cfg[i].hd, cfg[i].bs,
-                                  cfg[i].max_splits, &splits, &t_ms);
+                                  cfg[i].max_splits, cfg[i].kv, &splits, &t_ms);
         if (gbs < 0) {
             printf("%-58s failed: %s\n", cfg[i].label, cudaGetErrorString(cudaGetLastError()));
             rc = 1;
             continue;
         }
         if (i == 0) first = gbs;
+        const double es = cfg[i].kv == KERNEL_KV_F32 ? 4 : cfg[i].kv == KERNEL_KV_BF16 ? 2 : 1;
         printf("%-58s %10.1f %8d %10.1f %7.0f  (%.0f%% of memcpy)\n", cfg[i].label,
-               2.0 * cfg[i].batch * cfg[i].ctx * cfg[i].nkv * cfg[i].hd * sizeof(float) / 1e6, splits, t_ms * 1e3,
-               gbs, 100.0 * gbs / copy_gbs);
+               2.0 * cfg[i].batch * cfg[i].ctx * cfg[i].nkv * cfg[i].hd * es / 1e6, splits, t_ms * 1e3, gbs,
+               100.0 * gbs / copy_gbs);
     }
     printf("target: decode b64 ctx2048 at >= 80%% of memcpy bandwidth: %.0f%% %s\n", 100.0 * first / copy_gbs,
            first >= 0.8 * copy_gbs ? "(met)" : "(NOT met)");

@@ -12,9 +12,10 @@
  * Without a usable device it prints `no CUDA device: skipping` and exits 1, so that a GPU run
  * cannot pass silently; FOLIO_GPU_OPTIONAL=1 turns that into exit 0 (CI without a GPU).
  * This file holds the elementwise ops (add_rms_norm, glu, scale, softcap); the cases of the
- * other ops are in test_ops_gpu.c, test_attention_gpu.c, test_backend_gpu.c and
- * test_moe_gpu.c (helpers in gpu_test.h). `gpu-tests --bench` (make bench-gpu) runs no tests: it times decode
- * paged_attention against a device-to-device memcpy and prints the bandwidth table. */
+ * other ops are in test_ops_gpu.c, test_attention_gpu.c, test_backend_gpu.c, test_moe_gpu.c
+ * and test_quant_gpu.c (helpers in gpu_test.h). `gpu-tests --bench` (make bench-gpu) runs no
+ * tests: it times decode paged_attention and the small-batch products (bf16, quantized)
+ * against a device-to-device memcpy and prints the bandwidth tables. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -350,6 +351,7 @@ int main(int argc, char **argv) {
         double copy_gbs = 0.0;
         rc = gpu_bench_attention(st, &copy_gbs);
         if (copy_gbs > 0 && gpu_bench_matmul(copy_gbs)) rc = 1;
+        if (copy_gbs > 0 && gpu_bench_quant(copy_gbs)) rc = 1;
         cudaStreamDestroy(st);
         return rc;
     }
@@ -385,6 +387,7 @@ int main(int argc, char **argv) {
     gpu_tests_attention(cpu, st);
     gpu_tests_backend(cpu, st);
     gpu_tests_moe(cpu, st);
+    gpu_tests_quant(cpu, st);
 
     printf("%d passed, %d failed\n", n_pass, n_fail);
     rc = n_fail ? 1 : 0;

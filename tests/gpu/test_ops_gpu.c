@@ -183,17 +183,20 @@ out:
 }
 
 /* K and V taken from a fused QKV buffer (stride (nh + 2 nkv) * hd), scattered to random free
- * slots; some tokens are padding (-1). The caches start random and are compared whole. */
+ * slots; some tokens are padding (-1). The caches start random and are compared whole: fp32
+ * as floats, bf16 and fp8 (through the scales) byte for byte against the CPU backend's
+ * conversions, and nothing may be written past a narrow cache's bytes. */
 static void test_reshape_and_cache(struct backend *cpu, cudaStream_t st, int T, int nkv, int hd, int bs,
-                                   int num_blocks) {
-    char name[128], detail[256];
-    snprintf(name, sizeof name, "reshape_and_cache T=%d nkv=%d head_dim=%d block_size=%d blocks=%d", T, nkv, hd,
-             bs, num_blocks);
+                                   int num_blocks, enum kernel_kv_dtype kv, float ks, float vs) {
+    char name[160], detail[256];
+    const size_t es = kv == KERNEL_KV_F32 ? 4 : kv == KERNEL_KV_BF16 ? 2 : 1;
+    snprintf(name, sizeof name, "reshape_and_cache %s T=%d nkv=%d head_dim=%d block_size=%d blocks=%d",
+             folio_dtype_name((enum folio_dtype)kv), T, nkv, hd, bs, num_blocks);
     const int nh = 2 * nkv, stride = (nh + 2 * nkv) * hd;
     const size_t nx = (size_t)T * stride, nc = (size_t)num_blocks * nkv * bs * hd, g = (size_t)hd;
     double err = 0.0;
     float *h_x = malloc(sizeof(float) * nx);                                 /* [T, stride] */
-    float *h_kc = malloc(sizeof(float) * nc), *h_vc = malloc(sizeof(float) * nc); /* [blocks, nkv, bs, hd] */
+    float *h_kc = malloc(sizeof(float) * nc), *h_vc = malloc(sizeof(float) * nc); /* [blocks, nkv, bs, hd] of kv */
     float *g_kc = malloc(sizeof(float) * nc), *g_vc = malloc(sizeof(float) * nc);
     int32_t *h_slots = malloc(sizeof(int32_t) * T), *perm = malloc(sizeof(int32_t) * num_blocks * bs); /* [T] */
     float *d_x = NULL, *d_kc = NULL, *d_vc = NULL;
@@ -204,7 +207,7 @@ static void test_reshape_and_cache(struct backend *cpu, cudaStream_t st, int T, 
         goto out;
     }
     fill(h_x, nx, -2.0f, 2.0f);
-    fill(h_kc, nc, -1.0f, 1.0f);
+    fill(h_kc, nc, -1.0f, 1.0f); /* a narrow cache's first nc * es bytes: random bits */
     fill(h_vc, nc, -1.0f, 1.0f);
     permute(perm, num_blocks * bs);
     for (int t = 0; t < T; t++) h_slots[t] = t % 5 == 3 ? -1 : perm[t];
@@ -212,19 +215,35 @@ static void test_reshape_and_cache(struct backend *cpu, cudaStream_t st, int T, 
     CK(up(d_x, h_x, sizeof(float) * nx));
     CK(dev_alloc(&d_kc, nc, g));
     CK(dev_alloc(&d_vc, nc, g));
-    CK(up(d_kc, h_kc, sizeof(float) * nc));
-    CK(up(d_vc, h_vc, sizeof(float) * nc));
+    CK(up(d_kc, h_kc, es * nc));
+    CK(up(d_vc, h_vc, es * nc));
     CK(dev_alloc_i32(&d_slots, (size_t)T, 0));
     CK(up(d_slots, h_slots, sizeof(int32_t) * T));
-    CK(reshape_and_cache(d_x + (size_t)nh * hd, d_x + (size_t)(nh + nkv) * hd, stride, d_slots, d_kc, d_vc, T, nkv,
-                         hd, bs, st));
+    CK(reshape_and_cache(d_x + (size_t)nh * hd, d_x + (size_t)(nh + nkv) * hd, stride, d_slots, d_kc, d_vc, kv, ks, vs,
+                         T, nkv, hd, bs, st));
     CK(cudaStreamSynchronize(st));
     cpu->iface->reshape_and_cache(cpu, h_x + (size_t)nh * hd, h_x + (size_t)(nh + nkv) * hd, stride, h_slots, h_kc,
-                                  h_vc, T, nkv, hd, bs);
+                                  h_vc, (enum folio_dtype)kv, ks, vs, T, nkv, hd, bs);
     CK(down(g_kc, d_kc, sizeof(float) * nc));
     CK(down(g_vc, d_vc, sizeof(float) * nc));
-    if (compare("k_cache", g_kc, h_kc, nc, &err, detail, sizeof detail)) goto out;
-    if (compare("v_cache", g_vc, h_vc, nc, &err, detail, sizeof detail)) goto out;
+    if (kv == KERNEL_KV_F32) {
+        if (compare("k_cache", g_kc, h_kc, nc, &err, detail, sizeof detail)) goto out;
+        if (compare("v_cache", g_vc, h_vc, nc, &err, detail, sizeof detail)) goto out;
+    } else {
+        for (int c = 0; c < 2; c++) {
+            const unsigned char *gb = (const unsigned char *)(c ? g_vc : g_kc);
+            const unsigned char *hb = (const unsigned char *)(c ? h_vc : h_kc);
+            size_t bad = 0, first = 0;
+            for (size_t i = 0; i < es * nc; i++)
+                if (gb[i] != hb[i] && !bad++) first = i;
+            for (size_t i = es * nc; i < sizeof(float) * nc; i++) bad += gb[i] != 0xff; /* past the cache */
+            if (bad) {
+                snprintf(detail, sizeof detail, "%s: %zu bytes differ from the CPU backend's, the first at %zu "
+                         "(%02x vs %02x)", c ? "v_cache" : "k_cache", bad, first, gb[first], hb[first]);
+                goto out;
+            }
+        }
+    }
     if (check_guard("k_cache", d_kc, nc, g, detail, sizeof detail)) goto out;
     check_guard("v_cache", d_vc, nc, g, detail, sizeof detail);
 out:
@@ -239,19 +258,20 @@ out:
     free(g_vc);
     free(h_slots);
     free(perm);
-    report(name, detail[0] ? detail : NULL, err);
+    report(name, detail[0] ? detail : NULL, kv == KERNEL_KV_F32 ? err : -1.0);
 }
 
-/* num_caches caches (2 per layer) back to back; n pairs with distinct sources and
- * destinations (a copy-on-write never copies into a block that is itself being copied). */
+/* num_caches caches (2 per layer) back to back, block_bytes a block (any KV dtype: copied as
+ * bytes); n pairs with distinct sources and destinations (a copy-on-write never copies into a
+ * block that is itself being copied). */
 static void test_copy_blocks(struct backend *cpu, cudaStream_t st, int num_caches, int num_blocks,
-                             size_t block_elems, int n) {
+                             size_t block_bytes, int n) {
     char name[128], detail[256];
-    snprintf(name, sizeof name, "copy_blocks caches=%d blocks=%d block_elems=%zu pairs=%d", num_caches, num_blocks,
-             block_elems, n);
-    const size_t cache_elems = (size_t)num_blocks * block_elems, np = cache_elems * num_caches, g = block_elems;
-    double err = 0.0;
-    float *h_pool = malloc(sizeof(float) * np), *g_pool = malloc(sizeof(float) * np); /* [caches, blocks, elems] */
+    snprintf(name, sizeof name, "copy_blocks caches=%d blocks=%d block_bytes=%zu pairs=%d", num_caches, num_blocks,
+             block_bytes, n);
+    const size_t cache_bytes = (size_t)num_blocks * block_bytes, nb = cache_bytes * num_caches;
+    const size_t np = (nb + 3) / 4, g = 64; /* floats holding the pool */
+    float *h_pool = malloc(sizeof(float) * np), *g_pool = malloc(sizeof(float) * np); /* [caches, blocks, bytes] */
     int32_t *h_pairs = malloc(sizeof(int32_t) * 2 * n), *perm = malloc(sizeof(int32_t) * num_blocks); /* [n, 2] */
     float *d_pool = NULL;
     int32_t *d_pairs = NULL;
@@ -267,14 +287,17 @@ static void test_copy_blocks(struct backend *cpu, cudaStream_t st, int num_cache
         h_pairs[2 * i + 1] = perm[n + i];
     }
     CK(dev_alloc(&d_pool, np, g));
-    CK(up(d_pool, h_pool, sizeof(float) * np));
+    CK(up(d_pool, h_pool, nb));
     CK(dev_alloc_i32(&d_pairs, (size_t)2 * n, 0));
     CK(up(d_pairs, h_pairs, sizeof(int32_t) * 2 * n));
-    CK(copy_blocks(d_pool, num_caches, cache_elems, block_elems, d_pairs, n, st));
+    CK(copy_blocks(d_pool, num_caches, cache_bytes, block_bytes, d_pairs, n, st));
     CK(cudaStreamSynchronize(st));
-    cpu->iface->copy_blocks(cpu, h_pool, num_caches, cache_elems, block_elems, h_pairs, n);
-    CK(down(g_pool, d_pool, sizeof(float) * np));
-    if (compare("pool", g_pool, h_pool, np, &err, detail, sizeof detail)) goto out;
+    cpu->iface->copy_blocks(cpu, h_pool, num_caches, cache_bytes, block_bytes, h_pairs, n);
+    CK(down(g_pool, d_pool, nb));
+    if (memcmp(g_pool, h_pool, nb) != 0) {
+        snprintf(detail, sizeof detail, "the pool differs from the CPU backend's copy");
+        goto out;
+    }
     check_guard("pool", d_pool, np, g, detail, sizeof detail);
 out:
     cudaFree(d_pool);
@@ -283,7 +306,7 @@ out:
     free(g_pool);
     free(h_pairs);
     free(perm);
-    report(name, detail[0] ? detail : NULL, err);
+    report(name, detail[0] ? detail : NULL, -1.0);
 }
 
 /* Unsupported sizes fail loudly (cudaErrorInvalidValue) before touching anything; empty
@@ -308,8 +331,24 @@ static void test_ops_edges(cudaStream_t st) {
             goto out;
         }
     }
-    if (reshape_and_cache(d, d, 48, (const int32_t *)d, d, d, 1, 1, 48, 16, st) != cudaErrorInvalidValue) {
+    if (reshape_and_cache(d, d, 48, (const int32_t *)d, d, d, KERNEL_KV_F32, 1, 1, 1, 1, 48, 16, st) !=
+        cudaErrorInvalidValue) {
         snprintf(detail, sizeof detail, "reshape_and_cache head_dim=48 was not refused");
+        goto out;
+    }
+    if (reshape_and_cache(d, d, 64, (const int32_t *)d, d, d, (enum kernel_kv_dtype)1, 1, 1, 1, 1, 64, 16, st) !=
+        cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "reshape_and_cache kv dtype 1 (float16) was not refused");
+        goto out;
+    }
+    if (reshape_and_cache(d, d, 64, (const int32_t *)d, d, d, KERNEL_KV_FP8, 0, 1, 1, 1, 64, 16, st) !=
+        cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "reshape_and_cache fp8 with k_scale 0 was not refused");
+        goto out;
+    }
+    if (reshape_and_cache(d, d, 64, (const int32_t *)d, (char *)d + 2, d, KERNEL_KV_BF16, 1, 1, 1, 1, 64, 16, st) !=
+        cudaErrorInvalidValue) {
+        snprintf(detail, sizeof detail, "reshape_and_cache into a bf16 cache not 8-byte aligned was not refused");
         goto out;
     }
     if (embed(d, (enum kernel_dtype)7, 1, 1, (const int32_t *)d, 1, d, st) != cudaErrorInvalidValue) {
@@ -321,7 +360,7 @@ static void test_ops_edges(cudaStream_t st) {
     rp.rot_dim = 64;
     rp.T = 0;
     CK(rope(&rp, st));
-    CK(reshape_and_cache(d, d, 64, (const int32_t *)d, d, d, 0, 1, 64, 16, st));
+    CK(reshape_and_cache(d, d, 64, (const int32_t *)d, d, d, KERNEL_KV_BF16, 1, 1, 0, 1, 64, 16, st));
     CK(copy_blocks(d, 2, 64, 64, (const int32_t *)d, 0, st));
     CK(cudaStreamSynchronize(st));
     check_guard("buffer", d, 0, 256, detail, sizeof detail);
@@ -357,12 +396,24 @@ void gpu_tests_ops(struct backend *cpu, cudaStream_t st) {
     test_rope(cpu, st, 64, 24, 8, 128, 96, 10000.0f, 131071, 1, 1.1902380f);
     test_rope(cpu, st, 33, 32, 32, 80, 32, 10000.0f, 2047, 0, 1.0f);
     test_rope(cpu, st, 7, 6, 2, 256, 200, 10000.0f, 60000, 1, 0.75f);
-    for (size_t i = 0; i < sizeof hds / sizeof hds[0]; i++) test_reshape_and_cache(cpu, st, 37, 2, hds[i], 16, 64);
-    test_reshape_and_cache(cpu, st, 1, 1, 8, 16, 4);
-    test_reshape_and_cache(cpu, st, 300, 8, 128, 32, 64);
-    test_reshape_and_cache(cpu, st, 513, 4, 64, 8, 128);
-    test_copy_blocks(cpu, st, 2, 8, 16 * 2 * 8, 1);
-    test_copy_blocks(cpu, st, 8, 64, 16 * 8 * 128, 20);
-    test_copy_blocks(cpu, st, 4, 32, 2 * 8 * 8 + 3, 7); /* odd block: the scalar path */
+    /* Every KV dtype; fp8 with scales that take |K|, |V| < 2 to 400 and 250 of e4m3's 448,
+     * and with a scale of 1 (values below 2: many subnormals). */
+    static const struct {
+        enum kernel_kv_dtype kv;
+        float ks, vs;
+    } kvs[] = {{KERNEL_KV_F32, 1, 1}, {KERNEL_KV_BF16, 1, 1}, {KERNEL_KV_FP8, 0.005f, 0.008f}, {KERNEL_KV_FP8, 1, 1}};
+    for (size_t k = 0; k < sizeof kvs / sizeof kvs[0]; k++) {
+        for (size_t i = 0; i < sizeof hds / sizeof hds[0]; i++)
+            test_reshape_and_cache(cpu, st, 37, 2, hds[i], 16, 64, kvs[k].kv, kvs[k].ks, kvs[k].vs);
+        test_reshape_and_cache(cpu, st, 1, 1, 8, 16, 4, kvs[k].kv, kvs[k].ks, kvs[k].vs);
+        test_reshape_and_cache(cpu, st, 300, 8, 128, 32, 64, kvs[k].kv, kvs[k].ks, kvs[k].vs);
+        test_reshape_and_cache(cpu, st, 513, 4, 64, 8, 128, kvs[k].kv, kvs[k].ks, kvs[k].vs);
+    }
+    test_copy_blocks(cpu, st, 2, 8, 4 * 16 * 2 * 8, 1);          /* fp32 blocks: 16-byte words */
+    test_copy_blocks(cpu, st, 8, 64, 4 * 16 * 8 * 128, 20);
+    test_copy_blocks(cpu, st, 8, 64, 2 * 16 * 8 * 128, 20);      /* bf16 */
+    test_copy_blocks(cpu, st, 6, 40, 16 * 2 * 8, 9);             /* fp8 */
+    test_copy_blocks(cpu, st, 4, 32, 4 * (2 * 8 * 8 + 3), 7);    /* 4-byte words */
+    test_copy_blocks(cpu, st, 4, 32, 2 * 8 * 8 + 3, 7);          /* odd bytes: one at a time */
     test_ops_edges(st);
 }

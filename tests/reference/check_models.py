@@ -150,9 +150,14 @@ class Results:
 
 
 def run_engine(engine, args, device=None):
-    """device (or --device when None) is passed as --device; a run on a device other than the
+    """device (or --device when None) is passed as --device, and --kv-cache-dtype float32 unless
+    args name one; a run on a device other than the
     CPU must say so on stderr ("cuda backend"), or it counts as a failure."""
     dev = device or DEVICE
+    # The reference keeps K and V in full precision, so the engine does too: its default for
+    # 16-bit weights is a bf16 cache (tested against f32 in tests/unit/test_model.c).
+    if "--kv-cache-dtype" not in args:
+        args = list(args) + ["--kv-cache-dtype", "float32"]
     if dev:
         args = list(args) + ["--device", dev] + (DEVICE_ARGS if dev != "cpu" else [])
     t0 = time.time()

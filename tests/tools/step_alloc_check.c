@@ -8,7 +8,7 @@
  *
  * Under AddressSanitizer the allocator belongs to ASan: the workload still runs (for ASan's
  * sake) but allocations are not counted.
- * Usage: step_alloc_check MODEL_DIR. Prints `N passed, N failed`. */
+ * Usage: step_alloc_check MODEL_DIR [KV_CACHE_DTYPE]. Prints `N passed, N failed`. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,12 +68,13 @@ int main(int argc, char **argv) {
 #else
     const int counted = 1;
 #endif
-    if (argc != 2) {
-        fprintf(stderr, "usage: step_alloc_check MODEL_DIR\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: step_alloc_check MODEL_DIR [KV_CACHE_DTYPE]\n");
         return 2;
     }
     struct engine_params p = engine_default_params();
     p.model = argv[1];
+    if (argc == 3) p.kv_cache_dtype = argv[2];
     p.threads = 2;
     p.block_size = 4;
     p.num_blocks = 70; /* small enough to preempt */

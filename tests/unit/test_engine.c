@@ -41,6 +41,9 @@ static void run_reset(struct run *r, int n) {
  * (engine_families_*), with its vocabulary size for the random prompts. */
 static const char *g_model_dir;
 static int g_vocab = 512, g_max_len = 512;
+/* --kv-cache-dtype of the engines below (NULL: auto, fp32 for these fp32 checkpoints); the
+ * engine_kv_* tests rerun the cache-sensitive tests with it set. */
+static const char *g_kv_dtype;
 
 static const char *stories(void) {
     static char dir[1024];
@@ -60,11 +63,15 @@ static struct engine *make_engine(int block_size, int num_blocks, int max_seqs, 
     p.max_model_len = g_max_len;
     p.enable_prefix_caching = prefix;
     p.seed = 42;
+    p.kv_cache_dtype = g_kv_dtype;
     struct engine *e = NULL;
     if (engine_create(&p, &e) != 0) {
         test_fail(__FILE__, __LINE__, "engine_create: %s", folio_last_error());
         return NULL;
     }
+    struct engine_memory em;
+    engine_memory(e, &em);
+    CHECK_STR(em.kv_dtype, !g_kv_dtype ? "float32" : !strcmp(g_kv_dtype, "fp8") ? "float8_e4m3" : g_kv_dtype);
     return e;
 }
 
@@ -254,6 +261,7 @@ TEST(engine_preemption_recompute) {
     p.max_num_seqs = 16;
     p.max_num_batched_tokens = 64;
     p.enable_prefix_caching = 0;
+    p.kv_cache_dtype = g_kv_dtype;
     CHECK_EQ_INT(engine_create(&p, &small), 0);
     if (!small || !large) goto out;
     CHECK_EQ_INT(run_all(large, g_rq, 12, g_alone), 0);
@@ -905,6 +913,7 @@ static void family_invariance(const char *preset) {
     p.max_num_seqs = 12;
     p.max_num_batched_tokens = 32;
     p.enable_prefix_caching = 1;
+    p.kv_cache_dtype = g_kv_dtype;
     if (engine_create(&p, &small) != 0) test_fail(__FILE__, __LINE__, "%s: %s", preset, folio_last_error());
     if (!batched || !alone || !small) goto out;
     make_workload(10, 21, g_prompts, g_rq, 2, 60, 4, 36);
@@ -945,6 +954,126 @@ TEST(engine_families_mixtral) { family_invariance("mixtral"); }
 TEST(engine_families_gemma2) { family_invariance("gemma2"); }
 TEST(engine_families_gemma3) { family_invariance("gemma3"); }
 TEST(engine_families_phi3_longrope) { family_invariance("phi3-longrope"); }
+
+/* ---- KV cache dtypes ---- */
+
+/* The tests whose outputs depend on what the KV cache holds (batching, preemption and
+ * recompute, prefix-cache hits, copy-on-write, Gemma 3's split pools) with a bf16 or fp8 cache:
+ * each compares engines that both use it, so they must still agree exactly. make_engine checks
+ * that the dtype took. */
+static void with_kv(const char *kv, void (*fn)(void)) {
+    g_kv_dtype = kv;
+    fn();
+    g_kv_dtype = NULL;
+}
+static void families_gemma3(void) { family_invariance("gemma3"); }
+TEST(engine_kv_bf16_batch_invariance_greedy) { with_kv("bfloat16", test_engine_batch_invariance_greedy); }
+TEST(engine_kv_bf16_preemption_recompute) { with_kv("bfloat16", test_engine_preemption_recompute); }
+TEST(engine_kv_bf16_prefix_caching) { with_kv("bfloat16", test_engine_prefix_caching); }
+TEST(engine_kv_bf16_copy_on_write_n4) { with_kv("bfloat16", test_engine_copy_on_write_n4); }
+TEST(engine_kv_bf16_families_gemma3) { with_kv("bfloat16", families_gemma3); }
+TEST(engine_kv_fp8_preemption_recompute) { with_kv("fp8", test_engine_preemption_recompute); }
+TEST(engine_kv_fp8_prefix_caching) { with_kv("fp8", test_engine_prefix_caching); }
+TEST(engine_kv_fp8_copy_on_write_n4) { with_kv("fp8", test_engine_copy_on_write_n4); }
+
+/* An engine on model dir with --kv-cache-dtype kv (and --dtype dtype), a CPU KV space of
+ * 0.001 GiB; NULL when it fails. */
+static struct engine *kv_engine(const char *dir, const char *kv, const char *dtype) {
+    struct engine_params p = engine_default_params();
+    p.model = dir;
+    p.threads = 1;
+    p.max_model_len = 128;
+    p.max_num_seqs = 64;
+    p.kv_cache_space = 0.001;
+    p.kv_cache_dtype = kv;
+    if (dtype) p.dtype = dtype;
+    struct engine *e = NULL;
+    return engine_create(&p, &e) ? NULL : e;
+}
+
+/* Equal --kv-cache-space holds twice the blocks in bf16 (four times in fp8) and the same bytes;
+ * /stats' memory and the load line name the dtype; auto follows the weights. */
+TEST(engine_kv_dtype_blocks_and_stats) {
+    struct engine *e32 = kv_engine(stories(), NULL, NULL), *e16 = kv_engine(stories(), "bf16", NULL);
+    struct engine *e8 = kv_engine(stories(), "fp8", NULL);
+    CHECK(e32 && e16 && e8);
+    if (e32 && e16 && e8) {
+        struct engine_memory m32, m16, m8;
+        engine_memory(e32, &m32);
+        engine_memory(e16, &m16);
+        engine_memory(e8, &m8);
+        const int n32 = engine_num_blocks(e32), n16 = engine_num_blocks(e16), n8 = engine_num_blocks(e8);
+        printf("    0.001 GiB of KV: %d blocks in float32, %d in bfloat16, %d in fp8\n", n32, n16, n8);
+        CHECK_EQ_INT(n32, 52); /* 1073741 / 20480 bytes a block (5 layers, K+V, 4 x 8 dims, 16 tokens) */
+        CHECK_EQ_INT(n16, 2 * n32);
+        CHECK(n8 >= 4 * n32 && n8 <= 4 * n32 + 3);
+        CHECK_STR(m32.kv_dtype, "float32");
+        CHECK_STR(m16.kv_dtype, "bfloat16");
+        CHECK_STR(m8.kv_dtype, "float8_e4m3");
+        CHECK_EQ_INT(m32.kv_cache, (long long)n32 * 20480);
+        CHECK_EQ_INT(m16.kv_cache, (long long)n16 * 10240);
+        CHECK_EQ_INT(m8.kv_cache, (long long)n8 * 5120);
+        char line[512];
+        engine_describe(e16, line, sizeof line);
+        CHECK(strstr(line, "KV blocks of 16 tokens in bfloat16") != NULL);
+        /* The engines still answer: a bf16 cache gives the fp32 one's greedy story here. */
+        struct engine_request rq = story_request(20);
+        rq.params.temperature = 0;
+        struct run a, b;
+        CHECK_EQ_INT(run_all(e32, &rq, 1, &a), 0);
+        CHECK_EQ_INT(run_all(e16, &rq, 1, &b), 0);
+        CHECK(same_tokens(&a, &b));
+    }
+    engine_free(e32);
+    engine_free(e16);
+    engine_free(e8);
+    /* A dtype that is not one: the error names the flag and the choices. */
+    struct engine *bad = kv_engine(stories(), "float16", NULL);
+    CHECK(bad == NULL);
+    engine_free(bad);
+    CHECK(strstr(folio_last_error(), "--kv-cache-dtype must be auto, bfloat16, float32 or fp8") != NULL);
+    /* A cache too small for --max-model-len: the refusal points at the narrower dtype too. */
+    struct engine_params tp = engine_default_params();
+    tp.model = stories();
+    tp.threads = 1;
+    tp.max_model_len = 512;   /* 32 blocks */
+    tp.kv_cache_space = 0.0005; /* 26 fp32 blocks, 52 bf16 ones */
+    CHECK(engine_create(&tp, &bad) != 0);
+    CHECK(strstr(folio_last_error(), "or use --kv-cache-dtype bfloat16 (twice the tokens)") != NULL);
+    tp.kv_cache_dtype = "bfloat16";
+    CHECK_EQ_INT(engine_create(&tp, &bad), 0);
+    if (bad) CHECK_EQ_INT(engine_num_blocks(bad), 52); /* the same bytes in bf16 hold the sequence */
+    engine_free(bad);
+    bad = NULL;
+    /* auto: a bf16 or f16 checkpoint gets bf16 K/V, and --dtype float32 makes it fp32. */
+    const char *dts[] = {"BF16", "F16"};
+    for (int i = 0; i < 2; i++) {
+        char dir[256], cmd[800];
+        snprintf(dir, sizeof dir, "%s/kv-auto-%s", test_tmp_dir(), dts[i]);
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 tests/fixtures/gen_checkpoint.py --out %s --preset llama-gqa --dtype %s --seed 1 "
+                 ">/dev/null",
+                 dir, dts[i]);
+        CHECK_EQ_INT(system(cmd), 0);
+        struct engine *a = kv_engine(dir, NULL, NULL), *f = kv_engine(dir, "auto", "float32");
+        CHECK(a && f);
+        struct engine_memory ma, mf;
+        if (a) {
+            engine_memory(a, &ma);
+            CHECK_STR(ma.kv_dtype, "bfloat16");
+        }
+        if (f) {
+            engine_memory(f, &mf);
+            CHECK_STR(mf.kv_dtype, "float32");
+        }
+        if (a && f) { /* half the bytes a block: twice the blocks, give or take the space's remainder */
+            const int na = engine_num_blocks(a), nf = engine_num_blocks(f);
+            CHECK(na >= 2 * nf && na <= 2 * nf + 1);
+        }
+        engine_free(a);
+        engine_free(f);
+    }
+}
 
 /* Gemma 3's sliding layers (window 8) keep their K/V in a pool of their own, where a sequence
  * holds only the blocks its window reaches: after every step, at most 3 blocks of 4 tokens

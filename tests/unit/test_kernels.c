@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "base/quant.h"
 #include "test.h"
 #include "base/threadpool.h"
 
@@ -95,30 +96,49 @@ TEST(kernels_gemm_bit_identical_alone_and_batched) {
     }
 }
 
-/* attn_block folded over several blocks equals softmax attention computed in double. */
+/* attn_block folded over several blocks equals softmax attention computed in double, for
+ * each KV cache dtype: the reference reads the K/V values the kernel sees (rounded to bf16,
+ * or e4m3 * 2^-8 with q times 2^8, as the CPU backend calls it). */
 TEST(kernels_attn_block_all_isas) {
     const char *isas[] = {"scalar", "avx2", "avx512"};
+    const enum folio_dtype kvs[] = {FOLIO_F32, FOLIO_BF16, FOLIO_FP8};
     const int shapes[][3] = {{1, 8, 5}, {3, 64, 16}, {2, 100, 33}, {4, 16, 70}}; /* g, hd, keys */
     for (int i = 0; i < 3; i++) {
         const struct cpu_kernels *k = cpu_kernels_by_isa(isas[i]);
         if (!k) continue;
-        for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
-            const int g = shapes[c][0], hd = shapes[c][1], n = shapes[c][2], bs = 16;
+        for (size_t c = 0; c < sizeof shapes / sizeof shapes[0] * 3; c++) {
+            const enum folio_dtype kvt = kvs[c / (sizeof shapes / sizeof shapes[0])];
+            const int *shape = shapes[c % (sizeof shapes / sizeof shapes[0])];
+            const int g = shape[0], hd = shape[1], n = shape[2], bs = 16;
+            const size_t es = folio_dtype_size(kvt);
+            const float qmul = kvt == FOLIO_FP8 ? 256.0f : 1.0f;
             float *q = malloc(sizeof(float) * g * hd), *kk = malloc(sizeof(float) * n * hd),
                   *v = malloc(sizeof(float) * n * hd), *acc = calloc((size_t)g * hd, sizeof(float)),
                   *sc = malloc(sizeof(float) * g * bs), m[4], l[4];
-            for (int j = 0; j < g * hd; j++) q[j] = 2 * frand();
+            char *kc = malloc(es * n * hd), *vc = malloc(es * n * hd);
+            for (int j = 0; j < g * hd; j++) q[j] = 2 * frand() * qmul;
             for (int j = 0; j < n * hd; j++) {
-                kk[j] = 2 * frand();
-                v[j] = frand();
+                const float x = 2 * frand(), y = frand();
+                if (kvt == FOLIO_BF16) {
+                    ((uint16_t *)kc)[j] = folio_f32_to_bf16(x);
+                    ((uint16_t *)vc)[j] = folio_f32_to_bf16(y);
+                } else if (kvt == FOLIO_FP8) {
+                    ((uint8_t *)kc)[j] = quant_f32_to_e4m3(x);
+                    ((uint8_t *)vc)[j] = quant_f32_to_e4m3(y);
+                } else {
+                    ((float *)kc)[j] = x;
+                    ((float *)vc)[j] = y;
+                }
+                kk[j] = folio_widen(kc, kvt, j) / qmul;
+                v[j] = folio_widen(vc, kvt, j) / qmul;
             }
             for (int j = 0; j < g; j++) {
                 m[j] = -INFINITY;
                 l[j] = 0;
             }
             for (int b0 = 0; b0 < n; b0 += bs)
-                k->attn_block(q, g, kk + (size_t)b0 * hd, v + (size_t)b0 * hd, n - b0 < bs ? n - b0 : bs, hd, 0.0f, m, l, acc,
-                              sc);
+                k->attn_block[kvt](q, g, kc + (size_t)b0 * hd * es, vc + (size_t)b0 * hd * es,
+                                   n - b0 < bs ? n - b0 : bs, hd, 0.0f, m, l, acc, sc);
             double max_err = 0;
             for (int j = 0; j < g; j++) {
                 double s[80], mx = -1e300, z = 0;
@@ -131,15 +151,18 @@ TEST(kernels_attn_block_all_isas) {
                 for (int d = 0; d < hd; d++) {
                     double o = 0;
                     for (int r = 0; r < n; r++) o += exp(s[r] - mx) / z * v[r * hd + d];
-                    double e = fabs(acc[j * hd + d] / l[j] - o);
+                    double e = fabs(acc[j * hd + d] / l[j] - o) * qmul;
                     if (e > max_err) max_err = e;
                 }
             }
             if (max_err > 1e-5)
-                test_fail(__FILE__, __LINE__, "%s attn_block g=%d hd=%d n=%d: max err %g", k->isa, g, hd, n, max_err);
+                test_fail(__FILE__, __LINE__, "%s attn_block %s g=%d hd=%d n=%d: max err %g", k->isa,
+                          folio_dtype_name(kvt), g, hd, n, max_err);
             free(q);
             free(kk);
             free(v);
+            free(kc);
+            free(vc);
             free(acc);
             free(sc);
         }

@@ -127,3 +127,34 @@ TEST(mem_plan_split_cache_shares_the_pool) {
     mem_plan_split(0, 640, 3712, 100, &nb, &nl);
     CHECK(nb == 0 && nl == 0);
 }
+
+/* The KV cache's dtype sizes the blocks: the same share holds twice as many fp32-sized blocks'
+ * worth in bf16 (Llama-3.2-1B's 16-token block is 1 MiB in fp32, 512 KiB in bf16, 256 KiB in
+ * fp8), and a cache too small for the length suggests the narrower dtypes. */
+TEST(mem_plan_kv_dtype) {
+    int blocks[3];
+    const size_t bytes[3] = {1024 * 1024, 512 * 1024, 256 * 1024};
+    const char *names[3] = {"float32", "bfloat16", "float8_e4m3"};
+    for (int i = 0; i < 3; i++) {
+        struct mem_plan p = h100_llama1b();
+        p.non_kv_bytes = p.weight_bytes + 900 * MiB;
+        p.block_bytes = bytes[i];
+        p.kv_dtype = names[i];
+        CHECK_EQ_INT(mem_plan_kv(&p), 0);
+        blocks[i] = p.num_blocks;
+    }
+    CHECK(blocks[1] >= 2 * blocks[0] && blocks[1] <= 2 * blocks[0] + 1);
+    CHECK(blocks[2] >= 2 * blocks[1] && blocks[2] <= 2 * blocks[1] + 1);
+    for (int i = 0; i < 3; i++) {
+        struct mem_plan p = h100_llama1b();
+        p.utilization = 0.05;
+        p.non_kv_bytes = p.weight_bytes + 1024 * MiB;
+        p.len_given = 1;
+        p.block_bytes = bytes[i];
+        p.kv_dtype = names[i];
+        CHECK(mem_plan_kv(&p) == FOLIO_EINVAL);
+        if (i == 0) CHECK(has("or use --kv-cache-dtype bfloat16 (or fp8) (the cache is float32 now)"));
+        if (i == 1) CHECK(has("or use --kv-cache-dtype fp8 (the cache is bfloat16 now)"));
+        if (i == 2) CHECK(!has("--kv-cache-dtype"));
+    }
+}

@@ -125,7 +125,7 @@ TEST(store_open_create_reopen) {
     store_tpath(path, sizeof path, "reopen.db");
     CHECK_EQ_INT(store_open(path, store_db_dir(), &s), 0);
     if (!s) return;
-    CHECK_EQ_INT(store_schema_version(s), 4);
+    CHECK_EQ_INT(store_schema_version(s), 5);
     struct stat st;
     CHECK_EQ_INT(stat(path, &st), 0);
     CHECK_EQ_INT(st.st_mode & 0077, 0); /* key hashes live here */
@@ -226,7 +226,7 @@ TEST(store_schema_sql_equals_migrations) {
     store_close(s);
     s = NULL;
     CHECK_EQ_INT(store_open_by_migrations(b, store_db_dir(), &s), 0);
-    if (s) CHECK_EQ_INT(store_schema_version(s), 4);
+    if (s) CHECK_EQ_INT(store_schema_version(s), 5);
     store_close(s);
     char *da = dump_schema(a), *db = dump_schema(b);
     CHECK(strstr(da, "CREATE TABLE models(") != NULL);
@@ -251,11 +251,12 @@ TEST(store_migrates_old_file_keeping_rows) {
     struct store *s = NULL;
     CHECK_EQ_INT(store_open(path, store_db_dir(), &s), 0);
     if (!s) return;
-    CHECK_EQ_INT(store_schema_version(s), 4);
+    CHECK_EQ_INT(store_schema_version(s), 5);
     struct store_model m;
     CHECK_EQ_INT(store_model_find(s, "old", &m), 0);
     CHECK_EQ_INT(m.created, 5);
     CHECK_STR(m.state, "registered");
+    CHECK_STR(m.kv_cache_dtype, ""); /* 0005's column, on a row that predates it: auto */
     store_close(s);
     CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'events_model_id'"), 1);
 }
@@ -264,14 +265,14 @@ TEST(store_refuses_newer_schema) {
     char path[512];
     store_tpath(path, sizeof path, "newer.db");
     make_v1_file(path);
-    CHECK_EQ_INT(raw_exec(path, "PRAGMA user_version = 5"), SQLITE_OK);
+    CHECK_EQ_INT(raw_exec(path, "PRAGMA user_version = 6"), SQLITE_OK);
     struct store *s = (struct store *)1;
     CHECK_EQ_INT(store_open(path, store_db_dir(), &s), FOLIO_EUNSUP);
     CHECK(s == NULL);
-    CHECK(strstr(folio_last_error(), "schema version 5") != NULL);
+    CHECK(strstr(folio_last_error(), "schema version 6") != NULL);
     CHECK(strstr(folio_last_error(), "newer") != NULL);
     /* Refused without a write: still the newer version, not switched to WAL. */
-    CHECK_EQ_INT(raw_int(path, "PRAGMA user_version"), 5);
+    CHECK_EQ_INT(raw_int(path, "PRAGMA user_version"), 6);
     CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'events_model_id'"), 0);
 }
 
@@ -327,10 +328,10 @@ TEST(store_refuses_garbage_and_bad_setup) {
     store_tpath(dir, sizeof dir, "dbdir-newer");
     make_db_dir(dir, "0002_x.sql", "SELECT 1;");
     char extra[600];
-    snprintf(extra, sizeof extra, "%s/migrations/0005_future.sql", dir);
+    snprintf(extra, sizeof extra, "%s/migrations/0006_future.sql", dir);
     CHECK_EQ_INT(write_file(extra, "SELECT 1;"), 0);
     CHECK_EQ_INT(store_open(path, dir, &s), FOLIO_EUNSUP);
-    CHECK(strstr(folio_last_error(), "0005_future.sql") != NULL);
+    CHECK(strstr(folio_last_error(), "0006_future.sql") != NULL);
     store_tpath(dir, sizeof dir, "dbdir-gap");
     make_db_dir(dir, NULL, NULL);
     snprintf(extra, sizeof extra, "%s/migrations/0002_events_model_index.sql", dir);
@@ -362,6 +363,7 @@ TEST(store_model_crud) {
     snprintf(a.path, sizeof a.path, "/var/lib/folio/models/qwen");
     a.max_model_len = 4096;
     snprintf(a.dtype, sizeof a.dtype, "bfloat16");
+    snprintf(a.kv_cache_dtype, sizeof a.kv_cache_dtype, "fp8");
     a.block_size = 16;
     a.max_num_seqs = 64;
     a.kv_cache_space = 2.5;
@@ -412,6 +414,14 @@ TEST(store_model_crud) {
     CHECK_STR(got.path, "/models/b");
     CHECK_EQ_INT(got.want_loaded, 1);
     CHECK_EQ_INT(got.created, b.created);
+    CHECK_STR(got.kv_cache_dtype, "");
+    snprintf(got.kv_cache_dtype, sizeof got.kv_cache_dtype, "bfloat16");
+    CHECK_EQ_INT(store_model_update(s, &got), 0);
+    CHECK_EQ_INT(store_model_get(s, b.id, &got), 0);
+    CHECK_STR(got.kv_cache_dtype, "bfloat16");
+    snprintf(got.kv_cache_dtype, sizeof got.kv_cache_dtype, "float16"); /* not a KV dtype */
+    CHECK_EQ_INT(store_model_update(s, &got), FOLIO_EINVAL);
+    CHECK(strstr(folio_last_error(), "kv_cache_dtype") != NULL);
     CHECK_EQ_INT(store_model_find(s, "Org/Model-B_1", &got), FOLIO_ENOTFOUND);
 
     CHECK_EQ_INT(store_model_set_state(s, a.id, "failed", 0, "out of memory"), 0);
@@ -880,7 +890,7 @@ TEST(store_failed_writes_change_nothing) {
     CHECK_EQ_INT(raw_int(path, "PRAGMA user_version"), 1);
     CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'half_done'"), 0);
     CHECK_EQ_INT(store_open(path, store_db_dir(), &s), 0);
-    if (s) CHECK_EQ_INT(store_schema_version(s), 4);
+    if (s) CHECK_EQ_INT(store_schema_version(s), 5);
     store_close(s);
 }
 

@@ -9,6 +9,7 @@
 #include "backend/backend_impl.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_moe.h"
+#include "base/quant.h"
 #include "base/threadpool.h"
 
 /* Below this much work an op runs on the calling thread: waking the pool would cost more. */
@@ -18,7 +19,14 @@ struct cpu_ctx {
     struct threadpool *tp;
     const struct cpu_kernels *k;
     struct cpu_moe *moe; /* backend_moe's buffers, from reserve (models with experts only) */
+    int has_int_weights;  /* a Q8/Q4/Q4Z weight was loaded: reserve sizes xq */
+    struct quant_x8 *xq;  /* [max_tokens, ceil(max_cols / 32)]: a matmul's input, quantized */
+    size_t xq_blocks;     /* capacity of xq */
+    size_t reserved_blocks; /* what the last reserve asked xq to hold (0: none yet) */
 };
+
+/* xq for the reserved batch, once integer weights exist (load time only). */
+static int alloc_xq(struct backend *b);
 
 static struct cpu_ctx *ctx_of(struct backend *b) { return b->ctx; }
 
@@ -65,6 +73,7 @@ static int cpu_load_weight(struct backend *b, const void *src, enum folio_dtype 
             case FOLIO_F32: ((float *)dst)[i] = f; break;
             case FOLIO_F16: ((uint16_t *)dst)[i] = folio_f32_to_f16(f); break;
             case FOLIO_BF16: ((uint16_t *)dst)[i] = folio_f32_to_bf16(f); break;
+            default: break; /* backend_load_weight routes the other dtypes to load_quant */
             }
         }
     }
@@ -73,7 +82,61 @@ static int cpu_load_weight(struct backend *b, const void *src, enum folio_dtype 
     return 0;
 }
 
+/* Quantized weights: the blocks are copied (the loader's repacked or quantized buffer is
+ * temporary), FP8 bytes are borrowed from the mmap when they may be; row scales and the
+ * column order always get an allocation of their own. */
+static int cpu_load_quant(struct backend *b, const struct backend_quant_src *src, struct backend_weight *out) {
+    const size_t bytes = quant_row_bytes(src->dtype, src->cols) * (size_t)src->rows;
+    const size_t aux = (src->scale ? sizeof(float) * (size_t)src->rows : 0) +
+                       (src->perm ? sizeof(int32_t) * (size_t)src->cols : 0);
+    memset(out, 0, sizeof *out);
+    out->dtype = src->dtype;
+    out->rows = src->rows;
+    out->cols = src->cols;
+    if (src->borrow && src->dtype == FOLIO_FP8) {
+        out->data = src->data;
+    } else if (src->dtype == FOLIO_Q4) { /* the kernels' four-row groups (cpu_qkernels.h) */
+        if (!(out->owned = cpu_alloc(b, cpu_q4x4_bytes(src->rows, src->cols)))) goto oom;
+        cpu_q4x4_pack(src->data, src->rows, src->cols, out->owned);
+        out->data = out->owned;
+    } else {
+        if (!(out->owned = cpu_alloc(b, bytes))) goto oom;
+        memcpy(out->owned, src->data, bytes);
+        out->data = out->owned;
+    }
+    if (aux) {
+        char *p = cpu_alloc(b, aux);
+        if (!(out->owned_aux = p)) goto oom;
+        if (src->scale) {
+            memcpy(p, src->scale, sizeof(float) * (size_t)src->rows);
+            out->scale = (const float *)p;
+            p += sizeof(float) * (size_t)src->rows;
+        }
+        if (src->perm) {
+            memcpy(p, src->perm, sizeof(int32_t) * (size_t)src->cols);
+            out->perm = (const int32_t *)p;
+        }
+    }
+    if (quant_is_blocked(src->dtype)) {
+        ctx_of(b)->has_int_weights = 1;
+        /* a weight loaded after reserve still gets its activation buffer */
+        if (ctx_of(b)->reserved_blocks && !ctx_of(b)->xq && alloc_xq(b)) {
+            cpu_release(b, out->owned_aux);
+            cpu_release(b, out->owned);
+            memset(out, 0, sizeof *out);
+            return FOLIO_ENOMEM;
+        }
+    }
+    return 0;
+oom:
+    cpu_release(b, out->owned);
+    memset(out, 0, sizeof *out);
+    return folio_err(FOLIO_ENOMEM, "out of memory for a %lldx%lld %s weight", (long long)src->rows,
+                     (long long)src->cols, folio_dtype_name(src->dtype));
+}
+
 static void cpu_free_weight(struct backend *b, struct backend_weight *w) {
+    cpu_release(b, w->owned_aux);
     cpu_release(b, w->owned);
     memset(w, 0, sizeof *w);
 }
@@ -121,6 +184,7 @@ static void cpu_add_rms_norm(struct backend *b, float *residual, const float *de
 struct mm_job {
     const struct cpu_kernels *k;
     const float *x;
+    const struct quant_x8 *xq; /* x quantized, for the integer weights among mm */
     int T;
     const struct backend_matmul_args *mm;
     int n;
@@ -133,18 +197,63 @@ static void mm_task(void *p, int task, int thread) {
     int i = 0;
     while (task >= j->task_start[i + 1]) i++;
     const struct backend_matmul_args *m = &j->mm[i];
+    const struct backend_weight *w = m->w;
     int n0 = (task - j->task_start[i]) * j->rows_per_task;
     int n1 = n0 + j->rows_per_task;
-    if (n1 > m->w->rows) n1 = (int)m->w->rows;
-    j->k->gemm[m->w->dtype](j->x, j->T, (int)m->w->cols, m->w->data, n0, n1, m->out, (int)m->w->rows, m->bias);
+    if (n1 > w->rows) n1 = (int)w->rows;
+    const int K = (int)w->cols, ldo = (int)w->rows;
+    if (quant_is_blocked(w->dtype)) {
+        j->k->gemm_q[w->dtype](j->xq, j->T, K, w->data, n0, n1, m->out, ldo, m->bias);
+    } else if (w->dtype == FOLIO_FP8) {
+        j->k->gemm_fp8(j->x, j->T, K, w->data, w->scale, n0, n1, m->out, ldo, m->bias);
+    } else {
+        j->k->gemm[w->dtype](j->x, j->T, K, w->data, n0, n1, m->out, ldo, m->bias);
+    }
 }
 
-static void cpu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n) {
-    struct mm_job j = {ctx_of(b)->k, x, T, mm, n, 0, {0}};
+struct xq_job {
+    const struct cpu_kernels *k;
+    const float *x;
+    const int32_t *perm;
+    int K;
+    struct quant_x8 *xq;
+};
+
+static void xq_task(void *p, int t, int thread) {
+    const struct xq_job *j = p;
+    j->k->quantize_x8(j->x + (size_t)t * j->K, j->perm, j->K, j->xq + (size_t)t * quant_blocks(j->K));
+}
+
+/* One parallel launch over the rows of n products that share x (and, for integer weights,
+ * one column order). */
+static void matmul_launch(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n) {
+    struct cpu_ctx *c = ctx_of(b);
+    struct mm_job j = {c->k, x, NULL, T, mm, n, 0, {0}};
     size_t flops = 0;
     int64_t rows = 0;
-    for (int i = 0; i < n; i++) rows += mm[i].w->rows;
-    j.rows_per_task = cpu_rows_per_task(rows, threadpool_size(ctx_of(b)->tp));
+    const int32_t *perm = NULL;
+    int ints = 0;
+    for (int i = 0; i < n; i++) {
+        rows += mm[i].w->rows;
+        if (quant_is_blocked(mm[i].w->dtype)) {
+            ints = 1;
+            perm = mm[i].w->perm;
+        }
+    }
+    if (ints) {
+        const int K = (int)mm[0].w->cols;
+        /* reserve sized xq for the largest batch; a caller past it gets nothing done rather
+         * than an overflow (model.c always reserves) */
+        if (!c->xq || (size_t)T * (size_t)quant_blocks(K) > c->xq_blocks) return;
+        struct xq_job q = {c->k, x, perm, K, c->xq};
+        if ((size_t)T * (size_t)K < SERIAL_FLOPS) {
+            for (int t = 0; t < T; t++) xq_task(&q, t, 0);
+        } else {
+            threadpool_run(c->tp, T, xq_task, &q);
+        }
+        j.xq = c->xq;
+    }
+    j.rows_per_task = cpu_rows_per_task(rows, threadpool_size(c->tp));
     for (int i = 0; i < n; i++) {
         j.task_start[i + 1] = j.task_start[i] + (int)((mm[i].w->rows + j.rows_per_task - 1) / j.rows_per_task);
         flops += (size_t)T * (size_t)mm[i].w->rows * (size_t)mm[i].w->cols;
@@ -152,8 +261,23 @@ static void cpu_matmul(struct backend *b, const float *x, int T, const struct ba
     if (flops < SERIAL_FLOPS) {
         for (int t = 0; t < j.task_start[n]; t++) mm_task(&j, t, 0);
     } else {
-        threadpool_run(ctx_of(b)->tp, j.task_start[n], mm_task, &j);
+        threadpool_run(c->tp, j.task_start[n], mm_task, &j);
     }
+}
+
+/* Products launch together unless their integer weights read x in different column orders
+ * (GPTQ act-order): each of those runs on its own, with x quantized in its order. */
+static void cpu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n) {
+    struct backend_matmul_args shared[MAX_FUSED];
+    int ns = 0;
+    for (int i = 0; i < n; i++) {
+        if (quant_is_blocked(mm[i].w->dtype) && mm[i].w->perm) {
+            matmul_launch(b, x, T, &mm[i], 1);
+        } else {
+            shared[ns++] = mm[i];
+        }
+    }
+    if (ns) matmul_launch(b, x, T, shared, ns);
 }
 
 static void rotate(float *h, const float *cs, const float *sn, int half) {
@@ -180,17 +304,32 @@ static void cpu_rope(struct backend *b, const struct backend_rope_args *a) {
     }
 }
 
+/* One head's row into a cache of dtype dt (FP8: x / scale). */
+static void store_kv_row(void *cache, size_t dst, const float *x, int n, enum folio_dtype dt, float scale) {
+    switch (dt) {
+    case FOLIO_BF16:
+        for (int i = 0; i < n; i++) ((uint16_t *)cache)[dst + i] = folio_f32_to_bf16(x[i]);
+        break;
+    case FOLIO_FP8: {
+        const float inv = 1.0f / scale;
+        for (int i = 0; i < n; i++) ((uint8_t *)cache)[dst + i] = quant_f32_to_e4m3(x[i] * inv);
+        break;
+    }
+    default: memcpy((float *)cache + dst, x, sizeof(float) * (size_t)n); break;
+    }
+}
+
 static void cpu_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
-                                  const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
-                                  int head_dim, int block_size) {
+                                  const int32_t *slot_mapping, void *k_cache, void *v_cache, enum folio_dtype kv_dtype,
+                                  float k_scale, float v_scale, int T, int nkv, int head_dim, int block_size) {
     for (int t = 0; t < T; t++) {
         int32_t slot = slot_mapping[t];
         if (slot < 0) continue;
         size_t blk = (size_t)(slot / block_size), off = (size_t)(slot % block_size);
         for (int h = 0; h < nkv; h++) {
             size_t dst = ((blk * nkv + h) * block_size + off) * head_dim;
-            memcpy(k_cache + dst, k + (size_t)t * stride + (size_t)h * head_dim, sizeof(float) * head_dim);
-            memcpy(v_cache + dst, v + (size_t)t * stride + (size_t)h * head_dim, sizeof(float) * head_dim);
+            store_kv_row(k_cache, dst, k + (size_t)t * stride + (size_t)h * head_dim, head_dim, kv_dtype, k_scale);
+            store_kv_row(v_cache, dst, v + (size_t)t * stride + (size_t)h * head_dim, head_dim, kv_dtype, v_scale);
         }
     }
 }
@@ -222,7 +361,13 @@ static void attn_task(void *vj, int task, int thread) {
     const int32_t *table = p->block_tables + (size_t)p->seq_idx[t] * p->max_blocks_per_seq;
     float q[ATTN_SCRATCH], acc[ATTN_SCRATCH], s[ATTN_SCRATCH], m[ATTN_HEADS_MAX], l[ATTN_HEADS_MAX];
     const float *qt = p->q + ((size_t)t * p->num_heads + h0) * hd;
-    for (int i = 0; i < g * hd; i++) q[i] = qt[i] * p->scale;
+    /* FP8 K/V come out of attn_block times 2^-8: the 2^8 and the layer's scales fold into q
+     * and into the output, once per token rather than once per element. */
+    const int fp8 = p->kv_dtype == FOLIO_FP8;
+    const float qscale = fp8 ? p->scale * (256.0f * p->k_scale) : p->scale, vscale = fp8 ? 256.0f * p->v_scale : 1.0f;
+    const size_t es = folio_dtype_size(p->kv_dtype);
+    const char *kc = p->k_cache, *vc = p->v_cache;
+    for (int i = 0; i < g * hd; i++) q[i] = qt[i] * qscale;
     memset(acc, 0, sizeof(float) * (size_t)g * hd);
     for (int i = 0; i < g; i++) {
         m[i] = -INFINITY;
@@ -232,12 +377,12 @@ static void attn_task(void *vj, int task, int thread) {
         const size_t base = ((size_t)table[p0 / bs] * p->num_kv_heads + kvh) * bs * hd;
         const int lo = p0 < start ? start - p0 : 0;
         const int hi = pos - p0 + 1 < bs ? pos - p0 + 1 : bs;
-        j->k->attn_block(q, g, p->k_cache + base + (size_t)lo * hd, p->v_cache + base + (size_t)lo * hd, hi - lo, hd,
-                         p->softcap, m, l, acc, s);
+        const size_t at = (base + (size_t)lo * hd) * es;
+        j->k->attn_block[p->kv_dtype](q, g, kc + at, vc + at, hi - lo, hd, p->softcap, m, l, acc, s);
     }
     float *out = p->out + ((size_t)t * p->num_heads + h0) * hd;
     for (int h = 0; h < g; h++)
-        for (int d = 0; d < hd; d++) out[(size_t)h * hd + d] = acc[(size_t)h * hd + d] / l[h];
+        for (int d = 0; d < hd; d++) out[(size_t)h * hd + d] = acc[(size_t)h * hd + d] / l[h] * vscale;
 }
 
 static void cpu_attention(struct backend *b, const struct backend_attention_args *p) {
@@ -300,8 +445,21 @@ static void cpu_moe_block(struct backend *b, const struct backend_moe_args *a) {
 /* Only the MoE block keeps buffers of its own; batches of more tokens than fit run a chunk
  * of tokens at a time, so 256 tokens' worth bounds them. */
 #define MOE_MAX_CHUNK_TOKENS 256
+static int alloc_xq(struct backend *b) {
+    struct cpu_ctx *c = ctx_of(b);
+    cpu_release(b, c->xq);
+    c->xq_blocks = 0;
+    if (!(c->xq = cpu_alloc(b, c->reserved_blocks * sizeof(struct quant_x8))))
+        return folio_err(FOLIO_ENOMEM, "out of memory for quantized activations (%zu blocks)", c->reserved_blocks);
+    c->xq_blocks = c->reserved_blocks;
+    return 0;
+}
+
 static int cpu_reserve(struct backend *b, const struct backend_reserve_args *r) {
     struct cpu_ctx *c = ctx_of(b);
+    int rc;
+    c->reserved_blocks = (size_t)(r->max_tokens > 0 ? r->max_tokens : 1) * (size_t)quant_blocks(r->max_cols);
+    if (c->has_int_weights && (rc = alloc_xq(b))) return rc;
     if (r->moe_experts <= 0) return 0;
     const int k = r->moe_pairs / (r->max_tokens > 0 ? r->max_tokens : 1);
     const int tokens = r->max_tokens < MOE_MAX_CHUNK_TOKENS ? r->max_tokens : MOE_MAX_CHUNK_TOKENS;
@@ -316,13 +474,13 @@ static void cpu_gather_rows(struct backend *b, const float *x, const int32_t *id
     for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, x + (size_t)idx[i] * dim, sizeof(float) * dim);
 }
 
-static void cpu_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+static void cpu_copy_blocks(struct backend *b, void *pool, int num_caches, size_t cache_bytes, size_t block_bytes,
                             const int32_t *pairs, int n) {
     for (int c = 0; c < num_caches; c++) {
-        float *cache = pool + (size_t)c * cache_elems;
+        char *cache = (char *)pool + (size_t)c * cache_bytes;
         for (int i = 0; i < n; i++)
-            memcpy(cache + (size_t)pairs[2 * i + 1] * block_elems, cache + (size_t)pairs[2 * i] * block_elems,
-                   sizeof(float) * block_elems);
+            memcpy(cache + (size_t)pairs[2 * i + 1] * block_bytes, cache + (size_t)pairs[2 * i] * block_bytes,
+                   block_bytes);
     }
 }
 
@@ -334,6 +492,7 @@ static void cpu_free(struct backend *b) {
     if (c) {
         threadpool_free(c->tp);
         cpu_moe_free(c->moe);
+        cpu_release(b, c->xq);
     }
     free(c);
     free(b);
@@ -341,6 +500,7 @@ static void cpu_free(struct backend *b) {
 
 static const struct backend_i cpu_iface = {
     .name = "cpu",
+    .kv_dtypes = 1u << FOLIO_F32 | 1u << FOLIO_BF16 | 1u << FOLIO_FP8,
     .free = cpu_free,
     .alloc = cpu_alloc,
     .release = cpu_release,
@@ -348,6 +508,7 @@ static const struct backend_i cpu_iface = {
     .download = cpu_copy,
     .load_weight = cpu_load_weight,
     .free_weight = cpu_free_weight,
+    .load_quant = cpu_load_quant,
     .embed = cpu_embed,
     .add_rms_norm = cpu_add_rms_norm,
     .matmul = cpu_matmul,

@@ -2,6 +2,7 @@
  * includes the shared bodies under a target pragma, so no file needs global -mavx flags. */
 #include "backend/cpu/cpu_kernels.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
@@ -92,6 +93,14 @@ static inline void reduce_tile_avx512(__m512 acc[4][4], float *sums) {
 #define KFN(name) name##_avx512
 #define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx512"
+/* e4m3 bytes to the f16 with the same sign, exponent and mantissa bits: value * 2^-8 */
+#define FP8_TO_F16(u16) \
+    _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(u16, _mm256_set1_epi16(0x80)), 8), \
+                    _mm256_slli_epi16(_mm256_and_si256(u16, _mm256_set1_epi16(0x7F)), 7))
+#define V_LOAD_FP8(p) _mm512_cvtph_ps(FP8_TO_F16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p)))))
+#define KFN_Q(name) name##_avx2 /* replaced by the VNNI ones where the CPU has them (cpu_kernels_get) */
+#define KFN_QX cpu_quantize_x8_avx2
+#define KFN_ISA_Q "avx2"
 #include "backend/cpu/cpu_kernels_impl.h"
 #include "backend/cpu/cpu_kernels_undef.h"
 #if defined(__clang__)
@@ -158,6 +167,13 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #define KFN(name) name##_avx2
 #define PREFETCH_AHEAD(p) _mm_prefetch((const char *)(p) + PREFETCH_BYTES, _MM_HINT_T1)
 #define KFN_ISA "avx2"
+#define FP8_TO_F16(u16) \
+    _mm_or_si128(_mm_slli_epi16(_mm_and_si128(u16, _mm_set1_epi16(0x80)), 8), \
+                 _mm_slli_epi16(_mm_and_si128(u16, _mm_set1_epi16(0x7F)), 7))
+#define V_LOAD_FP8(p) _mm256_cvtph_ps(FP8_TO_F16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(p)))))
+#define KFN_Q(name) name##_avx2
+#define KFN_QX cpu_quantize_x8_avx2
+#define KFN_ISA_Q "avx2"
 #include "backend/cpu/cpu_kernels_impl.h"
 #include "backend/cpu/cpu_kernels_undef.h"
 #if defined(__clang__)
@@ -194,14 +210,58 @@ static inline __m256 ldexp_avx2(__m256 y, __m256 n) {
 #define KFN(name) name##_scalar
 #define PREFETCH_AHEAD(p) ((void)(p))
 #define KFN_ISA "scalar"
+#define V_LOAD_FP8(p) (quant_e4m3_to_f32(*(const uint8_t *)(p)) * (1.0f / 256.0f))
+#define KFN_Q(name) name##_scalar
+#define KFN_QX quant_row_x8
+#define KFN_ISA_Q "scalar"
 #include "backend/cpu/cpu_kernels_impl.h"
+
+/* A float table with the integer GEMMs of a vpdpbusd variant. */
+static void with_dpbusd(struct cpu_kernels *dst, const struct cpu_kernels *src, const char *qisa, cpu_gemm_q_fn q8,
+                        cpu_gemm_q_fn q4, cpu_gemm_q_fn q4z) {
+    *dst = *src;
+    dst->qisa = qisa;
+    dst->gemm_q[FOLIO_Q8] = q8;
+    dst->gemm_q[FOLIO_Q4] = q4;
+    dst->gemm_q[FOLIO_Q4Z] = q4z;
+}
+
+/* AVX-512 VNNI's table, and AVX2's with AVX-VNNI (Alder Lake, Zen 5), built once. */
+static struct cpu_kernels kernels_avx512_vnni, kernels_avx2_vnni;
+static pthread_once_t vnni_once = PTHREAD_ONCE_INIT, avxvnni_once = PTHREAD_ONCE_INIT;
+
+static void vnni_init(void) {
+    with_dpbusd(&kernels_avx512_vnni, &kernels_avx512, "avx512-vnni", cpu_gemm_q8_vnni, cpu_gemm_q4_vnni,
+                cpu_gemm_q4z_vnni);
+}
+
+static void avxvnni_init(void) {
+    with_dpbusd(&kernels_avx2_vnni, &kernels_avx2, "avx-vnni", cpu_gemm_q8_avxvnni, cpu_gemm_q4_avxvnni,
+                cpu_gemm_q4z_avxvnni);
+}
+
+/* CPUID leaf 7 subleaf 1, EAX bit 4 (not every compiler's __builtin_cpu_supports knows it). */
+static int has_avxvnni(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
+}
 
 const struct cpu_kernels *cpu_kernels_by_isa(const char *isa) {
     __builtin_cpu_init();
-    if (strcmp(isa, "avx512") == 0)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? &kernels_avx512 : NULL;
-    if (strcmp(isa, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &kernels_avx2 : NULL;
+    if (strcmp(isa, "avx512") == 0) {
+        if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return NULL;
+        if (!__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq") ||
+            !__builtin_cpu_supports("avx512vnni"))
+            return &kernels_avx512;
+        pthread_once(&vnni_once, vnni_init);
+        return &kernels_avx512_vnni;
+    }
+    if (strcmp(isa, "avx2") == 0) {
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return NULL;
+        if (!has_avxvnni()) return &kernels_avx2;
+        pthread_once(&avxvnni_once, avxvnni_init);
+        return &kernels_avx2_vnni;
+    }
     if (strcmp(isa, "scalar") == 0) return &kernels_scalar;
     return NULL;
 }

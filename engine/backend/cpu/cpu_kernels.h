@@ -10,21 +10,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/cpu/cpu_qkernels.h"
 #include "base/util.h"
 
 struct cpu_kernels {
-    const char *isa; /* "avx512", "avx2" or "scalar" */
+    const char *isa;  /* "avx512", "avx2" or "scalar" */
+    const char *qisa; /* the integer GEMMs': "avx512-vnni", "avx2" or "scalar" */
     /* out[t, n] = bias[n] + sum_k x[t, k] * w[n, k] for t < T and n0 <= n < n1.
      * x: [T, K] fp32 (row stride K); w: [N, K] in dtype; out: [T, ldo]; bias: [N] or NULL. */
     void (*gemm[3])(const float *x, int T, int K, const void *w, int n0, int n1, float *out, int ldo,
                     const float *bias);
+    /* FP8 (e4m3) weights: gemm's contract, with w's row scales scale: [N]. */
+    void (*gemm_fp8)(const float *x, int T, int K, const void *w, const float *scale, int n0, int n1, float *out,
+                     int ldo, const float *bias);
+    /* Q8, Q4 and Q4Z weights, on activations quantized by quantize_x8 (cpu_qkernels.h). */
+    cpu_gemm_q_fn gemm_q[FOLIO_NDTYPES];
+    void (*quantize_x8)(const float *x, const int32_t *perm, int K, struct quant_x8 *dst);
     float (*dot)(const float *a, const float *b, int n);
     float (*sumsq)(const float *x, int n);
     /* One KV block of paged attention for g query heads sharing a KV head, folded into a
-     * running softmax. q: [g, hd] pre-scaled; k, v: [n, hd]; m, l: [g]; acc: [g, hd];
-     * s: [g, n] scratch. softcap > 0 caps each score at softcap * tanh(score / softcap). */
-    void (*attn_block)(const float *q, int g, const float *k, const float *v, int n, int hd, float softcap, float *m,
-                       float *l, float *acc, float *s);
+     * running softmax, indexed by the KV cache's dtype (F32, BF16, FP8; FP8 elements count as
+     * e4m3 * 2^-8, which the caller folds into its scales). q: [g, hd] pre-scaled; k, v:
+     * [n, hd]; m, l: [g]; acc: [g, hd]; s: [g, n] scratch. softcap > 0 caps each score at
+     * softcap * tanh(score / softcap). */
+    void (*attn_block[FOLIO_FP8 + 1])(const float *q, int g, const void *k, const void *v, int n, int hd,
+                                      float softcap, float *m, float *l, float *acc, float *s);
     /* out[i] = silu(gate[i]) * up[i] for i < n; out may alias gate. */
     void (*silu_mul)(const float *gate, const float *up, float *out, size_t n);
 };

@@ -8,92 +8,106 @@
 #define SCALW_F32(p, k) (((const float *)(p))[k])
 #define SCALW_BF16(p, k) folio_bf16_to_f32(((const uint16_t *)(p))[k])
 #define SCALW_F16(p, k) folio_f16_to_f32(((const uint16_t *)(p))[k])
+/* Element i of a KV cache of dtype KVT (F32, BF16 or FP8) widened to fp32: a vector from i
+ * on, or one. FP8 comes out times 2^-8 (V_LOAD_FP8); attention scales that back once. */
+#define KV_VLOAD(KVT, p, i)                                                                         \
+    ((KVT) == FOLIO_BF16  ? V_LOAD_BF16((const uint16_t *)(p) + (i))                                \
+     : (KVT) == FOLIO_FP8 ? V_LOAD_FP8((const uint8_t *)(p) + (i))                                  \
+                          : V_LOAD_F32((const float *)(p) + (i)))
+#define KV_SLOAD(KVT, p, i)                                                                         \
+    ((KVT) == FOLIO_BF16  ? folio_bf16_to_f32(((const uint16_t *)(p))[i])                           \
+     : (KVT) == FOLIO_FP8 ? folio_widen(p, FOLIO_FP8, i) * (1.0f / 256.0f)                          \
+                          : ((const float *)(p))[i])
+#define LOADW_FP8(p, k) V_LOAD_FP8((const uint8_t *)(p) + (k))
+#define SCALW_FP8(p, k) (quant_e4m3_to_f32(((const uint8_t *)(p))[k]) * (1.0f / 256.0f))
 
 /* The GEMM microkernel computes a 4-row x RT-token tile: each weight vector loaded (and
  * widened) once feeds RT FMAs, which is what makes prefill compute-bound rather than
  * weight-bandwidth-bound. For decode (T=1) it degenerates to 4 independent dot products
  * streaming the weights, which is the memory roofline case. */
-#define DEFINE_TILE(SUFFIX, ELT, LOADW, SCALW, PREFETCH)                                                     \
-    static void KFN(gemm_tile_##SUFFIX)(const float *x, int RT, int K, const ELT *w, float *out,       \
-                                        int ldo, int nrows, const float *bias) {                       \
-        V acc[4][GEMM_RT];                                                                             \
-        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                            \
-            _Pragma("GCC unroll 8") for (int r = 0; r < GEMM_RT; r++) acc[j][r] = V_ZERO();            \
-        const ELT *w0 = w, *w1 = w + (nrows > 1 ? K : 0), *w2 = w + (nrows > 2 ? 2 * K : 0),           \
-                  *w3 = w + (nrows > 3 ? 3 * (size_t)K : 0);                                            \
-        int k = 0;                                                                                     \
-        for (; k + VL <= K; k += VL) {                                                                 \
-            /* Rows are short (a few KB), so the hardware prefetcher never ramps up on them;     \
-             * fetching ~32 KB ahead into L2 keeps enough misses in flight to approach the       \
-             * streaming bandwidth in decode, where every weight is read exactly once. */        \
-            if (PREFETCH) {                                                                            \
-                PREFETCH_AHEAD(w0 + k);                                                                \
-                PREFETCH_AHEAD(w1 + k);                                                                \
-                PREFETCH_AHEAD(w2 + k);                                                                \
-                PREFETCH_AHEAD(w3 + k);                                                                \
-            }                                                                                          \
-            V a0 = LOADW(w0, k), a1 = LOADW(w1, k), a2 = LOADW(w2, k), a3 = LOADW(w3, k);              \
-            _Pragma("GCC unroll 8") for (int r = 0; r < GEMM_RT; r++) {                                \
-                if (r < RT) {                                                                          \
-                    V xv = V_LOAD_F32(x + (size_t)r * K + k);                                          \
-                    acc[0][r] = V_FMA(a0, xv, acc[0][r]);                                              \
-                    acc[1][r] = V_FMA(a1, xv, acc[1][r]);                                              \
-                    acc[2][r] = V_FMA(a2, xv, acc[2][r]);                                              \
-                    acc[3][r] = V_FMA(a3, xv, acc[3][r]);                                              \
-                }                                                                                      \
-            }                                                                                          \
-        }                                                                                              \
-        const ELT *wr[4] = {w0, w1, w2, w3};                                                           \
-        float sums[4 * GEMM_RT]; /* [token][row] */                                                    \
-        REDUCE_TILE(acc, sums);                                                                        \
-        for (int r = 0; r < RT; r++) {                                                                 \
-            for (int j = 0; j < nrows; j++) {                                                          \
-                float s = sums[r * 4 + j];                                                             \
-                for (int kk = k; kk < K; kk++) s += SCALW(wr[j], kk) * x[(size_t)r * K + kk];          \
-                out[(size_t)r * ldo + j] = s + (bias ? bias[j] : 0.0f);                                \
-            }                                                                                          \
-        }                                                                                              \
+#define DEFINE_TILE(SUFFIX, ELT, LOADW, SCALW, PREFETCH)                                              \
+    static void KFN(gemm_tile_##SUFFIX)(const float *x, int RT, int K, const ELT *w, float *out,      \
+                                        int ldo, int nrows, const float *bias, const float *sc) {     \
+        V acc[4][GEMM_RT];                                                                            \
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                           \
+            _Pragma("GCC unroll 8") for (int r = 0; r < GEMM_RT; r++) acc[j][r] = V_ZERO();           \
+        const ELT *w0 = w, *w1 = w + (nrows > 1 ? K : 0), *w2 = w + (nrows > 2 ? 2 * K : 0),          \
+                  *w3 = w + (nrows > 3 ? 3 * (size_t)K : 0);                                          \
+        int k = 0;                                                                                    \
+        for (; k + VL <= K; k += VL) {                                                                \
+            /* Rows are short (a few KB), so the hardware prefetcher never ramps up on them;          \
+             * fetching ~32 KB ahead into L2 keeps enough misses in flight to approach the            \
+             * streaming bandwidth in decode, where every weight is read exactly once. */             \
+            if (PREFETCH) {                                                                           \
+                PREFETCH_AHEAD(w0 + k);                                                               \
+                PREFETCH_AHEAD(w1 + k);                                                               \
+                PREFETCH_AHEAD(w2 + k);                                                               \
+                PREFETCH_AHEAD(w3 + k);                                                               \
+            }                                                                                         \
+            V a0 = LOADW(w0, k), a1 = LOADW(w1, k), a2 = LOADW(w2, k), a3 = LOADW(w3, k);             \
+            _Pragma("GCC unroll 8") for (int r = 0; r < GEMM_RT; r++) {                               \
+                if (r < RT) {                                                                         \
+                    V xv = V_LOAD_F32(x + (size_t)r * K + k);                                         \
+                    acc[0][r] = V_FMA(a0, xv, acc[0][r]);                                             \
+                    acc[1][r] = V_FMA(a1, xv, acc[1][r]);                                             \
+                    acc[2][r] = V_FMA(a2, xv, acc[2][r]);                                             \
+                    acc[3][r] = V_FMA(a3, xv, acc[3][r]);                                             \
+                }                                                                                     \
+            }                                                                                         \
+        }                                                                                             \
+        const ELT *wr[4] = {w0, w1, w2, w3};                                                          \
+        float sums[4 * GEMM_RT]; /* [token][row] */                                                   \
+        REDUCE_TILE(acc, sums);                                                                       \
+        for (int r = 0; r < RT; r++) {                                                                \
+            for (int j = 0; j < nrows; j++) {                                                         \
+                float s = sums[r * 4 + j];                                                            \
+                for (int kk = k; kk < K; kk++) s += SCALW(wr[j], kk) * x[(size_t)r * K + kk];         \
+                /* sc: FP8 row scales, times the 2^8 its widening leaves out */                       \
+                out[(size_t)r * ldo + j] = (sc ? s * (sc[j] * 256.0f) : s) + (bias ? bias[j] : 0.0f); \
+            }                                                                                         \
+        }                                                                                             \
     }
 
-#define DEFINE_GEMM(SUFFIX, ELT, LOADW, SCALW, PANEL)                                                        \
-    DEFINE_TILE(SUFFIX, ELT, LOADW, SCALW, 1)                                                          \
-    static void KFN(gemm_##SUFFIX)(const float *x, int T, int K, const void *wv, int n0, int n1,       \
-                                   float *out, int ldo, const float *bias) {                           \
-        const ELT *w = wv;                                                                             \
-        /* Several token tiles reuse these rows: widen up to a panel of them to fp32 once, so the \
-         * tiles run pure loads and FMAs, and sweep every row of the panel for one token tile   \
-         * while it is in L1. Widening is exact and each sum keeps its order, so the results    \
-         * are bit-identical to the in-register path that decode takes. */                      \
-        const int panel_rows = K <= GEMM_PANEL_FLOATS / 4 ? (GEMM_PANEL_FLOATS / K) & ~3 : 0;          \
-        float *gemm_panel = PANEL && T > GEMM_RT && panel_rows >= 4 ? gemm_panel_get() : NULL;         \
-        if (gemm_panel) {                                                                              \
-            for (int p0 = n0; p0 < n1; p0 += panel_rows) {                                             \
-                const int p1 = n1 - p0 < panel_rows ? n1 : p0 + panel_rows;                            \
-                for (int j = 0; j < p1 - p0; j++) {                                                    \
-                    const ELT *wj = w + (size_t)(p0 + j) * K;                                          \
-                    float *dst = gemm_panel + (size_t)j * K;                                           \
-                    int k = 0;                                                                         \
-                    for (; k + VL <= K; k += VL) V_STORE(dst + k, LOADW(wj, k));                       \
-                    for (; k < K; k++) dst[k] = SCALW(wj, k);                                          \
-                }                                                                                      \
-                for (int t = 0; t < T; t += GEMM_RT) {                                                 \
-                    const int rt = T - t < GEMM_RT ? T - t : GEMM_RT;                                  \
-                    for (int n = p0; n < p1; n += 4)                                                   \
-                        KFN(gemm_tile_panel)(x + (size_t)t * K, rt, K, gemm_panel + (size_t)(n - p0) * K,    \
-                                           out + (size_t)t * ldo + n, ldo, p1 - n < 4 ? p1 - n : 4,    \
-                                           bias ? bias + n : NULL);                                    \
-                }                                                                                      \
-            }                                                                                          \
-            return;                                                                                    \
-        }                                                                                              \
-        for (int n = n0; n < n1; n += 4) {                                                             \
-            const int nrows = n1 - n < 4 ? n1 - n : 4;                                                 \
-            for (int t = 0; t < T; t += GEMM_RT) {                                                     \
-                const int rt = T - t < GEMM_RT ? T - t : GEMM_RT;                                      \
-                KFN(gemm_tile_##SUFFIX)(x + (size_t)t * K, rt, K, w + (size_t)n * K,                   \
-                                        out + (size_t)t * ldo + n, ldo, nrows, bias ? bias + n : NULL); \
-            }                                                                                          \
-        }                                                                                              \
+#define DEFINE_GEMM(SUFFIX, ELT, LOADW, SCALW, PANEL)                                                     \
+    DEFINE_TILE(SUFFIX, ELT, LOADW, SCALW, 1)                                                             \
+    static void KFN(gemm_s_##SUFFIX)(const float *x, int T, int K, const void *wv, int n0, int n1,        \
+                                   float *out, int ldo, const float *bias, const float *sc) {             \
+        const ELT *w = wv;                                                                                \
+        /* Several token tiles reuse these rows: widen up to a panel of them to fp32 once, so the         \
+         * tiles run pure loads and FMAs, and sweep every row of the panel for one token tile             \
+         * while it is in L1. Widening is exact and each sum keeps its order, so the results              \
+         * are bit-identical to the in-register path that decode takes. */                                \
+        const int panel_rows = K <= GEMM_PANEL_FLOATS / 4 ? (GEMM_PANEL_FLOATS / K) & ~3 : 0;             \
+        float *gemm_panel = PANEL && T > GEMM_RT && panel_rows >= 4 ? gemm_panel_get() : NULL;            \
+        if (gemm_panel) {                                                                                 \
+            for (int p0 = n0; p0 < n1; p0 += panel_rows) {                                                \
+                const int p1 = n1 - p0 < panel_rows ? n1 : p0 + panel_rows;                               \
+                for (int j = 0; j < p1 - p0; j++) {                                                       \
+                    const ELT *wj = w + (size_t)(p0 + j) * K;                                             \
+                    float *dst = gemm_panel + (size_t)j * K;                                              \
+                    int k = 0;                                                                            \
+                    for (; k + VL <= K; k += VL) V_STORE(dst + k, LOADW(wj, k));                          \
+                    for (; k < K; k++) dst[k] = SCALW(wj, k);                                             \
+                }                                                                                         \
+                for (int t = 0; t < T; t += GEMM_RT) {                                                    \
+                    const int rt = T - t < GEMM_RT ? T - t : GEMM_RT;                                     \
+                    for (int n = p0; n < p1; n += 4)                                                      \
+                        KFN(gemm_tile_panel)(x + (size_t)t * K, rt, K, gemm_panel + (size_t)(n - p0) * K, \
+                                           out + (size_t)t * ldo + n, ldo, p1 - n < 4 ? p1 - n : 4,       \
+                                           bias ? bias + n : NULL, sc ? sc + n : NULL);                   \
+                }                                                                                         \
+            }                                                                                             \
+            return;                                                                                       \
+        }                                                                                                 \
+        for (int n = n0; n < n1; n += 4) {                                                                \
+            const int nrows = n1 - n < 4 ? n1 - n : 4;                                                    \
+            for (int t = 0; t < T; t += GEMM_RT) {                                                        \
+                const int rt = T - t < GEMM_RT ? T - t : GEMM_RT;                                         \
+                KFN(gemm_tile_##SUFFIX)(x + (size_t)t * K, rt, K, w + (size_t)n * K,                      \
+                                        out + (size_t)t * ldo + n, ldo, nrows, bias ? bias + n : NULL,    \
+                                        sc ? sc + n : NULL);                                              \
+            }                                                                                             \
+        }                                                                                                 \
     }
 
 /* The panel is in L1/L2 already: no prefetch, which would only take load slots. */
@@ -101,6 +115,24 @@ DEFINE_TILE(panel, float, LOADW_F32, SCALW_F32, 0)
 DEFINE_GEMM(f32, float, LOADW_F32, SCALW_F32, 0)
 DEFINE_GEMM(bf16, uint16_t, LOADW_BF16, SCALW_BF16, 1)
 DEFINE_GEMM(f16, uint16_t, LOADW_F16, SCALW_F16, 1)
+/* FP8 widens through f16 (e4m3 is f16 with 4 exponent bits and 3 mantissa bits), which gives
+ * the value times 2^-8 exactly, subnormals included; the row scale puts the 2^8 back. */
+DEFINE_GEMM(fp8, uint8_t, LOADW_FP8, SCALW_FP8, 1)
+
+#define DEFINE_GEMM_ENTRY(SUFFIX)                                                                            \
+    static void KFN(gemm_##SUFFIX)(const float *x, int T, int K, const void *wv, int n0, int n1, float *out, \
+                                   int ldo, const float *bias) {                                             \
+        KFN(gemm_s_##SUFFIX)(x, T, K, wv, n0, n1, out, ldo, bias, NULL);                                     \
+    }
+DEFINE_GEMM_ENTRY(f32)
+DEFINE_GEMM_ENTRY(bf16)
+DEFINE_GEMM_ENTRY(f16)
+#undef DEFINE_GEMM_ENTRY
+
+static void KFN(gemm_fp8)(const float *x, int T, int K, const void *w, const float *scale, int n0, int n1,
+                          float *out, int ldo, const float *bias) {
+    KFN(gemm_s_fp8)(x, T, K, w, n0, n1, out, ldo, bias, scale);
+}
 
 static float KFN(dot)(const float *a, const float *b, int n) {
     V acc0 = V_ZERO(), acc1 = V_ZERO();
@@ -140,8 +172,10 @@ static inline V KFN(vexp)(V x) {
  * head_dim the time goes to the per-score horizontal sums; the block's rows stay in L1.
  * q: [g, hd] pre-scaled by 1/sqrt(hd); k, v: [n, hd]; m, l: [g] running max and sum (m starts
  * at -inf, l at 0); acc: [g, hd] running unnormalized output; s: [g, n] scratch. */
-static void KFN(attn_block)(const float *q, int g, const float *k, const float *v, int n, int hd, float softcap,
-                            float *m, float *l, float *acc, float *s) {
+static inline __attribute__((always_inline)) void KFN(attn_block_kv)(const float *q, int g, const void *k,
+                                                                     const void *v, int n, int hd, float softcap,
+                                                                     float *m, float *l, float *acc, float *s,
+                                                                     const enum folio_dtype kvt) {
     /* Scores, VL keys at a time: VL dot products accumulate side by side and one reduction
      * tree turns them into a vector of VL scores (a single horizontal sum per score would
      * cost more than its FMAs at head_dim 64). */
@@ -156,14 +190,14 @@ static void KFN(attn_block)(const float *q, int g, const float *k, const float *
             for (; d + VL <= hd; d += VL) {
                 const V qv = V_LOAD_F32(qj + d);
                 _Pragma("GCC unroll 16") for (int r = 0; r < VL; r++)
-                    a[r] = V_FMA(qv, V_LOAD_F32(k + (size_t)(i + r) * hd + d), a[r]);
+                    a[r] = V_FMA(qv, KV_VLOAD(kvt, k, (size_t)(i + r) * hd + d), a[r]);
             }
             V sv = REDUCE_VL(a);
             if (d < hd) {
                 float t[VL];
                 for (int r = 0; r < VL; r++) {
                     t[r] = 0.0f;
-                    for (int dd = d; dd < hd; dd++) t[r] += qj[dd] * k[(size_t)(i + r) * hd + dd];
+                    for (int dd = d; dd < hd; dd++) t[r] += qj[dd] * KV_SLOAD(kvt, k, (size_t)(i + r) * hd + dd);
                 }
                 sv = V_ADD(sv, V_LOAD_F32(t));
             }
@@ -171,7 +205,7 @@ static void KFN(attn_block)(const float *q, int g, const float *k, const float *
         }
         for (; i < n; i++) {
             float x = 0.0f;
-            for (int dd = 0; dd < hd; dd++) x += qj[dd] * k[(size_t)i * hd + dd];
+            for (int dd = 0; dd < hd; dd++) x += qj[dd] * KV_SLOAD(kvt, k, (size_t)i * hd + dd);
             sj[i] = x;
         }
     }
@@ -222,7 +256,7 @@ static void KFN(attn_block)(const float *q, int g, const float *k, const float *
             V a0 = V_MUL(V_LOAD_F32(c[0] + d), V_SET1(kc[0])), a1 = V_MUL(V_LOAD_F32(c[1] + d), V_SET1(kc[1]));
             V a2 = V_MUL(V_LOAD_F32(c[2] + d), V_SET1(kc[2])), a3 = V_MUL(V_LOAD_F32(c[3] + d), V_SET1(kc[3]));
             for (int r = 0; r < n; r++) {
-                const V vr = V_LOAD_F32(v + (size_t)r * hd + d);
+                const V vr = KV_VLOAD(kvt, v, (size_t)r * hd + d);
                 a0 = V_FMA(V_SET1(p[0][r]), vr, a0);
                 a1 = V_FMA(V_SET1(p[1][r]), vr, a1);
                 a2 = V_FMA(V_SET1(p[2][r]), vr, a2);
@@ -236,10 +270,24 @@ static void KFN(attn_block)(const float *q, int g, const float *k, const float *
         for (; d < hd; d++)
             for (int j = 0; j < gc; j++) {
                 float a = c[j][d] * kc[j];
-                for (int r = 0; r < n; r++) a += p[j][r] * v[(size_t)r * hd + d];
+                for (int r = 0; r < n; r++) a += p[j][r] * KV_SLOAD(kvt, v, (size_t)r * hd + d);
                 c[j][d] = a;
             }
     }
+}
+
+/* One variant per KV cache dtype, each with its loads inlined. */
+static void KFN(attn_block_f32)(const float *q, int g, const void *k, const void *v, int n, int hd, float softcap,
+                                float *m, float *l, float *acc, float *s) {
+    KFN(attn_block_kv)(q, g, k, v, n, hd, softcap, m, l, acc, s, FOLIO_F32);
+}
+static void KFN(attn_block_bf16)(const float *q, int g, const void *k, const void *v, int n, int hd, float softcap,
+                                 float *m, float *l, float *acc, float *s) {
+    KFN(attn_block_kv)(q, g, k, v, n, hd, softcap, m, l, acc, s, FOLIO_BF16);
+}
+static void KFN(attn_block_fp8)(const float *q, int g, const void *k, const void *v, int n, int hd, float softcap,
+                                float *m, float *l, float *acc, float *s) {
+    KFN(attn_block_kv)(q, g, k, v, n, hd, softcap, m, l, acc, s, FOLIO_FP8);
 }
 
 static inline V KFN(silu_vec)(V g, V u) {
@@ -265,9 +313,14 @@ static float KFN(sumsq)(const float *x, int n) { return KFN(dot)(x, x, n); }
 
 static const struct cpu_kernels KFN(kernels) = {
     .isa = KFN_ISA,
+    .qisa = KFN_ISA_Q,
     .gemm = {[FOLIO_F32] = KFN(gemm_f32), [FOLIO_F16] = KFN(gemm_f16), [FOLIO_BF16] = KFN(gemm_bf16)},
+    .gemm_fp8 = KFN(gemm_fp8),
+    .gemm_q = {[FOLIO_Q8] = KFN_Q(cpu_gemm_q8), [FOLIO_Q4] = KFN_Q(cpu_gemm_q4), [FOLIO_Q4Z] = KFN_Q(cpu_gemm_q4z)},
+    .quantize_x8 = KFN_QX,
     .dot = KFN(dot),
     .sumsq = KFN(sumsq),
-    .attn_block = KFN(attn_block),
+    .attn_block = {[FOLIO_F32] = KFN(attn_block_f32), [FOLIO_BF16] = KFN(attn_block_bf16),
+                   [FOLIO_FP8] = KFN(attn_block_fp8)},
     .silu_mul = KFN(silu_mul),
 };

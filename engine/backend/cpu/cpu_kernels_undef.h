@@ -25,3 +25,8 @@
 #undef KFN
 #undef PREFETCH_AHEAD
 #undef KFN_ISA
+#undef V_LOAD_FP8
+#undef FP8_TO_F16
+#undef KFN_Q
+#undef KFN_QX
+#undef KFN_ISA_Q

@@ -11,23 +11,29 @@
  * activations narrowed to their type (kernels/convert.cu) in cublasGemmEx with fp32
  * accumulation and fp32 output, on tensor cores, except for batches of up to GEMV_MAX_T rows,
  * whose products stream the weight once through kernels/gemv.cu on the fp32 activations (at
- * such sizes a GEMM's tiles waste most of the bandwidth). A MoE block runs as our own kernels
- * (kernels/moe.cu: routing, grouping by expert and grouped products on the device, with no
- * host sync). Every op enqueues on the backend's stream; download and sync wait for it. The
- * scratch the ops need (the narrowed input, the bias ones vector, split-K attention partials,
- * argmax ids, the MoE block's buffers) is allocated once by reserve, so the step loop never
+ * such sizes a GEMM's tiles waste most of the bandwidth). Quantized weights (Q8, Q4, Q4Z,
+ * FP8: base/quant.h) are repacked at load into kernels.h's qweight_layout; batches of up to
+ * QGEMV_MAX_T rows stream them through kernels/quant.cu's qgemv on fp32 activations, larger
+ * ones dequantize slices of rows to bf16 for cublasGemmEx. A MoE block runs as our own
+ * kernels (kernels/moe.cu: routing, grouping by expert and grouped products on the device,
+ * with no host sync; float experts only). Every op enqueues on the backend's stream; download
+ * and sync wait for it. The scratch the ops need (the narrowed input, the bias ones vector,
+ * split-K attention partials, argmax ids, the MoE block's buffers, the quantized products'
+ * gathered input and dequantized slice) is allocated once by reserve, so the step loop never
  * allocates. */
 #include "backend/backend_impl.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
+#include "base/quant.h"
 #include "base/util.h"
 
 /* The cuBLAS entry points this backend uses, resolved once. */
@@ -87,6 +93,14 @@ struct cuda_ctx {
     void *blas_ws;            /* cuBLAS's workspace, ours so that no call allocates during a capture */
     size_t blas_ws_bytes;
     size_t reserved;          /* bytes of the above */
+    /* Quantized weights' scratch (quant_reserve), sized from the largest one loaded: */
+    int64_t q_max_elems;      /* rows * cols of the largest quantized weight, 0 without any */
+    int64_t q_max_cols;
+    float *xg;                /* [QGEMV_MAX_T, xg_cols] fp32: qgemv's input gathered (perm) or padded */
+    int64_t xg_cols;
+    void *deq;                /* [deq_elems] bf16: a slice of dequantized weight rows for the GEMM */
+    size_t deq_elems;
+    size_t q_reserved;        /* bytes of xg and deq */
     char name[320];
 };
 
@@ -104,6 +118,8 @@ static void cu_free(struct backend *b) {
         cudaFree(c->attn_ws);
         cudaFree(c->ids);
         cudaFree(c->moe_ws);
+        cudaFree(c->xg);
+        cudaFree(c->deq);
         if (c->blas) blas.destroy(c->blas);
         cudaFree(c->blas_ws);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -168,6 +184,7 @@ static int cu_load_weight(struct backend *b, const void *src, enum folio_dtype s
                 case FOLIO_F32: ((float *)host)[i] = f; break;
                 case FOLIO_F16: ((uint16_t *)host)[i] = folio_f32_to_f16(f); break;
                 case FOLIO_BF16: ((uint16_t *)host)[i] = folio_f32_to_bf16(f); break;
+                default: break; /* backend_load_weight routes the other dtypes to load_quant */
                 }
             }
             rc = cu_upload(b, (char *)dev + at * es, host, es * m);
@@ -184,8 +201,130 @@ static int cu_load_weight(struct backend *b, const void *src, enum folio_dtype s
 
 static void cu_free_weight(struct backend *b, struct backend_weight *w) {
     if (w->owned) cu_release(b, w->owned);
-    w->owned = NULL;
+    if (w->owned_aux) cu_release(b, w->owned_aux);
+    w->owned = w->owned_aux = NULL;
     w->data = NULL;
+    w->scale = NULL;
+    w->perm = NULL;
+}
+
+static int is_quant(enum folio_dtype d) { return d == FOLIO_Q8 || d == FOLIO_Q4 || d == FOLIO_Q4Z || d == FOLIO_FP8; }
+
+/* A larger batch's product with a quantized weight dequantizes slices of its rows into this
+ * many bf16 weights at most (16 MiB, or 128 rows when those are wider): small beside a model,
+ * and small enough that the GEMM reads the slice back from L2 rather than HBM. */
+#define DEQ_SLICE_ELEMS ((size_t)8 << 20)
+
+/* Sizes the quantized products' scratch for the largest quantized weight loaded and the
+ * reserved batch: qgemv's gathered input and the dequantized slice. Load time only: by
+ * reserve, or by load_quant when a weight arrives after it. */
+static int quant_reserve(struct backend *b) {
+    struct cuda_ctx *c = ctx_of(b);
+    if (c->q_max_elems == 0 || c->r.max_tokens <= 0) return 0;
+    const int64_t K = c->r.max_cols > c->q_max_cols ? c->r.max_cols : c->q_max_cols;
+    const int64_t xg_cols = quant_blocks(K) * QUANT_BLOCK;
+    const size_t cap = DEQ_SLICE_ELEMS > 128 * (size_t)c->q_max_cols ? DEQ_SLICE_ELEMS : 128 * (size_t)c->q_max_cols;
+    const size_t deq = (size_t)c->q_max_elems < cap ? (size_t)c->q_max_elems : cap;
+    if (xg_cols <= c->xg_cols && deq <= c->deq_elems) return 0;
+    cudaStreamSynchronize(c->stream);
+    cudaFree(c->xg);
+    cudaFree(c->deq);
+    c->xg = NULL;
+    c->deq = NULL;
+    c->xg_cols = 0;
+    c->deq_elems = 0;
+    c->q_reserved = 0;
+    const size_t xg_bytes = sizeof(float) * QGEMV_MAX_T * (size_t)xg_cols, deq_bytes = 2 * deq;
+    if (!(c->xg = cu_alloc(b, xg_bytes)) || !(c->deq = cu_alloc(b, deq_bytes))) {
+        cudaFree(c->xg);
+        c->xg = NULL;
+        return folio_err(FOLIO_ENOMEM, "out of GPU memory for the quantized products' scratch (%.1f MiB)",
+                         (double)(xg_bytes + deq_bytes) / (1 << 20));
+    }
+    c->xg_cols = xg_cols;
+    c->deq_elems = deq;
+    c->q_reserved = xg_bytes + deq_bytes;
+    return 0;
+}
+
+/* Quantized weights are repacked on the host into kernels.h's qweight_layout (quant.h's
+ * blocks split into 16-byte-aligned rows of values, f16 scales and zero points), a slice of
+ * rows at a time, and uploaded into one allocation (owned); FP8's row scales and GPTQ's
+ * column order share a second one (owned_aux). */
+static int cu_load_quant(struct backend *b, const struct backend_quant_src *src, struct backend_weight *out) {
+    struct cuda_ctx *c = ctx_of(b);
+    const enum folio_dtype dt = src->dtype;
+    const int64_t N = src->rows, K = src->cols;
+    memset(out, 0, sizeof *out);
+    if (!is_quant(dt) || N <= 0 || K <= 0 || N > INT_MAX || K > INT_MAX || (dt == FOLIO_FP8 && !src->scale))
+        return folio_err(FOLIO_EINVAL, "the cuda backend cannot load a %lldx%lld %s weight%s", (long long)N,
+                         (long long)K, folio_dtype_name(dt), dt == FOLIO_FP8 && !src->scale ? " without scales" : "");
+    for (int64_t k = 0; src->perm && k < K; k++)
+        if (src->perm[k] < 0 || src->perm[k] >= K)
+            return folio_err(FOLIO_EINVAL, "the column order of a %lldx%lld weight names column %d", (long long)N,
+                             (long long)K, (int)src->perm[k]);
+    const enum kernel_qdtype qt = (enum kernel_qdtype)dt;
+    const struct qweight_layout l = qweight_layout(qt, N, K);
+    const size_t nb = (size_t)quant_blocks(K), qrow = nb * QWEIGHT_QBYTES(qt), srow = quant_row_bytes(dt, K);
+    const size_t scale_bytes = dt == FOLIO_FP8 ? sizeof(float) * (size_t)N : 0;
+    const size_t perm_at = qweight_align(scale_bytes), aux_bytes = src->perm ? perm_at + sizeof(int32_t) * (size_t)K
+                                                                              : scale_bytes;
+    const size_t slice = ((size_t)64 << 20) / qrow > 0 ? ((size_t)64 << 20) / qrow : 1; /* rows per upload */
+    const size_t rows0 = (size_t)N < slice ? (size_t)N : slice;
+    uint8_t *dev = cu_alloc(b, l.bytes), *aux = aux_bytes ? cu_alloc(b, aux_bytes) : NULL;
+    uint8_t *hq = malloc(rows0 * qrow), *hz = malloc(rows0 * nb); /* [rows0, qrow], [rows0, nb] */
+    uint16_t *hd = malloc(rows0 * nb * 2);                         /* [rows0, nb] */
+    int rc = 0;
+    if (!dev || (aux_bytes && !aux) || !hq || !hz || !hd) {
+        rc = folio_err(FOLIO_ENOMEM, "out of memory for a %lldx%lld %s weight (%.1f MiB)", (long long)N, (long long)K,
+                       folio_dtype_name(dt), (double)(l.bytes + aux_bytes) / (1 << 20));
+        goto out;
+    }
+    for (size_t r0 = 0; !rc && r0 < (size_t)N; r0 += slice) {
+        const size_t m = (size_t)N - r0 < slice ? (size_t)N - r0 : slice;
+        for (size_t r = 0; r < m; r++) {
+            const uint8_t *s = (const uint8_t *)src->data + (r0 + r) * srow;
+            uint8_t *oq = hq + r * qrow;
+            if (dt == FOLIO_FP8) {
+                memcpy(oq, s, (size_t)K);
+                memset(oq + K, 0, qrow - (size_t)K);
+                continue;
+            }
+            for (size_t k = 0; k < nb; k++) {
+                const uint8_t *blk = s + k * (srow / nb); /* blocks may be unaligned: bytes only */
+                memcpy(&hd[r * nb + k], blk, 2);
+                switch (dt) {
+                case FOLIO_Q8: memcpy(oq + 32 * k, blk + offsetof(struct quant_q8, q), 32); break;
+                case FOLIO_Q4: memcpy(oq + 16 * k, blk + offsetof(struct quant_q4, n), 16); break;
+                default: /* FOLIO_Q4Z */
+                    memcpy(oq + 16 * k, blk + offsetof(struct quant_q4z, n), 16);
+                    hz[r * nb + k] = blk[offsetof(struct quant_q4z, z)];
+                    break;
+                }
+            }
+        }
+        rc = cu_upload(b, dev + l.q + r0 * qrow, hq, m * qrow);
+        if (!rc && l.d) rc = cu_upload(b, dev + l.d + r0 * nb * 2, hd, m * nb * 2);
+        if (!rc && l.z) rc = cu_upload(b, dev + l.z + r0 * nb, hz, m * nb);
+    }
+    if (!rc && scale_bytes) rc = cu_upload(b, aux, src->scale, scale_bytes);
+    if (!rc && src->perm) rc = cu_upload(b, aux + perm_at, src->perm, sizeof(int32_t) * (size_t)K);
+    if (rc) goto out;
+    if (N * K > c->q_max_elems) c->q_max_elems = N * K;
+    if (K > c->q_max_cols) c->q_max_cols = K;
+    if ((rc = quant_reserve(b))) goto out;
+    *out = (struct backend_weight){.dtype = dt, .data = dev, .rows = N, .cols = K,
+                                   .scale = scale_bytes ? (const float *)aux : NULL,
+                                   .perm = src->perm ? (const int32_t *)(aux + perm_at) : NULL,
+                                   .owned = dev, .owned_aux = aux};
+    dev = aux = NULL;
+out:
+    if (dev) cu_release(b, dev);
+    if (aux) cu_release(b, aux);
+    free(hq);
+    free(hz);
+    free(hd);
+    return rc;
 }
 
 static void cu_embed(struct backend *b, const struct backend_weight *t, const int32_t *tokens, int n, float *out) {
@@ -203,18 +342,85 @@ static void set_math(struct cuda_ctx *c, cublasMath_t m) {
 
 static cudaDataType_t cuda_type(enum folio_dtype d) { return d == FOLIO_BF16 ? CUDA_R_16BF : CUDA_R_16F; }
 
+/* What the scratch holds within one matmul call, so that the products sharing x convert it
+ * once: xcast (narrowed, in a column order) and xg (qgemv's gathered copy). */
+struct x_state {
+    enum folio_dtype narrowed;    /* xcast holds x in this 16-bit type; FOLIO_F32: nothing yet */
+    const int32_t *narrowed_perm; /* ... in this column order (NULL: x's own) */
+    int gathered;                 /* xg holds x ... */
+    const int32_t *gathered_perm; /* ... in this column order */
+};
+
+/* out[T, N] = x W^T for a quantized W. Up to QGEMV_MAX_T rows: qgemv, straight from the packed
+ * weight on fp32 x (gathered first into xg when W has a column order, or when x's rows are
+ * not whole aligned blocks). More: slices of W's rows dequantized to bf16 (deq), each a
+ * cuBLAS bf16 GEMM against x narrowed to bf16 in W's column order, written into its rows of
+ * out (ldc N). 0, or -1 with the error noted. */
+static int quant_matmul(struct cuda_ctx *c, const float *x, int T, const struct backend_weight *w, float *out,
+                        struct x_state *xs) {
+    const int N = (int)w->rows, K = (int)w->cols, Kp = (int)quant_blocks(K) * QUANT_BLOCK;
+    const enum kernel_qdtype qt = (enum kernel_qdtype)w->dtype;
+    const float one = 1.0f, zero = 0.0f;
+    if (T <= 0 || N <= 0) return 0;
+    if (T <= QGEMV_MAX_T) {
+        const float *xin = x;
+        int ldx = K;
+        if (w->perm || K % QUANT_BLOCK || (uintptr_t)x % 16) {
+            if (!c->xg || Kp > c->xg_cols) { /* a caller bug: reserve was not told */
+                note(c, cudaErrorInvalidValue);
+                return -1;
+            }
+            if (!xs->gathered || xs->gathered_perm != w->perm) {
+                note(c, qgather_x(x, w->perm, T, K, c->xg, KERNEL_F32, Kp, c->stream));
+                xs->gathered = 1;
+                xs->gathered_perm = w->perm;
+            }
+            xin = c->xg;
+            ldx = Kp;
+        }
+        note(c, qgemv(w->data, qt, w->scale, xin, ldx, out, T, N, K, c->stream));
+        return 0;
+    }
+    if (T > c->r.max_tokens || K > c->r.max_cols || !c->deq || c->deq_elems < (size_t)K) {
+        note(c, cudaErrorInvalidValue);
+        return -1;
+    }
+    if (xs->narrowed != FOLIO_BF16 || xs->narrowed_perm != w->perm) {
+        note(c, qgather_x(x, w->perm, T, K, c->xcast, KERNEL_BF16, K, c->stream));
+        xs->narrowed = FOLIO_BF16;
+        xs->narrowed_perm = w->perm;
+    }
+    set_math(c, CUBLAS_DEFAULT_MATH);
+    int rows = (int)(c->deq_elems / (size_t)K < (size_t)N ? c->deq_elems / (size_t)K : (size_t)N);
+    if (rows < N && rows > 128) rows -= rows % 128; /* slices of whole GEMM tiles but the last */
+    for (int n0 = 0; n0 < N; n0 += rows) {
+        const int m = N - n0 < rows ? N - n0 : rows;
+        note(c, qdequant_bf16(w->data, qt, w->scale, N, K, n0, m, c->deq, c->stream));
+        if (blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, T, K, &one, c->deq, CUDA_R_16BF, K, c->xcast,
+                         CUDA_R_16BF, K, &zero, out + n0, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS) {
+            note(c, cudaErrorLaunchFailure);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* out[T, N] = x[T, K] W^T + bias. Row-major out is column-major N x T, and W [N, K] row-major
  * is column-major K x N, so C(N x T) = op(Wc)^T (N x K) * xc (K x T) with no transposed copy.
  * The products of one call share x, so a 16-bit x is narrowed once for all of them. */
 static void cu_matmul(struct backend *b, const float *x, int T, const struct backend_matmul_args *mm, int n) {
     struct cuda_ctx *c = ctx_of(b);
     const float one = 1.0f, zero = 0.0f;
-    enum folio_dtype narrowed = FOLIO_F32;
+    struct x_state xs = {.narrowed = FOLIO_F32};
     for (int i = 0; i < n; i++) {
         const struct backend_weight *w = mm[i].w;
         const int N = (int)w->rows, K = (int)w->cols;
         cublasStatus_t st;
-        if (w->dtype != FOLIO_F32 && gemv_supported((enum kernel_dtype)w->dtype, T, K, w->data, x)) {
+        if (is_quant(w->dtype)) {
+            if (quant_matmul(c, x, T, w, mm[i].out, &xs)) continue;
+            st = CUBLAS_STATUS_SUCCESS;
+        } else if (w->dtype != FOLIO_F32 && gemv_supported((enum kernel_dtype)w->dtype, T, K, w->data, x)) {
             /* A few rows: our weight-streaming kernel, on the fp32 activations as they are. */
             note(c, gemv(w->data, (enum kernel_dtype)w->dtype, x, mm[i].out, T, N, K, c->stream));
             st = CUBLAS_STATUS_SUCCESS;
@@ -226,9 +432,10 @@ static void cu_matmul(struct backend *b, const float *x, int T, const struct bac
                 note(c, cudaErrorInvalidValue);
                 continue;
             }
-            if (narrowed != w->dtype) {
+            if (xs.narrowed != w->dtype || xs.narrowed_perm) {
                 note(c, cast_f32(x, c->xcast, (enum kernel_dtype)w->dtype, (size_t)T * K, c->stream));
-                narrowed = w->dtype;
+                xs.narrowed = w->dtype;
+                xs.narrowed_perm = NULL;
             }
             set_math(c, CUBLAS_DEFAULT_MATH);
             st = blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w->data, cuda_type(w->dtype), K,
@@ -257,15 +464,16 @@ static void cu_rope(struct backend *b, const struct backend_rope_args *a) {
 }
 
 static void cu_reshape_and_cache(struct backend *b, const float *k, const float *v, int stride,
-                                 const int32_t *slot_mapping, float *k_cache, float *v_cache, int T, int nkv,
-                                 int head_dim, int block_size) {
-    note(ctx_of(b), reshape_and_cache(k, v, stride, slot_mapping, k_cache, v_cache, T, nkv, head_dim, block_size,
-                                      ctx_of(b)->stream));
+                                 const int32_t *slot_mapping, void *k_cache, void *v_cache, enum folio_dtype kv_dtype,
+                                 float k_scale, float v_scale, int T, int nkv, int head_dim, int block_size) {
+    note(ctx_of(b), reshape_and_cache(k, v, stride, slot_mapping, k_cache, v_cache, (enum kernel_kv_dtype)kv_dtype,
+                                      k_scale, v_scale, T, nkv, head_dim, block_size, ctx_of(b)->stream));
 }
 
 static void cu_attention(struct backend *b, const struct backend_attention_args *p) {
     const struct paged_attention_params pa = {
-        .q = p->q, .k_cache = p->k_cache, .v_cache = p->v_cache, .block_tables = p->block_tables,
+        .q = p->q, .k_cache = p->k_cache, .v_cache = p->v_cache, .kv_dtype = (enum kernel_kv_dtype)p->kv_dtype,
+        .k_scale = p->k_scale, .v_scale = p->v_scale, .block_tables = p->block_tables,
         .seq_idx = p->seq_idx, .positions = p->positions, .out = p->out, .num_tokens = p->num_tokens,
         .num_heads = p->num_heads, .num_kv_heads = p->num_kv_heads, .head_dim = p->head_dim,
         .block_size = p->block_size, .max_blocks_per_seq = p->max_blocks_per_seq,
@@ -309,9 +517,9 @@ static void cu_moe(struct backend *b, const struct backend_moe_args *a) {
     note(c, moe(&p, c->stream));
 }
 
-static void cu_copy_blocks(struct backend *b, float *pool, int num_caches, size_t cache_elems, size_t block_elems,
+static void cu_copy_blocks(struct backend *b, void *pool, int num_caches, size_t cache_bytes, size_t block_bytes,
                            const int32_t *pairs, int n) {
-    note(ctx_of(b), copy_blocks(pool, num_caches, cache_elems, block_elems, pairs, n, ctx_of(b)->stream));
+    note(ctx_of(b), copy_blocks(pool, num_caches, cache_bytes, block_bytes, pairs, n, ctx_of(b)->stream));
 }
 
 static void cu_gather_rows(struct backend *b, const float *x, const int32_t *idx, int n, int dim, float *out) {
@@ -381,12 +589,12 @@ static int cu_reserve(struct backend *b, const struct backend_reserve_args *r) {
     c->attn_ws_bytes = ws;
     c->moe_pairs = moe_bytes ? moe_pairs : 0;
     c->reserved = xcast_bytes + sizeof(float) * T + sizeof(int32_t) * T + ws + moe_bytes;
-    return 0;
+    return quant_reserve(b);
 }
 
 static int cu_mem_info(struct backend *b, struct backend_mem *out) {
     cudaError_t e = cudaMemGetInfo(&out->free, &out->total);
-    out->reserved = ctx_of(b)->reserved + ctx_of(b)->blas_ws_bytes;
+    out->reserved = ctx_of(b)->reserved + ctx_of(b)->blas_ws_bytes + ctx_of(b)->q_reserved;
     return e == cudaSuccess ? 0 : folio_err(FOLIO_EIO, "cudaMemGetInfo: %s", cudaGetErrorString(e));
 }
 
@@ -431,6 +639,7 @@ static void cu_graph_free(struct backend *b, void *graph) {
 
 static const struct backend_i cuda_iface = {
     .name = "cuda",
+    .kv_dtypes = 1u << FOLIO_F32 | 1u << FOLIO_BF16 | 1u << FOLIO_FP8,
     .free = cu_free,
     .alloc = cu_alloc,
     .release = cu_release,
@@ -438,6 +647,7 @@ static const struct backend_i cuda_iface = {
     .download = cu_download,
     .load_weight = cu_load_weight,
     .free_weight = cu_free_weight,
+    .load_quant = cu_load_quant,
     .embed = cu_embed,
     .add_rms_norm = cu_add_rms_norm,
     .matmul = cu_matmul,
