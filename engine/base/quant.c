@@ -110,7 +110,7 @@ void quant_row_x8(const float *x, const int32_t *perm, int K, struct quant_x8 *d
             sum += dst[b].q[i];
         }
         dst[b].d = amax / 127.0f;
-        dst[b].s = dst[b].d * (float)sum;
+        dst[b].qsum = sum;
     }
 }
 

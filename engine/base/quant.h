@@ -46,10 +46,11 @@ struct quant_q4z {
     uint8_t n[QUANT_BLOCK / 2];
 };
 
-/* An activation block: x[i] ~= d * q[i], q in [-127, 127]; s = d * sum(q) (for the
- * zero-point terms of Q4 and Q4Z). */
+/* An activation block: x[i] ~= d * q[i], q in [-127, 127]; qsum = sum(q) (for Q4Z's
+ * zero-point term, z * qsum, exact in integers). */
 struct quant_x8 {
-    float d, s;
+    float d;
+    int32_t qsum;
     int8_t q[QUANT_BLOCK];
 };
 

@@ -49,7 +49,7 @@ static void quantize_block_avx2(const float *v, struct quant_x8 *dst) {
     const __m256i p8 = _mm256_packs_epi16(p16a, p16b);
     _mm256_storeu_si256((__m256i *)dst->q, _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
     dst->d = amax / 127.0f;
-    dst->s = dst->d * (float)sum;
+    dst->qsum = sum;
 }
 
 void cpu_quantize_x8_avx2(const float *x, const int32_t *perm, int K, struct quant_x8 *dst) {
@@ -126,7 +126,8 @@ static int nib(const uint8_t *n, int i) { return i < 16 ? n[i] & 15 : n[i - 16] 
                     int32_t isum = 0;                                                                            \
                     for (int i = 0; i < QUANT_BLOCK; i++) isum += (WQ) * xt[b].q[i];                             \
                     const float dw = folio_f16_to_f32(w[b].d);                                                   \
-                    acc += dw * xt[b].d * (float)isum - dw * (float)(ZERO) * xt[b].s;                            \
+                    isum -= (int32_t)(ZERO) * xt[b].qsum;                                                        \
+                    acc += dw * xt[b].d * (float)isum;                                                           \
                 }                                                                                                \
                 out[(size_t)t * ldo + n] = acc + (bias ? bias[n] : 0.0f);                                        \
             }                                                                                                    \
