@@ -18,26 +18,25 @@ size_t quant_row_bytes(enum folio_dtype dt, int64_t K) {
 
 float quant_e4m3_to_f32(uint8_t b) { return folio_widen(&b, FOLIO_FP8, 0); }
 
-/* Round to nearest even on the e4m3 grid: 3 mantissa bits, exponents -6..8, subnormals of
- * 2^-9. Done on the magnitude in fp32, where every e4m3 value and midpoint is exact. */
+/* Round to nearest even on the e4m3 grid (3 mantissa bits, exponents -6..8, subnormals of
+ * 2^-9), on the fp32 bits: an fp8 KV cache encodes every K and V element it stores in the
+ * step loop, so no libm calls. */
 uint8_t quant_f32_to_e4m3(float f) {
-    const uint8_t sign = signbit(f) ? 0x80 : 0;
-    float a = fabsf(f);
-    if (isnan(f)) return 0x7F;
-    if (a >= 448.0f) return sign | 0x7E;
-    int e;
-    frexpf(a, &e); /* a = m * 2^e, m in [0.5, 1) */
-    int exp = e - 1;  /* a in [2^exp, 2^(exp+1)) */
-    if (exp < -6) exp = -6; /* subnormal range shares the smallest normal's spacing */
-    const float step = ldexpf(1.0f, exp - 3);
-    float q = nearbyintf(a / step) * step; /* a / step is exact: a power-of-two division */
-    if (q >= 448.0f) return sign | 0x7E;
-    if (q == 0.0f) return sign;
-    frexpf(q, &e);
-    exp = e - 1;
-    if (exp < -6) return sign | (uint8_t)(q / ldexpf(1.0f, -9)); /* subnormal: m * 2^-9 */
-    const int mant = (int)(q / ldexpf(1.0f, exp - 3)) - 8;
-    return sign | (uint8_t)((exp + 7) << 3) | (uint8_t)mant;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    const uint8_t sign = (uint8_t)(bits >> 24 & 0x80u);
+    const uint32_t mag = bits & 0x7FFFFFFFu;
+    if (mag > 0x7F800000u) return 0x7F;        /* NaN */
+    if (mag >= 0x43E00000u) return sign | 0x7E; /* >= 448 (and inf): saturate */
+    if (mag < 0x3C800000u) {                    /* below 2^-6: the subnormal grid, exact in fp32 */
+        float a;
+        memcpy(&a, &mag, sizeof a);
+        return sign | (uint8_t)nearbyintf(a * 512.0f); /* 8 is the smallest normal's code */
+    }
+    /* the 23-bit mantissa rounded to 3 bits (to even; a carry bumps the exponent), then the
+     * exponent rebiased from 127 to 7 */
+    const uint32_t r = (mag + 0x7FFFFu + (mag >> 20 & 1u)) >> 20;
+    return sign | (uint8_t)(r - ((127u - 7u) << 3));
 }
 
 static int nibble(const uint8_t *n, int i) { return i < QUANT_BLOCK / 2 ? n[i] & 15 : n[i - QUANT_BLOCK / 2] >> 4; }
@@ -121,4 +120,8 @@ int quant_parse_method(const char *s, enum folio_dtype *out) {
     else if (!strcmp(s, "fp8")) *out = FOLIO_FP8;
     else return folio_err(FOLIO_EINVAL, "unknown quantization '%s' (expected int8, int4, fp8 or none)", s);
     return 0;
+}
+
+const char *quant_method_name(enum folio_dtype dt) {
+    return dt == FOLIO_Q8 ? "int8" : dt == FOLIO_Q4 ? "int4" : dt == FOLIO_FP8 ? "fp8" : "none";
 }

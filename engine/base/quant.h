@@ -87,5 +87,7 @@ void quant_row_x8(const float *x, const int32_t *perm, int K, struct quant_x8 *d
 /* --quantization (vLLM's spelling): "int8" -> FOLIO_Q8, "int4" -> FOLIO_Q4, "fp8" ->
  * FOLIO_FP8; NULL, "" and "none" -> 0 (no quantization at load). */
 int quant_parse_method(const char *s, enum folio_dtype *out);
+/* Its inverse: "int8", "int4", "fp8", or "none" for anything else. */
+const char *quant_method_name(enum folio_dtype dt);
 
 #endif

@@ -312,11 +312,8 @@ int engine_create(const struct engine_params *pp, struct engine **out) {
                           (size_t)e->num_local_blocks * config_kv_block_bytes_layers(e->cfg, e->bs, 1, e->kv_dtype);
     e->mem.kv_dtype = folio_dtype_name(e->kv_dtype);
     e->mem.weights_dtype = folio_dtype_name(model_matrix_dtype(e->m));
-    e->mem.quantization = e->cfg->quant.method                    ? e->cfg->quant.name
-                          : model_params(e->m)->quantization == FOLIO_Q8 ? "int8"
-                          : model_params(e->m)->quantization == FOLIO_Q4 ? "int4"
-                          : model_params(e->m)->quantization == FOLIO_FP8 ? "fp8"
-                                                                         : "none";
+    e->mem.quantization =
+        e->cfg->quant.method ? e->cfg->quant.name : quant_method_name(model_params(e->m)->quantization);
     e->mem.activations = model_activation_bytes(e->m);
     if (e->on_gpu) {
         const size_t known = e->mem.weights + e->mem.activations;

@@ -191,10 +191,18 @@ static int find_typed(struct model *m, const char *name, enum folio_dtype dt, in
     return rc;
 }
 
-/* An AWQ or GPTQ linear: base.qweight/.qzeros/.scales (GPTQ: .g_idx) repacked into Q4Z, of
- * which rows [row0, row0 + rows) are loaded (a fused qkv_proj is repacked once per slice). */
-static int load_int4_linear(struct model *m, const char *base, int64_t row0, int64_t rows, int64_t total,
-                            int64_t cols, struct backend_weight *w) {
+/* A layer's linear layer base ("...q_proj", or a fused "...qkv_proj") of total rows, loaded as
+ * n weights of consecutive rows: ws[i] takes rows[i] of them. */
+struct linear_split {
+    int n;
+    const int64_t *rows;
+    struct backend_weight *const *ws;
+};
+
+/* An AWQ or GPTQ linear: base.qweight/.qzeros/.scales (GPTQ: .g_idx) repacked into Q4Z once,
+ * then each slice loaded from it. */
+static int load_int4_linear(struct model *m, const char *base, int64_t total, int64_t cols,
+                            const struct linear_split *sp) {
     const struct model_quant *q = &m->cfg.quant;
     const int awq = q->method == QUANT_AWQ, gs = q->group_size > 0 ? q->group_size : (int)cols;
     const int groups = (int)((cols + gs - 1) / gs);
@@ -225,10 +233,11 @@ static int load_int4_linear(struct model *m, const char *base, int64_t row0, int
     rc = awq ? quant_repack_awq(qw->data, qz->data, sc->data, cols, total, gs, blocks)
              : quant_repack_gptq(qw->data, qz->data, sc->data, gi ? gi->data : NULL, cols, total, gs, groups,
                                  q->gptq_v2, blocks, perm, &has_perm);
-    if (rc) goto out;
-    const struct backend_quant_src src = {.dtype = FOLIO_Q4Z, .data = blocks + row0 * nb, .rows = rows, .cols = cols,
-                                          .perm = has_perm ? perm : NULL};
-    rc = backend_load_quant(m->b, &src, w);
+    for (int64_t i = 0, row0 = 0; !rc && i < sp->n; row0 += sp->rows[i++]) {
+        const struct backend_quant_src src = {.dtype = FOLIO_Q4Z, .data = blocks + row0 * nb, .rows = sp->rows[i],
+                                              .cols = cols, .perm = has_perm ? perm : NULL};
+        rc = backend_load_quant(m->b, &src, sp->ws[i]);
+    }
 out:
     free(blocks);
     free(perm);
@@ -236,8 +245,8 @@ out:
 }
 
 /* An FP8 linear: base.weight (e4m3, borrowed from the mmap on the CPU) and base.weight_scale. */
-static int load_fp8_linear(struct model *m, const char *base, int64_t row0, int64_t rows, int64_t total,
-                           int64_t cols, struct backend_weight *w) {
+static int load_fp8_linear(struct model *m, const char *base, int64_t total, int64_t cols,
+                           const struct linear_split *sp) {
     const struct safetensors_tensor *t;
     char name[300];
     snprintf(name, sizeof name, "%s.weight", base);
@@ -246,36 +255,40 @@ static int load_fp8_linear(struct model *m, const char *base, int64_t row0, int6
     float *scale = malloc(sizeof(float) * (size_t)total);
     if (!scale) return folio_err(FOLIO_ENOMEM, "out of memory");
     snprintf(name, sizeof name, "%s.weight_scale", base);
-    if (!(rc = fp8_scales(m, name, total, scale))) {
+    rc = fp8_scales(m, name, total, scale);
+    for (int64_t i = 0, row0 = 0; !rc && i < sp->n; row0 += sp->rows[i++]) {
         const struct backend_quant_src src = {.dtype = FOLIO_FP8, .data = (const uint8_t *)t->data + row0 * cols,
-                                              .rows = rows, .cols = cols, .scale = scale + row0, .borrow = 1};
-        rc = backend_load_quant(m->b, &src, w);
+                                              .rows = sp->rows[i], .cols = cols, .scale = scale + row0, .borrow = 1};
+        rc = backend_load_quant(m->b, &src, sp->ws[i]);
     }
     free(scale);
     return rc;
 }
 
-/* Rows [row0, row0 + rows) of a layer's linear layer base ("...q_proj", "...qkv_proj") of
- * total rows: in the checkpoint's quantized format, quantized at load, or as it is. */
-static int load_linear_rows(struct model *m, const char *base, int64_t row0, int64_t rows, int64_t total,
-                            int64_t cols, struct backend_weight *w) {
+/* The slices of a linear layer: in the checkpoint's quantized format, quantized at load, or
+ * as they are. */
+static int load_linear_split(struct model *m, const char *base, int64_t cols, const struct linear_split *sp) {
+    int64_t total = 0;
+    for (int i = 0; i < sp->n; i++) total += sp->rows[i];
     switch (m->cfg.quant.method) {
     case QUANT_AWQ:
-    case QUANT_GPTQ: return load_int4_linear(m, base, row0, rows, total, cols, w);
-    case QUANT_FP8: return load_fp8_linear(m, base, row0, rows, total, cols, w);
+    case QUANT_GPTQ: return load_int4_linear(m, base, total, cols, sp);
+    case QUANT_FP8: return load_fp8_linear(m, base, total, cols, sp);
     default: break;
     }
     const struct safetensors_tensor *t;
     char name[300];
     snprintf(name, sizeof name, "%s.weight", base);
     int rc = find_tensor(m, name, total, cols, &t);
-    if (rc) return rc;
-    const char *src = (const char *)t->data + (size_t)row0 * (size_t)cols * folio_dtype_size(t->dtype);
-    return backend_load_weight(m->b, src, t->dtype, rows, cols, m->mdtype, w);
+    for (int64_t i = 0, row0 = 0; !rc && i < sp->n; row0 += sp->rows[i++]) {
+        const char *src = (const char *)t->data + (size_t)row0 * (size_t)cols * folio_dtype_size(t->dtype);
+        rc = backend_load_weight(m->b, src, t->dtype, sp->rows[i], cols, m->mdtype, sp->ws[i]);
+    }
+    return rc;
 }
 
 static int load_linear(struct model *m, const char *base, int64_t rows, int64_t cols, struct backend_weight *w) {
-    return load_linear_rows(m, base, 0, rows, rows, cols, w);
+    return load_linear_split(m, base, cols, &(struct linear_split){1, &rows, &w});
 }
 
 /* Vectors (norms, biases) are tiny, so they live in fp32 whatever the matrices use. Gemma's
@@ -402,11 +415,9 @@ static int load_attention(struct model *m, struct layer *L, int l) {
     int rc;
 #define NAME(suffix) (snprintf(name, sizeof name, "%slayers.%d.%s", m->prefix, l, suffix), name)
     if (c->fused_qkv) {
-        const int64_t all = m->q_dim + 2 * (int64_t)m->kv_dim;
-        if ((rc = load_linear_rows(m, NAME("self_attn.qkv_proj"), 0, m->q_dim, all, H, &L->q)) ||
-            (rc = load_linear_rows(m, NAME("self_attn.qkv_proj"), m->q_dim, m->kv_dim, all, H, &L->k)) ||
-            (rc = load_linear_rows(m, NAME("self_attn.qkv_proj"), m->q_dim + (int64_t)m->kv_dim, m->kv_dim, all, H,
-                                   &L->v)))
+        const int64_t rows[3] = {m->q_dim, m->kv_dim, m->kv_dim};
+        struct backend_weight *const ws[3] = {&L->q, &L->k, &L->v};
+        if ((rc = load_linear_split(m, NAME("self_attn.qkv_proj"), H, &(struct linear_split){3, rows, ws})))
             return rc;
     } else if ((rc = load_linear(m, NAME("self_attn.q_proj"), m->q_dim, H, &L->q)) ||
                (rc = load_linear(m, NAME("self_attn.k_proj"), m->kv_dim, H, &L->k)) ||
@@ -465,9 +476,9 @@ static int load_mlp(struct model *m, struct layer *L, int l) {
                    : 0;
     }
     if (c->fused_qkv) {
-        if ((rc = load_linear_rows(m, NAME("mlp.gate_up_proj"), 0, I, 2 * I, H, &L->gate)) ||
-            (rc = load_linear_rows(m, NAME("mlp.gate_up_proj"), I, I, 2 * I, H, &L->up)))
-            return rc;
+        const int64_t rows[2] = {I, I};
+        struct backend_weight *const ws[2] = {&L->gate, &L->up};
+        if ((rc = load_linear_split(m, NAME("mlp.gate_up_proj"), H, &(struct linear_split){2, rows, ws}))) return rc;
     } else if ((rc = load_linear(m, NAME("mlp.gate_proj"), I, H, &L->gate)) ||
                (rc = load_linear(m, NAME("mlp.up_proj"), I, H, &L->up))) {
         return rc;
@@ -630,7 +641,7 @@ int model_load(const char *dir, const struct model_params *p, struct backend *b,
     m->dtype = m->p.dtype_auto ? checkpoint_dtype(m) : m->p.dtype;
     if (m->p.quantization && c->quant.method) {
         rc = folio_err(FOLIO_EINVAL, "--quantization %s: the checkpoint is already quantized (quant_method %s)",
-                       folio_dtype_name(m->p.quantization), c->quant.name);
+                       quant_method_name(m->p.quantization), c->quant.name);
         goto fail;
     }
     if (m->p.quantization && m->p.quantization != FOLIO_Q8 && m->p.quantization != FOLIO_Q4 &&

@@ -74,7 +74,8 @@ AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]          # nibble k holds column AWQ_ORDER[
 AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]  # column c sits in nibble AWQ_REVERSE_ORDER[c]
 PLAIN_ORDER = list(range(8))
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+           "self_attn.qkv_proj", "mlp.gate_up_proj")  # Phi-3 fuses them
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "F8_E4M3": 1, "F64": 8}
 E4M3_MAX = 448.0
 

@@ -31,6 +31,30 @@ TEST(quant_e4m3_round_trip_and_rounding) {
     CHECK(quant_f32_to_e4m3(1000.0f) == 0x7E); /* saturates */
     CHECK(quant_f32_to_e4m3(1.0625f) == 0x38); /* halfway between 1 and 1.125: to even */
     CHECK(quant_f32_to_e4m3(1.1875f) == 0x3A); /* halfway between 1.125 and 1.25: to even (1.25) */
+    CHECK(quant_f32_to_e4m3(-0.0f) == 0x80);
+    CHECK(quant_f32_to_e4m3(INFINITY) == 0x7E && quant_f32_to_e4m3(-INFINITY) == 0xFE);
+    CHECK(quant_f32_to_e4m3(NAN) == 0x7F);
+    /* against brute force: the nearest of all 253 finite codes' values, ties to the even code,
+     * over random magnitudes from 2^-12 to 2^10 and every midpoint between neighbours */
+    float vals[4000];
+    int nv = 0;
+    for (int i = 0; i < 3000; i++) vals[nv++] = ldexpf(0.5f + 0.5f * fabsf(qrand()), (int)(qrng >> 8) % 22 - 11) *
+                                                (i & 1 ? -1.0f : 1.0f);
+    for (int b = 0; b < 0x7E && nv < 4000; b++)
+        vals[nv++] = 0.5f * (quant_e4m3_to_f32((uint8_t)b) + quant_e4m3_to_f32((uint8_t)(b + 1)));
+    int bad = 0;
+    for (int i = 0; i < nv; i++) {
+        const float a = fabsf(vals[i]);
+        int best = 0;
+        for (int c = 1; c <= 0x7E; c++) {
+            const float dc = fabsf(quant_e4m3_to_f32((uint8_t)c) - a), db = fabsf(quant_e4m3_to_f32((uint8_t)best) - a);
+            if (dc < db || (dc == db && (c & 1) == 0)) best = c;
+        }
+        if (a >= 448.0f) best = 0x7E;
+        const uint8_t want = (uint8_t)(best | (signbit(vals[i]) ? 0x80 : 0));
+        bad += quant_f32_to_e4m3(vals[i]) != want;
+    }
+    CHECK_EQ_INT(bad, 0);
 }
 
 TEST(quant_rows_dequantize_within_half_a_step) {

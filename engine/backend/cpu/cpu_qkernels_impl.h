@@ -13,19 +13,10 @@
  * AVX-512 cores int8 decode stays on the memory stream; int4 is within 1.5x of it (more
  * arithmetic per byte), which the 512-bit one-token Q4 tile narrows. */
 
-static inline float QKFN(f16)(uint16_t h) { return _cvtsh_ss(h); }
-
 /* The 32 nibbles of a Q4/Q4Z block in K order, as unsigned bytes (0..15). */
 static inline __m256i QKFN(unpack4)(const uint8_t *n) {
     const __m128i v = _mm_loadu_si128((const __m128i *)n), m = _mm_set1_epi8(15);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
-}
-
-static inline float QKFN(hsum)(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* Q8 and Q4: each (row, token) pair's block dot product is an exact int32 (its eight lanes
@@ -47,11 +38,10 @@ static inline __m128i QKFN(isum4)(__m256i p0, __m256i p1, __m256i p2, __m256i p3
     return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-/* The four rows' f16 scales of block b, as fp32. */
-static inline __m128 QKFN(dw4_q8)(const struct quant_q8 *const *wr, int b) {
-    return _mm_cvtph_ps(_mm_setr_epi16((short)wr[0][b].d, (short)wr[1][b].d, (short)wr[2][b].d, (short)wr[3][b].d,
-                                       0, 0, 0, 0));
-}
+/* The f16 scales of block b of four rows wr (Q8 or Q4Z blocks), as fp32. */
+#define DW4(wr, b)                                                                                                  \
+    _mm_cvtph_ps(_mm_setr_epi16((short)(wr)[0][b].d, (short)(wr)[1][b].d, (short)(wr)[2][b].d, (short)(wr)[3][b].d, \
+                                0, 0, 0, 0))
 
 /* Stores a tile's pair sums: lane r * 4 + j is row j, token r. */
 static inline void QKFN(store_pairs)(const float *sums, int rt, int nrows, float *out, int ldo, const float *bias) {
@@ -123,7 +113,7 @@ static inline __attribute__((always_inline)) void QKFN(tile_q8)(const struct qua
             const __m256i xs = Q8_X(_mm256_loadu_si256((const __m256i *)x[(size_t)r * nb + b].q));
             _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) p[r * 4 + j] = Q8_DOT(aux[j], wv[j], xs);
         }
-        const __m128 dw = QKFN(dw4_q8)(wr, b);
+        const __m128 dw = DW4(wr, b);
         QKFN(fold_pairs)(acc, p, _mm256_set_m128(dw, dw), x, nb, b, nt);
     }
     QKFN(store_tile)(acc, nt, nrows, out, ldo, bias);
@@ -144,7 +134,7 @@ static inline __attribute__((always_inline)) void QKFN(tile1_q8)(const struct qu
             const __m256i wv = _mm256_loadu_si256((const __m256i *)wr[j][b].q);
             p[j] = Q8_DOT(Q8_ROW(wv), wv, xs);
         }
-        const __m128 sc = _mm_mul_ps(QKFN(dw4_q8)(wr, b), _mm_set1_ps(x[b].d));
+        const __m128 sc = _mm_mul_ps(DW4(wr, b), _mm_set1_ps(x[b].d));
         acc = _mm_fmadd_ps(_mm_cvtepi32_ps(QKFN(isum4)(p[0], p[1], p[2], p[3])), sc, acc);
     }
     float sums[4];
@@ -251,11 +241,6 @@ static inline __attribute__((always_inline)) void QKFN(tile1_q4)(const struct qu
 
 /* Q4Z: unsigned nibbles times x, then the zero point's share z * sum(q_x) off each pair's
  * integer sum. */
-static inline __m128 QKFN(dw4_q4z)(const struct quant_q4z *const *wr, int b) {
-    return _mm_cvtph_ps(_mm_setr_epi16((short)wr[0][b].d, (short)wr[1][b].d, (short)wr[2][b].d, (short)wr[3][b].d,
-                                       0, 0, 0, 0));
-}
-
 static inline __m128i QKFN(z4_q4z)(const struct quant_q4z *const *wr, int b) {
     return _mm_setr_epi32(wr[0][b].z, wr[1][b].z, wr[2][b].z, wr[3][b].z);
 }
@@ -277,7 +262,7 @@ static inline __attribute__((always_inline)) void QKFN(tile_q4z)(const struct qu
             _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) p[r * 4 + j] = DPBUSD(_mm256_setzero_si256(), u[j], xv);
         }
         const __m128i z = QKFN(z4_q4z)(wr, b);
-        const __m128 dw = QKFN(dw4_q4z)(wr, b);
+        const __m128 dw = DW4(wr, b);
         QKFN(fold_pairs_z)(acc, p, _mm256_set_m128(dw, dw), _mm256_set_m128i(z, z), x, nb, b, nt);
     }
     QKFN(store_tile)(acc, nt, nrows, out, ldo, bias);
@@ -297,7 +282,7 @@ static inline __attribute__((always_inline)) void QKFN(tile1_q4z)(const struct q
             p[j] = DPBUSD(_mm256_setzero_si256(), QKFN(unpack4)(wr[j][b].n), xv);
         }
         const __m128i zq = _mm_mullo_epi32(QKFN(z4_q4z)(wr, b), _mm_set1_epi32(x[b].qsum));
-        const __m128 sc = _mm_mul_ps(QKFN(dw4_q4z)(wr, b), _mm_set1_ps(x[b].d));
+        const __m128 sc = _mm_mul_ps(DW4(wr, b), _mm_set1_ps(x[b].d));
         acc = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_sub_epi32(QKFN(isum4)(p[0], p[1], p[2], p[3]), zq)), sc, acc);
     }
     float sums[4];
@@ -338,6 +323,7 @@ DEFINE_QGEMM(q4, struct cpu_q4x4, 4)
 DEFINE_QGEMM(q4z, struct quant_q4z, 1)
 #undef DEFINE_QGEMM
 #undef QK_TILE1
+#undef DW4
 #undef QK_TILE1_q8
 #undef QK_TILE1_q4z
 #undef QK_TILE1_q4
